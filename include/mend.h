@@ -1,0 +1,109 @@
+/* mend — repair compressed LLMs with soft prompts.
+ *
+ * Public C API. The CLI uses only what is declared here. Every function that
+ * can fail returns an int status: 0 on success, a negative MEND_E* code on
+ * failure, and leaves a sentence naming the file, the field and what was
+ * expected in mend_last_error(). Library code never prints, never exits and
+ * never reads the environment for behaviour.
+ */
+#ifndef MEND_H
+#define MEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MEND_VERSION "0.1.0"
+
+/* ---- errors ------------------------------------------------------------ */
+enum {
+    MEND_OK = 0,
+    MEND_EIO = -1,          /* cannot open / read / write a file */
+    MEND_EFORMAT = -2,      /* the input is malformed, truncated or corrupt */
+    MEND_ENOMEM = -3,       /* allocation failed */
+    MEND_EINVAL = -4,       /* bad argument from the caller */
+    MEND_ERANGE = -5,       /* a size or index is out of range / overflows */
+    MEND_EUNSUPPORTED = -6  /* valid input that mend does not handle */
+};
+
+/* The sentence describing the last error raised on this thread. */
+const char *mend_last_error(void);
+/* Name of a status code ("EFORMAT", ...). */
+const char *mend_strerror(int status);
+
+/* ---- threads ------------------------------------------------------------ */
+/* Number of threads for OpenMP regions and BLAS (0 = all cores). */
+void mend_set_threads(int n);
+int mend_get_threads(void);
+
+/* ---- models ------------------------------------------------------------- */
+typedef struct mend_model mend_model;
+typedef struct mend_tokenizer mend_tokenizer;
+
+typedef struct mend_load_opts {
+    int keep_packed;    /* 1: keep quantized matrices packed (native kernels);
+                           0: dequantize every matrix to f32 at load */
+} mend_load_opts;
+
+/* Load a GGUF file or a Hugging Face directory (config.json, *.safetensors,
+ * tokenizer.json). opts may be NULL for defaults. */
+int mend_model_load(mend_model **out, const char *path, const mend_load_opts *opts);
+void mend_model_free(mend_model *m);
+
+typedef struct mend_model_info {
+    char arch[32];
+    int n_vocab, dim, n_layers, n_heads, n_kv_heads, head_dim, hidden_dim;
+    int ctx_len;
+    float rope_theta, norm_eps;
+    int tied_embeddings;
+    int64_t n_params;
+} mend_model_info;
+void mend_model_get_info(const mend_model *m, mend_model_info *info);
+const mend_tokenizer *mend_model_tokenizer(const mend_model *m);
+
+/* ---- tokenizer ---------------------------------------------------------- */
+/* Encode text. add_special: add BOS/EOS as the model's metadata says.
+ * parse_special: recognise special/control token text such as "<|im_end|>".
+ * *ids is malloc'd; the caller frees it. */
+int mend_tokenize(const mend_tokenizer *t, const char *text, size_t len,
+                  int add_special, int parse_special, int32_t **ids, size_t *n_ids);
+/* Text of one token (bytes, not NUL-terminated); returns the length or a
+ * negative status. Writes at most cap bytes. */
+int mend_token_piece(const mend_tokenizer *t, int32_t id, char *buf, size_t cap);
+/* Decode a sequence to a malloc'd NUL-terminated string. */
+int mend_detokenize(const mend_tokenizer *t, const int32_t *ids, size_t n, char **text);
+int mend_tokenizer_n_vocab(const mend_tokenizer *t);
+int32_t mend_token_bos(const mend_tokenizer *t);
+int32_t mend_token_eos(const mend_tokenizer *t);
+int mend_tokenizer_add_bos(const mend_tokenizer *t);
+/* Is this an end-of-generation token (eos, eot, <|im_end|>, ...)? */
+int mend_token_is_eog(const mend_tokenizer *t, int32_t id);
+
+
+/* ---- forward pass ------------------------------------------------------- */
+/* A run state: KV cache for up to n_ctx positions plus scratch for batches of
+ * up to max_batch positions. One state per concurrent sequence. */
+typedef struct mend_state mend_state;
+int mend_state_new(mend_state **out, const mend_model *m, int n_ctx, int max_batch);
+void mend_state_free(mend_state *s);
+int mend_state_n_ctx(const mend_state *s);
+
+/* Run n positions starting at position pos, attending to the cached positions
+ * [0, pos) and causally within the batch; the KV of [pos, pos+n) is written to
+ * the cache (anything cached at or beyond pos is overwritten, so re-running
+ * from an earlier pos forks a shared prefix for free).
+ * Inputs: tokens (n ids) or embeds (n x dim raw embedding vectors, e.g. a soft
+ * prompt), exactly one non-NULL. Positions count from 0 at the first cached
+ * entry, so a soft prompt placed first shifts the text's positions, as PEFT does.
+ * logits: NULL, or (n x n_vocab) when logits_all, or (n_vocab) for the last
+ * position only. */
+int mend_forward(mend_state *s, const int32_t *tokens, const float *embeds, int n, int pos,
+                 float *logits, int logits_all);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,69 @@
+/* The model: config, weights, and the run state of a forward pass.
+ * Structs mirror the math (llama2.c style). */
+#ifndef MEND_MODEL_H
+#define MEND_MODEL_H
+
+#include <stdint.h>
+#include "mend.h"
+#include "io/gguf.h"
+
+enum mend_rope_type {
+    MEND_ROPE_NORM = 0,   /* rotate adjacent pairs (x[2i], x[2i+1]); GGUF llama layout */
+    MEND_ROPE_NEOX = 2    /* rotate halves (x[i], x[i+d/2]); HF layout, qwen2 */
+};
+
+typedef struct mend_config {
+    char arch[32];        /* "llama", "qwen2", "mistral" */
+    int n_vocab;
+    int dim;              /* hidden size */
+    int n_layers;
+    int n_heads;
+    int n_kv_heads;
+    int head_dim;
+    int hidden_dim;       /* FFN inner size */
+    int ctx_len;          /* trained context */
+    float rope_theta;
+    float norm_eps;
+    int rope_type;        /* enum mend_rope_type */
+    int tied;             /* output head shares token embeddings */
+} mend_config;
+
+/* A weight matrix in row-major [rows][cols] with rows = output features, in
+ * any ggml type (F32 when dequantized). ggml's ne[0] == cols, ne[1] == rows. */
+typedef struct mend_mat {
+    uint32_t type;
+    int64_t rows, cols;
+    const void *data;
+    size_t row_bytes;
+} mend_mat;
+
+typedef struct mend_layer {
+    const float *attn_norm;        /* (dim) */
+    mend_mat wq, wk, wv, wo;       /* (n_heads*hd, dim) (kv*hd, dim) (kv*hd, dim) (dim, n_heads*hd) */
+    const float *bq, *bk, *bv;     /* optional biases (qwen2), NULL otherwise */
+    const float *ffn_norm;         /* (dim) */
+    mend_mat w_gate, w_up, w_down; /* (hidden, dim) (hidden, dim) (dim, hidden) */
+} mend_layer;
+
+struct mend_model {
+    mend_config cfg;
+    mend_mat tok_embd;             /* (n_vocab, dim) */
+    mend_layer *layers;
+    const float *out_norm;         /* (dim) */
+    mend_mat output;               /* (n_vocab, dim); == tok_embd when tied */
+    mend_tokenizer *tok;
+    mend_gguf *gguf;               /* when loaded from GGUF (owns the map) */
+    void *arena;                   /* one allocation for dequantized / converted weights */
+    size_t arena_bytes;
+    void *owned;                   /* loader-specific storage (HF maps), freed by free_owned */
+    void (*free_owned)(void *);
+    char *path;
+};
+
+/* Loaders (model/load_gguf.c, io/hf.c). */
+int mend_model_load_gguf(mend_model **out, const char *path, const mend_load_opts *opts);
+int mend_model_load_hf(mend_model **out, const char *dir, const mend_load_opts *opts);
+/* Validate shapes of a filled model (every loader calls it last). */
+int mend_model_validate(const mend_model *m);
+
+#endif
