@@ -62,6 +62,7 @@ typedef struct mend_gguf {
     gguf_tensor *tensors;
     size_t alignment;
     size_t data_offset;
+    int borrowed;       /* buffer owned by the caller (open_mem) */
 } mend_gguf;
 
 /* Hard limits checked before anything is allocated. */
