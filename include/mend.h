@@ -103,6 +103,78 @@ int mend_state_n_ctx(const mend_state *s);
 int mend_forward(mend_state *s, const int32_t *tokens, const float *embeds, int n, int pos,
                  float *logits, int logits_all);
 
+/* ---- sampling (model/sample.c) ------------------------------------------ */
+/* Picks the next token from a logits row. temperature <= 0: greedy (argmax,
+ * lowest id on ties). Otherwise softmax(logits / temperature), restricted to
+ * the top_k most likely tokens (top_k <= 0: all) and then to the smallest set
+ * whose probability reaches top_p (top_p >= 1: all), sampled with a PCG32
+ * generator seeded by seed (same seed, same logits -> same tokens). */
+typedef struct mend_sampler_opts {
+    float temperature;
+    float top_p;
+    int top_k;
+    uint64_t seed;
+} mend_sampler_opts;
+typedef struct mend_sampler mend_sampler;
+int mend_sampler_new(mend_sampler **out, int n_vocab, const mend_sampler_opts *opts);
+void mend_sampler_free(mend_sampler *s);
+/* Returns the token id (>= 0) or a negative status (non-finite logits). */
+int32_t mend_sample(mend_sampler *s, const float *logits);
+
+/* ---- chat templates (model/chat.c) --------------------------------------- */
+/* A string from the model's metadata (GGUF key, e.g. "tokenizer.chat_template"),
+ * or NULL when absent or not a string. Borrowed from the model. */
+const char *mend_model_meta_str(const mend_model *m, const char *key);
+/* Format one user turn for generation with a chat template. Only ChatML
+ * templates (those containing "<|im_start|>") are supported: the result is
+ * "<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n{user}<|im_end|>\n
+ * <|im_start|>assistant\n". system == NULL takes the template's default system
+ * text (none when the template has no default); "" drops the system turn.
+ * *out is malloc'd. */
+int mend_chat_format(const char *tmpl, const char *system, const char *user, char **out);
+
+/* ---- perplexity (eval/ppl.c) --------------------------------------------- */
+enum mend_ppl_protocol {
+    MEND_PPL_GPTQ = 0,      /* GPTQ/SparseGPT/Wanda: windows of n_ctx, every token but
+                               the first scored, ppl = exp(mean window loss) */
+    MEND_PPL_LLAMACPP = 1   /* llama.cpp perplexity: chunks of n_ctx, second half scored,
+                               BOS at position 0 when the model adds BOS */
+};
+typedef struct mend_ppl_opts {
+    int protocol;       /* enum mend_ppl_protocol */
+    int n_ctx;          /* window length; 0: 2048 (gptq) or 512 (llamacpp) */
+    int n_chunks;       /* score only the first n_chunks windows; <= 0: all */
+    int n_batch;        /* positions per forward call; 0: min(n_ctx, 512) */
+    int32_t bos;        /* llamacpp: token placed at position 0 of every chunk
+                           (the model's BOS when it adds one), -1: keep the text token */
+} mend_ppl_opts;
+typedef struct mend_ppl_result {
+    double ppl;         /* the protocol's perplexity */
+    double nll_sum;     /* sum of -log p over scored tokens */
+    double nll2_sum;    /* sum of (-log p)^2 */
+    int64_t n_scored;   /* scored tokens */
+    int n_chunks;       /* windows scored */
+    int n_ctx;          /* window length used */
+    double ppl_err;     /* llama.cpp's +/- : ppl * sqrt(var(nll) / (n_scored - 1)) */
+} mend_ppl_result;
+/* Called after each window with the running perplexity; a non-zero return
+ * cancels the run (MEND_EINVAL "cancelled"). */
+typedef int (*mend_ppl_progress_fn)(void *user, int done, int total, double running_ppl);
+/* Scores a window: nll[j] = -log p(win[first+j+1] | win[0..first+j]) for
+ * j in [0, n - 1 - first). win already has the protocol's BOS substitution. */
+typedef int (*mend_ppl_score_fn)(void *user, const int32_t *win, int n, int first, double *nll);
+/* The protocol loop over a token sequence with any scorer (testable without a model). */
+int mend_ppl_run(const int32_t *tokens, size_t n_tokens, const mend_ppl_opts *opts,
+                 mend_ppl_score_fn score, void *score_user,
+                 mend_ppl_progress_fn progress, void *progress_user, mend_ppl_result *res);
+/* The protocol loop with the model's forward pass as scorer. */
+int mend_perplexity(const mend_model *m, const int32_t *tokens, size_t n_tokens,
+                    const mend_ppl_opts *opts, mend_ppl_progress_fn progress, void *progress_user,
+                    mend_ppl_result *res);
+/* -log softmax(logits)[target] over n_vocab entries, in double. */
+double mend_nll_from_logits(const float *logits, int n_vocab, int32_t target);
+
+
 #ifdef __cplusplus
 }
 #endif
