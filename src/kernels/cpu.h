@@ -1,0 +1,33 @@
+/* Run-time CPU feature detection for the SIMD kernels.
+ *
+ * The library is compiled for baseline x86-64; kernels built with target
+ * attributes are chosen here at run time, so one binary runs on any x86-64
+ * machine and on other architectures (where every query answers 0). */
+#ifndef MEND_CPU_H
+#define MEND_CPU_H
+
+/* AVX2 together with FMA and F16C (the set every AVX2 kernel may use). */
+int mend_cpu_has_avx2(void);
+/* AVX-512 F + BW + VL. */
+int mend_cpu_has_avx512(void);
+/* AVX-512 VNNI (int8 dot products), on top of mend_cpu_has_avx512(). */
+int mend_cpu_has_avx512_vnni(void);
+/* AVX-512 BF16 (bf16 dot products), on top of mend_cpu_has_avx512(). */
+int mend_cpu_has_avx512_bf16(void);
+
+/* When on is non-zero every query above answers 0, so dispatchers take their
+ * scalar paths; 0 restores detection. Meant for tests and A/B measurements. */
+void mend_cpu_force_scalar(int on);
+int mend_cpu_forced_scalar(void);
+
+/* The widest SIMD level the dispatchers may use right now. */
+enum mend_simd_level {
+    MEND_SIMD_SCALAR = 0,
+    MEND_SIMD_AVX2 = 1,
+    MEND_SIMD_AVX512 = 2
+};
+int mend_cpu_simd_level(void);
+/* Name of a level: "scalar", "avx2", "avx512". */
+const char *mend_simd_level_name(int level);
+
+#endif
