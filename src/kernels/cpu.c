@@ -1,9 +1,14 @@
-/* Run-time CPU feature detection (see cpu.h). The compiler's cpu model
- * (__builtin_cpu_supports) already checks that the OS saves the wide
- * registers (XCR0), so a feature reported here is usable. */
+/* Run-time CPU feature detection (see cpu.h) from CPUID, with XGETBV to make
+ * sure the OS saves the wide registers; a feature reported here is usable. */
 #include "kernels/cpu.h"
 
 #include <stdatomic.h>
+#include <stdint.h>
+
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+#include <cpuid.h>
+#define MEND_X86 1
+#endif
 
 #define F_AVX2     (1u << 0)
 #define F_AVX512   (1u << 1)
@@ -14,22 +19,33 @@
 static _Atomic unsigned g_features;     /* 0 until first detection */
 static _Atomic int g_force_scalar;
 
+#ifdef MEND_X86
+static uint64_t xgetbv0(void) {
+    uint32_t lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return (uint64_t)hi << 32 | lo;
+}
+#endif
+
 static unsigned detect(void) {
     unsigned f = 0;
-#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-        __builtin_cpu_supports("f16c"))
-        f |= F_AVX2;
-    if ((f & F_AVX2) && __builtin_cpu_supports("avx512f") &&
-        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl"))
-        f |= F_AVX512;
-    if ((f & F_AVX512) && __builtin_cpu_supports("avx512vnni"))
-        f |= F_VNNI;
-#if (defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11) || (defined(__clang__) && __clang_major__ >= 12)
-    if ((f & F_AVX512) && __builtin_cpu_supports("avx512bf16"))
+#ifdef MEND_X86
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return F_DETECTED;
+    const int fma = (c >> 12) & 1, osxsave = (c >> 27) & 1, avx = (c >> 28) & 1, f16c = (c >> 29) & 1;
+    if (!osxsave || !avx) return F_DETECTED;
+    const uint64_t xcr0 = xgetbv0();
+    if ((xcr0 & 0x6) != 0x6) return F_DETECTED;               /* XMM + YMM state */
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return F_DETECTED;
+    const unsigned max7 = a;
+    const int avx2 = (b >> 5) & 1, avx512f = (b >> 16) & 1, avx512bw = (b >> 30) & 1,
+              avx512vl = (b >> 31) & 1, vnni = (c >> 11) & 1;
+    if (avx2 && fma && f16c) f |= F_AVX2;
+    if ((f & F_AVX2) && avx512f && avx512bw && avx512vl && (xcr0 & 0xE6) == 0xE6)
+        f |= F_AVX512;                                          /* + opmask, ZMM state */
+    if ((f & F_AVX512) && vnni) f |= F_VNNI;
+    if ((f & F_AVX512) && max7 >= 1 && __get_cpuid_count(7, 1, &a, &b, &c, &d) && ((a >> 5) & 1))
         f |= F_BF16;
-#endif
 #endif
     return f | F_DETECTED;
 }
