@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Build the llama.cpp peer tools used by bench/ and docs/ppl.md.
+#
+# Source: the llama-cpp-python sdist from PyPI, which vendors a pinned
+# llama.cpp tree. Nothing from it is committed; everything lives under
+# $MEND_PEERS (default /opt/mend-peers):
+#   src/     the sdist and its unpacked tree
+#   build/   the CMake build directory
+#   bin/     llama-perplexity llama-bench llama-simple llama-completion
+#            llama-cli (when the tree builds it) llama-quantize llama-imatrix
+#   VERSION  "llama-cpp-python <version>" of the build in bin/
+#
+# Idempotent: re-running with the same version only checks that bin/ is
+# complete. Environment:
+#   MEND_PEERS                  install prefix (default /opt/mend-peers)
+#   LLAMA_CPP_PYTHON_VERSION    sdist version (default 0.3.36; "latest" for the newest)
+#   PIP                         pip command (default: /opt/mendpy/bin/pip, else python3 -m pip)
+#   JOBS                        build parallelism (default 2)
+set -euo pipefail
+
+PEERS="${MEND_PEERS:-/opt/mend-peers}"
+VERSION="${LLAMA_CPP_PYTHON_VERSION:-0.3.36}"
+JOBS="${JOBS:-2}"
+if [[ -z "${PIP:-}" ]]; then
+  if [[ -x /opt/mendpy/bin/pip ]]; then PIP=/opt/mendpy/bin/pip; else PIP="python3 -m pip"; fi
+fi
+
+# Tools we need, and the ones that are optional (target names differ across
+# llama.cpp versions: llama-cli moved behind LLAMA_BUILD_SERVER).
+REQUIRED=(llama-perplexity llama-bench llama-quantize llama-imatrix llama-simple)
+OPTIONAL=(llama-completion llama-cli)
+
+log() { printf 'peers: %s\n' "$*" >&2; }
+
+stamp="llama-cpp-python ${VERSION}"
+if [[ -f "$PEERS/VERSION" && "$(cat "$PEERS/VERSION")" == "$stamp" ]]; then
+  ok=1
+  for t in "${REQUIRED[@]}"; do [[ -x "$PEERS/bin/$t" ]] || ok=0; done
+  if [[ $ok == 1 ]]; then
+    log "up to date ($stamp) in $PEERS/bin"
+    exit 0
+  fi
+fi
+
+mkdir -p "$PEERS/src" "$PEERS/bin"
+
+# 1. the sdist
+spec="llama-cpp-python"
+[[ "$VERSION" != latest ]] && spec="llama-cpp-python==${VERSION}"
+sdist=""
+if [[ "$VERSION" != latest ]]; then
+  sdist=$(ls "$PEERS/src"/llama_cpp_python-"${VERSION}".tar.gz 2>/dev/null | head -1 || true)
+fi
+if [[ -z "$sdist" ]]; then
+  log "downloading $spec (sdist) from PyPI"
+  $PIP download --no-binary :all: --no-deps "$spec" -d "$PEERS/src" >&2
+  sdist=$(ls -t "$PEERS/src"/llama_cpp_python-*.tar.gz | head -1)
+fi
+VERSION=$(basename "$sdist" .tar.gz); VERSION=${VERSION#llama_cpp_python-}
+stamp="llama-cpp-python ${VERSION}"
+tree="$PEERS/src/llama_cpp_python-${VERSION}"
+
+# 2. unpack
+if [[ ! -f "$tree/vendor/llama.cpp/CMakeLists.txt" ]]; then
+  log "unpacking $(basename "$sdist")"
+  tar -xzf "$sdist" -C "$PEERS/src"
+fi
+[[ -f "$tree/vendor/llama.cpp/CMakeLists.txt" ]] || { log "no vendor/llama.cpp in $sdist"; exit 1; }
+
+# 3. configure + build only the tools (static, native, no network code)
+build="$PEERS/build"
+log "configuring llama.cpp from $tree/vendor/llama.cpp"
+cmake -S "$tree/vendor/llama.cpp" -B "$build" \
+  -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
+  -DBUILD_SHARED_LIBS=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=ON \
+  -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF >&2
+
+available=$(cmake --build "$build" --target help 2>/dev/null || true)
+targets=("${REQUIRED[@]}")
+for t in "${OPTIONAL[@]}"; do
+  if grep -qw -- "$t" <<<"$available"; then targets+=("$t"); fi
+done
+log "building ${targets[*]} with -j$JOBS"
+cmake --build "$build" --config Release -j "$JOBS" --target "${targets[@]}" >&2
+
+# 4. install into bin/
+for t in "${targets[@]}"; do
+  f=$(find "$build" -type f -name "$t" -perm -u+x | head -1)
+  [[ -n "$f" ]] || { log "built $t not found under $build"; exit 1; }
+  install -m 0755 "$f" "$PEERS/bin/$t"
+done
+printf '%s\n' "$stamp" > "$PEERS/VERSION"
+log "installed ${targets[*]} ($stamp) into $PEERS/bin"
