@@ -51,6 +51,13 @@ struct mend_model {
     mend_layer *layers;
     const float *out_norm;         /* (dim) */
     mend_mat output;               /* (n_vocab, dim); == tok_embd when tied */
+    /* The same matrices in their file types (pointers into the map), kept
+     * beside the f32 copies for native quantized kernels; equal to the
+     * fields above when loaded with keep_packed. Zero / NULL when a loader
+     * does not provide them. layers_packed shares the allocation of layers
+     * (it is layers + n_layers) and is never freed on its own. */
+    mend_mat tok_embd_packed, output_packed;
+    mend_layer *layers_packed;
     mend_tokenizer *tok;
     mend_gguf *gguf;               /* when loaded from GGUF (owns the map) */
     void *arena;                   /* one allocation for dequantized / converted weights */

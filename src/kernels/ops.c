@@ -1,0 +1,432 @@
+/* Dense f32 kernels of the forward pass (see ops.h for shapes).
+ *
+ * The three vector primitives (rows of dot products, weighted row sums, exp
+ * with a running sum) carry the attention and SwiGLU inner loops; each has a
+ * scalar _ref twin, an AVX2+FMA version and an AVX-512 version, chosen per
+ * call from kernels/cpu.h. The exp approximation is the classic range
+ * reduction x = n ln2 + r, |r| <= ln2/2, with a degree-7 polynomial for e^r
+ * (relative error ~2e-7, the same order as libm's expf in f32). */
+#include "kernels/ops.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+#include "kernels/cpu.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define MEND_OPS_X86 1
+#endif
+
+/* ---- scalar references ---------------------------------------------------- */
+
+void vec_dot_rows_ref(int T, int d, const float *q, const float *K, size_t ldk, float scale, float *s) {
+    for (int t = 0; t < T; t++) {
+        const float *k = K + (size_t)t * ldk;
+        float acc = 0.0f;
+        for (int j = 0; j < d; j++) acc += q[j] * k[j];
+        s[t] = scale * acc;
+    }
+}
+
+void vec_wsum_rows_ref(int T, int d, const float *p, const float *V, size_t ldv, float *out) {
+    for (int j = 0; j < d; j++) out[j] = 0.0f;
+    for (int t = 0; t < T; t++) {
+        const float *v = V + (size_t)t * ldv;
+        const float w = p[t];
+        for (int j = 0; j < d; j++) out[j] += w * v[j];
+    }
+}
+
+float vec_exp_sum_ref(int64_t n, float *x, float m) {
+    float sum = 0.0f;
+    for (int64_t i = 0; i < n; i++) {
+        x[i] = expf(x[i] - m);
+        sum += x[i];
+    }
+    return sum;
+}
+
+void swiglu_forward_ref(float *out, const float *gate, const float *up, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        const float g = gate[i];
+        out[i] = g / (1.0f + expf(-g)) * up[i];
+    }
+}
+
+#ifdef MEND_OPS_X86
+/* ---- AVX2 + FMA ------------------------------------------------------------ */
+#define T_AVX2 __attribute__((target("avx2,fma")))
+
+T_AVX2 static inline float hsum256(__m256 v) {
+    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
+    lo = _mm_add_ps(lo, hi);
+    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
+    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
+    return _mm_cvtss_f32(lo);
+}
+
+/* e^x for x in [-87, 88.3] (inputs are clamped there). */
+T_AVX2 static inline __m256 exp256(__m256 x) {
+    x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
+    x = _mm256_min_ps(x, _mm256_set1_ps(88.3f));
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    /* e^r = 1 + r + r^2 (1/2 + r (1/6 + r (1/24 + r (1/120 + r (1/720 + r/5040))))) */
+    __m256 p = _mm256_set1_ps(1.0f / 5040.0f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    __m256i e = _mm256_slli_epi32(_mm256_cvtps_epi32(n), 23);
+    return _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(p), e));
+}
+
+T_AVX2 void vec_dot_rows_avx2(int T, int d, const float *q, const float *K, size_t ldk, float scale, float *s) {
+    int t = 0;
+    for (; t + 4 <= T; t += 4) {
+        const float *k0 = K + (size_t)t * ldk, *k1 = k0 + ldk, *k2 = k1 + ldk, *k3 = k2 + ldk;
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int j = 0; j < d; j += 8) {
+            __m256 qv = _mm256_loadu_ps(q + j);
+            a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + j), a0);
+            a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k1 + j), a1);
+            a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k2 + j), a2);
+            a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k3 + j), a3);
+        }
+        s[t] = scale * hsum256(a0);
+        s[t + 1] = scale * hsum256(a1);
+        s[t + 2] = scale * hsum256(a2);
+        s[t + 3] = scale * hsum256(a3);
+    }
+    for (; t < T; t++) {
+        const float *k0 = K + (size_t)t * ldk;
+        __m256 a0 = _mm256_setzero_ps();
+        for (int j = 0; j < d; j += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + j), _mm256_loadu_ps(k0 + j), a0);
+        s[t] = scale * hsum256(a0);
+    }
+}
+
+T_AVX2 void vec_wsum_rows_avx2(int T, int d, const float *p, const float *V, size_t ldv, float *out) {
+    int j0 = 0;
+    for (; j0 + 32 <= d; j0 += 32) {
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int t = 0; t < T; t++) {
+            const float *v = V + (size_t)t * ldv + j0;
+            __m256 w = _mm256_broadcast_ss(p + t);
+            a0 = _mm256_fmadd_ps(w, _mm256_loadu_ps(v), a0);
+            a1 = _mm256_fmadd_ps(w, _mm256_loadu_ps(v + 8), a1);
+            a2 = _mm256_fmadd_ps(w, _mm256_loadu_ps(v + 16), a2);
+            a3 = _mm256_fmadd_ps(w, _mm256_loadu_ps(v + 24), a3);
+        }
+        _mm256_storeu_ps(out + j0, a0);
+        _mm256_storeu_ps(out + j0 + 8, a1);
+        _mm256_storeu_ps(out + j0 + 16, a2);
+        _mm256_storeu_ps(out + j0 + 24, a3);
+    }
+    for (; j0 < d; j0 += 8) {
+        __m256 a0 = _mm256_setzero_ps();
+        for (int t = 0; t < T; t++)
+            a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(p + t), _mm256_loadu_ps(V + (size_t)t * ldv + j0), a0);
+        _mm256_storeu_ps(out + j0, a0);
+    }
+}
+
+T_AVX2 float vec_exp_sum_avx2(int64_t n, float *x, float m) {
+    __m256 mv = _mm256_set1_ps(m), acc = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(x + i), mv));
+        _mm256_storeu_ps(x + i, e);
+        acc = _mm256_add_ps(acc, e);
+    }
+    float sum = hsum256(acc);
+    for (; i < n; i++) {
+        x[i] = expf(x[i] - m);
+        sum += x[i];
+    }
+    return sum;
+}
+
+T_AVX2 void swiglu_forward_avx2(float *out, const float *gate, const float *up, int64_t n) {
+    const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 g = _mm256_loadu_ps(gate + i);
+        __m256 e = exp256(_mm256_sub_ps(zero, g));
+        __m256 y = _mm256_div_ps(g, _mm256_add_ps(one, e));
+        _mm256_storeu_ps(out + i, _mm256_mul_ps(y, _mm256_loadu_ps(up + i)));
+    }
+    swiglu_forward_ref(out + i, gate + i, up + i, n - i);
+}
+
+/* ---- AVX-512 ---------------------------------------------------------------- */
+#define T_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma")))
+
+T_AVX512 static inline __m512 exp512(__m512 x) {
+    x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
+    x = _mm512_min_ps(x, _mm512_set1_ps(88.3f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.0f / 5040.0f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    return _mm512_scalef_ps(p, n);
+}
+
+T_AVX512 void vec_dot_rows_avx512(int T, int d, const float *q, const float *K, size_t ldk, float scale, float *s) {
+    int t = 0;
+    for (; t + 4 <= T; t += 4) {
+        const float *k0 = K + (size_t)t * ldk, *k1 = k0 + ldk, *k2 = k1 + ldk, *k3 = k2 + ldk;
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int j = 0; j < d; j += 16) {
+            __m512 qv = _mm512_loadu_ps(q + j);
+            a0 = _mm512_fmadd_ps(qv, _mm512_loadu_ps(k0 + j), a0);
+            a1 = _mm512_fmadd_ps(qv, _mm512_loadu_ps(k1 + j), a1);
+            a2 = _mm512_fmadd_ps(qv, _mm512_loadu_ps(k2 + j), a2);
+            a3 = _mm512_fmadd_ps(qv, _mm512_loadu_ps(k3 + j), a3);
+        }
+        s[t] = scale * _mm512_reduce_add_ps(a0);
+        s[t + 1] = scale * _mm512_reduce_add_ps(a1);
+        s[t + 2] = scale * _mm512_reduce_add_ps(a2);
+        s[t + 3] = scale * _mm512_reduce_add_ps(a3);
+    }
+    for (; t < T; t++) {
+        const float *k0 = K + (size_t)t * ldk;
+        __m512 a0 = _mm512_setzero_ps();
+        for (int j = 0; j < d; j += 16) a0 = _mm512_fmadd_ps(_mm512_loadu_ps(q + j), _mm512_loadu_ps(k0 + j), a0);
+        s[t] = scale * _mm512_reduce_add_ps(a0);
+    }
+}
+
+T_AVX512 void vec_wsum_rows_avx512(int T, int d, const float *p, const float *V, size_t ldv, float *out) {
+    int j0 = 0;
+    for (; j0 + 64 <= d; j0 += 64) {
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int t = 0; t < T; t++) {
+            const float *v = V + (size_t)t * ldv + j0;
+            __m512 w = _mm512_set1_ps(p[t]);
+            a0 = _mm512_fmadd_ps(w, _mm512_loadu_ps(v), a0);
+            a1 = _mm512_fmadd_ps(w, _mm512_loadu_ps(v + 16), a1);
+            a2 = _mm512_fmadd_ps(w, _mm512_loadu_ps(v + 32), a2);
+            a3 = _mm512_fmadd_ps(w, _mm512_loadu_ps(v + 48), a3);
+        }
+        _mm512_storeu_ps(out + j0, a0);
+        _mm512_storeu_ps(out + j0 + 16, a1);
+        _mm512_storeu_ps(out + j0 + 32, a2);
+        _mm512_storeu_ps(out + j0 + 48, a3);
+    }
+    for (; j0 < d; j0 += 16) {
+        __m512 a0 = _mm512_setzero_ps();
+        for (int t = 0; t < T; t++)
+            a0 = _mm512_fmadd_ps(_mm512_set1_ps(p[t]), _mm512_loadu_ps(V + (size_t)t * ldv + j0), a0);
+        _mm512_storeu_ps(out + j0, a0);
+    }
+}
+
+T_AVX512 float vec_exp_sum_avx512(int64_t n, float *x, float m) {
+    __m512 mv = _mm512_set1_ps(m), acc = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 e = exp512(_mm512_sub_ps(_mm512_loadu_ps(x + i), mv));
+        _mm512_storeu_ps(x + i, e);
+        acc = _mm512_add_ps(acc, e);
+    }
+    if (i < n) {
+        __mmask16 k = (__mmask16)((1u << (n - i)) - 1u);
+        __m512 e = exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + i), mv));
+        _mm512_mask_storeu_ps(x + i, k, e);
+        acc = _mm512_mask_add_ps(acc, k, acc, e);
+    }
+    return _mm512_reduce_add_ps(acc);
+}
+
+T_AVX512 void swiglu_forward_avx512(float *out, const float *gate, const float *up, int64_t n) {
+    const __m512 one = _mm512_set1_ps(1.0f), zero = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 g = _mm512_loadu_ps(gate + i);
+        __m512 e = exp512(_mm512_sub_ps(zero, g));
+        __m512 y = _mm512_div_ps(g, _mm512_add_ps(one, e));
+        _mm512_storeu_ps(out + i, _mm512_mul_ps(y, _mm512_loadu_ps(up + i)));
+    }
+    swiglu_forward_ref(out + i, gate + i, up + i, n - i);
+}
+#endif /* MEND_OPS_X86 */
+
+/* ---- dispatch ----------------------------------------------------------------- */
+
+void vec_dot_rows(int T, int d, const float *q, const float *K, size_t ldk, float scale, float *s) {
+#ifdef MEND_OPS_X86
+    int lvl = mend_cpu_simd_level();
+    if (lvl >= MEND_SIMD_AVX512 && d % 16 == 0) { vec_dot_rows_avx512(T, d, q, K, ldk, scale, s); return; }
+    if (lvl >= MEND_SIMD_AVX2 && d % 8 == 0) { vec_dot_rows_avx2(T, d, q, K, ldk, scale, s); return; }
+#endif
+    vec_dot_rows_ref(T, d, q, K, ldk, scale, s);
+}
+
+void vec_wsum_rows(int T, int d, const float *p, const float *V, size_t ldv, float *out) {
+#ifdef MEND_OPS_X86
+    int lvl = mend_cpu_simd_level();
+    if (lvl >= MEND_SIMD_AVX512 && d % 16 == 0) { vec_wsum_rows_avx512(T, d, p, V, ldv, out); return; }
+    if (lvl >= MEND_SIMD_AVX2 && d % 8 == 0) { vec_wsum_rows_avx2(T, d, p, V, ldv, out); return; }
+#endif
+    vec_wsum_rows_ref(T, d, p, V, ldv, out);
+}
+
+float vec_exp_sum(int64_t n, float *x, float m) {
+#ifdef MEND_OPS_X86
+    int lvl = mend_cpu_simd_level();
+    if (lvl >= MEND_SIMD_AVX512) return vec_exp_sum_avx512(n, x, m);
+    if (lvl >= MEND_SIMD_AVX2) return vec_exp_sum_avx2(n, x, m);
+#endif
+    return vec_exp_sum_ref(n, x, m);
+}
+
+static void swiglu_chunk(float *out, const float *gate, const float *up, int64_t n) {
+#ifdef MEND_OPS_X86
+    int lvl = mend_cpu_simd_level();
+    if (lvl >= MEND_SIMD_AVX512) { swiglu_forward_avx512(out, gate, up, n); return; }
+    if (lvl >= MEND_SIMD_AVX2) { swiglu_forward_avx2(out, gate, up, n); return; }
+#endif
+    swiglu_forward_ref(out, gate, up, n);
+}
+
+/* ---- layers --------------------------------------------------------------------- */
+
+void rmsnorm_forward(float *out, const float *x, const float *w, int n, int dim, float eps) {
+#pragma omp parallel for schedule(static) if ((int64_t)n * dim > 65536)
+    for (int i = 0; i < n; i++) {
+        const float *xi = x + (size_t)i * dim;
+        float *oi = out + (size_t)i * dim;
+        double ss = 0.0;
+        for (int j = 0; j < dim; j++) ss += (double)xi[j] * xi[j];
+        const float r = (float)(1.0 / sqrt(ss / dim + (double)eps));
+        for (int j = 0; j < dim; j++) oi[j] = xi[j] * r * w[j];
+    }
+}
+
+void rope_tables(float *cos_t, float *sin_t, int n, int pos0, int head_dim, float theta) {
+    const int half = head_dim / 2;
+    for (int i = 0; i < half; i++) {
+        const double freq = pow((double)theta, -2.0 * i / head_dim);
+        for (int p = 0; p < n; p++) {
+            const double a = (double)(pos0 + p) * freq;
+            cos_t[(size_t)p * half + i] = (float)cos(a);
+            sin_t[(size_t)p * half + i] = (float)sin(a);
+        }
+    }
+}
+
+void rope_forward(float *x, int n, size_t ldx, int n_heads, int head_dim,
+                  const float *cos_t, const float *sin_t, int type) {
+    const int half = head_dim / 2;
+#pragma omp parallel for schedule(static) if ((int64_t)n * n_heads * head_dim > 65536)
+    for (int p = 0; p < n; p++) {
+        const float *c = cos_t + (size_t)p * half, *s = sin_t + (size_t)p * half;
+        for (int h = 0; h < n_heads; h++) {
+            float *v = x + (size_t)p * ldx + (size_t)h * head_dim;
+            if (type == 2) {            /* NEOX: (v[i], v[i+half]) */
+                for (int i = 0; i < half; i++) {
+                    const float a = v[i], b = v[i + half];
+                    v[i] = a * c[i] - b * s[i];
+                    v[i + half] = a * s[i] + b * c[i];
+                }
+            } else {                    /* NORM: (v[2i], v[2i+1]) */
+                for (int i = 0; i < half; i++) {
+                    const float a = v[2 * i], b = v[2 * i + 1];
+                    v[2 * i] = a * c[i] - b * s[i];
+                    v[2 * i + 1] = a * s[i] + b * c[i];
+                }
+            }
+        }
+    }
+}
+
+void softmax_forward(float *x, int64_t n) {
+    if (n <= 0) return;
+    float m = x[0];
+    for (int64_t i = 1; i < n; i++) m = x[i] > m ? x[i] : m;
+    const float sum = vec_exp_sum(n, x, m);
+    const float inv = 1.0f / sum;
+    for (int64_t i = 0; i < n; i++) x[i] *= inv;
+}
+
+void swiglu_forward(float *out, const float *gate, const float *up, int64_t n) {
+    const int64_t chunk = 4096;
+    const int64_t n_chunks = (n + chunk - 1) / chunk;
+#pragma omp parallel for schedule(static) if (n_chunks > 4)
+    for (int64_t c = 0; c < n_chunks; c++) {
+        const int64_t a = c * chunk, len = n - a < chunk ? n - a : chunk;
+        swiglu_chunk(out + a, gate + a, up + a, len);
+    }
+}
+
+void matmul_forward(float *out, size_t ldo, const float *x, const float *W, const float *bias,
+                    int n, int m, int k, float beta) {
+    if (n == 1) {
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, m, k, 1.0f, W, k, x, 1, beta, out, 1);
+    } else {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, m, k, 1.0f, x, k, W, k,
+                    beta, out, (int)ldo);
+    }
+    if (bias) {
+        for (int i = 0; i < n; i++) {
+            float *o = out + (size_t)i * ldo;
+            for (int j = 0; j < m; j++) o[j] += bias[j];
+        }
+    }
+}
+
+/* ---- attention ------------------------------------------------------------------- */
+
+size_t attention_scratch_floats(int n_heads, int n_kv_heads, int n_ctx) {
+    return (size_t)(n_heads / n_kv_heads) * (size_t)n_ctx;
+}
+
+void attention_forward(float *out, const float *q, const float *kc, const float *vc,
+                       int n, int pos0, int n_heads, int n_kv_heads, int hd,
+                       float *scratch, int n_ctx, int n_threads) {
+    const int g = n_heads / n_kv_heads;
+    const size_t qd = (size_t)n_heads * hd, kvd = (size_t)n_kv_heads * hd;
+    const float scale = 1.0f / sqrtf((float)hd);
+    const int64_t n_tasks = (int64_t)n * n_kv_heads;
+    if (n_threads < 1) n_threads = 1;
+    if (n_tasks < n_threads) n_threads = (int)n_tasks;
+#pragma omp parallel num_threads(n_threads)
+    {
+        float *sc = scratch + (size_t)omp_get_thread_num() * (size_t)g * n_ctx;
+        /* longest rows first: task 0 is the last position */
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t task = 0; task < n_tasks; task++) {
+            const int i = n - 1 - (int)(task / n_kv_heads);
+            const int kvh = (int)(task % n_kv_heads);
+            const int T = pos0 + i + 1;
+            const float *K = kc + (size_t)kvh * hd, *V = vc + (size_t)kvh * hd;
+            for (int hh = 0; hh < g; hh++) {
+                const int h = kvh * g + hh;
+                float *s = sc + (size_t)hh * n_ctx;
+                const float *qh = q + (size_t)i * qd + (size_t)h * hd;
+                float *oh = out + (size_t)i * qd + (size_t)h * hd;
+                vec_dot_rows(T, hd, qh, K, kvd, scale, s);
+                float m = s[0];
+                for (int t = 1; t < T; t++) m = s[t] > m ? s[t] : m;
+                const float inv = 1.0f / vec_exp_sum(T, s, m);
+                vec_wsum_rows(T, hd, s, V, kvd, oh);
+                for (int j = 0; j < hd; j++) oh[j] *= inv;
+            }
+        }
+    }
+}

@@ -1,0 +1,90 @@
+/* Dense f32 kernels of the transformer forward pass: RMSNorm, RoPE, softmax,
+ * SwiGLU, matmul and causal grouped-query attention.
+ *
+ * Each kernel is a *_forward function with a shape comment; the matching
+ * *_backward functions live next to them once training needs them. The inner
+ * vector loops (dot products, weighted row sums, exp) have AVX2 and AVX-512
+ * versions chosen at run time (kernels/cpu.h) and scalar _ref twins that the
+ * tests compare them against. Row-major everywhere; "ld" is a row stride in
+ * elements. */
+#ifndef MEND_OPS_H
+#define MEND_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- vector primitives (SIMD dispatched; _ref twins are scalar) --------- */
+
+/* s[t] = scale * dot(q, K[t]) for t < T; q (d), K (T, ldk) -> s (T) */
+void vec_dot_rows(int T, int d, const float *q, const float *K, size_t ldk, float scale, float *s);
+void vec_dot_rows_ref(int T, int d, const float *q, const float *K, size_t ldk, float scale, float *s);
+
+/* out[j] = sum_t p[t] * V[t][j]; p (T), V (T, ldv) -> out (d), overwritten */
+void vec_wsum_rows(int T, int d, const float *p, const float *V, size_t ldv, float *out);
+void vec_wsum_rows_ref(int T, int d, const float *p, const float *V, size_t ldv, float *out);
+
+/* x[i] = exp(x[i] - m); returns sum_i x[i] (after the update). x (n) */
+float vec_exp_sum(int64_t n, float *x, float m);
+float vec_exp_sum_ref(int64_t n, float *x, float m);
+
+/* The SIMD versions themselves, for the tests (x86-64 only; call them only
+ * when kernels/cpu.h reports the level; d must be a multiple of 8 (AVX2) or
+ * 16 (AVX-512) for the row kernels). */
+#if defined(__x86_64__) && defined(__GNUC__)
+void vec_dot_rows_avx2(int T, int d, const float *q, const float *K, size_t ldk, float scale, float *s);
+void vec_wsum_rows_avx2(int T, int d, const float *p, const float *V, size_t ldv, float *out);
+float vec_exp_sum_avx2(int64_t n, float *x, float m);
+void swiglu_forward_avx2(float *out, const float *gate, const float *up, int64_t n);
+void vec_dot_rows_avx512(int T, int d, const float *q, const float *K, size_t ldk, float scale, float *s);
+void vec_wsum_rows_avx512(int T, int d, const float *p, const float *V, size_t ldv, float *out);
+float vec_exp_sum_avx512(int64_t n, float *x, float m);
+void swiglu_forward_avx512(float *out, const float *gate, const float *up, int64_t n);
+#define MEND_OPS_HAVE_SIMD 1
+#endif
+
+/* ---- layers -------------------------------------------------------------- */
+
+/* RMSNorm: out = x / sqrt(mean(x^2) + eps) * w   (torch: x * rsqrt(x.pow(2).mean(-1) + eps) * w)
+ * x (n, dim), w (dim) -> out (n, dim); out may alias x. */
+void rmsnorm_forward(float *out, const float *x, const float *w, int n, int dim, float eps);
+
+/* Rotary position embedding tables for positions pos0 .. pos0+n-1:
+ * freq_i = theta^(-2i/head_dim), angle = p * freq_i, i < head_dim/2.
+ * -> cos_t (n, head_dim/2), sin_t (n, head_dim/2). Computed in double. */
+void rope_tables(float *cos_t, float *sin_t, int n, int pos0, int head_dim, float theta);
+
+/* RoPE in place on n rows of n_heads heads each.
+ * type 0 (NORM): rotate adjacent pairs (x[2i], x[2i+1]) — GGUF llama layout;
+ * type 2 (NEOX): rotate halves (x[i], x[i + head_dim/2]) — HF / qwen2 layout.
+ * x (n, ldx) with head h at columns [h*head_dim, (h+1)*head_dim);
+ * cos_t, sin_t (n, head_dim/2) from rope_tables. */
+void rope_forward(float *x, int n, size_t ldx, int n_heads, int head_dim,
+                  const float *cos_t, const float *sin_t, int type);
+
+/* Softmax in place with max subtraction: x = exp(x - max x) / sum. x (n) */
+void softmax_forward(float *x, int64_t n);
+
+/* SwiGLU: out = silu(gate) * up, silu(g) = g / (1 + exp(-g)).
+ * gate (n), up (n) -> out (n); out may alias gate. */
+void swiglu_forward(float *out, const float *gate, const float *up, int64_t n);
+void swiglu_forward_ref(float *out, const float *gate, const float *up, int64_t n);
+
+/* out = beta * out + x · Wᵀ (+ bias)   (torch: F.linear(x, W, b))
+ * x (n, k), W (m, k), bias (m) or NULL -> out (n, ldo) with m used columns.
+ * Uses BLAS sgemm (n > 1) or sgemv (n == 1). */
+void matmul_forward(float *out, size_t ldo, const float *x, const float *W, const float *bias,
+                    int n, int m, int k, float beta);
+
+/* Causal grouped-query attention over a cache.
+ * q (n, n_heads*hd) for positions pos0 .. pos0+n-1 (already rotated);
+ * kc, vc (>= pos0+n, kv_dim) hold every key/value up to the last position;
+ * query i attends to keys [0, pos0+i]. Head h reads kv head h / (n_heads/n_kv_heads).
+ * -> out (n, n_heads*hd). scratch: n_threads * attention_scratch_floats(...).
+ * softmax(q·kᵀ / sqrt(hd)) · v in f32, max-subtracted, parallel over
+ * (kv head, position) with at most n_threads OpenMP threads. */
+size_t attention_scratch_floats(int n_heads, int n_kv_heads, int n_ctx);
+void attention_forward(float *out, const float *q, const float *kc, const float *vc,
+                       int n, int pos0, int n_heads, int n_kv_heads, int hd,
+                       float *scratch, int n_ctx, int n_threads);
+
+#endif

@@ -1,0 +1,262 @@
+/* The LLaMA-family forward pass over a KV cache.
+ *
+ * Per layer, for a batch of n positions p = pos .. pos+n-1 (torch notation):
+ *   h   = rmsnorm(x) * attn_norm
+ *   q   = h @ Wq.T (+ bq);  k = h @ Wk.T (+ bk);  v = h @ Wv.T (+ bv)
+ *   q,k = rope(q, p), rope(k, p)          (pairs: NORM for llama, NEOX for qwen2)
+ *   K[p], V[p] = k, v                     (the cache)
+ *   a   = softmax(q K[:p+1].T / sqrt(hd)) V[:p+1]   per head; head h reads
+ *         kv head h / (n_heads / n_kv_heads) (grouped-query attention)
+ *   x   = x + a @ Wo.T
+ *   h   = rmsnorm(x) * ffn_norm
+ *   x   = x + (silu(h @ Wg.T) * (h @ Wu.T)) @ Wd.T
+ * then logits = (rmsnorm(x) * out_norm) @ Wout.T.
+ *
+ * Memory plan. Weights: one allocation per model (model->arena, see
+ * load_gguf.c). Run state: one allocation per mend_state, carved into
+ *   kc, vc     (n_layers, n_ctx, kv_dim)     keys / values, f32
+ *   x          (B, dim)                      residual stream
+ *   xb         (B, dim)                      normed input of a sublayer
+ *   q, att     (B, n_heads*hd)               queries, attention output
+ *   hb, hb2    (B, hidden)                   FFN gate / up activations
+ *   rc, rs     (B, hd/2)                     RoPE cos / sin for the batch
+ *   sc         (threads, group, n_ctx)        attention scores per thread
+ *   wtile      (TILE_ROWS, max_cols)         f32 rows of a packed matrix
+ *                                            (only when the model keeps any)
+ * with B = max_batch. Longer inputs run in chunks of B positions; nothing is
+ * allocated during mend_forward. Keys and values are written by the K/V
+ * matmuls straight into the cache rows [pos, pos+n).
+ *
+ * Matmuls go through BLAS (sgemm for batches, sgemv for one position);
+ * matrices kept packed (keep_packed) are dequantized TILE_ROWS rows at a
+ * time into wtile and multiplied the same way. */
+#include <omp.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/ops.h"
+#include "kernels/quants.h"
+#include "model/model.h"
+#include "util/util.h"
+
+#define TILE_ROWS 256
+
+struct mend_state {
+    const mend_model *m;
+    int n_ctx, max_batch, n_threads;
+    size_t kvd, qd;
+    float *kc, *vc;
+    float *x, *xb, *q, *att, *hb, *hb2;
+    float *rc, *rs;
+    float *sc;
+    size_t sc_stride;       /* floats per thread in sc */
+    float *wtile;
+    size_t wtile_floats;
+    void *mem;
+    size_t bytes;
+};
+
+static int mat_is_f32(const mend_mat *w) { return w->type == MEND_TYPE_F32; }
+
+static int model_has_packed(const mend_model *m) {
+    if (!mat_is_f32(&m->tok_embd) || !mat_is_f32(&m->output)) return 1;
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        const mend_layer *L = &m->layers[l];
+        if (!mat_is_f32(&L->wq) || !mat_is_f32(&L->wk) || !mat_is_f32(&L->wv) || !mat_is_f32(&L->wo) ||
+            !mat_is_f32(&L->w_gate) || !mat_is_f32(&L->w_up) || !mat_is_f32(&L->w_down))
+            return 1;
+    }
+    return 0;
+}
+
+int mend_state_new(mend_state **out, const mend_model *m, int n_ctx, int max_batch) {
+    if (!out) return mend_set_error(MEND_EINVAL, "mend_state_new: out is NULL");
+    *out = NULL;
+    if (!m || !m->layers) return mend_set_error(MEND_EINVAL, "mend_state_new: no model");
+    if (n_ctx < 1 || n_ctx > (1 << 24))
+        return mend_set_error(MEND_EINVAL, "mend_state_new: n_ctx is %d, expected 1..%d", n_ctx, 1 << 24);
+    if (max_batch < 1)
+        return mend_set_error(MEND_EINVAL, "mend_state_new: max_batch is %d, expected >= 1", max_batch);
+    if (max_batch > n_ctx) max_batch = n_ctx;
+    const mend_config *c = &m->cfg;
+    const size_t L = (size_t)c->n_layers, dim = (size_t)c->dim, hd = (size_t)c->head_dim;
+    const size_t qd = (size_t)c->n_heads * hd, kvd = (size_t)c->n_kv_heads * hd, hid = (size_t)c->hidden_dim;
+    const size_t B = (size_t)max_batch, T = (size_t)n_ctx;
+    int n_threads = omp_get_max_threads();
+    if (n_threads < 1) n_threads = 1;
+    size_t max_cols = dim > qd ? dim : qd;
+    if (hid > max_cols) max_cols = hid;
+    const size_t wtile = model_has_packed(m) ? (size_t)TILE_ROWS * max_cols : 0;
+    const size_t sc_stride = (attention_scratch_floats(c->n_heads, c->n_kv_heads, n_ctx) + 15) & ~(size_t)15;
+
+    /* sizes in floats, each slot rounded to 16 floats (64 bytes) */
+    size_t sz[11], total = 0;
+    int ok = mend_mul_ok(L, T, &sz[0]) && mend_mul_ok(sz[0], kvd, &sz[0]);
+    sz[1] = sz[0];
+    ok = ok && mend_mul_ok(B, dim, &sz[2]);
+    sz[3] = sz[2];
+    ok = ok && mend_mul_ok(B, qd, &sz[4]);
+    sz[5] = sz[4];
+    ok = ok && mend_mul_ok(B, hid, &sz[6]);
+    sz[7] = sz[6];
+    ok = ok && mend_mul_ok(B, hd / 2, &sz[8]);
+    sz[9] = sz[8];
+    ok = ok && mend_mul_ok((size_t)n_threads, sc_stride, &sz[10]);
+    size_t offs[12];
+    for (int i = 0; ok && i < 11; i++) {
+        offs[i] = total;
+        ok = mend_add_ok(total, (sz[i] + 15) & ~(size_t)15, &total);
+    }
+    offs[11] = total;
+    ok = ok && mend_add_ok(total, wtile, &total);
+    size_t bytes = 0;
+    ok = ok && mend_mul_ok(total, sizeof(float), &bytes);
+    if (!ok)
+        return mend_set_error(MEND_ERANGE, "mend_state_new: a state for n_ctx %d and max_batch %d overflows "
+                              "the address space", n_ctx, max_batch);
+    mend_state *s = calloc(1, sizeof *s);
+    void *mem = NULL;
+    if (!s || posix_memalign(&mem, 64, bytes ? bytes : 64) != 0) {
+        free(s);
+        return mend_set_error(MEND_ENOMEM, "mend_state_new: cannot allocate %zu MiB for n_ctx %d, max_batch %d",
+                              bytes >> 20, n_ctx, max_batch);
+    }
+    float *f = mem;
+    s->m = m;
+    s->n_ctx = n_ctx;
+    s->max_batch = max_batch;
+    s->n_threads = n_threads;
+    s->kvd = kvd;
+    s->qd = qd;
+    s->kc = f + offs[0];
+    s->vc = f + offs[1];
+    s->x = f + offs[2];
+    s->xb = f + offs[3];
+    s->q = f + offs[4];
+    s->att = f + offs[5];
+    s->hb = f + offs[6];
+    s->hb2 = f + offs[7];
+    s->rc = f + offs[8];
+    s->rs = f + offs[9];
+    s->sc = f + offs[10];
+    s->sc_stride = sc_stride;
+    s->wtile = wtile ? f + offs[11] : NULL;
+    s->wtile_floats = wtile;
+    s->mem = mem;
+    s->bytes = bytes;
+    *out = s;
+    return 0;
+}
+
+void mend_state_free(mend_state *s) {
+    if (!s) return;
+    free(s->mem);
+    free(s);
+}
+
+int mend_state_n_ctx(const mend_state *s) { return s ? s->n_ctx : 0; }
+
+/* out (n, ldo) = beta * out + x (n, cols) · Wᵀ (+ bias), W in any type. */
+static void mat_forward(mend_state *s, float *out, size_t ldo, const float *x, const mend_mat *W,
+                        const float *bias, int n, float beta) {
+    const int rows = (int)W->rows, cols = (int)W->cols;
+    if (W->type == MEND_TYPE_F32) {
+        matmul_forward(out, ldo, x, (const float *)W->data, bias, n, rows, cols, beta);
+        return;
+    }
+    for (int r0 = 0; r0 < rows; r0 += TILE_ROWS) {
+        const int nr = rows - r0 < TILE_ROWS ? rows - r0 : TILE_ROWS;
+#pragma omp parallel for schedule(static)
+        for (int r = 0; r < nr; r++)
+            mend_dequantize_row(W->type, (const uint8_t *)W->data + (size_t)(r0 + r) * W->row_bytes,
+                                s->wtile + (size_t)r * cols, cols);
+        matmul_forward(out + r0, ldo, x, s->wtile, bias ? bias + r0 : NULL, n, nr, cols, beta);
+    }
+}
+
+/* Input rows: token embeddings or the caller's vectors. x (n, dim) */
+static void embed(mend_state *s, const int32_t *tokens, const float *embeds, int n) {
+    const mend_model *m = s->m;
+    const size_t dim = (size_t)m->cfg.dim;
+    if (embeds) {
+        memcpy(s->x, embeds, (size_t)n * dim * sizeof(float));
+        return;
+    }
+    const mend_mat *E = &m->tok_embd;
+    for (int i = 0; i < n; i++) {
+        const uint8_t *row = (const uint8_t *)E->data + (size_t)tokens[i] * E->row_bytes;
+        if (E->type == MEND_TYPE_F32) memcpy(s->x + i * dim, row, dim * sizeof(float));
+        else mend_dequantize_row(E->type, row, s->x + i * dim, (int64_t)dim);
+    }
+}
+
+/* n <= max_batch positions starting at pos; logits (n_out, n_vocab) or NULL. */
+static void forward_batch(mend_state *s, const int32_t *tokens, const float *embeds, int n, int pos,
+                          float *logits, int logits_all) {
+    const mend_model *m = s->m;
+    const mend_config *c = &m->cfg;
+    const int dim = c->dim, hd = c->head_dim, hid = c->hidden_dim;
+    const size_t qd = s->qd, kvd = s->kvd, T = (size_t)s->n_ctx;
+    int nt = omp_get_max_threads();
+    if (nt > s->n_threads) nt = s->n_threads;
+
+    embed(s, tokens, embeds, n);
+    rope_tables(s->rc, s->rs, n, pos, hd, c->rope_theta);
+
+    for (int l = 0; l < c->n_layers; l++) {
+        const mend_layer *L = &m->layers[l];
+        float *kl = s->kc + (size_t)l * T * kvd, *vl = s->vc + (size_t)l * T * kvd;
+        float *kp = kl + (size_t)pos * kvd, *vp = vl + (size_t)pos * kvd;
+
+        rmsnorm_forward(s->xb, s->x, L->attn_norm, n, dim, c->norm_eps);
+        mat_forward(s, s->q, qd, s->xb, &L->wq, L->bq, n, 0.0f);
+        mat_forward(s, kp, kvd, s->xb, &L->wk, L->bk, n, 0.0f);
+        mat_forward(s, vp, kvd, s->xb, &L->wv, L->bv, n, 0.0f);
+        rope_forward(s->q, n, qd, c->n_heads, hd, s->rc, s->rs, c->rope_type);
+        rope_forward(kp, n, kvd, c->n_kv_heads, hd, s->rc, s->rs, c->rope_type);
+        attention_forward(s->att, s->q, kl, vl, n, pos, c->n_heads, c->n_kv_heads, hd, s->sc, s->n_ctx,
+                          nt);
+        mat_forward(s, s->x, (size_t)dim, s->att, &L->wo, NULL, n, 1.0f);
+
+        rmsnorm_forward(s->xb, s->x, L->ffn_norm, n, dim, c->norm_eps);
+        mat_forward(s, s->hb, (size_t)hid, s->xb, &L->w_gate, NULL, n, 0.0f);
+        mat_forward(s, s->hb2, (size_t)hid, s->xb, &L->w_up, NULL, n, 0.0f);
+        swiglu_forward(s->hb, s->hb, s->hb2, (int64_t)n * hid);
+        mat_forward(s, s->x, (size_t)dim, s->hb, &L->w_down, NULL, n, 1.0f);
+    }
+
+    if (!logits) return;
+    const int first = logits_all ? 0 : n - 1, n_out = n - first;
+    rmsnorm_forward(s->xb, s->x + (size_t)first * dim, m->out_norm, n_out, dim, c->norm_eps);
+    mat_forward(s, logits, (size_t)c->n_vocab, s->xb, &m->output, NULL, n_out, 0.0f);
+}
+
+int mend_forward(mend_state *s, const int32_t *tokens, const float *embeds, int n, int pos,
+                 float *logits, int logits_all) {
+    if (!s) return mend_set_error(MEND_EINVAL, "mend_forward: no state");
+    if ((tokens == NULL) == (embeds == NULL))
+        return mend_set_error(MEND_EINVAL, "mend_forward: pass exactly one of tokens and embeds");
+    if (n < 1) return mend_set_error(MEND_EINVAL, "mend_forward: n is %d, expected >= 1", n);
+    if (pos < 0 || pos > s->n_ctx || n > s->n_ctx - pos)
+        return mend_set_error(MEND_ERANGE, "mend_forward: positions [%d, %lld) do not fit the context of %d",
+                              pos, (long long)pos + n, s->n_ctx);
+    const int n_vocab = s->m->cfg.n_vocab;
+    if (tokens) {
+        for (int i = 0; i < n; i++)
+            if (tokens[i] < 0 || tokens[i] >= n_vocab)
+                return mend_set_error(MEND_EINVAL, "mend_forward: token %d (at index %d) is outside the "
+                                      "vocabulary of %d", tokens[i], i, n_vocab);
+    }
+    const int B = s->max_batch;
+    const size_t dim = (size_t)s->m->cfg.dim;
+    for (int c0 = 0; c0 < n; c0 += B) {
+        const int nb = n - c0 < B ? n - c0 : B;
+        const int last = c0 + nb == n;
+        float *lg = NULL;
+        if (logits) lg = logits_all ? logits + (size_t)c0 * n_vocab : (last ? logits : NULL);
+        forward_batch(s, tokens ? tokens + c0 : NULL, embeds ? embeds + (size_t)c0 * dim : NULL, nb, pos + c0,
+                      lg, logits_all);
+    }
+    return 0;
+}

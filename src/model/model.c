@@ -1,0 +1,163 @@
+/* Model lifetime and queries shared by every loader: load dispatch (GGUF file
+ * or Hugging Face directory), free, info, and the shape validation every
+ * loader runs last. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/quants.h"
+#include "model/model.h"
+#include "tok/tokenizer.h"
+#include "util/util.h"
+
+int mend_model_load(mend_model **out, const char *path, const mend_load_opts *opts) {
+    if (!out || !path || !*path)
+        return mend_set_error(MEND_EINVAL, "mend_model_load: a model path is required");
+    *out = NULL;
+    if (mend_is_dir(path)) return mend_model_load_hf(out, path, opts);
+    if (!mend_file_exists(path))
+        return mend_set_error(MEND_EIO, "%s: no such file or directory (expected a .gguf file or a "
+                              "Hugging Face model directory)", path);
+    return mend_model_load_gguf(out, path, opts);
+}
+
+void mend_model_free(mend_model *m) {
+    if (!m) return;
+    if (m->tok) mend_tokenizer_free(m->tok);
+    free(m->layers);   /* layers_packed lives in the same allocation */
+    free(m->arena);
+    if (m->owned && m->free_owned) m->free_owned(m->owned);
+    if (m->gguf) mend_gguf_close(m->gguf);
+    free(m->path);
+    free(m);
+}
+
+const mend_tokenizer *mend_model_tokenizer(const mend_model *m) { return m ? m->tok : NULL; }
+
+static int64_t mat_elems(const mend_mat *w) { return w->data ? w->rows * w->cols : 0; }
+
+void mend_model_get_info(const mend_model *m, mend_model_info *info) {
+    if (!info) return;
+    memset(info, 0, sizeof *info);
+    if (!m) return;
+    const mend_config *c = &m->cfg;
+    snprintf(info->arch, sizeof info->arch, "%s", c->arch);
+    info->n_vocab = c->n_vocab;
+    info->dim = c->dim;
+    info->n_layers = c->n_layers;
+    info->n_heads = c->n_heads;
+    info->n_kv_heads = c->n_kv_heads;
+    info->head_dim = c->head_dim;
+    info->hidden_dim = c->hidden_dim;
+    info->ctx_len = c->ctx_len;
+    info->rope_theta = c->rope_theta;
+    info->norm_eps = c->norm_eps;
+    info->tied_embeddings = c->tied;
+    int64_t n = mat_elems(&m->tok_embd) + (c->tied ? 0 : mat_elems(&m->output));
+    if (m->out_norm) n += c->dim;
+    for (int l = 0; m->layers && l < c->n_layers; l++) {
+        const mend_layer *L = &m->layers[l];
+        n += mat_elems(&L->wq) + mat_elems(&L->wk) + mat_elems(&L->wv) + mat_elems(&L->wo);
+        n += mat_elems(&L->w_gate) + mat_elems(&L->w_up) + mat_elems(&L->w_down);
+        if (L->attn_norm) n += c->dim;
+        if (L->ffn_norm) n += c->dim;
+        if (L->bq) n += L->wq.rows;
+        if (L->bk) n += L->wk.rows;
+        if (L->bv) n += L->wv.rows;
+    }
+    info->n_params = n;
+}
+
+/* Limits that keep every product below in range of int64 and size_t. */
+#define MAX_DIM     (1 << 20)
+#define MAX_VOCAB   (1 << 24)
+#define MAX_LAYERS  4096
+
+static int check_mat(const mend_model *m, const char *what, int layer, const mend_mat *w,
+                     int64_t rows, int64_t cols) {
+    const char *src = m->path ? m->path : "model";
+    char name[64];
+    if (layer >= 0) snprintf(name, sizeof name, "layer %d %s", layer, what);
+    else snprintf(name, sizeof name, "%s", what);
+    if (!w->data)
+        return mend_set_error(MEND_EFORMAT, "%s: %s is missing", src, name);
+    if (w->rows != rows || w->cols != cols)
+        return mend_set_error(MEND_EFORMAT, "%s: %s has shape [%lld x %lld], expected [%lld x %lld]",
+                              src, name, (long long)w->rows, (long long)w->cols,
+                              (long long)rows, (long long)cols);
+    if (!mend_type_get(w->type))
+        return mend_set_error(MEND_EUNSUPPORTED, "%s: %s has unknown tensor type %u", src, name, w->type);
+    size_t rb = mend_row_size(w->type, cols);
+    if (rb == 0 || rb != w->row_bytes)
+        return mend_set_error(MEND_EFORMAT, "%s: %s rows take %zu bytes, expected %zu for %lld %s values",
+                              src, name, w->row_bytes, rb, (long long)cols, mend_type_name(w->type));
+    return 0;
+}
+
+static int check_vec(const mend_model *m, const char *what, int layer, const float *v) {
+    if (v) return 0;
+    const char *src = m->path ? m->path : "model";
+    if (layer >= 0) return mend_set_error(MEND_EFORMAT, "%s: layer %d %s is missing", src, layer, what);
+    return mend_set_error(MEND_EFORMAT, "%s: %s is missing", src, what);
+}
+
+int mend_model_validate(const mend_model *m) {
+    if (!m) return mend_set_error(MEND_EINVAL, "mend_model_validate: no model");
+    const mend_config *c = &m->cfg;
+    const char *src = m->path ? m->path : "model";
+#define CFG_RANGE(field, lo, hi) \
+    if (c->field < (lo) || c->field > (hi)) \
+        return mend_set_error(MEND_EFORMAT, "%s: config " #field " is %lld, expected %lld..%lld", src, \
+                              (long long)c->field, (long long)(lo), (long long)(hi))
+    CFG_RANGE(n_vocab, 1, MAX_VOCAB);
+    CFG_RANGE(dim, 1, MAX_DIM);
+    CFG_RANGE(n_layers, 1, MAX_LAYERS);
+    CFG_RANGE(n_heads, 1, 4096);
+    CFG_RANGE(n_kv_heads, 1, c->n_heads);
+    CFG_RANGE(head_dim, 2, 4096);
+    CFG_RANGE(hidden_dim, 1, MAX_DIM);
+    CFG_RANGE(ctx_len, 0, 1 << 30);
+#undef CFG_RANGE
+    if (c->n_heads % c->n_kv_heads)
+        return mend_set_error(MEND_EFORMAT, "%s: config n_heads %d is not a multiple of n_kv_heads %d",
+                              src, c->n_heads, c->n_kv_heads);
+    if (c->head_dim % 2)
+        return mend_set_error(MEND_EFORMAT, "%s: config head_dim %d is odd; RoPE rotates pairs", src,
+                              c->head_dim);
+    if ((int64_t)c->n_heads * c->head_dim > MAX_DIM)
+        return mend_set_error(MEND_EFORMAT, "%s: config n_heads * head_dim = %lld exceeds %d", src,
+                              (long long)c->n_heads * c->head_dim, MAX_DIM);
+    if (!(c->norm_eps > 0.0f && c->norm_eps < 1.0f))
+        return mend_set_error(MEND_EFORMAT, "%s: config norm_eps is %g, expected a small positive number",
+                              src, (double)c->norm_eps);
+    if (!(c->rope_theta > 0.0f))
+        return mend_set_error(MEND_EFORMAT, "%s: config rope_theta is %g, expected > 0", src,
+                              (double)c->rope_theta);
+    if (c->rope_type != MEND_ROPE_NORM && c->rope_type != MEND_ROPE_NEOX)
+        return mend_set_error(MEND_EFORMAT, "%s: config rope_type is %d, expected %d (norm) or %d (neox)",
+                              src, c->rope_type, MEND_ROPE_NORM, MEND_ROPE_NEOX);
+    if (!m->layers) return mend_set_error(MEND_EFORMAT, "%s: the model has no layers", src);
+
+    const int64_t dim = c->dim, qd = (int64_t)c->n_heads * c->head_dim,
+                  kvd = (int64_t)c->n_kv_heads * c->head_dim, hid = c->hidden_dim;
+    int rc;
+    if ((rc = check_mat(m, "token embedding", -1, &m->tok_embd, c->n_vocab, dim))) return rc;
+    if ((rc = check_mat(m, "output head", -1, &m->output, c->n_vocab, dim))) return rc;
+    if ((rc = check_vec(m, "output norm", -1, m->out_norm))) return rc;
+    for (int l = 0; l < c->n_layers; l++) {
+        const mend_layer *L = &m->layers[l];
+        if ((rc = check_vec(m, "attention norm", l, L->attn_norm))) return rc;
+        if ((rc = check_vec(m, "ffn norm", l, L->ffn_norm))) return rc;
+        if ((rc = check_mat(m, "wq", l, &L->wq, qd, dim))) return rc;
+        if ((rc = check_mat(m, "wk", l, &L->wk, kvd, dim))) return rc;
+        if ((rc = check_mat(m, "wv", l, &L->wv, kvd, dim))) return rc;
+        if ((rc = check_mat(m, "wo", l, &L->wo, dim, qd))) return rc;
+        if ((rc = check_mat(m, "w_gate", l, &L->w_gate, hid, dim))) return rc;
+        if ((rc = check_mat(m, "w_up", l, &L->w_up, hid, dim))) return rc;
+        if ((rc = check_mat(m, "w_down", l, &L->w_down, dim, hid))) return rc;
+        if ((L->bq != NULL) != (L->bk != NULL) || (L->bq != NULL) != (L->bv != NULL))
+            return mend_set_error(MEND_EFORMAT, "%s: layer %d has some but not all of the q/k/v biases",
+                                  src, l);
+    }
+    return 0;
+}

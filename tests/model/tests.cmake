@@ -1,0 +1,5 @@
+# model/ and kernels/ops: kernels against scalar twins and the equations; the
+# loader and forward pass against NumPy reference logits (tiny random models
+# always, the default model when present).
+mend_test(test_ops ${CMAKE_CURRENT_LIST_DIR}/test_ops.c LABELS unit TIMEOUT 60)
+mend_test(test_tiny_models ${CMAKE_CURRENT_LIST_DIR}/test_tiny_models.c LABELS unit TIMEOUT 60)
