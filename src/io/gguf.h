@@ -97,4 +97,51 @@ int mend_gguf_opt_bool(const mend_gguf *g, const char *key, int *out);
 double gguf_arr_f64(const gguf_kv *kv, uint64_t i);
 int64_t gguf_arr_i64(const gguf_kv *kv, uint64_t i);
 
+/* ---- writer ---------------------------------------------------------------
+ * Collects metadata and tensors, then writes a GGUF v3 file atomically
+ * (temporary file in the target directory, fsync, rename). Keys keep the
+ * order in which they were first set; setting an existing key replaces its
+ * value in place. Tensor data is borrowed (not copied): it must stay valid
+ * until mend_gguf_writer_write returns, and is streamed to disk from there.
+ * Alignment is general.alignment when set (a power of two), else 32. */
+typedef struct mend_gguf_writer mend_gguf_writer;
+
+int mend_gguf_writer_init(mend_gguf_writer **out);
+void mend_gguf_writer_free(mend_gguf_writer *w);
+
+int mend_gguf_writer_set_u8(mend_gguf_writer *w, const char *key, uint8_t v);
+int mend_gguf_writer_set_i8(mend_gguf_writer *w, const char *key, int8_t v);
+int mend_gguf_writer_set_u16(mend_gguf_writer *w, const char *key, uint16_t v);
+int mend_gguf_writer_set_i16(mend_gguf_writer *w, const char *key, int16_t v);
+int mend_gguf_writer_set_u32(mend_gguf_writer *w, const char *key, uint32_t v);
+int mend_gguf_writer_set_i32(mend_gguf_writer *w, const char *key, int32_t v);
+int mend_gguf_writer_set_u64(mend_gguf_writer *w, const char *key, uint64_t v);
+int mend_gguf_writer_set_i64(mend_gguf_writer *w, const char *key, int64_t v);
+int mend_gguf_writer_set_f32(mend_gguf_writer *w, const char *key, float v);
+int mend_gguf_writer_set_f64(mend_gguf_writer *w, const char *key, double v);
+int mend_gguf_writer_set_bool(mend_gguf_writer *w, const char *key, int v);
+int mend_gguf_writer_set_str(mend_gguf_writer *w, const char *key, const char *s);
+int mend_gguf_writer_set_strn(mend_gguf_writer *w, const char *key, const char *s, uint64_t len);
+/* Numeric array: n elements of elem_type (any scalar vtype except STRING),
+ * little endian, copied. */
+int mend_gguf_writer_set_arr(mend_gguf_writer *w, const char *key, uint32_t elem_type, const void *data, uint64_t n);
+/* String array, copied; lens may be NULL (NUL-terminated strings). */
+int mend_gguf_writer_set_arr_str(mend_gguf_writer *w, const char *key, const char *const *strs,
+                                 const uint64_t *lens, uint64_t n);
+/* Copy one entry of a reader (its value is copied, the reader may close).
+ * Nested arrays (which the reader skips) fail with MEND_EUNSUPPORTED. */
+int mend_gguf_writer_set_kv(mend_gguf_writer *w, const gguf_kv *kv);
+/* Copy every metadata entry of g (except nested arrays), e.g. architecture,
+ * hyper-parameters and the tokenizer, so a rewritten model keeps them. */
+int mend_gguf_writer_copy_kvs(mend_gguf_writer *w, const mend_gguf *g);
+/* Remove a key; 0 whether or not it was present. */
+int mend_gguf_writer_remove(mend_gguf_writer *w, const char *key);
+
+/* Add a tensor: ne[0] is the contiguous dimension; nbytes must equal the
+ * size implied by type and ne. data is borrowed. */
+int mend_gguf_writer_add_tensor(mend_gguf_writer *w, const char *name, uint32_t type, uint32_t n_dims,
+                                const int64_t *ne, const void *data, size_t nbytes);
+/* Write the file; the writer can be freed (or written again) afterwards. */
+int mend_gguf_writer_write(mend_gguf_writer *w, const char *path);
+
 #endif
