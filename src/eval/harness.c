@@ -1,0 +1,851 @@
+/* Zero-shot scoring with lm-evaluation-harness rules (see harness.h). */
+#define _GNU_SOURCE
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <jansson.h>
+#include "util/util.h"
+#include "io/safetensors.h"
+#include "eval/harness.h"
+
+/* ---- text helpers -------------------------------------------------------- */
+
+size_t mend_utf8_len(const char *s) {
+    size_t n = 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        if ((*p & 0xC0) != 0x80) n++;
+    return n;
+}
+
+/* Decode one code point; returns bytes consumed (>= 1). Invalid bytes decode
+ * as themselves (U+0080..U+00FF would be wrong, so mark them -1). */
+static int utf8_next(const unsigned char *p, uint32_t *cp) {
+    if (p[0] < 0x80) { *cp = p[0]; return 1; }
+    if ((p[0] & 0xE0) == 0xC0 && (p[1] & 0xC0) == 0x80) {
+        *cp = ((uint32_t)(p[0] & 0x1F) << 6) | (p[1] & 0x3F);
+        return 2;
+    }
+    if ((p[0] & 0xF0) == 0xE0 && (p[1] & 0xC0) == 0x80 && (p[2] & 0xC0) == 0x80) {
+        *cp = ((uint32_t)(p[0] & 0x0F) << 12) | ((uint32_t)(p[1] & 0x3F) << 6) | (p[2] & 0x3F);
+        return 3;
+    }
+    if ((p[0] & 0xF8) == 0xF0 && (p[1] & 0xC0) == 0x80 && (p[2] & 0xC0) == 0x80 &&
+        (p[3] & 0xC0) == 0x80) {
+        *cp = ((uint32_t)(p[0] & 0x07) << 18) | ((uint32_t)(p[1] & 0x3F) << 12) |
+              ((uint32_t)(p[2] & 0x3F) << 6) | (p[3] & 0x3F);
+        return 4;
+    }
+    *cp = 0xFFFFFFFFu;
+    return 1;
+}
+
+static int utf8_put(uint32_t cp, char *out) {
+    if (cp < 0x80) { out[0] = (char)cp; return 1; }
+    if (cp < 0x800) {
+        out[0] = (char)(0xC0 | (cp >> 6));
+        out[1] = (char)(0x80 | (cp & 0x3F));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        out[0] = (char)(0xE0 | (cp >> 12));
+        out[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+        out[2] = (char)(0x80 | (cp & 0x3F));
+        return 3;
+    }
+    out[0] = (char)(0xF0 | (cp >> 18));
+    out[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+    out[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
+    out[3] = (char)(0x80 | (cp & 0x3F));
+    return 4;
+}
+
+/* Python's str.isspace() for the code points that occur in text. */
+static int is_py_space(uint32_t c) {
+    return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20) || c == 0x85 || c == 0xA0 ||
+           c == 0x1680 || (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 ||
+           c == 0x202F || c == 0x205F || c == 0x3000;
+}
+
+/* Simple lowercase mapping for the scripts that occur in trivia answers. */
+static uint32_t lower_cp(uint32_t c) {
+    if (c >= 'A' && c <= 'Z') return c + 32;
+    if (c < 0xC0) return c;
+    if (c <= 0xDE && c != 0xD7) return c + 32;                       /* Latin-1 */
+    if (c >= 0x100 && c <= 0x137) return (c & 1) ? c : c + 1;       /* Latin Ext-A */
+    if (c == 0x130) return 'i';
+    if (c >= 0x139 && c <= 0x148) return (c & 1) ? c + 1 : c;
+    if (c >= 0x14A && c <= 0x177) return (c & 1) ? c : c + 1;
+    if (c == 0x178) return 0xFF;
+    if (c >= 0x179 && c <= 0x17E) return (c & 1) ? c + 1 : c;
+    if (c == 0x386) return 0x3AC;                                    /* Greek */
+    if (c >= 0x388 && c <= 0x38A) return c + 37;
+    if (c == 0x38C) return 0x3CC;
+    if (c == 0x38E || c == 0x38F) return c + 63;
+    if (c >= 0x391 && c <= 0x3AB && c != 0x3A2) return c + 32;
+    if (c >= 0x400 && c <= 0x40F) return c + 80;                     /* Cyrillic */
+    if (c >= 0x410 && c <= 0x42F) return c + 32;
+    return c;
+}
+
+static int is_ascii_punct(uint32_t c) {
+    return c < 0x80 && c > 0x20 && c != 0x7F && !(c >= '0' && c <= '9') &&
+           !(c >= 'A' && c <= 'Z') && !(c >= 'a' && c <= 'z');
+}
+
+char *mend_eval_normalize(const char *s) {
+    size_t n = strlen(s);
+    char *out = malloc(n * 2 + 1); /* a lowercase form is at most one byte longer per cp */
+    if (!out) return NULL;
+    size_t k = 0;
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p) {
+        uint32_t c;
+        int used = utf8_next(p, &c);
+        if (c == 0xFFFFFFFFu) {
+            out[k++] = (char)*p;
+            p += used;
+            continue;
+        }
+        p += used;
+        c = lower_cp(c);
+        if (is_ascii_punct(c)) continue;
+        k += (size_t)utf8_put(c, out + k);
+    }
+    out[k] = 0;
+    return out;
+}
+
+int mend_eval_exact_match(const char *pred, const char *ref) {
+    char *a = mend_eval_normalize(pred), *b = mend_eval_normalize(ref);
+    int eq = a && b && strcmp(a, b) == 0;
+    free(a);
+    free(b);
+    return eq;
+}
+
+char *mend_eval_strip(const char *s) {
+    const unsigned char *p = (const unsigned char *)s;
+    const unsigned char *begin = NULL, *end = p;
+    while (*p) {
+        uint32_t c;
+        int used = utf8_next(p, &c);
+        if (!is_py_space(c)) {
+            if (!begin) begin = p;
+            end = p + used;
+        }
+        p += used;
+    }
+    if (!begin) return mend_strdup("");
+    return mend_strndup((const char *)begin, (size_t)(end - begin));
+}
+
+/* ---- encode pair --------------------------------------------------------- */
+
+/* Length of the context without its trailing whitespace (Python rstrip()). */
+static size_t rstrip_len(const char *s) {
+    size_t keep = 0;
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p) {
+        uint32_t c;
+        int used = utf8_next(p, &c);
+        p += used;
+        if (!is_py_space(c)) keep = (size_t)((const char *)p - s);
+    }
+    return keep;
+}
+
+int mend_eval_encode_pair(const mend_eval_backend *b, const char *context,
+                          const char *continuation, int32_t **ctx_ids, size_t *n_ctx,
+                          int32_t **cont_ids, size_t *n_cont) {
+    *ctx_ids = *cont_ids = NULL;
+    *n_ctx = *n_cont = 0;
+    size_t lc = strlen(context), lk = strlen(continuation);
+    int rc;
+    if (lc == 0) {
+        /* lm-eval: context_enc = [prefix], unless the continuation starts with it */
+        int32_t *c = NULL;
+        size_t nc = 0;
+        if ((rc = b->tokenize(b->user, continuation, lk, &c, &nc))) return rc;
+        int32_t *x = malloc(sizeof *x);
+        if (!x) {
+            free(c);
+            return mend_set_error(MEND_ENOMEM, "encode pair: out of memory");
+        }
+        if (nc > 0 && c[0] == b->prefix_token) {
+            x[0] = c[0];
+            memmove(c, c + 1, (nc - 1) * sizeof *c);
+            nc--;
+        } else {
+            x[0] = b->prefix_token;
+        }
+        *ctx_ids = x;
+        *n_ctx = 1;
+        *cont_ids = c;
+        *n_cont = nc;
+        return 0;
+    }
+    size_t keep = rstrip_len(context);
+    char *whole = malloc(lc + lk + 1);
+    if (!whole) return mend_set_error(MEND_ENOMEM, "encode pair: out of memory");
+    memcpy(whole, context, lc);
+    memcpy(whole + lc, continuation, lk);
+    whole[lc + lk] = 0;
+    int32_t *w = NULL, *c = NULL;
+    size_t nw = 0, nc = 0;
+    rc = b->tokenize(b->user, whole, lc + lk, &w, &nw);
+    if (!rc) rc = b->tokenize(b->user, context, keep, &c, &nc);
+    free(whole);
+    if (rc) {
+        free(w);
+        free(c);
+        return rc;
+    }
+    size_t ncont = nw > nc ? nw - nc : 0;
+    int32_t *k = malloc((ncont ? ncont : 1) * sizeof *k);
+    if (!k) {
+        free(w);
+        free(c);
+        return mend_set_error(MEND_ENOMEM, "encode pair: out of memory");
+    }
+    if (ncont) memcpy(k, w + nc, ncont * sizeof *k);
+    free(w);
+    *ctx_ids = c;
+    *n_ctx = nc;
+    *cont_ids = k;
+    *n_cont = ncont;
+    return 0;
+}
+
+/* ---- log-softmax --------------------------------------------------------- */
+
+/* log softmax(row)[target] in double, and whether target is the argmax
+ * (first maximum, as torch.argmax). */
+static double row_logprob(const float *row, int n_vocab, int32_t target, int32_t *argmax) {
+    float mx = row[0];
+    int am = 0;
+    for (int j = 1; j < n_vocab; j++)
+        if (row[j] > mx) {
+            mx = row[j];
+            am = j;
+        }
+    double s = 0.0;
+    for (int j = 0; j < n_vocab; j++) s += exp((double)row[j] - (double)mx);
+    *argmax = am;
+    return (double)row[target] - (double)mx - log(s);
+}
+
+/* ---- loglikelihood with a shared prefix ---------------------------------- */
+
+typedef struct seq {
+    int32_t *full;  /* ctx ++ cont, truncated to window + 1 */
+    int len;        /* tokens in full */
+    int n_cont;
+    int m;          /* input length = len - 1 */
+    int f;          /* first scoring position in the input */
+} seq;
+
+/* forward in chunks of max_batch; logits (rows x n_vocab) when want. */
+static int run_span(const mend_eval_backend *b, const int32_t *toks, int from, int to,
+                    float *logits, mend_eval_stats *st) {
+    int mb = b->max_batch > 0 ? b->max_batch : 256;
+    for (int p = from; p < to; p += mb) {
+        int n = to - p < mb ? to - p : mb;
+        float *lg = logits ? logits + (size_t)(p - from) * (size_t)b->n_vocab : NULL;
+        int rc = b->forward(b->user, toks + p, n, p, lg, lg != NULL);
+        if (rc) return rc;
+        if (st) st->tokens_run += n;
+    }
+    return 0;
+}
+
+int mend_eval_loglikelihood(const mend_eval_backend *b, int n, const char *const *contexts,
+                            const char *const *continuations, int want_argmax,
+                            mend_eval_ll *out, mend_eval_stats *stats) {
+    if (n <= 0) return mend_set_error(MEND_EINVAL, "loglikelihood: no requests");
+    memset(out, 0, (size_t)n * sizeof *out);
+    seq *sq = calloc((size_t)n, sizeof *sq);
+    float *buf_p = NULL, *buf_q = NULL;
+    int rc = 0;
+    if (!sq) return mend_set_error(MEND_ENOMEM, "loglikelihood: out of memory");
+    int window = b->window;
+    int max_m = 0;
+    for (int i = 0; i < n; i++) {
+        int32_t *ci = NULL, *ki = NULL;
+        size_t nci = 0, nki = 0;
+        rc = mend_eval_encode_pair(b, contexts[i], continuations[i], &ci, &nci, &ki, &nki);
+        if (rc) goto done;
+        if (nki == 0) {
+            free(ci);
+            free(ki);
+            rc = mend_set_error(MEND_EINVAL, "continuation \"%.40s\" encodes to no tokens",
+                                continuations[i]);
+            goto done;
+        }
+        if (nki > (size_t)window) {
+            free(ci);
+            free(ki);
+            rc = mend_set_error(MEND_ERANGE,
+                                "continuation of %zu tokens does not fit the window of %d tokens",
+                                nki, window);
+            goto done;
+        }
+        size_t total = nci + nki, keep = total;
+        if (total > (size_t)window + 1) {
+            keep = (size_t)window + 1;
+            out[i].truncated = 1;
+            if (stats) stats->truncated++;
+        }
+        sq[i].full = malloc(keep * sizeof(int32_t));
+        if (!sq[i].full) {
+            free(ci);
+            free(ki);
+            rc = mend_set_error(MEND_ENOMEM, "loglikelihood: out of memory");
+            goto done;
+        }
+        /* last `keep` tokens of ci ++ ki */
+        size_t skip = total - keep;
+        size_t w = 0;
+        for (size_t j = skip; j < nci; j++) sq[i].full[w++] = ci[j];
+        size_t kstart = skip > nci ? skip - nci : 0;
+        for (size_t j = kstart; j < nki; j++) sq[i].full[w++] = ki[j];
+        free(ci);
+        free(ki);
+        sq[i].len = (int)keep;
+        sq[i].n_cont = (int)nki;
+        sq[i].m = (int)keep - 1;
+        sq[i].f = sq[i].m - (int)nki;
+        if (sq[i].m > max_m) max_m = sq[i].m;
+        out[i].n_tokens = (int)nki;
+        if (stats) stats->tokens_naive += sq[i].m;
+    }
+    /* longest common prefix of the inputs */
+    int L = sq[0].m;
+    for (int i = 1; i < n; i++) {
+        int l = 0, lim = sq[i].m < L ? sq[i].m : L;
+        while (l < lim && sq[i].full[l] == sq[0].full[l]) l++;
+        L = l;
+    }
+    int s = L;
+    for (int i = 0; i < n; i++)
+        if (sq[i].f < s) s = sq[i].f;
+    if (s < 0) s = 0;
+    int max_rows = L - s;
+    for (int i = 0; i < n; i++) {
+        int c = sq[i].f > L ? sq[i].f : L;
+        if (sq[i].m - c > max_rows) max_rows = sq[i].m - c;
+    }
+    size_t vocab = (size_t)b->n_vocab;
+    size_t rows_p = (size_t)(L - s), rows_q = (size_t)(max_rows > 0 ? max_rows : 1);
+    buf_p = malloc((rows_p ? rows_p : 1) * vocab * sizeof(float));
+    buf_q = malloc(rows_q * vocab * sizeof(float));
+    if (!buf_p || !buf_q) {
+        rc = mend_set_error(MEND_ENOMEM, "loglikelihood: out of memory for %zu logits rows",
+                            rows_p + rows_q);
+        goto done;
+    }
+    if (b->reserve && (rc = b->reserve(b->user, max_m))) goto done;
+    /* shared prefix: [0, s) without logits, [s, L) with */
+    if ((rc = run_span(b, sq[0].full, 0, s, NULL, stats))) goto done;
+    if ((rc = run_span(b, sq[0].full, s, L, buf_p, stats))) goto done;
+    for (int i = 0; i < n; i++) {
+        int c = sq[i].f > L ? sq[i].f : L;
+        if ((rc = run_span(b, sq[i].full, L, c, NULL, stats))) goto done;
+        if ((rc = run_span(b, sq[i].full, c, sq[i].m, buf_q, stats))) goto done;
+        if (want_argmax) {
+            out[i].argmax = malloc((size_t)sq[i].n_cont * sizeof(int32_t));
+            if (!out[i].argmax) {
+                rc = mend_set_error(MEND_ENOMEM, "loglikelihood: out of memory");
+                goto done;
+            }
+        }
+        double ll = 0.0;
+        int greedy = 1;
+        for (int p = sq[i].f; p < sq[i].m; p++) {
+            const float *row = p < L ? buf_p + (size_t)(p - s) * vocab
+                                     : buf_q + (size_t)(p - c) * vocab;
+            int32_t target = sq[i].full[p + 1], am;
+            if (target < 0 || target >= b->n_vocab) {
+                rc = mend_set_error(MEND_ERANGE, "token id %d outside the vocabulary of %d",
+                                    target, b->n_vocab);
+                goto done;
+            }
+            ll += row_logprob(row, b->n_vocab, target, &am);
+            if (am != target) greedy = 0;
+            if (want_argmax) out[i].argmax[p - sq[i].f] = am;
+        }
+        out[i].ll = ll;
+        out[i].greedy = greedy;
+    }
+done:
+    for (int i = 0; i < n; i++) free(sq[i].full);
+    free(sq);
+    free(buf_p);
+    free(buf_q);
+    if (rc)
+        for (int i = 0; i < n; i++) {
+            free(out[i].argmax);
+            out[i].argmax = NULL;
+        }
+    return rc;
+}
+
+/* ---- generation ---------------------------------------------------------- */
+
+int mend_eval_generate(const mend_eval_backend *b, const char *context, int max_tokens,
+                       const char *const *until, int n_until, char **raw, char **cut,
+                       mend_eval_stats *stats) {
+    *raw = *cut = NULL;
+    int32_t *ids = NULL;
+    size_t n = 0;
+    int rc = b->tokenize(b->user, context, strlen(context), &ids, &n);
+    if (rc) return rc;
+    int max_ctx = b->window - max_tokens;
+    if (max_ctx <= 0) {
+        free(ids);
+        return mend_set_error(MEND_ERANGE, "generation of %d tokens does not fit the window of %d",
+                              max_tokens, b->window);
+    }
+    int32_t *ctx = ids;
+    if (n > (size_t)max_ctx) {
+        ctx = ids + (n - (size_t)max_ctx);
+        n = (size_t)max_ctx;
+        if (stats) stats->truncated++;
+    }
+    if (n == 0) {
+        /* an empty context conditions on the prefix token */
+        free(ids);
+        ids = malloc(sizeof *ids);
+        if (!ids) return mend_set_error(MEND_ENOMEM, "generate: out of memory");
+        ids[0] = b->prefix_token;
+        ctx = ids;
+        n = 1;
+    }
+    float *logits = malloc((size_t)b->n_vocab * sizeof(float));
+    int32_t *gen = malloc((size_t)(max_tokens + 1) * sizeof(int32_t));
+    char *text = NULL;
+    int ng = 0;
+    if (!logits || !gen) {
+        rc = mend_set_error(MEND_ENOMEM, "generate: out of memory");
+        goto done;
+    }
+    if (b->reserve && (rc = b->reserve(b->user, (int)n + max_tokens))) goto done;
+    /* the context: all but the last token without logits, the last with */
+    if ((rc = run_span(b, ctx, 0, (int)n - 1, NULL, stats))) goto done;
+    if ((rc = b->forward(b->user, ctx + n - 1, 1, (int)n - 1, logits, 0))) goto done;
+    if (stats) stats->tokens_run++;
+    for (;;) {
+        int32_t am = 0;
+        row_logprob(logits, b->n_vocab, 0, &am);
+        if (b->is_eog && b->is_eog(b->user, am)) break;
+        gen[ng++] = am;
+        free(text);
+        text = NULL;
+        if ((rc = b->detokenize(b->user, gen, (size_t)ng, &text))) goto done;
+        int stop = 0;
+        for (int u = 0; u < n_until && !stop; u++)
+            if (until[u][0] && strstr(text, until[u])) stop = 1;
+        if (stop || ng >= max_tokens) break;
+        if ((rc = b->forward(b->user, &am, 1, (int)n + ng - 1, logits, 0))) goto done;
+        if (stats) stats->tokens_run++;
+    }
+    if (!text) text = mend_strdup("");
+    if (!text) {
+        rc = mend_set_error(MEND_ENOMEM, "generate: out of memory");
+        goto done;
+    }
+    /* lm-eval: for each stop string, generation = generation.split(term)[0] */
+    size_t keep = strlen(text);
+    for (int u = 0; u < n_until; u++) {
+        if (!until[u][0]) continue;
+        char *hit = strstr(text, until[u]);
+        if (hit && (size_t)(hit - text) < keep) keep = (size_t)(hit - text);
+    }
+    *cut = mend_strndup(text, keep);
+    *raw = text;
+    text = NULL;
+    if (!*cut) {
+        free(*raw);
+        *raw = NULL;
+        rc = mend_set_error(MEND_ENOMEM, "generate: out of memory");
+    }
+done:
+    free(text);
+    free(ids);
+    free(logits);
+    free(gen);
+    return rc;
+}
+
+/* ---- one example --------------------------------------------------------- */
+
+void mend_eval_result_free(mend_eval_result *r) {
+    if (!r) return;
+    free(r->ll);
+    free(r->greedy);
+    free(r->n_tokens);
+    free(r->n_chars);
+    free(r->pred_text);
+    free(r->raw_text);
+    memset(r, 0, sizeof *r);
+}
+
+static char *prefix_space(const char *s) {
+    size_t n = strlen(s);
+    char *o = malloc(n + 2);
+    if (!o) return NULL;
+    o[0] = ' ';
+    memcpy(o + 1, s, n + 1);
+    return o;
+}
+
+static const char *const GEN_UNTIL[] = {"\n", ".", ","};
+
+int mend_eval_example(const mend_eval_backend *b, const mend_task *t, size_t i,
+                      mend_eval_result *r, mend_eval_stats *stats) {
+    memset(r, 0, sizeof *r);
+    if (i >= t->n) return mend_set_error(MEND_ERANGE, "%s: example %zu of %zu", t->path, i, t->n);
+    const mend_task_ex *e = &t->ex[i];
+    r->kind = t->kind;
+    r->gold = e->gold;
+    int rc = 0;
+    if (t->kind == MEND_TASK_GEN) {
+        rc = mend_eval_generate(b, e->context, MEND_EVAL_MAX_GEN, GEN_UNTIL, 3, &r->raw_text,
+                                &r->pred_text, stats);
+        if (rc) return mend_error_prefix(rc, "%s:%d", t->path, e->line);
+        char *stripped = mend_eval_strip(r->pred_text);
+        if (!stripped) return mend_set_error(MEND_ENOMEM, "out of memory");
+        free(r->pred_text);
+        r->pred_text = stripped;
+        r->em = 0.0;
+        for (int a = 0; a < e->n_options; a++)
+            if (mend_eval_exact_match(r->pred_text, e->options[a])) {
+                r->em = 1.0;
+                break;
+            }
+        r->pred = -1;
+        r->pred_norm = -1;
+        return 0;
+    }
+    int n = (t->kind == MEND_TASK_LM) ? 1 : e->n_options;
+    const char **ctxs = calloc((size_t)n, sizeof *ctxs);
+    char **conts = calloc((size_t)n, sizeof *conts);
+    mend_eval_ll *ll = calloc((size_t)n, sizeof *ll);
+    r->ll = calloc((size_t)n, sizeof *r->ll);
+    r->greedy = calloc((size_t)n, sizeof *r->greedy);
+    r->n_tokens = calloc((size_t)n, sizeof *r->n_tokens);
+    r->n_chars = calloc((size_t)n, sizeof *r->n_chars);
+    r->n = n;
+    if (!ctxs || !conts || !ll || !r->ll || !r->greedy || !r->n_tokens || !r->n_chars) {
+        rc = mend_set_error(MEND_ENOMEM, "out of memory");
+        goto done;
+    }
+    for (int k = 0; k < n; k++) {
+        switch (t->kind) {
+        case MEND_TASK_MC:
+            ctxs[k] = e->context;
+            conts[k] = prefix_space(e->options[k]);
+            r->n_chars[k] = (int)mend_utf8_len(e->options[k]);
+            break;
+        case MEND_TASK_SCHEMA:
+            ctxs[k] = e->options[k];
+            conts[k] = prefix_space(e->continuation);
+            r->n_chars[k] = (int)mend_utf8_len(e->options[k]);
+            break;
+        default:
+            ctxs[k] = e->context;
+            conts[k] = prefix_space(e->continuation);
+            r->n_chars[k] = (int)mend_utf8_len(e->continuation);
+            break;
+        }
+        if (!conts[k]) {
+            rc = mend_set_error(MEND_ENOMEM, "out of memory");
+            goto done;
+        }
+    }
+    rc = mend_eval_loglikelihood(b, n, ctxs, (const char *const *)conts, t->kind == MEND_TASK_LM,
+                                 ll, stats);
+    if (rc) {
+        mend_error_prefix(rc, "%s:%d", t->path, e->line);
+        goto done;
+    }
+    for (int k = 0; k < n; k++) {
+        r->ll[k] = ll[k].ll;
+        r->greedy[k] = ll[k].greedy;
+        r->n_tokens[k] = ll[k].n_tokens;
+        r->truncated += ll[k].truncated;
+    }
+    if (t->kind == MEND_TASK_LM) {
+        r->acc = ll[0].greedy ? 1.0 : 0.0;
+        r->pred = r->pred_norm = -1;
+        rc = b->detokenize(b->user, ll[0].argmax, (size_t)ll[0].n_tokens, &r->pred_text);
+        goto done;
+    }
+    /* np.argmax: first maximum */
+    int pred = 0, pred_norm = 0;
+    for (int k = 1; k < n; k++) {
+        if (r->ll[k] > r->ll[pred]) pred = k;
+        double a = r->ll[k] / (double)r->n_chars[k], c = r->ll[pred_norm] / (double)r->n_chars[pred_norm];
+        if (a > c) pred_norm = k;
+    }
+    r->pred = pred;
+    r->pred_norm = pred_norm;
+    r->acc = pred == e->gold ? 1.0 : 0.0;
+    r->acc_norm = pred_norm == e->gold ? 1.0 : 0.0;
+done:
+    if (ll)
+        for (int k = 0; k < n; k++) free(ll[k].argmax);
+    if (conts)
+        for (int k = 0; k < n; k++) free(conts[k]);
+    free(conts);
+    free(ctxs);
+    free(ll);
+    if (rc) mend_eval_result_free(r);
+    return rc;
+}
+
+/* ---- model backend ------------------------------------------------------- */
+
+typedef struct model_be {
+    mend_eval_backend be;
+    const mend_model *m;
+    const mend_tokenizer *tok;
+    mend_state *st;
+    int st_ctx;     /* text positions the state holds (beyond the prompt) */
+    int ctx_len;    /* model context length */
+    int dim;
+    float *prompt;
+    int n_virtual;
+} model_be;
+
+static int mb_tokenize(void *u, const char *text, size_t len, int32_t **ids, size_t *n) {
+    model_be *mb = u;
+    /* add_special as the tokenizer's default (lm-eval's HF backend leaves
+     * add_special_tokens to the tokenizer); parse_special as HF does. */
+    return mend_tokenize(mb->tok, text, len, 1, 1, ids, n);
+}
+
+/* Replace invalid UTF-8 (a generation cut inside a character) with U+FFFD,
+ * as Python's bytes.decode(errors="replace") does; malloc'd. */
+static char *utf8_sanitize(const char *s) {
+    size_t n = strlen(s);
+    char *o = malloc(n * 3 + 1);
+    if (!o) return NULL;
+    size_t k = 0;
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p) {
+        uint32_t c;
+        int used = utf8_next(p, &c);
+        if (c == 0xFFFFFFFFu || (c >= 0xD800 && c <= 0xDFFF) || c > 0x10FFFF) {
+            k += (size_t)utf8_put(0xFFFD, o + k);
+        } else {
+            memcpy(o + k, p, (size_t)used);
+            k += (size_t)used;
+        }
+        p += used;
+    }
+    o[k] = 0;
+    return o;
+}
+
+static int mb_detokenize(void *u, const int32_t *ids, size_t n, char **text) {
+    model_be *mb = u;
+    /* skip special tokens as lm-eval's tok_decode does */
+    int32_t *keep = malloc((n ? n : 1) * sizeof *keep);
+    if (!keep) return mend_set_error(MEND_ENOMEM, "detokenize: out of memory");
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!mend_token_is_eog(mb->tok, ids[i]) && ids[i] != mend_token_bos(mb->tok))
+            keep[k++] = ids[i];
+    char *raw = NULL;
+    int rc = mend_detokenize(mb->tok, keep, k, &raw);
+    free(keep);
+    if (rc) return rc;
+    *text = utf8_sanitize(raw);
+    free(raw);
+    if (!*text) return mend_set_error(MEND_ENOMEM, "detokenize: out of memory");
+    return 0;
+}
+
+static int mb_is_eog(void *u, int32_t id) {
+    model_be *mb = u;
+    return mend_token_is_eog(mb->tok, id);
+}
+
+static int mb_reserve(void *u, int n) {
+    model_be *mb = u;
+    if (n <= mb->st_ctx && mb->st) return 0;
+    int want = mb->st_ctx > 0 ? mb->st_ctx : 512;
+    while (want < n) want *= 2;
+    int cap = mb->ctx_len - mb->n_virtual;
+    if (want > cap) want = cap;
+    if (n > want)
+        return mend_set_error(MEND_ERANGE, "sequence of %d tokens exceeds the model window of %d",
+                              n, cap);
+    mend_state_free(mb->st);
+    mb->st = NULL;
+    mb->st_ctx = 0;
+    int mbatch = mb->be.max_batch > mb->n_virtual ? mb->be.max_batch : mb->n_virtual;
+    int rc = mend_state_new(&mb->st, mb->m, want + mb->n_virtual, mbatch);
+    if (rc) return rc;
+    if (mb->n_virtual > 0) {
+        rc = mend_forward(mb->st, NULL, mb->prompt, mb->n_virtual, 0, NULL, 0);
+        if (rc) {
+            mend_state_free(mb->st);
+            mb->st = NULL;
+            return rc;
+        }
+    }
+    mb->st_ctx = want;
+    return 0;
+}
+
+static int mb_forward(void *u, const int32_t *tokens, int n, int pos, float *logits,
+                      int logits_all) {
+    model_be *mb = u;
+    if (!mb->st || pos + n > mb->st_ctx) {
+        int rc = mb_reserve(u, pos + n);
+        if (rc) return rc;
+        if (pos > 0)
+            return mend_set_error(MEND_EINVAL, "forward at %d after the state was resized", pos);
+    }
+    return mend_forward(mb->st, tokens, NULL, n, mb->n_virtual + pos, logits, logits_all);
+}
+
+int mend_eval_backend_model(mend_eval_backend **out, const mend_model *m, const float *prompt,
+                            int n_virtual, int window, int max_batch) {
+    *out = NULL;
+    mend_model_info info;
+    mend_model_get_info(m, &info);
+    model_be *mb = calloc(1, sizeof *mb);
+    if (!mb) return mend_set_error(MEND_ENOMEM, "eval backend: out of memory");
+    mb->m = m;
+    mb->tok = mend_model_tokenizer(m);
+    mb->ctx_len = info.ctx_len > 0 ? info.ctx_len : 2048;
+    mb->dim = info.dim;
+    mb->n_virtual = n_virtual > 0 ? n_virtual : 0;
+    if (mb->n_virtual >= mb->ctx_len) {
+        int ctx_len = mb->ctx_len;
+        free(mb);
+        return mend_set_error(MEND_ERANGE, "soft prompt of %d tokens fills the context of %d",
+                              n_virtual, ctx_len);
+    }
+    if (mb->n_virtual) {
+        size_t cnt;
+        if (!mend_mul_ok((size_t)mb->n_virtual, (size_t)info.dim, &cnt) ||
+            !(mb->prompt = malloc(cnt * sizeof(float)))) {
+            free(mb);
+            return mend_set_error(MEND_ENOMEM, "eval backend: out of memory for the prompt");
+        }
+        memcpy(mb->prompt, prompt, cnt * sizeof(float));
+    }
+    int cap = mb->ctx_len - mb->n_virtual;
+    mend_eval_backend *b = &mb->be;
+    b->user = mb;
+    b->n_vocab = info.n_vocab;
+    b->window = (window > 0 && window < cap) ? window : cap;
+    b->max_batch = max_batch > 0 ? max_batch : 256;
+    int32_t bos = mend_token_bos(mb->tok);
+    b->prefix_token = bos >= 0 ? bos : mend_token_eos(mb->tok);
+    b->tokenize = mb_tokenize;
+    b->detokenize = mb_detokenize;
+    b->reserve = mb_reserve;
+    b->forward = mb_forward;
+    b->is_eog = mb_is_eog;
+    *out = b;
+    return 0;
+}
+
+void mend_eval_backend_free(mend_eval_backend *b) {
+    if (!b) return;
+    model_be *mb = (model_be *)b;
+    mend_state_free(mb->st);
+    free(mb->prompt);
+    free(mb);
+}
+
+/* ---- soft prompt --------------------------------------------------------- */
+
+int mend_eval_load_prompt(const char *dir, int dim, float **emb, int *n_virtual) {
+    *emb = NULL;
+    *n_virtual = 0;
+    char *cfg_path = mend_path_join(dir, "adapter_config.json");
+    char *st_path = mend_path_join(dir, "adapter_model.safetensors");
+    int rc = 0;
+    char *cfg = NULL;
+    json_t *j = NULL;
+    mend_safetensors *st = NULL;
+    if (!cfg_path || !st_path) {
+        rc = mend_set_error(MEND_ENOMEM, "out of memory");
+        goto done;
+    }
+    long long cfg_nv = -1, cfg_dim = -1;
+    size_t cfg_len = 0;
+    if (mend_file_exists(cfg_path)) {
+        if ((rc = mend_read_file(cfg_path, 1u << 20, &cfg, &cfg_len))) goto done;
+        json_error_t jerr;
+        j = json_loadb(cfg, cfg_len, 0, &jerr);
+        if (!j || !json_is_object(j)) {
+            rc = mend_set_error(MEND_EFORMAT, "%s: malformed JSON at line %d: %s", cfg_path,
+                                jerr.line, jerr.text);
+            goto done;
+        }
+        const json_t *pt = json_object_get(j, "peft_type");
+        if (pt && (!json_is_string(pt) || strcmp(json_string_value(pt), "PROMPT_TUNING") != 0)) {
+            rc = mend_set_error(MEND_EUNSUPPORTED, "%s: peft_type is %s, expected PROMPT_TUNING",
+                                cfg_path, json_is_string(pt) ? json_string_value(pt) : "not a string");
+            goto done;
+        }
+        const json_t *nv = json_object_get(j, "num_virtual_tokens");
+        if (json_is_integer(nv)) cfg_nv = json_integer_value(nv);
+        const json_t *td = json_object_get(j, "token_dim");
+        if (json_is_integer(td)) cfg_dim = json_integer_value(td);
+    } else {
+        rc = mend_set_error(MEND_EIO, "%s: missing (a PEFT prompt adapter directory needs "
+                            "adapter_config.json and adapter_model.safetensors)", cfg_path);
+        goto done;
+    }
+    if ((rc = mend_safetensors_open(&st, st_path))) goto done;
+    const mend_st_tensor *t = mend_safetensors_find(st, "prompt_embeddings");
+    if (!t) {
+        rc = mend_set_error(MEND_EFORMAT, "%s: no tensor \"prompt_embeddings\"", st_path);
+        goto done;
+    }
+    if (t->n_dims != 2 || t->shape[1] != dim || t->shape[0] <= 0 || t->shape[0] > 1000000) {
+        rc = mend_set_error(MEND_EFORMAT,
+                            "%s: prompt_embeddings has shape [%lld, %lld] (%d dims), expected "
+                            "[n_virtual, %d]",
+                            st_path, (long long)t->shape[0],
+                            (long long)(t->n_dims > 1 ? t->shape[1] : 0), t->n_dims, dim);
+        goto done;
+    }
+    if (cfg_nv >= 0 && cfg_nv != t->shape[0]) {
+        rc = mend_set_error(MEND_EFORMAT,
+                            "%s: num_virtual_tokens is %lld but prompt_embeddings has %lld rows",
+                            cfg_path, cfg_nv, (long long)t->shape[0]);
+        goto done;
+    }
+    if (cfg_dim >= 0 && cfg_dim != dim) {
+        rc = mend_set_error(MEND_EFORMAT, "%s: token_dim is %lld, the model's dim is %d", cfg_path,
+                            cfg_dim, dim);
+        goto done;
+    }
+    float *e = malloc((size_t)t->n_elems * sizeof(float));
+    if (!e) {
+        rc = mend_set_error(MEND_ENOMEM, "%s: out of memory", st_path);
+        goto done;
+    }
+    if ((rc = mend_safetensors_read_f32(st, t, 0, t->n_elems, e))) {
+        free(e);
+        goto done;
+    }
+    *emb = e;
+    *n_virtual = (int)t->shape[0];
+done:
+    if (st) mend_safetensors_close(st);
+    json_decref(j);
+    free(cfg);
+    free(cfg_path);
+    free(st_path);
+    return rc;
+}

@@ -1,0 +1,131 @@
+/* Zero-shot scoring with lm-evaluation-harness rules.
+ *
+ * Loglikelihood requests (context, continuation) are tokenized as lm-eval's
+ * `_encode_pair` does: trailing whitespace of the context moves to the front
+ * of the continuation, then
+ *     whole = tok(context + continuation), ctx = tok(context),
+ *     cont  = whole[len(ctx):]
+ * and the model sees ctx ++ cont, left-truncated to window + 1 tokens, minus
+ * its last token. ll = sum of log softmax at the continuation tokens;
+ * is_greedy = every continuation token is the argmax (lowest id on ties).
+ *
+ * All requests of one example are scored together: the longest common token
+ * prefix of their inputs is run once and its KV is shared; each request then
+ * runs only its own tail from there (the backend's forward at an earlier pos
+ * overwrites the cache, so forking is free).
+ *
+ * The scorer is an abstract backend so that the sharing logic is testable
+ * without a model; mend_eval_backend_model() wraps a mend_model, optionally
+ * behind a soft prompt whose KV is computed once and kept at positions
+ * [0, n_virtual).
+ */
+#ifndef MEND_EVAL_HARNESS_H
+#define MEND_EVAL_HARNESS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "mend.h"
+#include "eval/tasks.h"
+
+typedef struct mend_eval_backend {
+    void *user;
+    int n_vocab;
+    int window;             /* max tokens per sequence (lm-eval's max_length) */
+    int max_batch;          /* positions per forward call */
+    int32_t prefix_token;   /* conditioning token for an empty context (BOS, else EOS) */
+    /* Encode text as the tokenizer does by default (BOS only when the tokenizer adds it). */
+    int (*tokenize)(void *user, const char *text, size_t len, int32_t **ids, size_t *n);
+    /* Decode ids to a malloc'd string, special tokens skipped. */
+    int (*detokenize)(void *user, const int32_t *ids, size_t n, char **text);
+    /* Make room for sequences of n text positions (before any forward of an
+     * example; may drop cached text positions). */
+    int (*reserve)(void *user, int n);
+    /* Run n tokens at text position pos (attending to [0, pos)); logits is
+     * NULL, n x n_vocab (logits_all) or n_vocab (last position). */
+    int (*forward)(void *user, const int32_t *tokens, int n, int pos, float *logits,
+                   int logits_all);
+    /* End-of-generation token? */
+    int (*is_eog)(void *user, int32_t id);
+} mend_eval_backend;
+
+/* A backend over a loaded model. prompt: NULL or n_virtual x dim embeddings
+ * (copied). window <= 0: the model's context length minus n_virtual.
+ * max_batch <= 0: 256. */
+int mend_eval_backend_model(mend_eval_backend **out, const mend_model *m, const float *prompt,
+                            int n_virtual, int window, int max_batch);
+void mend_eval_backend_free(mend_eval_backend *b);
+
+/* Soft prompt in the PEFT prompt-tuning layout: dir/adapter_model.safetensors
+ * with prompt_embeddings [n_virtual, hidden] (F32, F16 or BF16) and
+ * dir/adapter_config.json. hidden must equal dim. *emb is malloc'd. */
+int mend_eval_load_prompt(const char *dir, int dim, float **emb, int *n_virtual);
+
+/* lm-eval's _encode_pair: *ctx_ids and *cont_ids are malloc'd. An empty (or
+ * all-whitespace) context conditions on prefix_token as lm-eval does. */
+int mend_eval_encode_pair(const mend_eval_backend *b, const char *context,
+                          const char *continuation, int32_t **ctx_ids, size_t *n_ctx,
+                          int32_t **cont_ids, size_t *n_cont);
+
+typedef struct mend_eval_ll {
+    double ll;              /* sum of log p over the continuation tokens */
+    int greedy;             /* every continuation token is the argmax */
+    int n_tokens;           /* continuation tokens */
+    int truncated;          /* the sequence was left-truncated to the window */
+    int32_t *argmax;        /* if want_argmax: n_tokens greedy ids (malloc'd) */
+} mend_eval_ll;
+
+typedef struct mend_eval_stats {
+    int64_t tokens_run;     /* positions sent to forward */
+    int64_t tokens_naive;   /* positions a request-by-request run would send */
+    int64_t truncated;      /* sequences left-truncated */
+} mend_eval_stats;
+
+/* Score n requests sharing their common token prefix. stats may be NULL. */
+int mend_eval_loglikelihood(const mend_eval_backend *b, int n, const char *const *contexts,
+                            const char *const *continuations, int want_argmax,
+                            mend_eval_ll *out, mend_eval_stats *stats);
+
+/* Greedy decoding (lm-eval generate_until): the context (left-truncated to
+ * window - max_tokens) is run, then tokens are taken greedily until an
+ * end-of-generation token, max_tokens, or until the decoded text contains one
+ * of the until strings. *raw is the decoded text, *cut the text before the
+ * first stop string. */
+int mend_eval_generate(const mend_eval_backend *b, const char *context, int max_tokens,
+                       const char *const *until, int n_until, char **raw, char **cut,
+                       mend_eval_stats *stats);
+
+/* lm-eval exact_match with ignore_case and ignore_punctuation: lowercase
+ * (ASCII, Latin-1, Latin Extended-A, Greek, Cyrillic), drop the ASCII
+ * punctuation of Python's string.punctuation, compare. */
+int mend_eval_exact_match(const char *pred, const char *ref);
+/* malloc'd normalized form used by mend_eval_exact_match. */
+char *mend_eval_normalize(const char *s);
+/* Python str.strip() on ASCII and Unicode whitespace; malloc'd. */
+char *mend_eval_strip(const char *s);
+/* Unicode code points in a UTF-8 string (Python len()). */
+size_t mend_utf8_len(const char *s);
+
+/* One example's outcome. */
+typedef struct mend_eval_result {
+    int kind;               /* enum mend_task_kind */
+    int n;                  /* scored options (MC, SCHEMA); 1 for LM; 0 for GEN */
+    double *ll;
+    int *greedy;
+    int *n_tokens;
+    int *n_chars;           /* MC: length of each choice in code points */
+    int pred, pred_norm;    /* MC, SCHEMA: argmax ll; MC: argmax ll / n_chars */
+    int gold;
+    double acc, acc_norm;   /* acc_norm: MC only */
+    double em;              /* GEN */
+    char *pred_text;        /* GEN: filtered answer; LM: greedy tokens decoded */
+    char *raw_text;         /* GEN: raw generation */
+    int truncated;
+} mend_eval_result;
+
+#define MEND_EVAL_MAX_GEN 32
+
+int mend_eval_example(const mend_eval_backend *b, const mend_task *t, size_t i,
+                      mend_eval_result *r, mend_eval_stats *stats);
+void mend_eval_result_free(mend_eval_result *r);
+
+#endif

@@ -1,0 +1,347 @@
+/* Results lines: writing, reading back (resume), summaries (results.h). */
+#define _GNU_SOURCE
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <jansson.h>
+#include "util/util.h"
+#include "eval/results.h"
+
+static json_t *real_array(const double *x, int n) {
+    json_t *a = json_array();
+    for (int i = 0; a && i < n; i++) json_array_append_new(a, json_real(x[i]));
+    return a;
+}
+
+static json_t *int_array(const int *x, int n) {
+    json_t *a = json_array();
+    for (int i = 0; a && i < n; i++) json_array_append_new(a, json_integer(x[i]));
+    return a;
+}
+
+static json_t *bool_array(const int *x, int n) {
+    json_t *a = json_array();
+    for (int i = 0; a && i < n; i++) json_array_append_new(a, json_boolean(x[i]));
+    return a;
+}
+
+int mend_result_json(const mend_task *t, size_t index, const mend_eval_result *r,
+                     const char *model, const char *prompt, char **line) {
+    *line = NULL;
+    json_t *o = json_object();
+    if (!o) return mend_set_error(MEND_ENOMEM, "results: out of memory");
+    json_object_set_new(o, "task", json_string(t->name));
+    json_object_set_new(o, "index", json_integer((json_int_t)index));
+    json_object_set_new(o, "line", json_integer(index < t->n ? t->ex[index].line : 0));
+    json_object_set_new(o, "kind", json_string(mend_task_kind_name(r->kind)));
+    json_object_set_new(o, "model", json_string(model ? model : ""));
+    json_object_set_new(o, "prompt", prompt ? json_string(prompt) : json_null());
+    switch (r->kind) {
+    case MEND_TASK_MC:
+    case MEND_TASK_SCHEMA:
+        json_object_set_new(o, "ll", real_array(r->ll, r->n));
+        json_object_set_new(o, "is_greedy", bool_array(r->greedy, r->n));
+        json_object_set_new(o, "n_tokens", int_array(r->n_tokens, r->n));
+        json_object_set_new(o, "n_chars", int_array(r->n_chars, r->n));
+        json_object_set_new(o, "gold", json_integer(r->gold));
+        json_object_set_new(o, "pred", json_integer(r->pred));
+        json_object_set_new(o, "acc", json_real(r->acc));
+        if (r->kind == MEND_TASK_MC) {
+            json_object_set_new(o, "pred_norm", json_integer(r->pred_norm));
+            json_object_set_new(o, "acc_norm", json_real(r->acc_norm));
+        }
+        break;
+    case MEND_TASK_LM:
+        json_object_set_new(o, "ll", real_array(r->ll, r->n));
+        json_object_set_new(o, "is_greedy", bool_array(r->greedy, r->n));
+        json_object_set_new(o, "n_tokens", int_array(r->n_tokens, r->n));
+        json_object_set_new(o, "pred", json_string(r->pred_text ? r->pred_text : ""));
+        json_object_set_new(o, "acc", json_real(r->acc));
+        break;
+    case MEND_TASK_GEN: {
+        const mend_task_ex *e = index < t->n ? &t->ex[index] : NULL;
+        json_object_set_new(o, "pred", json_string(r->pred_text ? r->pred_text : ""));
+        json_object_set_new(o, "raw", json_string(r->raw_text ? r->raw_text : ""));
+        json_object_set_new(o, "answer", json_string(e && e->answer ? e->answer : ""));
+        json_object_set_new(o, "em", json_real(r->em));
+        break;
+    }
+    }
+    json_object_set_new(o, "truncated", json_integer(r->truncated));
+    /* json_string returns NULL on invalid UTF-8 (a generation cut inside a
+     * multi-byte character): such a field is simply absent, checked below */
+    char *s = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(12) | JSON_ENSURE_ASCII);
+    json_decref(o);
+    if (!s) return mend_set_error(MEND_ENOMEM, "results: cannot serialize the result");
+    *line = s;
+    return 0;
+}
+
+void mend_results_free(mend_results *r) {
+    if (!r) return;
+    for (size_t i = 0; i < r->n; i++) {
+        free(r->rec[i].task);
+        free(r->rec[i].model);
+        free(r->rec[i].prompt);
+    }
+    free(r->rec);
+    free(r->path);
+    memset(r, 0, sizeof *r);
+}
+
+static int get_num(const json_t *o, const char *k, double *v) {
+    const json_t *x = json_object_get(o, k);
+    if (!json_is_number(x)) return 0;
+    *v = json_number_value(x);
+    return 1;
+}
+
+static int parse_line(const char *s, size_t len, mend_result_rec *r, const char *path, int line) {
+    json_error_t jerr;
+    json_t *o = json_loadb(s, len, 0, &jerr);
+    if (!o || !json_is_object(o)) {
+        json_decref(o);
+        return mend_set_error(MEND_EFORMAT, "%s:%d: malformed results line: %s", path, line,
+                              o ? "not an object" : jerr.text);
+    }
+    int rc = 0;
+    memset(r, 0, sizeof *r);
+    r->line = line;
+    const json_t *task = json_object_get(o, "task"), *idx = json_object_get(o, "index"),
+                 *kind = json_object_get(o, "kind"), *model = json_object_get(o, "model"),
+                 *prompt = json_object_get(o, "prompt");
+    if (!json_is_string(task) || !json_is_integer(idx) || !json_is_string(kind) ||
+        json_integer_value(idx) < 0) {
+        rc = mend_set_error(MEND_EFORMAT, "%s:%d: results line lacks task, index or kind", path,
+                            line);
+        goto done;
+    }
+    r->kind = mend_task_kind_from_name(json_string_value(kind));
+    if (r->kind < 0) {
+        rc = mend_set_error(MEND_EFORMAT, "%s:%d: unknown kind \"%s\"", path, line,
+                            json_string_value(kind));
+        goto done;
+    }
+    r->task = mend_strdup(json_string_value(task));
+    r->model = mend_strdup(json_is_string(model) ? json_string_value(model) : "");
+    r->prompt = json_is_string(prompt) ? mend_strdup(json_string_value(prompt)) : NULL;
+    r->index = (long)json_integer_value(idx);
+    const json_t *tr = json_object_get(o, "truncated");
+    r->truncated = json_is_integer(tr) ? (int)json_integer_value(tr) : 0;
+    int ok = 1;
+    switch (r->kind) {
+    case MEND_TASK_MC:
+        ok = get_num(o, "acc", &r->acc) && get_num(o, "acc_norm", &r->acc_norm);
+        r->has_acc_norm = 1;
+        break;
+    case MEND_TASK_SCHEMA:
+        ok = get_num(o, "acc", &r->acc);
+        break;
+    case MEND_TASK_LM: {
+        ok = get_num(o, "acc", &r->acc);
+        const json_t *ll = json_object_get(o, "ll");
+        if (json_is_array(ll) && json_array_size(ll) == 1 && json_is_number(json_array_get(ll, 0)))
+            r->ll = json_number_value(json_array_get(ll, 0));
+        else ok = 0;
+        break;
+    }
+    case MEND_TASK_GEN:
+        ok = get_num(o, "em", &r->em);
+        break;
+    }
+    if (!ok) rc = mend_set_error(MEND_EFORMAT, "%s:%d: results line lacks its %s metrics", path,
+                                 line, json_string_value(kind));
+    else if (!r->task || !r->model)
+        rc = mend_set_error(MEND_ENOMEM, "%s: out of memory", path);
+done:
+    json_decref(o);
+    if (rc) {
+        free(r->task);
+        free(r->model);
+        free(r->prompt);
+        memset(r, 0, sizeof *r);
+    }
+    return rc;
+}
+
+int mend_results_load(const char *path, mend_results *out) {
+    memset(out, 0, sizeof *out);
+    mend_map map;
+    int rc = mend_map_file(&map, path);
+    if (rc) return rc;
+    out->path = mend_strdup(path);
+    out->file_size = map.size;
+    size_t cap = 0;
+    const char *base = (const char *)map.data, *p = base, *end = base + map.size;
+    int line = 0;
+    while (p && p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        line++;
+        if (!nl) { /* the last line was cut by a kill: drop it */
+            out->partial = 1;
+            break;
+        }
+        size_t len = (size_t)(nl - p);
+        const char *s = p;
+        p = nl + 1;
+        out->valid_bytes = (size_t)(p - base);
+        int blank = 1;
+        for (size_t i = 0; i < len && blank; i++)
+            if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r') blank = 0;
+        if (blank) continue;
+        if (out->n == cap) {
+            size_t nc = cap ? cap * 2 : 1024;
+            mend_result_rec *nr = realloc(out->rec, nc * sizeof *nr);
+            if (!nr) {
+                rc = mend_set_error(MEND_ENOMEM, "%s: out of memory", path);
+                goto fail;
+            }
+            out->rec = nr;
+            cap = nc;
+        }
+        if ((rc = parse_line(s, len, &out->rec[out->n], path, line))) goto fail;
+        out->n++;
+    }
+    mend_unmap(&map);
+    return 0;
+fail:
+    mend_unmap(&map);
+    mend_results_free(out);
+    return rc;
+}
+
+double mend_mean_stderr(const double *x, size_t n) {
+    if (n < 2) return NAN;
+    double m = 0;
+    for (size_t i = 0; i < n; i++) m += x[i];
+    m /= (double)n;
+    double ss = 0;
+    for (size_t i = 0; i < n; i++) ss += (x[i] - m) * (x[i] - m);
+    return sqrt(ss / (double)(n - 1)) / sqrt((double)n);
+}
+
+static double mean(const double *x, size_t n) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++) m += x[i];
+    return n ? m / (double)n : NAN;
+}
+
+void mend_summaries_free(mend_task_summary *s, size_t n) {
+    if (!s) return;
+    for (size_t i = 0; i < n; i++) free(s[i].task);
+    free(s);
+}
+
+static int cmp_long(const void *a, const void *b) {
+    long x = *(const long *)a, y = *(const long *)b;
+    return (x > y) - (x < y);
+}
+
+int mend_results_summarize(const mend_results *res, mend_task_summary **out, size_t *n_out) {
+    *out = NULL;
+    *n_out = 0;
+    mend_task_summary *s = NULL;
+    size_t ns = 0;
+    int rc = 0;
+    double *a = NULL, *b = NULL;
+    long *seen = NULL;
+    size_t *pick = NULL;
+    if (res->n) {
+        a = malloc(res->n * sizeof *a);
+        b = malloc(res->n * sizeof *b);
+        seen = malloc(res->n * sizeof *seen);
+        pick = malloc(res->n * sizeof *pick);
+        s = calloc(res->n, sizeof *s);
+        if (!a || !b || !seen || !pick || !s) {
+            rc = mend_set_error(MEND_ENOMEM, "summary: out of memory");
+            goto done;
+        }
+    }
+    for (size_t i = 0; i < res->n; i++) {
+        const char *task = res->rec[i].task;
+        int known = 0;
+        for (size_t k = 0; k < ns && !known; k++)
+            if (strcmp(s[k].task, task) == 0) known = 1;
+        if (known) continue;
+        mend_task_summary *t = &s[ns];
+        t->task = mend_strdup(task);
+        if (!t->task) {
+            rc = mend_set_error(MEND_ENOMEM, "summary: out of memory");
+            goto done;
+        }
+        ns++;
+        t->kind = res->rec[i].kind;
+        /* this task's lines, first occurrence of each index */
+        size_t np = 0;
+        for (size_t j = i; j < res->n; j++) {
+            if (strcmp(res->rec[j].task, task) != 0) continue;
+            if (res->rec[j].kind != t->kind) {
+                rc = mend_set_error(MEND_EFORMAT, "%s:%d: task %s is %s here but %s before",
+                                    res->path ? res->path : "results", res->rec[j].line, task,
+                                    mend_task_kind_name(res->rec[j].kind),
+                                    mend_task_kind_name(t->kind));
+                goto done;
+            }
+            seen[np] = res->rec[j].index;
+            pick[np++] = j;
+        }
+        /* drop duplicate indices (keep the first line) */
+        long *sorted = malloc(np * sizeof *sorted);
+        if (!sorted) {
+            rc = mend_set_error(MEND_ENOMEM, "summary: out of memory");
+            goto done;
+        }
+        memcpy(sorted, seen, np * sizeof *sorted);
+        qsort(sorted, np, sizeof *sorted, cmp_long);
+        size_t dups = 0;
+        for (size_t k = 1; k < np; k++)
+            if (sorted[k] == sorted[k - 1]) dups++;
+        free(sorted);
+        size_t m = 0;
+        for (size_t k = 0; k < np; k++) {
+            int dup = 0;
+            if (dups)
+                for (size_t q = 0; q < k && !dup; q++)
+                    if (seen[q] == seen[k]) dup = 1;
+            if (dup) continue;
+            pick[m] = pick[k];
+            seen[m] = seen[k];
+            m++;
+        }
+        t->duplicates = dups;
+        t->n = m;
+        for (size_t k = 0; k < m; k++) t->truncated += res->rec[pick[k]].truncated;
+        for (size_t k = 0; k < m; k++) a[k] = t->kind == MEND_TASK_GEN ? res->rec[pick[k]].em
+                                                                        : res->rec[pick[k]].acc;
+        if (t->kind == MEND_TASK_GEN) {
+            t->em = mean(a, m);
+            t->em_se = mend_mean_stderr(a, m);
+        } else {
+            t->acc = mean(a, m);
+            t->acc_se = mend_mean_stderr(a, m);
+        }
+        if (t->kind == MEND_TASK_MC) {
+            t->has_acc_norm = 1;
+            for (size_t k = 0; k < m; k++) b[k] = res->rec[pick[k]].acc_norm;
+            t->acc_norm = mean(b, m);
+            t->acc_norm_se = mend_mean_stderr(b, m);
+        }
+        if (t->kind == MEND_TASK_LM) {
+            for (size_t k = 0; k < m; k++) b[k] = res->rec[pick[k]].ll;
+            double ml = mean(b, m);
+            t->ppl = exp(-ml);
+            t->ppl_se = t->ppl * mend_mean_stderr(b, m);
+        }
+    }
+    *out = s;
+    *n_out = ns;
+    s = NULL;
+done:
+    mend_summaries_free(s, ns);
+    free(a);
+    free(b);
+    free(seen);
+    free(pick);
+    return rc;
+}
