@@ -75,6 +75,9 @@ int mend_tokenize(const mend_tokenizer *t, const char *text, size_t len,
 int mend_token_piece(const mend_tokenizer *t, int32_t id, char *buf, size_t cap);
 /* Decode a sequence to a malloc'd NUL-terminated string. */
 int mend_detokenize(const mend_tokenizer *t, const int32_t *ids, size_t n, char **text);
+/* Same; render_special = 1 also renders control/unknown tokens as their text
+ * (mend_detokenize omits them). */
+int mend_detokenize_ex(const mend_tokenizer *t, const int32_t *ids, size_t n, int render_special, char **text);
 int mend_tokenizer_n_vocab(const mend_tokenizer *t);
 int32_t mend_token_bos(const mend_tokenizer *t);
 int32_t mend_token_eos(const mend_tokenizer *t);
