@@ -1,0 +1,64 @@
+/* The mend command line: one file per subcommand, shared helpers here.
+ * Exit codes: 0 success, 1 runtime error (mend_last_error() printed),
+ * 2 usage error (bad flag or value; a hint to --help printed). */
+#ifndef MEND_CLI_H
+#define MEND_CLI_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#define CLI_EXIT_ERROR 1
+#define CLI_EXIT_USAGE 2
+
+/* subcommands: argv[0] is the subcommand name */
+int cmd_info(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
+int cmd_ppl(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+
+/* Print "mend <cmd>: <message>\nRun 'mend <cmd> --help' for usage.\n" and
+ * return CLI_EXIT_USAGE. */
+int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Print "mend <cmd>: <what>: <mend_last_error()>" and return CLI_EXIT_ERROR. */
+int cli_fail(const char *cmd, const char *what);
+
+/* Strict number parsing: the whole string must be a number in [lo, hi].
+ * Return 0 on success, -1 otherwise. */
+int cli_parse_int(const char *s, long lo, long hi, long *out);
+int cli_parse_u64(const char *s, uint64_t *out);
+int cli_parse_double(const char *s, double lo, double hi, double *out);
+
+/* -t/--threads N handling shared by every subcommand: 0 < N <= 1024. */
+int cli_set_threads(const char *cmd, const char *value);
+/* Report the option getopt_long rejected ('?' or ':' return) as a usage
+ * error naming it; returns CLI_EXIT_USAGE. */
+int cli_getopt_error(const char *cmd, char **argv, int ret);
+
+/* Human-readable sizes and durations into buf. */
+const char *cli_fmt_bytes(double bytes, char *buf, size_t cap);
+const char *cli_fmt_duration(double seconds, char *buf, size_t cap);
+
+/* ---- progress on stderr (progress.c) ----
+ * TTY: one status line redrawn at most 4 times a second:
+ *   "<label> 12/560 (2%)  3.10 chunk/s  ETA 03:00  <items of the current row>"
+ * not a TTY: items are appended as they come and the status is printed when
+ * a row of items is complete (or every 10 s without items), so logs stay
+ * readable. Items (e.g. "[12]17.2345,") are grouped row_items to a row. */
+typedef struct cli_progress {
+    const char *label;
+    const char *unit;
+    int64_t total, done;
+    double t0, last_draw;
+    int tty;
+    int row_items, in_row;
+    char row[1024];
+    size_t row_len;
+} cli_progress;
+
+void cli_progress_start(cli_progress *p, const char *label, const char *unit, int64_t total, int row_items);
+/* Advance to done; item may be NULL. */
+void cli_progress_update(cli_progress *p, int64_t done, const char *item);
+/* Finish the current row and print a final status line. */
+void cli_progress_end(cli_progress *p);
+
+#endif

@@ -1,0 +1,171 @@
+/* mend info MODEL: what a checkpoint is. Reads config and tokenizer through
+ * the public API; tensor types and raw metadata through the GGUF reader
+ * (the one place the CLI looks at internals, for reporting only). */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli.h"
+#include "io/gguf.h"
+#include "kernels/quants.h"
+#include "mend.h"
+#include "model/model.h"
+
+static const char *CMD = "info";
+
+static void help(void) {
+    printf("Usage: mend info [options] MODEL\n\n"
+           "Describe a model (GGUF file or Hugging Face directory): architecture,\n"
+           "configuration, parameter count, tensor types, file size, tokenizer.\n\n"
+           "Options:\n"
+           "  -t, --threads N   threads (default: all cores)\n"
+           "  -h, --help        this help\n");
+}
+
+static void print_token(const mend_tokenizer *tok, const char *label, int32_t id) {
+    printf("  %-18s ", label);
+    if (id < 0) {
+        printf("none\n");
+        return;
+    }
+    char buf[128];
+    int n = mend_token_piece(tok, id, buf, sizeof buf - 1);
+    if (n < 0) n = 0;
+    if (n > (int)sizeof buf - 1) n = (int)sizeof buf - 1;
+    buf[n] = 0;
+    printf("%d", id);
+    if (n) {
+        printf(" '");
+        for (int i = 0; i < n; i++) {
+            unsigned char c = (unsigned char)buf[i];
+            if (c == '\n') printf("\\n");
+            else if (c < 0x20) printf("\\x%02x", c);
+            else putchar(c);
+        }
+        printf("'");
+    }
+    printf("\n");
+}
+
+static int64_t meta_int(const mend_gguf *g, const char *key, int64_t dflt) {
+    int64_t v = dflt;
+    if (g && mend_gguf_opt_int(g, key, &v)) v = dflt;
+    return v;
+}
+
+int cmd_info(int argc, char **argv) {
+    static const struct option longopts[] = {
+        {"threads", required_argument, 0, 't'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    optind = 0;
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, ":t:h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 't':
+            if (cli_set_threads(CMD, optarg)) return CLI_EXIT_USAGE;
+            break;
+        case 'h': help(); return 0;
+        default: return cli_getopt_error(CMD, argv, c);
+        }
+    }
+    if (optind >= argc) return cli_usage_error(CMD, "missing MODEL");
+    if (optind + 1 < argc) return cli_usage_error(CMD, "unexpected argument '%s'", argv[optind + 1]);
+    const char *path = argv[optind];
+
+    mend_load_opts lo = {.keep_packed = 1};
+    mend_model *m = NULL;
+    if (mend_model_load(&m, path, &lo)) return cli_fail(CMD, path);
+    mend_model_info in;
+    mend_model_get_info(m, &in);
+    const mend_gguf *g = m->gguf;
+    char b1[64];
+
+    printf("model: %s\n", path);
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISREG(st.st_mode))
+        printf("  %-18s %lld bytes (%s)\n", "file size", (long long)st.st_size,
+               cli_fmt_bytes((double)st.st_size, b1, sizeof b1));
+    if (g) {
+        printf("  %-18s GGUF v%u, %llu tensors, %llu metadata keys\n", "format", g->version,
+               (unsigned long long)g->n_tensors, (unsigned long long)g->n_kv);
+        const char *name = mend_model_meta_str(m, "general.name");
+        if (name) printf("  %-18s %s\n", "name", name);
+    } else {
+        printf("  %-18s Hugging Face directory\n", "format");
+    }
+    printf("architecture: %s\n", in.arch);
+    printf("  %-18s %d\n", "n_vocab", in.n_vocab);
+    printf("  %-18s %d\n", "dim", in.dim);
+    printf("  %-18s %d\n", "n_layers", in.n_layers);
+    printf("  %-18s %d\n", "n_heads", in.n_heads);
+    printf("  %-18s %d\n", "n_kv_heads", in.n_kv_heads);
+    printf("  %-18s %d\n", "head_dim", in.head_dim);
+    printf("  %-18s %d\n", "hidden_dim", in.hidden_dim);
+    printf("  %-18s %d\n", "ctx_len", in.ctx_len);
+    printf("  %-18s %g\n", "rope_theta", in.rope_theta);
+    printf("  %-18s %s\n", "rope_type", m->cfg.rope_type == MEND_ROPE_NEOX ? "neox (halves)" : "norm (pairs)");
+    printf("  %-18s %g\n", "norm_eps", in.norm_eps);
+    printf("  %-18s %s\n", "tied_embeddings", in.tied_embeddings ? "yes" : "no");
+    printf("  %-18s %lld (%.2f M)\n", "parameters", (long long)in.n_params, in.n_params / 1e6);
+
+    if (g) {
+        /* tensor type histogram: count and bytes per ggml type */
+        enum { NT = 64 };
+        int64_t cnt[NT] = {0}, elems[NT] = {0};
+        size_t bytes[NT] = {0};
+        for (uint64_t i = 0; i < g->n_tensors; i++) {
+            const gguf_tensor *t = &g->tensors[i];
+            uint32_t ty = t->type < NT ? t->type : NT - 1;
+            int64_t ne = 1;
+            for (uint32_t d = 0; d < t->n_dims && d < 4; d++) ne *= t->ne[d];
+            cnt[ty]++;
+            elems[ty] += ne;
+            bytes[ty] += t->nbytes;
+        }
+        printf("tensor types:\n");
+        for (int ty = 0; ty < NT; ty++) {
+            if (!cnt[ty]) continue;
+            const char *tn = mend_type_name((uint32_t)ty);
+            printf("  %-18s %4lld tensors  %12lld params  %s\n", tn ? tn : "unknown", (long long)cnt[ty],
+                   (long long)elems[ty], cli_fmt_bytes((double)bytes[ty], b1, sizeof b1));
+        }
+        int64_t ft = meta_int(g, "general.file_type", -1);
+        if (ft >= 0) printf("  %-18s %lld\n", "general.file_type", (long long)ft);
+    }
+
+    const mend_tokenizer *tok = mend_model_tokenizer(m);
+    printf("tokenizer:\n");
+    const char *kind = mend_model_meta_str(m, "tokenizer.ggml.model");
+    const char *pre = mend_model_meta_str(m, "tokenizer.ggml.pre");
+    printf("  %-18s %s\n", "kind", kind ? kind : "(from tokenizer.json)");
+    if (pre) printf("  %-18s %s\n", "pre", pre);
+    if (tok) {
+        printf("  %-18s %d\n", "n_vocab", mend_tokenizer_n_vocab(tok));
+        print_token(tok, "bos", mend_token_bos(tok));
+        print_token(tok, "eos", mend_token_eos(tok));
+        if (g) {
+            print_token(tok, "unk", (int32_t)meta_int(g, "tokenizer.ggml.unknown_token_id", -1));
+            print_token(tok, "pad", (int32_t)meta_int(g, "tokenizer.ggml.padding_token_id", -1));
+            int64_t eot = meta_int(g, "tokenizer.ggml.eot_token_id", -1);
+            if (eot >= 0) print_token(tok, "eot", (int32_t)eot);
+        }
+        printf("  %-18s %s\n", "add_bos", mend_tokenizer_add_bos(tok) ? "yes" : "no");
+    }
+    const char *tmpl = mend_model_meta_str(m, "tokenizer.chat_template");
+    if (tmpl) {
+        char *probe = NULL;
+        int chatml = mend_chat_format(tmpl, NULL, "", &probe) == 0;
+        printf("  %-18s %s (%zu chars)\n", "chat_template", chatml ? "ChatML" : "not ChatML", strlen(tmpl));
+        if (chatml && probe && !strncmp(probe, "<|im_start|>system\n", 19)) {
+            const char *s = probe + 19, *e = strstr(s, "<|im_end|>");
+            printf("  %-18s %.*s\n", "default system", e ? (int)(e - s) : 0, s);
+        }
+        free(probe);
+    } else {
+        printf("  %-18s none\n", "chat_template");
+    }
+    mend_model_free(m);
+    return 0;
+}

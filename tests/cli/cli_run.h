@@ -1,0 +1,51 @@
+/* Run the mend binary with a shell command line, capturing stdout, stderr
+ * and the exit code. */
+#ifndef MEND_TEST_CLI_RUN_H
+#define MEND_TEST_CLI_RUN_H
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+typedef struct cli_out {
+    int code;          /* exit code, -1 when killed */
+    char *out, *err;   /* malloc'd, NUL-terminated */
+} cli_out;
+
+static char *slurp(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return calloc(1, 1);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = malloc((size_t)n + 1);
+    size_t got = fread(b, 1, (size_t)n, f);
+    b[got] = 0;
+    fclose(f);
+    return b;
+}
+
+/* args: everything after the binary, already shell-quoted */
+static cli_out cli_run(const char *args) {
+    char o[64], e[64], cmd[8192];
+    snprintf(o, sizeof o, "/tmp/mend_cli_%d.out", (int)getpid());
+    snprintf(e, sizeof e, "/tmp/mend_cli_%d.err", (int)getpid());
+    snprintf(cmd, sizeof cmd, "'%s' %s >%s 2>%s", MEND_BIN, args, o, e);
+    int st = system(cmd);
+    cli_out r;
+    r.code = (st != -1 && WIFEXITED(st)) ? WEXITSTATUS(st) : -1;
+    r.out = slurp(o);
+    r.err = slurp(e);
+    remove(o);
+    remove(e);
+    return r;
+}
+
+static void cli_free(cli_out *r) {
+    free(r->out);
+    free(r->err);
+}
+
+#endif
