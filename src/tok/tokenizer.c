@@ -8,9 +8,12 @@
  *    rendered as their literal text by mend_detokenize_ex(render_special=1)
  *    and by mend_token_piece (which always renders the text, so callers can
  *    show e.g. "<|im_end|>"); user-defined tokens are always their text;
- *  - SPM with add_space_prefix: the one space the encoder adds in front is
- *    removed from the start of the output;
- *  - no "clean up tokenization spaces" rewriting: decode(encode(s)) == s.
+ *  - SPM with add_space_prefix: the first emitted piece loses one leading
+ *    space (the one the encoder adds), like HF's Strip decoder;
+ *  - no "clean up tokenization spaces" rewriting, so decode(encode(s)) == s
+ *    for valid UTF-8 s (SPM: unless s holds a literal '▁').
+ * mend_token_piece returns the piece's full length and copies at most cap
+ * bytes, so a return value above cap means the piece was truncated.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,8 +80,8 @@ static int build_table(mend_tokenizer *t, const char *origin, const char *key) {
             int32_t o = t->tab[i];
             if (o < 0) break;
             if (t->len[o] == n && !memcmp(t->pool + t->off[o], s, n))
-                return mend_set_error(MEND_EFORMAT, "%s: %s[%d] and %s[%d] have the same text \"%.60s\"", origin, key, o,
-                                      key, id, s);
+                return mend_set_error(MEND_EFORMAT, "%s: %s[%d] and %s[%d] have the same text \"%.*s\"", origin, key, o,
+                                      key, id, (int)(n < 60 ? n : 60), s);
         }
         t->tab[i] = id;
     }
@@ -545,16 +548,17 @@ int mend_detokenize_ex(const mend_tokenizer *t, const int32_t *ids, size_t n, in
     char *o = malloc(total + 1);
     if (!o) return mend_set_error(MEND_ENOMEM, "mend_detokenize: out of memory for %zu bytes", total);
     size_t k = 0;
+    int strip = t->kind == MEND_TOK_SPM && t->add_space_prefix;   /* the encoder's leading space */
     for (size_t i = 0; i < n; i++) {
         int32_t id = ids[i];
         if (!render_special && omitted(t, id)) continue;
         const char *p = t->ppool + t->poff[id];
         size_t pn = t->plen[id];
-        if (k == 0 && pn && t->kind == MEND_TOK_SPM && t->add_space_prefix && t->type[id] == MEND_TOKEN_NORMAL &&
-            p[0] == ' ') {
+        if (strip && pn && t->type[id] == MEND_TOKEN_NORMAL && p[0] == ' ') {
             p++;
             pn--;
         }
+        strip = 0;
         memcpy(o + k, p, pn);
         k += pn;
     }
