@@ -134,6 +134,39 @@ int mend_qfmt_parse(mend_qfmt *f, const char *name) {
     return 0;
 }
 
+int mend_qfmt_write_meta(mend_gguf_writer *w, const mend_qfmt *f) {
+    if (!w || !f) return mend_set_error(MEND_EINVAL, "quantize: NULL writer or format");
+    if (f->type != MEND_QFMT_GENERIC) return 0;
+    int rc = mend_gguf_writer_set_str(w, "mend.quant.format", "generic");
+    if (!rc) rc = mend_gguf_writer_set_u32(w, "mend.quant.bits", (uint32_t)f->bits);
+    if (!rc) rc = mend_gguf_writer_set_i32(w, "mend.quant.group", f->group);
+    if (!rc) rc = mend_gguf_writer_set_bool(w, "mend.quant.sym", f->sym);
+    return rc;
+}
+
+int mend_qfmt_read_meta(const mend_gguf *g, mend_qfmt *f, int *found) {
+    if (!g || !f || !found) return mend_set_error(MEND_EINVAL, "quantize: NULL file, format or flag");
+    *found = 0;
+    if (!mend_gguf_find(g, "mend.quant.format")) return 0;
+    const char *s;
+    int64_t bits, group;
+    int sym;
+    int rc = mend_gguf_get_str(g, "mend.quant.format", &s);
+    if (rc) return rc;
+    if (strcmp(s, "generic") != 0)
+        return mend_set_error(MEND_EUNSUPPORTED, "%s: mend.quant.format is '%s' ('generic' expected)", g->path, s);
+    if ((rc = mend_gguf_get_int(g, "mend.quant.bits", &bits)) || (rc = mend_gguf_get_int(g, "mend.quant.group", &group)) ||
+        (rc = mend_gguf_get_bool(g, "mend.quant.sym", &sym)))
+        return rc;
+    mend_qfmt q = mend_qfmt_generic((int)bits, (int)group, sym);
+    if (bits < 2 || bits > 8 || (group != -1 && (group <= 0 || group % 8 || group > (1 << 20))))
+        return mend_set_error(MEND_EFORMAT, "%s: mend.quant.bits %lld / mend.quant.group %lld are not a valid generic format",
+                              g->path, (long long)bits, (long long)group);
+    *f = q;
+    *found = 1;
+    return 0;
+}
+
 /* ------------------------------------------------------------------------ */
 /* generic grid                                                             */
 
@@ -193,7 +226,7 @@ static void gen_grid(const mend_qfmt *f, int64_t n, float scale, int zero, mend_
     g->qmax = (1 << f->bits) - 1;
     g->step[0] = scale;
     g->zero[0] = zero;
-    g->bias[0] = 0.0f;
+    g->bias[0] = -0.0f;
 }
 
 static void gen_write_hdr(uint8_t *blk, float scale, int zero) {
@@ -220,6 +253,7 @@ static void gen_quantize_block(const mend_qfmt *f, const float *x, int64_t n, ui
 /* The grid described by a packed ggml block. */
 static void ggml_grid(uint32_t type, const void *blk, mend_qgrid *g) {
     memset(g, 0, sizeof *g);
+    for (int j = 0; j < MEND_QGRID_MAXSUB; j++) g->bias[j] = -0.0f;   /* x + -0 == x, keeping the sign of zero */
     switch (type) {
     case MEND_TYPE_Q4_0: case MEND_TYPE_Q5_0: case MEND_TYPE_Q8_0: {
         const mend_half d = *(const mend_half *)blk;   /* d is the first field of all three */

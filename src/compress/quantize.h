@@ -22,6 +22,7 @@
 
 #include <math.h>
 #include <stdint.h>
+#include "io/gguf.h"
 #include "kernels/quants.h"
 
 /* type id of the generic format in mend_qfmt.type (outside ggml's range) */
@@ -62,6 +63,12 @@ const char *mend_qfmt_name(const mend_qfmt *f, char *buf, size_t len);
 /* Parse a name as printed by mend_qfmt_name (ggml names case-insensitive). */
 int mend_qfmt_parse(mend_qfmt *f, const char *name);
 
+/* GGUF metadata of a generic format (mend.quant.format/bits/group/sym, see
+ * docs/formats.md); a no-op for ggml types. read_meta sets *f to the generic
+ * format when the file declares one, and returns 0 with *found = 0 otherwise. */
+int mend_qfmt_write_meta(mend_gguf_writer *w, const mend_qfmt *f);
+int mend_qfmt_read_meta(const mend_gguf *g, mend_qfmt *f, int *found);
+
 /* Round-to-nearest quantization of one row of n weights (n a multiple of the
  * block size) into y (mend_row_size / mend_qfmt_row_size bytes).
  * importance: optional per-weight importance (e.g. diag of X Xᵀ); with NULL
@@ -92,7 +99,8 @@ int mend_qgrid_fit(const mend_qfmt *f, const float *x, int64_t n, const float *i
 int mend_qgrid_pack(const mend_qfmt *f, void *blk, const uint8_t *codes, int64_t n);
 
 /* Value of code q at element j of the block: step*(q - zero) + bias, the
- * exact float the dequantizer produces. */
+ * exact float the dequantizer produces (formats without an offset use
+ * bias = -0.0f, which leaves every product unchanged, signed zeros too). */
 static inline float mend_qgrid_value(const mend_qgrid *g, int64_t j, int q) {
     const int64_t s = j / g->sub;
     return g->step[s] * (float)(q - g->zero[s]) + g->bias[s];

@@ -4,6 +4,7 @@
  * give ggml's floats. The grid view must describe exactly what the
  * dequantizer produces, and the generic format must round-trip. */
 #include <stdint.h>
+#include <unistd.h>
 #include "test.h"
 #include "compress/quantize.h"
 #include "util/util.h"
@@ -103,7 +104,7 @@ static void test_grid(const mend_qfmt *f, const float *x, int64_t n) {
         }
         CHECK_OK(mend_qgrid_pack(f, blk, codes, be));
         CHECK_OK(mend_dequantize_row_fmt(f, blk, deq, be));
-        for (int64_t j = 0; j < be; j++) bad_val += memcmp(&deq[j], &val[j], 4) != 0 && !(deq[j] == 0 && val[j] == 0);
+        for (int64_t j = 0; j < be; j++) bad_val += memcmp(&deq[j], &val[j], 4) != 0;
     }
     CHECK_MSG(bad_val == 0, "%s: %d grid values differ from the dequantizer", name, bad_val);
     CHECK_MSG(bad_near == 0, "%s: %d codes are not the nearest grid point", name, bad_near);
@@ -209,6 +210,41 @@ static void test_bad_input(void) {
     CHECK_ERR(mend_dequantize_row_fmt(&f, blk, d, 32), MEND_EFORMAT, "zero point");
 }
 
+/* generic-format metadata round-trips through a GGUF file */
+static void test_meta(void) {
+    char path[] = "/tmp/mend_test_qmeta.XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    if (fd < 0) return;
+    close(fd);
+    mend_gguf_writer *w = NULL;
+    CHECK_OK(mend_gguf_writer_init(&w));
+    mend_qfmt f = mend_qfmt_generic(3, -1, 1), g = {0};
+    CHECK_OK(mend_qfmt_write_meta(w, &f));
+    CHECK_OK(mend_gguf_writer_write(w, path));
+    mend_gguf_writer_free(w);
+    mend_gguf *gg = NULL;
+    int found = 0;
+    CHECK_OK(mend_gguf_open(&gg, path));
+    if (gg) {
+        CHECK_OK(mend_qfmt_read_meta(gg, &g, &found));
+        CHECK(found && g.type == MEND_QFMT_GENERIC && g.bits == 3 && g.group == -1 && g.sym == 1);
+        mend_gguf_close(gg);
+    }
+    /* a file without the keys: not found, not an error */
+    CHECK_OK(mend_gguf_writer_init(&w));
+    CHECK_OK(mend_gguf_writer_set_u32(w, "mend.quant.bits", 4));
+    CHECK_OK(mend_gguf_writer_write(w, path));
+    mend_gguf_writer_free(w);
+    CHECK_OK(mend_gguf_open(&gg, path));
+    if (gg) {
+        CHECK_OK(mend_qfmt_read_meta(gg, &g, &found));
+        CHECK(!found);
+        mend_gguf_close(gg);
+    }
+    unlink(path);
+}
+
 int main(void) {
     if (load("tests/fixtures/quantize/x.f32", g_x, sizeof g_x) || load("tests/fixtures/quantize/imp.f32", g_imp, sizeof g_imp)) {
         CHECK(0);
@@ -221,5 +257,6 @@ int main(void) {
     }
     test_generic();
     test_bad_input();
+    test_meta();
     return test_finish();
 }

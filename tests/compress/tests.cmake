@@ -1,1 +1,2 @@
 mend_test(test_quantize ${CMAKE_CURRENT_LIST_DIR}/test_quantize.c LABELS unit)
+mend_test(test_gptq ${CMAKE_CURRENT_LIST_DIR}/test_gptq.c LABELS unit)
