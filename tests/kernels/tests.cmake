@@ -1,3 +1,6 @@
 # ggml block formats: traits, hand-built blocks, gguf-python golden fixtures,
 # quantizer round trips, SIMD vs scalar.
 mend_test(test_quants ${CMAKE_CURRENT_LIST_DIR}/test_quants.c LABELS unit TIMEOUT 60)
+# native products on packed blocks: quantizers, dot products (SIMD vs ref,
+# exact integer sums), threaded matmul against double references.
+mend_test(test_qmatmul ${CMAKE_CURRENT_LIST_DIR}/test_qmatmul.c LABELS unit TIMEOUT 120)

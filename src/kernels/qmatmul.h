@@ -1,0 +1,149 @@
+/* Matrix products straight on packed ggml blocks.
+ *
+ * Generation runs one token at a time, so every matmul streams its whole
+ * weight matrix for a handful of multiply-adds per byte: the speed limit is
+ * memory, and packed 4-bit weights move 8x fewer bytes than f32. The
+ * activations are quantized once per call into an 8-bit block format that
+ * pairs with the weight type (as ggml does), and each weight row meets each
+ * activation row in an integer dot product:
+ *
+ *   weight type            activation  dot per block (sumi: exact int32)
+ *   q4_0 q5_0 q8_0         q8_0        dw*da * sumi(qw - off, qa)
+ *   q4_1 q5_1              q8_1        dw*da * sumi(qw, qa) + mw * sa
+ *   q2_K q3_K q4_K q5_K    q8_K        da*d * sumi(sc*qw, qa) - da*dmin * sumi(mn, bsums)
+ *   q6_K                   q8_K        da*d * (sumi(sc*qw, qa) - 32 * sumi(sc, bsums))
+ *   f16 f32                f32         plain float dot product
+ *
+ * Every SIMD kernel (qmatmul_avx2.c, qmatmul_avx512.c) has a scalar _ref twin
+ * computing the same integer sums; only the order of the float operations
+ * around them differs. Activation quantizers give the same bytes at every
+ * level. The AVX-512 level uses VNNI (vpdpbusd) for the integer dots; on an
+ * AVX-512 CPU without VNNI the integer dots run the AVX2 kernels.
+ *
+ * Block pointers must be aligned for their block type (2 bytes for the ggml
+ * blocks, 4 for q8_K and f32); mend_qmatmul checks it. */
+#ifndef MEND_QMATMUL_H
+#define MEND_QMATMUL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernels/quants.h"
+
+/* dot(w_row, a_row) over n elements (a multiple of the block size). */
+typedef float (*mend_vec_dot_fn)(int64_t n, const void *w_row, const void *a_row);
+/* Quantize n floats (a multiple of the block size) into activation blocks. */
+typedef void (*mend_quantize_act_fn)(const float *x, void *y, int64_t n);
+
+/* ---- activation quantizers ------------------------------------------------
+ * q8_0 / q8_1: per 32 values, amax = max|x|, d = amax/127 (stored fp16),
+ *   q = round_half_even(x * (127/amax)) (0 when amax == 0); q8_1 also stores
+ *   s = fp16(d * sum(q)). (ggml's x86 activation path.)
+ * q8_K: per 256 values, max = the value of largest magnitude (first one on
+ *   ties), iscale = -127/max, q = min(127, round_half_even(iscale * x)),
+ *   d = 1/iscale (float), bsums[j] = sum of q[16j .. 16j+15]. (ggml's
+ *   quantize_row_q8_K_ref.) All quants lie in [-127, 127]. */
+void quantize_act_q8_0_ref(const float *x, void *y, int64_t n);
+void quantize_act_q8_1_ref(const float *x, void *y, int64_t n);
+void quantize_act_q8_K_ref(const float *x, void *y, int64_t n);
+
+/* ---- dot products (scalar references) ------------------------------------ */
+float vec_dot_q4_0_q8_0_ref(int64_t n, const void *w, const void *a);
+float vec_dot_q4_1_q8_1_ref(int64_t n, const void *w, const void *a);
+float vec_dot_q5_0_q8_0_ref(int64_t n, const void *w, const void *a);
+float vec_dot_q5_1_q8_1_ref(int64_t n, const void *w, const void *a);
+float vec_dot_q8_0_q8_0_ref(int64_t n, const void *w, const void *a);
+float vec_dot_q2_K_q8_K_ref(int64_t n, const void *w, const void *a);
+float vec_dot_q3_K_q8_K_ref(int64_t n, const void *w, const void *a);
+float vec_dot_q4_K_q8_K_ref(int64_t n, const void *w, const void *a);
+float vec_dot_q5_K_q8_K_ref(int64_t n, const void *w, const void *a);
+float vec_dot_q6_K_q8_K_ref(int64_t n, const void *w, const void *a);
+float vec_dot_f16_f32_ref(int64_t n, const void *w, const void *a);
+float vec_dot_f32_f32_ref(int64_t n, const void *w, const void *a);
+
+/* ---- SIMD twins (x86-64 only; call only when cpu.h reports the level) ---- */
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+#define MEND_QMATMUL_HAVE_SIMD 1
+/* AVX2 + FMA + F16C */
+void quantize_act_q8_0_avx2(const float *x, void *y, int64_t n);
+void quantize_act_q8_1_avx2(const float *x, void *y, int64_t n);
+void quantize_act_q8_K_avx2(const float *x, void *y, int64_t n);
+float vec_dot_q4_0_q8_0_avx2(int64_t n, const void *w, const void *a);
+float vec_dot_q4_1_q8_1_avx2(int64_t n, const void *w, const void *a);
+float vec_dot_q5_0_q8_0_avx2(int64_t n, const void *w, const void *a);
+float vec_dot_q5_1_q8_1_avx2(int64_t n, const void *w, const void *a);
+float vec_dot_q8_0_q8_0_avx2(int64_t n, const void *w, const void *a);
+float vec_dot_q2_K_q8_K_avx2(int64_t n, const void *w, const void *a);
+float vec_dot_q3_K_q8_K_avx2(int64_t n, const void *w, const void *a);
+float vec_dot_q4_K_q8_K_avx2(int64_t n, const void *w, const void *a);
+float vec_dot_q5_K_q8_K_avx2(int64_t n, const void *w, const void *a);
+float vec_dot_q6_K_q8_K_avx2(int64_t n, const void *w, const void *a);
+float vec_dot_f16_f32_avx2(int64_t n, const void *w, const void *a);
+float vec_dot_f32_f32_avx2(int64_t n, const void *w, const void *a);
+/* AVX-512 F/BW/VL (+ VNNI for the integer dots) */
+void quantize_act_q8_0_avx512(const float *x, void *y, int64_t n);
+void quantize_act_q8_1_avx512(const float *x, void *y, int64_t n);
+void quantize_act_q8_K_avx512(const float *x, void *y, int64_t n);
+float vec_dot_q4_0_q8_0_avx512(int64_t n, const void *w, const void *a);
+float vec_dot_q4_1_q8_1_avx512(int64_t n, const void *w, const void *a);
+float vec_dot_q5_0_q8_0_avx512(int64_t n, const void *w, const void *a);
+float vec_dot_q5_1_q8_1_avx512(int64_t n, const void *w, const void *a);
+float vec_dot_q8_0_q8_0_avx512(int64_t n, const void *w, const void *a);
+float vec_dot_q2_K_q8_K_avx512(int64_t n, const void *w, const void *a);
+float vec_dot_q3_K_q8_K_avx512(int64_t n, const void *w, const void *a);
+float vec_dot_q4_K_q8_K_avx512(int64_t n, const void *w, const void *a);
+float vec_dot_q5_K_q8_K_avx512(int64_t n, const void *w, const void *a);
+float vec_dot_q6_K_q8_K_avx512(int64_t n, const void *w, const void *a);
+float vec_dot_f16_f32_avx512(int64_t n, const void *w, const void *a);
+float vec_dot_f32_f32_avx512(int64_t n, const void *w, const void *a);
+#endif
+
+/* ---- dispatcher ----------------------------------------------------------- */
+
+/* The activation type paired with a weight type (MEND_TYPE_Q8_0, _Q8_1,
+ * _Q8_K or _F32), or -1 when there is no native kernel for it. */
+int mend_qdot_act_type(uint32_t wtype);
+
+typedef struct mend_qdot_kernel {
+    uint32_t wtype, atype;
+    int level;                      /* enum mend_simd_level actually used */
+    int vnni;                       /* 1: the integer dot uses vpdpbusd */
+    mend_quantize_act_fn quantize;  /* NULL for f32 activations (used as is) */
+    mend_vec_dot_fn dot;
+    int64_t blck;                   /* elements per weight / activation block */
+    size_t w_block_bytes, a_block_bytes;
+} mend_qdot_kernel;
+
+/* Kernels for wtype at SIMD level min(level, what the CPU has); level < 0
+ * means the widest available. Returns 0, or MEND_EUNSUPPORTED. */
+int mend_qdot_kernel_get(uint32_t wtype, int level, mend_qdot_kernel *k);
+
+/* ---- matmul ---------------------------------------------------------------
+ * out[i][r] = dot(W[r], x[i])     (torch: out = x @ W.T)
+ * x (n, cols) f32, W (rows, cols) packed in wtype -> out (n, rows).
+ * x's rows are quantized once into the activation format; the weight rows are
+ * split into one contiguous chunk per OpenMP thread (mend_get_threads()),
+ * and each thread runs every activation row against its chunk, so W is
+ * streamed once per call. Scratch is a per-calling-thread buffer reused
+ * across calls (freed by mend_qmatmul_release_scratch). cols must be a
+ * multiple of wtype's block size. out must not overlap x. */
+int mend_qmatmul(float *out, const float *x, int n, const void *w, uint32_t wtype,
+                 int64_t rows, int64_t cols);
+
+/* The same with row strides (in floats, >= rows / >= cols), an explicit
+ * scratch buffer of at least mend_qmatmul_scratch_size bytes (NULL: the
+ * per-thread buffer), a thread count (<= 0: mend_get_threads()) and a SIMD
+ * level (< 0: the widest available). */
+int mend_qmatmul_ex(float *out, size_t ldo, const float *x, size_t ldx, int n,
+                    const void *w, uint32_t wtype, int64_t rows, int64_t cols,
+                    void *scratch, size_t scratch_bytes, int n_threads, int level);
+
+/* Bytes of scratch mend_qmatmul_ex needs for n activation rows of cols
+ * (0 on overflow or for an unsupported type / shape; f32/f16 weights need
+ * none and also answer 0 — check mend_qdot_act_type first). */
+size_t mend_qmatmul_scratch_size(uint32_t wtype, int n, int64_t cols);
+
+/* Free the calling thread's reusable scratch buffer. */
+void mend_qmatmul_release_scratch(void);
+
+#endif

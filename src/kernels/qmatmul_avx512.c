@@ -1,0 +1,548 @@
+/* AVX-512 activation quantizers and dot products on packed blocks (see
+ * qmatmul.h). Compiled for baseline x86-64 with per-function target
+ * attributes; only called when cpu.c reports AVX-512 F/BW/VL, and the
+ * 32-element-block dots (the VNNI ones) only with AVX-512 VNNI.
+ *
+ * 32-element blocks go two per 512-bit register, through vpdpbusd (u8 x s8,
+ * 4 products summed into each int32 lane). Signed weights q are fed as the
+ * unsigned q + o with the offset taken back as o * (-a): the activations lie
+ * in [-127, 127], so -a is exact. K-quants use vpmaddubsw / vpmaddwd with
+ * int16 scales, 64 weights per instruction; the q3_K and q6_K offsets come off
+ * through the activation block sums (bsums), which the q8_K quantizer keeps
+ * equal to the sums of its quants. */
+#if defined(__x86_64__) || defined(__i386__)
+
+#include <immintrin.h>
+#include <string.h>
+
+#include "kernels/qmatmul.h"
+#include "util/util.h"
+
+#define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")))
+#define VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
+
+AVX512 static inline float h2f(mend_half h) { return _cvtsh_ss(h); }
+
+/* [lo | hi] 256-bit halves */
+AVX512 static inline __m512i join(__m256i lo, __m256i hi) {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+}
+AVX512 static inline __m512 join_ps(__m256 lo, __m256 hi) {
+    return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(lo)), _mm256_castps_pd(hi), 1));
+}
+
+/* 16 packed nibbles -> 32 bytes: low nibbles in bytes 0..15, high in 16..31 (unmasked) */
+AVX512 static inline __m256i nib_pair(const uint8_t *qs) {
+    const __m128i q = _mm_loadu_si128((const __m128i *)qs);
+    return _mm256_inserti128_si256(_mm256_castsi128_si256(q), _mm_srli_epi16(q, 4), 1);
+}
+
+/* ------------------------------------------------------------------------ */
+/* activation quantizers                                                    */
+
+/* one block of 32; returns d, writes q, sets *sum to sum(q) */
+AVX512 static inline float quant32(const float *x, int8_t *q, int *sum) {
+    const __m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
+    const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+    const float d = amax / 127.0f;
+    const __m512 id = _mm512_set1_ps(amax != 0.0f ? 127.0f / amax : 0.0f);
+    const __m512i i0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, id));
+    const __m512i i1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, id));
+    _mm_storeu_si128((__m128i *)q, _mm512_cvtsepi32_epi8(i0));
+    _mm_storeu_si128((__m128i *)(q + 16), _mm512_cvtsepi32_epi8(i1));
+    if (sum) *sum = _mm512_reduce_add_epi32(_mm512_add_epi32(i0, i1));
+    return d;
+}
+
+AVX512 void quantize_act_q8_0_avx512(const float *x, void *vy, int64_t n) {
+    block_q8_0 *y = vy;
+    for (int64_t b = 0; b < n / QK8_0; b++, x += QK8_0)
+        y[b].d = mend_f32_to_fp16(quant32(x, y[b].qs, NULL));
+}
+
+AVX512 void quantize_act_q8_1_avx512(const float *x, void *vy, int64_t n) {
+    block_q8_1 *y = vy;
+    for (int64_t b = 0; b < n / QK8_1; b++, x += QK8_1) {
+        int sum;
+        const float d = quant32(x, y[b].qs, &sum);
+        y[b].d = mend_f32_to_fp16(d);
+        y[b].s = mend_f32_to_fp16(d * (float)sum);
+    }
+}
+
+AVX512 void quantize_act_q8_K_avx512(const float *x, void *vy, int64_t n) {
+    block_q8_K *y = vy;
+    for (int64_t b = 0; b < n / QK_K; b++, x += QK_K) {
+        __m512 m = _mm512_setzero_ps();
+        for (int k = 0; k < QK_K; k += 16) m = _mm512_max_ps(m, _mm512_abs_ps(_mm512_loadu_ps(x + k)));
+        const float amax = _mm512_reduce_max_ps(m);
+        if (amax == 0.0f) {
+            memset(&y[b], 0, sizeof y[b]);
+            continue;
+        }
+        const __m512 am = _mm512_set1_ps(amax);
+        int first = 0;
+        for (int k = 0; k < QK_K; k += 16) {
+            const __mmask16 mk = _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_loadu_ps(x + k)), am, _CMP_EQ_OQ);
+            if (mk) { first = k + __builtin_ctz((unsigned)mk); break; }
+        }
+        const float iscale = -127.0f / x[first];
+        const __m512 is = _mm512_set1_ps(iscale);
+        const __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127);
+        int32_t sums[16];
+        for (int g = 0; g < QK_K / 16; g++) {
+            __m512i v = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + 16 * g), is));
+            v = _mm512_max_epi32(lo, _mm512_min_epi32(hi, v));
+            _mm_storeu_si128((__m128i *)(y[b].qs + 16 * g), _mm512_cvtsepi32_epi8(v));
+            sums[g] = _mm512_reduce_add_epi32(v);
+        }
+        _mm256_storeu_si256((__m256i *)y[b].bsums, _mm512_cvtsepi32_epi16(_mm512_loadu_si512(sums)));
+        y[b].d = 1.0f / iscale;
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* 32-element blocks, two per register                                      */
+
+/* activations of blocks b, b+1 ([a_b | a_b+1]) and the scale pair */
+#define ACT2(a, b) join(_mm256_loadu_si256((const __m256i *)(a)[b].qs), _mm256_loadu_si256((const __m256i *)(a)[(b) + 1].qs))
+VNNI static inline __m512 scale2(float s0, float s1) {
+    return join_ps(_mm256_set1_ps(s0), _mm256_set1_ps(s1));
+}
+
+/* sum (q - o) a with q, o unsigned bytes: dpbusd(q, a) + dpbusd(o, -a) */
+VNNI static inline __m512i dot_off512(__m512i q, __m512i a, __m512i o) {
+    const __m512i s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q, a);
+    return _mm512_dpbusd_epi32(s, o, _mm512_sub_epi8(_mm512_setzero_si512(), a));
+}
+VNNI static inline __m256i dot_off256(__m256i q, __m256i a, __m256i o) {
+    const __m256i s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q, a);
+    return _mm256_dpbusd_epi32(s, o, _mm256_sub_epi8(_mm256_setzero_si256(), a));
+}
+
+AVX512 static inline float hsum256_ps(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+AVX512 static inline int hsum256_epi32(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+    return _mm_cvtsi128_si32(s);
+}
+
+/* the two accumulators of the 32-block kernels: pairs and an odd last block */
+AVX512 static inline float hsum512_256(__m512 a, __m256 b) {
+    return _mm512_reduce_add_ps(a) + hsum256_ps(b);
+}
+
+VNNI float vec_dot_q4_0_q8_0_avx512(int64_t n, const void *vw, const void *va) {
+    const block_q4_0 *w = vw;
+    const block_q8_0 *a = va;
+    const int64_t nb = n / QK4_0;
+    const __m512i m4 = _mm512_set1_epi8(0x0F), o = _mm512_set1_epi8(8);
+    __m512 acc = _mm512_setzero_ps();
+    __m256 acc1 = _mm256_setzero_ps();
+    int64_t b = 0;
+    for (; b + 1 < nb; b += 2) {
+        const __m512i q = _mm512_and_si512(join(nib_pair(w[b].qs), nib_pair(w[b + 1].qs)), m4);
+        const __m512i p = dot_off512(q, ACT2(a, b), o);
+        const __m512 d = scale2(h2f(w[b].d) * h2f(a[b].d), h2f(w[b + 1].d) * h2f(a[b + 1].d));
+        acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(p), acc);
+    }
+    if (b < nb) {
+        const __m256i q = _mm256_and_si256(nib_pair(w[b].qs), _mm256_set1_epi8(0x0F));
+        const __m256i p = dot_off256(q, _mm256_loadu_si256((const __m256i *)a[b].qs), _mm256_set1_epi8(8));
+        acc1 = _mm256_mul_ps(_mm256_set1_ps(h2f(w[b].d) * h2f(a[b].d)), _mm256_cvtepi32_ps(p));
+    }
+    return hsum512_256(acc, acc1);
+}
+
+VNNI float vec_dot_q4_1_q8_1_avx512(int64_t n, const void *vw, const void *va) {
+    const block_q4_1 *w = vw;
+    const block_q8_1 *a = va;
+    const int64_t nb = n / QK4_1;
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    __m512 acc = _mm512_setzero_ps();
+    __m256 acc1 = _mm256_setzero_ps();
+    float summ = 0.0f;
+    int64_t b = 0;
+    for (; b + 1 < nb; b += 2) {
+        const __m512i q = _mm512_and_si512(join(nib_pair(w[b].qs), nib_pair(w[b + 1].qs)), m4);
+        const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q, ACT2(a, b));
+        const __m512 d = scale2(h2f(w[b].d) * h2f(a[b].d), h2f(w[b + 1].d) * h2f(a[b + 1].d));
+        acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(p), acc);
+        summ += h2f(w[b].m) * h2f(a[b].s) + h2f(w[b + 1].m) * h2f(a[b + 1].s);
+    }
+    if (b < nb) {
+        const __m256i q = _mm256_and_si256(nib_pair(w[b].qs), _mm256_set1_epi8(0x0F));
+        const __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q, _mm256_loadu_si256((const __m256i *)a[b].qs));
+        acc1 = _mm256_mul_ps(_mm256_set1_ps(h2f(w[b].d) * h2f(a[b].d)), _mm256_cvtepi32_ps(p));
+        summ += h2f(w[b].m) * h2f(a[b].s);
+    }
+    return hsum512_256(acc, acc1) + summ;
+}
+
+/* 64 fifth bits of blocks b, b+1 as a byte mask in weight order */
+AVX512 static inline __mmask64 qh_mask2(const uint8_t *qh0, const uint8_t *qh1) {
+    uint32_t u0, u1;
+    memcpy(&u0, qh0, 4);
+    memcpy(&u1, qh1, 4);
+    return _cvtu64_mask64((uint64_t)u0 | (uint64_t)u1 << 32);
+}
+
+VNNI float vec_dot_q5_0_q8_0_avx512(int64_t n, const void *vw, const void *va) {
+    const block_q5_0 *w = vw;
+    const block_q8_0 *a = va;
+    const int64_t nb = n / QK5_0;
+    const __m512i m4 = _mm512_set1_epi8(0x0F), b4 = _mm512_set1_epi8(0x10), o = _mm512_set1_epi8(16);
+    __m512 acc = _mm512_setzero_ps();
+    __m256 acc1 = _mm256_setzero_ps();
+    int64_t b = 0;
+    for (; b + 1 < nb; b += 2) {
+        __m512i q = _mm512_and_si512(join(nib_pair(w[b].qs), nib_pair(w[b + 1].qs)), m4);
+        q = _mm512_or_si512(q, _mm512_maskz_mov_epi8(qh_mask2(w[b].qh, w[b + 1].qh), b4));
+        const __m512i p = dot_off512(q, ACT2(a, b), o);
+        const __m512 d = scale2(h2f(w[b].d) * h2f(a[b].d), h2f(w[b + 1].d) * h2f(a[b + 1].d));
+        acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(p), acc);
+    }
+    if (b < nb) {
+        uint32_t u;
+        memcpy(&u, w[b].qh, 4);
+        __m256i q = _mm256_and_si256(nib_pair(w[b].qs), _mm256_set1_epi8(0x0F));
+        q = _mm256_or_si256(q, _mm256_maskz_mov_epi8(_cvtu32_mask32(u), _mm256_set1_epi8(0x10)));
+        const __m256i p = dot_off256(q, _mm256_loadu_si256((const __m256i *)a[b].qs), _mm256_set1_epi8(16));
+        acc1 = _mm256_mul_ps(_mm256_set1_ps(h2f(w[b].d) * h2f(a[b].d)), _mm256_cvtepi32_ps(p));
+    }
+    return hsum512_256(acc, acc1);
+}
+
+VNNI float vec_dot_q5_1_q8_1_avx512(int64_t n, const void *vw, const void *va) {
+    const block_q5_1 *w = vw;
+    const block_q8_1 *a = va;
+    const int64_t nb = n / QK5_1;
+    const __m512i m4 = _mm512_set1_epi8(0x0F), b4 = _mm512_set1_epi8(0x10);
+    __m512 acc = _mm512_setzero_ps();
+    __m256 acc1 = _mm256_setzero_ps();
+    float summ = 0.0f;
+    int64_t b = 0;
+    for (; b + 1 < nb; b += 2) {
+        __m512i q = _mm512_and_si512(join(nib_pair(w[b].qs), nib_pair(w[b + 1].qs)), m4);
+        q = _mm512_or_si512(q, _mm512_maskz_mov_epi8(qh_mask2(w[b].qh, w[b + 1].qh), b4));
+        const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q, ACT2(a, b));
+        const __m512 d = scale2(h2f(w[b].d) * h2f(a[b].d), h2f(w[b + 1].d) * h2f(a[b + 1].d));
+        acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(p), acc);
+        summ += h2f(w[b].m) * h2f(a[b].s) + h2f(w[b + 1].m) * h2f(a[b + 1].s);
+    }
+    if (b < nb) {
+        uint32_t u;
+        memcpy(&u, w[b].qh, 4);
+        __m256i q = _mm256_and_si256(nib_pair(w[b].qs), _mm256_set1_epi8(0x0F));
+        q = _mm256_or_si256(q, _mm256_maskz_mov_epi8(_cvtu32_mask32(u), _mm256_set1_epi8(0x10)));
+        const __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q, _mm256_loadu_si256((const __m256i *)a[b].qs));
+        acc1 = _mm256_mul_ps(_mm256_set1_ps(h2f(w[b].d) * h2f(a[b].d)), _mm256_cvtepi32_ps(p));
+        summ += h2f(w[b].m) * h2f(a[b].s);
+    }
+    return hsum512_256(acc, acc1) + summ;
+}
+
+/* weights as q + 128 (x ^ 0x80), offset 128 */
+VNNI float vec_dot_q8_0_q8_0_avx512(int64_t n, const void *vw, const void *va) {
+    const block_q8_0 *w = vw;
+    const block_q8_0 *a = va;
+    const int64_t nb = n / QK8_0;
+    const __m512i o = _mm512_set1_epi8((char)0x80);
+    __m512 acc = _mm512_setzero_ps();
+    __m256 acc1 = _mm256_setzero_ps();
+    int64_t b = 0;
+    for (; b + 1 < nb; b += 2) {
+        const __m512i q = _mm512_xor_si512(ACT2(w, b), o);
+        const __m512i p = dot_off512(q, ACT2(a, b), o);
+        const __m512 d = scale2(h2f(w[b].d) * h2f(a[b].d), h2f(w[b + 1].d) * h2f(a[b + 1].d));
+        acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(p), acc);
+    }
+    if (b < nb) {
+        const __m256i o1 = _mm256_set1_epi8((char)0x80);
+        const __m256i q = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)w[b].qs), o1);
+        const __m256i p = dot_off256(q, _mm256_loadu_si256((const __m256i *)a[b].qs), o1);
+        acc1 = _mm256_mul_ps(_mm256_set1_ps(h2f(w[b].d) * h2f(a[b].d)), _mm256_cvtepi32_ps(p));
+    }
+    return hsum512_256(acc, acc1);
+}
+
+/* ------------------------------------------------------------------------ */
+/* K-quants, 64 weights per register                                        */
+
+/* scale bytes -> int16 lanes [s(4p) x8, s(4p+1) x8, s(4p+2) x8, s(4p+3) x8]
+ * for a 64-weight group made of four 16-weight sub-blocks */
+static const uint8_t k_quad_shuffle[4][32] = {
+    {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3},
+    {4, 4, 4, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5, 6, 6, 6, 6, 6, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7},
+    {8, 8, 8, 8, 8, 8, 8, 8, 9, 9, 9, 9, 9, 9, 9, 9, 10, 10, 10, 10, 10, 10, 10, 10, 11, 11, 11, 11, 11, 11, 11, 11},
+    {12, 12, 12, 12, 12, 12, 12, 12, 13, 13, 13, 13, 13, 13, 13, 13, 14, 14, 14, 14, 14, 14, 14, 14, 15, 15, 15, 15, 15, 15, 15, 15},
+};
+AVX512 static inline __m512i scale_quad(__m256i sc2 /* 16 scale bytes in both lanes */, int p) {
+    /* vpshufb indexes within each 128-bit lane; both lanes hold all 16 scales */
+    const __m256i idx = _mm256_loadu_si256((const __m256i *)k_quad_shuffle[p]);
+    return _mm512_cvtepi8_epi16(_mm256_shuffle_epi8(sc2, idx));
+}
+
+/* 32 bytes in both 256-bit halves */
+AVX512 static inline __m512i bcast256(const void *p) {
+    return _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)p));
+}
+
+/* sum over adjacent byte pairs of q * act, times the int16 scales, pairs again
+ * summed: 16 int32 lanes */
+AVX512 static inline __m512i madd_scaled(__m512i q, __m512i act, __m512i sc16) {
+    return _mm512_madd_epi16(_mm512_maddubs_epi16(q, act), sc16);
+}
+
+AVX512 float vec_dot_q2_K_q8_K_avx512(int64_t n, const void *vw, const void *va) {
+    const block_q2_K *w = vw;
+    const block_q8_K *a = va;
+    const __m512i m3 = _mm512_set1_epi8(3);
+    const __m512i sh01 = join(_mm256_setzero_si256(), _mm256_set1_epi16(2));
+    const __m512i sh23 = join(_mm256_set1_epi16(4), _mm256_set1_epi16(6));
+    __m512 acc = _mm512_setzero_ps();
+    float summ = 0.0f;
+    for (int64_t b = 0; b < n / QK_K; b++) {
+        const __m128i sb = _mm_loadu_si128((const __m128i *)w[b].scales);
+        const __m128i sc = _mm_and_si128(sb, _mm_set1_epi8(0x0F));
+        const __m128i mn = _mm_and_si128(_mm_srli_epi16(sb, 4), _mm_set1_epi8(0x0F));
+        const int summs = hsum256_epi32(_mm256_madd_epi16(_mm256_cvtepu8_epi16(mn), _mm256_loadu_si256((const __m256i *)a[b].bsums)));
+        const __m256i sc2 = _mm256_broadcastsi128_si256(sc);
+        __m512i sumi = _mm512_setzero_si512();
+        for (int h = 0; h < 2; h++) {
+            const __m512i q = bcast256(w[b].qs + 32 * h);
+            const int8_t *qa = a[b].qs + 128 * h;
+            const __m512i q01 = _mm512_and_si512(_mm512_srlv_epi16(q, sh01), m3);
+            const __m512i q23 = _mm512_and_si512(_mm512_srlv_epi16(q, sh23), m3);
+            sumi = _mm512_add_epi32(sumi, madd_scaled(q01, _mm512_loadu_si512(qa), scale_quad(sc2, 2 * h)));
+            sumi = _mm512_add_epi32(sumi, madd_scaled(q23, _mm512_loadu_si512(qa + 64), scale_quad(sc2, 2 * h + 1)));
+        }
+        const float da = a[b].d;
+        acc = _mm512_fmadd_ps(_mm512_set1_ps(da * h2f(w[b].d)), _mm512_cvtepi32_ps(sumi), acc);
+        summ += da * h2f(w[b].dmin) * (float)summs;
+    }
+    return _mm512_reduce_add_ps(acc) - summ;
+}
+
+/* the 16 q3_K scales minus 32, as int8 */
+AVX512 static inline __m128i q3k_scales(const uint8_t *sb) {
+    uint32_t a0, a1, t;
+    memcpy(&a0, sb, 4);
+    memcpy(&a1, sb + 4, 4);
+    memcpy(&t, sb + 8, 4);
+    const uint32_t s0 = (a0 & 0x0F0F0F0F) | (t & 0x03030303) << 4;
+    const uint32_t s1 = (a1 & 0x0F0F0F0F) | ((t >> 2) & 0x03030303) << 4;
+    const uint32_t s2 = ((a0 >> 4) & 0x0F0F0F0F) | ((t >> 4) & 0x03030303) << 4;
+    const uint32_t s3 = ((a1 >> 4) & 0x0F0F0F0F) | ((t >> 6) & 0x03030303) << 4;
+    return _mm_sub_epi8(_mm_setr_epi32((int)s0, (int)s1, (int)s2, (int)s3), _mm_set1_epi8(32));
+}
+
+/* q3_K weights fed as q + 4 = low bits | hbit << 2 (0..7); the 4 comes off as
+ * 4 * sum_s sc_s bsums_s */
+AVX512 float vec_dot_q3_K_q8_K_avx512(int64_t n, const void *vw, const void *va) {
+    const block_q3_K *w = vw;
+    const block_q8_K *a = va;
+    const __m512i m3 = _mm512_set1_epi8(3), four = _mm512_set1_epi8(4);
+    const __m512i sh01 = join(_mm256_setzero_si256(), _mm256_set1_epi16(2));
+    const __m512i sh23 = join(_mm256_set1_epi16(4), _mm256_set1_epi16(6));
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t b = 0; b < n / QK_K; b++) {
+        const __m128i sc = q3k_scales(w[b].scales);
+        const __m256i corr = _mm256_madd_epi16(_mm256_cvtepi8_epi16(sc), _mm256_loadu_si256((const __m256i *)a[b].bsums));
+        const __m256i sc2 = _mm256_broadcastsi128_si256(sc);
+        const __m512i hm = bcast256(w[b].hmask);
+        __m512i sumi = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_zextsi256_si512(_mm256_slli_epi32(corr, 2)));
+        for (int h = 0; h < 2; h++) {
+            const __m512i q = bcast256(w[b].qs + 32 * h);
+            const int8_t *qa = a[b].qs + 128 * h;
+            const __m512i b01 = join(_mm256_set1_epi8((char)(1 << (4 * h))), _mm256_set1_epi8((char)(1 << (4 * h + 1))));
+            const __m512i b23 = join(_mm256_set1_epi8((char)(1 << (4 * h + 2))), _mm256_set1_epi8((char)(1 << (4 * h + 3))));
+            __m512i q01 = _mm512_and_si512(_mm512_srlv_epi16(q, sh01), m3);
+            __m512i q23 = _mm512_and_si512(_mm512_srlv_epi16(q, sh23), m3);
+            q01 = _mm512_mask_add_epi8(q01, _mm512_test_epi8_mask(hm, b01), q01, four);
+            q23 = _mm512_mask_add_epi8(q23, _mm512_test_epi8_mask(hm, b23), q23, four);
+            sumi = _mm512_add_epi32(sumi, madd_scaled(q01, _mm512_loadu_si512(qa), scale_quad(sc2, 2 * h)));
+            sumi = _mm512_add_epi32(sumi, madd_scaled(q23, _mm512_loadu_si512(qa + 64), scale_quad(sc2, 2 * h + 1)));
+        }
+        acc = _mm512_fmadd_ps(_mm512_set1_ps(a[b].d * h2f(w[b].d)), _mm512_cvtepi32_ps(sumi), acc);
+    }
+    return _mm512_reduce_add_ps(acc);
+}
+
+/* q4_K / q5_K scales and mins: sc[0..7] in bytes 0..7, mn[0..7] in 8..15 */
+AVX512 static inline __m128i k4_scales(const uint8_t *q) {
+    uint32_t u0, u1, u2;
+    memcpy(&u0, q, 4);
+    memcpy(&u1, q + 4, 4);
+    memcpy(&u2, q + 8, 4);
+    const uint32_t sc03 = u0 & 0x3F3F3F3F, mn03 = u1 & 0x3F3F3F3F;
+    const uint32_t sc47 = (u2 & 0x0F0F0F0F) | ((u0 >> 6) & 0x03030303) << 4;
+    const uint32_t mn47 = ((u2 >> 4) & 0x0F0F0F0F) | ((u1 >> 6) & 0x03030303) << 4;
+    return _mm_setr_epi32((int)sc03, (int)sc47, (int)mn03, (int)mn47);
+}
+
+/* sum_s mn[s] * (bsums[2s] + bsums[2s+1]) */
+AVX512 static inline int k4_summs(__m128i scm, const int16_t *bsums) {
+    const __m128i b0 = _mm_loadu_si128((const __m128i *)bsums);
+    const __m128i b1 = _mm_loadu_si128((const __m128i *)(bsums + 8));
+    const __m128i mn = _mm_cvtepu8_epi16(_mm_srli_si128(scm, 8));
+    __m128i s = _mm_madd_epi16(mn, _mm_hadd_epi16(b0, b1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+    return _mm_cvtsi128_si32(s);
+}
+
+/* int16 lanes [s x16 | t x16] */
+AVX512 static inline __m512i scale_halves(int s, int t) {
+    return join(_mm256_set1_epi16((short)s), _mm256_set1_epi16((short)t));
+}
+
+/* 128 bytes of q4_K / q5_K quants against 256 activations: register k holds
+ * qs chunks 2k, 2k+1 (sub-blocks 4k, 4k+2 in the low nibbles, 4k+1, 4k+3 in
+ * the high ones); the activations are regrouped to match */
+#define K4_ACT(qa, k, lo, hi) do { \
+        const __m512i A_ = _mm512_loadu_si512((qa) + 128 * (k)); \
+        const __m512i B_ = _mm512_loadu_si512((qa) + 128 * (k) + 64); \
+        lo = _mm512_shuffle_i64x2(A_, B_, 0x44); \
+        hi = _mm512_shuffle_i64x2(A_, B_, 0xEE); \
+    } while (0)
+
+AVX512 float vec_dot_q4_K_q8_K_avx512(int64_t n, const void *vw, const void *va) {
+    const block_q4_K *w = vw;
+    const block_q8_K *a = va;
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    __m512 acc = _mm512_setzero_ps();
+    float summ = 0.0f;
+    for (int64_t b = 0; b < n / QK_K; b++) {
+        const __m128i scm = k4_scales(w[b].scales);
+        const int summs = k4_summs(scm, a[b].bsums);
+        uint8_t sc[16];
+        _mm_storeu_si128((__m128i *)sc, scm);
+        __m512i sumi = _mm512_setzero_si512();
+        for (int k = 0; k < 2; k++) {
+            const __m512i q = _mm512_loadu_si512(w[b].qs + 64 * k);
+            __m512i alo, ahi;
+            K4_ACT(a[b].qs, k, alo, ahi);
+            const __m512i lo = _mm512_and_si512(q, m4), hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
+            sumi = _mm512_add_epi32(sumi, madd_scaled(lo, alo, scale_halves(sc[4 * k], sc[4 * k + 2])));
+            sumi = _mm512_add_epi32(sumi, madd_scaled(hi, ahi, scale_halves(sc[4 * k + 1], sc[4 * k + 3])));
+        }
+        const float da = a[b].d;
+        acc = _mm512_fmadd_ps(_mm512_set1_ps(da * h2f(w[b].d)), _mm512_cvtepi32_ps(sumi), acc);
+        summ += da * h2f(w[b].dmin) * (float)summs;
+    }
+    return _mm512_reduce_add_ps(acc) - summ;
+}
+
+AVX512 float vec_dot_q5_K_q8_K_avx512(int64_t n, const void *vw, const void *va) {
+    const block_q5_K *w = vw;
+    const block_q8_K *a = va;
+    const __m512i m4 = _mm512_set1_epi8(0x0F), b4 = _mm512_set1_epi8(0x10);
+    __m512 acc = _mm512_setzero_ps();
+    float summ = 0.0f;
+    for (int64_t b = 0; b < n / QK_K; b++) {
+        const __m128i scm = k4_scales(w[b].scales);
+        const int summs = k4_summs(scm, a[b].bsums);
+        uint8_t sc[16];
+        _mm_storeu_si128((__m128i *)sc, scm);
+        const __m512i qh = bcast256(w[b].qh);
+        __m512i sumi = _mm512_setzero_si512();
+        for (int k = 0; k < 2; k++) {
+            const __m512i q = _mm512_loadu_si512(w[b].qs + 64 * k);
+            __m512i alo, ahi;
+            K4_ACT(a[b].qs, k, alo, ahi);
+            /* fifth bits: bit s of qh[l] for sub-block s */
+            const __m512i blo = join(_mm256_set1_epi8((char)(1 << (4 * k))), _mm256_set1_epi8((char)(1 << (4 * k + 2))));
+            const __m512i bhi = join(_mm256_set1_epi8((char)(1 << (4 * k + 1))), _mm256_set1_epi8((char)(1 << (4 * k + 3))));
+            __m512i lo = _mm512_and_si512(q, m4), hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
+            lo = _mm512_mask_add_epi8(lo, _mm512_test_epi8_mask(qh, blo), lo, b4);
+            hi = _mm512_mask_add_epi8(hi, _mm512_test_epi8_mask(qh, bhi), hi, b4);
+            sumi = _mm512_add_epi32(sumi, madd_scaled(lo, alo, scale_halves(sc[4 * k], sc[4 * k + 2])));
+            sumi = _mm512_add_epi32(sumi, madd_scaled(hi, ahi, scale_halves(sc[4 * k + 1], sc[4 * k + 3])));
+        }
+        const float da = a[b].d;
+        acc = _mm512_fmadd_ps(_mm512_set1_ps(da * h2f(w[b].d)), _mm512_cvtepi32_ps(sumi), acc);
+        summ += da * h2f(w[b].dmin) * (float)summs;
+    }
+    return _mm512_reduce_add_ps(acc) - summ;
+}
+
+AVX512 float vec_dot_q6_K_q8_K_avx512(int64_t n, const void *vw, const void *va) {
+    const block_q6_K *w = vw;
+    const block_q8_K *a = va;
+    const __m512i m4 = _mm512_set1_epi8(0x0F), m3 = _mm512_set1_epi8(3);
+    const __m512i sh02 = join(_mm256_setzero_si256(), _mm256_set1_epi16(2));
+    const __m512i sh46 = join(_mm256_set1_epi16(4), _mm256_set1_epi16(6));
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t b = 0; b < n / QK_K; b++) {
+        const __m128i sc = _mm_loadu_si128((const __m128i *)w[b].scales);
+        const __m256i corr = _mm256_madd_epi16(_mm256_cvtepi8_epi16(sc), _mm256_loadu_si256((const __m256i *)a[b].bsums));
+        const __m256i sc2 = _mm256_broadcastsi128_si256(sc);
+        __m512i sumi = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_zextsi256_si512(_mm256_slli_epi32(corr, 5)));
+        for (int h = 0; h < 2; h++) {
+            const __m512i l = _mm512_loadu_si512(w[b].ql + 64 * h);
+            const __m512i qh = bcast256(w[b].qh + 32 * h);
+            const int8_t *qa = a[b].qs + 128 * h;
+            const __m512i q01 = _mm512_or_si512(_mm512_and_si512(l, m4),
+                                                _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, sh02), m3), 4));
+            const __m512i q23 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l, 4), m4),
+                                                _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, sh46), m3), 4));
+            sumi = _mm512_add_epi32(sumi, madd_scaled(q01, _mm512_loadu_si512(qa), scale_quad(sc2, 2 * h)));
+            sumi = _mm512_add_epi32(sumi, madd_scaled(q23, _mm512_loadu_si512(qa + 64), scale_quad(sc2, 2 * h + 1)));
+        }
+        acc = _mm512_fmadd_ps(_mm512_set1_ps(a[b].d * h2f(w[b].d)), _mm512_cvtepi32_ps(sumi), acc);
+    }
+    return _mm512_reduce_add_ps(acc);
+}
+
+/* ------------------------------------------------------------------------ */
+/* float weights                                                            */
+
+AVX512 float vec_dot_f16_f32_avx512(int64_t n, const void *vw, const void *va) {
+    const mend_half *w = vw;
+    const float *a = va;
+    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps(), s2 = _mm512_setzero_ps(), s3 = _mm512_setzero_ps();
+    int64_t j = 0;
+    for (; j + 64 <= n; j += 64) {
+        s0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + j))), _mm512_loadu_ps(a + j), s0);
+        s1 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + j + 16))), _mm512_loadu_ps(a + j + 16), s1);
+        s2 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + j + 32))), _mm512_loadu_ps(a + j + 32), s2);
+        s3 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + j + 48))), _mm512_loadu_ps(a + j + 48), s3);
+    }
+    for (; j + 16 <= n; j += 16)
+        s0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + j))), _mm512_loadu_ps(a + j), s0);
+    if (j < n) {
+        const __mmask16 k = (__mmask16)((1u << (n - j)) - 1);
+        s1 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k, w + j)), _mm512_maskz_loadu_ps(k, a + j), s1);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+}
+
+AVX512 float vec_dot_f32_f32_avx512(int64_t n, const void *vw, const void *va) {
+    const float *w = vw, *a = va;
+    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps(), s2 = _mm512_setzero_ps(), s3 = _mm512_setzero_ps();
+    int64_t j = 0;
+    for (; j + 64 <= n; j += 64) {
+        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(w + j), _mm512_loadu_ps(a + j), s0);
+        s1 = _mm512_fmadd_ps(_mm512_loadu_ps(w + j + 16), _mm512_loadu_ps(a + j + 16), s1);
+        s2 = _mm512_fmadd_ps(_mm512_loadu_ps(w + j + 32), _mm512_loadu_ps(a + j + 32), s2);
+        s3 = _mm512_fmadd_ps(_mm512_loadu_ps(w + j + 48), _mm512_loadu_ps(a + j + 48), s3);
+    }
+    for (; j + 16 <= n; j += 16) s0 = _mm512_fmadd_ps(_mm512_loadu_ps(w + j), _mm512_loadu_ps(a + j), s0);
+    if (j < n) {
+        const __mmask16 k = (__mmask16)((1u << (n - j)) - 1);
+        s1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, w + j), _mm512_maskz_loadu_ps(k, a + j), s1);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+}
+
+#else
+typedef int mend_qmatmul_avx512_unused;   /* ISO C forbids an empty unit */
+#endif
