@@ -21,15 +21,19 @@
  *   hb, hb2    (B, hidden)                   FFN gate / up activations
  *   rc, rs     (B, hd/2)                     RoPE cos / sin for the batch
  *   sc         (threads, group, n_ctx)        attention scores per thread
- *   wtile      (TILE_ROWS, max_cols)         f32 rows of a packed matrix
+ *   wtile      (threads, TILE_ROWS, max_cols) f32 rows of a packed matrix
  *                                            (only when the model keeps any)
  * with B = max_batch. Longer inputs run in chunks of B positions; nothing is
  * allocated during mend_forward. Keys and values are written by the K/V
  * matmuls straight into the cache rows [pos, pos+n).
  *
- * Matmuls go through BLAS (sgemm for batches, sgemv for one position);
- * matrices kept packed (keep_packed) are dequantized TILE_ROWS rows at a
- * time into wtile and multiplied the same way. */
+ * Threads: one OpenMP pool does everything. Matmuls split the output
+ * columns across the threads, each calling single-threaded BLAS (sgemm for
+ * batches, sgemv for one position) on its slice, because BLAS's own worker
+ * threads spinning next to OpenMP's cost a third of the time on two cores.
+ * Matrices kept packed (keep_packed) are dequantized TILE_ROWS rows at a
+ * time into the thread's wtile and multiplied the same way. */
+#include <cblas.h>
 #include <omp.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -52,7 +56,7 @@ struct mend_state {
     float *sc;
     size_t sc_stride;       /* floats per thread in sc */
     float *wtile;
-    size_t wtile_floats;
+    size_t wtile_floats;    /* per thread */
     void *mem;
     size_t bytes;
 };
@@ -109,7 +113,8 @@ int mend_state_new(mend_state **out, const mend_model *m, int n_ctx, int max_bat
         ok = mend_add_ok(total, (sz[i] + 15) & ~(size_t)15, &total);
     }
     offs[11] = total;
-    ok = ok && mend_add_ok(total, wtile, &total);
+    size_t wtile_all = 0;
+    ok = ok && mend_mul_ok(wtile, (size_t)n_threads, &wtile_all) && mend_add_ok(total, wtile_all, &total);
     size_t bytes = 0;
     ok = ok && mend_mul_ok(total, sizeof(float), &bytes);
     if (!ok)
@@ -157,21 +162,36 @@ void mend_state_free(mend_state *s) {
 
 int mend_state_n_ctx(const mend_state *s) { return s ? s->n_ctx : 0; }
 
-/* out (n, ldo) = beta * out + x (n, cols) · Wᵀ (+ bias), W in any type. */
+/* out (n, ldo) = beta * out + x (n, cols) · Wᵀ (+ bias), W in any type.
+ * The output columns (rows of W) are split into one contiguous slice per
+ * OpenMP thread; each thread runs single-threaded BLAS on its slice, so one
+ * thread pool (OpenMP's) does all the work. Packed slices are dequantized
+ * TILE_ROWS rows at a time into the thread's own tile. */
 static void mat_forward(mend_state *s, float *out, size_t ldo, const float *x, const mend_mat *W,
                         const float *bias, int n, float beta) {
     const int rows = (int)W->rows, cols = (int)W->cols;
-    if (W->type == MEND_TYPE_F32) {
-        matmul_forward(out, ldo, x, (const float *)W->data, bias, n, rows, cols, beta);
-        return;
-    }
-    for (int r0 = 0; r0 < rows; r0 += TILE_ROWS) {
-        const int nr = rows - r0 < TILE_ROWS ? rows - r0 : TILE_ROWS;
-#pragma omp parallel for schedule(static)
-        for (int r = 0; r < nr; r++)
-            mend_dequantize_row(W->type, (const uint8_t *)W->data + (size_t)(r0 + r) * W->row_bytes,
-                                s->wtile + (size_t)r * cols, cols);
-        matmul_forward(out + r0, ldo, x, s->wtile, bias ? bias + r0 : NULL, n, nr, cols, beta);
+    int nt = omp_get_max_threads();
+    if (nt > s->n_threads) nt = s->n_threads;
+    /* tiny products are not worth waking threads for */
+    if ((int64_t)n * rows * cols < 32768) nt = 1;
+#pragma omp parallel num_threads(nt)
+    {
+        const int t = omp_get_thread_num(), T = omp_get_num_threads();
+        const int per = (((rows + T - 1) / T) + 15) & ~15;
+        const int r0 = t * per < rows ? t * per : rows, r1 = r0 + per < rows ? r0 + per : rows;
+        if (r0 < r1 && W->type == MEND_TYPE_F32) {
+            matmul_forward(out + r0, ldo, x, (const float *)W->data + (size_t)r0 * cols, bias ? bias + r0 : NULL,
+                           n, r1 - r0, cols, beta);
+        } else if (r0 < r1) {
+            float *tile = s->wtile + (size_t)t * s->wtile_floats;
+            for (int a = r0; a < r1; a += TILE_ROWS) {
+                const int nr = r1 - a < TILE_ROWS ? r1 - a : TILE_ROWS;
+                for (int r = 0; r < nr; r++)
+                    mend_dequantize_row(W->type, (const uint8_t *)W->data + (size_t)(a + r) * W->row_bytes,
+                                        tile + (size_t)r * cols, cols);
+                matmul_forward(out + a, ldo, x, tile, bias ? bias + a : NULL, n, nr, cols, beta);
+            }
+        }
     }
 }
 
@@ -250,6 +270,10 @@ int mend_forward(mend_state *s, const int32_t *tokens, const float *embeds, int 
     }
     const int B = s->max_batch;
     const size_t dim = (size_t)s->m->cfg.dim;
+    /* BLAS runs single-threaded inside mend's OpenMP threads (see
+     * mat_forward); its own thread count is restored on the way out. */
+    const int blas_threads = openblas_get_num_threads();
+    if (blas_threads != 1) openblas_set_num_threads(1);
     for (int c0 = 0; c0 < n; c0 += B) {
         const int nb = n - c0 < B ? n - c0 : B;
         const int last = c0 + nb == n;
@@ -258,5 +282,6 @@ int mend_forward(mend_state *s, const int32_t *tokens, const float *embeds, int 
         forward_batch(s, tokens ? tokens + c0 : NULL, embeds ? embeds + (size_t)c0 * dim : NULL, nb, pos + c0,
                       lg, logits_all);
     }
+    if (blas_threads != 1) openblas_set_num_threads(blas_threads);
     return 0;
 }

@@ -3,3 +3,5 @@
 # always, the default model when present).
 mend_test(test_ops ${CMAKE_CURRENT_LIST_DIR}/test_ops.c LABELS unit TIMEOUT 60)
 mend_test(test_tiny_models ${CMAKE_CURRENT_LIST_DIR}/test_tiny_models.c LABELS unit TIMEOUT 60)
+mend_test(test_model_logits ${CMAKE_CURRENT_LIST_DIR}/test_model_logits.c LABELS model TIMEOUT 300)
+mend_test(test_model_cache ${CMAKE_CURRENT_LIST_DIR}/test_model_cache.c LABELS model TIMEOUT 600)
