@@ -1,11 +1,18 @@
 /* GPTQ on one matrix (see gptq.h for the algorithm and the grid policy). */
-#include <cblas.h>
 #include <lapacke.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include "compress/gptq.h"
 #include "util/util.h"
+
+#define GPTQ_TILE 16
+
+/* y[0..n) -= a · x[0..n) (vectorized; no FMA contraction in the baseline build) */
+static inline void axpy_neg(float *restrict y, const float *restrict x, float a, int64_t n) {
+    #pragma omp simd
+    for (int64_t t = 0; t < n; t++) y[t] -= a * x[t];
+}
 
 static int64_t gcd64(int64_t a, int64_t b) {
     while (b) {
@@ -40,9 +47,12 @@ static int inverse_cholesky(const double *H, int64_t n, double damp, float *U, d
     for (int attempt = 0; attempt < 4 && !ok; attempt++, lambda *= 10) {
         memcpy(A, H, nn * sizeof(double));
         for (int64_t i = 0; i < n; i++) A[i * n + i] += lambda;
-        if (LAPACKE_dpotrf(LAPACK_ROW_MAJOR, 'U', (lapack_int)n, A, (lapack_int)n) != 0) continue;
-        if (LAPACKE_dpotri(LAPACK_ROW_MAJOR, 'U', (lapack_int)n, A, (lapack_int)n) != 0) continue;
-        if (LAPACKE_dpotrf(LAPACK_ROW_MAJOR, 'U', (lapack_int)n, A, (lapack_int)n) != 0) continue;
+        /* A is symmetric, so its row-major upper triangle is the column-major
+         * lower one: factor in column-major 'L' (no transposition copies);
+         * L Lᵀ read back row-major is Uᵀ U with U = Lᵀ upper. */
+        if (LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'L', (lapack_int)n, A, (lapack_int)n) != 0) continue;
+        if (LAPACKE_dpotri(LAPACK_COL_MAJOR, 'L', (lapack_int)n, A, (lapack_int)n) != 0) continue;
+        if (LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'L', (lapack_int)n, A, (lapack_int)n) != 0) continue;
         ok = 1;
         *lambda_out = lambda;
     }
@@ -153,47 +163,49 @@ int mend_gptq_quantize(float *W, int64_t rows, int64_t cols, double *H, const me
     rc = inverse_cholesky(Hp, n, damp, U, &lambda);
     if (rc) goto done;
 
-    for (int64_t i1 = 0; i1 < n; i1 += B) {
-        const int64_t i2 = i1 + B < n ? i1 + B : n;
-        #pragma omp parallel for schedule(dynamic, 8)
-        for (int64_t r = 0; r < rows; r++) {
-            float *w = Wp + r * n, *e = E + r * B;
-            double loss = 0;
-            for (int64_t k = i1; k < i2; k++) {
-                const int64_t c = act ? perm[k] : k, b = c / be, j = c % be;
-                mend_qgrid *g;
-                if (act) {
-                    g = &grids[r * nblk + b];
-                } else {
-                    g = &grids[r];
-                    if (j == 0 && mend_qgrid_fit(f, w + k, be, imp ? imp + k : NULL, pk + (size_t)r * rs + (size_t)b * bb, g)) {
-                        fail[r] = 1;
-                        break;
+    /* Rows are independent: each tile of GPTQ_TILE rows runs the whole
+     * column sweep on its own (no barrier per batch, no BLAS threads fighting
+     * the OpenMP ones), and the trailing update of a batch streams each row
+     * of U once per tile. */
+    const int64_t ntiles = (rows + GPTQ_TILE - 1) / GPTQ_TILE;
+    #pragma omp parallel for schedule(dynamic, 1)
+    for (int64_t tile = 0; tile < ntiles; tile++) {
+        const int64_t r0 = tile * GPTQ_TILE, r1 = r0 + GPTQ_TILE < rows ? r0 + GPTQ_TILE : rows;
+        int failed = 0;
+        for (int64_t i1 = 0; i1 < n && !failed; i1 += B) {
+            const int64_t i2 = i1 + B < n ? i1 + B : n;
+            for (int64_t r = r0; r < r1 && !failed; r++) {
+                float *w = Wp + r * n, *e = E + r * B;
+                double loss = 0;
+                for (int64_t k = i1; k < i2; k++) {
+                    const int64_t c = act ? perm[k] : k, b = c / be, j = c % be;
+                    mend_qgrid *g;
+                    if (act) {
+                        g = &grids[r * nblk + b];
+                    } else {
+                        g = &grids[r];
+                        if (j == 0 && mend_qgrid_fit(f, w + k, be, imp ? imp + k : NULL, pk + (size_t)r * rs + (size_t)b * bb, g)) {
+                            fail[r] = failed = 1;
+                            break;
+                        }
                     }
+                    const float wk = w[k];
+                    const int q = mend_qgrid_code(g, j, wk);
+                    const float v = mend_qgrid_value(g, j, q);
+                    codes[(size_t)r * n + c] = (uint8_t)q;
+                    const float err = (wk - v) / U[k * n + k];
+                    loss += (double)err * err * 0.5;
+                    w[k] = v;
+                    axpy_neg(w + k + 1, U + k * n + k + 1, err, i2 - k - 1);   /* W[r, k+1:i2] -= err · U[k, k+1:i2] */
+                    e[k - i1] = err;
                 }
-                const float wk = w[k];
-                const int q = mend_qgrid_code(g, j, wk);
-                const float v = mend_qgrid_value(g, j, q);
-                codes[(size_t)r * n + c] = (uint8_t)q;
-                const float d = U[k * n + k];
-                const float err = (wk - v) / d;
-                loss += (double)err * err * 0.5;
-                w[k] = v;
-                const float *u = U + k * n;
-                for (int64_t t = k + 1; t < i2; t++) w[t] -= err * u[t];
-                e[k - i1] = err;
+                rowloss[r] += loss;
             }
-            rowloss[r] += loss;
+            if (failed || i2 >= n) continue;
+            /* lazy batch: W[r0:r1, i2:] -= E[r0:r1, :] · U[i1:i2, i2:] */
+            for (int64_t k = i1; k < i2; k++)
+                for (int64_t r = r0; r < r1; r++) axpy_neg(Wp + r * n + i2, U + k * n + i2, E[r * B + (k - i1)], n - i2);
         }
-        for (int64_t r = 0; r < rows; r++)
-            if (fail[r]) {
-                rc = mend_set_error(MEND_EINVAL, "gptq: row %lld could not be fitted to its grid (non-finite weights after the updates?)",
-                                    (long long)r);
-                goto done;
-            }
-        if (i2 < n)   /* W[:, i2:] -= E · U[i1:i2, i2:] */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)(n - i2), (int)(i2 - i1), -1.0f, E, (int)B,
-                        U + i1 * n + i2, (int)n, 1.0f, Wp + i2, (int)n);
     }
     for (int64_t r = 0; r < rows; r++)
         if (fail[r]) {

@@ -134,6 +134,24 @@ int mend_qfmt_parse(mend_qfmt *f, const char *name) {
     return 0;
 }
 
+int mend_qfmt_fallback(const mend_qfmt *f, int64_t ncols, mend_qfmt *out) {
+    if (!f || !out) return mend_set_error(MEND_EINVAL, "quantize: NULL format");
+    mend_qfmt g = *f;
+    if (f->type != MEND_QFMT_GENERIC && ncols > 0 && ncols % QK_K) {
+        switch (f->type) {
+        case MEND_TYPE_Q2_K: case MEND_TYPE_Q3_K: g = mend_qfmt_ggml(MEND_TYPE_Q4_0); break;
+        case MEND_TYPE_Q4_K: g = mend_qfmt_ggml(MEND_TYPE_Q5_0); break;
+        case MEND_TYPE_Q5_K: g = mend_qfmt_ggml(MEND_TYPE_Q5_1); break;
+        case MEND_TYPE_Q6_K: g = mend_qfmt_ggml(MEND_TYPE_Q8_0); break;
+        default: break;
+        }
+    }
+    int rc = mend_qfmt_check(&g, ncols);
+    if (rc) return rc;
+    *out = g;
+    return 0;
+}
+
 int mend_qfmt_write_meta(mend_gguf_writer *w, const mend_qfmt *f) {
     if (!w || !f) return mend_set_error(MEND_EINVAL, "quantize: NULL writer or format");
     if (f->type != MEND_QFMT_GENERIC) return 0;

@@ -63,6 +63,14 @@ const char *mend_qfmt_name(const mend_qfmt *f, char *buf, size_t len);
 /* Parse a name as printed by mend_qfmt_name (ggml names case-insensitive). */
 int mend_qfmt_parse(mend_qfmt *f, const char *name);
 
+/* The format to use for rows of ncols weights: f itself when it fits,
+ * otherwise llama.cpp's fallback for K types whose 256-weight super-blocks
+ * do not divide the row (e.g. dim 576): q4_K -> q5_0, q5_K -> q5_1,
+ * q6_K -> q8_0, and q2_K / q3_K -> q4_0 (llama.cpp uses iq4_nl, which mend
+ * does not write). Returns 0 with *out set, or the error of mend_qfmt_check
+ * when no fallback fits either. */
+int mend_qfmt_fallback(const mend_qfmt *f, int64_t ncols, mend_qfmt *out);
+
 /* GGUF metadata of a generic format (mend.quant.format/bits/group/sym, see
  * docs/formats.md); a no-op for ggml types. read_meta sets *f to the generic
  * format when the file declares one, and returns 0 with *found = 0 otherwise. */

@@ -183,6 +183,19 @@ static void test_generic(void) {
     CHECK_OK(mend_qfmt_parse(&t, "Q4_K"));
     CHECK(t.type == MEND_TYPE_Q4_K && mend_qfmt_gguf_type(&t) == MEND_TYPE_Q4_K);
     CHECK(mend_qfmt_gguf_type(&f) == MEND_TYPE_I8);
+    /* K types on rows that 256 does not divide fall back like llama.cpp */
+    mend_qfmt fb;
+    static const uint32_t from[] = {MEND_TYPE_Q2_K, MEND_TYPE_Q3_K, MEND_TYPE_Q4_K, MEND_TYPE_Q5_K, MEND_TYPE_Q6_K, MEND_TYPE_Q4_1};
+    static const uint32_t to[] = {MEND_TYPE_Q4_0, MEND_TYPE_Q4_0, MEND_TYPE_Q5_0, MEND_TYPE_Q5_1, MEND_TYPE_Q8_0, MEND_TYPE_Q4_1};
+    for (int i = 0; i < 6; i++) {
+        t = mend_qfmt_ggml(from[i]);
+        CHECK_OK(mend_qfmt_fallback(&t, 576, &fb));
+        CHECK(fb.type == to[i]);
+        CHECK_OK(mend_qfmt_fallback(&t, 1536, &fb));
+        CHECK(fb.type == from[i]);
+    }
+    t = mend_qfmt_ggml(MEND_TYPE_Q4_K);
+    CHECK_ERR(mend_qfmt_fallback(&t, 100, &fb), MEND_EINVAL, "multiple");
 }
 
 static void test_bad_input(void) {
