@@ -5,7 +5,7 @@
  * Cholesky factor U of H⁻¹ (H⁻¹ = Uᵀ U):
  *     err = (w_k - q_k) / U_kk;   W[:, k+1:] -= err · U[k, k+1:]
  * with lazy batches of `block` columns (the trailing columns are updated
- * once per batch with one GEMM).
+ * once per batch, a tile of rows at a time).
  *
  * Grids: the target format's blocks (ggml blocks of 32 / 256, generic groups
  * of `group` weights, or whole rows) are fitted with mend_qgrid_fit when the
