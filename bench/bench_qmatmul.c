@@ -1,0 +1,283 @@
+/* Quantized matmul kernels (kernels/qmatmul.h) against OpenBLAS on the
+ * dequantized f32 matrix, side by side in one run.
+ *
+ * For each matrix (rows x cols) and weight type, mend_qmatmul at every SIMD
+ * level on 1 and 2 threads, n = 1 (generation) and n = 64 (a prefill chunk):
+ * GB/s of packed weights streamed (n = 1) and GFLOP/s (2*rows*cols*n per
+ * call). F32 rows: cblas_sgemv (n = 1) / cblas_sgemm (n = 64) on the
+ * dequantized matrix. Then the crossover: for which n does "dequantize W to
+ * f32 + sgemm" beat the packed kernels (2 threads)?
+ *
+ * Timings are the best of 5 batches of >= 40 ms each, after a warm-up.
+ * Prints Markdown. Build: cmake --build <dir> --target bench_qmatmul
+ * Run: <dir>/bench/bench_qmatmul [--quick] [--types q4_0,q8_0,...] [--skip-table] [--skip-cross] */
+#include <cblas.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "kernels/cpu.h"
+#include "kernels/qmatmul.h"
+#include "kernels/quants.h"
+#include "mend.h"
+#include "util/util.h"
+
+extern void openblas_set_num_threads(int);
+
+static uint64_t rng = 0x853C49E6748FEA9Bull;
+static uint32_t rnd(void) {
+    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+    return (uint32_t)(rng >> 33);
+}
+static float rndu(void) { return (rnd() >> 8) * (1.0f / 16777216.0f); }
+static float rndn(void) { return (rndu() + rndu() + rndu() + rndu() - 2.0f) * 1.7320508f; }
+
+static double g_min_batch = 0.04;
+
+/* best seconds per call of fn(ctx) */
+typedef void (*bench_fn)(void *ctx);
+static double time_it(bench_fn fn, void *ctx) {
+    fn(ctx);
+    int iters = 1;
+    for (;;) {   /* calibrate a batch to >= g_min_batch */
+        const double t0 = mend_now();
+        for (int i = 0; i < iters; i++) fn(ctx);
+        const double t = mend_now() - t0;
+        if (t >= g_min_batch || iters >= (1 << 20)) break;
+        iters = t <= 0 ? iters * 16 : (int)(iters * (g_min_batch * 1.2 / t)) + 1;
+    }
+    double best = 1e30;
+    for (int rep = 0; rep < 5; rep++) {
+        const double t0 = mend_now();
+        for (int i = 0; i < iters; i++) fn(ctx);
+        const double t = (mend_now() - t0) / iters;
+        if (t < best) best = t;
+    }
+    return best;
+}
+
+typedef struct {
+    float *out;
+    const float *x;
+    int n;
+    const void *w;
+    uint32_t type;
+    int64_t rows, cols;
+    int threads, level;
+    const float *wf;   /* f32 matrix for BLAS */
+    float *tile;       /* dequantize + sgemm: the f32 copy */
+} job;
+
+static void run_q(void *p) {
+    job *j = p;
+    if (mend_qmatmul_ex(j->out, (size_t)j->rows, j->x, (size_t)j->cols, j->n, j->w, j->type, j->rows, j->cols,
+                        NULL, 0, j->threads, j->level)) {
+        fprintf(stderr, "qmatmul: %s\n", mend_last_error());
+        exit(1);
+    }
+}
+
+static void run_blas(void *p) {
+    job *j = p;
+    if (j->n == 1)
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)j->rows, (int)j->cols, 1.0f, j->wf, (int)j->cols, j->x, 1, 0.0f, j->out, 1);
+    else   /* out (n, rows) = x (n, cols) . W^T */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->n, (int)j->rows, (int)j->cols, 1.0f, j->x, (int)j->cols,
+                    j->wf, (int)j->cols, 0.0f, j->out, (int)j->rows);
+}
+
+/* dequantize the whole matrix (threaded over rows) and run sgemm on it */
+static void run_deq_gemm(void *p) {
+    job *j = p;
+    const size_t rs = mend_row_size(j->type, j->cols);
+#pragma omp parallel for num_threads(j->threads) schedule(static)
+    for (int64_t r = 0; r < j->rows; r++)
+        mend_dequantize_row(j->type, (const uint8_t *)j->w + (size_t)r * rs, j->tile + (size_t)r * j->cols, j->cols);
+    job b = *j;
+    b.wf = j->tile;
+    run_blas(&b);
+}
+
+/* a weight matrix of type t from the f32 one: RTN for the 32-blocks, random
+ * valid blocks (random quants and sub-scales, small fp16 scales) for K types */
+static void *make_w(uint32_t t, const float *wf, int64_t rows, int64_t cols) {
+    const size_t rs = mend_row_size(t, cols);
+    uint8_t *w = aligned_alloc(64, ((size_t)rows * rs + 63) & ~(size_t)63);
+    for (int64_t r = 0; r < rows; r++) {
+        uint8_t *row = w + (size_t)r * rs;
+        const float *x = wf + (size_t)r * cols;
+        switch (t) {
+        case MEND_TYPE_F32: memcpy(row, x, (size_t)cols * 4); break;
+        case MEND_TYPE_F16: for (int64_t j = 0; j < cols; j++) ((mend_half *)row)[j] = mend_f32_to_fp16(x[j]); break;
+        case MEND_TYPE_Q4_0: quantize_row_q4_0_ref(x, (block_q4_0 *)row, cols); break;
+        case MEND_TYPE_Q4_1: quantize_row_q4_1_ref(x, (block_q4_1 *)row, cols); break;
+        case MEND_TYPE_Q5_0: quantize_row_q5_0_ref(x, (block_q5_0 *)row, cols); break;
+        case MEND_TYPE_Q5_1: quantize_row_q5_1_ref(x, (block_q5_1 *)row, cols); break;
+        case MEND_TYPE_Q8_0: quantize_row_q8_0_ref(x, (block_q8_0 *)row, cols); break;
+        default: {
+            const size_t bs = mend_type_get(t)->type_size;
+            for (size_t i = 0; i < rs; i++) row[i] = (uint8_t)rnd();
+            for (int64_t b = 0; b < cols / QK_K; b++) {
+                uint8_t *blk = row + (size_t)b * bs;
+                const mend_half d = mend_f32_to_fp16(0.002f), dm = mend_f32_to_fp16(0.001f);
+                switch (t) {
+                case MEND_TYPE_Q2_K: ((block_q2_K *)blk)->d = d; ((block_q2_K *)blk)->dmin = dm; break;
+                case MEND_TYPE_Q3_K: ((block_q3_K *)blk)->d = d; break;
+                case MEND_TYPE_Q4_K: ((block_q4_K *)blk)->d = d; ((block_q4_K *)blk)->dmin = dm; break;
+                case MEND_TYPE_Q5_K: ((block_q5_K *)blk)->d = d; ((block_q5_K *)blk)->dmin = dm; break;
+                case MEND_TYPE_Q6_K: ((block_q6_K *)blk)->d = d; break;
+                default: break;
+                }
+            }
+        }
+        }
+    }
+    return w;
+}
+
+static const uint32_t k_types[] = {
+    MEND_TYPE_Q4_0, MEND_TYPE_Q4_1, MEND_TYPE_Q5_0, MEND_TYPE_Q5_1, MEND_TYPE_Q8_0,
+    MEND_TYPE_Q2_K, MEND_TYPE_Q3_K, MEND_TYPE_Q4_K, MEND_TYPE_Q5_K, MEND_TYPE_Q6_K,
+    MEND_TYPE_F16, MEND_TYPE_F32,
+};
+#define N_TYPES (int)(sizeof k_types / sizeof k_types[0])
+
+static const int64_t k_shapes[][2] = {{576, 1536}, {1536, 576}, {49152, 576}};
+#define N_SHAPES 3
+
+static const char *g_types;   /* comma-separated filter, or NULL */
+static int want_type(uint32_t t) {
+    if (!g_types) return 1;
+    const char *name = mend_type_name(t), *p = g_types;
+    const size_t len = strlen(name);
+    while (*p) {
+        const char *e = strchr(p, ',');
+        const size_t l = e ? (size_t)(e - p) : strlen(p);
+        if (l == len && !strncasecmp(p, name, l)) return 1;
+        if (!e) break;
+        p = e + 1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    int quick = 0, skip_table = 0, skip_cross = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--quick")) quick = 1;
+        else if (!strcmp(argv[i], "--skip-table")) skip_table = 1;
+        else if (!strcmp(argv[i], "--skip-cross")) skip_cross = 1;
+        else if (!strcmp(argv[i], "--types") && i + 1 < argc) g_types = argv[++i];
+        else { fprintf(stderr, "usage: %s [--quick] [--types a,b] [--skip-table] [--skip-cross]\n", argv[0]); return 2; }
+    }
+    if (quick) g_min_batch = 0.01;
+    const int maxlev = mend_cpu_simd_level();
+    printf("CPU: SIMD %s%s, %d cores; OpenBLAS %s\n\n", mend_simd_level_name(maxlev),
+           mend_cpu_has_avx512_vnni() ? " + VNNI" : "", omp_get_num_procs(), OPENBLAS_VERSION);
+
+    const int ns[2] = {1, 64};
+    for (int ni = 0; ni < 2 && !skip_table; ni++) {
+        const int n = ns[ni];
+        printf("#### n = %d: %s\n\n", n, n == 1 ? "GB/s of weights streamed (GFLOP/s)" : "GFLOP/s (GB/s of weights)");
+        printf("| matrix | type | MiB | scalar 1T |");
+        for (int l = 1; l <= maxlev; l++) printf(" %s 1T | %s 2T |", mend_simd_level_name(l), mend_simd_level_name(l));
+        printf(" OpenBLAS f32 1T | 2T |\n|---|---|---:|---:|");
+        for (int l = 1; l <= maxlev; l++) printf("---:|---:|");
+        printf("---:|---:|\n");
+        for (int si = 0; si < N_SHAPES; si++) {
+            const int64_t rows = k_shapes[si][0], cols = k_shapes[si][1];
+            float *wf = malloc((size_t)rows * cols * sizeof(float));
+            for (size_t i = 0; i < (size_t)rows * cols; i++) wf[i] = rndn() * 0.05f;
+            float *x = malloc((size_t)n * cols * sizeof(float)), *out = malloc((size_t)n * rows * sizeof(float));
+            float *deq = malloc((size_t)rows * cols * sizeof(float));
+            for (size_t i = 0; i < (size_t)n * cols; i++) x[i] = rndn();
+            const double flop = 2.0 * rows * cols * n;
+            for (int ti = 0; ti < N_TYPES; ti++) {
+                const uint32_t t = k_types[ti];
+                if (!want_type(t)) continue;
+                const size_t rs = mend_row_size(t, cols);
+                if (!rs) {
+                    printf("| %lldx%lld | %s | | cols not a multiple of %lld |\n", (long long)rows, (long long)cols,
+                           mend_type_name(t), (long long)mend_type_get(t)->blck_size);
+                    continue;
+                }
+                void *w = make_w(t, wf, rows, cols);
+                const double mib = (double)rs * rows / (1 << 20);
+                for (int64_t r = 0; r < rows; r++) mend_dequantize_row(t, (uint8_t *)w + r * rs, deq + r * cols, cols);
+                printf("| %lldx%lld | %s | %.2f |", (long long)rows, (long long)cols, mend_type_name(t), mib);
+                job j = {out, x, n, w, t, rows, cols, 1, 0, deq, NULL};
+                /* scalar: n = 1 only (it is 10-50x slower) */
+                if (n == 1) {
+                    const double s = time_it(run_q, &j);
+                    printf(" %.1f (%.1f) |", rs * rows / s * 1e-9, flop / s * 1e-9);
+                } else {
+                    printf(" |");
+                }
+                for (int l = 1; l <= maxlev; l++)
+                    for (int th = 1; th <= 2; th++) {
+                        j.level = l;
+                        j.threads = th;
+                        const double s = time_it(run_q, &j);
+                        if (n == 1) printf(" %.1f (%.1f) |", rs * rows / s * 1e-9, flop / s * 1e-9);
+                        else printf(" %.1f (%.1f) |", flop / s * 1e-9, rs * rows / s * 1e-9);
+                    }
+                /* OpenBLAS on the dequantized matrix (f32 bytes streamed) */
+                for (int th = 1; th <= 2; th++) {
+                    openblas_set_num_threads(th);
+                    const double s = time_it(run_blas, &j);
+                    const double f32b = 4.0 * rows * cols;
+                    if (n == 1) printf(" %.1f (%.1f) |", f32b / s * 1e-9, flop / s * 1e-9);
+                    else printf(" %.1f (%.1f) |", flop / s * 1e-9, f32b / s * 1e-9);
+                }
+                printf("\n");
+                fflush(stdout);
+                free(w);
+            }
+            free(wf); free(x); free(out); free(deq);
+        }
+        printf("\n");
+    }
+
+    if (skip_cross) return 0;
+    /* crossover: packed kernels vs dequantize-everything + sgemm, 2 threads */
+    printf("#### Crossover, 2 threads: ms per call, packed kernel (best level) vs dequantize W to f32 + sgemm\n\n");
+    const int cn[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512};
+    const int ncn = quick ? 7 : 10;
+    printf("| matrix | type |");
+    for (int i = 0; i < ncn; i++) printf(" n=%d |", cn[i]);
+    printf(" crossover n |\n|---|---|");
+    for (int i = 0; i < ncn; i++) printf("---|");
+    printf("---|\n");
+    const uint32_t ct[] = {MEND_TYPE_Q4_0, MEND_TYPE_Q4_1, MEND_TYPE_Q8_0, MEND_TYPE_Q4_K, MEND_TYPE_Q6_K};
+    openblas_set_num_threads(2);
+    for (int si = 0; si < 2; si++) {
+        const int64_t rows = k_shapes[si][0], cols = k_shapes[si][1];
+        float *wf = malloc((size_t)rows * cols * sizeof(float));
+        for (size_t i = 0; i < (size_t)rows * cols; i++) wf[i] = rndn() * 0.05f;
+        const int nmax = cn[ncn - 1];
+        float *x = malloc((size_t)nmax * cols * sizeof(float)), *out = malloc((size_t)nmax * rows * sizeof(float));
+        float *tile = malloc((size_t)rows * cols * sizeof(float));
+        for (size_t i = 0; i < (size_t)nmax * cols; i++) x[i] = rndn();
+        for (int ti = 0; ti < 5; ti++) {
+            const uint32_t t = ct[ti];
+            if (!mend_row_size(t, cols) || !want_type(t)) continue;
+            void *w = make_w(t, wf, rows, cols);
+            printf("| %lldx%lld | %s |", (long long)rows, (long long)cols, mend_type_name(t));
+            int cross = -1;
+            for (int i = 0; i < ncn; i++) {
+                job j = {out, x, cn[i], w, t, rows, cols, 2, -1, NULL, tile};
+                const double a = time_it(run_q, &j), b = time_it(run_deq_gemm, &j);
+                printf(" %.3f / %.3f |", a * 1e3, b * 1e3);
+                if (cross < 0 && b < a) cross = cn[i];
+            }
+            if (cross < 0) printf(" > %d |\n", cn[ncn - 1]);
+            else printf(" %d |\n", cross);
+            fflush(stdout);
+            free(w);
+        }
+        free(wf); free(x); free(out); free(tile);
+    }
+    mend_qmatmul_release_scratch();
+    return 0;
+}
