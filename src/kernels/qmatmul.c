@@ -365,20 +365,26 @@ typedef struct kentry {
 #ifdef MEND_QMATMUL_HAVE_SIMD
     mend_vec_dot_fn dot_avx2, dot_avx512;
     int avx512_vnni;   /* the AVX-512 dot needs VNNI */
+    mend_vec_dot4_fn dot4_avx2, dot4_avx512;
 #endif
 } kentry;
 
 #ifdef MEND_QMATMUL_HAVE_SIMD
 #define KE(w, a, name, vnni) \
-    {MEND_TYPE_##w, MEND_TYPE_##a, vec_dot_##name##_ref, vec_dot_##name##_avx2, vec_dot_##name##_avx512, vnni}
+    {MEND_TYPE_##w, MEND_TYPE_##a, vec_dot_##name##_ref, vec_dot_##name##_avx2, vec_dot_##name##_avx512, vnni, NULL, NULL}
+#define KE4(w, a, name, vnni, d4_avx2, d4_avx512) \
+    {MEND_TYPE_##w, MEND_TYPE_##a, vec_dot_##name##_ref, vec_dot_##name##_avx2, vec_dot_##name##_avx512, vnni, d4_avx2, d4_avx512}
 #else
 #define KE(w, a, name, vnni) {MEND_TYPE_##w, MEND_TYPE_##a, vec_dot_##name##_ref}
+#define KE4(w, a, name, vnni, d4_avx2, d4_avx512) KE(w, a, name, vnni)
 #endif
 
 static const kentry g_kernels[] = {
-    KE(Q4_0, Q8_0, q4_0_q8_0, 1), KE(Q4_1, Q8_1, q4_1_q8_1, 1),
-    KE(Q5_0, Q8_0, q5_0_q8_0, 1), KE(Q5_1, Q8_1, q5_1_q8_1, 1),
-    KE(Q8_0, Q8_0, q8_0_q8_0, 1),
+    KE4(Q4_0, Q8_0, q4_0_q8_0, 1, NULL, vec_dot4_q4_0_q8_0_avx512),
+    KE4(Q4_1, Q8_1, q4_1_q8_1, 1, NULL, vec_dot4_q4_1_q8_1_avx512),
+    KE4(Q5_0, Q8_0, q5_0_q8_0, 1, NULL, vec_dot4_q5_0_q8_0_avx512),
+    KE4(Q5_1, Q8_1, q5_1_q8_1, 1, NULL, vec_dot4_q5_1_q8_1_avx512),
+    KE4(Q8_0, Q8_0, q8_0_q8_0, 1, NULL, vec_dot4_q8_0_q8_0_avx512),
     KE(Q2_K, Q8_K, q2_K_q8_K, 0), KE(Q3_K, Q8_K, q3_K_q8_K, 0),
     KE(Q4_K, Q8_K, q4_K_q8_K, 0), KE(Q5_K, Q8_K, q5_K_q8_K, 0),
     KE(Q6_K, Q8_K, q6_K_q8_K, 0),
@@ -442,10 +448,12 @@ int mend_qdot_kernel_get(uint32_t wtype, int level, mend_qdot_kernel *k) {
 #ifdef MEND_QMATMUL_HAVE_SIMD
     if (level >= MEND_SIMD_AVX512 && (!e->avx512_vnni || mend_cpu_has_avx512_vnni())) {
         k->dot = e->dot_avx512;
+        k->dot4 = e->dot4_avx512;
         k->level = MEND_SIMD_AVX512;
         k->vnni = e->avx512_vnni;
     } else if (level >= MEND_SIMD_AVX2) {
         k->dot = e->dot_avx2;
+        k->dot4 = e->dot4_avx2;
         k->level = MEND_SIMD_AVX2;
     }
 #endif
@@ -557,6 +565,7 @@ int mend_qmatmul_ex(float *out, size_t ldo, const float *x, size_t ldx, int n,
     uint8_t *scr = scratch;
     const mend_quantize_act_fn quant = k.quantize;
     const mend_vec_dot_fn dot = k.dot;
+    const mend_vec_dot4_fn dot4 = k.dot4;
 #pragma omp parallel num_threads(n_threads)
     {
         const int t = omp_get_thread_num(), T = omp_get_num_threads();
@@ -568,7 +577,15 @@ int mend_qmatmul_ex(float *out, size_t ldo, const float *x, size_t ldx, int n,
         const int64_t r0 = rows * t / T, r1 = rows * (t + 1) / T;
         for (int64_t r = r0; r < r1; r++) {
             const void *wr = wb + (size_t)r * wrow;
-            for (int i = 0; i < n; i++)
+            int i = 0;
+            if (dot4) {
+                for (; i + 4 <= n; i += 4) {
+                    float s4[4];
+                    dot4(cols, wr, act + (size_t)i * astride, astride, s4);
+                    for (int q = 0; q < 4; q++) out[(size_t)(i + q) * ldo + (size_t)r] = s4[q];
+                }
+            }
+            for (; i < n; i++)
                 out[(size_t)i * ldo + (size_t)r] = dot(cols, wr, act + (size_t)i * astride);
         }
     }

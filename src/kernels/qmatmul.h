@@ -32,6 +32,9 @@
 
 /* dot(w_row, a_row) over n elements (a multiple of the block size). */
 typedef float (*mend_vec_dot_fn)(int64_t n, const void *w_row, const void *a_row);
+/* s[k] = dot(w_row, a_row_k) for k < 4, activation rows a_stride bytes apart:
+ * each weight block is unpacked once for four activation rows (n > 1). */
+typedef void (*mend_vec_dot4_fn)(int64_t n, const void *w_row, const void *a_rows, size_t a_stride, float *s);
 /* Quantize n floats (a multiple of the block size) into activation blocks. */
 typedef void (*mend_quantize_act_fn)(const float *x, void *y, int64_t n);
 
@@ -96,6 +99,12 @@ float vec_dot_q5_K_q8_K_avx512(int64_t n, const void *w, const void *a);
 float vec_dot_q6_K_q8_K_avx512(int64_t n, const void *w, const void *a);
 float vec_dot_f16_f32_avx512(int64_t n, const void *w, const void *a);
 float vec_dot_f32_f32_avx512(int64_t n, const void *w, const void *a);
+/* four activation rows at once (VNNI) */
+void vec_dot4_q4_0_q8_0_avx512(int64_t n, const void *w, const void *a, size_t astride, float *s);
+void vec_dot4_q4_1_q8_1_avx512(int64_t n, const void *w, const void *a, size_t astride, float *s);
+void vec_dot4_q5_0_q8_0_avx512(int64_t n, const void *w, const void *a, size_t astride, float *s);
+void vec_dot4_q5_1_q8_1_avx512(int64_t n, const void *w, const void *a, size_t astride, float *s);
+void vec_dot4_q8_0_q8_0_avx512(int64_t n, const void *w, const void *a, size_t astride, float *s);
 #endif
 
 /* ---- dispatcher ----------------------------------------------------------- */
@@ -110,6 +119,7 @@ typedef struct mend_qdot_kernel {
     int vnni;                       /* 1: the integer dot uses vpdpbusd */
     mend_quantize_act_fn quantize;  /* NULL for f32 activations (used as is) */
     mend_vec_dot_fn dot;
+    mend_vec_dot4_fn dot4;          /* NULL: no four-row kernel at this level */
     int64_t blck;                   /* elements per weight / activation block */
     size_t w_block_bytes, a_block_bytes;
 } mend_qdot_kernel;

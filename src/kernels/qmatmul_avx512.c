@@ -104,22 +104,6 @@ AVX512 void quantize_act_q8_K_avx512(const float *x, void *vy, int64_t n) {
 /* ------------------------------------------------------------------------ */
 /* 32-element blocks, two per register                                      */
 
-/* activations of blocks b, b+1 ([a_b | a_b+1]) and the scale pair */
-#define ACT2(a, b) join(_mm256_loadu_si256((const __m256i *)(a)[b].qs), _mm256_loadu_si256((const __m256i *)(a)[(b) + 1].qs))
-VNNI static inline __m512 scale2(float s0, float s1) {
-    return join_ps(_mm256_set1_ps(s0), _mm256_set1_ps(s1));
-}
-
-/* sum (q - o) a with q, o unsigned bytes: dpbusd(q, a) + dpbusd(o, -a) */
-VNNI static inline __m512i dot_off512(__m512i q, __m512i a, __m512i o) {
-    const __m512i s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q, a);
-    return _mm512_dpbusd_epi32(s, o, _mm512_sub_epi8(_mm512_setzero_si512(), a));
-}
-VNNI static inline __m256i dot_off256(__m256i q, __m256i a, __m256i o) {
-    const __m256i s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q, a);
-    return _mm256_dpbusd_epi32(s, o, _mm256_sub_epi8(_mm256_setzero_si256(), a));
-}
-
 AVX512 static inline float hsum256_ps(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -134,144 +118,124 @@ AVX512 static inline int hsum256_epi32(__m256i v) {
     return _mm_cvtsi128_si32(s);
 }
 
-/* the two accumulators of the 32-block kernels: pairs and an odd last block */
-AVX512 static inline float hsum512_256(__m512 a, __m256 b) {
-    return _mm512_reduce_add_ps(a) + hsum256_ps(b);
-}
+/* One body for the five 32-block weight types, specialized at compile time
+ * (T and R are constants after inlining): T names the weight layout, R is the
+ * number of activation rows sharing each unpacked weight pair (1 or 4). */
+enum { W40, W41, W50, W51, W80 };
 
-VNNI float vec_dot_q4_0_q8_0_avx512(int64_t n, const void *vw, const void *va) {
-    const block_q4_0 *w = vw;
-    const block_q8_0 *a = va;
-    const int64_t nb = n / QK4_0;
-    const __m512i m4 = _mm512_set1_epi8(0x0F), o = _mm512_set1_epi8(8);
-    __m512 acc = _mm512_setzero_ps();
-    __m256 acc1 = _mm256_setzero_ps();
-    int64_t b = 0;
-    for (; b + 1 < nb; b += 2) {
-        const __m512i q = _mm512_and_si512(join(nib_pair(w[b].qs), nib_pair(w[b + 1].qs)), m4);
-        const __m512i p = dot_off512(q, ACT2(a, b), o);
-        const __m512 d = scale2(h2f(w[b].d) * h2f(a[b].d), h2f(w[b + 1].d) * h2f(a[b + 1].d));
-        acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(p), acc);
-    }
-    if (b < nb) {
-        const __m256i q = _mm256_and_si256(nib_pair(w[b].qs), _mm256_set1_epi8(0x0F));
-        const __m256i p = dot_off256(q, _mm256_loadu_si256((const __m256i *)a[b].qs), _mm256_set1_epi8(8));
-        acc1 = _mm256_mul_ps(_mm256_set1_ps(h2f(w[b].d) * h2f(a[b].d)), _mm256_cvtepi32_ps(p));
-    }
-    return hsum512_256(acc, acc1);
-}
+#define ALWAYS static inline __attribute__((always_inline))
 
-VNNI float vec_dot_q4_1_q8_1_avx512(int64_t n, const void *vw, const void *va) {
-    const block_q4_1 *w = vw;
-    const block_q8_1 *a = va;
-    const int64_t nb = n / QK4_1;
+static const size_t k_wbs[] = {sizeof(block_q4_0), sizeof(block_q4_1), sizeof(block_q5_0), sizeof(block_q5_1), sizeof(block_q8_0)};
+
+/* weight pair -> 64 unsigned bytes in weight order ([block 0 | block 1]) */
+VNNI ALWAYS __m512i unpack2(int T, const uint8_t *w0, const uint8_t *w1) {
     const __m512i m4 = _mm512_set1_epi8(0x0F);
-    __m512 acc = _mm512_setzero_ps();
-    __m256 acc1 = _mm256_setzero_ps();
-    float summ = 0.0f;
-    int64_t b = 0;
-    for (; b + 1 < nb; b += 2) {
-        const __m512i q = _mm512_and_si512(join(nib_pair(w[b].qs), nib_pair(w[b + 1].qs)), m4);
-        const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q, ACT2(a, b));
-        const __m512 d = scale2(h2f(w[b].d) * h2f(a[b].d), h2f(w[b + 1].d) * h2f(a[b + 1].d));
-        acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(p), acc);
-        summ += h2f(w[b].m) * h2f(a[b].s) + h2f(w[b + 1].m) * h2f(a[b + 1].s);
+    switch (T) {
+    case W40: return _mm512_and_si512(join(nib_pair(w0 + 2), nib_pair(w1 + 2)), m4);
+    case W41: return _mm512_and_si512(join(nib_pair(w0 + 4), nib_pair(w1 + 4)), m4);
+    case W50: case W51: {
+        const int o = T == W50 ? 2 : 4;   /* qh offset; qs follow it */
+        const __m512i q = _mm512_and_si512(join(nib_pair(w0 + o + 4), nib_pair(w1 + o + 4)), m4);
+        const __mmask64 h = _cvtu64_mask64((uint64_t)mend_rd32(w0 + o) | (uint64_t)mend_rd32(w1 + o) << 32);
+        return _mm512_mask_add_epi8(q, h, q, _mm512_set1_epi8(0x10));
     }
-    if (b < nb) {
-        const __m256i q = _mm256_and_si256(nib_pair(w[b].qs), _mm256_set1_epi8(0x0F));
-        const __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q, _mm256_loadu_si256((const __m256i *)a[b].qs));
-        acc1 = _mm256_mul_ps(_mm256_set1_ps(h2f(w[b].d) * h2f(a[b].d)), _mm256_cvtepi32_ps(p));
-        summ += h2f(w[b].m) * h2f(a[b].s);
+    default:   /* q8_0: q + 128 */
+        return _mm512_xor_si512(join(_mm256_loadu_si256((const __m256i *)(w0 + 2)), _mm256_loadu_si256((const __m256i *)(w1 + 2))),
+                                _mm512_set1_epi8((char)0x80));
     }
-    return hsum512_256(acc, acc1) + summ;
 }
 
-/* 64 fifth bits of blocks b, b+1 as a byte mask in weight order */
-AVX512 static inline __mmask64 qh_mask2(const uint8_t *qh0, const uint8_t *qh1) {
-    uint32_t u0, u1;
-    memcpy(&u0, qh0, 4);
-    memcpy(&u1, qh1, 4);
-    return _cvtu64_mask64((uint64_t)u0 | (uint64_t)u1 << 32);
+/* one block -> 32 unsigned bytes */
+VNNI ALWAYS __m256i unpack1(int T, const uint8_t *w0) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    switch (T) {
+    case W40: return _mm256_and_si256(nib_pair(w0 + 2), m4);
+    case W41: return _mm256_and_si256(nib_pair(w0 + 4), m4);
+    case W50: case W51: {
+        const int o = T == W50 ? 2 : 4;
+        const __m256i q = _mm256_and_si256(nib_pair(w0 + o + 4), m4);
+        return _mm256_mask_add_epi8(q, _cvtu32_mask32(mend_rd32(w0 + o)), q, _mm256_set1_epi8(0x10));
+    }
+    default: return _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(w0 + 2)), _mm256_set1_epi8((char)0x80));
+    }
 }
 
-VNNI float vec_dot_q5_0_q8_0_avx512(int64_t n, const void *vw, const void *va) {
-    const block_q5_0 *w = vw;
-    const block_q8_0 *a = va;
-    const int64_t nb = n / QK5_0;
-    const __m512i m4 = _mm512_set1_epi8(0x0F), b4 = _mm512_set1_epi8(0x10), o = _mm512_set1_epi8(16);
-    __m512 acc = _mm512_setzero_ps();
-    __m256 acc1 = _mm256_setzero_ps();
-    int64_t b = 0;
-    for (; b + 1 < nb; b += 2) {
-        __m512i q = _mm512_and_si512(join(nib_pair(w[b].qs), nib_pair(w[b + 1].qs)), m4);
-        q = _mm512_or_si512(q, _mm512_maskz_mov_epi8(qh_mask2(w[b].qh, w[b + 1].qh), b4));
-        const __m512i p = dot_off512(q, ACT2(a, b), o);
-        const __m512 d = scale2(h2f(w[b].d) * h2f(a[b].d), h2f(w[b + 1].d) * h2f(a[b + 1].d));
-        acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(p), acc);
-    }
-    if (b < nb) {
-        uint32_t u;
-        memcpy(&u, w[b].qh, 4);
-        __m256i q = _mm256_and_si256(nib_pair(w[b].qs), _mm256_set1_epi8(0x0F));
-        q = _mm256_or_si256(q, _mm256_maskz_mov_epi8(_cvtu32_mask32(u), _mm256_set1_epi8(0x10)));
-        const __m256i p = dot_off256(q, _mm256_loadu_si256((const __m256i *)a[b].qs), _mm256_set1_epi8(16));
-        acc1 = _mm256_mul_ps(_mm256_set1_ps(h2f(w[b].d) * h2f(a[b].d)), _mm256_cvtepi32_ps(p));
-    }
-    return hsum512_256(acc, acc1);
+/* the offset o of the unsigned weights (value = byte - o); 0: a min type */
+static inline int w_off(int T) { return T == W40 ? 8 : T == W50 ? 16 : T == W80 ? 128 : 0; }
+static inline int has_min(int T) { return T == W41 || T == W51; }
+
+/* fp16 header words of two blocks -> [d0, m0, d1, m1] (m = 0 without a min) */
+AVX512 ALWAYS __m128 head2(int with_second, const uint8_t *b0, const uint8_t *b1) {
+    const uint32_t mask = with_second ? 0xFFFFFFFFu : 0xFFFFu;
+    return _mm_cvtph_ps(_mm_setr_epi32((int)(mend_rd32(b0) & mask), (int)(mend_rd32(b1) & mask), 0, 0));
 }
 
-VNNI float vec_dot_q5_1_q8_1_avx512(int64_t n, const void *vw, const void *va) {
-    const block_q5_1 *w = vw;
-    const block_q8_1 *a = va;
-    const int64_t nb = n / QK5_1;
-    const __m512i m4 = _mm512_set1_epi8(0x0F), b4 = _mm512_set1_epi8(0x10);
-    __m512 acc = _mm512_setzero_ps();
-    __m256 acc1 = _mm256_setzero_ps();
-    float summ = 0.0f;
+VNNI ALWAYS void dot32(int T, int R, int64_t n, const void *vw, const void *va, size_t astride, float *s) {
+    const uint8_t *w = vw;
+    const size_t wbs = k_wbs[T];
+    const int mn = has_min(T), off = w_off(T);
+    const size_t abs_ = mn ? sizeof(block_q8_1) : sizeof(block_q8_0), aq = mn ? 4 : 2;
+    const int64_t nb = n / 32;
+    const __m512i o = _mm512_set1_epi8((char)off);
+    const __m512i lanes = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2);
+    __m512 acc[4];
+    __m128 accm[4];
+    for (int k = 0; k < R; k++) { acc[k] = _mm512_setzero_ps(); accm[k] = _mm_setzero_ps(); }
     int64_t b = 0;
     for (; b + 1 < nb; b += 2) {
-        __m512i q = _mm512_and_si512(join(nib_pair(w[b].qs), nib_pair(w[b + 1].qs)), m4);
-        q = _mm512_or_si512(q, _mm512_maskz_mov_epi8(qh_mask2(w[b].qh, w[b + 1].qh), b4));
-        const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q, ACT2(a, b));
-        const __m512 d = scale2(h2f(w[b].d) * h2f(a[b].d), h2f(w[b + 1].d) * h2f(a[b + 1].d));
-        acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(p), acc);
-        summ += h2f(w[b].m) * h2f(a[b].s) + h2f(w[b + 1].m) * h2f(a[b + 1].s);
+        const uint8_t *w0 = w + (size_t)b * wbs, *w1 = w0 + wbs;
+        const __m512i q = unpack2(T, w0, w1);
+        const __m128 ws = head2(mn, w0, w1);
+        for (int k = 0; k < R; k++) {
+            const uint8_t *a0 = (const uint8_t *)va + (size_t)k * astride + (size_t)b * abs_, *a1 = a0 + abs_;
+            const __m512i av = join(_mm256_loadu_si256((const __m256i *)(a0 + aq)), _mm256_loadu_si256((const __m256i *)(a1 + aq)));
+            __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q, av);
+            if (off) p = _mm512_dpbusd_epi32(p, o, _mm512_sub_epi8(_mm512_setzero_si512(), av));
+            /* [dw0*da0, mw0*sa0, dw1*da1, mw1*sa1] */
+            const __m128 v = _mm_mul_ps(ws, head2(mn, a0, a1));
+            acc[k] = _mm512_fmadd_ps(_mm512_permutexvar_ps(lanes, _mm512_castps128_ps512(v)), _mm512_cvtepi32_ps(p), acc[k]);
+            if (mn) accm[k] = _mm_add_ps(accm[k], v);
+        }
     }
+    float tail[4] = {0, 0, 0, 0};
     if (b < nb) {
-        uint32_t u;
-        memcpy(&u, w[b].qh, 4);
-        __m256i q = _mm256_and_si256(nib_pair(w[b].qs), _mm256_set1_epi8(0x0F));
-        q = _mm256_or_si256(q, _mm256_maskz_mov_epi8(_cvtu32_mask32(u), _mm256_set1_epi8(0x10)));
-        const __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q, _mm256_loadu_si256((const __m256i *)a[b].qs));
-        acc1 = _mm256_mul_ps(_mm256_set1_ps(h2f(w[b].d) * h2f(a[b].d)), _mm256_cvtepi32_ps(p));
-        summ += h2f(w[b].m) * h2f(a[b].s);
+        const uint8_t *w0 = w + (size_t)b * wbs;
+        const __m256i q = unpack1(T, w0);
+        const __m128 ws = head2(mn, w0, w0);
+        for (int k = 0; k < R; k++) {
+            const uint8_t *a0 = (const uint8_t *)va + (size_t)k * astride + (size_t)b * abs_;
+            const __m256i av = _mm256_loadu_si256((const __m256i *)(a0 + aq));
+            __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q, av);
+            if (off) p = _mm256_dpbusd_epi32(p, _mm256_set1_epi8((char)off), _mm256_sub_epi8(_mm256_setzero_si256(), av));
+            const __m128 v = _mm_mul_ps(ws, head2(mn, a0, a0));
+            tail[k] = _mm_cvtss_f32(v) * hsum256_ps(_mm256_cvtepi32_ps(p));
+            if (mn) tail[k] += _mm_cvtss_f32(_mm_movehdup_ps(v));   /* + m*s */
+        }
     }
-    return hsum512_256(acc, acc1) + summ;
+    for (int k = 0; k < R; k++) {
+        float m = 0.0f;
+        if (mn) {   /* lanes 1 and 3 hold the m*s sums of the pairs */
+            const __m128 a = accm[k];
+            m = _mm_cvtss_f32(_mm_shuffle_ps(a, a, 1)) + _mm_cvtss_f32(_mm_shuffle_ps(a, a, 3));
+        }
+        s[k] = _mm512_reduce_add_ps(acc[k]) + tail[k] + m;
+    }
 }
 
-/* weights as q + 128 (x ^ 0x80), offset 128 */
-VNNI float vec_dot_q8_0_q8_0_avx512(int64_t n, const void *vw, const void *va) {
-    const block_q8_0 *w = vw;
-    const block_q8_0 *a = va;
-    const int64_t nb = n / QK8_0;
-    const __m512i o = _mm512_set1_epi8((char)0x80);
-    __m512 acc = _mm512_setzero_ps();
-    __m256 acc1 = _mm256_setzero_ps();
-    int64_t b = 0;
-    for (; b + 1 < nb; b += 2) {
-        const __m512i q = _mm512_xor_si512(ACT2(w, b), o);
-        const __m512i p = dot_off512(q, ACT2(a, b), o);
-        const __m512 d = scale2(h2f(w[b].d) * h2f(a[b].d), h2f(w[b + 1].d) * h2f(a[b + 1].d));
-        acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(p), acc);
+#define DOT32(name, T) \
+    VNNI float vec_dot_##name##_avx512(int64_t n, const void *w, const void *a) { \
+        float s; \
+        dot32(T, 1, n, w, a, 0, &s); \
+        return s; \
+    } \
+    VNNI void vec_dot4_##name##_avx512(int64_t n, const void *w, const void *a, size_t astride, float *s) { \
+        dot32(T, 4, n, w, a, astride, s); \
     }
-    if (b < nb) {
-        const __m256i o1 = _mm256_set1_epi8((char)0x80);
-        const __m256i q = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)w[b].qs), o1);
-        const __m256i p = dot_off256(q, _mm256_loadu_si256((const __m256i *)a[b].qs), o1);
-        acc1 = _mm256_mul_ps(_mm256_set1_ps(h2f(w[b].d) * h2f(a[b].d)), _mm256_cvtepi32_ps(p));
-    }
-    return hsum512_256(acc, acc1);
-}
+DOT32(q4_0_q8_0, W40)
+DOT32(q4_1_q8_1, W41)
+DOT32(q5_0_q8_0, W50)
+DOT32(q5_1_q8_1, W51)
+DOT32(q8_0_q8_0, W80)
 
 /* ------------------------------------------------------------------------ */
 /* K-quants, 64 weights per register                                        */

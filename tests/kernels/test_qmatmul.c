@@ -343,6 +343,28 @@ static void test_dot_random(void) {
                     const float got = k.dot(n, w, a);
                     CHECK_MSG(fabs((double)got - ref) <= 1e-5 * mag + 1e-30, "%s %s n=%lld: %.9g vs ref %.9g (scale %g)",
                               mend_type_name(t), mend_simd_level_name(k.level), (long long)n, got, ref, mag);
+                    if (k.dot4 && k.quantize) {
+                        /* four activation rows: row q is the same x scaled by q + 1 and negated on odd q */
+                        const size_t ar = mend_row_size(k.atype, n) + 4;   /* a stride that breaks alignment */
+                        uint8_t *a4 = aligned_alloc(64, (4 * ar + 63) & ~(size_t)63);
+                        float *xq = malloc(n * sizeof(float));
+                        float want[4];
+                        mend_qdot_kernel kr;
+                        CHECK_OK(mend_qdot_kernel_get(t, MEND_SIMD_SCALAR, &kr));
+                        for (int q = 0; q < 4; q++) {
+                            for (int64_t j = 0; j < n; j++) xq[j] = x[j] * (float)(q + 1) * (q & 1 ? -1.0f : 1.0f) + (float)q * 0.01f;
+                            kr.quantize(xq, a4 + q * ar, n);
+                            want[q] = kr.dot(n, w, a4 + q * ar);
+                        }
+                        float got4[4];
+                        k.dot4(n, w, a4, ar, got4);
+                        for (int q = 0; q < 4; q++)
+                            CHECK_MSG(fabs((double)got4[q] - want[q]) <= 1e-5 * mag * (q + 2) + 1e-30,
+                                      "%s %s dot4 row %d n=%lld: %.9g vs ref %.9g", mend_type_name(t),
+                                      mend_simd_level_name(k.level), q, (long long)n, got4[q], want[q]);
+                        free(a4);
+                        free(xq);
+                    }
                 }
                 free(w);
                 if (a != x) free(a);
