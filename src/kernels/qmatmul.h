@@ -83,6 +83,11 @@ float vec_dot_q5_K_q8_K_avx2(int64_t n, const void *w, const void *a);
 float vec_dot_q6_K_q8_K_avx2(int64_t n, const void *w, const void *a);
 float vec_dot_f16_f32_avx2(int64_t n, const void *w, const void *a);
 float vec_dot_f32_f32_avx2(int64_t n, const void *w, const void *a);
+void vec_dot4_q4_0_q8_0_avx2(int64_t n, const void *w, const void *a, size_t astride, float *s);
+void vec_dot4_q4_1_q8_1_avx2(int64_t n, const void *w, const void *a, size_t astride, float *s);
+void vec_dot4_q5_0_q8_0_avx2(int64_t n, const void *w, const void *a, size_t astride, float *s);
+void vec_dot4_q5_1_q8_1_avx2(int64_t n, const void *w, const void *a, size_t astride, float *s);
+void vec_dot4_q8_0_q8_0_avx2(int64_t n, const void *w, const void *a, size_t astride, float *s);
 /* AVX-512 F/BW/VL (+ VNNI for the integer dots) */
 void quantize_act_q8_0_avx512(const float *x, void *y, int64_t n);
 void quantize_act_q8_1_avx512(const float *x, void *y, int64_t n);

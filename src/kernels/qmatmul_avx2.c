@@ -153,102 +153,92 @@ AVX2 void quantize_act_q8_K_avx2(const float *x, void *vy, int64_t n) {
 /* ------------------------------------------------------------------------ */
 /* 32-element blocks                                                        */
 
-AVX2 float vec_dot_q4_0_q8_0_avx2(int64_t n, const void *vw, const void *va) {
-    const block_q4_0 *w = vw;
-    const block_q8_0 *a = va;
-    const int64_t nb = n / QK4_0;
-    const __m256i off = _mm256_set1_epi8(8);
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    int64_t b = 0;
-    for (; b + 1 < nb; b += 2) {
-        const __m256i q0 = _mm256_sub_epi8(nibbles32(w[b].qs), off);
-        const __m256i q1 = _mm256_sub_epi8(nibbles32(w[b + 1].qs), off);
-        const __m256i p0 = dot_ss(q0, _mm256_loadu_si256((const __m256i *)a[b].qs));
-        const __m256i p1 = dot_ss(q1, _mm256_loadu_si256((const __m256i *)a[b + 1].qs));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[b].d) * h2f(a[b].d)), _mm256_cvtepi32_ps(p0), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[b + 1].d) * h2f(a[b + 1].d)), _mm256_cvtepi32_ps(p1), acc1);
+/* One body for the five 32-block weight types, specialized at compile time
+ * (T and R are constants after inlining): T names the weight layout, R is the
+ * number of activation rows sharing each unpacked weight block (1 or 4).
+ * Signed weights (q4_0, q5_0, q8_0) go through the sign trick: |w| as the
+ * unsigned operand, a with w's sign as the signed one (a never holds -128;
+ * a q8_0 weight of -128 becomes the unsigned 128, still exact). */
+enum { W40, W41, W50, W51, W80 };
+
+#define ALWAYS static inline __attribute__((always_inline))
+
+static const size_t k_wbs[] = {sizeof(block_q4_0), sizeof(block_q4_1), sizeof(block_q5_0), sizeof(block_q5_1), sizeof(block_q8_0)};
+
+static inline int is_signed(int T) { return T == W40 || T == W50 || T == W80; }
+static inline int has_min(int T) { return T == W41 || T == W51; }
+
+/* one weight block -> 32 bytes in weight order: signed values for the signed
+ * types, unsigned 0..31 for the min types */
+AVX2 ALWAYS __m256i unpack1(int T, const uint8_t *w0) {
+    switch (T) {
+    case W40: return _mm256_sub_epi8(nibbles32(w0 + 2), _mm256_set1_epi8(8));
+    case W41: return nibbles32(w0 + 4);
+    case W50: return _mm256_or_si256(nibbles32(w0 + 6), _mm256_andnot_si256(bits32(w0 + 2), _mm256_set1_epi8((char)0xF0)));
+    case W51: return _mm256_or_si256(nibbles32(w0 + 8), _mm256_and_si256(bits32(w0 + 4), _mm256_set1_epi8(0x10)));
+    default: return _mm256_loadu_si256((const __m256i *)(w0 + 2));
     }
-    for (; b < nb; b++) {
-        const __m256i q0 = _mm256_sub_epi8(nibbles32(w[b].qs), off);
-        const __m256i p0 = dot_ss(q0, _mm256_loadu_si256((const __m256i *)a[b].qs));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[b].d) * h2f(a[b].d)), _mm256_cvtepi32_ps(p0), acc0);
-    }
-    return hsum_ps(_mm256_add_ps(acc0, acc1));
 }
 
-AVX2 float vec_dot_q4_1_q8_1_avx2(int64_t n, const void *vw, const void *va) {
-    const block_q4_1 *w = vw;
-    const block_q8_1 *a = va;
-    const int64_t nb = n / QK4_1;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    float summ = 0.0f;
-    int64_t b = 0;
-    for (; b + 1 < nb; b += 2) {
-        const __m256i p0 = dot_us(nibbles32(w[b].qs), _mm256_loadu_si256((const __m256i *)a[b].qs));
-        const __m256i p1 = dot_us(nibbles32(w[b + 1].qs), _mm256_loadu_si256((const __m256i *)a[b + 1].qs));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[b].d) * h2f(a[b].d)), _mm256_cvtepi32_ps(p0), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[b + 1].d) * h2f(a[b + 1].d)), _mm256_cvtepi32_ps(p1), acc1);
-        summ += h2f(w[b].m) * h2f(a[b].s) + h2f(w[b + 1].m) * h2f(a[b + 1].s);
-    }
-    for (; b < nb; b++) {
-        const __m256i p0 = dot_us(nibbles32(w[b].qs), _mm256_loadu_si256((const __m256i *)a[b].qs));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[b].d) * h2f(a[b].d)), _mm256_cvtepi32_ps(p0), acc0);
-        summ += h2f(w[b].m) * h2f(a[b].s);
-    }
-    return hsum_ps(_mm256_add_ps(acc0, acc1)) + summ;
+/* fp16 header words of two blocks -> [d0, m0, d1, m1] (m = 0 without a min) */
+AVX2 ALWAYS __m128 head2(int with_second, const uint8_t *b0, const uint8_t *b1) {
+    const uint32_t mask = with_second ? 0xFFFFFFFFu : 0xFFFFu;
+    return _mm_cvtph_ps(_mm_setr_epi32((int)(mend_rd32(b0) & mask), (int)(mend_rd32(b1) & mask), 0, 0));
 }
 
-/* q5_0 weight bytes as signed q - 16: nibble | 0xF0 where the fifth bit is clear */
-AVX2 float vec_dot_q5_0_q8_0_avx2(int64_t n, const void *vw, const void *va) {
-    const block_q5_0 *w = vw;
-    const block_q8_0 *a = va;
-    const int64_t nb = n / QK5_0;
-    const __m256i hi4 = _mm256_set1_epi8((char)0xF0);
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t b = 0; b < nb; b++) {
-        const __m256i q = _mm256_or_si256(nibbles32(w[b].qs), _mm256_andnot_si256(bits32(w[b].qh), hi4));
-        const __m256i p = dot_ss(q, _mm256_loadu_si256((const __m256i *)a[b].qs));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[b].d) * h2f(a[b].d)), _mm256_cvtepi32_ps(p), acc);
+AVX2 ALWAYS void dot32(int T, int R, int64_t n, const void *vw, const void *va, size_t astride, float *s) {
+    const uint8_t *w = vw;
+    const size_t wbs = k_wbs[T];
+    const int mn = has_min(T), sg = is_signed(T);
+    const size_t abs_ = mn ? sizeof(block_q8_1) : sizeof(block_q8_0), aq = mn ? 4 : 2;
+    const int64_t nb = n / 32;
+    __m256 acc[4];
+    __m128 accm[4];
+    for (int k = 0; k < R; k++) { acc[k] = _mm256_setzero_ps(); accm[k] = _mm_setzero_ps(); }
+    /* blocks in pairs (one fp16 conversion for both headers), an odd one last */
+    for (int64_t b = 0; b < nb; b += 2) {
+        const int two = b + 1 < nb;
+        const uint8_t *w0 = w + (size_t)b * wbs, *w1 = two ? w0 + wbs : w0;
+        const __m256i q0 = unpack1(T, w0), q1 = unpack1(T, w1);
+        const __m256i u0 = sg ? _mm256_sign_epi8(q0, q0) : q0, u1 = sg ? _mm256_sign_epi8(q1, q1) : q1;
+        const __m128 ws = head2(mn, w0, w1);
+        for (int k = 0; k < R; k++) {
+            const uint8_t *a0 = (const uint8_t *)va + (size_t)k * astride + (size_t)b * abs_, *a1 = two ? a0 + abs_ : a0;
+            __m256i v0 = _mm256_loadu_si256((const __m256i *)(a0 + aq)), v1 = _mm256_loadu_si256((const __m256i *)(a1 + aq));
+            if (sg) { v0 = _mm256_sign_epi8(v0, q0); v1 = _mm256_sign_epi8(v1, q1); }
+            const __m256i p0 = dot_us(u0, v0), p1 = dot_us(u1, v1);
+            /* [dw0*da0, mw0*sa0, dw1*da1, mw1*sa1] */
+            __m128 v = _mm_mul_ps(ws, head2(mn, a0, a1));
+            if (!two) v = _mm_blend_ps(v, _mm_setzero_ps(), 0xC);   /* the odd block counted once */
+            acc[k] = _mm256_fmadd_ps(_mm256_broadcastss_ps(v), _mm256_cvtepi32_ps(p0), acc[k]);
+            acc[k] = _mm256_fmadd_ps(_mm256_broadcastss_ps(_mm_movehl_ps(v, v)), _mm256_cvtepi32_ps(p1), acc[k]);
+            if (mn) accm[k] = _mm_add_ps(accm[k], v);
+        }
     }
-    return hsum_ps(acc);
+    for (int k = 0; k < R; k++) {
+        float m = 0.0f;
+        if (mn) {   /* lanes 1 and 3 hold the m*s sums */
+            const __m128 a = accm[k];
+            m = _mm_cvtss_f32(_mm_shuffle_ps(a, a, 1)) + _mm_cvtss_f32(_mm_shuffle_ps(a, a, 3));
+        }
+        s[k] = hsum_ps(acc[k]) + m;
+    }
 }
 
-AVX2 float vec_dot_q5_1_q8_1_avx2(int64_t n, const void *vw, const void *va) {
-    const block_q5_1 *w = vw;
-    const block_q8_1 *a = va;
-    const int64_t nb = n / QK5_1;
-    const __m256i b4 = _mm256_set1_epi8(0x10);
-    __m256 acc = _mm256_setzero_ps();
-    float summ = 0.0f;
-    for (int64_t b = 0; b < nb; b++) {
-        const __m256i q = _mm256_or_si256(nibbles32(w[b].qs), _mm256_and_si256(bits32(w[b].qh), b4));
-        const __m256i p = dot_us(q, _mm256_loadu_si256((const __m256i *)a[b].qs));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[b].d) * h2f(a[b].d)), _mm256_cvtepi32_ps(p), acc);
-        summ += h2f(w[b].m) * h2f(a[b].s);
+#define DOT32(name, T) \
+    AVX2 float vec_dot_##name##_avx2(int64_t n, const void *w, const void *a) { \
+        float s; \
+        dot32(T, 1, n, w, a, 0, &s); \
+        return s; \
+    } \
+    AVX2 void vec_dot4_##name##_avx2(int64_t n, const void *w, const void *a, size_t astride, float *s) { \
+        dot32(T, 4, n, w, a, astride, s); \
     }
-    return hsum_ps(acc) + summ;
-}
-
-/* the activation takes the sign (it never holds -128); a weight of -128
- * becomes |q| = 128 as an unsigned byte, still exact */
-AVX2 float vec_dot_q8_0_q8_0_avx2(int64_t n, const void *vw, const void *va) {
-    const block_q8_0 *w = vw;
-    const block_q8_0 *a = va;
-    const int64_t nb = n / QK8_0;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    int64_t b = 0;
-    for (; b + 1 < nb; b += 2) {
-        const __m256i p0 = dot_ss(_mm256_loadu_si256((const __m256i *)w[b].qs), _mm256_loadu_si256((const __m256i *)a[b].qs));
-        const __m256i p1 = dot_ss(_mm256_loadu_si256((const __m256i *)w[b + 1].qs), _mm256_loadu_si256((const __m256i *)a[b + 1].qs));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[b].d) * h2f(a[b].d)), _mm256_cvtepi32_ps(p0), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[b + 1].d) * h2f(a[b + 1].d)), _mm256_cvtepi32_ps(p1), acc1);
-    }
-    for (; b < nb; b++) {
-        const __m256i p0 = dot_ss(_mm256_loadu_si256((const __m256i *)w[b].qs), _mm256_loadu_si256((const __m256i *)a[b].qs));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[b].d) * h2f(a[b].d)), _mm256_cvtepi32_ps(p0), acc0);
-    }
-    return hsum_ps(_mm256_add_ps(acc0, acc1));
-}
+DOT32(q4_0_q8_0, W40)
+DOT32(q4_1_q8_1, W41)
+DOT32(q5_0_q8_0, W50)
+DOT32(q5_1_q8_1, W51)
+DOT32(q8_0_q8_0, W80)
 
 /* ------------------------------------------------------------------------ */
 /* K-quants                                                                 */
