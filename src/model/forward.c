@@ -22,7 +22,10 @@
  *   rc, rs     (B, hd/2)                     RoPE cos / sin for the batch
  *   sc         (threads, group, n_ctx)        attention scores per thread
  *   wtile      (threads, TILE_ROWS, max_cols) f32 rows of a packed matrix
- *                                            (only when the model keeps any)
+ *   tmp        (B, dim)                      native product before a residual add
+ *   qscratch   bytes for B quantized activation rows
+ *                                            (these three only when the model keeps
+ *                                            packed matrices)
  * with B = max_batch. Longer inputs run in chunks of B positions; nothing is
  * allocated during mend_forward. Keys and values are written by the K/V
  * matmuls straight into the cache rows [pos, pos+n).
@@ -31,8 +34,11 @@
  * columns across the threads, each calling single-threaded BLAS (sgemm for
  * batches, sgemv for one position) on its slice, because BLAS's own worker
  * threads spinning next to OpenMP's cost a third of the time on two cores.
- * Matrices kept packed (keep_packed) are dequantized TILE_ROWS rows at a
- * time into the thread's wtile and multiplied the same way. */
+ * Matrices kept packed (keep_packed) run on the native block kernels of
+ * kernels/qmatmul.h (activations quantized to 8 bits, as llama.cpp does:
+ * four to eight times less weight traffic, slightly different numbers);
+ * types without a native kernel are dequantized TILE_ROWS rows at a time
+ * into the thread's wtile and multiplied through BLAS. */
 #include <cblas.h>
 #include <omp.h>
 #include <stdint.h>
@@ -40,6 +46,7 @@
 #include <string.h>
 
 #include "kernels/ops.h"
+#include "kernels/qmatmul.h"
 #include "kernels/quants.h"
 #include "model/model.h"
 #include "util/util.h"
@@ -57,21 +64,41 @@ struct mend_state {
     size_t sc_stride;       /* floats per thread in sc */
     float *wtile;
     size_t wtile_floats;    /* per thread */
+    float *tmp;             /* (B, dim) product before a residual add (native path) */
+    void *qscratch;         /* activation blocks for mend_qmatmul_ex */
+    size_t qscratch_bytes;
     void *mem;
     size_t bytes;
 };
 
 static int mat_is_f32(const mend_mat *w) { return w->type == MEND_TYPE_F32; }
 
-static int model_has_packed(const mend_model *m) {
-    if (!mat_is_f32(&m->tok_embd) || !mat_is_f32(&m->output)) return 1;
-    for (int l = 0; l < m->cfg.n_layers; l++) {
-        const mend_layer *L = &m->layers[l];
-        if (!mat_is_f32(&L->wq) || !mat_is_f32(&L->wk) || !mat_is_f32(&L->wv) || !mat_is_f32(&L->wo) ||
-            !mat_is_f32(&L->w_gate) || !mat_is_f32(&L->w_up) || !mat_is_f32(&L->w_down))
-            return 1;
+/* Does the model keep any matrix packed? Also the largest activation scratch
+ * the native kernels need for batches of B rows. */
+static int model_has_packed(const mend_model *m, int B, size_t *qscratch) {
+    const mend_mat *all[2 + 7];
+    int packed = 0;
+    *qscratch = 0;
+    for (int l = -1; l < m->cfg.n_layers; l++) {
+        int k = 0;
+        if (l < 0) {
+            all[k++] = &m->tok_embd;
+            all[k++] = &m->output;
+        } else {
+            const mend_layer *L = &m->layers[l];
+            all[k++] = &L->wq; all[k++] = &L->wk; all[k++] = &L->wv; all[k++] = &L->wo;
+            all[k++] = &L->w_gate; all[k++] = &L->w_up; all[k++] = &L->w_down;
+        }
+        for (int i = 0; i < k; i++) {
+            if (mat_is_f32(all[i])) continue;
+            packed = 1;
+            if (mend_qdot_act_type(all[i]->type) >= 0) {
+                size_t b = mend_qmatmul_scratch_size(all[i]->type, B, all[i]->cols);
+                if (b > *qscratch) *qscratch = b;
+            }
+        }
     }
-    return 0;
+    return packed;
 }
 
 int mend_state_new(mend_state **out, const mend_model *m, int n_ctx, int max_batch) {
@@ -91,7 +118,11 @@ int mend_state_new(mend_state **out, const mend_model *m, int n_ctx, int max_bat
     if (n_threads < 1) n_threads = 1;
     size_t max_cols = dim > qd ? dim : qd;
     if (hid > max_cols) max_cols = hid;
-    const size_t wtile = model_has_packed(m) ? (size_t)TILE_ROWS * max_cols : 0;
+    size_t qscratch = 0;
+    const int packed = model_has_packed(m, max_batch, &qscratch);
+    const size_t wtile = packed ? (size_t)TILE_ROWS * max_cols : 0;
+    const size_t tmp = packed ? (size_t)max_batch * dim : 0;   /* overflow-checked with x below */
+    const size_t qs_floats = (qscratch + sizeof(float) - 1) / sizeof(float);
     const size_t sc_stride = (attention_scratch_floats(c->n_heads, c->n_kv_heads, n_ctx) + 15) & ~(size_t)15;
 
     /* sizes in floats, each slot rounded to 16 floats (64 bytes) */
@@ -113,8 +144,12 @@ int mend_state_new(mend_state **out, const mend_model *m, int n_ctx, int max_bat
         ok = mend_add_ok(total, (sz[i] + 15) & ~(size_t)15, &total);
     }
     offs[11] = total;
-    size_t wtile_all = 0;
+    size_t wtile_all = 0, off_tmp = 0, off_qs = 0;
     ok = ok && mend_mul_ok(wtile, (size_t)n_threads, &wtile_all) && mend_add_ok(total, wtile_all, &total);
+    off_tmp = total;
+    ok = ok && mend_add_ok(total, (tmp + 15) & ~(size_t)15, &total);
+    off_qs = total;
+    ok = ok && mend_add_ok(total, qs_floats, &total);
     size_t bytes = 0;
     ok = ok && mend_mul_ok(total, sizeof(float), &bytes);
     if (!ok)
@@ -148,6 +183,9 @@ int mend_state_new(mend_state **out, const mend_model *m, int n_ctx, int max_bat
     s->sc_stride = sc_stride;
     s->wtile = wtile ? f + offs[11] : NULL;
     s->wtile_floats = wtile;
+    s->tmp = tmp ? f + off_tmp : NULL;
+    s->qscratch = qs_floats ? (void *)(f + off_qs) : NULL;
+    s->qscratch_bytes = qs_floats * sizeof(float);
     s->mem = mem;
     s->bytes = bytes;
     *out = s;
@@ -174,6 +212,24 @@ static void mat_forward(mend_state *s, float *out, size_t ldo, const float *x, c
     if (nt > s->n_threads) nt = s->n_threads;
     /* tiny products are not worth waking threads for */
     if ((int64_t)n * rows * cols < 32768) nt = 1;
+    if (W->type != MEND_TYPE_F32 && s->qscratch && mend_qdot_act_type(W->type) >= 0) {
+        /* native kernels on the packed blocks (activations quantized to 8 bits) */
+        float *dst = beta != 0.0f ? s->tmp : out;
+        const size_t ld = beta != 0.0f ? (size_t)rows : ldo;
+        if (mend_qmatmul_ex(dst, ld, x, (size_t)cols, n, W->data, W->type, rows, cols, s->qscratch,
+                            s->qscratch_bytes, nt, -1) == 0) {
+            for (int i = 0; i < n; i++) {
+                float *o = out + (size_t)i * ldo;
+                const float *d = dst + (size_t)i * ld;
+                if (beta != 0.0f)
+                    for (int j = 0; j < rows; j++) o[j] = beta * o[j] + d[j];
+                if (bias)
+                    for (int j = 0; j < rows; j++) o[j] += bias[j];
+            }
+            return;
+        }
+        /* otherwise (an alignment the kernels refuse) dequantize below */
+    }
 #pragma omp parallel num_threads(nt)
     {
         const int t = omp_get_thread_num(), T = omp_get_num_threads();

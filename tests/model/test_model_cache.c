@@ -1,8 +1,9 @@
 /* The default model through the KV cache: decoding token by token equals one
  * batched prefill (<= 1e-4), chunked prefill equals it too, feeding the rows
  * of the dequantized token embedding as `embeds` equals feeding the ids, and
- * the packed (keep_packed) model gives the same logits as the dequantized
- * one. Skipped without the model. */
+ * the packed (keep_packed) model, on the native block kernels, predicts what
+ * the dequantized one does and is consistent between batch and decode.
+ * Skipped without the model. */
 #include "kernels/quants.h"
 #include "model/model.h"
 #include "test.h"
@@ -70,16 +71,38 @@ int main(void) {
         CHECK(mp->arena_bytes == 0);
         mend_state *sp = NULL;
         CHECK_OK(mend_state_new(&sp, mp, 96, 64));
-        if (sp) {
-            CHECK_OK(mend_forward(sp, ids, NULL, (int)n, 0, lg, 1));
-            d = fx_max_abs(lg, batch, n * V);
-            printf("keep_packed vs dequantized: max |diff| %.3g\n", d);
-            CHECK_MSG(d <= 1e-4, "packed vs f32 max |diff| %g", d);
-            CHECK_OK(mend_forward(sp, ids + n - 1, NULL, 1, (int)n - 1, lg, 0));
-            d = fx_max_abs(lg, batch + (n - 1) * V, V);
-            CHECK_MSG(d <= 1e-4, "packed decode step max |diff| %g", d);
+        float *plg = malloc(n * V * sizeof(float));
+        if (sp && plg) {
+            /* the native kernels quantize activations to 8 bits (ggml's
+             * numerics). Over 30 layers that rounding is chaotic (nudging its
+             * input by 1e-7 moves logits by ~1), so compare predictions, not
+             * digits; test_tiny_models pins the numerics exactly. */
+            CHECK_OK(mend_forward(sp, ids, NULL, (int)n, 0, plg, 1));
+            d = fx_max_abs(plg, batch, n * V);
+            int same = 0;
+            double scale = 0;
+            for (size_t i = 0; i < n; i++) {
+                int a = 0, b = 0;
+                for (int v = 1; v < V; v++) {
+                    if (plg[i * V + v] > plg[i * V + a]) a = v;
+                    if (batch[i * V + v] > batch[i * V + b]) b = v;
+                }
+                same += a == b;
+                scale = fmax(scale, fabs(batch[i * V + b]));
+            }
+            printf("keep_packed (native kernels) vs dequantized: max |diff| %.3g (max logit %.3g), "
+                   "argmax equal at %d of %zu\n", d, scale, same, n);
+            CHECK_MSG(d <= 0.1 * scale, "packed vs f32 max |diff| %g", d);
+            CHECK_MSG(same >= (int)n * 9 / 10, "packed vs f32: argmax equal at only %d of %zu", same, n);
+            /* decode steps through the cache agree with the packed batch */
+            for (size_t i = n - 4; i < n; i++) {
+                CHECK_OK(mend_forward(sp, ids + i, NULL, 1, (int)i, lg, 0));
+                d = fx_max_abs(lg, plg + i * V, V);
+                CHECK_MSG(d <= 1e-4, "packed decode step %zu vs packed batch max |diff| %g", i, d);
+            }
             mend_state_free(sp);
         }
+        free(plg);
         mend_model_free(mp);
     }
     free(batch);

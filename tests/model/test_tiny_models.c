@@ -1,8 +1,9 @@
 #define _GNU_SOURCE
 /* Loader and forward pass on two tiny random GGUF models (llama: tied head,
  * adjacent-pair RoPE; qwen2: q/k/v biases, half-split RoPE, own head; mixed
- * f32 / f16 / q4_0 / q4_1 / q8_0 tensors) against the NumPy reference logits
- * of tests/fixtures/logits/make_logits.py. Also: the KV cache (token by token
+ * f32 / f16 / bf16 / q4_0 / q4_1 / q8_0 tensors) against the NumPy reference
+ * logits of tests/fixtures/logits/make_logits.py, both dequantized to f32 and
+ * kept packed (native block kernels, plus dequantized tiles for bf16). Also: the KV cache (token by token
  * and chunked == one batch, forking from an earlier position), embeddings
  * input == token input, packed weights == dequantized weights, argument
  * errors, and malformed files (each a clear error naming file and tensor). */
@@ -16,8 +17,8 @@
 
 #define FX "tests/fixtures/logits/"
 
-static void forward_checks(mend_model *m, const int32_t *ids, int n, const float *ref, const char *name,
-                           int keep_packed) {
+static void forward_checks(mend_model *m, const int32_t *ids, int n, const float *ref,
+                           const float *ref_packed, const char *name, int keep_packed) {
     const int V = m->cfg.n_vocab, D = m->cfg.dim;
     mend_state *s = NULL;
     CHECK_OK(mend_state_new(&s, m, 64, 64));
@@ -33,7 +34,15 @@ static void forward_checks(mend_model *m, const int32_t *ids, int n, const float
     for (size_t i = 0; i < (size_t)n * V; i++) scale = fmax(scale, fabs(ref[i]));
     const double tol = 1e-6 * scale;
     printf("%s (keep_packed=%d): max |logits - reference| = %.3g over %d x %d\n", name, keep_packed, d, n, V);
-    CHECK_MSG(d <= 1e-4, "%s keep_packed=%d: max |diff| %g", name, keep_packed, d);
+    /* keep_packed runs the native block kernels, which quantize activations
+     * to 8 bits per block of 32 as ggml does (about 0.5% of the logit range
+     * here); the packed reference reproduces those numerics */
+    CHECK_MSG(d <= (keep_packed ? 0.01 * scale : 1e-4), "%s keep_packed=%d: max |diff| %g", name, keep_packed, d);
+    if (keep_packed && ref_packed) {
+        d = fx_max_abs(lg, ref_packed, (size_t)n * V);
+        printf("%s (keep_packed=1): max |logits - packed reference| = %.3g\n", name, d);
+        CHECK_MSG(d <= 1e-4, "%s keep_packed: max |diff| to the packed reference %g", name, d);
+    }
 
     /* token by token through the cache */
     for (int i = 0; i < n; i++) CHECK_OK(mend_forward(s, ids + i, NULL, 1, i, lg2 + (size_t)i * V, 1));
@@ -92,7 +101,9 @@ static void test_tiny(json_t *e) {
     int32_t *ids = fx_ids(json_object_get(e, "ids"), &n);
     const int V = (int)json_integer_value(json_object_get(e, "n_vocab"));
     float *ref = fx_floats(bin, n * V);
-    CHECK(ref != NULL);
+    snprintf(bin, sizeof bin, FX "%s", json_string_value(json_object_get(e, "logits_packed")));
+    float *ref_packed = fx_floats(bin, n * V);
+    CHECK(ref != NULL && ref_packed != NULL);
     for (int kp = 0; ref && kp <= 1; kp++) {
         mend_load_opts o = {.keep_packed = kp};
         mend_model *m = NULL;
@@ -111,11 +122,15 @@ static void test_tiny(json_t *e) {
         CHECK((m->layers[0].bq != NULL) == (strcmp(name, "qwen2") == 0));
         CHECK(m->layers[1].wq.type == (kp ? MEND_TYPE_Q8_0 : MEND_TYPE_F32));
         CHECK(m->layers_packed[1].wk.type == MEND_TYPE_Q4_1);
+        /* qwen2's ffn_up is bf16, which has no native kernel: with keep_packed
+         * it runs through the dequantize-a-tile path */
+        if (strcmp(name, "qwen2") == 0) CHECK(m->layers_packed[0].w_up.type == MEND_TYPE_BF16);
         CHECK(mend_model_tokenizer(m) == NULL);   /* no tokenizer metadata */
-        forward_checks(m, ids, (int)n, ref, name, kp);
+        forward_checks(m, ids, (int)n, ref, ref_packed, name, kp);
         mend_model_free(m);
     }
     free(ref);
+    free(ref_packed);
     free(ids);
 }
 
