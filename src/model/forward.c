@@ -200,55 +200,83 @@ void mend_state_free(mend_state *s) {
 
 int mend_state_n_ctx(const mend_state *s) { return s ? s->n_ctx : 0; }
 
-/* out (n, ldo) = beta * out + x (n, cols) · Wᵀ (+ bias), W in any type.
- * The output columns (rows of W) are split into one contiguous slice per
- * OpenMP thread; each thread runs single-threaded BLAS on its slice, so one
- * thread pool (OpenMP's) does all the work. Packed slices are dequantized
- * TILE_ROWS rows at a time into the thread's own tile. */
-static void mat_forward(mend_state *s, float *out, size_t ldo, const float *x, const mend_mat *W,
-                        const float *bias, int n, float beta) {
+/* One product of a sublayer: out (n, ldo) = beta * out + x · Wᵀ (+ bias). */
+typedef struct mm_job {
+    float *out;
+    size_t ldo;
+    const mend_mat *W;
+    const float *bias;
+} mm_job;
+
+/* Native kernels on packed blocks; 0 when done, nonzero to fall back. */
+static int native_forward(mend_state *s, const mm_job *J, const float *x, int n, float beta, int nt) {
+    const mend_mat *W = J->W;
     const int rows = (int)W->rows, cols = (int)W->cols;
+    if (W->type == MEND_TYPE_F32 || !s->qscratch || mend_qdot_act_type(W->type) < 0) return 1;
+    float *dst = beta != 0.0f ? s->tmp : J->out;
+    const size_t ld = beta != 0.0f ? (size_t)rows : J->ldo;
+    if (mend_qmatmul_ex(dst, ld, x, (size_t)cols, n, W->data, W->type, rows, cols, s->qscratch,
+                        s->qscratch_bytes, nt, -1) != 0)
+        return 1;   /* e.g. an alignment the kernels refuse: dequantize instead */
+    for (int i = 0; i < n; i++) {
+        float *o = J->out + (size_t)i * J->ldo;
+        const float *d = dst + (size_t)i * ld;
+        if (beta != 0.0f)
+            for (int j = 0; j < rows; j++) o[j] = beta * o[j] + d[j];
+        if (J->bias)
+            for (int j = 0; j < rows; j++) o[j] += J->bias[j];
+    }
+    return 0;
+}
+
+/* The products of one sublayer that share their input x (n, cols): q/k/v,
+ * gate/up, or a single one. Each matrix's output columns (rows of W) are
+ * split into one contiguous slice per OpenMP thread, and each thread runs
+ * single-threaded BLAS on its slices, so one thread pool (OpenMP's) does
+ * all the work in one parallel region. Packed matrices with a native kernel
+ * run through it instead; others are dequantized TILE_ROWS rows at a time
+ * into the thread's own tile. */
+static void mats_forward(mend_state *s, const float *x, int n, float beta, const mm_job *jobs, int n_jobs) {
     int nt = omp_get_max_threads();
     if (nt > s->n_threads) nt = s->n_threads;
-    /* tiny products are not worth waking threads for */
-    if ((int64_t)n * rows * cols < 32768) nt = 1;
-    if (W->type != MEND_TYPE_F32 && s->qscratch && mend_qdot_act_type(W->type) >= 0) {
-        /* native kernels on the packed blocks (activations quantized to 8 bits) */
-        float *dst = beta != 0.0f ? s->tmp : out;
-        const size_t ld = beta != 0.0f ? (size_t)rows : ldo;
-        if (mend_qmatmul_ex(dst, ld, x, (size_t)cols, n, W->data, W->type, rows, cols, s->qscratch,
-                            s->qscratch_bytes, nt, -1) == 0) {
-            for (int i = 0; i < n; i++) {
-                float *o = out + (size_t)i * ldo;
-                const float *d = dst + (size_t)i * ld;
-                if (beta != 0.0f)
-                    for (int j = 0; j < rows; j++) o[j] = beta * o[j] + d[j];
-                if (bias)
-                    for (int j = 0; j < rows; j++) o[j] += bias[j];
-            }
-            return;
-        }
-        /* otherwise (an alignment the kernels refuse) dequantize below */
-    }
+    int64_t work = 0;
+    for (int k = 0; k < n_jobs; k++) work += (int64_t)n * jobs[k].W->rows * jobs[k].W->cols;
+    if (work < 32768) nt = 1;   /* tiny products are not worth waking threads for */
+    int todo[4], n_todo = 0;
+    for (int k = 0; k < n_jobs && k < 4; k++)
+        if (native_forward(s, &jobs[k], x, n, beta, nt)) todo[n_todo++] = k;
+    if (!n_todo) return;
 #pragma omp parallel num_threads(nt)
     {
         const int t = omp_get_thread_num(), T = omp_get_num_threads();
-        const int per = (((rows + T - 1) / T) + 15) & ~15;
-        const int r0 = t * per < rows ? t * per : rows, r1 = r0 + per < rows ? r0 + per : rows;
-        if (r0 < r1 && W->type == MEND_TYPE_F32) {
-            matmul_forward(out + r0, ldo, x, (const float *)W->data + (size_t)r0 * cols, bias ? bias + r0 : NULL,
-                           n, r1 - r0, cols, beta);
-        } else if (r0 < r1) {
+        for (int k = 0; k < n_todo; k++) {
+            const mm_job *J = &jobs[todo[k]];
+            const mend_mat *W = J->W;
+            const int rows = (int)W->rows, cols = (int)W->cols;
+            const int per = (((rows + T - 1) / T) + 15) & ~15;
+            const int r0 = t * per < rows ? t * per : rows, r1 = r0 + per < rows ? r0 + per : rows;
+            if (r0 >= r1) continue;
+            if (W->type == MEND_TYPE_F32) {
+                matmul_forward(J->out + r0, J->ldo, x, (const float *)W->data + (size_t)r0 * cols,
+                               J->bias ? J->bias + r0 : NULL, n, r1 - r0, cols, beta);
+                continue;
+            }
             float *tile = s->wtile + (size_t)t * s->wtile_floats;
             for (int a = r0; a < r1; a += TILE_ROWS) {
                 const int nr = r1 - a < TILE_ROWS ? r1 - a : TILE_ROWS;
                 for (int r = 0; r < nr; r++)
                     mend_dequantize_row(W->type, (const uint8_t *)W->data + (size_t)(a + r) * W->row_bytes,
                                         tile + (size_t)r * cols, cols);
-                matmul_forward(out + a, ldo, x, tile, bias ? bias + a : NULL, n, nr, cols, beta);
+                matmul_forward(J->out + a, J->ldo, x, tile, J->bias ? J->bias + a : NULL, n, nr, cols, beta);
             }
         }
     }
+}
+
+static void mat_forward(mend_state *s, float *out, size_t ldo, const float *x, const mend_mat *W,
+                        const float *bias, int n, float beta) {
+    const mm_job J = {out, ldo, W, bias};
+    mats_forward(s, x, n, beta, &J, 1);
 }
 
 /* Input rows: token embeddings or the caller's vectors. x (n, dim) */
@@ -286,9 +314,8 @@ static void forward_batch(mend_state *s, const int32_t *tokens, const float *emb
         float *kp = kl + (size_t)pos * kvd, *vp = vl + (size_t)pos * kvd;
 
         rmsnorm_forward(s->xb, s->x, L->attn_norm, n, dim, c->norm_eps);
-        mat_forward(s, s->q, qd, s->xb, &L->wq, L->bq, n, 0.0f);
-        mat_forward(s, kp, kvd, s->xb, &L->wk, L->bk, n, 0.0f);
-        mat_forward(s, vp, kvd, s->xb, &L->wv, L->bv, n, 0.0f);
+        const mm_job qkv[3] = {{s->q, qd, &L->wq, L->bq}, {kp, kvd, &L->wk, L->bk}, {vp, kvd, &L->wv, L->bv}};
+        mats_forward(s, s->xb, n, 0.0f, qkv, 3);
         rope_forward(s->q, n, qd, c->n_heads, hd, s->rc, s->rs, c->rope_type);
         rope_forward(kp, n, kvd, c->n_kv_heads, hd, s->rc, s->rs, c->rope_type);
         attention_forward(s->att, s->q, kl, vl, n, pos, c->n_heads, c->n_kv_heads, hd, s->sc, s->n_ctx,
@@ -296,8 +323,8 @@ static void forward_batch(mend_state *s, const int32_t *tokens, const float *emb
         mat_forward(s, s->x, (size_t)dim, s->att, &L->wo, NULL, n, 1.0f);
 
         rmsnorm_forward(s->xb, s->x, L->ffn_norm, n, dim, c->norm_eps);
-        mat_forward(s, s->hb, (size_t)hid, s->xb, &L->w_gate, NULL, n, 0.0f);
-        mat_forward(s, s->hb2, (size_t)hid, s->xb, &L->w_up, NULL, n, 0.0f);
+        const mm_job gu[2] = {{s->hb, (size_t)hid, &L->w_gate, NULL}, {s->hb2, (size_t)hid, &L->w_up, NULL}};
+        mats_forward(s, s->xb, n, 0.0f, gu, 2);
         swiglu_forward(s->hb, s->hb, s->hb2, (int64_t)n * hid);
         mat_forward(s, s->x, (size_t)dim, s->hb, &L->w_down, NULL, n, 1.0f);
     }
