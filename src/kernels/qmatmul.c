@@ -385,9 +385,9 @@ static const kentry g_kernels[] = {
     KE4(Q5_0, Q8_0, q5_0_q8_0, 1, vec_dot4_q5_0_q8_0_avx2, vec_dot4_q5_0_q8_0_avx512),
     KE4(Q5_1, Q8_1, q5_1_q8_1, 1, vec_dot4_q5_1_q8_1_avx2, vec_dot4_q5_1_q8_1_avx512),
     KE4(Q8_0, Q8_0, q8_0_q8_0, 1, vec_dot4_q8_0_q8_0_avx2, vec_dot4_q8_0_q8_0_avx512),
-    KE(Q2_K, Q8_K, q2_K_q8_K, 0), KE(Q3_K, Q8_K, q3_K_q8_K, 0),
-    KE(Q4_K, Q8_K, q4_K_q8_K, 0), KE(Q5_K, Q8_K, q5_K_q8_K, 0),
-    KE(Q6_K, Q8_K, q6_K_q8_K, 0),
+    KE4(Q2_K, Q8_K, q2_K_q8_K, 0, NULL, vec_dot4_q2_K_q8_K_avx512), KE4(Q3_K, Q8_K, q3_K_q8_K, 0, NULL, vec_dot4_q3_K_q8_K_avx512),
+    KE4(Q4_K, Q8_K, q4_K_q8_K, 0, NULL, vec_dot4_q4_K_q8_K_avx512), KE4(Q5_K, Q8_K, q5_K_q8_K, 0, NULL, vec_dot4_q5_K_q8_K_avx512),
+    KE4(Q6_K, Q8_K, q6_K_q8_K, 0, NULL, vec_dot4_q6_K_q8_K_avx512),
     KE(F16, F32, f16_f32, 0), KE(F32, F32, f32_f32, 0),
 };
 

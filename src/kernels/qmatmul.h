@@ -104,12 +104,17 @@ float vec_dot_q5_K_q8_K_avx512(int64_t n, const void *w, const void *a);
 float vec_dot_q6_K_q8_K_avx512(int64_t n, const void *w, const void *a);
 float vec_dot_f16_f32_avx512(int64_t n, const void *w, const void *a);
 float vec_dot_f32_f32_avx512(int64_t n, const void *w, const void *a);
-/* four activation rows at once (VNNI) */
+/* four activation rows at once (VNNI for the 32-element blocks) */
 void vec_dot4_q4_0_q8_0_avx512(int64_t n, const void *w, const void *a, size_t astride, float *s);
 void vec_dot4_q4_1_q8_1_avx512(int64_t n, const void *w, const void *a, size_t astride, float *s);
 void vec_dot4_q5_0_q8_0_avx512(int64_t n, const void *w, const void *a, size_t astride, float *s);
 void vec_dot4_q5_1_q8_1_avx512(int64_t n, const void *w, const void *a, size_t astride, float *s);
 void vec_dot4_q8_0_q8_0_avx512(int64_t n, const void *w, const void *a, size_t astride, float *s);
+void vec_dot4_q2_K_q8_K_avx512(int64_t n, const void *w, const void *a, size_t astride, float *s);
+void vec_dot4_q3_K_q8_K_avx512(int64_t n, const void *w, const void *a, size_t astride, float *s);
+void vec_dot4_q4_K_q8_K_avx512(int64_t n, const void *w, const void *a, size_t astride, float *s);
+void vec_dot4_q5_K_q8_K_avx512(int64_t n, const void *w, const void *a, size_t astride, float *s);
+void vec_dot4_q6_K_q8_K_avx512(int64_t n, const void *w, const void *a, size_t astride, float *s);
 #endif
 
 /* ---- dispatcher ----------------------------------------------------------- */

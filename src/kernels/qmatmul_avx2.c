@@ -44,11 +44,6 @@ AVX2 static inline __m256i dot_us(__m256i u, __m256i s) {
     return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
 }
 
-/* sum of s8 x s8 products; y must not hold -128 */
-AVX2 static inline __m256i dot_ss(__m256i x, __m256i y) {
-    return dot_us(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
-}
-
 /* 16 packed nibbles -> 32 bytes: low nibbles in bytes 0..15, high in 16..31 */
 AVX2 static inline __m256i nibbles32(const uint8_t *qs) {
     const __m128i q = _mm_loadu_si128((const __m128i *)qs);
@@ -162,6 +157,8 @@ AVX2 void quantize_act_q8_K_avx2(const float *x, void *vy, int64_t n) {
 enum { W40, W41, W50, W51, W80 };
 
 #define ALWAYS static inline __attribute__((always_inline))
+/* small fixed loops over registers: unrolled so arrays of vectors stay in registers */
+#define UNROLL _Pragma("GCC unroll 8")
 
 static const size_t k_wbs[] = {sizeof(block_q4_0), sizeof(block_q4_1), sizeof(block_q5_0), sizeof(block_q5_1), sizeof(block_q8_0)};
 
@@ -194,6 +191,7 @@ AVX2 ALWAYS void dot32(int T, int R, int64_t n, const void *vw, const void *va, 
     const int64_t nb = n / 32;
     __m256 acc[4];
     __m128 accm[4];
+    UNROLL
     for (int k = 0; k < R; k++) { acc[k] = _mm256_setzero_ps(); accm[k] = _mm_setzero_ps(); }
     /* blocks in pairs (one fp16 conversion for both headers), an odd one last */
     for (int64_t b = 0; b < nb; b += 2) {
@@ -202,6 +200,7 @@ AVX2 ALWAYS void dot32(int T, int R, int64_t n, const void *vw, const void *va, 
         const __m256i q0 = unpack1(T, w0), q1 = unpack1(T, w1);
         const __m256i u0 = sg ? _mm256_sign_epi8(q0, q0) : q0, u1 = sg ? _mm256_sign_epi8(q1, q1) : q1;
         const __m128 ws = head2(mn, w0, w1);
+        UNROLL
         for (int k = 0; k < R; k++) {
             const uint8_t *a0 = (const uint8_t *)va + (size_t)k * astride + (size_t)b * abs_, *a1 = two ? a0 + abs_ : a0;
             __m256i v0 = _mm256_loadu_si256((const __m256i *)(a0 + aq)), v1 = _mm256_loadu_si256((const __m256i *)(a1 + aq));
@@ -215,6 +214,7 @@ AVX2 ALWAYS void dot32(int T, int R, int64_t n, const void *vw, const void *va, 
             if (mn) accm[k] = _mm_add_ps(accm[k], v);
         }
     }
+    UNROLL
     for (int k = 0; k < R; k++) {
         float m = 0.0f;
         if (mn) {   /* lanes 1 and 3 hold the m*s sums */

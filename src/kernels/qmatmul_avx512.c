@@ -27,9 +27,6 @@ AVX512 static inline float h2f(mend_half h) { return _cvtsh_ss(h); }
 AVX512 static inline __m512i join(__m256i lo, __m256i hi) {
     return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
 }
-AVX512 static inline __m512 join_ps(__m256 lo, __m256 hi) {
-    return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(lo)), _mm256_castps_pd(hi), 1));
-}
 
 /* 16 packed nibbles -> 32 bytes: low nibbles in bytes 0..15, high in 16..31 (unmasked) */
 AVX512 static inline __m256i nib_pair(const uint8_t *qs) {
@@ -124,6 +121,8 @@ AVX512 static inline int hsum256_epi32(__m256i v) {
 enum { W40, W41, W50, W51, W80 };
 
 #define ALWAYS static inline __attribute__((always_inline))
+/* small fixed loops over registers: unrolled so arrays of vectors stay in registers */
+#define UNROLL _Pragma("GCC unroll 8")
 
 static const size_t k_wbs[] = {sizeof(block_q4_0), sizeof(block_q4_1), sizeof(block_q5_0), sizeof(block_q5_1), sizeof(block_q8_0)};
 
@@ -180,12 +179,14 @@ VNNI ALWAYS void dot32(int T, int R, int64_t n, const void *vw, const void *va, 
     const __m512i lanes = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2);
     __m512 acc[4];
     __m128 accm[4];
+    UNROLL
     for (int k = 0; k < R; k++) { acc[k] = _mm512_setzero_ps(); accm[k] = _mm_setzero_ps(); }
     int64_t b = 0;
     for (; b + 1 < nb; b += 2) {
         const uint8_t *w0 = w + (size_t)b * wbs, *w1 = w0 + wbs;
         const __m512i q = unpack2(T, w0, w1);
         const __m128 ws = head2(mn, w0, w1);
+        UNROLL
         for (int k = 0; k < R; k++) {
             const uint8_t *a0 = (const uint8_t *)va + (size_t)k * astride + (size_t)b * abs_, *a1 = a0 + abs_;
             const __m512i av = join(_mm256_loadu_si256((const __m256i *)(a0 + aq)), _mm256_loadu_si256((const __m256i *)(a1 + aq)));
@@ -202,6 +203,7 @@ VNNI ALWAYS void dot32(int T, int R, int64_t n, const void *vw, const void *va, 
         const uint8_t *w0 = w + (size_t)b * wbs;
         const __m256i q = unpack1(T, w0);
         const __m128 ws = head2(mn, w0, w0);
+        UNROLL
         for (int k = 0; k < R; k++) {
             const uint8_t *a0 = (const uint8_t *)va + (size_t)k * astride + (size_t)b * abs_;
             const __m256i av = _mm256_loadu_si256((const __m256i *)(a0 + aq));
@@ -212,6 +214,7 @@ VNNI ALWAYS void dot32(int T, int R, int64_t n, const void *vw, const void *va, 
             if (mn) tail[k] += _mm_cvtss_f32(_mm_movehdup_ps(v));   /* + m*s */
         }
     }
+    UNROLL
     for (int k = 0; k < R; k++) {
         float m = 0.0f;
         if (mn) {   /* lanes 1 and 3 hold the m*s sums of the pairs */
@@ -265,36 +268,6 @@ AVX512 static inline __m512i madd_scaled(__m512i q, __m512i act, __m512i sc16) {
     return _mm512_madd_epi16(_mm512_maddubs_epi16(q, act), sc16);
 }
 
-AVX512 float vec_dot_q2_K_q8_K_avx512(int64_t n, const void *vw, const void *va) {
-    const block_q2_K *w = vw;
-    const block_q8_K *a = va;
-    const __m512i m3 = _mm512_set1_epi8(3);
-    const __m512i sh01 = join(_mm256_setzero_si256(), _mm256_set1_epi16(2));
-    const __m512i sh23 = join(_mm256_set1_epi16(4), _mm256_set1_epi16(6));
-    __m512 acc = _mm512_setzero_ps();
-    float summ = 0.0f;
-    for (int64_t b = 0; b < n / QK_K; b++) {
-        const __m128i sb = _mm_loadu_si128((const __m128i *)w[b].scales);
-        const __m128i sc = _mm_and_si128(sb, _mm_set1_epi8(0x0F));
-        const __m128i mn = _mm_and_si128(_mm_srli_epi16(sb, 4), _mm_set1_epi8(0x0F));
-        const int summs = hsum256_epi32(_mm256_madd_epi16(_mm256_cvtepu8_epi16(mn), _mm256_loadu_si256((const __m256i *)a[b].bsums)));
-        const __m256i sc2 = _mm256_broadcastsi128_si256(sc);
-        __m512i sumi = _mm512_setzero_si512();
-        for (int h = 0; h < 2; h++) {
-            const __m512i q = bcast256(w[b].qs + 32 * h);
-            const int8_t *qa = a[b].qs + 128 * h;
-            const __m512i q01 = _mm512_and_si512(_mm512_srlv_epi16(q, sh01), m3);
-            const __m512i q23 = _mm512_and_si512(_mm512_srlv_epi16(q, sh23), m3);
-            sumi = _mm512_add_epi32(sumi, madd_scaled(q01, _mm512_loadu_si512(qa), scale_quad(sc2, 2 * h)));
-            sumi = _mm512_add_epi32(sumi, madd_scaled(q23, _mm512_loadu_si512(qa + 64), scale_quad(sc2, 2 * h + 1)));
-        }
-        const float da = a[b].d;
-        acc = _mm512_fmadd_ps(_mm512_set1_ps(da * h2f(w[b].d)), _mm512_cvtepi32_ps(sumi), acc);
-        summ += da * h2f(w[b].dmin) * (float)summs;
-    }
-    return _mm512_reduce_add_ps(acc) - summ;
-}
-
 /* the 16 q3_K scales minus 32, as int8 */
 AVX512 static inline __m128i q3k_scales(const uint8_t *sb) {
     uint32_t a0, a1, t;
@@ -306,38 +279,6 @@ AVX512 static inline __m128i q3k_scales(const uint8_t *sb) {
     const uint32_t s2 = ((a0 >> 4) & 0x0F0F0F0F) | ((t >> 4) & 0x03030303) << 4;
     const uint32_t s3 = ((a1 >> 4) & 0x0F0F0F0F) | ((t >> 6) & 0x03030303) << 4;
     return _mm_sub_epi8(_mm_setr_epi32((int)s0, (int)s1, (int)s2, (int)s3), _mm_set1_epi8(32));
-}
-
-/* q3_K weights fed as q + 4 = low bits | hbit << 2 (0..7); the 4 comes off as
- * 4 * sum_s sc_s bsums_s */
-AVX512 float vec_dot_q3_K_q8_K_avx512(int64_t n, const void *vw, const void *va) {
-    const block_q3_K *w = vw;
-    const block_q8_K *a = va;
-    const __m512i m3 = _mm512_set1_epi8(3), four = _mm512_set1_epi8(4);
-    const __m512i sh01 = join(_mm256_setzero_si256(), _mm256_set1_epi16(2));
-    const __m512i sh23 = join(_mm256_set1_epi16(4), _mm256_set1_epi16(6));
-    __m512 acc = _mm512_setzero_ps();
-    for (int64_t b = 0; b < n / QK_K; b++) {
-        const __m128i sc = q3k_scales(w[b].scales);
-        const __m256i corr = _mm256_madd_epi16(_mm256_cvtepi8_epi16(sc), _mm256_loadu_si256((const __m256i *)a[b].bsums));
-        const __m256i sc2 = _mm256_broadcastsi128_si256(sc);
-        const __m512i hm = bcast256(w[b].hmask);
-        __m512i sumi = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_zextsi256_si512(_mm256_slli_epi32(corr, 2)));
-        for (int h = 0; h < 2; h++) {
-            const __m512i q = bcast256(w[b].qs + 32 * h);
-            const int8_t *qa = a[b].qs + 128 * h;
-            const __m512i b01 = join(_mm256_set1_epi8((char)(1 << (4 * h))), _mm256_set1_epi8((char)(1 << (4 * h + 1))));
-            const __m512i b23 = join(_mm256_set1_epi8((char)(1 << (4 * h + 2))), _mm256_set1_epi8((char)(1 << (4 * h + 3))));
-            __m512i q01 = _mm512_and_si512(_mm512_srlv_epi16(q, sh01), m3);
-            __m512i q23 = _mm512_and_si512(_mm512_srlv_epi16(q, sh23), m3);
-            q01 = _mm512_mask_add_epi8(q01, _mm512_test_epi8_mask(hm, b01), q01, four);
-            q23 = _mm512_mask_add_epi8(q23, _mm512_test_epi8_mask(hm, b23), q23, four);
-            sumi = _mm512_add_epi32(sumi, madd_scaled(q01, _mm512_loadu_si512(qa), scale_quad(sc2, 2 * h)));
-            sumi = _mm512_add_epi32(sumi, madd_scaled(q23, _mm512_loadu_si512(qa + 64), scale_quad(sc2, 2 * h + 1)));
-        }
-        acc = _mm512_fmadd_ps(_mm512_set1_ps(a[b].d * h2f(w[b].d)), _mm512_cvtepi32_ps(sumi), acc);
-    }
-    return _mm512_reduce_add_ps(acc);
 }
 
 /* q4_K / q5_K scales and mins: sc[0..7] in bytes 0..7, mn[0..7] in 8..15 */
@@ -378,93 +319,204 @@ AVX512 static inline __m512i scale_halves(int s, int t) {
         hi = _mm512_shuffle_i64x2(A_, B_, 0xEE); \
     } while (0)
 
-AVX512 float vec_dot_q4_K_q8_K_avx512(int64_t n, const void *vw, const void *va) {
-    const block_q4_K *w = vw;
-    const block_q8_K *a = va;
-    const __m512i m4 = _mm512_set1_epi8(0x0F);
-    __m512 acc = _mm512_setzero_ps();
-    float summ = 0.0f;
+/* Each K body runs R activation rows (1 or 4, a constant after inlining)
+ * against one unpacked weight block; activation row r starts r * astride
+ * bytes after va. */
+#define ROW(va, astride, r, b) ((const block_q8_K *)((const uint8_t *)(va) + (size_t)(r) * (astride)) + (b))
+
+AVX512 ALWAYS void dot_q2_K(int R, int64_t n, const void *vw, const void *va, size_t astride, float *s) {
+    const block_q2_K *w = vw;
+    const __m512i m3 = _mm512_set1_epi8(3);
+    const __m512i sh01 = join(_mm256_setzero_si256(), _mm256_set1_epi16(2));
+    const __m512i sh23 = join(_mm256_set1_epi16(4), _mm256_set1_epi16(6));
+    __m512 acc[4];
+    float summ[4];
+    UNROLL
+    for (int r = 0; r < R; r++) { acc[r] = _mm512_setzero_ps(); summ[r] = 0.0f; }
     for (int64_t b = 0; b < n / QK_K; b++) {
-        const __m128i scm = k4_scales(w[b].scales);
-        const int summs = k4_summs(scm, a[b].bsums);
-        uint8_t sc[16];
-        _mm_storeu_si128((__m128i *)sc, scm);
-        __m512i sumi = _mm512_setzero_si512();
-        for (int k = 0; k < 2; k++) {
-            const __m512i q = _mm512_loadu_si512(w[b].qs + 64 * k);
-            __m512i alo, ahi;
-            K4_ACT(a[b].qs, k, alo, ahi);
-            const __m512i lo = _mm512_and_si512(q, m4), hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
-            sumi = _mm512_add_epi32(sumi, madd_scaled(lo, alo, scale_halves(sc[4 * k], sc[4 * k + 2])));
-            sumi = _mm512_add_epi32(sumi, madd_scaled(hi, ahi, scale_halves(sc[4 * k + 1], sc[4 * k + 3])));
+        const __m128i sb = _mm_loadu_si128((const __m128i *)w[b].scales);
+        const __m128i sc = _mm_and_si128(sb, _mm_set1_epi8(0x0F));
+        const __m256i mn = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sb, 4), _mm_set1_epi8(0x0F)));
+        const __m256i sc2 = _mm256_broadcastsi128_si256(sc);
+        __m512i q[4], S[4];
+        UNROLL
+        for (int h = 0; h < 2; h++) {
+            const __m512i qq = bcast256(w[b].qs + 32 * h);
+            q[2 * h] = _mm512_and_si512(_mm512_srlv_epi16(qq, sh01), m3);
+            q[2 * h + 1] = _mm512_and_si512(_mm512_srlv_epi16(qq, sh23), m3);
+            S[2 * h] = scale_quad(sc2, 2 * h);
+            S[2 * h + 1] = scale_quad(sc2, 2 * h + 1);
         }
-        const float da = a[b].d;
-        acc = _mm512_fmadd_ps(_mm512_set1_ps(da * h2f(w[b].d)), _mm512_cvtepi32_ps(sumi), acc);
-        summ += da * h2f(w[b].dmin) * (float)summs;
+        const float d = h2f(w[b].d), dmin = h2f(w[b].dmin);
+        UNROLL
+        for (int r = 0; r < R; r++) {
+            const block_q8_K *a = ROW(va, astride, r, b);
+            const int summs = hsum256_epi32(_mm256_madd_epi16(mn, _mm256_loadu_si256((const __m256i *)a->bsums)));
+            __m512i sumi = _mm512_setzero_si512();
+            UNROLL
+            for (int g = 0; g < 4; g++)
+                sumi = _mm512_add_epi32(sumi, madd_scaled(q[g], _mm512_loadu_si512(a->qs + 64 * g), S[g]));
+            acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(a->d * d), _mm512_cvtepi32_ps(sumi), acc[r]);
+            summ[r] += a->d * dmin * (float)summs;
+        }
     }
-    return _mm512_reduce_add_ps(acc) - summ;
+    UNROLL
+    for (int r = 0; r < R; r++) s[r] = _mm512_reduce_add_ps(acc[r]) - summ[r];
 }
 
-AVX512 float vec_dot_q5_K_q8_K_avx512(int64_t n, const void *vw, const void *va) {
-    const block_q5_K *w = vw;
-    const block_q8_K *a = va;
+/* q3_K weights fed as q + 4 = low bits | hbit << 2 (0..7); the 4 comes off as
+ * 4 * sum_s sc_s bsums_s */
+AVX512 ALWAYS void dot_q3_K(int R, int64_t n, const void *vw, const void *va, size_t astride, float *s) {
+    const block_q3_K *w = vw;
+    const __m512i m3 = _mm512_set1_epi8(3), four = _mm512_set1_epi8(4);
+    const __m512i sh01 = join(_mm256_setzero_si256(), _mm256_set1_epi16(2));
+    const __m512i sh23 = join(_mm256_set1_epi16(4), _mm256_set1_epi16(6));
+    __m512 acc[4];
+    UNROLL
+    for (int r = 0; r < R; r++) acc[r] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < n / QK_K; b++) {
+        const __m128i sc = q3k_scales(w[b].scales);
+        const __m256i sc16 = _mm256_cvtepi8_epi16(sc);
+        const __m256i sc2 = _mm256_broadcastsi128_si256(sc);
+        const __m512i hm = bcast256(w[b].hmask);
+        __m512i q[4], S[4];
+        UNROLL
+        for (int h = 0; h < 2; h++) {
+            const __m512i qq = bcast256(w[b].qs + 32 * h);
+            const __m512i b01 = join(_mm256_set1_epi8((char)(1 << (4 * h))), _mm256_set1_epi8((char)(1 << (4 * h + 1))));
+            const __m512i b23 = join(_mm256_set1_epi8((char)(1 << (4 * h + 2))), _mm256_set1_epi8((char)(1 << (4 * h + 3))));
+            const __m512i q01 = _mm512_and_si512(_mm512_srlv_epi16(qq, sh01), m3);
+            const __m512i q23 = _mm512_and_si512(_mm512_srlv_epi16(qq, sh23), m3);
+            q[2 * h] = _mm512_mask_add_epi8(q01, _mm512_test_epi8_mask(hm, b01), q01, four);
+            q[2 * h + 1] = _mm512_mask_add_epi8(q23, _mm512_test_epi8_mask(hm, b23), q23, four);
+            S[2 * h] = scale_quad(sc2, 2 * h);
+            S[2 * h + 1] = scale_quad(sc2, 2 * h + 1);
+        }
+        const float d = h2f(w[b].d);
+        UNROLL
+        for (int r = 0; r < R; r++) {
+            const block_q8_K *a = ROW(va, astride, r, b);
+            const __m256i corr = _mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)a->bsums));
+            __m512i sumi = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_zextsi256_si512(_mm256_slli_epi32(corr, 2)));
+            UNROLL
+            for (int g = 0; g < 4; g++)
+                sumi = _mm512_add_epi32(sumi, madd_scaled(q[g], _mm512_loadu_si512(a->qs + 64 * g), S[g]));
+            acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(a->d * d), _mm512_cvtepi32_ps(sumi), acc[r]);
+        }
+    }
+    UNROLL
+    for (int r = 0; r < R; r++) s[r] = _mm512_reduce_add_ps(acc[r]);
+}
+
+/* q4_K (five = 0) and q5_K (five = 1) */
+AVX512 ALWAYS void dot_q45_K(int five, int R, int64_t n, const void *vw, const void *va, size_t astride, float *s) {
     const __m512i m4 = _mm512_set1_epi8(0x0F), b4 = _mm512_set1_epi8(0x10);
-    __m512 acc = _mm512_setzero_ps();
-    float summ = 0.0f;
+    const size_t wbs = five ? sizeof(block_q5_K) : sizeof(block_q4_K);
+    __m512 acc[4];
+    float summ[4];
+    UNROLL
+    for (int r = 0; r < R; r++) { acc[r] = _mm512_setzero_ps(); summ[r] = 0.0f; }
     for (int64_t b = 0; b < n / QK_K; b++) {
-        const __m128i scm = k4_scales(w[b].scales);
-        const int summs = k4_summs(scm, a[b].bsums);
+        const uint8_t *blk = (const uint8_t *)vw + (size_t)b * wbs;
+        const uint8_t *scales = blk + 4;                            /* after d, dmin */
+        const uint8_t *qs = five ? ((const block_q5_K *)blk)->qs : ((const block_q4_K *)blk)->qs;
+        const __m128i scm = k4_scales(scales);
         uint8_t sc[16];
         _mm_storeu_si128((__m128i *)sc, scm);
-        const __m512i qh = bcast256(w[b].qh);
-        __m512i sumi = _mm512_setzero_si512();
+        __m512i lo[2], hi[2], Slo[2], Shi[2];
+        const __m512i qh = five ? bcast256(((const block_q5_K *)blk)->qh) : _mm512_setzero_si512();
+        UNROLL
         for (int k = 0; k < 2; k++) {
-            const __m512i q = _mm512_loadu_si512(w[b].qs + 64 * k);
-            __m512i alo, ahi;
-            K4_ACT(a[b].qs, k, alo, ahi);
-            /* fifth bits: bit s of qh[l] for sub-block s */
-            const __m512i blo = join(_mm256_set1_epi8((char)(1 << (4 * k))), _mm256_set1_epi8((char)(1 << (4 * k + 2))));
-            const __m512i bhi = join(_mm256_set1_epi8((char)(1 << (4 * k + 1))), _mm256_set1_epi8((char)(1 << (4 * k + 3))));
-            __m512i lo = _mm512_and_si512(q, m4), hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
-            lo = _mm512_mask_add_epi8(lo, _mm512_test_epi8_mask(qh, blo), lo, b4);
-            hi = _mm512_mask_add_epi8(hi, _mm512_test_epi8_mask(qh, bhi), hi, b4);
-            sumi = _mm512_add_epi32(sumi, madd_scaled(lo, alo, scale_halves(sc[4 * k], sc[4 * k + 2])));
-            sumi = _mm512_add_epi32(sumi, madd_scaled(hi, ahi, scale_halves(sc[4 * k + 1], sc[4 * k + 3])));
+            const __m512i q = _mm512_loadu_si512(qs + 64 * k);
+            lo[k] = _mm512_and_si512(q, m4);
+            hi[k] = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
+            if (five) {   /* fifth bits: bit s of qh[l] for sub-block s */
+                const __m512i blo = join(_mm256_set1_epi8((char)(1 << (4 * k))), _mm256_set1_epi8((char)(1 << (4 * k + 2))));
+                const __m512i bhi = join(_mm256_set1_epi8((char)(1 << (4 * k + 1))), _mm256_set1_epi8((char)(1 << (4 * k + 3))));
+                lo[k] = _mm512_mask_add_epi8(lo[k], _mm512_test_epi8_mask(qh, blo), lo[k], b4);
+                hi[k] = _mm512_mask_add_epi8(hi[k], _mm512_test_epi8_mask(qh, bhi), hi[k], b4);
+            }
+            Slo[k] = scale_halves(sc[4 * k], sc[4 * k + 2]);
+            Shi[k] = scale_halves(sc[4 * k + 1], sc[4 * k + 3]);
         }
-        const float da = a[b].d;
-        acc = _mm512_fmadd_ps(_mm512_set1_ps(da * h2f(w[b].d)), _mm512_cvtepi32_ps(sumi), acc);
-        summ += da * h2f(w[b].dmin) * (float)summs;
+        const float d = h2f(mend_rd16(blk)), dmin = h2f(mend_rd16(blk + 2));
+        UNROLL
+        for (int r = 0; r < R; r++) {
+            const block_q8_K *a = ROW(va, astride, r, b);
+            const int summs = k4_summs(scm, a->bsums);
+            __m512i sumi = _mm512_setzero_si512();
+            UNROLL
+            for (int k = 0; k < 2; k++) {
+                __m512i alo, ahi;
+                K4_ACT(a->qs, k, alo, ahi);
+                sumi = _mm512_add_epi32(sumi, madd_scaled(lo[k], alo, Slo[k]));
+                sumi = _mm512_add_epi32(sumi, madd_scaled(hi[k], ahi, Shi[k]));
+            }
+            acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(a->d * d), _mm512_cvtepi32_ps(sumi), acc[r]);
+            summ[r] += a->d * dmin * (float)summs;
+        }
     }
-    return _mm512_reduce_add_ps(acc) - summ;
+    UNROLL
+    for (int r = 0; r < R; r++) s[r] = _mm512_reduce_add_ps(acc[r]) - summ[r];
 }
 
-AVX512 float vec_dot_q6_K_q8_K_avx512(int64_t n, const void *vw, const void *va) {
+AVX512 ALWAYS void dot_q6_K(int R, int64_t n, const void *vw, const void *va, size_t astride, float *s) {
     const block_q6_K *w = vw;
-    const block_q8_K *a = va;
     const __m512i m4 = _mm512_set1_epi8(0x0F), m3 = _mm512_set1_epi8(3);
     const __m512i sh02 = join(_mm256_setzero_si256(), _mm256_set1_epi16(2));
     const __m512i sh46 = join(_mm256_set1_epi16(4), _mm256_set1_epi16(6));
-    __m512 acc = _mm512_setzero_ps();
+    __m512 acc[4];
+    UNROLL
+    for (int r = 0; r < R; r++) acc[r] = _mm512_setzero_ps();
     for (int64_t b = 0; b < n / QK_K; b++) {
         const __m128i sc = _mm_loadu_si128((const __m128i *)w[b].scales);
-        const __m256i corr = _mm256_madd_epi16(_mm256_cvtepi8_epi16(sc), _mm256_loadu_si256((const __m256i *)a[b].bsums));
+        const __m256i sc16 = _mm256_cvtepi8_epi16(sc);
         const __m256i sc2 = _mm256_broadcastsi128_si256(sc);
-        __m512i sumi = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_zextsi256_si512(_mm256_slli_epi32(corr, 5)));
+        __m512i q[4], S[4];
+        UNROLL
         for (int h = 0; h < 2; h++) {
             const __m512i l = _mm512_loadu_si512(w[b].ql + 64 * h);
             const __m512i qh = bcast256(w[b].qh + 32 * h);
-            const int8_t *qa = a[b].qs + 128 * h;
-            const __m512i q01 = _mm512_or_si512(_mm512_and_si512(l, m4),
-                                                _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, sh02), m3), 4));
-            const __m512i q23 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l, 4), m4),
-                                                _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, sh46), m3), 4));
-            sumi = _mm512_add_epi32(sumi, madd_scaled(q01, _mm512_loadu_si512(qa), scale_quad(sc2, 2 * h)));
-            sumi = _mm512_add_epi32(sumi, madd_scaled(q23, _mm512_loadu_si512(qa + 64), scale_quad(sc2, 2 * h + 1)));
+            q[2 * h] = _mm512_or_si512(_mm512_and_si512(l, m4),
+                                       _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, sh02), m3), 4));
+            q[2 * h + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l, 4), m4),
+                                           _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, sh46), m3), 4));
+            S[2 * h] = scale_quad(sc2, 2 * h);
+            S[2 * h + 1] = scale_quad(sc2, 2 * h + 1);
         }
-        acc = _mm512_fmadd_ps(_mm512_set1_ps(a[b].d * h2f(w[b].d)), _mm512_cvtepi32_ps(sumi), acc);
+        const float d = h2f(w[b].d);
+        UNROLL
+        for (int r = 0; r < R; r++) {
+            const block_q8_K *a = ROW(va, astride, r, b);
+            /* 32 * sum_s sc_s bsums_s comes off the quants 0..63 */
+            const __m256i corr = _mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)a->bsums));
+            __m512i sumi = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_zextsi256_si512(_mm256_slli_epi32(corr, 5)));
+            UNROLL
+            for (int g = 0; g < 4; g++)
+                sumi = _mm512_add_epi32(sumi, madd_scaled(q[g], _mm512_loadu_si512(a->qs + 64 * g), S[g]));
+            acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(a->d * d), _mm512_cvtepi32_ps(sumi), acc[r]);
+        }
     }
-    return _mm512_reduce_add_ps(acc);
+    UNROLL
+    for (int r = 0; r < R; r++) s[r] = _mm512_reduce_add_ps(acc[r]);
 }
+
+#define DOTK(name, call) \
+    AVX512 float vec_dot_##name##_avx512(int64_t n, const void *w, const void *a) { \
+        float s; \
+        call(1, n, w, a, 0, &s); \
+        return s; \
+    } \
+    AVX512 void vec_dot4_##name##_avx512(int64_t n, const void *w, const void *a, size_t astride, float *s) { \
+        call(4, n, w, a, astride, s); \
+    }
+#define Q4K(R, n, w, a, st, s) dot_q45_K(0, R, n, w, a, st, s)
+#define Q5K(R, n, w, a, st, s) dot_q45_K(1, R, n, w, a, st, s)
+DOTK(q2_K_q8_K, dot_q2_K)
+DOTK(q3_K_q8_K, dot_q3_K)
+DOTK(q4_K_q8_K, Q4K)
+DOTK(q5_K_q8_K, Q5K)
+DOTK(q6_K_q8_K, dot_q6_K)
 
 /* ------------------------------------------------------------------------ */
 /* float weights                                                            */
