@@ -17,8 +17,13 @@
  * Every SIMD kernel (qmatmul_avx2.c, qmatmul_avx512.c) has a scalar _ref twin
  * computing the same integer sums; only the order of the float operations
  * around them differs. Activation quantizers give the same bytes at every
- * level. The AVX-512 level uses VNNI (vpdpbusd) for the integer dots; on an
- * AVX-512 CPU without VNNI the integer dots run the AVX2 kernels.
+ * level. The AVX-512 level uses VNNI (vpdpbusd) for the 32-block dots; on an
+ * AVX-512 CPU without VNNI those run the AVX2 kernels. Some K-quant kernels
+ * take constant offsets (q3_K's -4, q6_K's -32) through the q8_K block sums,
+ * so they rely on bsums matching qs, as the q8_K quantizer guarantees.
+ *
+ * For n > 1 the "dot4" kernels unpack each weight block once for four
+ * activation rows; the driver uses them when a level has them.
  *
  * Block pointers must be aligned for their block type (2 bytes for the ggml
  * blocks, 4 for q8_K and f32); mend_qmatmul checks it. */
