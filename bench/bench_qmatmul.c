@@ -8,15 +8,18 @@
  * dequantized matrix. Then the crossover: for which n does "dequantize W to
  * f32 + sgemm" beat the packed kernels (2 threads)?
  *
- * Timings are the best of 5 batches of >= 40 ms each, after a warm-up.
+ * Timings are the best of 8..60 batches of >= 2 ms each after a warm-up, so
+ * that time slicing on a shared machine is discarded rather than measured.
  * Prints Markdown. Build: cmake --build <dir> --target bench_qmatmul
- * Run: <dir>/bench/bench_qmatmul [--quick] [--types q4_0,q8_0,...] [--skip-table] [--skip-cross] */
+ * Run: <dir>/bench/bench_qmatmul [--quick] [--types q4_0,q8_0,...] [--skip-table] [--skip-cross]
+ *      [--cputime]   (one thread, timed by its CPU clock: for a loaded machine) */
 #include <cblas.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "kernels/cpu.h"
 #include "kernels/qmatmul.h"
@@ -34,26 +37,38 @@ static uint32_t rnd(void) {
 static float rndu(void) { return (rnd() >> 8) * (1.0f / 16777216.0f); }
 static float rndn(void) { return (rndu() + rndu() + rndu() + rndu() - 2.0f) * 1.7320508f; }
 
-static double g_min_batch = 0.04;
-
-/* best seconds per call of fn(ctx) */
+/* Best seconds per call of fn(ctx): many short batches (>= 2 ms), keeping the
+ * fastest, so that a shared machine's time slicing shows up as discarded
+ * slow batches rather than as a slower kernel. */
+static double g_budget = 0.25;   /* seconds per measurement */
+static int g_cputime;            /* 1: time with this thread's CPU clock (1 thread only) */
+static double now(void) {
+    if (!g_cputime) return mend_now();
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 typedef void (*bench_fn)(void *ctx);
 static double time_it(bench_fn fn, void *ctx) {
     fn(ctx);
     int iters = 1;
-    for (;;) {   /* calibrate a batch to >= g_min_batch */
-        const double t0 = mend_now();
+    double t;
+    for (;;) {   /* calibrate a batch to >= 2 ms */
+        const double t0 = now();
         for (int i = 0; i < iters; i++) fn(ctx);
-        const double t = mend_now() - t0;
-        if (t >= g_min_batch || iters >= (1 << 20)) break;
-        iters = t <= 0 ? iters * 16 : (int)(iters * (g_min_batch * 1.2 / t)) + 1;
+        t = now() - t0;
+        if (t >= 0.002 || iters >= (1 << 20)) break;
+        iters = t <= 0 ? iters * 16 : (int)(iters * (0.0025 / t)) + 1;
     }
-    double best = 1e30;
-    for (int rep = 0; rep < 5; rep++) {
-        const double t0 = mend_now();
+    int reps = (int)(g_budget / t);
+    if (reps < 8) reps = 8;
+    if (reps > 60) reps = 60;
+    double best = t / iters;
+    for (int rep = 0; rep < reps; rep++) {
+        const double t0 = now();
         for (int i = 0; i < iters; i++) fn(ctx);
-        const double t = (mend_now() - t0) / iters;
-        if (t < best) best = t;
+        const double tb = (now() - t0) / iters;
+        if (tb < best) best = tb;
     }
     return best;
 }
@@ -169,22 +184,29 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--skip-table")) skip_table = 1;
         else if (!strcmp(argv[i], "--skip-cross")) skip_cross = 1;
         else if (!strcmp(argv[i], "--types") && i + 1 < argc) g_types = argv[++i];
-        else { fprintf(stderr, "usage: %s [--quick] [--types a,b] [--skip-table] [--skip-cross]\n", argv[0]); return 2; }
+        else if (!strcmp(argv[i], "--cputime")) g_cputime = 1;
+        else { fprintf(stderr, "usage: %s [--quick] [--types a,b] [--skip-table] [--skip-cross] [--cputime]\n", argv[0]); return 2; }
     }
-    if (quick) g_min_batch = 0.01;
+    if (quick) g_budget = 0.06;
     const int maxlev = mend_cpu_simd_level();
-    printf("CPU: SIMD %s%s, %d cores; OpenBLAS %s\n\n", mend_simd_level_name(maxlev),
-           mend_cpu_has_avx512_vnni() ? " + VNNI" : "", omp_get_num_procs(), OPENBLAS_VERSION);
+    const int maxth = g_cputime ? 1 : 2;
+    printf("CPU: SIMD %s%s, %d cores; OpenBLAS %s; timed by %s\n\n", mend_simd_level_name(maxlev),
+           mend_cpu_has_avx512_vnni() ? " + VNNI" : "", omp_get_num_procs(), OPENBLAS_VERSION,
+           g_cputime ? "thread CPU time (1 thread)" : "wall clock");
 
     const int ns[2] = {1, 64};
     for (int ni = 0; ni < 2 && !skip_table; ni++) {
         const int n = ns[ni];
         printf("#### n = %d: %s\n\n", n, n == 1 ? "GB/s of weights streamed (GFLOP/s)" : "GFLOP/s (GB/s of weights)");
         printf("| matrix | type | MiB | scalar 1T |");
-        for (int l = 1; l <= maxlev; l++) printf(" %s 1T | %s 2T |", mend_simd_level_name(l), mend_simd_level_name(l));
-        printf(" OpenBLAS f32 1T | 2T |\n|---|---|---:|---:|");
-        for (int l = 1; l <= maxlev; l++) printf("---:|---:|");
-        printf("---:|---:|\n");
+        for (int l = 1; l <= maxlev; l++)
+            for (int th = 1; th <= maxth; th++) printf(" %s %dT |", mend_simd_level_name(l), th);
+        for (int th = 1; th <= maxth; th++) printf(" OpenBLAS f32 %dT |", th);
+        printf("\n|---|---|---:|---:|");
+        for (int l = 1; l <= maxlev; l++)
+            for (int th = 1; th <= maxth; th++) printf("---:|");
+        for (int th = 1; th <= maxth; th++) printf("---:|");
+        printf("\n");
         for (int si = 0; si < N_SHAPES; si++) {
             const int64_t rows = k_shapes[si][0], cols = k_shapes[si][1];
             float *wf = malloc((size_t)rows * cols * sizeof(float));
@@ -215,7 +237,7 @@ int main(int argc, char **argv) {
                     printf(" |");
                 }
                 for (int l = 1; l <= maxlev; l++)
-                    for (int th = 1; th <= 2; th++) {
+                    for (int th = 1; th <= maxth; th++) {
                         j.level = l;
                         j.threads = th;
                         const double s = time_it(run_q, &j);
@@ -223,7 +245,7 @@ int main(int argc, char **argv) {
                         else printf(" %.1f (%.1f) |", flop / s * 1e-9, rs * rows / s * 1e-9);
                     }
                 /* OpenBLAS on the dequantized matrix (f32 bytes streamed) */
-                for (int th = 1; th <= 2; th++) {
+                for (int th = 1; th <= maxth; th++) {
                     openblas_set_num_threads(th);
                     const double s = time_it(run_blas, &j);
                     const double f32b = 4.0 * rows * cols;
@@ -241,7 +263,8 @@ int main(int argc, char **argv) {
 
     if (skip_cross) return 0;
     /* crossover: packed kernels vs dequantize-everything + sgemm, 2 threads */
-    printf("#### Crossover, 2 threads: ms per call, packed kernel (best level) vs dequantize W to f32 + sgemm\n\n");
+    printf("#### Crossover, %d thread%s: ms per call, packed kernel (best level) / dequantize W to f32 + sgemm\n\n",
+           maxth, maxth > 1 ? "s" : "");
     const int cn[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512};
     const int ncn = quick ? 7 : 10;
     printf("| matrix | type |");
@@ -250,7 +273,7 @@ int main(int argc, char **argv) {
     for (int i = 0; i < ncn; i++) printf("---|");
     printf("---|\n");
     const uint32_t ct[] = {MEND_TYPE_Q4_0, MEND_TYPE_Q4_1, MEND_TYPE_Q8_0, MEND_TYPE_Q4_K, MEND_TYPE_Q6_K};
-    openblas_set_num_threads(2);
+    openblas_set_num_threads(maxth);
     for (int si = 0; si < 2; si++) {
         const int64_t rows = k_shapes[si][0], cols = k_shapes[si][1];
         float *wf = malloc((size_t)rows * cols * sizeof(float));
@@ -266,7 +289,7 @@ int main(int argc, char **argv) {
             printf("| %lldx%lld | %s |", (long long)rows, (long long)cols, mend_type_name(t));
             int cross = -1;
             for (int i = 0; i < ncn; i++) {
-                job j = {out, x, cn[i], w, t, rows, cols, 2, -1, NULL, tile};
+                job j = {out, x, cn[i], w, t, rows, cols, maxth, -1, NULL, tile};
                 const double a = time_it(run_q, &j), b = time_it(run_deq_gemm, &j);
                 printf(" %.3f / %.3f |", a * 1e3, b * 1e3);
                 if (cross < 0 && b < a) cross = cn[i];
