@@ -667,9 +667,13 @@ static int mb_detokenize(void *u, const int32_t *ids, size_t n, char **text) {
     return 0;
 }
 
+/* Generation stops at the tokenizer's EOS only: lm-eval's HF backend stops
+ * at generation_config.eos_token_id (plus the decoded EOS text in `until`);
+ * other end-of-generation tokens (<|endoftext|>, ...) are generated and then
+ * dropped by decoding with skip_special_tokens. */
 static int mb_is_eog(void *u, int32_t id) {
     model_be *mb = u;
-    return mend_token_is_eog(mb->tok, id);
+    return id == mend_token_eos(mb->tok);
 }
 
 static int mb_reserve(void *u, int n) {
