@@ -69,8 +69,9 @@ float vec_dot_q6_K_q8_K_ref(int64_t n, const void *w, const void *a);
 float vec_dot_f16_f32_ref(int64_t n, const void *w, const void *a);
 float vec_dot_f32_f32_ref(int64_t n, const void *w, const void *a);
 
-/* ---- SIMD twins (x86-64 only; call only when cpu.h reports the level) ---- */
-#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+/* ---- SIMD twins (x86-64 only; call only when cpu.h reports the level;
+ * -DMEND_NO_SIMD compiles the dispatcher with the scalar kernels alone) ---- */
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) && !defined(MEND_NO_SIMD)
 #define MEND_QMATMUL_HAVE_SIMD 1
 /* AVX2 + FMA + F16C */
 void quantize_act_q8_0_avx2(const float *x, void *y, int64_t n);
