@@ -366,28 +366,34 @@ typedef struct kentry {
     mend_vec_dot_fn dot_avx2, dot_avx512;
     int avx512_vnni;   /* the AVX-512 dot needs VNNI */
     mend_vec_dot4_fn dot4_avx2, dot4_avx512;
+    mend_vec_dotw4_fn dotw4_avx2, dotw4_avx512;
+    mend_vec_dot24_fn dot24_avx2, dot24_avx512;
 #endif
 } kentry;
 
 #ifdef MEND_QMATMUL_HAVE_SIMD
 #define KE(w, a, name, vnni) \
-    {MEND_TYPE_##w, MEND_TYPE_##a, vec_dot_##name##_ref, vec_dot_##name##_avx2, vec_dot_##name##_avx512, vnni, NULL, NULL}
-#define KE4(w, a, name, vnni, d4_avx2, d4_avx512) \
-    {MEND_TYPE_##w, MEND_TYPE_##a, vec_dot_##name##_ref, vec_dot_##name##_avx2, vec_dot_##name##_avx512, vnni, d4_avx2, d4_avx512}
+    {MEND_TYPE_##w, MEND_TYPE_##a, vec_dot_##name##_ref, vec_dot_##name##_avx2, vec_dot_##name##_avx512, vnni, \
+     NULL, NULL, NULL, NULL, NULL, NULL}
+/* 32-element blocks: every tile at both levels */
+#define KE32(w, a, name) \
+    {MEND_TYPE_##w, MEND_TYPE_##a, vec_dot_##name##_ref, vec_dot_##name##_avx2, vec_dot_##name##_avx512, 1, \
+     vec_dot4_##name##_avx2, vec_dot4_##name##_avx512, vec_dotw4_##name##_avx2, vec_dotw4_##name##_avx512, \
+     vec_dot24_##name##_avx2, vec_dot24_##name##_avx512}
+/* K-quants: AVX-512 four-activation-row kernels */
+#define KEK(w, name) \
+    {MEND_TYPE_##w, MEND_TYPE_Q8_K, vec_dot_##name##_ref, vec_dot_##name##_avx2, vec_dot_##name##_avx512, 0, \
+     NULL, vec_dot4_##name##_avx512, NULL, NULL, NULL, NULL}
 #else
 #define KE(w, a, name, vnni) {MEND_TYPE_##w, MEND_TYPE_##a, vec_dot_##name##_ref}
-#define KE4(w, a, name, vnni, d4_avx2, d4_avx512) KE(w, a, name, vnni)
+#define KE32(w, a, name) KE(w, a, name, 1)
+#define KEK(w, name) KE(w, Q8_K, name, 0)
 #endif
 
 static const kentry g_kernels[] = {
-    KE4(Q4_0, Q8_0, q4_0_q8_0, 1, vec_dot4_q4_0_q8_0_avx2, vec_dot4_q4_0_q8_0_avx512),
-    KE4(Q4_1, Q8_1, q4_1_q8_1, 1, vec_dot4_q4_1_q8_1_avx2, vec_dot4_q4_1_q8_1_avx512),
-    KE4(Q5_0, Q8_0, q5_0_q8_0, 1, vec_dot4_q5_0_q8_0_avx2, vec_dot4_q5_0_q8_0_avx512),
-    KE4(Q5_1, Q8_1, q5_1_q8_1, 1, vec_dot4_q5_1_q8_1_avx2, vec_dot4_q5_1_q8_1_avx512),
-    KE4(Q8_0, Q8_0, q8_0_q8_0, 1, vec_dot4_q8_0_q8_0_avx2, vec_dot4_q8_0_q8_0_avx512),
-    KE4(Q2_K, Q8_K, q2_K_q8_K, 0, NULL, vec_dot4_q2_K_q8_K_avx512), KE4(Q3_K, Q8_K, q3_K_q8_K, 0, NULL, vec_dot4_q3_K_q8_K_avx512),
-    KE4(Q4_K, Q8_K, q4_K_q8_K, 0, NULL, vec_dot4_q4_K_q8_K_avx512), KE4(Q5_K, Q8_K, q5_K_q8_K, 0, NULL, vec_dot4_q5_K_q8_K_avx512),
-    KE4(Q6_K, Q8_K, q6_K_q8_K, 0, NULL, vec_dot4_q6_K_q8_K_avx512),
+    KE32(Q4_0, Q8_0, q4_0_q8_0), KE32(Q4_1, Q8_1, q4_1_q8_1), KE32(Q5_0, Q8_0, q5_0_q8_0),
+    KE32(Q5_1, Q8_1, q5_1_q8_1), KE32(Q8_0, Q8_0, q8_0_q8_0),
+    KEK(Q2_K, q2_K_q8_K), KEK(Q3_K, q3_K_q8_K), KEK(Q4_K, q4_K_q8_K), KEK(Q5_K, q5_K_q8_K), KEK(Q6_K, q6_K_q8_K),
     KE(F16, F32, f16_f32, 0), KE(F32, F32, f32_f32, 0),
 };
 
@@ -449,11 +455,15 @@ int mend_qdot_kernel_get(uint32_t wtype, int level, mend_qdot_kernel *k) {
     if (level >= MEND_SIMD_AVX512 && (!e->avx512_vnni || mend_cpu_has_avx512_vnni())) {
         k->dot = e->dot_avx512;
         k->dot4 = e->dot4_avx512;
+        k->dotw4 = e->dotw4_avx512;
+        k->dot24 = e->dot24_avx512;
         k->level = MEND_SIMD_AVX512;
         k->vnni = e->avx512_vnni;
     } else if (level >= MEND_SIMD_AVX2) {
         k->dot = e->dot_avx2;
         k->dot4 = e->dot4_avx2;
+        k->dotw4 = e->dotw4_avx2;
+        k->dot24 = e->dot24_avx2;
         k->level = MEND_SIMD_AVX2;
     }
 #endif
@@ -491,6 +501,54 @@ size_t mend_qmatmul_scratch_size(uint32_t wtype, int n, int64_t cols) {
 /* Below this many multiply-adds a call stays on one thread: waking a team
  * costs a few microseconds. */
 #define QMM_PARALLEL_MIN_MACS (1 << 18)
+
+/* out[i][r] for r in [r0, r1), every i < n: weight rows outer, so each
+ * stays in L1 while it meets all activation rows; tiles where the level has
+ * them (2 x 4 for n >= 4, 4 x 1 below), single dots for the edges. */
+static void rows_chunk(const mend_qdot_kernel *k, float *out, size_t ldo, const uint8_t *w, size_t wrow,
+                       const uint8_t *act, size_t astride, int n, int64_t cols, int64_t r0, int64_t r1) {
+#define OUT(i, r) out[(size_t)(i) * ldo + (size_t)(r)]
+#define W(r) (w + (size_t)(r) * wrow)
+#define A(i) (act + (size_t)(i) * astride)
+    int64_t r = r0;
+    const int n4 = n & ~3;
+    if (n4 && k->dot24) {
+        for (; r + 2 <= r1; r += 2) {
+            float s[8];
+            for (int i = 0; i < n4; i += 4) {
+                k->dot24(cols, W(r), wrow, A(i), astride, s);
+                for (int q = 0; q < 4; q++) { OUT(i + q, r) = s[q]; OUT(i + q, r + 1) = s[4 + q]; }
+            }
+            for (int i = n4; i < n; i++) {
+                OUT(i, r) = k->dot(cols, W(r), A(i));
+                OUT(i, r + 1) = k->dot(cols, W(r + 1), A(i));
+            }
+        }
+    }
+    if (n < 4 && k->dotw4) {
+        for (; r + 4 <= r1; r += 4) {
+            float s[4];
+            for (int i = 0; i < n; i++) {
+                k->dotw4(cols, W(r), wrow, A(i), s);
+                for (int q = 0; q < 4; q++) OUT(i, r + q) = s[q];
+            }
+        }
+    }
+    for (; r < r1; r++) {
+        int i = 0;
+        if (k->dot4) {
+            for (; i + 4 <= n; i += 4) {
+                float s[4];
+                k->dot4(cols, W(r), A(i), astride, s);
+                for (int q = 0; q < 4; q++) OUT(i + q, r) = s[q];
+            }
+        }
+        for (; i < n; i++) OUT(i, r) = k->dot(cols, W(r), A(i));
+    }
+#undef OUT
+#undef W
+#undef A
+}
 
 int mend_qmatmul_ex(float *out, size_t ldo, const float *x, size_t ldx, int n,
                     const void *w, uint32_t wtype, int64_t rows, int64_t cols,
@@ -564,8 +622,6 @@ int mend_qmatmul_ex(float *out, size_t ldo, const float *x, size_t ldx, int n,
     const uint8_t *wb = w;
     uint8_t *scr = scratch;
     const mend_quantize_act_fn quant = k.quantize;
-    const mend_vec_dot_fn dot = k.dot;
-    const mend_vec_dot4_fn dot4 = k.dot4;
 #pragma omp parallel num_threads(n_threads)
     {
         const int t = omp_get_thread_num(), T = omp_get_num_threads();
@@ -575,19 +631,7 @@ int mend_qmatmul_ex(float *out, size_t ldo, const float *x, size_t ldx, int n,
         }
         /* a contiguous chunk of weight rows per thread */
         const int64_t r0 = rows * t / T, r1 = rows * (t + 1) / T;
-        for (int64_t r = r0; r < r1; r++) {
-            const void *wr = wb + (size_t)r * wrow;
-            int i = 0;
-            if (dot4) {
-                for (; i + 4 <= n; i += 4) {
-                    float s4[4];
-                    dot4(cols, wr, act + (size_t)i * astride, astride, s4);
-                    for (int q = 0; q < 4; q++) out[(size_t)(i + q) * ldo + (size_t)r] = s4[q];
-                }
-            }
-            for (; i < n; i++)
-                out[(size_t)i * ldo + (size_t)r] = dot(cols, wr, act + (size_t)i * astride);
-        }
+        rows_chunk(&k, out, ldo, wb, wrow, act, astride, n, cols, r0, r1);
     }
     return 0;
 }

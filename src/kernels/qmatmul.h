@@ -22,8 +22,9 @@
  * take constant offsets (q3_K's -4, q6_K's -32) through the q8_K block sums,
  * so they rely on bsums matching qs, as the q8_K quantizer guarantees.
  *
- * For n > 1 the "dot4" kernels unpack each weight block once for four
- * activation rows; the driver uses them when a level has them.
+ * Tile kernels (dot4, dotw4, dot24 below) share each unpacked weight block
+ * among several activation rows and each loaded activation block among
+ * several weight rows; the driver uses the ones a level has.
  *
  * Block pointers must be aligned for their block type (2 bytes for the ggml
  * blocks, 4 for q8_K and f32); mend_qmatmul checks it. */
@@ -37,9 +38,14 @@
 
 /* dot(w_row, a_row) over n elements (a multiple of the block size). */
 typedef float (*mend_vec_dot_fn)(int64_t n, const void *w_row, const void *a_row);
-/* s[k] = dot(w_row, a_row_k) for k < 4, activation rows a_stride bytes apart:
- * each weight block is unpacked once for four activation rows (n > 1). */
+/* Tiles: several dots sharing unpacked weights or loaded activations.
+ * dot4  (1 x 4): s[k] = dot(w_row, a_k), activation rows a_stride bytes apart;
+ * dotw4 (4 x 1): s[i] = dot(w_i, a_row), weight rows w_stride bytes apart;
+ * dot24 (2 x 4): s[4 i + k] = dot(w_i, a_k). */
 typedef void (*mend_vec_dot4_fn)(int64_t n, const void *w_row, const void *a_rows, size_t a_stride, float *s);
+typedef void (*mend_vec_dotw4_fn)(int64_t n, const void *w_rows, size_t w_stride, const void *a_row, float *s);
+typedef void (*mend_vec_dot24_fn)(int64_t n, const void *w_rows, size_t w_stride, const void *a_rows,
+                                  size_t a_stride, float *s);
 /* Quantize n floats (a multiple of the block size) into activation blocks. */
 typedef void (*mend_quantize_act_fn)(const float *x, void *y, int64_t n);
 
@@ -89,11 +95,22 @@ float vec_dot_q5_K_q8_K_avx2(int64_t n, const void *w, const void *a);
 float vec_dot_q6_K_q8_K_avx2(int64_t n, const void *w, const void *a);
 float vec_dot_f16_f32_avx2(int64_t n, const void *w, const void *a);
 float vec_dot_f32_f32_avx2(int64_t n, const void *w, const void *a);
+/* tiles */
 void vec_dot4_q4_0_q8_0_avx2(int64_t n, const void *w, const void *a, size_t astride, float *s);
+void vec_dotw4_q4_0_q8_0_avx2(int64_t n, const void *w, size_t wstride, const void *a, float *s);
+void vec_dot24_q4_0_q8_0_avx2(int64_t n, const void *w, size_t wstride, const void *a, size_t astride, float *s);
 void vec_dot4_q4_1_q8_1_avx2(int64_t n, const void *w, const void *a, size_t astride, float *s);
+void vec_dotw4_q4_1_q8_1_avx2(int64_t n, const void *w, size_t wstride, const void *a, float *s);
+void vec_dot24_q4_1_q8_1_avx2(int64_t n, const void *w, size_t wstride, const void *a, size_t astride, float *s);
 void vec_dot4_q5_0_q8_0_avx2(int64_t n, const void *w, const void *a, size_t astride, float *s);
+void vec_dotw4_q5_0_q8_0_avx2(int64_t n, const void *w, size_t wstride, const void *a, float *s);
+void vec_dot24_q5_0_q8_0_avx2(int64_t n, const void *w, size_t wstride, const void *a, size_t astride, float *s);
 void vec_dot4_q5_1_q8_1_avx2(int64_t n, const void *w, const void *a, size_t astride, float *s);
+void vec_dotw4_q5_1_q8_1_avx2(int64_t n, const void *w, size_t wstride, const void *a, float *s);
+void vec_dot24_q5_1_q8_1_avx2(int64_t n, const void *w, size_t wstride, const void *a, size_t astride, float *s);
 void vec_dot4_q8_0_q8_0_avx2(int64_t n, const void *w, const void *a, size_t astride, float *s);
+void vec_dotw4_q8_0_q8_0_avx2(int64_t n, const void *w, size_t wstride, const void *a, float *s);
+void vec_dot24_q8_0_q8_0_avx2(int64_t n, const void *w, size_t wstride, const void *a, size_t astride, float *s);
 /* AVX-512 F/BW/VL (+ VNNI for the integer dots) */
 void quantize_act_q8_0_avx512(const float *x, void *y, int64_t n);
 void quantize_act_q8_1_avx512(const float *x, void *y, int64_t n);
@@ -110,12 +127,22 @@ float vec_dot_q5_K_q8_K_avx512(int64_t n, const void *w, const void *a);
 float vec_dot_q6_K_q8_K_avx512(int64_t n, const void *w, const void *a);
 float vec_dot_f16_f32_avx512(int64_t n, const void *w, const void *a);
 float vec_dot_f32_f32_avx512(int64_t n, const void *w, const void *a);
-/* four activation rows at once (VNNI for the 32-element blocks) */
+/* tiles (VNNI for the 32-element blocks) */
 void vec_dot4_q4_0_q8_0_avx512(int64_t n, const void *w, const void *a, size_t astride, float *s);
+void vec_dotw4_q4_0_q8_0_avx512(int64_t n, const void *w, size_t wstride, const void *a, float *s);
+void vec_dot24_q4_0_q8_0_avx512(int64_t n, const void *w, size_t wstride, const void *a, size_t astride, float *s);
 void vec_dot4_q4_1_q8_1_avx512(int64_t n, const void *w, const void *a, size_t astride, float *s);
+void vec_dotw4_q4_1_q8_1_avx512(int64_t n, const void *w, size_t wstride, const void *a, float *s);
+void vec_dot24_q4_1_q8_1_avx512(int64_t n, const void *w, size_t wstride, const void *a, size_t astride, float *s);
 void vec_dot4_q5_0_q8_0_avx512(int64_t n, const void *w, const void *a, size_t astride, float *s);
+void vec_dotw4_q5_0_q8_0_avx512(int64_t n, const void *w, size_t wstride, const void *a, float *s);
+void vec_dot24_q5_0_q8_0_avx512(int64_t n, const void *w, size_t wstride, const void *a, size_t astride, float *s);
 void vec_dot4_q5_1_q8_1_avx512(int64_t n, const void *w, const void *a, size_t astride, float *s);
+void vec_dotw4_q5_1_q8_1_avx512(int64_t n, const void *w, size_t wstride, const void *a, float *s);
+void vec_dot24_q5_1_q8_1_avx512(int64_t n, const void *w, size_t wstride, const void *a, size_t astride, float *s);
 void vec_dot4_q8_0_q8_0_avx512(int64_t n, const void *w, const void *a, size_t astride, float *s);
+void vec_dotw4_q8_0_q8_0_avx512(int64_t n, const void *w, size_t wstride, const void *a, float *s);
+void vec_dot24_q8_0_q8_0_avx512(int64_t n, const void *w, size_t wstride, const void *a, size_t astride, float *s);
 void vec_dot4_q2_K_q8_K_avx512(int64_t n, const void *w, const void *a, size_t astride, float *s);
 void vec_dot4_q3_K_q8_K_avx512(int64_t n, const void *w, const void *a, size_t astride, float *s);
 void vec_dot4_q4_K_q8_K_avx512(int64_t n, const void *w, const void *a, size_t astride, float *s);
@@ -135,7 +162,9 @@ typedef struct mend_qdot_kernel {
     int vnni;                       /* 1: the integer dot uses vpdpbusd */
     mend_quantize_act_fn quantize;  /* NULL for f32 activations (used as is) */
     mend_vec_dot_fn dot;
-    mend_vec_dot4_fn dot4;          /* NULL: no four-row kernel at this level */
+    mend_vec_dot4_fn dot4;          /* tiles; each may be NULL at a level */
+    mend_vec_dotw4_fn dotw4;
+    mend_vec_dot24_fn dot24;
     int64_t blck;                   /* elements per weight / activation block */
     size_t w_block_bytes, a_block_bytes;
 } mend_qdot_kernel;

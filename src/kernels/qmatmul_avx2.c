@@ -183,56 +183,85 @@ AVX2 ALWAYS __m128 head2(int with_second, const uint8_t *b0, const uint8_t *b1) 
     return _mm_cvtph_ps(_mm_setr_epi32((int)(mend_rd32(b0) & mask), (int)(mend_rd32(b1) & mask), 0, 0));
 }
 
-AVX2 ALWAYS void dot32(int T, int R, int64_t n, const void *vw, const void *va, size_t astride, float *s) {
-    const uint8_t *w = vw;
+/* A tile of RW weight rows (wstride bytes apart) times RA activation rows
+ * (astride bytes apart): s[i * RA + k] = dot(w_i, a_k). */
+AVX2 ALWAYS void dot32(int T, int RW, int RA, int64_t n, const void *vw, size_t wstride,
+                       const void *va, size_t astride, float *s) {
     const size_t wbs = k_wbs[T];
     const int mn = has_min(T), sg = is_signed(T);
     const size_t abs_ = mn ? sizeof(block_q8_1) : sizeof(block_q8_0), aq = mn ? 4 : 2;
     const int64_t nb = n / 32;
-    __m256 acc[4];
-    __m128 accm[4];
+    __m256 acc[4][4];
+    __m128 accm[4][4];
     UNROLL
-    for (int k = 0; k < R; k++) { acc[k] = _mm256_setzero_ps(); accm[k] = _mm_setzero_ps(); }
+    for (int i = 0; i < RW; i++) {
+        UNROLL
+        for (int k = 0; k < RA; k++) { acc[i][k] = _mm256_setzero_ps(); accm[i][k] = _mm_setzero_ps(); }
+    }
     /* blocks in pairs (one fp16 conversion for both headers), an odd one last */
     for (int64_t b = 0; b < nb; b += 2) {
         const int two = b + 1 < nb;
-        const uint8_t *w0 = w + (size_t)b * wbs, *w1 = two ? w0 + wbs : w0;
-        const __m256i q0 = unpack1(T, w0), q1 = unpack1(T, w1);
-        const __m256i u0 = sg ? _mm256_sign_epi8(q0, q0) : q0, u1 = sg ? _mm256_sign_epi8(q1, q1) : q1;
-        const __m128 ws = head2(mn, w0, w1);
+        __m256i q0[4], q1[4];
+        __m128 ws[4];
         UNROLL
-        for (int k = 0; k < R; k++) {
+        for (int i = 0; i < RW; i++) {
+            const uint8_t *w0 = (const uint8_t *)vw + (size_t)i * wstride + (size_t)b * wbs, *w1 = two ? w0 + wbs : w0;
+            q0[i] = unpack1(T, w0);
+            q1[i] = unpack1(T, w1);
+            ws[i] = head2(mn, w0, w1);
+        }
+        UNROLL
+        for (int k = 0; k < RA; k++) {
             const uint8_t *a0 = (const uint8_t *)va + (size_t)k * astride + (size_t)b * abs_, *a1 = two ? a0 + abs_ : a0;
-            __m256i v0 = _mm256_loadu_si256((const __m256i *)(a0 + aq)), v1 = _mm256_loadu_si256((const __m256i *)(a1 + aq));
-            if (sg) { v0 = _mm256_sign_epi8(v0, q0); v1 = _mm256_sign_epi8(v1, q1); }
-            const __m256i p0 = dot_us(u0, v0), p1 = dot_us(u1, v1);
-            /* [dw0*da0, mw0*sa0, dw1*da1, mw1*sa1] */
-            __m128 v = _mm_mul_ps(ws, head2(mn, a0, a1));
-            if (!two) v = _mm_blend_ps(v, _mm_setzero_ps(), 0xC);   /* the odd block counted once */
-            acc[k] = _mm256_fmadd_ps(_mm256_broadcastss_ps(v), _mm256_cvtepi32_ps(p0), acc[k]);
-            acc[k] = _mm256_fmadd_ps(_mm256_broadcastss_ps(_mm_movehl_ps(v, v)), _mm256_cvtepi32_ps(p1), acc[k]);
-            if (mn) accm[k] = _mm_add_ps(accm[k], v);
+            const __m256i v0 = _mm256_loadu_si256((const __m256i *)(a0 + aq)), v1 = _mm256_loadu_si256((const __m256i *)(a1 + aq));
+            const __m128 as = head2(mn, a0, a1);
+            UNROLL
+            for (int i = 0; i < RW; i++) {
+                __m256i p0, p1;
+                if (sg) {
+                    p0 = dot_us(_mm256_sign_epi8(q0[i], q0[i]), _mm256_sign_epi8(v0, q0[i]));
+                    p1 = dot_us(_mm256_sign_epi8(q1[i], q1[i]), _mm256_sign_epi8(v1, q1[i]));
+                } else {
+                    p0 = dot_us(q0[i], v0);
+                    p1 = dot_us(q1[i], v1);
+                }
+                /* [dw0*da0, mw0*sa0, dw1*da1, mw1*sa1] */
+                __m128 v = _mm_mul_ps(ws[i], as);
+                if (!two) v = _mm_blend_ps(v, _mm_setzero_ps(), 0xC);   /* the odd block counted once */
+                acc[i][k] = _mm256_fmadd_ps(_mm256_broadcastss_ps(v), _mm256_cvtepi32_ps(p0), acc[i][k]);
+                acc[i][k] = _mm256_fmadd_ps(_mm256_broadcastss_ps(_mm_movehl_ps(v, v)), _mm256_cvtepi32_ps(p1), acc[i][k]);
+                if (mn) accm[i][k] = _mm_add_ps(accm[i][k], v);
+            }
         }
     }
     UNROLL
-    for (int k = 0; k < R; k++) {
-        float m = 0.0f;
-        if (mn) {   /* lanes 1 and 3 hold the m*s sums */
-            const __m128 a = accm[k];
-            m = _mm_cvtss_f32(_mm_shuffle_ps(a, a, 1)) + _mm_cvtss_f32(_mm_shuffle_ps(a, a, 3));
+    for (int i = 0; i < RW; i++) {
+        UNROLL
+        for (int k = 0; k < RA; k++) {
+            float m = 0.0f;
+            if (mn) {   /* lanes 1 and 3 hold the m*s sums */
+                const __m128 a = accm[i][k];
+                m = _mm_cvtss_f32(_mm_shuffle_ps(a, a, 1)) + _mm_cvtss_f32(_mm_shuffle_ps(a, a, 3));
+            }
+            s[i * RA + k] = hsum_ps(acc[i][k]) + m;
         }
-        s[k] = hsum_ps(acc[k]) + m;
     }
 }
 
 #define DOT32(name, T) \
     AVX2 float vec_dot_##name##_avx2(int64_t n, const void *w, const void *a) { \
         float s; \
-        dot32(T, 1, n, w, a, 0, &s); \
+        dot32(T, 1, 1, n, w, 0, a, 0, &s); \
         return s; \
     } \
     AVX2 void vec_dot4_##name##_avx2(int64_t n, const void *w, const void *a, size_t astride, float *s) { \
-        dot32(T, 4, n, w, a, astride, s); \
+        dot32(T, 1, 4, n, w, 0, a, astride, s); \
+    } \
+    AVX2 void vec_dotw4_##name##_avx2(int64_t n, const void *w, size_t wstride, const void *a, float *s) { \
+        dot32(T, 4, 1, n, w, wstride, a, 0, s); \
+    } \
+    AVX2 void vec_dot24_##name##_avx2(int64_t n, const void *w, size_t wstride, const void *a, size_t astride, float *s) { \
+        dot32(T, 2, 4, n, w, wstride, a, astride, s); \
     }
 DOT32(q4_0_q8_0, W40)
 DOT32(q4_1_q8_1, W41)

@@ -169,70 +169,99 @@ AVX512 ALWAYS __m128 head2(int with_second, const uint8_t *b0, const uint8_t *b1
     return _mm_cvtph_ps(_mm_setr_epi32((int)(mend_rd32(b0) & mask), (int)(mend_rd32(b1) & mask), 0, 0));
 }
 
-VNNI ALWAYS void dot32(int T, int R, int64_t n, const void *vw, const void *va, size_t astride, float *s) {
-    const uint8_t *w = vw;
+/* A tile of RW weight rows (wstride bytes apart) times RA activation rows
+ * (astride bytes apart): s[i * RA + k] = dot(w_i, a_k). Each unpacked weight
+ * pair serves RA activation rows and each loaded activation pair RW weight
+ * rows. */
+VNNI ALWAYS void dot32(int T, int RW, int RA, int64_t n, const void *vw, size_t wstride,
+                       const void *va, size_t astride, float *s) {
     const size_t wbs = k_wbs[T];
     const int mn = has_min(T), off = w_off(T);
     const size_t abs_ = mn ? sizeof(block_q8_1) : sizeof(block_q8_0), aq = mn ? 4 : 2;
     const int64_t nb = n / 32;
     const __m512i o = _mm512_set1_epi8((char)off);
     const __m512i lanes = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2);
-    __m512 acc[4];
-    __m128 accm[4];
+    __m512 acc[4][4];
+    __m128 accm[4][4];
     UNROLL
-    for (int k = 0; k < R; k++) { acc[k] = _mm512_setzero_ps(); accm[k] = _mm_setzero_ps(); }
+    for (int i = 0; i < RW; i++) {
+        UNROLL
+        for (int k = 0; k < RA; k++) { acc[i][k] = _mm512_setzero_ps(); accm[i][k] = _mm_setzero_ps(); }
+    }
     int64_t b = 0;
     for (; b + 1 < nb; b += 2) {
-        const uint8_t *w0 = w + (size_t)b * wbs, *w1 = w0 + wbs;
-        const __m512i q = unpack2(T, w0, w1);
-        const __m128 ws = head2(mn, w0, w1);
+        __m512i q[4];
+        __m128 ws[4];
         UNROLL
-        for (int k = 0; k < R; k++) {
+        for (int i = 0; i < RW; i++) {
+            const uint8_t *w0 = (const uint8_t *)vw + (size_t)i * wstride + (size_t)b * wbs, *w1 = w0 + wbs;
+            q[i] = unpack2(T, w0, w1);
+            ws[i] = head2(mn, w0, w1);
+        }
+        UNROLL
+        for (int k = 0; k < RA; k++) {
             const uint8_t *a0 = (const uint8_t *)va + (size_t)k * astride + (size_t)b * abs_, *a1 = a0 + abs_;
             const __m512i av = join(_mm256_loadu_si256((const __m256i *)(a0 + aq)), _mm256_loadu_si256((const __m256i *)(a1 + aq)));
-            __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q, av);
-            if (off) p = _mm512_dpbusd_epi32(p, o, _mm512_sub_epi8(_mm512_setzero_si512(), av));
-            /* [dw0*da0, mw0*sa0, dw1*da1, mw1*sa1] */
-            const __m128 v = _mm_mul_ps(ws, head2(mn, a0, a1));
-            acc[k] = _mm512_fmadd_ps(_mm512_permutexvar_ps(lanes, _mm512_castps128_ps512(v)), _mm512_cvtepi32_ps(p), acc[k]);
-            if (mn) accm[k] = _mm_add_ps(accm[k], v);
+            const __m512i na = off ? _mm512_sub_epi8(_mm512_setzero_si512(), av) : av;
+            const __m128 as = head2(mn, a0, a1);
+            UNROLL
+            for (int i = 0; i < RW; i++) {
+                __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[i], av);
+                if (off) p = _mm512_dpbusd_epi32(p, o, na);
+                /* [dw0*da0, mw0*sa0, dw1*da1, mw1*sa1] */
+                const __m128 v = _mm_mul_ps(ws[i], as);
+                acc[i][k] = _mm512_fmadd_ps(_mm512_permutexvar_ps(lanes, _mm512_castps128_ps512(v)), _mm512_cvtepi32_ps(p), acc[i][k]);
+                if (mn) accm[i][k] = _mm_add_ps(accm[i][k], v);
+            }
         }
     }
-    float tail[4] = {0, 0, 0, 0};
+    float tail[4][4] = {{0}};
     if (b < nb) {
-        const uint8_t *w0 = w + (size_t)b * wbs;
-        const __m256i q = unpack1(T, w0);
-        const __m128 ws = head2(mn, w0, w0);
         UNROLL
-        for (int k = 0; k < R; k++) {
-            const uint8_t *a0 = (const uint8_t *)va + (size_t)k * astride + (size_t)b * abs_;
-            const __m256i av = _mm256_loadu_si256((const __m256i *)(a0 + aq));
-            __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q, av);
-            if (off) p = _mm256_dpbusd_epi32(p, _mm256_set1_epi8((char)off), _mm256_sub_epi8(_mm256_setzero_si256(), av));
-            const __m128 v = _mm_mul_ps(ws, head2(mn, a0, a0));
-            tail[k] = _mm_cvtss_f32(v) * hsum256_ps(_mm256_cvtepi32_ps(p));
-            if (mn) tail[k] += _mm_cvtss_f32(_mm_movehdup_ps(v));   /* + m*s */
+        for (int i = 0; i < RW; i++) {
+            const uint8_t *w0 = (const uint8_t *)vw + (size_t)i * wstride + (size_t)b * wbs;
+            const __m256i q = unpack1(T, w0);
+            const __m128 ws = head2(mn, w0, w0);
+            UNROLL
+            for (int k = 0; k < RA; k++) {
+                const uint8_t *a0 = (const uint8_t *)va + (size_t)k * astride + (size_t)b * abs_;
+                const __m256i av = _mm256_loadu_si256((const __m256i *)(a0 + aq));
+                __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q, av);
+                if (off) p = _mm256_dpbusd_epi32(p, _mm256_set1_epi8((char)off), _mm256_sub_epi8(_mm256_setzero_si256(), av));
+                const __m128 v = _mm_mul_ps(ws, head2(mn, a0, a0));
+                tail[i][k] = _mm_cvtss_f32(v) * hsum256_ps(_mm256_cvtepi32_ps(p));
+                if (mn) tail[i][k] += _mm_cvtss_f32(_mm_movehdup_ps(v));   /* + m*s */
+            }
         }
     }
     UNROLL
-    for (int k = 0; k < R; k++) {
-        float m = 0.0f;
-        if (mn) {   /* lanes 1 and 3 hold the m*s sums of the pairs */
-            const __m128 a = accm[k];
-            m = _mm_cvtss_f32(_mm_shuffle_ps(a, a, 1)) + _mm_cvtss_f32(_mm_shuffle_ps(a, a, 3));
+    for (int i = 0; i < RW; i++) {
+        UNROLL
+        for (int k = 0; k < RA; k++) {
+            float m = 0.0f;
+            if (mn) {   /* lanes 1 and 3 hold the m*s sums of the pairs */
+                const __m128 a = accm[i][k];
+                m = _mm_cvtss_f32(_mm_shuffle_ps(a, a, 1)) + _mm_cvtss_f32(_mm_shuffle_ps(a, a, 3));
+            }
+            s[i * RA + k] = _mm512_reduce_add_ps(acc[i][k]) + tail[i][k] + m;
         }
-        s[k] = _mm512_reduce_add_ps(acc[k]) + tail[k] + m;
     }
 }
 
 #define DOT32(name, T) \
     VNNI float vec_dot_##name##_avx512(int64_t n, const void *w, const void *a) { \
         float s; \
-        dot32(T, 1, n, w, a, 0, &s); \
+        dot32(T, 1, 1, n, w, 0, a, 0, &s); \
         return s; \
     } \
     VNNI void vec_dot4_##name##_avx512(int64_t n, const void *w, const void *a, size_t astride, float *s) { \
-        dot32(T, 4, n, w, a, astride, s); \
+        dot32(T, 1, 4, n, w, 0, a, astride, s); \
+    } \
+    VNNI void vec_dotw4_##name##_avx512(int64_t n, const void *w, size_t wstride, const void *a, float *s) { \
+        dot32(T, 4, 1, n, w, wstride, a, 0, s); \
+    } \
+    VNNI void vec_dot24_##name##_avx512(int64_t n, const void *w, size_t wstride, const void *a, size_t astride, float *s) { \
+        dot32(T, 2, 4, n, w, wstride, a, astride, s); \
     }
 DOT32(q4_0_q8_0, W40)
 DOT32(q4_1_q8_1, W41)

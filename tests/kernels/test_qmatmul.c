@@ -304,70 +304,83 @@ static void test_dot_exact(void) {
     }
 }
 
-/* Random scales: SIMD within 1e-5 of ref relative to sum |w a|; also the
- * odd-length rows (one 32-block past a pair, f16/f32 tails). */
+/* sum |w_j a_j| over the dequantized rows (+ |m s| per block for the q8_1
+ * pairs): the scale float errors are measured against */
+static double dot_mag(uint32_t t, uint32_t at, const void *w, const float *wd, const void *a, const float *ad, int64_t n) {
+    double mag = 0.0;
+    for (int64_t j = 0; j < n; j++) mag += fabs((double)wd[j] * ad[j]);
+    if (at == MEND_TYPE_Q8_1) {
+        const block_q8_1 *q = a;
+        for (int64_t b = 0; b < n / 32; b++) {
+            const float m = mend_fp16_to_f32(((const mend_half *)((const uint8_t *)w + b * mend_type_get(t)->type_size))[1]);
+            mag += fabs(m * mend_fp16_to_f32(q[b].s));
+        }
+    }
+    return mag;
+}
+
+/* Random scales: every SIMD kernel and tile (1x1, 1x4, 4x1, 2x4) within 1e-5
+ * of the _ref dot relative to sum |w a|; odd lengths (one 32-block past a
+ * pair, f16/f32 tails) included. Activation rows are 4 bytes longer than a
+ * row so their blocks sit at every alignment the blocks allow. */
 static void test_dot_random(void) {
     for (int ti = 0; ti < N_TYPES; ti++) {
         const uint32_t t = k_types[ti];
         const int64_t lens_k[] = {QK_K, 3 * QK_K, 6 * QK_K};
         const int64_t lens_32[] = {32, 96, 576, 1536};
         const int64_t lens_f[] = {1, 7, 17, 100, 576};
-        const int64_t *lens = is_k(t) ? lens_k : (t == MEND_TYPE_F16 || t == MEND_TYPE_F32) ? lens_f : lens_32;
-        const int nl = is_k(t) ? 3 : (t == MEND_TYPE_F16 || t == MEND_TYPE_F32) ? 5 : 4;
+        const int is_f = t == MEND_TYPE_F16 || t == MEND_TYPE_F32;
+        const int64_t *lens = is_k(t) ? lens_k : is_f ? lens_f : lens_32;
+        const int nl = is_k(t) ? 3 : is_f ? 5 : 4;
         for (int li0 = 0; li0 < nl; li0++) {
             const int64_t n = lens[li0];
-            float *wd = malloc(n * sizeof(float)), *ad = malloc(n * sizeof(float)), *x = malloc(n * sizeof(float));
-            for (int rep = 0; rep < 10; rep++) {
-                void *w = make_weights(t, 1, n, 0, wd);
-                make_x(x, n);
-                mend_qdot_kernel k;
-                CHECK_OK(mend_qdot_kernel_get(t, MEND_SIMD_SCALAR, &k));
-                void *a = x;
-                if (k.quantize) {
-                    a = aligned_alloc(64, (mend_row_size(k.atype, n) + 63) & ~(size_t)63);
-                    k.quantize(x, a, n);
+            const size_t wrow = mend_row_size(t, n);
+            float *wd = malloc(4 * n * sizeof(float)), *ad = malloc(4 * n * sizeof(float)), *x = malloc(4 * n * sizeof(float));
+            for (int rep = 0; rep < 6; rep++) {
+                void *w = make_weights(t, 4, n, 0, wd);
+                for (int q = 0; q < 4; q++) make_x(x + q * n, n);
+                mend_qdot_kernel kr;
+                CHECK_OK(mend_qdot_kernel_get(t, MEND_SIMD_SCALAR, &kr));
+                const size_t arow = (kr.quantize ? mend_row_size(kr.atype, n) : n * sizeof(float)) + 4;
+                uint8_t *a = aligned_alloc(64, (4 * arow + 63) & ~(size_t)63);
+                for (int q = 0; q < 4; q++) {
+                    if (kr.quantize) kr.quantize(x + q * n, a + q * arow, n);
+                    else memcpy(a + q * arow, x + q * n, n * sizeof(float));
+                    deq_act(kr.atype, a + q * arow, ad + q * n, n);
                 }
-                deq_act(k.atype, a, ad, n);
-                double mag = 0.0;
-                for (int64_t j = 0; j < n; j++) mag += fabs((double)wd[j] * ad[j]);
-                if (k.atype == MEND_TYPE_Q8_1) {   /* the min term meets the stored block sums */
-                    const block_q8_1 *q = a;
-                    for (int64_t b = 0; b < n / 32; b++) {
-                        const float m = mend_fp16_to_f32(((const mend_half *)((const uint8_t *)w + b * mend_type_get(t)->type_size))[1]);
-                        mag += fabs(m * mend_fp16_to_f32(q[b].s));
+                double ref[4][4], mag[4][4];
+                for (int i = 0; i < 4; i++)
+                    for (int q = 0; q < 4; q++) {
+                        const uint8_t *wi = (const uint8_t *)w + i * wrow, *aq = a + q * arow;
+                        ref[i][q] = kr.dot(n, wi, aq);
+                        mag[i][q] = dot_mag(t, kr.atype, wi, wd + i * n, aq, ad + q * n, n);
                     }
-                }
-                const float ref = k.dot(n, w, a);
+#define NEAR(got, i, q, what) \
+    CHECK_MSG(fabs((double)(got) - ref[i][q]) <= 1e-5 * mag[i][q] + 1e-30, "%s %s %s n=%lld [%d][%d]: %.9g vs ref %.9g", \
+              mend_type_name(t), mend_simd_level_name(k.level), what, (long long)n, i, q, (double)(got), ref[i][q])
                 for (int li = 1; li < n_levels; li++) {
+                    mend_qdot_kernel k;
                     CHECK_OK(mend_qdot_kernel_get(t, levels[li], &k));
-                    const float got = k.dot(n, w, a);
-                    CHECK_MSG(fabs((double)got - ref) <= 1e-5 * mag + 1e-30, "%s %s n=%lld: %.9g vs ref %.9g (scale %g)",
-                              mend_type_name(t), mend_simd_level_name(k.level), (long long)n, got, ref, mag);
-                    if (k.dot4 && k.quantize) {
-                        /* four activation rows: row q is the same x scaled by q + 1 and negated on odd q */
-                        const size_t ar = mend_row_size(k.atype, n) + 4;   /* a stride that breaks alignment */
-                        uint8_t *a4 = aligned_alloc(64, (4 * ar + 63) & ~(size_t)63);
-                        float *xq = malloc(n * sizeof(float));
-                        float want[4];
-                        mend_qdot_kernel kr;
-                        CHECK_OK(mend_qdot_kernel_get(t, MEND_SIMD_SCALAR, &kr));
-                        for (int q = 0; q < 4; q++) {
-                            for (int64_t j = 0; j < n; j++) xq[j] = x[j] * (float)(q + 1) * (q & 1 ? -1.0f : 1.0f) + (float)q * 0.01f;
-                            kr.quantize(xq, a4 + q * ar, n);
-                            want[q] = kr.dot(n, w, a4 + q * ar);
-                        }
-                        float got4[4];
-                        k.dot4(n, w, a4, ar, got4);
-                        for (int q = 0; q < 4; q++)
-                            CHECK_MSG(fabs((double)got4[q] - want[q]) <= 1e-5 * mag * (q + 2) + 1e-30,
-                                      "%s %s dot4 row %d n=%lld: %.9g vs ref %.9g", mend_type_name(t),
-                                      mend_simd_level_name(k.level), q, (long long)n, got4[q], want[q]);
-                        free(a4);
-                        free(xq);
+                    for (int i = 0; i < 4; i++)
+                        for (int q = 0; q < 4; q++) NEAR(k.dot(n, (const uint8_t *)w + i * wrow, a + q * arow), i, q, "dot");
+                    float s[8];
+                    if (k.dot4) {
+                        k.dot4(n, (const uint8_t *)w + 3 * wrow, a, arow, s);
+                        for (int q = 0; q < 4; q++) NEAR(s[q], 3, q, "dot4");
+                    }
+                    if (k.dotw4) {
+                        k.dotw4(n, w, wrow, a + 2 * arow, s);
+                        for (int i = 0; i < 4; i++) NEAR(s[i], i, 2, "dotw4");
+                    }
+                    if (k.dot24) {
+                        k.dot24(n, (const uint8_t *)w + wrow, wrow, a, arow, s);
+                        for (int i = 0; i < 2; i++)
+                            for (int q = 0; q < 4; q++) NEAR(s[4 * i + q], i + 1, q, "dot24");
                     }
                 }
+#undef NEAR
                 free(w);
-                if (a != x) free(a);
+                free(a);
             }
             free(wd);
             free(ad);
