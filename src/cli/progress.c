@@ -70,7 +70,8 @@ void cli_progress_update(cli_progress *p, int64_t done, const char *item) {
             fputs(item, stderr);
             fflush(stderr);
         }
-        if (++p->in_row >= p->row_items) {
+        /* the first item closes its own row so an ETA shows up at once */
+        if (++p->in_row >= p->row_items || (done == 1 && p->total > 1)) {
             end_row(p);
             return;
         }
