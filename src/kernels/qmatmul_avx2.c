@@ -304,8 +304,10 @@ AVX2 float vec_dot_q2_K_q8_K_avx2(int64_t n, const void *vw, const void *va) {
         const int summs = hsum_epi32(ms);
         __m256i sumi = _mm256_setzero_si256();
         const int8_t *qa = a[b].qs;
+        UNROLL
         for (int h = 0; h < 2; h++) {
             const __m256i q = _mm256_loadu_si256((const __m256i *)(w[b].qs + 32 * h));
+            UNROLL
             for (int g = 0; g < 4; g++, qa += 32) {
                 const __m256i qg = _mm256_and_si256(_mm256_srli_epi16(q, 2 * g), m3);
                 const __m256i p = _mm256_maddubs_epi16(qg, _mm256_loadu_si256((const __m256i *)qa));
@@ -335,21 +337,24 @@ AVX2 static inline __m128i q3k_scales(const uint8_t *sb) {
 AVX2 float vec_dot_q3_K_q8_K_avx2(int64_t n, const void *vw, const void *va) {
     const block_q3_K *w = vw;
     const block_q8_K *a = va;
-    const __m256i m3 = _mm256_set1_epi8(3), four = _mm256_set1_epi8(4), zero = _mm256_setzero_si256();
+    const __m256i m3 = _mm256_set1_epi8(3), four = _mm256_set1_epi8(4);
     __m256 acc = _mm256_setzero_ps();
     for (int64_t b = 0; b < n / QK_K; b++) {
         const __m128i sc = q3k_scales(w[b].scales);
         const __m256i hm = _mm256_loadu_si256((const __m256i *)w[b].hmask);
-        __m256i sumi = _mm256_setzero_si256();
+        /* quants fed as q + 4 (low bits | hbit << 2); 4 * sum_s sc_s bsums_s comes off */
+        const __m256i corr = _mm256_madd_epi16(_mm256_cvtepi8_epi16(sc), _mm256_loadu_si256((const __m256i *)a[b].bsums));
+        __m256i sumi = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(corr, 2));
         const int8_t *qa = a[b].qs;
+        UNROLL
         for (int h = 0; h < 2; h++) {
             const __m256i q = _mm256_loadu_si256((const __m256i *)(w[b].qs + 32 * h));
+            UNROLL
             for (int g = 0; g < 4; g++, qa += 32) {
                 const __m256i m = _mm256_set1_epi8((char)(1 << (4 * h + g)));
                 const __m256i ql = _mm256_and_si256(_mm256_srli_epi16(q, 2 * g), m3);
-                const __m256i n4 = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hm, m), zero), four);
-                const __m256i av = _mm256_loadu_si256((const __m256i *)qa);
-                const __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(ql, av), _mm256_maddubs_epi16(n4, av));
+                const __m256i h4 = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hm, m), m), four);
+                const __m256i p = _mm256_maddubs_epi16(_mm256_or_si256(ql, h4), _mm256_loadu_si256((const __m256i *)qa));
                 sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, scale_pair(sc, 4 * h + g)));
             }
         }
@@ -368,6 +373,17 @@ AVX2 static inline __m128i k4_scales(const uint8_t *q) {
     const uint32_t sc47 = (u2 & 0x0F0F0F0F) | ((u0 >> 6) & 0x03030303) << 4;
     const uint32_t mn47 = ((u2 >> 4) & 0x0F0F0F0F) | ((u1 >> 6) & 0x03030303) << 4;
     return _mm_setr_epi32((int)sc03, (int)sc47, (int)mn03, (int)mn47);
+}
+
+/* int16 word i of both lanes of v, in every lane */
+static const uint8_t k_word_shuffle[8][16] = {
+    {0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1}, {2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3},
+    {4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5}, {6, 7, 6, 7, 6, 7, 6, 7, 6, 7, 6, 7, 6, 7, 6, 7},
+    {8, 9, 8, 9, 8, 9, 8, 9, 8, 9, 8, 9, 8, 9, 8, 9}, {10, 11, 10, 11, 10, 11, 10, 11, 10, 11, 10, 11, 10, 11, 10, 11},
+    {12, 13, 12, 13, 12, 13, 12, 13, 12, 13, 12, 13, 12, 13, 12, 13}, {14, 15, 14, 15, 14, 15, 14, 15, 14, 15, 14, 15, 14, 15, 14, 15},
+};
+AVX2 static inline __m256i scale_word(__m256i v, int i) {
+    return _mm256_shuffle_epi8(v, _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)k_word_shuffle[i])));
 }
 
 /* sum_s mn[s] * (bsums[2s] + bsums[2s+1]) */
@@ -391,16 +407,16 @@ AVX2 float vec_dot_q4_K_q8_K_avx2(int64_t n, const void *vw, const void *va) {
     for (int64_t b = 0; b < n / QK_K; b++) {
         const __m128i scm = k4_scales(w[b].scales);
         const int summs = k4_summs(scm, a[b].bsums);
-        uint8_t sc[16];
-        _mm_storeu_si128((__m128i *)sc, scm);
+        const __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(scm));   /* 8 scales, both lanes */
         __m256i sumi = _mm256_setzero_si256();
+        UNROLL
         for (int j = 0; j < 4; j++) {
             const __m256i q = _mm256_loadu_si256((const __m256i *)(w[b].qs + 32 * j));
             const __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
             const __m256i p1 = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(a[b].qs + 64 * j)));
             const __m256i p2 = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(a[b].qs + 64 * j + 32)));
-            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p1, _mm256_set1_epi16(sc[2 * j])));
-            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p2, _mm256_set1_epi16(sc[2 * j + 1])));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p1, scale_word(sc16, 2 * j)));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p2, scale_word(sc16, 2 * j + 1)));
         }
         const float da = a[b].d;
         acc = _mm256_fmadd_ps(_mm256_set1_ps(da * h2f(w[b].d)), _mm256_cvtepi32_ps(sumi), acc);
@@ -418,10 +434,10 @@ AVX2 float vec_dot_q5_K_q8_K_avx2(int64_t n, const void *vw, const void *va) {
     for (int64_t b = 0; b < n / QK_K; b++) {
         const __m128i scm = k4_scales(w[b].scales);
         const int summs = k4_summs(scm, a[b].bsums);
-        uint8_t sc[16];
-        _mm_storeu_si128((__m128i *)sc, scm);
+        const __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(scm));   /* 8 scales, both lanes */
         const __m256i qh = _mm256_loadu_si256((const __m256i *)w[b].qh);
         __m256i sumi = _mm256_setzero_si256();
+        UNROLL
         for (int j = 0; j < 4; j++) {
             const __m256i q = _mm256_loadu_si256((const __m256i *)(w[b].qs + 32 * j));
             const __m256i h1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * j), one), 4);
@@ -430,8 +446,8 @@ AVX2 float vec_dot_q5_K_q8_K_avx2(int64_t n, const void *vw, const void *va) {
             const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), h2);
             const __m256i p1 = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(a[b].qs + 64 * j)));
             const __m256i p2 = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(a[b].qs + 64 * j + 32)));
-            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p1, _mm256_set1_epi16(sc[2 * j])));
-            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p2, _mm256_set1_epi16(sc[2 * j + 1])));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p1, scale_word(sc16, 2 * j)));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p2, scale_word(sc16, 2 * j + 1)));
         }
         const float da = a[b].d;
         acc = _mm256_fmadd_ps(_mm256_set1_ps(da * h2f(w[b].d)), _mm256_cvtepi32_ps(sumi), acc);
@@ -450,6 +466,7 @@ AVX2 float vec_dot_q6_K_q8_K_avx2(int64_t n, const void *vw, const void *va) {
         /* 32 * sum_s sc_s bsums_s, taken off at the end */
         const __m256i corr = _mm256_madd_epi16(_mm256_cvtepi8_epi16(sc), _mm256_loadu_si256((const __m256i *)a[b].bsums));
         __m256i sumi = _mm256_setzero_si256();
+        UNROLL
         for (int h = 0; h < 2; h++) {
             const __m256i l0 = _mm256_loadu_si256((const __m256i *)(w[b].ql + 64 * h));
             const __m256i l1 = _mm256_loadu_si256((const __m256i *)(w[b].ql + 64 * h + 32));
@@ -462,6 +479,7 @@ AVX2 float vec_dot_q6_K_q8_K_avx2(int64_t n, const void *vw, const void *va) {
                                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m3), 4));
             q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
                                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m3), 4));
+            UNROLL
             for (int k = 0; k < 4; k++) {
                 const __m256i p = _mm256_maddubs_epi16(q[k], _mm256_loadu_si256((const __m256i *)(qa + 32 * k)));
                 sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, scale_pair(sc, 4 * h + k)));

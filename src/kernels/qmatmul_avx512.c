@@ -333,9 +333,18 @@ AVX512 static inline int k4_summs(__m128i scm, const int16_t *bsums) {
     return _mm_cvtsi128_si32(s);
 }
 
-/* int16 lanes [s x16 | t x16] */
-AVX512 static inline __m512i scale_halves(int s, int t) {
-    return join(_mm256_set1_epi16((short)s), _mm256_set1_epi16((short)t));
+/* int16 lanes [sc[p] x16 | sc[p+2] x16] of the q4_K / q5_K scale bytes in
+ * both 128-bit lanes of scm2 (p = 0, 1, 4, 5: the sub-blocks a register of
+ * quants meets, see K4_ACT) */
+static const uint8_t k_half_shuffle[4][32] = {
+    {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2},
+    {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3},
+    {4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6},
+    {5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7},
+};
+AVX512 static inline __m512i scale_halves(__m256i scm2, int which) {
+    const __m256i idx = _mm256_loadu_si256((const __m256i *)k_half_shuffle[which]);
+    return _mm512_cvtepu8_epi16(_mm256_shuffle_epi8(scm2, idx));
 }
 
 /* 128 bytes of q4_K / q5_K quants against 256 activations: register k holds
@@ -450,8 +459,7 @@ AVX512 ALWAYS void dot_q45_K(int five, int R, int64_t n, const void *vw, const v
         const uint8_t *scales = blk + 4;                            /* after d, dmin */
         const uint8_t *qs = five ? ((const block_q5_K *)blk)->qs : ((const block_q4_K *)blk)->qs;
         const __m128i scm = k4_scales(scales);
-        uint8_t sc[16];
-        _mm_storeu_si128((__m128i *)sc, scm);
+        const __m256i scm2 = _mm256_broadcastsi128_si256(scm);
         __m512i lo[2], hi[2], Slo[2], Shi[2];
         const __m512i qh = five ? bcast256(((const block_q5_K *)blk)->qh) : _mm512_setzero_si512();
         UNROLL
@@ -465,8 +473,8 @@ AVX512 ALWAYS void dot_q45_K(int five, int R, int64_t n, const void *vw, const v
                 lo[k] = _mm512_mask_add_epi8(lo[k], _mm512_test_epi8_mask(qh, blo), lo[k], b4);
                 hi[k] = _mm512_mask_add_epi8(hi[k], _mm512_test_epi8_mask(qh, bhi), hi[k], b4);
             }
-            Slo[k] = scale_halves(sc[4 * k], sc[4 * k + 2]);
-            Shi[k] = scale_halves(sc[4 * k + 1], sc[4 * k + 3]);
+            Slo[k] = scale_halves(scm2, 2 * k);       /* sc[4k], sc[4k+2] */
+            Shi[k] = scale_halves(scm2, 2 * k + 1);   /* sc[4k+1], sc[4k+3] */
         }
         const float d = h2f(mend_rd16(blk)), dmin = h2f(mend_rd16(blk + 2));
         UNROLL
