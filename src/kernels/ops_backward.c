@@ -1,0 +1,265 @@
+/* Backward twins of the dense f32 kernels (see ops_backward.h for shapes).
+ *
+ * Attention works on blocks of ATT_BLK query rows: a block [i0, i1) only
+ * sees keys [0, i1), so the causal upper triangle is never multiplied, and
+ * every product is a gemm. Softmax exponentials go through vec_exp_sum
+ * (SIMD, ops.h). The row kernels are plain loops the compiler vectorizes at
+ * the baseline; their cost is small next to the gemms. */
+#include "kernels/ops_backward.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+#include "kernels/ops.h"
+
+#define ATT_BLK 128
+
+/* ---- RMSNorm ----------------------------------------------------------------- */
+
+void rmsnorm_backward(float *dx, const float *dy, const float *x, const float *w, int n, int dim, float eps,
+                      float beta) {
+#pragma omp parallel for schedule(static) if ((int64_t)n * dim > 65536)
+    for (int i = 0; i < n; i++) {
+        const float *xi = x + (size_t)i * dim, *dyi = dy + (size_t)i * dim;
+        float *dxi = dx + (size_t)i * dim;
+        double ss = 0.0, dot = 0.0;
+        for (int j = 0; j < dim; j++) {
+            ss += (double)xi[j] * xi[j];
+            dot += (double)w[j] * dyi[j] * xi[j];
+        }
+        const double r = 1.0 / sqrt(ss / dim + (double)eps);
+        const float rf = (float)r, c = (float)(r * r * r * dot / dim);
+        if (beta == 0.0f)
+            for (int j = 0; j < dim; j++) dxi[j] = rf * w[j] * dyi[j] - c * xi[j];
+        else
+            for (int j = 0; j < dim; j++) dxi[j] = beta * dxi[j] + rf * w[j] * dyi[j] - c * xi[j];
+    }
+}
+
+/* ---- RoPE ------------------------------------------------------------------------ */
+
+void rope_backward(float *dx, int n, size_t ldx, int n_heads, int head_dim,
+                   const float *cos_t, const float *sin_t, int type) {
+    const int half = head_dim / 2;
+#pragma omp parallel for schedule(static) if ((int64_t)n * n_heads * head_dim > 65536)
+    for (int p = 0; p < n; p++) {
+        const float *c = cos_t + (size_t)p * half, *s = sin_t + (size_t)p * half;
+        for (int h = 0; h < n_heads; h++) {
+            float *v = dx + (size_t)p * ldx + (size_t)h * head_dim;
+            if (type == 2) {
+                for (int i = 0; i < half; i++) {
+                    const float a = v[i], b = v[i + half];
+                    v[i] = a * c[i] + b * s[i];
+                    v[i + half] = -a * s[i] + b * c[i];
+                }
+            } else {
+                for (int i = 0; i < half; i++) {
+                    const float a = v[2 * i], b = v[2 * i + 1];
+                    v[2 * i] = a * c[i] + b * s[i];
+                    v[2 * i + 1] = -a * s[i] + b * c[i];
+                }
+            }
+        }
+    }
+}
+
+/* ---- SwiGLU ------------------------------------------------------------------------ */
+
+void swiglu_backward_ref(float *dgate, float *dup, const float *dout, const float *gate, const float *up,
+                         int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        const float g = gate[i], u = up[i], d = dout[i];
+        const float sg = 1.0f / (1.0f + expf(-g));
+        dup[i] = d * g * sg;
+        dgate[i] = d * u * sg * (1.0f + g * (1.0f - sg));
+    }
+}
+
+void swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up, int64_t n) {
+    const int64_t chunk = 4096;
+    const int64_t n_chunks = (n + chunk - 1) / chunk;
+#pragma omp parallel for schedule(static) if (n_chunks > 4)
+    for (int64_t c = 0; c < n_chunks; c++) {
+        const int64_t a = c * chunk, len = n - a < chunk ? n - a : chunk;
+        swiglu_backward_ref(dgate + a, dup + a, dout + a, gate + a, up + a, len);
+    }
+}
+
+/* ---- matmul ------------------------------------------------------------------------- */
+
+void matmul_backward(float *dx, size_t ldx, const float *dy, size_t ldy, const float *W, size_t ldw,
+                     int n, int m, int k, float beta) {
+    if (n <= 0 || k <= 0) return;
+    if (m <= 0) {
+        if (beta == 0.0f)
+            for (int i = 0; i < n; i++) memset(dx + (size_t)i * ldx, 0, (size_t)k * sizeof(float));
+        return;
+    }
+    if (n == 1)   /* dx = Wᵀ dy: (k) = (m, k)ᵀ (m) */
+        cblas_sgemv(CblasRowMajor, CblasTrans, m, k, 1.0f, W, (int)ldw, dy, 1, beta, dx, 1);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, k, m, 1.0f, dy, (int)ldy, W, (int)ldw, beta,
+                    dx, (int)ldx);
+}
+
+/* ---- attention ----------------------------------------------------------------------- */
+
+size_t attention_backward_scratch_floats(int T, int n_heads, int hd, int n_threads) {
+    const size_t blk = T < ATT_BLK ? (size_t)T : ATT_BLK;
+    /* per-head dK, dV (n_heads, T, hd), then per thread: P and dP blocks (blk, T) */
+    return (size_t)(n_threads > 0 ? n_threads : 1) * 2 * blk * (size_t)T + 2 * (size_t)n_heads * T * hd;
+}
+
+/* P rows [i0, i1) of head h: P (i1-i0, ldp) over keys [0, i1), masked
+ * entries set to zero. */
+static void att_probs(float *P, size_t ldp, const float *q, size_t qd, const float *k, size_t kvd, int i0, int i1,
+                      int hd, float scale) {
+    const int nb = i1 - i0;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, i1, hd, scale, q + (size_t)i0 * qd, (int)qd, k,
+                (int)kvd, 0.0f, P, (int)ldp);
+    for (int r = 0; r < nb; r++) {
+        float *p = P + (size_t)r * ldp;
+        const int n = i0 + r + 1;   /* keys 0..i0+r */
+        float mx = p[0];
+        for (int t = 1; t < n; t++) mx = p[t] > mx ? p[t] : mx;
+        const float inv = 1.0f / vec_exp_sum(n, p, mx);
+        for (int t = 0; t < n; t++) p[t] *= inv;
+        for (int t = n; t < i1; t++) p[t] = 0.0f;
+    }
+}
+
+void attention_forward_train(float *out, const float *q, const float *k, const float *v, int T, int n_heads,
+                             int n_kv_heads, int hd, float *scratch, int n_threads) {
+    const int g = n_heads / n_kv_heads;
+    const size_t qd = (size_t)n_heads * hd, kvd = (size_t)n_kv_heads * hd;
+    const float scale = 1.0f / sqrtf((float)hd);
+    const int blk = T < ATT_BLK ? T : ATT_BLK;
+    const int n_blk = (T + blk - 1) / blk;
+    const int n_tasks = n_heads * n_blk;
+    if (n_threads < 1) n_threads = 1;
+    if (n_threads > n_tasks) n_threads = n_tasks;
+#pragma omp parallel num_threads(n_threads)
+    {
+        float *P = scratch + 2 * (size_t)n_heads * T * hd + (size_t)omp_get_thread_num() * 2 * blk * (size_t)T;
+        /* largest blocks (the last rows) first */
+#pragma omp for schedule(dynamic, 1)
+        for (int task = 0; task < n_tasks; task++) {
+            const int b = n_blk - 1 - task / n_heads, h = task % n_heads;
+            const int i0 = b * blk, i1 = i0 + blk < T ? i0 + blk : T;
+            const float *kh = k + (size_t)(h / g) * hd, *vh = v + (size_t)(h / g) * hd;
+            att_probs(P, (size_t)i1, q + (size_t)h * hd, qd, kh, kvd, i0, i1, hd, scale);
+            /* O[i0:i1, h] = P V[0:i1, g] */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, i1 - i0, hd, i1, 1.0f, P, i1, vh, (int)kvd,
+                        0.0f, out + (size_t)i0 * qd + (size_t)h * hd, (int)qd);
+        }
+    }
+}
+
+void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
+                        const float *v, int T, int n_heads, int n_kv_heads, int hd, float *scratch,
+                        int n_threads) {
+    const int g = n_heads / n_kv_heads;
+    const size_t qd = (size_t)n_heads * hd, kvd = (size_t)n_kv_heads * hd;
+    const float scale = 1.0f / sqrtf((float)hd);
+    const int blk = T < ATT_BLK ? T : ATT_BLK;
+    const int n_blk = (T + blk - 1) / blk;
+    if (n_threads < 1) n_threads = 1;
+    if (n_threads > n_heads) n_threads = n_heads;
+    float *dkh = scratch, *dvh = dkh + (size_t)n_heads * T * hd;
+    float *thr = dvh + (size_t)n_heads * T * hd;
+    /* heads in parallel: head h owns dQ columns of h and its own dK, dV
+     * slabs (T, hd); blocks of one head run in order on one thread */
+#pragma omp parallel for schedule(dynamic, 1) num_threads(n_threads)
+    for (int h = 0; h < n_heads; h++) {
+        float *P = thr + (size_t)omp_get_thread_num() * 2 * blk * (size_t)T;
+        float *dP = P + (size_t)blk * T;
+        const float *kh = k + (size_t)(h / g) * hd, *vh = v + (size_t)(h / g) * hd;
+        const float *qh = q + (size_t)h * hd, *doh = dout + (size_t)h * hd;
+        float *dqh = dq + (size_t)h * hd;
+        float *dk_h = dkh + (size_t)h * T * hd, *dv_h = dvh + (size_t)h * T * hd;
+        memset(dk_h, 0, (size_t)T * hd * sizeof(float));
+        memset(dv_h, 0, (size_t)T * hd * sizeof(float));
+        for (int b = 0; b < n_blk; b++) {
+            const int i0 = b * blk, i1 = i0 + blk < T ? i0 + blk : T, nb = i1 - i0;
+            att_probs(P, (size_t)i1, qh, qd, kh, kvd, i0, i1, hd, scale);
+            /* dP = dO[i0:i1] V[0:i1]ᵀ  (nb, i1) */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, i1, hd, 1.0f, doh + (size_t)i0 * qd, (int)qd,
+                        vh, (int)kvd, 0.0f, dP, i1);
+            /* dV[0:i1] += Pᵀ dO[i0:i1]  (i1, hd) */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, i1, hd, nb, 1.0f, P, i1, doh + (size_t)i0 * qd,
+                        (int)qd, 1.0f, dv_h, hd);
+            /* dS = P ∘ (dP - rowsum(P ∘ dP)), written over dP */
+            for (int r = 0; r < nb; r++) {
+                const float *p = P + (size_t)r * i1;
+                float *d = dP + (size_t)r * i1;
+                const int n = i0 + r + 1;
+                double s = 0.0;
+                for (int t = 0; t < n; t++) s += (double)p[t] * d[t];
+                const float sf = (float)s;
+                for (int t = 0; t < n; t++) d[t] = p[t] * (d[t] - sf);
+                for (int t = n; t < i1; t++) d[t] = 0.0f;
+            }
+            /* dQ[i0:i1] = scale * dS K[0:i1]  (nb, hd) */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nb, hd, i1, scale, dP, i1, kh, (int)kvd, 0.0f,
+                        dqh + (size_t)i0 * qd, (int)qd);
+            /* dK[0:i1] += scale * dSᵀ Q[i0:i1]  (i1, hd) */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, i1, hd, nb, scale, dP, i1, qh + (size_t)i0 * qd,
+                        (int)qd, 1.0f, dk_h, hd);
+        }
+    }
+    /* sum the heads of each group into the kv head, in a fixed order */
+#pragma omp parallel for schedule(static) num_threads(n_threads)
+    for (int t = 0; t < T; t++) {
+        for (int kh = 0; kh < n_kv_heads; kh++) {
+            float *dko = dk + (size_t)t * kvd + (size_t)kh * hd, *dvo = dv + (size_t)t * kvd + (size_t)kh * hd;
+            for (int j = 0; j < hd; j++) dko[j] = dvo[j] = 0.0f;
+            for (int hh = 0; hh < g; hh++) {
+                const float *a = dkh + ((size_t)(kh * g + hh) * T + t) * hd;
+                const float *b = dvh + ((size_t)(kh * g + hh) * T + t) * hd;
+                for (int j = 0; j < hd; j++) {
+                    dko[j] += a[j];
+                    dvo[j] += b[j];
+                }
+            }
+        }
+    }
+}
+
+/* ---- losses --------------------------------------------------------------------------- */
+
+double crossentropy_forward_backward(float *z, int V, int32_t target, float scale) {
+    float mx = z[0];
+    for (int i = 1; i < V; i++) mx = z[i] > mx ? z[i] : mx;
+    const float zt = z[target];
+    const float sum = vec_exp_sum(V, z, mx);   /* z <- exp(z - mx) */
+    const double loss = (double)mx + log((double)sum) - (double)zt;
+    const float inv = scale / sum;
+    for (int i = 0; i < V; i++) z[i] *= inv;
+    z[target] -= scale;
+    return loss;
+}
+
+double kl_forward_backward(float *z, const float *t, int V, int32_t target, float scale, double *ce,
+                          float *work) {
+    float mz = z[0], mt = t[0];
+    for (int i = 1; i < V; i++) {
+        mz = z[i] > mz ? z[i] : mz;
+        mt = t[i] > mt ? t[i] : mt;
+    }
+    float *ez = work, *et = work + V;
+    memcpy(ez, z, (size_t)V * sizeof(float));
+    memcpy(et, t, (size_t)V * sizeof(float));
+    const float sz = vec_exp_sum(V, ez, mz), st = vec_exp_sum(V, et, mt);
+    const double lse_z = mz + log((double)sz), lse_t = mt + log((double)st);
+    if (ce) *ce = target >= 0 ? lse_z - (double)z[target] : 0.0;
+    const float isz = 1.0f / sz, ist = 1.0f / st;
+    double kl = 0.0;
+    for (int i = 0; i < V; i++) {
+        const float pt = et[i] * ist;
+        kl += (double)pt * (((double)t[i] - lse_t) - ((double)z[i] - lse_z));
+        z[i] = scale * (ez[i] * isz - pt);
+    }
+    return kl;
+}

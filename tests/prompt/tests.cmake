@@ -1,0 +1,1 @@
+mend_test(test_ops_backward ${CMAKE_CURRENT_LIST_DIR}/test_ops_backward.c)
