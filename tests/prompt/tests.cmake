@@ -1,1 +1,2 @@
 mend_test(test_ops_backward ${CMAKE_CURRENT_LIST_DIR}/test_ops_backward.c)
+mend_test(test_grad ${CMAKE_CURRENT_LIST_DIR}/test_grad.c)

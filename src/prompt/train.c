@@ -1,0 +1,463 @@
+/* Training forward + backward to the soft prompt through a frozen model.
+ *
+ * Sequence layout: T = P + n rows, rows [0, P) are the prompt vectors, rows
+ * [P, T) the embeddings of the text tokens; positions count from 0 at the
+ * first prompt row (as PEFT and mend_forward do). Per layer (torch notation,
+ * the same equations as model/forward.c):
+ *   h = rmsnorm(x) * w_attn;  q, k, v = h Wqᵀ (+b), h Wkᵀ (+b), h Wvᵀ (+b)
+ *   q, k = rope(q), rope(k);  a = causal_gqa_softmax(q kᵀ / sqrt(hd)) v
+ *   xm = x + a Woᵀ;  h = rmsnorm(xm) * w_ffn;  g, u = h Wgᵀ, h Wuᵀ
+ *   x' = xm + (silu(g) * u) Wdᵀ
+ * and logits = rmsnorm(x_L) * w_out Woutᵀ for the scored rows only.
+ *
+ * Memory plan (floats; T = P + max_text, all in one allocation made by
+ * mend_trainer_new; nothing is allocated during a step):
+ *   kept per layer l (what the backward reads):
+ *     X[l]   (T, dim)     layer input (X[L] is the final residual stream)
+ *     XM[l]  (T, dim)     residual after attention (input of the FFN norm)
+ *     Q[l]   (T, qd)      queries after RoPE
+ *     K[l], V[l] (T, kvd) keys after RoPE, values
+ *     G[l], U[l] (T, hidden)  FFN gate / up pre-activations
+ *   recomputed in the backward:
+ *     the normalized inputs (rmsnorm_backward recomputes 1/rms from X / XM),
+ *     the attention probabilities (from Q and K, one block of 128 query rows
+ *     per head at a time; never T x T x heads per layer),
+ *     silu(g) (from G).
+ *   not needed at all: the normalized matmul inputs and the attention and
+ *     FFN outputs - with frozen weights only input gradients flow, and
+ *     dX = dY W needs W, not X.
+ *   scratch shared by all layers: xb (T, dim), att (T, qd), sw (T, hidden),
+ *     dx, dh (T, dim), dq (T, qd), dk, dv (T, kvd), dg, du (T, hidden),
+ *     attention scratch (per-head dK/dV and per-thread probability blocks),
+ *     RoPE tables for positions 0..T-1, and for the output head blocks of
+ *     HEAD_ROWS rows: logits (HEAD_ROWS, vocab), teacher logits, the final
+ *     normed rows and their gradient, a (2 * vocab) row buffer per thread.
+ * For SmolLM2-135M, P = 20 and 512 text tokens that is ~330 MB kept plus
+ * ~40 MB scratch (see mend_trainer_bytes).
+ *
+ * Weights: every matrix must be f32, i.e. the model is loaded with
+ * keep_packed = 0 and the compressed weights are the dequantized copies in
+ * the model's f32 arena (exactly the values the packed blocks hold). Forward
+ * products are sgemm on column slices of the output, one slice per OpenMP
+ * thread (y = x Wᵀ, slices of W's rows); backward products dX = dY W are
+ * sgemm on slices of dX's columns (slices of W's columns), so no reduction
+ * across threads is needed and results do not depend on scheduling: a step
+ * is bit-for-bit reproducible for a given thread count. BLAS runs
+ * single-threaded inside the OpenMP threads, as in model/forward.c.
+ *
+ * At layer 0 only the prompt rows' input gradient is formed (the text rows'
+ * embeddings are not trained), which skips the q/k/v input products and the
+ * norm backward for the text rows there. */
+#include "prompt/train.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/ops.h"
+#include "kernels/ops_backward.h"
+#include "kernels/quants.h"
+#include "util/util.h"
+
+#define HEAD_ROWS 32
+
+struct mend_trainer {
+    const mend_model *m;
+    const mend_model *teacher;
+    mend_state *tstate;
+    int P, max_text, Tmax, n_threads;
+    size_t qd, kvd;
+    float *X, *XM, *Q, *K, *V, *G, *U;
+    float *xb, *att, *sw, *dx, *dh, *dq, *dk, *dv, *dg, *du;
+    float *rc, *rs, *asc;
+    float *logits, *tlogits, *hf, *dhf, *work;
+    void *mem;
+    size_t bytes;
+};
+
+/* ---- threaded products ------------------------------------------------------------- */
+
+typedef struct fwd_job {
+    float *out;         /* (n, ldo) */
+    size_t ldo;
+    const mend_mat *W;  /* (m, k) f32 */
+    const float *bias;
+} fwd_job;
+
+static int pick_threads(const mend_trainer *t, int64_t work) {
+    int nt = omp_get_max_threads();
+    if (nt > t->n_threads) nt = t->n_threads;
+    if (work < 65536) nt = 1;
+    return nt < 1 ? 1 : nt;
+}
+
+/* out = beta * out + x Wᵀ (+ bias) for every job; x (n, k) shared. Each
+ * thread takes a contiguous slice of every W's rows (out's columns). */
+static void mm_forward(const mend_trainer *t, const float *x, int n, float beta, const fwd_job *jobs, int n_jobs) {
+    int64_t work = 0;
+    for (int j = 0; j < n_jobs; j++) work += (int64_t)n * jobs[j].W->rows * jobs[j].W->cols;
+    const int nt = pick_threads(t, work);
+#pragma omp parallel num_threads(nt)
+    {
+        const int tid = omp_get_thread_num(), T = omp_get_num_threads();
+        for (int j = 0; j < n_jobs; j++) {
+            const fwd_job *J = &jobs[j];
+            const int rows = (int)J->W->rows, cols = (int)J->W->cols;
+            const int per = (((rows + T - 1) / T) + 15) & ~15;
+            const int r0 = tid * per < rows ? tid * per : rows, r1 = r0 + per < rows ? r0 + per : rows;
+            if (r0 >= r1) continue;
+            matmul_forward(J->out + r0, J->ldo, x, (const float *)J->W->data + (size_t)r0 * cols,
+                           J->bias ? J->bias + r0 : NULL, n, r1 - r0, cols, beta);
+        }
+    }
+}
+
+typedef struct bwd_job {
+    const float *dy;    /* (n, ldy), W->rows used columns */
+    size_t ldy;
+    const mend_mat *W;  /* (m, k) f32 */
+} bwd_job;
+
+/* dx (n, ldx) = beta * dx + sum_j dy_j W_j; every W_j has the same k
+ * columns. Each thread owns a slice of dx's columns. */
+static void mm_backward(const mend_trainer *t, float *dx, size_t ldx, int n, float beta, const bwd_job *jobs,
+                        int n_jobs) {
+    const int k = (int)jobs[0].W->cols;
+    int64_t work = 0;
+    for (int j = 0; j < n_jobs; j++) work += (int64_t)n * jobs[j].W->rows * k;
+    const int nt = pick_threads(t, work);
+#pragma omp parallel num_threads(nt)
+    {
+        const int tid = omp_get_thread_num(), T = omp_get_num_threads();
+        const int per = (((k + T - 1) / T) + 15) & ~15;
+        const int c0 = tid * per < k ? tid * per : k, c1 = c0 + per < k ? c0 + per : k;
+        if (c0 < c1) {
+            for (int j = 0; j < n_jobs; j++) {
+                const bwd_job *J = &jobs[j];
+                matmul_backward(dx + c0, ldx, J->dy, J->ldy, (const float *)J->W->data + c0, (size_t)k, n,
+                                (int)J->W->rows, c1 - c0, j == 0 ? beta : 1.0f);
+            }
+        }
+    }
+}
+
+/* ---- setup ------------------------------------------------------------------------------- */
+
+static int check_f32(const mend_mat *w, const char *name, int layer) {
+    if (w->type == MEND_TYPE_F32 && w->data) return 0;
+    return mend_set_error(MEND_EUNSUPPORTED,
+                          "prompt training: matrix %s (layer %d) is not f32 (type %u); load the model with "
+                          "keep_packed = 0 so its weights are dequantized to f32",
+                          name, layer, (unsigned)w->type);
+}
+
+int mend_trainer_n_scored(int objective, int n_text) {
+    if (n_text < 1) return 0;
+    return objective == MEND_TUNE_KL ? n_text - 1 : n_text;
+}
+
+int mend_trainer_new(mend_trainer **out, const mend_model *m, int n_virtual, int max_text,
+                     const mend_model *teacher) {
+    if (!out) return mend_set_error(MEND_EINVAL, "mend_trainer_new: out is NULL");
+    *out = NULL;
+    if (!m || !m->layers) return mend_set_error(MEND_EINVAL, "mend_trainer_new: no model");
+    const mend_config *c = &m->cfg;
+    if (n_virtual < 1 || n_virtual > 4096)
+        return mend_set_error(MEND_EINVAL, "mend_trainer_new: n_virtual is %d, expected 1..4096", n_virtual);
+    if (max_text < 2 || max_text > (1 << 20))
+        return mend_set_error(MEND_EINVAL, "mend_trainer_new: max_text is %d, expected 2..%d", max_text, 1 << 20);
+    if (c->head_dim % 2 || c->n_kv_heads < 1 || c->n_heads % c->n_kv_heads)
+        return mend_set_error(MEND_EUNSUPPORTED, "mend_trainer_new: head layout %d heads / %d kv heads / dim %d",
+                              c->n_heads, c->n_kv_heads, c->head_dim);
+    int rc;
+    static const char *names[7] = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
+    for (int l = 0; l < c->n_layers; l++) {
+        const mend_layer *L = &m->layers[l];
+        const mend_mat *ws[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        for (int i = 0; i < 7; i++)
+            if ((rc = check_f32(ws[i], names[i], l))) return rc;
+    }
+    if ((rc = check_f32(&m->output, "output", -1))) return rc;
+    if (teacher) {
+        if (teacher->cfg.n_vocab != c->n_vocab)
+            return mend_set_error(MEND_EINVAL, "mend_trainer_new: the teacher's vocabulary has %d tokens, the "
+                                  "student's %d", teacher->cfg.n_vocab, c->n_vocab);
+    }
+
+    const size_t L = (size_t)c->n_layers, D = (size_t)c->dim, hd = (size_t)c->head_dim;
+    const size_t qd = (size_t)c->n_heads * hd, kvd = (size_t)c->n_kv_heads * hd, F = (size_t)c->hidden_dim;
+    const size_t Vv = (size_t)c->n_vocab;
+    const size_t T = (size_t)n_virtual + (size_t)max_text;
+    int nt = omp_get_max_threads();
+    if (nt < 1) nt = 1;
+    const size_t perlayer = 2 * D + qd + 2 * kvd + 2 * F;   /* X, XM, Q, K, V, G, U */
+    /* slot sizes in floats; overflow-checked (every factor is bounded above,
+     * but vocab x rows and T x perlayer x L can still be large) */
+    size_t sz[24];
+    int ns = 0, ok = 1;
+#define SLOT(a, b) do { size_t v_; ok = ok && mend_mul_ok((a), (b), &v_); sz[ns++] = ok ? v_ : 0; } while (0)
+    SLOT((L + 1) * T, D);               /* X */
+    SLOT(L * T, D);                     /* XM */
+    SLOT(L * T, qd);                    /* Q */
+    SLOT(L * T, kvd);                   /* K */
+    SLOT(L * T, kvd);                   /* V */
+    SLOT(L * T, F);                     /* G */
+    SLOT(L * T, F);                     /* U */
+    SLOT(T, D);                         /* xb */
+    SLOT(T, qd);                        /* att */
+    SLOT(T, F);                         /* sw */
+    SLOT(T, D);                         /* dx */
+    SLOT(T, D);                         /* dh */
+    SLOT(T, qd);                        /* dq */
+    SLOT(T, kvd);                       /* dk */
+    SLOT(T, kvd);                       /* dv */
+    SLOT(T, F);                         /* dg */
+    SLOT(T, F);                         /* du */
+    SLOT(T, hd / 2);                    /* rc */
+    SLOT(T, hd / 2);                    /* rs */
+    SLOT(1, attention_backward_scratch_floats((int)T, c->n_heads, (int)hd, nt));
+    SLOT(HEAD_ROWS, Vv);                /* logits */
+    SLOT(teacher ? HEAD_ROWS : 0, Vv);  /* teacher logits */
+    SLOT(2 * HEAD_ROWS, D);             /* hf, dhf */
+    SLOT((size_t)nt * 2, Vv);           /* work */
+#undef SLOT
+    (void)perlayer;
+    size_t offs[24], total = 0;
+    for (int i = 0; ok && i < ns; i++) {
+        offs[i] = total;
+        ok = mend_add_ok(total, (sz[i] + 15) & ~(size_t)15, &total);
+    }
+    size_t bytes = 0;
+    ok = ok && mend_mul_ok(total, sizeof(float), &bytes);
+    if (!ok)
+        return mend_set_error(MEND_ERANGE, "mend_trainer_new: activations for %d + %d positions overflow",
+                              n_virtual, max_text);
+    mend_trainer *t = calloc(1, sizeof *t);
+    void *mem = NULL;
+    if (!t || posix_memalign(&mem, 64, bytes) != 0) {
+        free(t);
+        return mend_set_error(MEND_ENOMEM, "mend_trainer_new: cannot allocate %zu MiB of activations for %d + %d "
+                              "positions", bytes >> 20, n_virtual, max_text);
+    }
+    float *f = mem;
+    int i = 0;
+    t->X = f + offs[i++];
+    t->XM = f + offs[i++];
+    t->Q = f + offs[i++];
+    t->K = f + offs[i++];
+    t->V = f + offs[i++];
+    t->G = f + offs[i++];
+    t->U = f + offs[i++];
+    t->xb = f + offs[i++];
+    t->att = f + offs[i++];
+    t->sw = f + offs[i++];
+    t->dx = f + offs[i++];
+    t->dh = f + offs[i++];
+    t->dq = f + offs[i++];
+    t->dk = f + offs[i++];
+    t->dv = f + offs[i++];
+    t->dg = f + offs[i++];
+    t->du = f + offs[i++];
+    t->rc = f + offs[i++];
+    t->rs = f + offs[i++];
+    t->asc = f + offs[i++];
+    t->logits = f + offs[i++];
+    t->tlogits = teacher ? f + offs[i] : NULL;
+    i++;
+    t->hf = f + offs[i];
+    t->dhf = t->hf + (size_t)HEAD_ROWS * D;
+    i++;
+    t->work = f + offs[i++];
+    t->m = m;
+    t->teacher = teacher;
+    t->P = n_virtual;
+    t->max_text = max_text;
+    t->Tmax = (int)T;
+    t->n_threads = nt;
+    t->qd = qd;
+    t->kvd = kvd;
+    t->mem = mem;
+    t->bytes = bytes;
+    rope_tables(t->rc, t->rs, (int)T, 0, (int)hd, c->rope_theta);
+    if (teacher && (rc = mend_state_new(&t->tstate, teacher, max_text, HEAD_ROWS))) {
+        mend_trainer_free(t);
+        return rc;
+    }
+    *out = t;
+    return 0;
+}
+
+void mend_trainer_free(mend_trainer *t) {
+    if (!t) return;
+    if (t->tstate) mend_state_free(t->tstate);
+    free(t->mem);
+    free(t);
+}
+
+size_t mend_trainer_bytes(const mend_trainer *t) { return t ? t->bytes : 0; }
+
+/* ---- one sequence -------------------------------------------------------------------------- */
+
+static void embed_text(const mend_trainer *t, float *x, const int32_t *text, int n) {
+    const mend_mat *E = &t->m->tok_embd;
+    const size_t D = (size_t)t->m->cfg.dim;
+#pragma omp parallel for schedule(static) if (n > 64)
+    for (int i = 0; i < n; i++) {
+        const uint8_t *row = (const uint8_t *)E->data + (size_t)text[i] * E->row_bytes;
+        if (E->type == MEND_TYPE_F32) memcpy(x + (size_t)i * D, row, D * sizeof(float));
+        else mend_dequantize_row(E->type, row, x + (size_t)i * D, (int64_t)D);
+    }
+}
+
+static void forward_layers(mend_trainer *t, int T) {
+    const mend_model *m = t->m;
+    const mend_config *c = &m->cfg;
+    const size_t D = (size_t)c->dim, F = (size_t)c->hidden_dim, qd = t->qd, kvd = t->kvd, Tm = (size_t)t->Tmax;
+    const int nt = t->n_threads;
+    for (int l = 0; l < c->n_layers; l++) {
+        const mend_layer *Ly = &m->layers[l];
+        float *X = t->X + (size_t)l * Tm * D, *Xn = X + Tm * D, *XM = t->XM + (size_t)l * Tm * D;
+        float *Q = t->Q + (size_t)l * Tm * qd, *K = t->K + (size_t)l * Tm * kvd, *V = t->V + (size_t)l * Tm * kvd;
+        float *G = t->G + (size_t)l * Tm * F, *U = t->U + (size_t)l * Tm * F;
+
+        rmsnorm_forward(t->xb, X, Ly->attn_norm, T, (int)D, c->norm_eps);
+        const fwd_job qkv[3] = {{Q, qd, &Ly->wq, Ly->bq}, {K, kvd, &Ly->wk, Ly->bk}, {V, kvd, &Ly->wv, Ly->bv}};
+        mm_forward(t, t->xb, T, 0.0f, qkv, 3);
+        rope_forward(Q, T, qd, c->n_heads, c->head_dim, t->rc, t->rs, c->rope_type);
+        rope_forward(K, T, kvd, c->n_kv_heads, c->head_dim, t->rc, t->rs, c->rope_type);
+        attention_forward_train(t->att, Q, K, V, T, c->n_heads, c->n_kv_heads, c->head_dim, t->asc, nt);
+        memcpy(XM, X, (size_t)T * D * sizeof(float));
+        const fwd_job o = {XM, D, &Ly->wo, NULL};
+        mm_forward(t, t->att, T, 1.0f, &o, 1);
+
+        rmsnorm_forward(t->xb, XM, Ly->ffn_norm, T, (int)D, c->norm_eps);
+        const fwd_job gu[2] = {{G, F, &Ly->w_gate, NULL}, {U, F, &Ly->w_up, NULL}};
+        mm_forward(t, t->xb, T, 0.0f, gu, 2);
+        swiglu_forward(t->sw, G, U, (int64_t)T * F);
+        memcpy(Xn, XM, (size_t)T * D * sizeof(float));
+        const fwd_job d = {Xn, D, &Ly->w_down, NULL};
+        mm_forward(t, t->sw, T, 1.0f, &d, 1);
+    }
+}
+
+/* dx holds dL/dX[L] on entry; on return dL/dX[0] for rows [0, P). */
+static void backward_layers(mend_trainer *t, int T) {
+    const mend_model *m = t->m;
+    const mend_config *c = &m->cfg;
+    const size_t D = (size_t)c->dim, F = (size_t)c->hidden_dim, qd = t->qd, kvd = t->kvd, Tm = (size_t)t->Tmax;
+    const int nt = t->n_threads;
+    for (int l = c->n_layers - 1; l >= 0; l--) {
+        const mend_layer *Ly = &m->layers[l];
+        const float *X = t->X + (size_t)l * Tm * D, *XM = t->XM + (size_t)l * Tm * D;
+        const float *Q = t->Q + (size_t)l * Tm * qd, *K = t->K + (size_t)l * Tm * kvd;
+        const float *V = t->V + (size_t)l * Tm * kvd;
+        const float *G = t->G + (size_t)l * Tm * F, *U = t->U + (size_t)l * Tm * F;
+
+        /* FFN: d(silu(g) u) = dx Wd; then gate / up; then the norm */
+        const bwd_job jd = {t->dx, D, &Ly->w_down};
+        mm_backward(t, t->sw, F, T, 0.0f, &jd, 1);
+        swiglu_backward(t->dg, t->du, t->sw, G, U, (int64_t)T * F);
+        const bwd_job jgu[2] = {{t->dg, F, &Ly->w_gate}, {t->du, F, &Ly->w_up}};
+        mm_backward(t, t->dh, D, T, 0.0f, jgu, 2);
+        rmsnorm_backward(t->dx, t->dh, XM, Ly->ffn_norm, T, (int)D, c->norm_eps, 1.0f);
+
+        /* attention: da = dx Wo; softmax attention; RoPE; q/k/v; the norm */
+        const bwd_job jo = {t->dx, D, &Ly->wo};
+        mm_backward(t, t->att, qd, T, 0.0f, &jo, 1);
+        attention_backward(t->dq, t->dk, t->dv, t->att, Q, K, V, T, c->n_heads, c->n_kv_heads, c->head_dim, t->asc,
+                           nt);
+        const int rows = l == 0 ? t->P : T;   /* layer 0: only the prompt rows are trained */
+        rope_backward(t->dq, rows, qd, c->n_heads, c->head_dim, t->rc, t->rs, c->rope_type);
+        rope_backward(t->dk, rows, kvd, c->n_kv_heads, c->head_dim, t->rc, t->rs, c->rope_type);
+        const bwd_job jqkv[3] = {{t->dq, qd, &Ly->wq}, {t->dk, kvd, &Ly->wk}, {t->dv, kvd, &Ly->wv}};
+        mm_backward(t, t->dh, D, rows, 0.0f, jqkv, 3);
+        rmsnorm_backward(t->dx, t->dh, X, Ly->attn_norm, rows, (int)D, c->norm_eps, 1.0f);
+    }
+}
+
+int mend_trainer_step(mend_trainer *t, const float *prompt, const int32_t *text, int n_text, int objective,
+                      float scale, float *grad, mend_train_loss *out) {
+    if (!t || !prompt || !text || !out)
+        return mend_set_error(MEND_EINVAL, "mend_trainer_step: trainer, prompt, text and out must be given");
+    memset(out, 0, sizeof *out);
+    const mend_model *m = t->m;
+    const mend_config *c = &m->cfg;
+    if (n_text < 2 || n_text > t->max_text)
+        return mend_set_error(MEND_EINVAL, "mend_trainer_step: n_text is %d, expected 2..%d", n_text, t->max_text);
+    if (objective != MEND_TUNE_CE && objective != MEND_TUNE_KL)
+        return mend_set_error(MEND_EINVAL, "mend_trainer_step: objective %d is not CE (0) or KL (1)", objective);
+    if (objective == MEND_TUNE_KL && !t->tstate)
+        return mend_set_error(MEND_EINVAL, "mend_trainer_step: the KL objective needs a teacher");
+    const int Vv = c->n_vocab;
+    for (int i = 0; i < n_text; i++)
+        if (text[i] < 0 || text[i] >= Vv)
+            return mend_set_error(MEND_EINVAL, "mend_trainer_step: token %d (index %d) is outside the vocabulary "
+                                  "of %d", text[i], i, Vv);
+    const int P = t->P, T = P + n_text;
+    const size_t D = (size_t)c->dim;
+    const int blas_threads = openblas_get_num_threads();
+    if (blas_threads != 1) openblas_set_num_threads(1);
+
+    /* forward */
+    memcpy(t->X, prompt, (size_t)P * D * sizeof(float));
+    embed_text(t, t->X + (size_t)P * D, text, n_text);
+    forward_layers(t, T);
+
+    /* head and loss, HEAD_ROWS rows at a time: rows [r0, r1) of the sequence,
+     * row i predicting text[i - P + 1] */
+    const float *XL = t->X + (size_t)c->n_layers * t->Tmax * D;
+    float *dXL = t->dx;
+    if (grad) memset(dXL, 0, (size_t)T * D * sizeof(float));
+    const int first = objective == MEND_TUNE_KL ? P : P - 1, last = T - 2;   /* inclusive */
+    double loss_sum = 0.0, ce_sum = 0.0;
+    int rc = 0;
+    for (int r0 = first; r0 <= last; r0 += HEAD_ROWS) {
+        const int nr = last + 1 - r0 < HEAD_ROWS ? last + 1 - r0 : HEAD_ROWS;
+        rmsnorm_forward(t->hf, XL + (size_t)r0 * D, m->out_norm, nr, (int)D, c->norm_eps);
+        const fwd_job jh = {t->logits, (size_t)Vv, &m->output, NULL};
+        mm_forward(t, t->hf, nr, 0.0f, &jh, 1);
+        if (objective == MEND_TUNE_KL) {
+            /* teacher rows r0 - P .. predict the same tokens from the text alone */
+            if ((rc = mend_forward(t->tstate, text + (r0 - P), NULL, nr, r0 - P, t->tlogits, 1))) break;
+            if (blas_threads != 1) openblas_set_num_threads(1);   /* mend_forward restored it */
+        }
+        double ls = 0.0, cs = 0.0;
+        const int nt = t->n_threads;
+#pragma omp parallel for schedule(static) reduction(+ : ls, cs) num_threads(nt)
+        for (int r = 0; r < nr; r++) {
+            float *z = t->logits + (size_t)r * Vv;
+            const int32_t target = text[r0 + r - P + 1];
+            if (objective == MEND_TUNE_KL) {
+                double ce = 0.0;
+                ls += kl_forward_backward(z, t->tlogits + (size_t)r * Vv, Vv, target, scale, &ce,
+                                          t->work + (size_t)omp_get_thread_num() * 2 * Vv);
+                cs += ce;
+            } else {
+                const double l = crossentropy_forward_backward(z, Vv, target, scale);
+                ls += l;
+                cs += l;
+            }
+        }
+        loss_sum += ls;
+        ce_sum += cs;
+        if (grad) {
+            const bwd_job jb = {t->logits, (size_t)Vv, &m->output};
+            mm_backward(t, t->dhf, D, nr, 0.0f, &jb, 1);
+            rmsnorm_backward(dXL + (size_t)r0 * D, t->dhf, XL + (size_t)r0 * D, m->out_norm, nr, (int)D,
+                             c->norm_eps, 0.0f);
+        }
+    }
+    if (rc == 0 && grad) {
+        backward_layers(t, T);
+        const float *d0 = t->dx;
+        for (size_t i = 0; i < (size_t)P * D; i++) grad[i] += d0[i];
+    }
+    if (blas_threads != 1) openblas_set_num_threads(blas_threads);
+    if (rc) return rc;
+    out->loss_sum = loss_sum;
+    out->ce_sum = ce_sum;
+    out->n_scored = last - first + 1;
+    return 0;
+}
