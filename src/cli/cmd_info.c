@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include "cli.h"
+#include "compress/prune.h"
 #include "io/gguf.h"
 #include "kernels/quants.h"
 #include "mend.h"
@@ -21,6 +22,8 @@ static void help(void) {
            "configuration, parameter count, tensor types, file size, tokenizer.\n\n"
            "Options:\n"
            "  -t, --threads N   threads (default: all cores)\n"
+           "      --sparsity    exact zeros of every tensor after dequantization, per\n"
+           "                    matrix and overall (pruned models)\n"
            "  -h, --help        this help\n");
 }
 
@@ -49,6 +52,32 @@ static void print_token(const mend_tokenizer *tok, const char *label, int32_t id
     printf("\n");
 }
 
+/* --sparsity: exact zeros per tensor after dequantization; totals over the
+ * linear layers (blk.N.*.weight matrices) and over every tensor */
+static int print_sparsity(const mend_gguf *g) {
+    int64_t lz = 0, ln = 0, az = 0, an = 0;
+    printf("sparsity (exact zeros after dequantization):\n");
+    for (uint64_t i = 0; i < g->n_tensors; i++) {
+        const gguf_tensor *t = &g->tensors[i];
+        int64_t z = 0, n = 0;
+        const char *tn = mend_type_name(t->type);
+        if (mend_gguf_tensor_zeros(g, t, &z, &n)) {
+            printf("  %-28s %-6s  (%s)\n", t->name, tn ? tn : "?", mend_last_error());
+            continue;
+        }
+        az += z;
+        an += n;
+        const int linear = t->n_dims == 2 && !strncmp(t->name, "blk.", 4);
+        if (linear) lz += z, ln += n;
+        if (t->n_dims < 2) continue;   /* norms: only in the total */
+        printf("  %-28s %-6s %10lld / %10lld  %6.2f%%\n", t->name, tn ? tn : "?", (long long)z, (long long)n,
+               n ? 100.0 * z / n : 0.0);
+    }
+    printf("  %-35s %10lld / %10lld  %6.2f%%\n", "linear layers", (long long)lz, (long long)ln, ln ? 100.0 * lz / ln : 0.0);
+    printf("  %-35s %10lld / %10lld  %6.2f%%\n", "all tensors", (long long)az, (long long)an, an ? 100.0 * az / an : 0.0);
+    return 0;
+}
+
 static int64_t meta_int(const mend_gguf *g, const char *key, int64_t dflt) {
     int64_t v = dflt;
     if (g && mend_gguf_opt_int(g, key, &v)) v = dflt;
@@ -57,7 +86,9 @@ static int64_t meta_int(const mend_gguf *g, const char *key, int64_t dflt) {
 
 int cmd_info(int argc, char **argv) {
     static const struct option longopts[] = {
-        {"threads", required_argument, 0, 't'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"threads", required_argument, 0, 't'}, {"help", no_argument, 0, 'h'},
+        {"sparsity", no_argument, 0, 'S'}, {0, 0, 0, 0}};
+    int sparsity = 0;
     optind = 0;
     opterr = 0;
     int c;
@@ -67,6 +98,7 @@ int cmd_info(int argc, char **argv) {
             if (cli_set_threads(CMD, optarg)) return CLI_EXIT_USAGE;
             break;
         case 'h': help(); return 0;
+        case 'S': sparsity = 1; break;
         default: return cli_getopt_error(CMD, argv, c);
         }
     }
@@ -133,6 +165,11 @@ int cmd_info(int argc, char **argv) {
         }
         int64_t ft = meta_int(g, "general.file_type", -1);
         if (ft >= 0) printf("  %-18s %lld\n", "general.file_type", (long long)ft);
+    }
+
+    if (sparsity) {
+        if (g) print_sparsity(g);
+        else printf("sparsity: only for GGUF files\n");
     }
 
     const mend_tokenizer *tok = mend_model_tokenizer(m);

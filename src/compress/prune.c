@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include "compress/prune.h"
+#include "compress/quantize.h"
+#include "kernels/quants.h"
 #include "mend.h"
 #include "util/util.h"
 
@@ -253,4 +255,55 @@ int mend_prune_wanda(float *W, int64_t rows, int64_t cols, const float *xnorm, c
     rc = prune_rows(W, rows, cols, score, s, mask);
     free(score);
     return rc;
+}
+
+/* ---- sparsity of a stored tensor ---- */
+
+int mend_gguf_tensor_zeros(const mend_gguf *g, const gguf_tensor *t, int64_t *zeros, int64_t *n) {
+    if (!g || !t || !zeros || !n) return mend_set_error(MEND_EINVAL, "sparsity: NULL argument");
+    *zeros = *n = 0;
+    if (t->n_dims < 1 || t->n_dims > 4) return mend_set_error(MEND_EFORMAT, "%s: tensor '%s' has %u dimensions", g->path, t->name, t->n_dims);
+    int64_t rows = 1;
+    for (uint32_t d = 1; d < t->n_dims; d++) {
+        if (t->ne[d] <= 0 || rows > INT64_MAX / t->ne[d])
+            return mend_set_error(MEND_EFORMAT, "%s: tensor '%s' has a bad shape", g->path, t->name);
+        rows *= t->ne[d];
+    }
+    mend_qfmt f = mend_qfmt_ggml(t->type);
+    int64_t cols = t->ne[0];
+    size_t rs = 0;
+    if (t->type == MEND_TYPE_I8) {
+        int found = 0;
+        int rc = mend_qfmt_read_meta(g, &f, &found);
+        if (rc) return rc;
+        if (!found) return mend_set_error(MEND_EUNSUPPORTED, "%s: tensor '%s' is I8 without mend's generic format", g->path, t->name);
+        rs = (size_t)t->ne[0];
+        cols = mend_qfmt_cols_from_row_bytes(&f, rs);
+        if (cols <= 0) return mend_set_error(MEND_EFORMAT, "%s: tensor '%s': rows of %zu bytes are not generic rows", g->path, t->name, rs);
+    } else {
+        if (!mend_type_get(t->type)) return mend_set_error(MEND_EUNSUPPORTED, "%s: tensor '%s' has type %u", g->path, t->name, t->type);
+        rs = mend_row_size(t->type, cols);
+    }
+    size_t need;
+    if (!rs || cols <= 0 || !mend_mul_ok(rs, (size_t)rows, &need) || need > t->nbytes)
+        return mend_set_error(MEND_EFORMAT, "%s: tensor '%s' holds %zu bytes, fewer than its shape needs", g->path, t->name, t->nbytes);
+    int64_t z = 0;
+    int bad = 0;
+    #pragma omp parallel reduction(+:z) reduction(|:bad)
+    {
+        float *buf = malloc((size_t)cols * sizeof(float));
+        if (!buf) bad = 1;
+        #pragma omp for schedule(static)
+        for (int64_t r = 0; r < rows; r++) {
+            if (!buf || bad) continue;
+            if (mend_dequantize_row_fmt(&f, (const uint8_t *)t->data + (size_t)r * rs, buf, cols)) bad = 1;
+            else z += mend_count_zeros(buf, cols);
+        }
+        free(buf);
+    }
+    if (bad) return mend_set_error(MEND_EUNSUPPORTED, "%s: tensor '%s' (%s) could not be dequantized", g->path, t->name,
+                                   mend_type_name(t->type) ? mend_type_name(t->type) : "unknown type");
+    *zeros = z;
+    *n = rows * cols;
+    return 0;
 }

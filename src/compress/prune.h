@@ -28,6 +28,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "io/gguf.h"
 
 typedef struct mend_sparsity {
     double ratio;   /* unstructured: fraction of weights pruned, 0 <= ratio < 1 */
@@ -75,5 +76,11 @@ void mend_prune_select_nm(const float *score, int64_t cols, int n, int m, uint8_
 
 /* Exact zeros among x[0..n). */
 int64_t mend_count_zeros(const float *x, int64_t n);
+
+/* Exact zeros of tensor t of g after dequantization (*zeros of *n values),
+ * for `mend info --sparsity`. I8 tensors are read in mend's generic format
+ * when g declares one (docs/formats.md). MEND_EUNSUPPORTED for a type mend
+ * cannot dequantize. */
+int mend_gguf_tensor_zeros(const mend_gguf *g, const gguf_tensor *t, int64_t *zeros, int64_t *n);
 
 #endif

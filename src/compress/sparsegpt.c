@@ -274,3 +274,97 @@ int mend_gptq_quantize_masked(float *W, int64_t rows, int64_t cols, const double
     }
     return 0;
 }
+
+/* ---- one matrix of `mend compress` with pruning ---- */
+
+const char *mend_prune_method_name(int method) {
+    switch (method) {
+    case MEND_PRUNE_NONE: return "none";
+    case MEND_PRUNE_MAGNITUDE: return "magnitude";
+    case MEND_PRUNE_WANDA: return "wanda";
+    case MEND_PRUNE_SPARSEGPT: return "sparsegpt";
+    default: return "?";
+    }
+}
+
+int mend_prune_method_parse(const char *name, int *method) {
+    for (int m = MEND_PRUNE_NONE; m <= MEND_PRUNE_SPARSEGPT; m++)
+        if (name && !strcmp(name, mend_prune_method_name(m))) {
+            *method = m;
+            return 0;
+        }
+    return mend_set_error(MEND_EINVAL, "pruning method '%s' (none, magnitude, wanda or sparsegpt expected)", name ? name : "");
+}
+
+static int is_float_fmt(const mend_qfmt *f) {
+    return f->type == MEND_TYPE_F32 || f->type == MEND_TYPE_F16 || f->type == MEND_TYPE_BF16;
+}
+
+/* round-to-nearest of every row onto f (floats: conversion); W <- its dequantization */
+static int rtn_rows(float *W, int64_t rows, int64_t cols, const mend_qfmt *f, uint8_t *packed) {
+    const size_t rs = is_float_fmt(f) ? mend_row_size(f->type, cols) : mend_qfmt_row_size(f, cols);
+    if (!rs) return mend_set_error(MEND_EINVAL, "prune: rows of %lld weights do not fit the target format", (long long)cols);
+    int bad = 0;
+    #pragma omp parallel for schedule(static) reduction(|:bad)
+    for (int64_t r = 0; r < rows; r++) {
+        uint8_t *y = packed + (size_t)r * rs;
+        if (mend_quantize_row_fmt(f, W + r * cols, y, cols, NULL) || mend_dequantize_row_fmt(f, y, W + r * cols, cols)) bad = 1;
+    }
+    return bad ? mend_set_error(MEND_EINVAL, "prune: a row could not be stored in the target format") : 0;
+}
+
+int mend_prune_compress(float *W, int64_t rows, int64_t cols, const double *H, const mend_prune_opts *p,
+                        const mend_gptq_opts *q, int gptq, void *packed, double *loss) {
+    if (!W || !p || !q || !packed) return mend_set_error(MEND_EINVAL, "prune: NULL weights, options or output");
+    if (!H && (mend_prune_needs_calib(p) || gptq))
+        return mend_set_error(MEND_EINVAL, "prune: %s%s needs calibration inputs (a Hessian)", mend_prune_method_name(p->method),
+                              gptq ? " with GPTQ" : "");
+    if (gptq && is_float_fmt(&q->fmt))
+        return mend_set_error(MEND_EINVAL, "prune: GPTQ to the float type %s", mend_type_name(q->fmt.type));
+    size_t rn;
+    if (rows <= 0 || cols <= 0 || !mend_mul_ok((size_t)rows, (size_t)cols, &rn))
+        return mend_set_error(MEND_ERANGE, "prune: matrix of %lld x %lld", (long long)rows, (long long)cols);
+    if (p->method == MEND_PRUNE_SPARSEGPT && p->joint && gptq) {
+        mend_sparsegpt_opts so = {.sp = p->sp, .quantize = 1, .fmt = q->fmt, .damp = q->damp, .block = q->block,
+                                  .fit_importance = q->fit_importance};
+        mend_sparsegpt_stats ss;
+        int rc = mend_sparsegpt(W, rows, cols, H, &so, NULL, packed, &ss);
+        if (!rc && loss) *loss += ss.loss;
+        return rc;
+    }
+    uint8_t *mask = malloc(rn);
+    float *xn = p->method == MEND_PRUNE_WANDA ? malloc((size_t)cols * sizeof(float)) : NULL;
+    int rc = 0;
+    if (!mask || (p->method == MEND_PRUNE_WANDA && !xn)) {
+        rc = mend_set_error(MEND_ENOMEM, "prune: out of memory for a %lld x %lld mask", (long long)rows, (long long)cols);
+        goto out;
+    }
+    switch (p->method) {
+    case MEND_PRUNE_NONE: memset(mask, 0, rn); break;
+    case MEND_PRUNE_MAGNITUDE: rc = mend_prune_magnitude(W, rows, cols, &p->sp, mask); break;
+    case MEND_PRUNE_WANDA:
+        rc = mend_wanda_norms_from_hessian(H, cols, xn);
+        if (!rc) rc = mend_prune_wanda(W, rows, cols, xn, &p->sp, mask);
+        break;
+    case MEND_PRUNE_SPARSEGPT: {
+        mend_sparsegpt_opts so = {.sp = p->sp, .damp = q->damp, .block = q->block};
+        mend_sparsegpt_stats ss;
+        rc = mend_sparsegpt(W, rows, cols, H, &so, mask, NULL, &ss);
+        if (!rc && loss) *loss += ss.loss;
+        break;
+    }
+    default: rc = mend_set_error(MEND_EINVAL, "prune: method %d", p->method);
+    }
+    if (rc) goto out;
+    if (gptq) {
+        mend_gptq_stats gs;
+        rc = mend_gptq_quantize_masked(W, rows, cols, H, q, mask, packed, &gs);
+        if (!rc && loss) *loss += gs.loss;
+    } else {
+        rc = rtn_rows(W, rows, cols, &q->fmt, packed);
+    }
+out:
+    free(mask);
+    free(xn);
+    return rc;
+}

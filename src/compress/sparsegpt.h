@@ -69,4 +69,38 @@ int mend_sparsegpt(float *W, int64_t rows, int64_t cols, const double *H, const 
 int mend_gptq_quantize_masked(float *W, int64_t rows, int64_t cols, const double *H, const mend_gptq_opts *opts,
                               const uint8_t *mask, void *packed, mend_gptq_stats *stats);
 
+/* ---- one matrix of `mend compress` with pruning ---- */
+
+enum mend_prune_method {
+    MEND_PRUNE_NONE = 0,
+    MEND_PRUNE_MAGNITUDE = 1,
+    MEND_PRUNE_WANDA = 2,
+    MEND_PRUNE_SPARSEGPT = 3
+};
+
+typedef struct mend_prune_opts {
+    int method;           /* enum mend_prune_method */
+    mend_sparsity sp;
+    int joint;            /* SparseGPT followed by GPTQ: one joint pass instead */
+} mend_prune_opts;
+
+/* "none", "magnitude", "wanda", "sparsegpt" */
+const char *mend_prune_method_name(int method);
+int mend_prune_method_parse(const char *name, int *method);
+/* Wanda and SparseGPT need calibration inputs (a Hessian); magnitude does not. */
+static inline int mend_prune_needs_calib(const mend_prune_opts *p) {
+    return p && (p->method == MEND_PRUNE_WANDA || p->method == MEND_PRUNE_SPARSEGPT);
+}
+
+/* Prune W (rows × cols) by p, then store it in q->fmt: with gptq = 0 by
+ * round-to-nearest (a float format: plain conversion, zeros stay zeros),
+ * with gptq = 1 by GPTQ keeping the mask (q's options; act-order is not
+ * supported), or for SparseGPT with p->joint by the joint pass. H (cols ×
+ * cols, 2/N X Xᵀ) is only read; it may be NULL for magnitude with gptq = 0.
+ * W is replaced by Ŵ, exactly what packed (rows × mend_qfmt_row_size
+ * bytes) dequantizes to. loss (may be NULL) gets the error estimate of the
+ * passes that compute one (SparseGPT, GPTQ) added. */
+int mend_prune_compress(float *W, int64_t rows, int64_t cols, const double *H, const mend_prune_opts *p,
+                        const mend_gptq_opts *q, int gptq, void *packed, double *loss);
+
 #endif

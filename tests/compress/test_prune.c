@@ -262,6 +262,8 @@ static void test_joint(void) {
     CHECK(zeros_ok);
     CHECK(count(mask) == NW / 2);
     const double e_joint = recon_err(Q);
+    printf("sparsegpt 50%% + q4_0 joint: %lld exact zeros (%.4f)\n", (long long)mend_count_zeros(Q, NW),
+           (double)mend_count_zeros(Q, NW) / NW);
     /* SparseGPT alone, then RTN onto q4_0 */
     memcpy(R, g_W, sizeof(float) * NW);
     mend_sparsegpt_opts p = {.sp = mend_sparsity_unstructured(0.5)};
@@ -293,6 +295,40 @@ static void test_joint(void) {
     printf("wanda 2:4 + q4_0: GPTQ with mask %.6g, RTN %.6g (pruned only %.6g)\n", e_gptq, e_r, e_w);
     go.act_order = 1;
     CHECK_ERR(mend_gptq_quantize_masked(Q, ROWS, COLS, g_H, &go, mask, NULL, NULL), MEND_EUNSUPPORTED, "act-order");
+    go.act_order = 0;
+
+    /* mend_prune_compress (the per-matrix step of `mend compress`) composes the same passes */
+    uint8_t *pk2 = malloc(rs * ROWS);
+    double loss = 0;
+    mend_prune_opts po = {MEND_PRUNE_WANDA, s24, 0};
+    memcpy(R, g_W, sizeof(float) * NW);
+    CHECK_OK(mend_prune_compress(R, ROWS, COLS, g_H, &po, &go, 1, pk2, &loss));
+    CHECK(memcmp(R, Q, sizeof(float) * NW) == 0 && memcmp(pk2, pk, rs * ROWS) == 0);
+    CHECK(fabs(loss - gs.loss) <= 1e-9 * gs.loss);
+    po = (mend_prune_opts){MEND_PRUNE_SPARSEGPT, mend_sparsity_unstructured(0.5), 1};
+    memcpy(R, g_W, sizeof(float) * NW);
+    CHECK_OK(mend_prune_compress(R, ROWS, COLS, g_H, &po, &go, 1, pk2, NULL));
+    CHECK(fabs(recon_err(R) - e_joint) <= 1e-9 * e_joint);
+    /* magnitude 50% stored as f16: conversion only, zeros kept */
+    const mend_qfmt f16 = mend_qfmt_ggml(MEND_TYPE_F16);
+    mend_gptq_opts fo = {.fmt = f16};
+    uint16_t *h16 = malloc(sizeof(uint16_t) * NW);
+    po = (mend_prune_opts){MEND_PRUNE_MAGNITUDE, mend_sparsity_unstructured(0.5), 0};
+    memcpy(R, g_W, sizeof(float) * NW);
+    CHECK_OK(mend_prune_compress(R, ROWS, COLS, NULL, &po, &fo, 0, h16, NULL));
+    int64_t z = 0;
+    for (size_t i = 0; i < NW; i++) z += mend_fp16_to_f32(h16[i]) == 0.0f;
+    CHECK(z >= NW / 2 && z == mend_count_zeros(R, NW));
+    CHECK_ERR(mend_prune_compress(R, ROWS, COLS, NULL, &po, &fo, 1, h16, NULL), MEND_EINVAL, "Hessian");
+    CHECK_ERR(mend_prune_compress(R, ROWS, COLS, g_H, &po, &fo, 1, h16, NULL), MEND_EINVAL, "float type");
+    po.method = MEND_PRUNE_WANDA;
+    CHECK_ERR(mend_prune_compress(R, ROWS, COLS, NULL, &po, &fo, 0, h16, NULL), MEND_EINVAL, "calibration");
+    int meth = -1;
+    CHECK_OK(mend_prune_method_parse("sparsegpt", &meth));
+    CHECK(meth == MEND_PRUNE_SPARSEGPT);
+    CHECK_ERR(mend_prune_method_parse("obs", &meth), MEND_EINVAL, "wanda");
+    free(h16);
+    free(pk2);
 
     free(Q);
     free(R);
