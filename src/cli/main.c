@@ -15,6 +15,7 @@
 
 int cmd_eval(int argc, char **argv);
 int cmd_report(int argc, char **argv);
+int cmd_compress(int argc, char **argv);
 
 static const struct {
     const char *name;
@@ -27,6 +28,7 @@ static const struct {
     {"bench", cmd_bench, "prompt and generation speed, measured as llama-bench does"},
     {"eval", cmd_eval, "zero-shot task accuracy with lm-evaluation-harness rules"},
     {"report", cmd_report, "Markdown table / chart of eval results files"},
+    {"compress", cmd_compress, "quantize a model (RTN or GPTQ) into a GGUF file"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

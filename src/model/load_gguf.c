@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "compress/quantize.h"
 #include "io/gguf.h"
 #include "kernels/quants.h"
 #include "model/model.h"
@@ -50,6 +51,8 @@ typedef struct loader {
     conv_job *jobs;
     int n_jobs, cap_jobs;
     size_t arena_floats;
+    int generic;          /* the file declares mend's generic format (I8 rows) */
+    mend_qfmt gen;
 } loader;
 
 /* ---- config ---------------------------------------------------------------------- */
@@ -170,6 +173,19 @@ static int get_tensor(loader *L, const char *name, int required, int64_t ne0, in
         if (!required) return 0;
         return mend_set_error(MEND_EFORMAT, "%s: tensor '%s' is missing", L->path, name);
     }
+    if (L->generic && t->type == MEND_TYPE_I8 && ne1 && t->n_dims == 2) {
+        /* mend's generic rows (docs/formats.md): ne = [row_bytes, rows] */
+        const int64_t cols = mend_qfmt_cols_from_row_bytes(&L->gen, (size_t)t->ne[0]);
+        const uint8_t *base = L->g->map.data, *p = (const uint8_t *)t->data;
+        if (cols != ne0 || t->ne[1] != ne1 || t->nbytes != (size_t)t->ne[0] * (size_t)t->ne[1])
+            return mend_set_error(MEND_EFORMAT, "%s: tensor '%s' (generic rows of %lld bytes) does not hold [%lld, %lld] "
+                                  "weights", L->path, name, (long long)t->ne[0], (long long)ne0, (long long)ne1);
+        if (!p || !base || p < base || (size_t)(p - base) > L->g->map.size ||
+            t->nbytes > L->g->map.size - (size_t)(p - base))
+            return mend_set_error(MEND_EFORMAT, "%s: tensor '%s' data lies outside the file", L->path, name);
+        *out = t;
+        return 0;
+    }
     const int want_dims = ne1 ? 2 : 1;
     int64_t ne[4] = {1, 1, 1, 1};
     const uint32_t nd = t->n_dims <= 4 ? t->n_dims : 4;
@@ -228,8 +244,9 @@ static int push_job(loader *L, const gguf_tensor *t, int64_t rows, int64_t cols,
     return 0;
 }
 
-/* One row of any type to f32. */
-static int conv_row(uint32_t type, const void *src, float *dst, int64_t n) {
+/* One row of any type to f32 (gen: mend's generic format for I8 rows). */
+static int conv_row(uint32_t type, const void *src, float *dst, int64_t n, const mend_qfmt *gen) {
+    if (type == MEND_TYPE_I8 && gen) return mend_dequantize_row_fmt(gen, src, dst, n);
     if (type == MEND_TYPE_F32) {
         memcpy(dst, src, (size_t)n * sizeof(float));
         return 0;
@@ -260,8 +277,9 @@ static int load_mat(loader *L, const char *name, int required, int64_t rows, int
     int rc = get_tensor(L, name, required, cols, rows, &t);
     if (rc || !t) return rc;
     *packed = (mend_mat){t->type, rows, cols, t->data, mend_row_size(t->type, cols)};
+    if (t->type == MEND_TYPE_I8) packed->row_bytes = (size_t)t->ne[0];
     *dst = *packed;
-    if (L->keep_packed || aligned_f32(t)) return 0;
+    if ((L->keep_packed && t->type != MEND_TYPE_I8) || aligned_f32(t)) return 0;
     return push_job(L, t, rows, cols, NULL, dst);
 }
 
@@ -321,7 +339,7 @@ static int convert(loader *L) {
      * type fails with the tensor's name before the parallel loop. */
     for (int j = 0; j < L->n_jobs; j++) {
         const conv_job *J = &L->jobs[j];
-        int rc = conv_row(J->t->type, J->t->data, base + J->off, J->cols);
+        int rc = conv_row(J->t->type, J->t->data, base + J->off, J->cols, L->generic ? &L->gen : NULL);
         if (rc)
             return mend_error_prefix(rc, "%s: tensor '%s' (%s)", L->path, J->t->name,
                                      mend_type_name(J->t->type));
@@ -343,10 +361,10 @@ static int convert(loader *L) {
     for (int64_t i = 0; i < n_chunks; i++) {
         const conv_job *J = &L->jobs[chunk[2 * i]];
         const int64_t r0 = chunk[2 * i + 1], r1 = r0 + 64 < J->rows ? r0 + 64 : J->rows;
-        const size_t rb = mend_row_size(J->t->type, J->cols);
+        const size_t rb = J->t->nbytes / (size_t)J->rows;
         for (int64_t r = r0; r < r1; r++) {
             if (conv_row(J->t->type, (const uint8_t *)J->t->data + (size_t)r * rb,
-                                    base + J->off + (size_t)r * J->cols, J->cols)) {
+                                    base + J->off + (size_t)r * J->cols, J->cols, L->generic ? &L->gen : NULL)) {
 #pragma omp atomic write
                 failed = 1;
             }
@@ -379,6 +397,7 @@ int mend_model_load_gguf(mend_model **out, const char *path, const mend_load_opt
     if ((rc = mend_gguf_open(&m->gguf, path))) goto fail;
     L.g = m->gguf;
     if ((rc = read_config(&L))) goto fail;
+    if ((rc = mend_qfmt_read_meta(m->gguf, &L.gen, &L.generic))) goto fail;
     if ((rc = map_tensors(&L))) goto fail;
     if ((rc = convert(&L))) goto fail;
     if (m->cfg.tied) {

@@ -1,0 +1,345 @@
+/* mend compress MODEL -o OUT.gguf: quantize the linear layers of a GGUF
+ * model with RTN or GPTQ (docs/compress.md). Progress with an ETA on
+ * stderr; a summary on stdout. GPTQ checkpoints after every layer to
+ * OUT.gguf.ckpt and resumes from it automatically. */
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "compress/calib.h"
+#include "compress/driver.h"
+#include "compress/quantize.h"
+#include "kernels/quants.h"
+#include "mend.h"
+#include "util/util.h"
+
+static const char *CMD = "compress";
+
+static const char *const CORPUS[] = {"dialog.txt", "fiction.txt", "lore.txt", "news.txt", "science.txt", "wiki.txt"};
+#define N_CORPUS (int)(sizeof CORPUS / sizeof CORPUS[0])
+#define MAX_CALIB 64
+
+static void help(void) {
+    printf("Usage: mend compress [options] MODEL -o OUT.gguf\n\n"
+           "Quantize every linear layer (attention q/k/v/o, FFN gate/up/down) of a GGUF model.\n\n"
+           "Target (one of):\n"
+           "      --type T             a ggml type, llama.cpp-loadable: q8_0 q5_0 q5_1 q4_0 q4_1\n"
+           "                           q6_k q5_k q4_k q3_k q2_k (K types need rows that are\n"
+           "                           multiples of 256; other rows use llama.cpp's fallback:\n"
+           "                           q6_k->q8_0 q5_k->q5_1 q4_k->q5_0 q3_k/q2_k->q4_0),\n"
+           "                           or f32 / f16 (conversion, --method rtn)\n"
+           "      --bits B             mend's generic grid, mend-only: 2, 3, 4 or 8 bits\n"
+           "      --group G            with --bits: 32, 64, 128 or -1 (one group per row); default 128\n"
+           "      --sym | --asym       with --bits: symmetric or asymmetric grid (default asym)\n"
+           "Method:\n"
+           "      --method M           gptq (default) or rtn (round to nearest, no calibration)\n"
+           "      --act-order          GPTQ: columns by descending Hessian diagonal (static grids)\n"
+           "      --damp F             GPTQ: dampening, fraction of mean diag(H) (default 0.01)\n"
+           "      --block N            GPTQ: lazy-batch width (default 128)\n"
+           "      --fit-importance     GPTQ: use diag(H) as importance when fitting block scales\n"
+           "Calibration (GPTQ):\n"
+           "      --calib FILE         text file (repeatable); default: the six corpus files of\n"
+           "                           $MEND_DATA/corpus or ../shared/data/corpus (never evaluation text)\n"
+           "      --nsamples N         windows (default 128)\n"
+           "      --seqlen N           tokens per window (default 2048)\n"
+           "      --seed N             window sampling seed (default 0)\n"
+           "      --save-calib FILE    also write the windows' text (e.g. for llama-imatrix)\n"
+           "Other tensors:\n"
+           "      --embd-type T        token_embd / output head: 'keep' the source type (default)\n"
+           "                           or a ggml type (RTN); norms always stay f32\n"
+           "Checkpoints:\n"
+           "      --checkpoint FILE    checkpoint path (default OUT.gguf.ckpt); a matching\n"
+           "                           checkpoint is resumed automatically\n"
+           "      --resume             require a checkpoint to resume from\n"
+           "      --restart            delete an existing checkpoint first\n"
+           "      --no-checkpoint      do not write checkpoints\n"
+           "      --stop-after N       stop once N layers are finished (checkpoint kept)\n"
+           "  -o, --output FILE        the output GGUF\n"
+           "  -t, --threads N          threads (default: all cores)\n"
+           "  -h, --help               this help\n");
+}
+
+/* The corpus directory: $MEND_DATA/corpus, ../shared/data/corpus from the
+ * working directory, or ../shared/data/corpus beside the source tree that
+ * holds the executable's build directory. */
+static int find_corpus(char *out, size_t cap) {
+    const char *env = getenv("MEND_DATA");
+    if (env && *env) {
+        snprintf(out, cap, "%s/corpus", env);
+        return mend_is_dir(out) ? 0 : -1;
+    }
+    snprintf(out, cap, "../shared/data/corpus");
+    if (mend_is_dir(out)) return 0;
+    char exe[PATH_MAX - 64];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = 0;
+        for (int up = 0; up < 3; up++) {
+            char *s = strrchr(exe, '/');
+            if (!s) break;
+            *s = 0;
+            snprintf(out, cap, "%s/../shared/data/corpus", exe);
+            if (mend_is_dir(out)) return 0;
+        }
+    }
+    return -1;
+}
+
+typedef struct prog {
+    cli_progress bar;
+    int started;
+    int64_t last;
+    int stop_after;
+} prog;
+
+static int on_event(void *user, const mend_compress_event *ev) {
+    prog *p = user;
+    if (!p->started) {
+        cli_progress_start(&p->bar, "compress", "step", ev->total, 6);
+        p->started = 1;
+    }
+    if (!strcmp(ev->stage, "layer done")) {
+        char item[64];
+        snprintf(item, sizeof item, "[%d]%.4g,", ev->layer, ev->loss);
+        cli_progress_update(&p->bar, ev->done, item);
+        if (p->stop_after > 0 && ev->layer + 1 >= p->stop_after) return 1;
+    } else {
+        cli_progress_update(&p->bar, ev->done, NULL);
+    }
+    return 0;
+}
+
+int cmd_compress(int argc, char **argv) {
+    enum {
+        O_METHOD = 256, O_TYPE, O_BITS, O_GROUP, O_SYM, O_ASYM, O_ACT, O_DAMP, O_BLOCK, O_FITIMP, O_CALIB,
+        O_NSAMPLES, O_SEQLEN, O_SEED, O_SAVECALIB, O_EMBD, O_CKPT, O_RESUME, O_RESTART, O_NOCKPT, O_STOP
+    };
+    static const struct option longopts[] = {
+        {"method", required_argument, 0, O_METHOD},   {"type", required_argument, 0, O_TYPE},
+        {"bits", required_argument, 0, O_BITS},       {"group", required_argument, 0, O_GROUP},
+        {"sym", no_argument, 0, O_SYM},               {"asym", no_argument, 0, O_ASYM},
+        {"act-order", no_argument, 0, O_ACT},         {"damp", required_argument, 0, O_DAMP},
+        {"block", required_argument, 0, O_BLOCK},     {"fit-importance", no_argument, 0, O_FITIMP},
+        {"calib", required_argument, 0, O_CALIB},     {"nsamples", required_argument, 0, O_NSAMPLES},
+        {"seqlen", required_argument, 0, O_SEQLEN},   {"seed", required_argument, 0, O_SEED},
+        {"save-calib", required_argument, 0, O_SAVECALIB}, {"embd-type", required_argument, 0, O_EMBD},
+        {"checkpoint", required_argument, 0, O_CKPT}, {"resume", no_argument, 0, O_RESUME},
+        {"restart", no_argument, 0, O_RESTART},       {"no-checkpoint", no_argument, 0, O_NOCKPT},
+        {"stop-after", required_argument, 0, O_STOP}, {"output", required_argument, 0, 'o'},
+        {"threads", required_argument, 0, 't'},       {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    const char *out_path = NULL, *type_name = NULL, *save_calib = NULL, *ckpt_arg = NULL;
+    const char *calib[MAX_CALIB];
+    int n_calib = 0, method = MEND_COMPRESS_GPTQ, sym = 0, sym_set = 0, resume = 0, restart = 0, no_ckpt = 0;
+    long bits = 0, group = 128, nsamples = 128, seqlen = 2048, block = 0, stop_after = 0;
+    int group_set = 0;
+    double damp = 0.01;
+    uint64_t seed = 0;
+    mend_compress_opts o = {0};
+    o.embd_type = MEND_EMBD_KEEP;
+    optind = 0;
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, ":o:t:h", longopts, NULL)) != -1) {
+        switch (c) {
+        case O_METHOD:
+            if (!strcmp(optarg, "gptq")) method = MEND_COMPRESS_GPTQ;
+            else if (!strcmp(optarg, "rtn")) method = MEND_COMPRESS_RTN;
+            else return cli_usage_error(CMD, "--method expects gptq or rtn, got '%s'", optarg);
+            break;
+        case O_TYPE: type_name = optarg; break;
+        case O_BITS:
+            if (cli_parse_int(optarg, 2, 8, &bits) || (bits != 2 && bits != 3 && bits != 4 && bits != 8))
+                return cli_usage_error(CMD, "--bits expects 2, 3, 4 or 8, got '%s'", optarg);
+            break;
+        case O_GROUP:
+            if (cli_parse_int(optarg, -1, 1 << 20, &group) || (group != -1 && group != 32 && group != 64 && group != 128))
+                return cli_usage_error(CMD, "--group expects 32, 64, 128 or -1, got '%s'", optarg);
+            group_set = 1;
+            break;
+        case O_SYM: sym = 1, sym_set = 1; break;
+        case O_ASYM: sym = 0, sym_set = 1; break;
+        case O_ACT: o.act_order = 1; break;
+        case O_DAMP:
+            if (cli_parse_double(optarg, 1e-8, 10.0, &damp))
+                return cli_usage_error(CMD, "--damp expects a number in (0, 10], got '%s'", optarg);
+            break;
+        case O_BLOCK:
+            if (cli_parse_int(optarg, 1, 1 << 16, &block))
+                return cli_usage_error(CMD, "--block expects a whole number >= 1, got '%s'", optarg);
+            break;
+        case O_FITIMP: o.fit_importance = 1; break;
+        case O_CALIB:
+            if (n_calib >= MAX_CALIB) return cli_usage_error(CMD, "at most %d --calib files", MAX_CALIB);
+            calib[n_calib++] = optarg;
+            break;
+        case O_NSAMPLES:
+            if (cli_parse_int(optarg, 1, 1 << 20, &nsamples))
+                return cli_usage_error(CMD, "--nsamples expects a whole number >= 1, got '%s'", optarg);
+            break;
+        case O_SEQLEN:
+            if (cli_parse_int(optarg, 2, 1 << 20, &seqlen))
+                return cli_usage_error(CMD, "--seqlen expects a whole number >= 2, got '%s'", optarg);
+            break;
+        case O_SEED:
+            if (cli_parse_u64(optarg, &seed)) return cli_usage_error(CMD, "--seed expects a whole number, got '%s'", optarg);
+            break;
+        case O_SAVECALIB: save_calib = optarg; break;
+        case O_EMBD:
+            if (!strcmp(optarg, "keep")) o.embd_type = MEND_EMBD_KEEP;
+            else {
+                int t = mend_type_from_name(optarg);
+                mend_qfmt f;
+                if (t < 0 || mend_qfmt_parse(&f, optarg) || f.type == MEND_QFMT_GENERIC)
+                    return cli_usage_error(CMD, "--embd-type expects keep or a ggml type (f32, f16, q8_0, ...), got '%s'",
+                                           optarg);
+                o.embd_type = t;
+            }
+            break;
+        case O_CKPT: ckpt_arg = optarg; break;
+        case O_RESUME: resume = 1; break;
+        case O_RESTART: restart = 1; break;
+        case O_NOCKPT: no_ckpt = 1; break;
+        case O_STOP:
+            if (cli_parse_int(optarg, 1, 1 << 20, &stop_after))
+                return cli_usage_error(CMD, "--stop-after expects a whole number >= 1, got '%s'", optarg);
+            break;
+        case 'o': out_path = optarg; break;
+        case 't':
+            if (cli_set_threads(CMD, optarg)) return CLI_EXIT_USAGE;
+            break;
+        case 'h': help(); return 0;
+        default: return cli_getopt_error(CMD, argv, c);
+        }
+    }
+    if (optind >= argc) return cli_usage_error(CMD, "missing MODEL");
+    if (optind + 1 < argc) return cli_usage_error(CMD, "unexpected argument '%s'", argv[optind + 1]);
+    if (!out_path) return cli_usage_error(CMD, "missing -o OUT.gguf");
+    if (!type_name == !bits) return cli_usage_error(CMD, "give exactly one of --type and --bits");
+    if (type_name && (group_set || sym_set)) return cli_usage_error(CMD, "--group and --sym/--asym go with --bits");
+    if (resume && restart) return cli_usage_error(CMD, "--resume and --restart exclude each other");
+    if (resume && no_ckpt) return cli_usage_error(CMD, "--resume needs checkpoints");
+    if (type_name) {
+        if (mend_qfmt_parse(&o.fmt, type_name) || o.fmt.type == MEND_QFMT_GENERIC)
+            return cli_usage_error(CMD, "--type expects a ggml type (q8_0 q5_0 q5_1 q4_0 q4_1 q6_k q5_k q4_k q3_k "
+                                   "q2_k f32 f16), got '%s'", type_name);
+    } else {
+        o.fmt = mend_qfmt_generic((int)bits, (int)group, sym);
+    }
+    const int is_float = o.fmt.type == MEND_TYPE_F32 || o.fmt.type == MEND_TYPE_F16 || o.fmt.type == MEND_TYPE_BF16;
+    if (is_float) method = MEND_COMPRESS_RTN;
+    o.method = method;
+    o.damp = damp;
+    o.block = (int)block;
+    const char *model_path = argv[optind];
+
+    int rc = CLI_EXIT_ERROR;
+    mend_model *m = NULL;
+    mend_calib cal = {0};
+    char corpus_dir[PATH_MAX], *paths_buf[N_CORPUS] = {0}, desc[1024] = "", *ckpt = NULL;
+    const char *paths[MAX_CALIB];
+    int n_paths = 0;
+
+    if (method == MEND_COMPRESS_GPTQ) {
+        if (n_calib) {
+            for (int i = 0; i < n_calib; i++) paths[n_paths++] = calib[i];
+        } else {
+            if (find_corpus(corpus_dir, sizeof corpus_dir)) {
+                fprintf(stderr, "mend compress: no calibration text: set MEND_DATA to the data directory (with "
+                                "corpus/*.txt) or pass --calib FILE\n");
+                return CLI_EXIT_ERROR;
+            }
+            for (int i = 0; i < N_CORPUS; i++) {
+                paths_buf[i] = mend_path_join(corpus_dir, CORPUS[i]);
+                if (!paths_buf[i]) goto out;
+                paths[n_paths++] = paths_buf[i];
+            }
+        }
+        int k = snprintf(desc, sizeof desc, "seed %llu:", (unsigned long long)seed);
+        for (int i = 0; i < n_paths && k < (int)sizeof desc - 2; i++) {
+            const char *b = strrchr(paths[i], '/');
+            k += snprintf(desc + k, sizeof desc - k, " %s", b ? b + 1 : paths[i]);
+        }
+        /* the tokenizer only: the driver loads the weights itself */
+        mend_load_opts lo = {1};
+        if (mend_model_load(&m, model_path, &lo)) {
+            rc = cli_fail(CMD, model_path);
+            goto out;
+        }
+        const double t0 = mend_now();
+        if (mend_calib_build(&cal, mend_model_tokenizer(m), paths, n_paths, (int)nsamples, (int)seqlen, seed)) {
+            rc = cli_fail(CMD, "calibration");
+            goto out;
+        }
+        fprintf(stderr, "calibration: %d x %d tokens from %d file(s) in %.1f s\n", cal.nsamples, cal.seqlen, n_paths,
+                mend_now() - t0);
+        if (save_calib) {
+            char *text = NULL;
+            size_t len = 0;
+            if (mend_calib_text(&cal, mend_model_tokenizer(m), &text, &len) ||
+                mend_write_file_atomic(save_calib, text, len)) {
+                free(text);
+                rc = cli_fail(CMD, save_calib);
+                goto out;
+            }
+            free(text);
+        }
+        mend_model_free(m);
+        m = NULL;
+        o.calib = cal.tokens;
+        o.nsamples = cal.nsamples;
+        o.seqlen = cal.seqlen;
+        o.calib_desc = desc;
+    }
+    if (!no_ckpt) {
+        if (ckpt_arg) ckpt = mend_strdup(ckpt_arg);
+        else if ((ckpt = malloc(strlen(out_path) + 6))) sprintf(ckpt, "%s.ckpt", out_path);
+        if (!ckpt) goto out;
+        if (restart) unlink(ckpt);
+        if (resume && !mend_file_exists(ckpt)) {
+            fprintf(stderr, "mend compress: --resume: no checkpoint %s\n", ckpt);
+            goto out;
+        }
+        if (mend_file_exists(ckpt)) fprintf(stderr, "resuming from %s\n", ckpt);
+        o.checkpoint = ckpt;
+    }
+    prog p = {.stop_after = (int)stop_after};
+    o.progress = on_event;
+    o.progress_user = &p;
+    mend_compress_result res;
+    int st = mend_compress(model_path, out_path, &o, &res);
+    if (p.started) cli_progress_end(&p.bar);
+    if (st) {
+        if (stop_after > 0 && strstr(mend_last_error(), "stopped after layer")) {
+            fprintf(stderr, "mend compress: %s; checkpoint %s kept (run again to resume)\n", mend_last_error(),
+                    ckpt ? ckpt : "(none)");
+            rc = 0;
+            goto out;
+        }
+        rc = cli_fail(CMD, model_path);
+        goto out;
+    }
+    char fmt[64], sz[32], qsz[32], dur[32];
+    mend_qfmt_name(&o.fmt, fmt, sizeof fmt);
+    printf("wrote %s: %s (%s), %s\n", out_path, fmt, method == MEND_COMPRESS_GPTQ ? "gptq" : "rtn",
+           cli_fmt_bytes((double)res.file_bytes, sz, sizeof sz));
+    printf("  linear layers: %lld weights in %s, %.3f bits per weight\n", (long long)res.n_quantized,
+           cli_fmt_bytes((double)res.bytes_quantized, qsz, sizeof qsz),
+           res.n_quantized ? 8.0 * (double)res.bytes_quantized / (double)res.n_quantized : 0.0);
+    if (res.n_fallback)
+        printf("  %d matrices in %s: rows not a multiple of the %s block (llama.cpp's fallback)\n", res.n_fallback,
+               mend_type_name(res.fallback_type), fmt);
+    if (res.resumed_layers) printf("  resumed after %d finished layers\n", res.resumed_layers);
+    printf("  time %s (%.1f s)\n", cli_fmt_duration(res.seconds, dur, sizeof dur), res.seconds);
+    rc = 0;
+out:
+    for (int i = 0; i < N_CORPUS; i++) free(paths_buf[i]);
+    free(ckpt);
+    mend_calib_free(&cal);
+    mend_model_free(m);
+    return rc;
+}

@@ -1,0 +1,198 @@
+/* One layer over one sequence, in the pieces calibration needs (layer.h). */
+#include "model/layer.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/ops.h"
+#include "kernels/quants.h"
+#include "util/util.h"
+
+#define QBLOCK 128   /* query rows per attention block */
+
+int mend_layer_ws_init(mend_layer_ws *ws, const mend_config *c, int T) {
+    memset(ws, 0, sizeof *ws);
+    if (T < 1 || T > (1 << 24))
+        return mend_set_error(MEND_EINVAL, "layer workspace: %d positions, expected 1..%d", T, 1 << 24);
+    const size_t t = (size_t)T, qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim;
+    const size_t half = (size_t)c->head_dim / 2, hid = (size_t)c->hidden_dim;
+    size_t sz[7] = {t * qd, t * kvd, t * kvd, t * half, t * half, (size_t)QBLOCK * t, t * hid};
+    size_t off[7], total = 0;
+    for (int i = 0; i < 7; i++) {
+        off[i] = total;
+        if (!mend_add_ok(total, (sz[i] + 15) & ~(size_t)15, &total))
+            return mend_set_error(MEND_ERANGE, "layer workspace: size overflows for %d positions", T);
+    }
+    size_t bytes;
+    if (!mend_mul_ok(total, sizeof(float), &bytes) || posix_memalign(&ws->mem, 64, bytes ? bytes : 64) != 0) {
+        ws->mem = NULL;
+        return mend_set_error(MEND_ENOMEM, "layer workspace: cannot allocate %zu MiB for %d positions",
+                              total * sizeof(float) >> 20, T);
+    }
+    float *f = ws->mem;
+    ws->T = T;
+    ws->q = f + off[0];
+    ws->k = f + off[1];
+    ws->v = f + off[2];
+    ws->rc = f + off[3];
+    ws->rs = f + off[4];
+    ws->scores = f + off[5];
+    ws->up = f + off[6];
+    rope_tables(ws->rc, ws->rs, T, 0, c->head_dim, c->rope_theta);
+    return 0;
+}
+
+void mend_layer_ws_free(mend_layer_ws *ws) {
+    if (!ws) return;
+    free(ws->mem);
+    memset(ws, 0, sizeof *ws);
+}
+
+static int check_mat(const mend_mat *w, int64_t rows, int64_t cols, int layer, const char *name) {
+    if (w->type != MEND_TYPE_F32 || !w->data)
+        return mend_set_error(MEND_EUNSUPPORTED, "layer %d: matrix %s is %s, expected f32 (load the model "
+                              "without keep_packed)", layer, name, w->data ? mend_type_name(w->type) : "missing");
+    if (w->rows != rows || w->cols != cols)
+        return mend_set_error(MEND_EINVAL, "layer %d: matrix %s is %lld x %lld, expected %lld x %lld", layer, name,
+                              (long long)w->rows, (long long)w->cols, (long long)rows, (long long)cols);
+    return 0;
+}
+
+int mend_layer_check(const mend_config *c, const mend_layer *L, int l) {
+    const int64_t dim = c->dim, qd = (int64_t)c->n_heads * c->head_dim, kvd = (int64_t)c->n_kv_heads * c->head_dim,
+                  hid = c->hidden_dim;
+    int rc;
+    if ((rc = check_mat(&L->wq, qd, dim, l, "attn_q"))) return rc;
+    if ((rc = check_mat(&L->wk, kvd, dim, l, "attn_k"))) return rc;
+    if ((rc = check_mat(&L->wv, kvd, dim, l, "attn_v"))) return rc;
+    if ((rc = check_mat(&L->wo, dim, qd, l, "attn_output"))) return rc;
+    if ((rc = check_mat(&L->w_gate, hid, dim, l, "ffn_gate"))) return rc;
+    if ((rc = check_mat(&L->w_up, hid, dim, l, "ffn_up"))) return rc;
+    if ((rc = check_mat(&L->w_down, dim, hid, l, "ffn_down"))) return rc;
+    if (!L->attn_norm || !L->ffn_norm) return mend_set_error(MEND_EINVAL, "layer %d: a norm vector is missing", l);
+    return 0;
+}
+
+/* x (n, dim) -> xb: the row loop of rmsnorm_forward, on this thread. */
+static void rmsnorm_rows(float *out, const float *x, const float *w, int n, int dim, float eps) {
+    for (int i = 0; i < n; i++) {
+        const float *xi = x + (size_t)i * dim;
+        float *oi = out + (size_t)i * dim;
+        double ss = 0.0;
+        for (int j = 0; j < dim; j++) ss += (double)xi[j] * xi[j];
+        const float r = (float)(1.0 / sqrt(ss / dim + (double)eps));
+        for (int j = 0; j < dim; j++) oi[j] = xi[j] * r * w[j];
+    }
+}
+
+void mend_layer_attn_norm(const mend_config *c, const mend_layer *L, const float *x, int n, float *xb) {
+    rmsnorm_rows(xb, x, L->attn_norm, n, c->dim, c->norm_eps);
+}
+
+void mend_layer_ffn_norm(const mend_config *c, const mend_layer *L, const float *x, int n, float *xb) {
+    rmsnorm_rows(xb, x, L->ffn_norm, n, c->dim, c->norm_eps);
+}
+
+/* out (n, ldo) = x (n, k) · W (m, k)ᵀ (+ bias) with beta */
+static void linear(float *out, size_t ldo, const float *x, const mend_mat *W, const float *bias, int n, float beta) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, (int)W->rows, (int)W->cols, 1.0f, x, (int)W->cols,
+                (const float *)W->data, (int)W->cols, beta, out, (int)ldo);
+    if (bias)
+        for (int i = 0; i < n; i++) {
+            float *o = out + (size_t)i * ldo;
+            for (int64_t j = 0; j < W->rows; j++) o[j] += bias[j];
+        }
+}
+
+/* RoPE on this thread (rope_forward's loop without its parallel region). */
+static void rope_rows(float *x, int n, size_t ldx, int n_heads, int hd, const float *cos_t, const float *sin_t,
+                      int type) {
+    const int half = hd / 2;
+    for (int p = 0; p < n; p++) {
+        const float *cs = cos_t + (size_t)p * half, *sn = sin_t + (size_t)p * half;
+        for (int h = 0; h < n_heads; h++) {
+            float *v = x + (size_t)p * ldx + (size_t)h * hd;
+            if (type == MEND_ROPE_NEOX) {
+                for (int i = 0; i < half; i++) {
+                    const float a = v[i], b = v[i + half];
+                    v[i] = a * cs[i] - b * sn[i];
+                    v[i + half] = a * sn[i] + b * cs[i];
+                }
+            } else {
+                for (int i = 0; i < half; i++) {
+                    const float a = v[2 * i], b = v[2 * i + 1];
+                    v[2 * i] = a * cs[i] - b * sn[i];
+                    v[2 * i + 1] = a * sn[i] + b * cs[i];
+                }
+            }
+        }
+    }
+}
+
+void mend_layer_attn_core(const mend_config *c, const mend_layer *L, const float *xb, int n, mend_layer_ws *ws,
+                          float *att) {
+    const int hd = c->head_dim, nh = c->n_heads, nkv = c->n_kv_heads, g = nh / nkv;
+    const size_t qd = (size_t)nh * hd, kvd = (size_t)nkv * hd;
+    linear(ws->q, qd, xb, &L->wq, L->bq, n, 0.0f);
+    linear(ws->k, kvd, xb, &L->wk, L->bk, n, 0.0f);
+    linear(ws->v, kvd, xb, &L->wv, L->bv, n, 0.0f);
+    rope_rows(ws->q, n, qd, nh, hd, ws->rc, ws->rs, c->rope_type);
+    rope_rows(ws->k, n, kvd, nkv, hd, ws->rc, ws->rs, c->rope_type);
+    const float scale = 1.0f / sqrtf((float)hd);
+    /* per query block [i0, i1) and head: S = scale · Q Kᵀ over keys [0, i1),
+     * causal mask, row softmax, att = S V */
+    for (int i0 = 0; i0 < n; i0 += QBLOCK) {
+        const int i1 = i0 + QBLOCK < n ? i0 + QBLOCK : n, nb = i1 - i0;
+        for (int h = 0; h < nh; h++) {
+            const int kvh = h / g;
+            float *S = ws->scores;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, i1, hd, scale, ws->q + (size_t)i0 * qd + (size_t)h * hd,
+                        (int)qd, ws->k + (size_t)kvh * hd, (int)kvd, 0.0f, S, i1);
+            for (int r = 0; r < nb; r++) {
+                float *s = S + (size_t)r * i1;
+                const int T = i0 + r + 1;
+                float m = s[0];
+                for (int t = 1; t < T; t++) m = s[t] > m ? s[t] : m;
+                const float inv = 1.0f / vec_exp_sum(T, s, m);
+                for (int t = 0; t < T; t++) s[t] *= inv;
+                for (int t = T; t < i1; t++) s[t] = 0.0f;
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nb, hd, i1, 1.0f, S, i1, ws->v + (size_t)kvh * hd,
+                        (int)kvd, 0.0f, att + (size_t)i0 * qd + (size_t)h * hd, (int)qd);
+        }
+    }
+}
+
+void mend_layer_attn_out(const mend_config *c, const mend_layer *L, const float *att, int n, float *x) {
+    linear(x, (size_t)c->dim, att, &L->wo, NULL, n, 1.0f);
+}
+
+void mend_layer_ffn_act(const mend_config *c, const mend_layer *L, const float *xb, int n, mend_layer_ws *ws,
+                        float *h) {
+    const size_t hid = (size_t)c->hidden_dim;
+    linear(h, hid, xb, &L->w_gate, NULL, n, 0.0f);
+    linear(ws->up, hid, xb, &L->w_up, NULL, n, 0.0f);
+    const size_t total = (size_t)n * hid;
+    /* swiglu on this thread: swiglu_forward may open a parallel region for
+     * long inputs, so it is called on chunks short enough to stay serial */
+    for (size_t a = 0; a < total; a += 4096) {
+        const size_t len = total - a < 4096 ? total - a : 4096;
+        swiglu_forward(h + a, h + a, ws->up + a, (int64_t)len);
+    }
+}
+
+void mend_layer_ffn_out(const mend_config *c, const mend_layer *L, const float *h, int n, float *x) {
+    linear(x, (size_t)c->dim, h, &L->w_down, NULL, n, 1.0f);
+}
+
+void mend_layer_forward_seq(const mend_config *c, const mend_layer *L, float *x, int n, mend_layer_ws *ws,
+                            float *xb, float *att, float *h) {
+    mend_layer_attn_norm(c, L, x, n, xb);
+    mend_layer_attn_core(c, L, xb, n, ws, att);
+    mend_layer_attn_out(c, L, att, n, x);
+    mend_layer_ffn_norm(c, L, x, n, xb);
+    mend_layer_ffn_act(c, L, xb, n, ws, h);
+    mend_layer_ffn_out(c, L, h, n, x);
+}
