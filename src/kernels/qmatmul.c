@@ -375,10 +375,17 @@ typedef struct kentry {
 #define KE(w, a, name, vnni) \
     {MEND_TYPE_##w, MEND_TYPE_##a, vec_dot_##name##_ref, vec_dot_##name##_avx2, vec_dot_##name##_avx512, vnni, \
      NULL, NULL, NULL, NULL, NULL, NULL}
-/* 32-element blocks: every tile at both levels */
-#define KE32(w, a, name) \
-    {MEND_TYPE_##w, MEND_TYPE_##a, vec_dot_##name##_ref, vec_dot_##name##_avx2, vec_dot_##name##_avx512, 1, \
+/* 32-element blocks (VNNI at the AVX-512 level) and floats: every tile at
+ * both levels */
+#define KE32(w, a, name, vnni) \
+    {MEND_TYPE_##w, MEND_TYPE_##a, vec_dot_##name##_ref, vec_dot_##name##_avx2, vec_dot_##name##_avx512, vnni, \
      vec_dot4_##name##_avx2, vec_dot4_##name##_avx512, vec_dotw4_##name##_avx2, vec_dotw4_##name##_avx512, \
+     vec_dot24_##name##_avx2, vec_dot24_##name##_avx512}
+/* floats: the AVX2 single-row kernel beats its 4 x 1 tile (measured), so
+ * rows of one activation take it */
+#define KEF(w, name) \
+    {MEND_TYPE_##w, MEND_TYPE_F32, vec_dot_##name##_ref, vec_dot_##name##_avx2, vec_dot_##name##_avx512, 0, \
+     vec_dot4_##name##_avx2, vec_dot4_##name##_avx512, NULL, vec_dotw4_##name##_avx512, \
      vec_dot24_##name##_avx2, vec_dot24_##name##_avx512}
 /* K-quants: AVX-512 four-activation-row kernels */
 #define KEK(w, name) \
@@ -386,15 +393,16 @@ typedef struct kentry {
      NULL, vec_dot4_##name##_avx512, NULL, NULL, NULL, NULL}
 #else
 #define KE(w, a, name, vnni) {MEND_TYPE_##w, MEND_TYPE_##a, vec_dot_##name##_ref}
-#define KE32(w, a, name) KE(w, a, name, 1)
+#define KE32(w, a, name, vnni) KE(w, a, name, vnni)
 #define KEK(w, name) KE(w, Q8_K, name, 0)
+#define KEF(w, name) KE(w, F32, name, 0)
 #endif
 
 static const kentry g_kernels[] = {
-    KE32(Q4_0, Q8_0, q4_0_q8_0), KE32(Q4_1, Q8_1, q4_1_q8_1), KE32(Q5_0, Q8_0, q5_0_q8_0),
-    KE32(Q5_1, Q8_1, q5_1_q8_1), KE32(Q8_0, Q8_0, q8_0_q8_0),
+    KE32(Q4_0, Q8_0, q4_0_q8_0, 1), KE32(Q4_1, Q8_1, q4_1_q8_1, 1), KE32(Q5_0, Q8_0, q5_0_q8_0, 1),
+    KE32(Q5_1, Q8_1, q5_1_q8_1, 1), KE32(Q8_0, Q8_0, q8_0_q8_0, 1),
     KEK(Q2_K, q2_K_q8_K), KEK(Q3_K, q3_K_q8_K), KEK(Q4_K, q4_K_q8_K), KEK(Q5_K, q5_K_q8_K), KEK(Q6_K, q6_K_q8_K),
-    KE(F16, F32, f16_f32, 0), KE(F32, F32, f32_f32, 0),
+    KEF(F16, f16_f32), KEF(F32, f32_f32),
 };
 
 static const kentry *find_kernel(uint32_t wtype) {

@@ -111,6 +111,12 @@ void vec_dot24_q5_1_q8_1_avx2(int64_t n, const void *w, size_t wstride, const vo
 void vec_dot4_q8_0_q8_0_avx2(int64_t n, const void *w, const void *a, size_t astride, float *s);
 void vec_dotw4_q8_0_q8_0_avx2(int64_t n, const void *w, size_t wstride, const void *a, float *s);
 void vec_dot24_q8_0_q8_0_avx2(int64_t n, const void *w, size_t wstride, const void *a, size_t astride, float *s);
+void vec_dot4_f16_f32_avx2(int64_t n, const void *w, const void *a, size_t astride, float *s);
+void vec_dotw4_f16_f32_avx2(int64_t n, const void *w, size_t wstride, const void *a, float *s);
+void vec_dot24_f16_f32_avx2(int64_t n, const void *w, size_t wstride, const void *a, size_t astride, float *s);
+void vec_dot4_f32_f32_avx2(int64_t n, const void *w, const void *a, size_t astride, float *s);
+void vec_dotw4_f32_f32_avx2(int64_t n, const void *w, size_t wstride, const void *a, float *s);
+void vec_dot24_f32_f32_avx2(int64_t n, const void *w, size_t wstride, const void *a, size_t astride, float *s);
 /* AVX-512 F/BW/VL (+ VNNI for the integer dots) */
 void quantize_act_q8_0_avx512(const float *x, void *y, int64_t n);
 void quantize_act_q8_1_avx512(const float *x, void *y, int64_t n);
@@ -143,6 +149,12 @@ void vec_dot24_q5_1_q8_1_avx512(int64_t n, const void *w, size_t wstride, const 
 void vec_dot4_q8_0_q8_0_avx512(int64_t n, const void *w, const void *a, size_t astride, float *s);
 void vec_dotw4_q8_0_q8_0_avx512(int64_t n, const void *w, size_t wstride, const void *a, float *s);
 void vec_dot24_q8_0_q8_0_avx512(int64_t n, const void *w, size_t wstride, const void *a, size_t astride, float *s);
+void vec_dot4_f16_f32_avx512(int64_t n, const void *w, const void *a, size_t astride, float *s);
+void vec_dotw4_f16_f32_avx512(int64_t n, const void *w, size_t wstride, const void *a, float *s);
+void vec_dot24_f16_f32_avx512(int64_t n, const void *w, size_t wstride, const void *a, size_t astride, float *s);
+void vec_dot4_f32_f32_avx512(int64_t n, const void *w, const void *a, size_t astride, float *s);
+void vec_dotw4_f32_f32_avx512(int64_t n, const void *w, size_t wstride, const void *a, float *s);
+void vec_dot24_f32_f32_avx512(int64_t n, const void *w, size_t wstride, const void *a, size_t astride, float *s);
 void vec_dot4_q2_K_q8_K_avx512(int64_t n, const void *w, const void *a, size_t astride, float *s);
 void vec_dot4_q3_K_q8_K_avx512(int64_t n, const void *w, const void *a, size_t astride, float *s);
 void vec_dot4_q4_K_q8_K_avx512(int64_t n, const void *w, const void *a, size_t astride, float *s);

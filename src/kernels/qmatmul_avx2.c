@@ -157,6 +157,12 @@ AVX2 void quantize_act_q8_K_avx2(const float *x, void *vy, int64_t n) {
 enum { W40, W41, W50, W51, W80 };
 
 #define ALWAYS static inline __attribute__((always_inline))
+/* Weight tiles read RW rows side by side, short streams the hardware
+ * prefetchers keep restarting on: the tile kernels prefetch the rows PF_TILES
+ * tiles ahead (as an integer address: it may lie past the matrix, and
+ * prefetches never fault). */
+#define PF_TILES 4
+#define PREFETCH(p, off) _mm_prefetch((const char *)((uintptr_t)(p) + (off)), _MM_HINT_T0)
 /* small fixed loops over registers: unrolled so arrays of vectors stay in registers */
 #define UNROLL _Pragma("GCC unroll 8")
 
@@ -206,6 +212,7 @@ AVX2 ALWAYS void dot32(int T, int RW, int RA, int64_t n, const void *vw, size_t 
         UNROLL
         for (int i = 0; i < RW; i++) {
             const uint8_t *w0 = (const uint8_t *)vw + (size_t)i * wstride + (size_t)b * wbs, *w1 = two ? w0 + wbs : w0;
+            if (RW > 1) PREFETCH(w0, PF_TILES * RW * wstride);
             q0[i] = unpack1(T, w0);
             q1[i] = unpack1(T, w1);
             ws[i] = head2(mn, w0, w1);
@@ -527,6 +534,67 @@ AVX2 float vec_dot_f32_f32_avx2(int64_t n, const void *vw, const void *va) {
     for (; j < n; j++) sum += w[j] * a[j];
     return sum;
 }
+
+/* f16 / f32 weight tiles (RW weight rows x RA activation rows, as dot32),
+ * 8 lanes per step and a scalar tail */
+AVX2 ALWAYS __m256 wload(int half_w, const void *w, int64_t j) {
+    if (half_w) return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const mend_half *)w + j)));
+    return _mm256_loadu_ps((const float *)w + j);
+}
+static inline float wscalar(int half_w, const void *w, int64_t j) {
+    return half_w ? mend_fp16_to_f32(((const mend_half *)w)[j]) : ((const float *)w)[j];
+}
+
+AVX2 ALWAYS void dotf(int half_w, int RW, int RA, int64_t n, const void *vw, size_t wstride,
+                      const void *va, size_t astride, float *s) {
+    __m256 acc[4][4];
+    UNROLL
+    for (int i = 0; i < RW; i++) {
+        UNROLL
+        for (int k = 0; k < RA; k++) acc[i][k] = _mm256_setzero_ps();
+    }
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+        if (RW > 1 && (j & 15) == 0) {   /* one prefetch per row and cache line of f16 */
+            UNROLL
+            for (int i = 0; i < RW; i++)
+                PREFETCH(vw, (size_t)(i + PF_TILES * RW) * wstride + (size_t)j * (half_w ? 2 : 4));
+        }
+        __m256 wv[4];
+        UNROLL
+        for (int i = 0; i < RW; i++) wv[i] = wload(half_w, (const uint8_t *)vw + (size_t)i * wstride, j);
+        UNROLL
+        for (int k = 0; k < RA; k++) {
+            const __m256 av = _mm256_loadu_ps((const float *)((const uint8_t *)va + (size_t)k * astride) + j);
+            UNROLL
+            for (int i = 0; i < RW; i++) acc[i][k] = _mm256_fmadd_ps(wv[i], av, acc[i][k]);
+        }
+    }
+    UNROLL
+    for (int i = 0; i < RW; i++) {
+        UNROLL
+        for (int k = 0; k < RA; k++) {
+            const void *wi = (const uint8_t *)vw + (size_t)i * wstride;
+            const float *ak = (const float *)((const uint8_t *)va + (size_t)k * astride);
+            float t = hsum_ps(acc[i][k]);
+            for (int64_t jj = j; jj < n; jj++) t += wscalar(half_w, wi, jj) * ak[jj];
+            s[i * RA + k] = t;
+        }
+    }
+}
+
+#define DOTF(name, H) \
+    AVX2 void vec_dot4_##name##_avx2(int64_t n, const void *w, const void *a, size_t astride, float *s) { \
+        dotf(H, 1, 4, n, w, 0, a, astride, s); \
+    } \
+    AVX2 void vec_dotw4_##name##_avx2(int64_t n, const void *w, size_t wstride, const void *a, float *s) { \
+        dotf(H, 4, 1, n, w, wstride, a, 0, s); \
+    } \
+    AVX2 void vec_dot24_##name##_avx2(int64_t n, const void *w, size_t wstride, const void *a, size_t astride, float *s) { \
+        dotf(H, 2, 4, n, w, wstride, a, astride, s); \
+    }
+DOTF(f16_f32, 1)
+DOTF(f32_f32, 0)
 
 #else
 typedef int mend_qmatmul_avx2_unused;   /* ISO C forbids an empty unit */
