@@ -32,9 +32,10 @@ static int t_pass = 0, t_fail = 0;
 #define CHECK_ERR(expr, code, substr) do { \
     int rc_ = (expr); \
     const char *e_ = mend_last_error(); \
-    if (rc_ == (code) && (!(substr) || strstr(e_, (substr)))) t_pass++; \
+    const char *s_ = (substr); \
+    if (rc_ == (code) && (!s_ || strstr(e_, s_))) t_pass++; \
     else { t_fail++; fprintf(stderr, "%s:%d: %s: expected %d containing '%s', got %d: %s\n", \
-                             __FILE__, __LINE__, #expr, (code), (substr) ? (substr) : "", rc_, e_); } \
+                             __FILE__, __LINE__, #expr, (code), s_ ? s_ : "", rc_, e_); } \
 } while (0)
 
 #define CHECK_NEAR(a, b, tol) do { \

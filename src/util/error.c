@@ -35,6 +35,15 @@ int mend_error_prefix(int code, const char *fmt, ...) {
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
     memcpy(old, g_err, sizeof old);
-    snprintf(g_err, sizeof g_err, "%s: %s", prefix, old);
+    size_t k = strlen(prefix);
+    memcpy(g_err, prefix, k);
+    if (k + 2 < sizeof g_err) {
+        g_err[k++] = ':';
+        g_err[k++] = ' ';
+    }
+    size_t room = sizeof g_err - 1 - k;
+    size_t n = strnlen(old, room);
+    memcpy(g_err + k, old, n);
+    g_err[k + n] = 0;
     return code;
 }
