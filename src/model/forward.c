@@ -30,10 +30,12 @@
  * allocated during mend_forward. Keys and values are written by the K/V
  * matmuls straight into the cache rows [pos, pos+n).
  *
- * Threads: one OpenMP pool does everything. Matmuls split the output
- * columns across the threads, each calling single-threaded BLAS (sgemm for
- * batches, sgemv for one position) on its slice, because BLAS's own worker
- * threads spinning next to OpenMP's cost a third of the time on two cores.
+ * Threads: one OpenMP pool does everything. Matmuls cut the output columns
+ * into chunks handed to the threads dynamically, each chunk a
+ * single-threaded BLAS call (sgemm for batches, sgemv for one position),
+ * because BLAS's own worker threads spinning next to OpenMP's cost a third
+ * of the time on two cores. Attention runs in parallel over (position, kv
+ * head) once it is big enough to pay for waking the threads.
  * Matrices kept packed (keep_packed) run on the native block kernels of
  * kernels/qmatmul.h (activations quantized to 8 bits, as llama.cpp does:
  * four to eight times less weight traffic, slightly different numbers);
@@ -230,46 +232,55 @@ static int native_forward(mend_state *s, const mm_job *J, const float *x, int n,
 }
 
 /* The products of one sublayer that share their input x (n, cols): q/k/v,
- * gate/up, or a single one. Each matrix's output columns (rows of W) are
- * split into one contiguous slice per OpenMP thread, and each thread runs
- * single-threaded BLAS on its slices, so one thread pool (OpenMP's) does
- * all the work in one parallel region. Packed matrices with a native kernel
- * run through it instead; others are dequantized TILE_ROWS rows at a time
- * into the thread's own tile. */
+ * gate/up, or a single one, in one parallel region. Each matrix's output
+ * columns (rows of W) are cut into chunks of at least 64 rows, about four per
+ * thread, handed out dynamically (a thread that loses its core to another
+ * process does not hold the others up), and each chunk is a single-threaded
+ * BLAS call, so one thread pool (OpenMP's) does all the work. Packed
+ * matrices with a native kernel run through it instead; other packed types
+ * are dequantized chunk by chunk (chunks <= TILE_ROWS rows) into the
+ * thread's own tile. */
 static void mats_forward(mend_state *s, const float *x, int n, float beta, const mm_job *jobs, int n_jobs) {
     int nt = omp_get_max_threads();
     if (nt > s->n_threads) nt = s->n_threads;
     int64_t work = 0;
     for (int k = 0; k < n_jobs; k++) work += (int64_t)n * jobs[k].W->rows * jobs[k].W->cols;
     if (work < 32768) nt = 1;   /* tiny products are not worth waking threads for */
-    int todo[4], n_todo = 0;
-    for (int k = 0; k < n_jobs && k < 4; k++)
-        if (native_forward(s, &jobs[k], x, n, beta, nt)) todo[n_todo++] = k;
+    int todo[4], chunk[4], first[5], n_todo = 0;
+    first[0] = 0;
+    for (int k = 0; k < n_jobs && k < 4; k++) {
+        if (!native_forward(s, &jobs[k], x, n, beta, nt)) continue;
+        const int rows = (int)jobs[k].W->rows;
+        int c = (rows + 4 * nt - 1) / (4 * nt);
+        c = c < 64 ? 64 : (c + 15) & ~15;
+        if (jobs[k].W->type != MEND_TYPE_F32 && c > TILE_ROWS) c = TILE_ROWS;
+        todo[n_todo] = k;
+        chunk[n_todo] = c;
+        first[n_todo + 1] = first[n_todo] + (rows + c - 1) / c;
+        n_todo++;
+    }
     if (!n_todo) return;
-#pragma omp parallel num_threads(nt)
-    {
-        const int t = omp_get_thread_num(), T = omp_get_num_threads();
-        for (int k = 0; k < n_todo; k++) {
-            const mm_job *J = &jobs[todo[k]];
-            const mend_mat *W = J->W;
-            const int rows = (int)W->rows, cols = (int)W->cols;
-            const int per = (((rows + T - 1) / T) + 15) & ~15;
-            const int r0 = t * per < rows ? t * per : rows, r1 = r0 + per < rows ? r0 + per : rows;
-            if (r0 >= r1) continue;
-            if (W->type == MEND_TYPE_F32) {
-                matmul_forward(J->out + r0, J->ldo, x, (const float *)W->data + (size_t)r0 * cols,
-                               J->bias ? J->bias + r0 : NULL, n, r1 - r0, cols, beta);
-                continue;
-            }
-            float *tile = s->wtile + (size_t)t * s->wtile_floats;
-            for (int a = r0; a < r1; a += TILE_ROWS) {
-                const int nr = r1 - a < TILE_ROWS ? r1 - a : TILE_ROWS;
-                for (int r = 0; r < nr; r++)
-                    mend_dequantize_row(W->type, (const uint8_t *)W->data + (size_t)(a + r) * W->row_bytes,
-                                        tile + (size_t)r * cols, cols);
-                matmul_forward(J->out + a, J->ldo, x, tile, J->bias ? J->bias + a : NULL, n, nr, cols, beta);
-            }
+    const int n_chunks = first[n_todo];
+    if (nt > n_chunks) nt = n_chunks;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
+    for (int ci = 0; ci < n_chunks; ci++) {
+        int k = 0;
+        while (ci >= first[k + 1]) k++;
+        const mm_job *J = &jobs[todo[k]];
+        const mend_mat *W = J->W;
+        const int rows = (int)W->rows, cols = (int)W->cols;
+        const int r0 = (ci - first[k]) * chunk[k], nr = rows - r0 < chunk[k] ? rows - r0 : chunk[k];
+        const float *w;
+        if (W->type == MEND_TYPE_F32) {
+            w = (const float *)W->data + (size_t)r0 * cols;
+        } else {
+            float *tile = s->wtile + (size_t)omp_get_thread_num() * s->wtile_floats;
+            for (int r = 0; r < nr; r++)
+                mend_dequantize_row(W->type, (const uint8_t *)W->data + (size_t)(r0 + r) * W->row_bytes,
+                                    tile + (size_t)r * cols, cols);
+            w = tile;
         }
+        matmul_forward(J->out + r0, J->ldo, x, w, J->bias ? J->bias + r0 : NULL, n, nr, cols, beta);
     }
 }
 
@@ -304,6 +315,8 @@ static void forward_batch(mend_state *s, const int32_t *tokens, const float *emb
     const size_t qd = s->qd, kvd = s->kvd, T = (size_t)s->n_ctx;
     int nt = omp_get_max_threads();
     if (nt > s->n_threads) nt = s->n_threads;
+    /* attention multiply-adds of this batch: below ~1M, one thread is quicker */
+    const int nt_att = (int64_t)n * (pos + n) * c->n_heads * hd < (1 << 20) ? 1 : nt;
 
     embed(s, tokens, embeds, n);
     rope_tables(s->rc, s->rs, n, pos, hd, c->rope_theta);
@@ -319,7 +332,7 @@ static void forward_batch(mend_state *s, const int32_t *tokens, const float *emb
         rope_forward(s->q, n, qd, c->n_heads, hd, s->rc, s->rs, c->rope_type);
         rope_forward(kp, n, kvd, c->n_kv_heads, hd, s->rc, s->rs, c->rope_type);
         attention_forward(s->att, s->q, kl, vl, n, pos, c->n_heads, c->n_kv_heads, hd, s->sc, s->n_ctx,
-                          nt);
+                          nt_att);
         mat_forward(s, s->x, (size_t)dim, s->att, &L->wo, NULL, n, 1.0f);
 
         rmsnorm_forward(s->xb, s->x, L->ffn_norm, n, dim, c->norm_eps);
