@@ -15,6 +15,7 @@
 
 int cmd_eval(int argc, char **argv);
 int cmd_report(int argc, char **argv);
+int cmd_tune(int argc, char **argv);
 int cmd_compress(int argc, char **argv);
 
 static const struct {
@@ -29,6 +30,7 @@ static const struct {
     {"eval", cmd_eval, "zero-shot task accuracy with lm-evaluation-harness rules"},
     {"report", cmd_report, "Markdown table / chart of eval results files"},
     {"compress", cmd_compress, "quantize a model (RTN or GPTQ) into a GGUF file"},
+    {"tune", cmd_tune, "train a soft prompt that repairs a (compressed) model"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
