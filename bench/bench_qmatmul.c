@@ -12,7 +12,9 @@
  * that time slicing on a shared machine is discarded rather than measured.
  * Prints Markdown. Build: cmake --build <dir> --target bench_qmatmul
  * Run: <dir>/bench/bench_qmatmul [--quick] [--types q4_0,q8_0,...] [--skip-table] [--skip-cross]
- *      [--cputime]   (one thread, timed by its CPU clock: for a loaded machine) */
+ *      [--cputime]      (one thread, timed by its CPU clock: for a loaded machine)
+ *      [--max-level L]  (cap mend's SIMD level: 0 scalar, 1 AVX2; with
+ *                        OPENBLAS_CORETYPE=Haswell this stands in for an AVX2 machine) */
 #include <cblas.h>
 #include <omp.h>
 #include <stdio.h>
@@ -28,6 +30,7 @@
 #include "util/util.h"
 
 extern void openblas_set_num_threads(int);
+extern char *openblas_get_corename(void);
 
 static uint64_t rng = 0x853C49E6748FEA9Bull;
 static uint32_t rnd(void) {
@@ -178,20 +181,23 @@ static int want_type(uint32_t t) {
 }
 
 int main(int argc, char **argv) {
-    int quick = 0, skip_table = 0, skip_cross = 0;
+    int quick = 0, skip_table = 0, skip_cross = 0, max_level = -1;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) quick = 1;
         else if (!strcmp(argv[i], "--skip-table")) skip_table = 1;
         else if (!strcmp(argv[i], "--skip-cross")) skip_cross = 1;
         else if (!strcmp(argv[i], "--types") && i + 1 < argc) g_types = argv[++i];
         else if (!strcmp(argv[i], "--cputime")) g_cputime = 1;
-        else { fprintf(stderr, "usage: %s [--quick] [--types a,b] [--skip-table] [--skip-cross] [--cputime]\n", argv[0]); return 2; }
+        else if (!strcmp(argv[i], "--max-level") && i + 1 < argc) max_level = atoi(argv[++i]);
+        else { fprintf(stderr, "usage: %s [--quick] [--types a,b] [--skip-table] [--skip-cross] [--cputime] [--max-level 0|1|2]\n", argv[0]); return 2; }
     }
     if (quick) g_budget = 0.06;
-    const int maxlev = mend_cpu_simd_level();
+    int maxlev = mend_cpu_simd_level();
+    if (max_level >= 0 && max_level < maxlev) maxlev = max_level;
     const int maxth = g_cputime ? 1 : 2;
-    printf("CPU: SIMD %s%s, %d cores; OpenBLAS %s; timed by %s\n\n", mend_simd_level_name(maxlev),
-           mend_cpu_has_avx512_vnni() ? " + VNNI" : "", omp_get_num_procs(), OPENBLAS_VERSION,
+    printf("CPU: SIMD %s%s, %d cores; OpenBLAS %s (core %s); timed by %s\n\n", mend_simd_level_name(maxlev),
+           maxlev == MEND_SIMD_AVX512 && mend_cpu_has_avx512_vnni() ? " + VNNI" : "", omp_get_num_procs(), OPENBLAS_VERSION,
+           openblas_get_corename(),
            g_cputime ? "thread CPU time (1 thread)" : "wall clock");
 
     const int ns[2] = {1, 64};
@@ -289,7 +295,7 @@ int main(int argc, char **argv) {
             printf("| %lldx%lld | %s |", (long long)rows, (long long)cols, mend_type_name(t));
             int cross = -1;
             for (int i = 0; i < ncn; i++) {
-                job j = {out, x, cn[i], w, t, rows, cols, maxth, -1, NULL, tile};
+                job j = {out, x, cn[i], w, t, rows, cols, maxth, maxlev, NULL, tile};
                 const double a = time_it(run_q, &j), b = time_it(run_deq_gemm, &j);
                 printf(" %.3f / %.3f |", a * 1e3, b * 1e3);
                 if (cross < 0 && b < a) cross = cn[i];
