@@ -25,6 +25,16 @@ int main(void) {
     if (!m) return test_finish();
     printf("loaded in %.2f s (%zu MiB f32 arena)\n", mend_now() - t0, m->arena_bytes >> 20);
     const int V = m->cfg.n_vocab;
+    /* the shape the GGUF metadata declares (llama.cpp counts 134.52 M parameters) */
+    mend_model_info info;
+    mend_model_get_info(m, &info);
+    CHECK(strcmp(info.arch, "llama") == 0 && info.n_layers == 30 && info.dim == 576 && info.n_heads == 9 &&
+          info.n_kv_heads == 3 && info.head_dim == 64 && info.hidden_dim == 1536 && info.n_vocab == 49152 &&
+          info.ctx_len == 8192 && info.tied_embeddings == 1);
+    CHECK_NEAR(info.rope_theta, 100000.0, 1e-3);
+    CHECK_NEAR(info.norm_eps, 1e-5, 1e-9);
+    CHECK_MSG(info.n_params == 134515008, "n_params %lld", (long long)info.n_params);
+    CHECK(mend_model_tokenizer(m) != NULL);
     CHECK(V == json_integer_value(json_object_get(doc, "n_vocab")));
     json_t *jpos = json_object_get(doc, "positions");
     const size_t n_keep = json_array_size(jpos);
