@@ -45,11 +45,29 @@ int main(void) {
         remove(tmp);
     }
 
-    snprintf(args, sizeof args, "-t 2 generate '%s' --chat -p 'What is the capital of France?' -n 24", model);
+    /* With the template's default system turn, the first reply token is a
+     * near tie for this Q4_1 model: "The" leads "L" by 0.08 logits in exact
+     * f32 arithmetic on the dequantized weights, while kernels that round
+     * activations to 8 bits as llama.cpp does (and llama.cpp itself) flip it
+     * to "L'Étoile, ...". So the answer is checked on the exact path (--f32)
+     * and the packed path is only required to run and stream text. */
+    snprintf(args, sizeof args, "-t 2 generate '%s' --chat -p 'What is the capital of France?' -n 24 --f32", model);
     r = cli_run(args);
     CHECK_MSG(r.code == 0, "generate exit %d: %s", r.code, r.err);
     CHECK_MSG(strstr(r.out, "Paris") != NULL, "generate output: %s", r.out);
     CHECK(strstr(r.err, "tokens/s") != NULL);
+    cli_free(&r);
+    snprintf(args, sizeof args, "-t 2 generate '%s' --chat -p 'What is the capital of France?' -n 8", model);
+    r = cli_run(args);
+    CHECK_MSG(r.code == 0, "generate exit %d: %s", r.code, r.err);
+    CHECK_MSG(strlen(r.out) > 1, "generate output: %s", r.out);
+    cli_free(&r);
+    /* without the system turn the packed path answers too */
+    snprintf(args, sizeof args, "-t 2 generate '%s' --chat --system '' -p 'What is the capital of France?' -n 24",
+             model);
+    r = cli_run(args);
+    CHECK_MSG(r.code == 0, "generate exit %d: %s", r.code, r.err);
+    CHECK_MSG(strstr(r.out, "Paris") != NULL, "generate output: %s", r.out);
     cli_free(&r);
     return test_finish();
 }
