@@ -3,6 +3,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 #include <jansson.h>
 #include "util/util.h"
@@ -221,6 +222,92 @@ double mend_mean_stderr(const double *x, size_t n) {
     return sqrt(ss / (double)(n - 1)) / sqrt((double)n);
 }
 
+/* ---- lm-eval's bootstrap for perplexity ----------------------------------
+ * lm-eval (api/metrics.py bootstrap_stderr) estimates the standard error of
+ * exp(-mean ll) from 100 chunks of 1000 resamples; chunk i draws with
+ * Python's random.Random(i).choices(xs, k=n), i.e. a Mersenne Twister
+ * MT19937 seeded by init_by_array([i]) and index floor(random() * n) with
+ * random() = (a * 2^26 + b) / 2^53 from two 32-bit outputs (a >> 5, b >> 6).
+ * The result is the sample standard deviation (ddof 1) of the 100000
+ * statistics. Reproduced here so that mend reports lm-eval's number. */
+typedef struct mt19937 {
+    uint32_t s[624];
+    int i;
+} mt19937;
+
+static void mt_init(mt19937 *m, uint32_t seed) {
+    m->s[0] = seed;
+    for (int i = 1; i < 624; i++)
+        m->s[i] = 1812433253u * (m->s[i - 1] ^ (m->s[i - 1] >> 30)) + (uint32_t)i;
+    m->i = 624;
+}
+
+static void mt_init_by_array(mt19937 *m, const uint32_t *key, int len) {
+    mt_init(m, 19650218u);
+    int i = 1, j = 0;
+    for (int k = 624 > len ? 624 : len; k; k--) {
+        m->s[i] = (m->s[i] ^ ((m->s[i - 1] ^ (m->s[i - 1] >> 30)) * 1664525u)) + key[j] + (uint32_t)j;
+        i++, j++;
+        if (i >= 624) m->s[0] = m->s[623], i = 1;
+        if (j >= len) j = 0;
+    }
+    for (int k = 623; k; k--) {
+        m->s[i] = (m->s[i] ^ ((m->s[i - 1] ^ (m->s[i - 1] >> 30)) * 1566083941u)) - (uint32_t)i;
+        i++;
+        if (i >= 624) m->s[0] = m->s[623], i = 1;
+    }
+    m->s[0] = 0x80000000u;
+    m->i = 624;
+}
+
+static uint32_t mt_next(mt19937 *m) {
+    if (m->i >= 624) {
+        for (int k = 0; k < 624; k++) {
+            uint32_t y = (m->s[k] & 0x80000000u) | (m->s[(k + 1) % 624] & 0x7fffffffu);
+            m->s[k] = m->s[(k + 397) % 624] ^ (y >> 1) ^ ((y & 1u) ? 0x9908b0dfu : 0u);
+        }
+        m->i = 0;
+    }
+    uint32_t y = m->s[m->i++];
+    y ^= y >> 11;
+    y ^= (y << 7) & 0x9d2c5680u;
+    y ^= (y << 15) & 0xefc60000u;
+    y ^= y >> 18;
+    return y;
+}
+
+static double mt_random(mt19937 *m) {
+    uint32_t a = mt_next(m) >> 5, b = mt_next(m) >> 6;
+    return ((double)a * 67108864.0 + (double)b) * (1.0 / 9007199254740992.0);
+}
+
+double mend_bootstrap_stderr_ppl(const double *ll, size_t n, int iters) {
+    if (n == 0 || iters < 2) return NAN;
+    int chunk = iters < 1000 ? iters : 1000;
+    int n_chunks = iters / chunk;
+    size_t total = (size_t)n_chunks * (size_t)chunk;
+    double *res = malloc(total * sizeof *res);
+    if (!res) return NAN;
+    size_t r = 0;
+    for (int c = 0; c < n_chunks; c++) {
+        mt19937 m;
+        uint32_t key = (uint32_t)c;
+        mt_init_by_array(&m, &key, 1);
+        for (int k = 0; k < chunk; k++) {
+            double sum = 0;
+            for (size_t j = 0; j < n; j++) sum += ll[(size_t)floor(mt_random(&m) * (double)n)];
+            res[r++] = exp(-(sum / (double)n));
+        }
+    }
+    double mu = 0;
+    for (size_t i = 0; i < total; i++) mu += res[i];
+    mu /= (double)total;
+    double ss = 0;
+    for (size_t i = 0; i < total; i++) ss += (res[i] - mu) * (res[i] - mu);
+    free(res);
+    return sqrt(ss / (double)(total - 1));
+}
+
 static double mean(const double *x, size_t n) {
     double m = 0;
     for (size_t i = 0; i < n; i++) m += x[i];
@@ -331,7 +418,7 @@ int mend_results_summarize(const mend_results *res, mend_task_summary **out, siz
             for (size_t k = 0; k < m; k++) b[k] = res->rec[pick[k]].ll;
             double ml = mean(b, m);
             t->ppl = exp(-ml);
-            t->ppl_se = t->ppl * mend_mean_stderr(b, m);
+            t->ppl_se = mend_bootstrap_stderr_ppl(b, m, 100000);
         }
     }
     *out = s;

@@ -62,10 +62,13 @@ typedef struct mend_task_summary {
 
 /* One summary per task, in order of first appearance. Standard errors as
  * lm-eval reports them: mean_stderr = sample stdev (ddof = 1) / sqrt(n);
- * perplexity exp(-mean ll) with the delta-method error ppl * mean_stderr(ll)
- * (lm-eval bootstraps this one). */
+ * perplexity exp(-mean ll) with lm-eval's bootstrap error (below). */
 int mend_results_summarize(const mend_results *res, mend_task_summary **out, size_t *n_out);
 void mend_summaries_free(mend_task_summary *s, size_t n);
 double mend_mean_stderr(const double *x, size_t n);
+/* lm-eval's bootstrap standard error of exp(-mean ll): iters resamples in
+ * chunks of 1000, chunk i drawn with Python's random.Random(i).choices
+ * (MT19937), reproduced draw for draw (lm-eval's default iters: 100000). */
+double mend_bootstrap_stderr_ppl(const double *ll, size_t n, int iters);
 
 #endif

@@ -386,14 +386,15 @@ static void test_results(void) {
         CHECK_NEAR(s[0].acc_se, 0.25, 1e-12);
         /* acc_norm 0,0,1,1: mean .5, sd sqrt(1/3), se sqrt(1/3)/2 */
         CHECK_NEAR(s[0].acc_norm_se, sqrt(1.0 / 3.0) / 2.0, 1e-12);
-        /* ppl exp(2), delta-method se e^2 * sd(ll)/sqrt(2) = e^2 * sqrt(2)/sqrt(2) */
+        /* ppl exp(2); stderr: lm-eval's bootstrap_stderr(perplexity, [-1, -3],
+         * 100000) = 6.464890884236977 (lm-eval 0.4.13, Python 3.11) */
         CHECK_NEAR(s[1].ppl, exp(2.0), 1e-9);
-        CHECK_NEAR(s[1].ppl_se, exp(2.0) * 1.0, 1e-9);
+        CHECK_NEAR(s[1].ppl_se, 6.464890884236977, 1e-9);
         mend_report_run run = {.name = "run1", .s = s, .n = ns};
         char *md = NULL;
         CHECK_OK(mend_report_markdown(&run, 1, &md));
         CHECK(md && strstr(md, "| t | 4 | acc | 0.7500 ± 0.2500 |"));
-        CHECK(md && strstr(md, "| l | 2 | ppl | 7.389 ± 7.389 |"));
+        CHECK(md && strstr(md, "| l | 2 | ppl | 7.389 ± 6.465 |"));
         free(md);
         char *gp = NULL;
         CHECK_OK(mend_report_gnuplot_script(&run, 1, "/tmp/x.png", &gp));
@@ -402,6 +403,9 @@ static void test_results(void) {
     }
     mend_summaries_free(s, ns);
     mend_results_free(&res);
+    /* bootstrap_stderr(perplexity, [-1, -3, -0.5, -7.25, -2], 2000) in lm-eval */
+    const double ll5[] = {-1.0, -3.0, -0.5, -7.25, -2.0};
+    CHECK_NEAR(mend_bootstrap_stderr_ppl(ll5, 5, 2000), 54.78197799550569, 1e-9);
     /* a complete malformed line is an error naming the line */
     write_text(path, "{\"task\":\"t\",\"index\":0,\"kind\":\"multiple_choice\",\"model\":\"m\",\"acc\":1,\"acc_norm\":0}\n{oops}\n");
     CHECK_ERR(mend_results_load(path, &res), MEND_EFORMAT, ":2: malformed results line");

@@ -1,0 +1,214 @@
+/* Parity with lm-evaluation-harness (fixtures from bench/lmeval/run_lmeval.sh
+ * + samples_to_fixture.py: lm-eval 0.4.13, HF backend, float32 weights
+ * dequantized from the default GGUF).
+ *
+ * 1. No model: lm-eval's own per-example outcomes, read as results lines and
+ *    summarised by mend, reproduce lm-eval's aggregates and standard errors.
+ * 2. Model (skipped without it): mend's per-choice loglikelihoods, greedy
+ *    flags and predictions on the first examples of every task match
+ *    lm-eval's with the weights
+ *    dequantized to f32 as lm-eval runs them: |dll| <= 2e-3 + 2e-5 |ll|
+ *    (observed: ~1e-4, float summation order). */
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "test.h"
+#include "eval/harness.h"
+#include "eval/results.h"
+#include "eval/tasks.h"
+
+static const char *const TASKS[] = {"piqa", "arc_easy", "boolq", "copa", "hellaswag",
+                                    "winogrande", "lambada_openai", "triviaqa"};
+#define N_TASKS 8
+
+static double jnum(const json_t *o, const char *k) {
+    const json_t *v = json_object_get(o, k);
+    return json_is_number(v) ? json_number_value(v) : NAN;
+}
+
+static void test_summary_matches_lmeval(void) {
+    json_error_t err;
+    json_t *sum = json_load_file(test_src("tests/fixtures/eval/lmeval_summary.json"), 0, &err);
+    CHECK_MSG(sum != NULL, "lmeval_summary.json: %s", err.text);
+    if (!sum) return;
+    for (int t = 0; t < N_TASKS; t++) {
+        char rel[256];
+        snprintf(rel, sizeof rel, "tests/fixtures/eval/lmeval_%s.jsonl", TASKS[t]);
+        mend_results res;
+        CHECK_OK(mend_results_load(test_src(rel), &res));
+        mend_task_summary *s = NULL;
+        size_t ns = 0;
+        CHECK_OK(mend_results_summarize(&res, &s, &ns));
+        const json_t *ref = json_object_get(sum, TASKS[t]);
+        CHECK_MSG(ns == 1 && ref, "%s", TASKS[t]);
+        if (ns == 1 && ref) {
+            CHECK_MSG((double)s->n == jnum(ref, "n"), "%s n %zu vs %g", TASKS[t], s->n, jnum(ref, "n"));
+            if (s->kind == MEND_TASK_GEN) {
+                CHECK_NEAR(s->em, jnum(ref, "exact_match"), 1e-12);
+                CHECK_NEAR(s->em_se, jnum(ref, "exact_match_stderr"), 1e-12);
+            } else {
+                CHECK_NEAR(s->acc, jnum(ref, "acc"), 1e-12);
+                CHECK_NEAR(s->acc_se, jnum(ref, "acc_stderr"), 1e-12);
+            }
+            if (s->kind == MEND_TASK_MC) {
+                CHECK_NEAR(s->acc_norm, jnum(ref, "acc_norm"), 1e-12);
+                CHECK_NEAR(s->acc_norm_se, jnum(ref, "acc_norm_stderr"), 1e-12);
+            }
+            if (s->kind == MEND_TASK_LM) {
+                CHECK_NEAR(s->ppl, jnum(ref, "perplexity"), 1e-9 * s->ppl);
+                /* lm-eval's bootstrap, reproduced draw for draw */
+                CHECK_NEAR(s->ppl_se, jnum(ref, "perplexity_stderr"), 1e-9 * s->ppl_se);
+            }
+        }
+        mend_summaries_free(s, ns);
+        mend_results_free(&res);
+    }
+    json_decref(sum);
+}
+
+/* first n lm-eval lines of a task */
+static json_t **load_ref(const char *task, int n) {
+    char rel[256];
+    snprintf(rel, sizeof rel, "tests/fixtures/eval/lmeval_%s.jsonl", task);
+    FILE *f = fopen(test_src(rel), "r");
+    if (!f) return NULL;
+    json_t **rows = calloc((size_t)n, sizeof *rows);
+    char line[1 << 16];
+    for (int i = 0; i < n && fgets(line, sizeof line, f); i++) rows[i] = json_loads(line, 0, NULL);
+    fclose(f);
+    return rows;
+}
+
+/* A soft prompt's KV is computed once per backend and kept while examples
+ * run from position n_virtual: the harness's numbers must equal a direct run
+ * of prompt + sequence from position 0 in a fresh state. */
+static void test_prompt_kv_once(const mend_model *m) {
+    mend_model_info info;
+    mend_model_get_info(m, &info);
+    const int nv = 5;
+    float *emb = malloc((size_t)nv * info.dim * sizeof(float));
+    uint32_t x = 12345;
+    for (int i = 0; i < nv * info.dim; i++) {
+        x = x * 1664525u + 1013904223u;
+        emb[i] = ((float)(x >> 8) / 16777216.0f - 0.5f) * 0.1f;
+    }
+    mend_eval_backend *b = NULL;
+    CHECK_OK(mend_eval_backend_model(&b, m, emb, nv, 0, 0));
+    mend_task *task = NULL;
+    if (!b || mend_task_load(&task, test_src("tests/fixtures/eval/toy_mc.jsonl"), 0) != 0) {
+        CHECK(0);
+        free(emb);
+        mend_eval_backend_free(b);
+        return;
+    }
+    mend_eval_result r0, r;
+    CHECK_OK(mend_eval_example(b, task, 1, &r0, NULL));  /* something else first */
+    CHECK_OK(mend_eval_example(b, task, 0, &r, NULL));
+    int V = info.n_vocab;
+    for (int k = 0; k < r.n; k++) {
+        char cont[256];
+        snprintf(cont, sizeof cont, " %s", task->ex[0].options[k]);
+        int32_t *c = NULL, *q = NULL;
+        size_t nc = 0, nq = 0;
+        CHECK_OK(mend_eval_encode_pair(b, task->ex[0].context, cont, &c, &nc, &q, &nq));
+        int n = (int)(nc + nq - 1);
+        int32_t *seq = malloc((nc + nq) * sizeof *seq);
+        memcpy(seq, c, nc * sizeof *seq);
+        memcpy(seq + nc, q, nq * sizeof *seq);
+        mend_state *st = NULL;
+        CHECK_OK(mend_state_new(&st, m, nv + n + 1, 64));
+        float *lg = malloc((size_t)n * V * sizeof(float));
+        CHECK_OK(mend_forward(st, NULL, emb, nv, 0, NULL, 0));
+        CHECK_OK(mend_forward(st, seq, NULL, n, nv, lg, 1));
+        double ll = 0;
+        for (size_t j = 0; j < nq; j++) {
+            int p = (int)(nc + j) - 1;
+            ll -= mend_nll_from_logits(lg + (size_t)p * V, V, seq[p + 1]);
+        }
+        CHECK_NEAR(r.ll[k], ll, 1e-3);
+        mend_state_free(st);
+        free(lg);
+        free(seq);
+        free(c);
+        free(q);
+    }
+    mend_eval_result_free(&r0);
+    mend_eval_result_free(&r);
+    mend_task_free(task);
+    mend_eval_backend_free(b);
+    free(emb);
+}
+
+int main(void) {
+    test_summary_matches_lmeval();
+    const char *path = test_default_model();
+    if (!path) {
+        printf("note: default model not found; per-example parity skipped\n");
+        return test_finish();
+    }
+    mend_set_threads(2);
+    mend_model *m = NULL;
+    mend_load_opts lo = {.keep_packed = 0};   /* lm-eval runs dequantized f32 weights */
+    CHECK_OK(mend_model_load(&m, path, &lo));
+    if (!m) return test_finish();
+    mend_eval_backend *b = NULL;
+    CHECK_OK(mend_eval_backend_model(&b, m, NULL, 0, 0, 0));
+    const int per_task = 6;
+    int compared = 0, agree = 0;
+    double max_d = 0;
+    for (int t = 0; t < N_TASKS; t++) {
+        char rel[256];
+        snprintf(rel, sizeof rel, "%s.jsonl", TASKS[t]);
+        mend_task *task = NULL;
+        if (mend_task_load(&task, test_data(rel), per_task) != 0) {
+            printf("note: %s missing (%s); skipped\n", test_data(rel), mend_last_error());
+            continue;
+        }
+        json_t **ref = load_ref(TASKS[t], per_task);
+        CHECK(ref != NULL);
+        for (int i = 0; ref && i < per_task && (size_t)i < task->n; i++) {
+            mend_eval_result r;
+            CHECK_OK(mend_eval_example(b, task, (size_t)i, &r, NULL));
+            const json_t *o = ref[i];
+            CHECK(o && json_integer_value(json_object_get(o, "index")) == i);
+            if (!o) continue;
+            compared++;
+            if (task->kind == MEND_TASK_GEN) {
+                const char *p = json_string_value(json_object_get(o, "pred"));
+                int same = p && r.pred_text && strcmp(p, r.pred_text) == 0;
+                CHECK_MSG(same, "%s[%d]: mend '%s' lm-eval '%s'", TASKS[t], i, r.pred_text, p ? p : "?");
+                CHECK(r.em == jnum(o, "em"));
+                agree += same;
+                mend_eval_result_free(&r);
+                continue;
+            }
+            const json_t *ll = json_object_get(o, "ll"), *gr = json_object_get(o, "is_greedy");
+            CHECK((int)json_array_size(ll) == r.n);
+            int ok = 1;
+            for (int k = 0; k < r.n && k < (int)json_array_size(ll); k++) {
+                double want = json_number_value(json_array_get(ll, k));
+                double d = fabs(r.ll[k] - want);
+                if (d > max_d) max_d = d;
+                CHECK_MSG(d <= 2e-3 + 2e-5 * fabs(want), "%s[%d] choice %d: mend %.6f lm-eval %.6f",
+                          TASKS[t], i, k, r.ll[k], want);
+                CHECK(r.greedy[k] == json_is_true(json_array_get(gr, k)));
+            }
+            ok = r.acc == jnum(o, "acc");
+            if (task->kind == MEND_TASK_MC) ok = ok && r.acc_norm == jnum(o, "acc_norm");
+            CHECK_MSG(ok, "%s[%d]: acc/acc_norm differ", TASKS[t], i);
+            agree += ok;
+            mend_eval_result_free(&r);
+        }
+        if (ref)
+            for (int i = 0; i < per_task; i++) json_decref(ref[i]);
+        free(ref);
+        mend_task_free(task);
+    }
+    test_prompt_kv_once(m);
+    printf("compared %d examples, %d agree, max |dll| %.2e\n", compared, agree, max_d);
+    mend_eval_backend_free(b);
+    mend_model_free(m);
+    return test_finish();
+}
