@@ -2,10 +2,8 @@
  * prefill of a P-token prompt (logits of the last position, and of every
  * position) and token-by-token decode. Prints tokens/s; no assertions.
  *
- * Build (from the repository root, with the library already built):
- *   cc -O2 -fopenmp -Iinclude -Isrc bench/bench_forward.c build/libmend.a \
- *      -lopenblas -ljansson -lpcre2-8 -lm -o build/bench_forward
- * Run: build/bench_forward [model.gguf] [threads=2] [prompt=512] [decode=128] [keep_packed=0] */
+ * Build: cmake --build <build dir> --target bench_forward (bench/CMakeLists.txt)
+ * Run: <build dir>/bench/bench_forward [model.gguf] [threads=2] [prompt=512] [decode=128] [keep_packed=0] */
 #include <stdio.h>
 #include <stdlib.h>
 
