@@ -152,7 +152,7 @@ int mend_report_gnuplot_script(const mend_report_run *runs, size_t n_runs, const
     }
     int width = 200 + (int)(nt * (n_runs * 28 + 40));
     if (width < 640) width = 640;
-    fprintf(f, "set terminal pngcairo size %d,480 font 'sans,10'\n", width);
+    fprintf(f, "set terminal pngcairo noenhanced size %d,480 font 'sans,10'\n", width);
     fprintf(f, "set output ");
     gp_quote(f, png_path);
     fprintf(f, "\nset datafile missing '?'\n");

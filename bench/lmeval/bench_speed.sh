@@ -1,0 +1,23 @@
+#!/bin/sh
+# Wall time of one task, mend eval vs lm-eval (HF backend, batch 1), same
+# machine, same thread count, run back to back.
+# usage: bench/lmeval/bench_speed.sh MEND_BIN TASK [LIMIT] [THREADS] [OUT_DIR]
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+mend=$1
+task=$2
+limit=${3:-}
+threads=${4:-2}
+out=${5:-/tmp/mend-bench-$task}
+data=${MEND_DATA:-$repo/../shared/data}
+model=${MEND_HOME:-$HOME/.cache/mend}/models/SmolLM2-135M-Instruct.Q4_1.gguf
+mkdir -p "$out"
+rm -f "$out/mend.jsonl"
+lim=""
+if [ -n "$limit" ]; then lim="--limit $limit"; fi
+/usr/bin/time -f "mend %e s wall, %U s user" "$mend" -t "$threads" eval "$model" \
+  --task "$data/tasks/$task.jsonl" $lim --out "$out/mend.jsonl" > "$out/mend.txt" 2> "$out/mend.err"
+tail -n 1 "$out/mend.err"
+THREADS=$threads "$here/run_lmeval.sh" "$out/lmeval" "$task" "$limit" 1 > /dev/null
+grep -E "Elapsed|User time" "$out/lmeval/stderr.txt" | sed 's/^\s*/lm-eval /'
