@@ -1,0 +1,334 @@
+/* Attention probe over a bank of prompt blocks (see attn_probe.h).
+ *
+ * Memory plan: one allocation per probe, carved into
+ *   kc, vc   (L, R, kv_dim)   keys / values; rows [k*nv, (k+1)*nv) hold prompt
+ *                              k, rows [K*nv, R) the current input;
+ *                              R = K*nv + max_tokens
+ *   x, xb    (B, dim)         residual stream, normed sublayer input
+ *   q, att   (B, q_dim)       queries, attention output
+ *   hb, hb2  (B, hidden)      FFN gate / up
+ *   tmp      (B, max_out)     packed-kernel product before an add
+ *   rc, rs   (B, hd/2)        RoPE tables
+ *   sc       (threads, group, R)  attention scores per thread
+ *   tmass    (H, B, K+1)      per-token masses of the probed layer
+ *   tile     (TILE, max_cols) dequantized rows for types without a kernel
+ * with B = max(max_tokens, nv). Nothing is allocated per call. */
+#include "model/attn_probe.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/ops.h"
+#include "kernels/qmatmul.h"
+#include "kernels/quants.h"
+#include "model/model.h"
+#include "util/util.h"
+
+#define PROBE_TILE 64
+
+struct mend_probe {
+    const mend_model *m;
+    int K, nv, max_tokens, B;
+    int L, dim, hd, H, KVH, hid;
+    size_t qd, kvd, R, max_out, max_cols;
+    float *kc, *vc;
+    float *x, *xb, *q, *att, *hb, *hb2, *tmp, *rc, *rs, *sc, *tmass, *tile;
+    size_t sc_stride;   /* floats per thread */
+    int n_threads;
+    void *mem;
+    size_t bytes;
+};
+
+static int n_threads_now(const mend_probe *p) {
+    int nt = mend_get_threads();
+    if (nt < 1) nt = omp_get_max_threads();
+    if (nt > p->n_threads) nt = p->n_threads;
+    return nt < 1 ? 1 : nt;
+}
+
+/* out (n, ldo) = [out +] x (n, cols) · Wᵀ (+ bias); accumulate selects "+=". */
+static int mat_mul(mend_probe *p, float *out, size_t ldo, const float *x, int n, const mend_mat *W,
+                   const float *bias, int accumulate) {
+    const int rows = (int)W->rows, cols = (int)W->cols;
+    const float beta = accumulate ? 1.0f : 0.0f;
+    if (W->type == MEND_TYPE_F32) {
+        matmul_forward(out, ldo, x, (const float *)W->data, bias, n, rows, cols, beta);
+        return 0;
+    }
+    if (mend_qdot_act_type(W->type) >= 0 &&
+        mend_qmatmul_ex(p->tmp, (size_t)rows, x, (size_t)cols, n, W->data, W->type, rows, cols, NULL, 0,
+                        n_threads_now(p), -1) == 0) {
+        for (int i = 0; i < n; i++) {
+            float *o = out + (size_t)i * ldo;
+            const float *t = p->tmp + (size_t)i * rows;
+            for (int j = 0; j < rows; j++) o[j] = beta * o[j] + t[j] + (bias ? bias[j] : 0.0f);
+        }
+        return 0;
+    }
+    for (int a = 0; a < rows; a += PROBE_TILE) {
+        const int nr = rows - a < PROBE_TILE ? rows - a : PROBE_TILE;
+        for (int r = 0; r < nr; r++) {
+            int rc = mend_dequantize_row(W->type, (const uint8_t *)W->data + (size_t)(a + r) * W->row_bytes,
+                                         p->tile + (size_t)r * cols, cols);
+            if (rc) return rc;
+        }
+        matmul_forward(out + a, ldo, x, p->tile, bias ? bias + a : NULL, n, nr, cols, beta);
+    }
+    return 0;
+}
+
+static int embed_tokens(mend_probe *p, const int32_t *tokens, int n) {
+    const mend_mat *E = &p->m->tok_embd;
+    const size_t dim = (size_t)p->dim;
+    for (int i = 0; i < n; i++) {
+        if (tokens[i] < 0 || tokens[i] >= p->m->cfg.n_vocab)
+            return mend_set_error(MEND_EINVAL, "attention probe: token %d (at index %d) is outside the vocabulary "
+                                  "of %d", tokens[i], i, p->m->cfg.n_vocab);
+        const uint8_t *row = (const uint8_t *)E->data + (size_t)tokens[i] * E->row_bytes;
+        if (E->type == MEND_TYPE_F32) memcpy(p->x + i * dim, row, dim * sizeof(float));
+        else {
+            int rc = mend_dequantize_row(E->type, row, p->x + i * dim, (int64_t)dim);
+            if (rc) return rc;
+        }
+    }
+    return 0;
+}
+
+/* Attention of n queries over keys [0, T0 + i] of one layer's cache rows,
+ * recording the mass each query head gives to the nblk prompt blocks of nv
+ * rows (rows [0, nblk*nv)) and to the rest (the input, rows [nblk*nv, T0+i]).
+ *   q (n, qd), K, V (>= T0+n, kvd) -> out (n, qd), tmass (H, n, nblk+1)
+ * (torch, per head: p = softmax(q·Kᵀ/sqrt(hd) masked), out = p·V,
+ *  tmass[h,i,k] = p[i, block k].sum()) */
+static void attention_mass_forward(mend_probe *p, float *out, const float *q, const float *Kc, const float *Vc, int n,
+                                   int T0, int nblk, int nv, float *tmass) {
+    const int H = p->H, KVH = p->KVH, hd = p->hd, g = H / KVH, nb1 = nblk + 1;
+    const size_t qd = p->qd, kvd = p->kvd;
+    const float scale = 1.0f / sqrtf((float)hd);
+    const int64_t n_tasks = (int64_t)n * KVH;
+    int nt = n_threads_now(p);
+    if (n_tasks < nt) nt = (int)n_tasks;
+#pragma omp parallel num_threads(nt)
+    {
+        float *s = p->sc + (size_t)omp_get_thread_num() * p->sc_stride;
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t task = 0; task < n_tasks; task++) {
+            const int i = n - 1 - (int)(task / KVH);
+            const int kvh = (int)(task % KVH);
+            const int T = T0 + i + 1;
+            const float *K = Kc + (size_t)kvh * hd, *V = Vc + (size_t)kvh * hd;
+            for (int hh = 0; hh < g; hh++) {
+                const int h = kvh * g + hh;
+                const float *qh = q + (size_t)i * qd + (size_t)h * hd;
+                float *oh = out + (size_t)i * qd + (size_t)h * hd;
+                vec_dot_rows(T, hd, qh, K, kvd, scale, s);
+                float mx = s[0];
+                for (int t = 1; t < T; t++) mx = s[t] > mx ? s[t] : mx;
+                const float inv = 1.0f / vec_exp_sum(T, s, mx);
+                for (int t = 0; t < T; t++) s[t] *= inv;
+                vec_wsum_rows(T, hd, s, V, kvd, oh);
+                float *tm = tmass + ((size_t)h * n + i) * nb1;
+                for (int k = 0; k < nblk; k++) {
+                    double acc = 0.0;
+                    for (int t = k * nv; t < (k + 1) * nv; t++) acc += s[t];
+                    tm[k] = (float)acc;
+                }
+                double acc = 0.0;
+                for (int t = nblk * nv; t < T; t++) acc += s[t];
+                tm[nblk] = (float)acc;
+            }
+        }
+    }
+}
+
+/* The layer loop on x (n rows, already embedded) at RoPE positions pos ..
+ * pos+n-1. Keys/values of the batch go to cache rows [row0, row0+n); query
+ * i attends to rows [kbase, row0 + i]. Layers [0, l_end) run; layers in
+ * [l0, l1) record masses over nblk blocks of nv rows (kbase must be 0). */
+static int run_layers(mend_probe *p, int n, int pos, size_t row0, size_t kbase, int l_end, int l0, int l1,
+                      int nblk, float *mean_mass, float *tok_mass) {
+    const mend_model *m = p->m;
+    const mend_config *c = &m->cfg;
+    const size_t qd = p->qd, kvd = p->kvd, R = p->R, dim = (size_t)p->dim, hid = (size_t)p->hid;
+    const int nb1 = nblk + 1;
+    int rc;
+    rope_tables(p->rc, p->rs, n, pos, p->hd, c->rope_theta);
+    for (int l = 0; l < l_end; l++) {
+        const mend_layer *Ly = &m->layers[l];
+        float *kl = p->kc + (size_t)l * R * kvd, *vl = p->vc + (size_t)l * R * kvd;
+        float *kp = kl + row0 * kvd, *vp = vl + row0 * kvd;
+        rmsnorm_forward(p->xb, p->x, Ly->attn_norm, n, (int)dim, c->norm_eps);
+        if ((rc = mat_mul(p, p->q, qd, p->xb, n, &Ly->wq, Ly->bq, 0))) return rc;
+        if ((rc = mat_mul(p, kp, kvd, p->xb, n, &Ly->wk, Ly->bk, 0))) return rc;
+        if ((rc = mat_mul(p, vp, kvd, p->xb, n, &Ly->wv, Ly->bv, 0))) return rc;
+        rope_forward(p->q, n, qd, p->H, p->hd, p->rc, p->rs, c->rope_type);
+        rope_forward(kp, n, kvd, p->KVH, p->hd, p->rc, p->rs, c->rope_type);
+        if (l >= l0 && l < l1) {
+            attention_mass_forward(p, p->att, p->q, kl, vl, n, (int)row0, nblk, p->nv, p->tmass);
+            const size_t H = (size_t)p->H;
+            float *mm = mean_mass ? mean_mass + (size_t)(l - l0) * H * nb1 : NULL;
+            float *tm = tok_mass ? tok_mass + (size_t)(l - l0) * H * n * nb1 : NULL;
+            if (tm) memcpy(tm, p->tmass, H * n * nb1 * sizeof(float));
+            if (mm)
+                for (size_t h = 0; h < H; h++)
+                    for (int k = 0; k < nb1; k++) {
+                        double acc = 0.0;
+                        for (int i = 0; i < n; i++) acc += p->tmass[(h * n + i) * nb1 + k];
+                        mm[h * nb1 + k] = (float)(acc / n);
+                    }
+        } else {
+            attention_forward(p->att, p->q, kl + kbase * kvd, vl + kbase * kvd, n, (int)(row0 - kbase), p->H,
+                              p->KVH, p->hd, p->sc, (int)R, n_threads_now(p));
+        }
+        if ((rc = mat_mul(p, p->x, dim, p->att, n, &Ly->wo, NULL, 1))) return rc;
+        rmsnorm_forward(p->xb, p->x, Ly->ffn_norm, n, (int)dim, c->norm_eps);
+        if ((rc = mat_mul(p, p->hb, hid, p->xb, n, &Ly->w_gate, NULL, 0))) return rc;
+        if ((rc = mat_mul(p, p->hb2, hid, p->xb, n, &Ly->w_up, NULL, 0))) return rc;
+        swiglu_forward(p->hb, p->hb, p->hb2, (int64_t)n * hid);
+        if ((rc = mat_mul(p, p->x, dim, p->hb, n, &Ly->w_down, NULL, 1))) return rc;
+    }
+    return 0;
+}
+
+int mend_probe_new(mend_probe **out, const mend_model *m, const float *const *prompts, int K, int nv,
+                   int max_tokens) {
+    if (!out) return mend_set_error(MEND_EINVAL, "mend_probe_new: out is NULL");
+    *out = NULL;
+    if (!m || !m->layers) return mend_set_error(MEND_EINVAL, "mend_probe_new: no model");
+    if (K < 0 || K > 4096 || (K > 0 && (!prompts || nv < 1 || nv > 65536)))
+        return mend_set_error(MEND_EINVAL, "mend_probe_new: %d prompts of %d rows (expected 0..4096 prompts of "
+                              "1..65536 rows)", K, nv);
+    for (int k = 0; k < K; k++)
+        if (!prompts[k]) return mend_set_error(MEND_EINVAL, "mend_probe_new: prompt %d is NULL", k);
+    if (K == 0) nv = 0;
+    if (max_tokens < 1 || max_tokens > (1 << 20))
+        return mend_set_error(MEND_EINVAL, "mend_probe_new: max_tokens is %d, expected 1..%d", max_tokens, 1 << 20);
+    const mend_config *c = &m->cfg;
+    if (c->n_heads < 1 || c->n_kv_heads < 1 || c->n_heads % c->n_kv_heads)
+        return mend_set_error(MEND_EFORMAT, "mend_probe_new: %d heads over %d kv heads", c->n_heads, c->n_kv_heads);
+    mend_probe *p = calloc(1, sizeof *p);
+    if (!p) return mend_set_error(MEND_ENOMEM, "mend_probe_new: out of memory");
+    p->m = m;
+    p->K = K;
+    p->nv = nv;
+    p->max_tokens = max_tokens;
+    p->B = max_tokens > nv ? max_tokens : nv;
+    p->L = c->n_layers;
+    p->dim = c->dim;
+    p->hd = c->head_dim;
+    p->H = c->n_heads;
+    p->KVH = c->n_kv_heads;
+    p->hid = c->hidden_dim;
+    p->qd = (size_t)c->n_heads * c->head_dim;
+    p->kvd = (size_t)c->n_kv_heads * c->head_dim;
+    p->R = (size_t)K * nv + (size_t)max_tokens;
+    size_t mo = (size_t)c->dim;
+    if (p->qd > mo) mo = p->qd;
+    if ((size_t)c->hidden_dim > mo) mo = (size_t)c->hidden_dim;
+    p->max_out = mo;
+    p->max_cols = mo;
+    p->n_threads = omp_get_max_threads();
+    if (p->n_threads < 1) p->n_threads = 1;
+    const int g = c->n_heads / c->n_kv_heads;
+    p->sc_stride = ((size_t)g * p->R + 15) & ~(size_t)15;
+    const size_t B = (size_t)p->B;
+    size_t sz[14];
+    int ok = mend_mul_ok((size_t)p->L, p->R, &sz[0]) && mend_mul_ok(sz[0], p->kvd, &sz[0]);
+    sz[1] = sz[0];
+    ok = ok && mend_mul_ok(B, (size_t)p->dim, &sz[2]);
+    sz[3] = sz[2];
+    ok = ok && mend_mul_ok(B, p->qd, &sz[4]);
+    sz[5] = sz[4];
+    ok = ok && mend_mul_ok(B, (size_t)p->hid, &sz[6]);
+    sz[7] = sz[6];
+    ok = ok && mend_mul_ok(B, mo, &sz[8]);
+    ok = ok && mend_mul_ok(B, (size_t)(p->hd / 2 + 1), &sz[9]);
+    sz[10] = sz[9];
+    ok = ok && mend_mul_ok((size_t)p->n_threads, p->sc_stride, &sz[11]);
+    ok = ok && mend_mul_ok((size_t)p->H * B, (size_t)K + 1, &sz[12]);
+    ok = ok && mend_mul_ok((size_t)PROBE_TILE, p->max_cols, &sz[13]);
+    size_t offs[14], total = 0;
+    for (int i = 0; ok && i < 14; i++) {
+        offs[i] = total;
+        ok = mend_add_ok(total, (sz[i] + 15) & ~(size_t)15, &total);
+    }
+    size_t bytes = 0;
+    ok = ok && mend_mul_ok(total, sizeof(float), &bytes);
+    if (!ok) {
+        free(p);
+        return mend_set_error(MEND_ERANGE, "mend_probe_new: %d prompts x %d rows + %d tokens overflow", K, nv,
+                              max_tokens);
+    }
+    if (posix_memalign(&p->mem, 64, bytes ? bytes : 64) != 0) {
+        free(p);
+        return mend_set_error(MEND_ENOMEM, "mend_probe_new: cannot allocate %zu MiB", bytes >> 20);
+    }
+    memset(p->mem, 0, bytes);
+    p->bytes = bytes;
+    float *f = p->mem;
+    float **slots[14] = {&p->kc, &p->vc, &p->x, &p->xb, &p->q, &p->att, &p->hb, &p->hb2,
+                         &p->tmp, &p->rc, &p->rs, &p->sc, &p->tmass, &p->tile};
+    for (int i = 0; i < 14; i++) *slots[i] = f + offs[i];
+    /* each prompt alone, at positions 0 .. nv-1, into rows [k*nv, (k+1)*nv) */
+    for (int k = 0; k < K; k++) {
+        memcpy(p->x, prompts[k], (size_t)nv * p->dim * sizeof(float));
+        for (size_t i = 0; i < (size_t)nv * p->dim; i++)
+            if (!isfinite(p->x[i])) {
+                mend_probe_free(p);
+                return mend_set_error(MEND_EINVAL, "mend_probe_new: prompt %d value %zu is not finite", k, i);
+            }
+        const size_t row0 = (size_t)k * nv;
+        int rc = run_layers(p, nv, 0, row0, row0, p->L, 0, 0, 0, NULL, NULL);
+        if (rc) {
+            mend_probe_free(p);
+            return rc;
+        }
+    }
+    *out = p;
+    return 0;
+}
+
+void mend_probe_free(mend_probe *p) {
+    if (!p) return;
+    free(p->mem);
+    free(p);
+}
+
+size_t mend_probe_prompt_kv_bytes(const mend_probe *p) {
+    return p ? (size_t)p->L * p->K * p->nv * p->kvd * 2 * sizeof(float) : 0;
+}
+size_t mend_probe_bytes(const mend_probe *p) { return p ? p->bytes : 0; }
+int mend_probe_max_tokens(const mend_probe *p) { return p ? p->max_tokens : 0; }
+
+int mend_probe_attention(mend_probe *p, const int32_t *tokens, int n, int l0, int l1, float *mean_mass,
+                         float *tok_mass) {
+    if (!p || !tokens) return mend_set_error(MEND_EINVAL, "attention probe: no probe or no tokens");
+    if (p->K < 1) return mend_set_error(MEND_EINVAL, "attention probe: the probe holds no prompts");
+    if (n < 1 || n > p->max_tokens)
+        return mend_set_error(MEND_ERANGE, "attention probe: %d input tokens, expected 1..%d", n, p->max_tokens);
+    if (l0 < 0 || l1 <= l0 || l1 > p->L)
+        return mend_set_error(MEND_ERANGE, "attention probe: layers [%d, %d) outside the model's 0..%d", l0, l1,
+                              p->L);
+    int rc = embed_tokens(p, tokens, n);
+    if (rc) return rc;
+    return run_layers(p, n, p->nv, (size_t)p->K * p->nv, 0, l1, l0, l1, p->K, mean_mass, tok_mass);
+}
+
+int mend_probe_hidden_mean(mend_probe *p, const int32_t *tokens, int n, float *hidden) {
+    if (!p || !tokens || !hidden) return mend_set_error(MEND_EINVAL, "hidden mean: NULL argument");
+    if (n < 1 || n > p->max_tokens)
+        return mend_set_error(MEND_ERANGE, "hidden mean: %d input tokens, expected 1..%d", n, p->max_tokens);
+    int rc = embed_tokens(p, tokens, n);
+    if (rc) return rc;
+    const size_t row0 = (size_t)p->K * p->nv;   /* input rows, attending to themselves only */
+    if ((rc = run_layers(p, n, 0, row0, row0, p->L, 0, 0, 0, NULL, NULL))) return rc;
+    rmsnorm_forward(p->xb, p->x, p->m->out_norm, n, p->dim, p->m->cfg.norm_eps);
+    for (int j = 0; j < p->dim; j++) {
+        double acc = 0.0;
+        for (int i = 0; i < n; i++) acc += p->xb[(size_t)i * p->dim + j];
+        hidden[j] = (float)(acc / n);
+    }
+    return 0;
+}
