@@ -1,0 +1,73 @@
+/* Prompt banks (prompt/bank.c): K soft prompts, one per domain, for
+ * inference-time dynamic prompting.
+ *
+ * A bank is a directory:
+ *   bank.json         the index (below)
+ *   <adapter>/        one PEFT prompt-tuning adapter per prompt (prompt/adapter.h)
+ *
+ * bank.json (version 1):
+ *   {
+ *     "format": "mend-prompt-bank", "version": 1,
+ *     "base_model": "SmolLM2-135M-Instruct.Q4_1.gguf",   (string or null)
+ *     "dim": 576, "num_virtual_tokens": 20,              (every prompt has this shape)
+ *     "prompts": [
+ *       {"name": "wiki", "adapter": "wiki", "domain": "wiki",
+ *        "corpus": "/path/wiki.txt",                      (string or null)
+ *        "centroid": [576 floats] | null,                 (router feature of the domain)
+ *        "steps": 200, "best_val": 3.21}                  (optional, informational)
+ *     ],
+ *     "selector": {"default": "attention", "layers": [0, 4]},
+ *     "router": {"feature": "mean_final_norm_hidden", "metric": "cosine",
+ *                "tokens": 4096}                          (optional)
+ *   }
+ * name: 1..64 characters of [A-Za-z0-9_.-], unique; adapter: a relative path
+ * inside the bank (no "..", no leading "/"); selector.default: attention,
+ * router, loss, none or fixed:NAME; selector.layers [A, B): 0 <= A < B. */
+#ifndef MEND_PROMPT_BANK_H
+#define MEND_PROMPT_BANK_H
+
+#include <stddef.h>
+#include "mend.h"
+
+#define MEND_BANK_FILE "bank.json"
+#define MEND_BANK_MAX_PROMPTS 256
+
+typedef struct mend_bank_prompt {
+    char *name;
+    char *adapter;      /* directory relative to the bank */
+    char *domain;
+    char *corpus;       /* NULL when unknown */
+    float *centroid;    /* dim floats or NULL */
+    int steps;          /* -1 when unknown */
+    double best_val;    /* NaN when unknown */
+    float *emb;         /* nv x dim, after mend_bank_load_prompts; else NULL */
+} mend_bank_prompt;
+
+typedef struct mend_bank {
+    char *dir;          /* NULL for a bank built in memory */
+    char *base_model;
+    int dim, nv;
+    int n;
+    mend_bank_prompt *p;
+    char *default_selector;
+    int layer0, layer1;
+    char *router_feature;
+    int router_tokens;
+} mend_bank;
+
+/* Parse bank.json text; path names the file in errors. *out is malloc'd. */
+int mend_bank_parse(const char *path, const char *json, size_t len, mend_bank **out);
+/* Read dir/bank.json (adapters are not read). */
+int mend_bank_read(const char *dir, mend_bank **out);
+/* Read every prompt's adapter into p[k].emb; dim must be the model's hidden
+ * size and equal the bank's; every adapter must have nv rows. */
+int mend_bank_load_prompts(mend_bank *b, int dim);
+/* Write dir/bank.json atomically (adapters are written separately). */
+int mend_bank_write(const char *dir, const mend_bank *b);
+/* Index of the prompt called name, or -1. */
+int mend_bank_find(const mend_bank *b, const char *name);
+/* Is name a valid prompt name? */
+int mend_bank_name_ok(const char *name);
+void mend_bank_free(mend_bank *b);
+
+#endif
