@@ -1,0 +1,91 @@
+/* Per-input prompt selection over a bank (prompt/select.c): inference-time
+ * dynamic prompting (IDP).
+ *
+ * Selectors (the name is what --select takes):
+ *   attention   all K prompts before the input (model/attn_probe.h); the
+ *               score of prompt k is the attention mass its block receives,
+ *               averaged over the probed layers [A, B), every query head and
+ *               every input token:
+ *                 score_k = mean_{l in [A,B), h, i} sum_{t in block k} p_lhi[t]
+ *               All prompts have the same length nv, so this ranks exactly as
+ *               the mean attention per prompt token (score_k / nv). The
+ *               probe stops after layer B-1.
+ *   router      cosine similarity between the input's mean final hidden
+ *               state (after the output norm, no prompt) and each prompt's
+ *               centroid (the same feature averaged over its domain's text)
+ *   loss        the prompt under which the input itself is most likely: mean
+ *               next-token NLL of input tokens 1..n-1 behind the prompt (no
+ *               labels involved); score_k = -NLL
+ *   oracle      the best prompt per example by its label (analysis only:
+ *               needs the answer; done by the caller, see
+ *               mend_select_oracle_pick)
+ *   fixed:NAME  always that prompt
+ *   none        no prompt
+ * Every selector picks the argmax of its scores, the lowest index on ties. */
+#ifndef MEND_PROMPT_SELECT_H
+#define MEND_PROMPT_SELECT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "mend.h"
+#include "eval/harness.h"
+#include "prompt/bank.h"
+
+enum mend_select_kind {
+    MEND_SELECT_NONE = 0,
+    MEND_SELECT_FIXED = 1,
+    MEND_SELECT_ATTENTION = 2,
+    MEND_SELECT_ROUTER = 3,
+    MEND_SELECT_LOSS = 4,
+    MEND_SELECT_ORACLE = 5
+};
+
+typedef struct mend_select_spec {
+    int kind;               /* enum mend_select_kind */
+    int fixed;              /* MEND_SELECT_FIXED: prompt index */
+    int layer0, layer1;     /* MEND_SELECT_ATTENTION: probed layers [layer0, layer1) */
+    int max_tokens;         /* inputs longer than this are cut to their last max_tokens
+                               tokens for selection (0: 512) */
+} mend_select_spec;
+
+/* Parse "attention", "router", "loss", "oracle", "fixed:NAME", "none"
+ * against a bank; layers from the bank's selector settings unless the
+ * caller overrides them afterwards. */
+int mend_select_parse(const char *s, const mend_bank *b, mend_select_spec *out);
+/* "A:B" -> [A, B) */
+int mend_select_parse_layers(const char *s, int *l0, int *l1);
+const char *mend_select_kind_name(int kind);
+
+typedef struct mend_selector mend_selector;
+
+/* A selector for model m over the bank's prompts (loaded with
+ * mend_bank_load_prompts). Prompt KVs for the attention probe are computed
+ * here, once. */
+int mend_selector_new(mend_selector **out, const mend_model *m, const mend_bank *b, const mend_select_spec *spec);
+void mend_selector_free(mend_selector *s);
+/* Bytes of cached prompt keys / values (attention selector; 0 otherwise). */
+size_t mend_selector_kv_bytes(const mend_selector *s);
+
+/* Pick a prompt for an input of n tokens: *choice = k in [0, K), or -1 for
+ * none. scores: NULL or K floats (the selector's scores; fixed/none: 1 for
+ * the pick, 0 elsewhere). Oracle cannot pick here (MEND_EINVAL). */
+int mend_selector_pick(mend_selector *s, const int32_t *tokens, int n, int *choice, float *scores);
+
+/* Index of the largest value, the lowest index on ties (NaN never wins);
+ * -1 when n < 1. */
+int mend_select_argmax(const float *v, int n);
+
+/* Oracle over K outcomes of the same example, one per prompt: the one
+ * that is correct (acc, or em for generation) wins; among equals, the
+ * largest margin ll[gold] - max_{j != gold} ll[j] (multiple choice, schema)
+ * or the largest continuation ll (language modelling); then the lowest
+ * index. */
+int mend_select_oracle_pick(const mend_eval_result *r, int K);
+
+/* The router feature of a domain: the mean, over n_windows windows of
+ * window tokens taken at evenly spaced paragraph starts of text, of
+ * mend_probe_hidden_mean. centroid (dim). */
+int mend_select_centroid(const mend_model *m, const char *text, size_t len, int n_windows, int window,
+                         float *centroid, int *n_used);
+
+#endif
