@@ -17,6 +17,7 @@ int cmd_eval(int argc, char **argv);
 int cmd_report(int argc, char **argv);
 int cmd_tune(int argc, char **argv);
 int cmd_compress(int argc, char **argv);
+int cmd_bank(int argc, char **argv);
 
 static const struct {
     const char *name;
@@ -30,6 +31,7 @@ static const struct {
     {"eval", cmd_eval, "zero-shot task accuracy with lm-evaluation-harness rules"},
     {"report", cmd_report, "Markdown table / chart of eval results files"},
     {"compress", cmd_compress, "quantize a model (RTN or GPTQ) into a GGUF file"},
+    {"bank", cmd_bank, "train a bank of domain prompts (build) or describe one (info)"},
     {"tune", cmd_tune, "train a soft prompt that repairs a (compressed) model"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])

@@ -1,0 +1,446 @@
+/* mend bank build|info: a bank of domain prompts for inference-time dynamic
+ * prompting (docs/idp.md).
+ *
+ *   mend bank build MODEL --domain NAME=CORPUS [...] -o BANK_DIR [tune options]
+ *     trains one prompt per domain (BANK_DIR/NAME, a PEFT adapter) and writes
+ *     BANK_DIR/bank.json with the router centroids. Resumable: a domain whose
+ *     adapter exists is skipped, a partial one resumes from its checkpoint.
+ *   mend bank info BANK_DIR
+ */
+#define _GNU_SOURCE
+#include <getopt.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "mend.h"
+#include "model/attn_probe.h"
+#include "prompt/adapter.h"
+#include "prompt/bank.h"
+#include "prompt/select.h"
+#include "prompt/tune.h"
+#include "util/util.h"
+
+static const char *CMD = "bank";
+
+#define MAX_DOMAINS 64
+static const char *const DEFAULT_DOMAINS[] = {"wiki", "news", "science", "fiction", "dialog", "lore"};
+
+static void help(void) {
+    printf("Usage: mend bank build [options] MODEL -o BANK_DIR [--domain NAME=CORPUS ...]\n"
+           "       mend bank info BANK_DIR\n\n"
+           "build trains one soft prompt per domain on the frozen MODEL (each a PEFT adapter\n"
+           "in BANK_DIR/NAME) and writes BANK_DIR/bank.json with the router centroids (mean\n"
+           "final hidden state of each domain's text). Rerunning skips finished prompts and\n"
+           "resumes partial ones from their checkpoints.\n\n"
+           "Options (build):\n"
+           "      --domain NAME=FILE   a domain and its corpus (repeat); default: the six corpora\n"
+           "                           wiki news science fiction dialog lore of $MEND_DATA/corpus\n"
+           "                           or ../shared/data/corpus\n"
+           "  -o, --out DIR            the bank directory\n"
+           "      --steps N            optimizer steps per prompt (default 200)\n"
+           "      --seqlen N           tokens per training sequence (default 256)\n"
+           "      --batch N            sequences per step (default 1)\n"
+           "      --lr X               peak learning rate (default 3e-3)\n"
+           "      --n-virtual N        virtual tokens per prompt (default 20)\n"
+           "      --seed N             seed (default 1234)\n"
+           "      --eval-every N       validate every N steps (default 50)\n"
+           "      --val-seqs N         validation sequences (default 8)\n"
+           "      --select-layers A:B  attention selector layers stored in bank.json (default 0:4)\n"
+           "      --router-windows N   windows per domain for the centroids (default 16)\n"
+           "      --router-window N    tokens per window (default 256)\n"
+           "  -t, --threads N          threads (default: all cores)\n"
+           "  -h, --help               this help\n");
+}
+
+static int find_corpus_dir(char *out, size_t cap) {
+    const char *env = getenv("MEND_DATA");
+    if (env && *env) {
+        snprintf(out, cap, "%s/corpus", env);
+        return mend_is_dir(out) ? 0 : -1;
+    }
+    snprintf(out, cap, "../shared/data/corpus");
+    if (mend_is_dir(out)) return 0;
+    char exe[PATH_MAX - 64];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = 0;
+        for (int up = 0; up < 3; up++) {
+            char *s = strrchr(exe, '/');
+            if (!s) break;
+            *s = 0;
+            snprintf(out, cap, "%s/../shared/data/corpus", exe);
+            if (mend_is_dir(out)) return 0;
+        }
+    }
+    return -1;
+}
+
+static const char *base_name(const char *p) {
+    const char *s = strrchr(p, '/');
+    return s ? s + 1 : p;
+}
+
+typedef struct tune_cb {
+    const char *name;
+    int k, K;
+} tune_cb;
+
+static int on_tune_info(void *user, const mend_tune_info *in) {
+    tune_cb *c = user;
+    fprintf(stderr, "[%d/%d %s] %d paragraphs (%d held out), %lld training tokens in %d sequences, %d validation "
+                    "sequences\n", c->k + 1, c->K, c->name, in->n_paragraphs, in->n_val_paragraphs,
+            (long long)in->n_train_tokens, in->n_train_seqs, in->n_val_seqs);
+    return 0;
+}
+
+static int on_tune_progress(void *user, const mend_tune_progress *p) {
+    tune_cb *c = user;
+    if (p->step == 0 || p->evaluated || p->step % 10 == 0 || p->step == p->steps) {
+        fprintf(stderr, "[%d/%d %s] step %d/%d loss %.4f lr %.2e |g| %.3f", c->k + 1, c->K, c->name, p->step,
+                p->steps, p->loss, p->lr, p->grad_norm);
+        if (p->evaluated) fprintf(stderr, " val %.4f (best %.4f @%d)", p->val_loss, p->best_val, p->best_step);
+        fprintf(stderr, "  %.0f tok/s\n", p->tokens_per_s);
+    }
+    return 0;
+}
+
+static int cmd_bank_info(int argc, char **argv) {
+    if (argc < 2) return cli_usage_error(CMD, "info needs BANK_DIR");
+    if (argc > 2) return cli_usage_error(CMD, "unexpected argument '%s'", argv[2]);
+    mend_bank *b = NULL;
+    if (mend_bank_read(argv[1], &b)) return cli_fail(CMD, argv[1]);
+    printf("bank:       %s\n", argv[1]);
+    printf("base model: %s\n", b->base_model ? b->base_model : "(unknown)");
+    printf("prompts:    %d x %d virtual tokens x dim %d\n", b->n, b->nv, b->dim);
+    printf("selector:   %s (attention layers %d:%d)\n", b->default_selector, b->layer0, b->layer1);
+    printf("\n| # | name | domain | steps | best val loss | centroid | adapter |\n|---|---|---|---|---|---|---|\n");
+    for (int k = 0; k < b->n; k++) {
+        const mend_bank_prompt *p = &b->p[k];
+        char *ad = mend_path_join(argv[1], p->adapter);
+        const int ok = ad && mend_is_dir(ad);
+        free(ad);
+        printf("| %d | %s | %s | %d | %.4f | %s | %s%s |\n", k, p->name, p->domain, p->steps, p->best_val,
+               p->centroid ? "yes" : "no", p->adapter, ok ? "" : " (missing)");
+    }
+    int rc = 0;
+    if (mend_bank_load_prompts(b, b->dim)) rc = cli_fail(CMD, "adapters");
+    else printf("\nall %d adapters read\n", b->n);
+    mend_bank_free(b);
+    return rc;
+}
+
+static int cmd_bank_build(int argc, char **argv) {
+    enum { O_DOMAIN = 256, O_STEPS, O_SEQLEN, O_BATCH, O_LR, O_NV, O_SEED, O_EVAL, O_VALSEQS, O_LAYERS,
+           O_RWIN, O_RTOK };
+    static const struct option longopts[] = {
+        {"domain", required_argument, 0, O_DOMAIN}, {"out", required_argument, 0, 'o'},
+        {"steps", required_argument, 0, O_STEPS},   {"seqlen", required_argument, 0, O_SEQLEN},
+        {"batch", required_argument, 0, O_BATCH},   {"lr", required_argument, 0, O_LR},
+        {"n-virtual", required_argument, 0, O_NV},  {"seed", required_argument, 0, O_SEED},
+        {"eval-every", required_argument, 0, O_EVAL}, {"val-seqs", required_argument, 0, O_VALSEQS},
+        {"select-layers", required_argument, 0, O_LAYERS}, {"router-windows", required_argument, 0, O_RWIN},
+        {"router-window", required_argument, 0, O_RTOK}, {"threads", required_argument, 0, 't'},
+        {"help", no_argument, 0, 'h'},              {0, 0, 0, 0}};
+    char *dom_name[MAX_DOMAINS] = {0}, *dom_file[MAX_DOMAINS] = {0};
+    int n_dom = 0, l0 = 0, l1 = 4;
+    const char *out_dir = NULL;
+    long steps = 200, seqlen = 256, batch = 1, nv = 20, eval_every = 50, val_seqs = 8, rwin = 16, rtok = 256;
+    double lr = 3e-3;
+    uint64_t seed = 1234;
+    int rc = CLI_EXIT_USAGE;
+    optind = 0;
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, ":o:t:h", longopts, NULL)) != -1) {
+        switch (c) {
+        case O_DOMAIN: {
+            const char *eq = strchr(optarg, '=');
+            if (!eq || eq == optarg || !eq[1]) {
+                rc = cli_usage_error(CMD, "--domain expects NAME=CORPUS, got '%s'", optarg);
+                goto out;
+            }
+            if (n_dom >= MAX_DOMAINS) {
+                rc = cli_usage_error(CMD, "at most %d domains", MAX_DOMAINS);
+                goto out;
+            }
+            dom_name[n_dom] = mend_strndup(optarg, (size_t)(eq - optarg));
+            dom_file[n_dom] = mend_strdup(eq + 1);
+            if (!mend_bank_name_ok(dom_name[n_dom])) {
+                rc = cli_usage_error(CMD, "--domain name '%s' must be 1..64 characters of [A-Za-z0-9_.-]",
+                                     dom_name[n_dom]);
+                n_dom++;
+                goto out;
+            }
+            n_dom++;
+            break;
+        }
+        case 'o': out_dir = optarg; break;
+        case O_STEPS:
+            if (cli_parse_int(optarg, 1, 1L << 24, &steps)) {
+                rc = cli_usage_error(CMD, "--steps expects a whole number >= 1, got '%s'", optarg);
+                goto out;
+            }
+            break;
+        case O_SEQLEN:
+            if (cli_parse_int(optarg, 2, 1L << 16, &seqlen)) {
+                rc = cli_usage_error(CMD, "--seqlen expects a whole number >= 2, got '%s'", optarg);
+                goto out;
+            }
+            break;
+        case O_BATCH:
+            if (cli_parse_int(optarg, 1, 4096, &batch)) {
+                rc = cli_usage_error(CMD, "--batch expects a whole number from 1 to 4096, got '%s'", optarg);
+                goto out;
+            }
+            break;
+        case O_LR:
+            if (cli_parse_double(optarg, 1e-9, 10.0, &lr)) {
+                rc = cli_usage_error(CMD, "--lr expects a number in (0, 10], got '%s'", optarg);
+                goto out;
+            }
+            break;
+        case O_NV:
+            if (cli_parse_int(optarg, 1, 4096, &nv)) {
+                rc = cli_usage_error(CMD, "--n-virtual expects a whole number from 1 to 4096, got '%s'", optarg);
+                goto out;
+            }
+            break;
+        case O_SEED:
+            if (cli_parse_u64(optarg, &seed)) {
+                rc = cli_usage_error(CMD, "--seed expects a non-negative whole number, got '%s'", optarg);
+                goto out;
+            }
+            break;
+        case O_EVAL:
+            if (cli_parse_int(optarg, 0, 1L << 24, &eval_every)) {
+                rc = cli_usage_error(CMD, "--eval-every expects a whole number >= 0, got '%s'", optarg);
+                goto out;
+            }
+            break;
+        case O_VALSEQS:
+            if (cli_parse_int(optarg, 0, 1L << 20, &val_seqs)) {
+                rc = cli_usage_error(CMD, "--val-seqs expects a whole number >= 0, got '%s'", optarg);
+                goto out;
+            }
+            break;
+        case O_LAYERS:
+            if (mend_select_parse_layers(optarg, &l0, &l1)) {
+                rc = cli_usage_error(CMD, "--select-layers: %s", mend_last_error());
+                goto out;
+            }
+            break;
+        case O_RWIN:
+            if (cli_parse_int(optarg, 1, 100000, &rwin)) {
+                rc = cli_usage_error(CMD, "--router-windows expects a whole number >= 1, got '%s'", optarg);
+                goto out;
+            }
+            break;
+        case O_RTOK:
+            if (cli_parse_int(optarg, 2, 1L << 16, &rtok)) {
+                rc = cli_usage_error(CMD, "--router-window expects a whole number >= 2, got '%s'", optarg);
+                goto out;
+            }
+            break;
+        case 't':
+            if (cli_set_threads(CMD, optarg)) goto out;
+            break;
+        case 'h': help(); rc = 0; goto out;
+        default: rc = cli_getopt_error(CMD, argv, c); goto out;
+        }
+    }
+    if (optind >= argc) {
+        rc = cli_usage_error(CMD, "build: missing MODEL");
+        goto out;
+    }
+    if (optind + 1 < argc) {
+        rc = cli_usage_error(CMD, "unexpected argument '%s'", argv[optind + 1]);
+        goto out;
+    }
+    if (!out_dir) {
+        rc = cli_usage_error(CMD, "build: missing -o BANK_DIR");
+        goto out;
+    }
+    for (int a = 0; a < n_dom; a++)
+        for (int b2 = 0; b2 < a; b2++)
+            if (!strcmp(dom_name[a], dom_name[b2])) {
+                rc = cli_usage_error(CMD, "domain '%s' given twice", dom_name[a]);
+                goto out;
+            }
+    if (n_dom == 0) {
+        char dir[PATH_MAX];
+        if (find_corpus_dir(dir, sizeof dir)) {
+            fprintf(stderr, "mend bank: no --domain given and no corpus directory found: set MEND_DATA to the data "
+                            "directory (with corpus/) or pass --domain NAME=FILE\n");
+            rc = CLI_EXIT_ERROR;
+            goto out;
+        }
+        for (size_t i = 0; i < sizeof DEFAULT_DOMAINS / sizeof *DEFAULT_DOMAINS; i++) {
+            char f[PATH_MAX + 32];
+            snprintf(f, sizeof f, "%s/%s.txt", dir, DEFAULT_DOMAINS[i]);
+            dom_name[n_dom] = mend_strdup(DEFAULT_DOMAINS[i]);
+            dom_file[n_dom] = mend_strdup(f);
+            n_dom++;
+        }
+    }
+    const char *model_path = argv[optind];
+    rc = CLI_EXIT_ERROR;
+
+    mend_model *m = NULL;
+    mend_bank bank;
+    memset(&bank, 0, sizeof bank);
+    mend_bank_prompt *bp = calloc((size_t)n_dom, sizeof *bp);
+    char **texts = calloc((size_t)n_dom, sizeof *texts);
+    size_t *lens = calloc((size_t)n_dom, sizeof *lens);
+    if (!bp || !texts || !lens) {
+        fprintf(stderr, "mend bank: out of memory\n");
+        goto build_out;
+    }
+    /* corpora first: a bad path fails before the model loads */
+    for (int k = 0; k < n_dom; k++)
+        if (mend_read_file(dom_file[k], (size_t)1 << 31, &texts[k], &lens[k])) {
+            rc = cli_fail(CMD, dom_file[k]);
+            goto build_out;
+        }
+    if (mend_mkdir_p(out_dir)) {
+        rc = cli_fail(CMD, out_dir);
+        goto build_out;
+    }
+    mend_load_opts lo = {.keep_packed = 0};   /* the trainer runs on f32 copies of the (compressed) weights */
+    if (mend_model_load(&m, model_path, &lo)) {
+        rc = cli_fail(CMD, model_path);
+        goto build_out;
+    }
+    mend_model_info info;
+    mend_model_get_info(m, &info);
+    if (l1 > info.n_layers) {
+        rc = cli_usage_error(CMD, "--select-layers %d:%d: the model has %d layers", l0, l1, info.n_layers);
+        goto build_out;
+    }
+    printf("model:  %s (%d layers, dim %d)\n", model_path, info.n_layers, info.dim);
+    printf("bank:   %s, %d prompts of %ld virtual tokens; %ld steps x %ld x %ld tokens, lr %g\n", out_dir, n_dom, nv,
+           steps, batch, seqlen, lr);
+    fflush(stdout);
+    double t_all = mend_now();
+    for (int k = 0; k < n_dom; k++) {
+        mend_bank_prompt *p = &bp[k];
+        p->name = dom_name[k];
+        p->adapter = dom_name[k];
+        p->domain = dom_name[k];
+        p->corpus = dom_file[k];
+        p->steps = -1;
+        p->best_val = NAN;
+        char *ad = mend_path_join(out_dir, dom_name[k]);
+        char *st = ad ? mend_path_join(ad, "adapter_model.safetensors") : NULL;
+        if (!ad || !st) {
+            free(ad);
+            free(st);
+            fprintf(stderr, "mend bank: out of memory\n");
+            goto build_out;
+        }
+        const int finished = mend_file_exists(st);
+        free(st);
+        tune_cb cb = {.name = dom_name[k], .k = k, .K = n_dom};
+        if (finished) {
+            fprintf(stderr, "[%d/%d %s] adapter present in %s: skipped\n", k + 1, n_dom, dom_name[k], ad);
+            float *e = NULL;
+            int got = 0;
+            if (mend_adapter_read(ad, info.dim, &e, &got)) {
+                free(ad);
+                rc = cli_fail(CMD, "existing adapter");
+                goto build_out;
+            }
+            free(e);
+            if (got != nv) {
+                fprintf(stderr, "mend bank: %s holds %d virtual tokens, this build uses %ld: remove it or pass "
+                                "--n-virtual %d\n", ad, got, nv, got);
+                free(ad);
+                goto build_out;
+            }
+            p->steps = (int)steps;
+        } else {
+            mend_tune_opts o;
+            mend_tune_opts_default(&o);
+            o.n_virtual = (int)nv;
+            o.seqlen = (int)seqlen;
+            o.batch = (int)batch;
+            o.steps = (int)steps;
+            o.lr = lr;
+            o.seed = seed + (uint64_t)k;
+            o.val_seqs = (int)val_seqs;
+            o.eval_every = (int)eval_every;
+            o.ckpt_every = eval_every > 0 ? (int)eval_every : 50;
+            o.resume = 1;
+            o.out_dir = ad;
+            o.base_model = base_name(model_path);
+            const char *tx = texts[k];
+            mend_tune_result res;
+            double t0 = mend_now();
+            if (mend_tune_run(m, NULL, &tx, &lens[k], 1, &o, on_tune_info, on_tune_progress, &cb, &res)) {
+                free(ad);
+                rc = cli_fail(CMD, dom_name[k]);
+                goto build_out;
+            }
+            fprintf(stderr, "[%d/%d %s] done: %d steps, best val %.4f at step %d (first %.4f), %.1f s\n", k + 1,
+                    n_dom, dom_name[k], res.steps_done, res.best_val, res.best_step, res.first_val,
+                    mend_now() - t0);
+            p->steps = res.steps_done;
+            p->best_val = res.best_val;
+        }
+        free(ad);
+        /* router centroid of the domain (the model without any prompt) */
+        p->centroid = malloc((size_t)info.dim * sizeof(float));
+        int used = 0;
+        if (!p->centroid ||
+            mend_select_centroid(m, texts[k], lens[k], (int)rwin, (int)rtok, p->centroid, &used)) {
+            rc = cli_fail(CMD, "router centroid");
+            goto build_out;
+        }
+        fprintf(stderr, "[%d/%d %s] router centroid from %d windows of %ld tokens\n", k + 1, n_dom, dom_name[k],
+                used, rtok);
+    }
+    bank.base_model = (char *)base_name(model_path);
+    bank.dim = info.dim;
+    bank.nv = (int)nv;
+    bank.n = n_dom;
+    bank.p = bp;
+    bank.default_selector = "attention";
+    bank.layer0 = l0;
+    bank.layer1 = l1;
+    bank.router_tokens = (int)(rwin * rtok);
+    if (mend_bank_write(out_dir, &bank)) {
+        rc = cli_fail(CMD, "bank.json");
+        goto build_out;
+    }
+    printf("wrote %s/%s (%d prompts) in %.1f s\n", out_dir, MEND_BANK_FILE, n_dom, mend_now() - t_all);
+    rc = 0;
+build_out:
+    if (bp)
+        for (int k = 0; k < n_dom; k++) free(bp[k].centroid);
+    free(bp);
+    if (texts)
+        for (int k = 0; k < n_dom; k++) free(texts[k]);
+    free(texts);
+    free(lens);
+    if (m) mend_model_free(m);
+out:
+    for (int k = 0; k < n_dom; k++) {
+        free(dom_name[k]);
+        free(dom_file[k]);
+    }
+    return rc;
+}
+
+int cmd_bank(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+        help();
+        return argc < 2 ? CLI_EXIT_USAGE : 0;
+    }
+    if (!strcmp(argv[1], "build")) return cmd_bank_build(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "info")) return cmd_bank_info(argc - 1, argv + 1);
+    return cli_usage_error(CMD, "unknown subcommand '%s' (build or info)", argv[1]);
+}
