@@ -8,8 +8,8 @@
  * dequantized matrix. Then the crossover: for which n does "dequantize W to
  * f32 + sgemm" beat the packed kernels (2 threads)?
  *
- * Timings are the best of 8..60 batches of >= 2 ms each after a warm-up, so
- * that time slicing on a shared machine is discarded rather than measured.
+ * Timings are the fastest single call of many after a warm-up, so that time
+ * slicing on a shared machine is discarded rather than measured.
  * Prints Markdown. Build: cmake --build <dir> --target bench_qmatmul
  * Run: <dir>/bench/bench_qmatmul [--quick] [--types q4_0,q8_0,...] [--skip-table] [--skip-cross]
  *      [--cputime]      (one thread, timed by its CPU clock: for a loaded machine)
@@ -40,9 +40,10 @@ static uint32_t rnd(void) {
 static float rndu(void) { return (rnd() >> 8) * (1.0f / 16777216.0f); }
 static float rndn(void) { return (rndu() + rndu() + rndu() + rndu() - 2.0f) * 1.7320508f; }
 
-/* Best seconds per call of fn(ctx): many short batches (>= 2 ms), keeping the
- * fastest, so that a shared machine's time slicing shows up as discarded
- * slow batches rather than as a slower kernel. */
+/* Best seconds per call of fn(ctx): the fastest of many calls timed one by
+ * one (up to g_budget seconds, at least 8 calls) after a warm-up, so that time
+ * slicing on a shared machine shows up as discarded slow calls rather than as
+ * a slower kernel. (Calls take >= 5 us; a clock read costs well under 1%.) */
 static double g_budget = 0.25;   /* seconds per measurement */
 static int g_cputime;            /* 1: time with this thread's CPU clock (1 thread only) */
 static double now(void) {
@@ -51,27 +52,28 @@ static double now(void) {
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
+/* OpenBLAS's worker threads keep spinning for a while after a multi-threaded
+ * call, holding the second core away from OpenMP's (and OpenMP's spin after
+ * a region): before timing one pool after the other, let the last one sleep. */
+static int g_pool_hot;   /* 1: OpenBLAS threads, 2: OpenMP threads ran last */
+static void use_pool(int pool) {
+    if (g_pool_hot && g_pool_hot != pool && !g_cputime) {
+        struct timespec ts = {0, 300 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    g_pool_hot = pool;
+}
 typedef void (*bench_fn)(void *ctx);
 static double time_it(bench_fn fn, void *ctx) {
-    fn(ctx);
-    int iters = 1;
-    double t;
-    for (;;) {   /* calibrate a batch to >= 2 ms */
+    /* warm-up: 30 ms of calls, so a thread team is running, not asleep */
+    for (const double t0 = mend_now(); mend_now() - t0 < 0.03;) fn(ctx);
+    double best = 1e30, spent = 0.0;
+    for (int calls = 0; calls < 8 || (spent < g_budget && calls < 100000); calls++) {
         const double t0 = now();
-        for (int i = 0; i < iters; i++) fn(ctx);
-        t = now() - t0;
-        if (t >= 0.002 || iters >= (1 << 20)) break;
-        iters = t <= 0 ? iters * 16 : (int)(iters * (0.0025 / t)) + 1;
-    }
-    int reps = (int)(g_budget / t);
-    if (reps < 8) reps = 8;
-    if (reps > 60) reps = 60;
-    double best = t / iters;
-    for (int rep = 0; rep < reps; rep++) {
-        const double t0 = now();
-        for (int i = 0; i < iters; i++) fn(ctx);
-        const double tb = (now() - t0) / iters;
-        if (tb < best) best = tb;
+        fn(ctx);
+        const double t = now() - t0;
+        spent += t;
+        if (t < best) best = t;
     }
     return best;
 }
@@ -246,6 +248,7 @@ int main(int argc, char **argv) {
                     for (int th = 1; th <= maxth; th++) {
                         j.level = l;
                         j.threads = th;
+                        if (th > 1) use_pool(2);
                         const double s = time_it(run_q, &j);
                         if (n == 1) printf(" %.1f (%.1f) |", rs * rows / s * 1e-9, flop / s * 1e-9);
                         else printf(" %.1f (%.1f) |", flop / s * 1e-9, rs * rows / s * 1e-9);
@@ -253,6 +256,7 @@ int main(int argc, char **argv) {
                 /* OpenBLAS on the dequantized matrix (f32 bytes streamed) */
                 for (int th = 1; th <= maxth; th++) {
                     openblas_set_num_threads(th);
+                    if (th > 1) use_pool(1);
                     const double s = time_it(run_blas, &j);
                     const double f32b = 4.0 * rows * cols;
                     if (n == 1) printf(" %.1f (%.1f) |", f32b / s * 1e-9, flop / s * 1e-9);
@@ -296,7 +300,10 @@ int main(int argc, char **argv) {
             int cross = -1;
             for (int i = 0; i < ncn; i++) {
                 job j = {out, x, cn[i], w, t, rows, cols, maxth, maxlev, NULL, tile};
-                const double a = time_it(run_q, &j), b = time_it(run_deq_gemm, &j);
+                if (maxth > 1) use_pool(2);
+                const double a = time_it(run_q, &j);
+                if (maxth > 1) use_pool(1);
+                const double b = time_it(run_deq_gemm, &j);
                 printf(" %.3f / %.3f |", a * 1e3, b * 1e3);
                 if (cross < 0 && b < a) cross = cn[i];
             }
