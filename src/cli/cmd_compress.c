@@ -13,6 +13,7 @@
 #include "compress/calib.h"
 #include "compress/driver.h"
 #include "compress/quantize.h"
+#include "compress/sparsegpt.h"
 #include "kernels/quants.h"
 #include "mend.h"
 #include "util/util.h"
@@ -41,7 +42,16 @@ static void help(void) {
            "      --damp F             GPTQ: dampening, fraction of mean diag(H) (default 0.01)\n"
            "      --block N            GPTQ: lazy-batch width (default 128)\n"
            "      --fit-importance     GPTQ: use diag(H) as importance when fitting block scales\n"
-           "Calibration (GPTQ):\n"
+           "Pruning (docs/prune.md):\n"
+           "      --prune M            magnitude, wanda or sparsegpt, before quantization (with\n"
+           "                           --method gptq: GPTQ keeps the zeros); wanda and sparsegpt\n"
+           "                           calibrate even with --method rtn; --type f16 stores pruned\n"
+           "                           weights without quantizing\n"
+           "      --sparsity S         fraction pruned (0.5, 50%%) or N:M (2:4 keeps 2 of every 4\n"
+           "                           inputs of a row); default 50%%\n"
+           "      --joint              with --prune sparsegpt --method gptq: prune and quantize in\n"
+           "                           one pass (SparseGPT's joint mode)\n"
+           "Calibration (GPTQ, wanda, sparsegpt):\n"
            "      --calib FILE         text file (repeatable); default: the six corpus files of\n"
            "                           $MEND_DATA/corpus or ../shared/data/corpus (never evaluation text)\n"
            "      --nsamples N         windows (default 128)\n"
@@ -116,7 +126,8 @@ static int on_event(void *user, const mend_compress_event *ev) {
 int cmd_compress(int argc, char **argv) {
     enum {
         O_METHOD = 256, O_TYPE, O_BITS, O_GROUP, O_SYM, O_ASYM, O_ACT, O_DAMP, O_BLOCK, O_FITIMP, O_CALIB,
-        O_NSAMPLES, O_SEQLEN, O_SEED, O_SAVECALIB, O_EMBD, O_CKPT, O_RESUME, O_RESTART, O_NOCKPT, O_STOP
+        O_NSAMPLES, O_SEQLEN, O_SEED, O_SAVECALIB, O_EMBD, O_CKPT, O_RESUME, O_RESTART, O_NOCKPT, O_STOP,
+        O_PRUNE, O_SPARSITY, O_JOINT
     };
     static const struct option longopts[] = {
         {"method", required_argument, 0, O_METHOD},   {"type", required_argument, 0, O_TYPE},
@@ -131,7 +142,10 @@ int cmd_compress(int argc, char **argv) {
         {"restart", no_argument, 0, O_RESTART},       {"no-checkpoint", no_argument, 0, O_NOCKPT},
         {"stop-after", required_argument, 0, O_STOP}, {"output", required_argument, 0, 'o'},
         {"threads", required_argument, 0, 't'},       {"help", no_argument, 0, 'h'},
+        {"prune", required_argument, 0, O_PRUNE},     {"sparsity", required_argument, 0, O_SPARSITY},
+        {"joint", no_argument, 0, O_JOINT},
         {0, 0, 0, 0}};
+    mend_prune_opts po = {MEND_PRUNE_NONE, mend_sparsity_unstructured(0.5), 0};
     const char *out_path = NULL, *type_name = NULL, *save_calib = NULL, *ckpt_arg = NULL;
     const char *calib[MAX_CALIB];
     int n_calib = 0, method = MEND_COMPRESS_GPTQ, sym = 0, sym_set = 0, resume = 0, restart = 0, no_ckpt = 0;
@@ -208,6 +222,14 @@ int cmd_compress(int argc, char **argv) {
             if (cli_parse_int(optarg, 1, 1 << 20, &stop_after))
                 return cli_usage_error(CMD, "--stop-after expects a whole number >= 1, got '%s'", optarg);
             break;
+        case O_PRUNE:
+            if (mend_prune_method_parse(optarg, &po.method))
+                return cli_usage_error(CMD, "--prune expects magnitude, wanda, sparsegpt or none, got '%s'", optarg);
+            break;
+        case O_SPARSITY:
+            if (mend_sparsity_parse(&po.sp, optarg)) return cli_usage_error(CMD, "--sparsity: %s", mend_last_error());
+            break;
+        case O_JOINT: po.joint = 1; break;
         case 'o': out_path = optarg; break;
         case 't':
             if (cli_set_threads(CMD, optarg)) return CLI_EXIT_USAGE;
@@ -235,6 +257,13 @@ int cmd_compress(int argc, char **argv) {
     o.method = method;
     o.damp = damp;
     o.block = (int)block;
+    if (po.joint && (po.method != MEND_PRUNE_SPARSEGPT || method != MEND_COMPRESS_GPTQ))
+        return cli_usage_error(CMD, "--joint goes with --prune sparsegpt and --method gptq");
+    if (po.method != MEND_PRUNE_NONE) {
+        if (o.act_order && method == MEND_COMPRESS_GPTQ)
+            return cli_usage_error(CMD, "--act-order is not supported together with --prune");
+        o.prune = &po;
+    }
     const char *model_path = argv[optind];
 
     int rc = CLI_EXIT_ERROR;
@@ -244,7 +273,7 @@ int cmd_compress(int argc, char **argv) {
     const char *paths[MAX_CALIB];
     int n_paths = 0;
 
-    if (method == MEND_COMPRESS_GPTQ) {
+    if (method == MEND_COMPRESS_GPTQ || mend_prune_needs_calib(&po)) {
         if (n_calib) {
             for (int i = 0; i < n_calib; i++) paths[n_paths++] = calib[i];
         } else {
@@ -333,6 +362,11 @@ int cmd_compress(int argc, char **argv) {
     if (res.n_fallback)
         printf("  %d matrices in %s: rows not a multiple of the %s block (llama.cpp's fallback)\n", res.n_fallback,
                mend_type_name(res.fallback_type), fmt);
+    if (po.method != MEND_PRUNE_NONE) {
+        char sp[32];
+        printf("  pruned: %s, %s%s (mend info --sparsity shows the zeros per matrix)\n", mend_prune_method_name(po.method),
+               mend_sparsity_name(&po.sp, sp, sizeof sp), po.joint ? ", joint with GPTQ" : "");
+    }
     if (res.resumed_layers) printf("  resumed after %d finished layers\n", res.resumed_layers);
     printf("  time %s (%.1f s)\n", cli_fmt_duration(res.seconds, dur, sizeof dur), res.seconds);
     rc = 0;

@@ -13,6 +13,7 @@
 #include "compress/calib.h"
 #include "compress/gptq.h"
 #include "compress/hessian.h"
+#include "compress/sparsegpt.h"
 #include "io/gguf.h"
 #include "kernels/quants.h"
 #include "model/layer.h"
@@ -99,6 +100,17 @@ static void make_signature(ctx *C) {
              "n=%d T=%d calib=%016llx",
              mp->size, (unsigned long long)h, o->method, fmt, o->embd_type, o->damp, o->block, o->act_order,
              o->fit_importance, o->nsamples, o->seqlen, (unsigned long long)ch);
+    if (o->prune && o->prune->method != MEND_PRUNE_NONE) {
+        char sp[32];
+        const size_t len = strlen(C->sig);
+        snprintf(C->sig + len, sizeof C->sig - len, " prune=%s sparsity=%s joint=%d", mend_prune_method_name(o->prune->method),
+                 mend_sparsity_name(&o->prune->sp, sp, sizeof sp), o->prune->joint);
+    }
+}
+
+/* Passes over the calibration samples: GPTQ, or pruning that needs activations. */
+static int calibrated(const mend_compress_opts *o) {
+    return o->method == MEND_COMPRESS_GPTQ || mend_prune_needs_calib(o->prune);
 }
 
 static int progress(ctx *C, const char *stage, double loss) {
@@ -225,12 +237,31 @@ out:
     return rc;
 }
 
+/* ---- pruning (sparsegpt.h) ------------------------------------------------------ */
+
+/* Matrix i of layer l pruned by o->prune, then quantized by GPTQ keeping the
+ * mask (or jointly with SparseGPT), or rounded / converted with method RTN;
+ * H0 is NULL without calibration. W becomes Ŵ. */
+static int prune_mat(ctx *C, int l, int i, float *W, const double *H0, double *loss) {
+    qmat *Q = &C->q[l * N_MATS + i];
+    mend_gptq_opts go = {Q->fmt, C->o->damp, C->o->block, C->o->act_order, C->o->fit_importance};
+    int rc = mend_prune_compress(W, Q->rows, Q->cols, H0, C->o->prune, &go, C->o->method == MEND_COMPRESS_GPTQ,
+                                 Q->packed, loss);
+    return rc ? mend_error_prefix(rc, "%s: blk.%d.%s.weight", C->src, l, MAT_NAMES[i]) : 0;
+}
+
 /* ---- RTN --------------------------------------------------------------------- */
 
 static int rtn_layer(ctx *C, int l, float *buf) {
     for (int i = 0; i < N_MATS; i++) {
         qmat *Q = &C->q[l * N_MATS + i];
         const mend_mat *W = layer_mat(&C->m->layers[l], i);
+        if (C->o->prune && C->o->prune->method != MEND_PRUNE_NONE) {   /* magnitude: no calibration */
+            memcpy(buf, W->data, (size_t)Q->rows * Q->cols * sizeof(float));
+            int rc = prune_mat(C, l, i, buf, NULL, NULL);
+            if (rc) return rc;
+            continue;
+        }
         memcpy(buf, W->data, (size_t)Q->rows * Q->cols * sizeof(float));
         int rc = mend_rtn_quantize(buf, Q->rows, Q->cols, &Q->fmt, Q->packed);
         if (rc) return mend_error_prefix(rc, "%s: blk.%d.%s.weight", C->src, l, MAT_NAMES[i]);
@@ -317,6 +348,7 @@ static void run_pass(ctx *C, int st, const mend_layer *Lq, tscratch *ts, mend_he
  * (copied into Hs, which GPTQ overwrites). */
 static int gptq_mat(ctx *C, int l, int i, float *W, const double *H0, double *Hs, double *loss) {
     qmat *Q = &C->q[l * N_MATS + i];
+    if (C->o->prune && C->o->prune->method != MEND_PRUNE_NONE) return prune_mat(C, l, i, W, H0, loss);
     const size_t nn = (size_t)Q->cols * Q->cols;
     memcpy(Hs, H0, nn * sizeof(double));
     mend_gptq_opts go = {Q->fmt, C->o->damp, C->o->block, C->o->act_order, C->o->fit_importance};
@@ -459,7 +491,7 @@ static int write_output(ctx *C, const char *out, mend_compress_result *res) {
     if ((rc = mend_gguf_writer_set_str(w, "mend.compress.method", o->method == MEND_COMPRESS_GPTQ ? "gptq" : "rtn")) ||
         (rc = mend_gguf_writer_set_str(w, "mend.compress.format", fmt)))
         goto out;
-    if (o->method == MEND_COMPRESS_GPTQ) {
+    if (calibrated(o)) {
         if ((rc = mend_gguf_writer_set_f32(w, "mend.compress.damp", (float)(o->damp > 0 ? o->damp : 0.01))) ||
             (rc = mend_gguf_writer_set_u32(w, "mend.compress.block", (uint32_t)(o->block > 0 ? o->block : 128))) ||
             (rc = mend_gguf_writer_set_bool(w, "mend.compress.act_order", o->act_order)) ||
@@ -469,6 +501,13 @@ static int write_output(ctx *C, const char *out, mend_compress_result *res) {
         if (o->calib_desc && (rc = mend_gguf_writer_set_str(w, "mend.compress.calib", o->calib_desc))) goto out;
     }
     if ((rc = mend_qfmt_write_meta(w, &o->fmt))) goto out;
+    if (o->prune && o->prune->method != MEND_PRUNE_NONE) {
+        char sp[32];
+        if ((rc = mend_gguf_writer_set_str(w, "mend.compress.prune", mend_prune_method_name(o->prune->method))) ||
+            (rc = mend_gguf_writer_set_str(w, "mend.compress.sparsity", mend_sparsity_name(&o->prune->sp, sp, sizeof sp))) ||
+            (rc = mend_gguf_writer_set_bool(w, "mend.compress.prune_joint", o->prune->joint)))
+            goto out;
+    }
 
     for (uint64_t k = 0; k < g->n_tensors; k++) {
         const gguf_tensor *t = &g->tensors[k];
@@ -537,11 +576,12 @@ int mend_compress(const char *src, const char *out, const mend_compress_opts *o,
     if (!src || !out || !o) return mend_set_error(MEND_EINVAL, "compress: source, output and options are required");
     if (o->method != MEND_COMPRESS_RTN && o->method != MEND_COMPRESS_GPTQ)
         return mend_set_error(MEND_EINVAL, "compress: method %d (rtn or gptq expected)", o->method);
-    if (o->method == MEND_COMPRESS_GPTQ) {
+    if (calibrated(o)) {
         if (!o->calib || o->nsamples < 1 || o->seqlen < 2)
-            return mend_set_error(MEND_EINVAL, "compress: GPTQ needs calibration tokens (%d samples of %d tokens given)",
+            return mend_set_error(MEND_EINVAL, "compress: GPTQ, Wanda and SparseGPT need calibration tokens (%d samples of %d tokens given)",
                                   o->nsamples, o->seqlen);
-        if (o->fmt.type == MEND_TYPE_F32 || o->fmt.type == MEND_TYPE_F16 || o->fmt.type == MEND_TYPE_BF16)
+        if (o->method == MEND_COMPRESS_GPTQ &&
+            (o->fmt.type == MEND_TYPE_F32 || o->fmt.type == MEND_TYPE_F16 || o->fmt.type == MEND_TYPE_BF16))
             return mend_set_error(MEND_EINVAL, "compress: GPTQ to a float type; use rtn to convert");
     }
     if (o->embd_type != MEND_EMBD_KEEP && (o->embd_type < 0 || !mend_type_get((uint32_t)o->embd_type)))
@@ -558,7 +598,7 @@ int mend_compress(const char *src, const char *out, const mend_compress_opts *o,
     make_signature(&C);
 
     const int nl = C.c->n_layers;
-    if (o->method == MEND_COMPRESS_GPTQ) {
+    if (calibrated(o)) {
         C.N = o->nsamples;
         C.T = o->seqlen;
         const size_t dim = (size_t)C.c->dim, qd = (size_t)C.c->n_heads * C.c->head_dim;
@@ -574,7 +614,7 @@ int mend_compress(const char *src, const char *out, const mend_compress_opts *o,
     int start = 0;
     if (o->checkpoint && (rc = ckpt_load(&C, &start))) goto out;
     res->resumed_layers = start;
-    if (o->method == MEND_COMPRESS_GPTQ) {
+    if (calibrated(o)) {
         if (start == 0) {
             const mend_mat *E = &C.m->tok_embd;
             for (size_t i = 0; i < (size_t)C.N * C.T; i++) {

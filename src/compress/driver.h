@@ -27,6 +27,8 @@
 #include <stdint.h>
 #include "compress/quantize.h"
 
+struct mend_prune_opts;   /* compress/sparsegpt.h */
+
 enum mend_compress_method {
     MEND_COMPRESS_RTN = 0,
     MEND_COMPRESS_GPTQ = 1
@@ -62,6 +64,10 @@ typedef struct mend_compress_opts {
     const char *checkpoint;     /* checkpoint path or NULL (GPTQ only) */
     mend_compress_progress_fn progress;
     void *progress_user;
+    /* pruning before quantization (or jointly with it), NULL: none. Wanda
+     * and SparseGPT run in the calibrated layer-by-layer passes, even with
+     * method RTN (prune, then round or convert); magnitude needs none. */
+    const struct mend_prune_opts *prune;
 } mend_compress_opts;
 
 typedef struct mend_compress_result {
