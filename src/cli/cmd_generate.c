@@ -9,6 +9,7 @@
 
 #include "cli.h"
 #include "mend.h"
+#include "prompt/adapter.h"
 #include "util/util.h"
 
 static const char *CMD = "generate";
@@ -30,6 +31,8 @@ static void help(void) {
            "      --top-k K       keep the K most likely tokens; 0 = off (default 0)\n"
            "      --seed S        sampling seed (default: from the clock, printed)\n"
            "      --f32           dequantize weights to f32 at load\n"
+           "      --soft-prompt DIR  a soft prompt (PEFT prompt-tuning adapter, e.g. from\n"
+           "                      'mend tune') before the text (-p/--prompt is the text)\n"
            "  -t, --threads N     threads (default: all cores)\n"
            "  -h, --help          this help\n");
 }
@@ -52,15 +55,16 @@ static int emit(const mend_tokenizer *tok, int32_t id, char **buf, size_t *cap) 
 }
 
 int cmd_generate(int argc, char **argv) {
-    enum { O_CHAT = 256, O_SYSTEM, O_TEMP, O_TOPP, O_TOPK, O_SEED, O_F32 };
+    enum { O_CHAT = 256, O_SYSTEM, O_TEMP, O_TOPP, O_TOPK, O_SEED, O_F32, O_SOFT };
     static const struct option longopts[] = {
         {"prompt", required_argument, 0, 'p'}, {"file", required_argument, 0, 'f'},
         {"chat", no_argument, 0, O_CHAT},      {"system", required_argument, 0, O_SYSTEM},
         {"n-predict", required_argument, 0, 'n'}, {"temp", required_argument, 0, O_TEMP},
         {"top-p", required_argument, 0, O_TOPP}, {"top-k", required_argument, 0, O_TOPK},
         {"seed", required_argument, 0, O_SEED}, {"f32", no_argument, 0, O_F32},
-        {"threads", required_argument, 0, 't'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
-    const char *prompt = NULL, *prompt_file = NULL, *system = NULL;
+        {"threads", required_argument, 0, 't'}, {"help", no_argument, 0, 'h'},
+        {"soft-prompt", required_argument, 0, O_SOFT}, {0, 0, 0, 0}};
+    const char *prompt = NULL, *prompt_file = NULL, *system = NULL, *soft_dir = NULL;
     int chat = 0, f32 = 0, have_seed = 0;
     long n_predict = 128, top_k = 0;
     double temp = 0.0, top_p = 0.95;
@@ -96,6 +100,7 @@ int cmd_generate(int argc, char **argv) {
             have_seed = 1;
             break;
         case O_F32: f32 = 1; break;
+        case O_SOFT: soft_dir = optarg; break;
         case 't':
             if (cli_set_threads(CMD, optarg)) return CLI_EXIT_USAGE;
             break;
@@ -113,7 +118,8 @@ int cmd_generate(int argc, char **argv) {
     int rc = CLI_EXIT_ERROR;
     char *file_text = NULL, *formatted = NULL, *piece = NULL;
     int32_t *ids = NULL;
-    float *logits = NULL;
+    float *logits = NULL, *soft = NULL;
+    int n_soft = 0;
     mend_model *m = NULL;
     mend_state *st = NULL;
     mend_sampler *smp = NULL;
@@ -135,6 +141,10 @@ int cmd_generate(int argc, char **argv) {
     mend_model_info info;
     mend_model_get_info(m, &info);
     const mend_tokenizer *tok = mend_model_tokenizer(m);
+    if (soft_dir && mend_adapter_read(soft_dir, info.dim, &soft, &n_soft)) {
+        rc = cli_fail(CMD, soft_dir);
+        goto out;
+    }
 
     const char *text = prompt;
     if (chat) {
@@ -153,17 +163,17 @@ int cmd_generate(int argc, char **argv) {
         rc = cli_usage_error(CMD, "the prompt is empty after tokenization");
         goto out;
     }
-    long n_ctx = (long)n_ids + n_predict;
+    long n_ctx = (long)n_soft + (long)n_ids + n_predict;
     if (info.ctx_len > 0 && n_ctx > info.ctx_len) {
-        if ((long)n_ids >= info.ctx_len) {
+        if ((long)n_soft + (long)n_ids >= info.ctx_len) {
             fprintf(stderr, "mend %s: the prompt has %zu tokens; the model's context is %d\n", CMD, n_ids,
                     info.ctx_len);
             goto out;
         }
-        n_predict = info.ctx_len - (long)n_ids;
+        n_predict = info.ctx_len - (long)n_soft - (long)n_ids;
         n_ctx = info.ctx_len;
     }
-    const int max_batch = n_ids < 512 ? (int)n_ids : 512;
+    const int max_batch = (size_t)n_soft + n_ids < 512 ? n_soft + (int)n_ids : 512;
     if (mend_state_new(&st, m, (int)n_ctx, max_batch)) {
         rc = cli_fail(CMD, "state");
         goto out;
@@ -187,17 +197,25 @@ int cmd_generate(int argc, char **argv) {
     }
     /* prompt: batches of max_batch, logits of the last position only */
     double t0 = mend_now();
+    /* a soft prompt first: its KV at positions [0, n_soft), the text after it */
+    for (int p0 = 0; p0 < n_soft; p0 += max_batch) {
+        int nb = n_soft - p0 < max_batch ? n_soft - p0 : max_batch;
+        if (mend_forward(st, NULL, soft + (size_t)p0 * info.dim, nb, p0, NULL, 0)) {
+            rc = cli_fail(CMD, "forward (soft prompt)");
+            goto out;
+        }
+    }
     for (size_t pos = 0; pos < n_ids; pos += (size_t)max_batch) {
         int nb = (int)(n_ids - pos < (size_t)max_batch ? n_ids - pos : (size_t)max_batch);
         int last = pos + (size_t)nb == n_ids;
-        if (mend_forward(st, ids + pos, NULL, nb, (int)pos, last ? logits : NULL, 0)) {
+        if (mend_forward(st, ids + pos, NULL, nb, n_soft + (int)pos, last ? logits : NULL, 0)) {
             rc = cli_fail(CMD, "forward (prompt)");
             goto out;
         }
     }
     double t1 = mend_now();
     long n_gen = 0, n_eval = 0;
-    int pos = (int)n_ids;
+    int pos = n_soft + (int)n_ids;
     for (long i = 0; i < n_predict; i++) {
         int32_t next = mend_sample(smp, logits);
         if (next < 0) {
@@ -230,6 +248,7 @@ int cmd_generate(int argc, char **argv) {
 out:
     free(piece);
     free(logits);
+    free(soft);
     mend_sampler_free(smp);
     if (st) mend_state_free(st);
     if (m) mend_model_free(m);

@@ -12,6 +12,7 @@
 
 #include "cli.h"
 #include "eval/ppl.h"
+#include "prompt/adapter.h"
 #include "mend.h"
 #include "util/util.h"
 
@@ -37,6 +38,9 @@ static void help(void) {
            "                             line, whitespace-only lines empty) and score\n"
            "                             \"\\n\\n\".join(rows), the text the GPTQ scripts use\n"
            "      --f32                dequantize weights to f32 at load\n"
+           "      --prompt DIR         (or --soft-prompt DIR) a soft prompt (PEFT prompt-tuning adapter) before every\n"
+           "                             window: its KV is computed once at positions 0..n-1,\n"
+           "                             the window runs from position n; same scored tokens\n"
            "  -t, --threads N          threads (default: all cores)\n"
            "  -h, --help               this help\n");
 }
@@ -87,14 +91,15 @@ static int on_window(void *user, int done, int total, double running) {
 }
 
 int cmd_ppl(int argc, char **argv) {
-    enum { O_TEXT = 256, O_PROTO, O_CTX, O_CHUNKS, O_BATCH, O_HFLINES, O_F32 };
+    enum { O_TEXT = 256, O_PROTO, O_CTX, O_CHUNKS, O_BATCH, O_HFLINES, O_F32, O_PROMPT };
     static const struct option longopts[] = {
         {"text", required_argument, 0, O_TEXT},     {"protocol", required_argument, 0, O_PROTO},
         {"ctx", required_argument, 0, O_CTX},       {"chunks", required_argument, 0, O_CHUNKS},
         {"batch", required_argument, 0, O_BATCH},   {"hf-lines", no_argument, 0, O_HFLINES},
         {"f32", no_argument, 0, O_F32},             {"threads", required_argument, 0, 't'},
+        {"prompt", required_argument, 0, O_PROMPT}, {"soft-prompt", required_argument, 0, O_PROMPT},
         {"help", no_argument, 0, 'h'},              {0, 0, 0, 0}};
-    const char *text_path = NULL;
+    const char *text_path = NULL, *prompt_dir = NULL;
     int protocol = MEND_PPL_GPTQ, hf_lines = 0, f32 = 0;
     long n_ctx = 0, n_chunks = 0, n_batch = 0;
     optind = 0;
@@ -123,6 +128,7 @@ int cmd_ppl(int argc, char **argv) {
             break;
         case O_HFLINES: hf_lines = 1; break;
         case O_F32: f32 = 1; break;
+        case O_PROMPT: prompt_dir = optarg; break;
         case 't':
             if (cli_set_threads(CMD, optarg)) return CLI_EXIT_USAGE;
             break;
@@ -141,6 +147,8 @@ int cmd_ppl(int argc, char **argv) {
     int32_t *ids = NULL;
     size_t len = 0, n_ids = 0;
     mend_model *m = NULL;
+    float *prompt = NULL;
+    int n_virtual = 0;
 
     if (mend_read_file(text_path, (size_t)4 << 30, &text, &len)) {
         rc = cli_fail(CMD, text_path);
@@ -160,6 +168,14 @@ int cmd_ppl(int argc, char **argv) {
     if (mend_model_load(&m, path, &lo)) {
         rc = cli_fail(CMD, path);
         goto out;
+    }
+    if (prompt_dir) {
+        mend_model_info mi;
+        mend_model_get_info(m, &mi);
+        if (mend_adapter_read(prompt_dir, mi.dim, &prompt, &n_virtual)) {
+            rc = cli_fail(CMD, prompt_dir);
+            goto out;
+        }
     }
     const mend_tokenizer *tok = mend_model_tokenizer(m);
     double t0 = mend_now();
@@ -187,12 +203,14 @@ int cmd_ppl(int argc, char **argv) {
     printf("protocol: %s, n_ctx %d, %zu of %zu windows, %d scored per window (positions %d..%d), BOS %s\n",
            o.protocol == MEND_PPL_GPTQ ? "gptq" : "llamacpp", o.n_ctx, n_run, n_max, o.n_ctx - 1 - first, first,
            o.n_ctx - 2, o.bos >= 0 ? "at each window start" : "none");
+    if (prompt) printf("prompt:   %s (%d virtual tokens before every window)\n", prompt_dir, n_virtual);
     fflush(stdout);
 
     progress_ctx pc;
     cli_progress_start(&pc.bar, "ppl", "window", (int64_t)n_run, 8);
     mend_ppl_result r;
-    int prc = mend_perplexity(m, ids, n_ids, &o, on_window, &pc, &r);
+    int prc = prompt ? mend_perplexity_prompt(m, prompt, n_virtual, ids, n_ids, &o, on_window, &pc, &r)
+                     : mend_perplexity(m, ids, n_ids, &o, on_window, &pc, &r);
     cli_progress_end(&pc.bar);
     if (prc) {
         rc = cli_fail(CMD, "perplexity");
@@ -206,6 +224,7 @@ int cmd_ppl(int argc, char **argv) {
     rc = 0;
 out:
     if (m) mend_model_free(m);
+    free(prompt);
     free(ids);
     free(joined);
     free(text);
