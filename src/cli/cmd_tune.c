@@ -3,6 +3,7 @@
  * (docs/tune.md). Progress with ETA on stderr; a summary on stdout; the
  * adapter, loss.csv, loss.png (gnuplot) and checkpoint.bin in ADAPTER_DIR. */
 #include <getopt.h>
+#include <sys/resource.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,6 +44,8 @@ static void help(void) {
            "      --eval-every K       validate every K steps (default 50)\n"
            "      --ckpt-every K       checkpoint every K steps (default 50)\n"
            "      --resume             continue from ADAPTER_DIR/checkpoint.bin (same options)\n"
+           "      --max-minutes M      end after M minutes of training even before --steps\n"
+           "                           (validates, checkpoints and writes the adapter)\n"
            "      --seed N             seed for the init, the split and the data order (default 1234)\n"
            "      --no-plot            do not run gnuplot\n"
            "  -t, --threads N          threads (default: all cores)\n"
@@ -53,7 +56,15 @@ typedef struct ui {
     int tty;
     double last_draw;
     int steps;
+    int first_step, last_step;      /* CPU time between the ends of these steps */
+    double cpu_first, cpu_last, wall_first, wall_last;
 } ui;
+
+static double cpu_seconds(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + 1e-6 * (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+}
 
 static int on_info(void *user, const mend_tune_info *in) {
     (void)user;
@@ -77,6 +88,15 @@ static int on_step(void *user, const mend_tune_progress *p) {
         return 0;
     }
     const double now = mend_now();
+    if (!u->first_step) {
+        u->first_step = p->step;
+        u->cpu_first = cpu_seconds();
+        u->wall_first = now;
+    } else if (!p->evaluated) {   /* steps without validation only */
+        u->last_step = p->step;
+        u->cpu_last = cpu_seconds();
+        u->wall_last = now;
+    }
     const int final = p->step == p->steps;
     if (u->tty && !p->evaluated && !final && now - u->last_draw < 0.25) return 0;
     u->last_draw = now;
@@ -117,7 +137,8 @@ static int plot(const char *dir) {
 
 int cmd_tune(int argc, char **argv) {
     enum { O_CORPUS = 256, O_TOKENS, O_SEQLEN, O_BATCH, O_STEPS, O_LR, O_WARMUP, O_SCHED, O_WD, O_CLIP, O_INIT,
-           O_INITTEXT, O_DISTILL, O_VALFRAC, O_VALSEQS, O_EVAL, O_CKPT, O_RESUME, O_SEED, O_NOPLOT, O_STOP };
+           O_INITTEXT, O_DISTILL, O_VALFRAC, O_VALSEQS, O_EVAL, O_CKPT, O_RESUME, O_SEED, O_NOPLOT, O_STOP,
+           O_MAXMIN };
     static const struct option longopts[] = {
         {"corpus", required_argument, 0, O_CORPUS}, {"out", required_argument, 0, 'o'},
         {"tokens", required_argument, 0, O_TOKENS}, {"seqlen", required_argument, 0, O_SEQLEN},
@@ -130,6 +151,7 @@ int cmd_tune(int argc, char **argv) {
         {"eval-every", required_argument, 0, O_EVAL}, {"ckpt-every", required_argument, 0, O_CKPT},
         {"resume", no_argument, 0, O_RESUME},       {"seed", required_argument, 0, O_SEED},
         {"no-plot", no_argument, 0, O_NOPLOT},      {"stop-after", required_argument, 0, O_STOP},
+        {"max-minutes", required_argument, 0, O_MAXMIN},
         {"threads", required_argument, 0, 't'},     {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     mend_tune_opts o;
     mend_tune_opts_default(&o);
@@ -166,6 +188,10 @@ int cmd_tune(int argc, char **argv) {
         case O_LR:
             if (cli_parse_double(optarg, 1e-12, 100.0, &x)) return cli_usage_error(CMD, "--lr expects a positive number, got '%s'", optarg);
             o.lr = x;
+            break;
+        case O_MAXMIN:
+            if (cli_parse_double(optarg, 0.0, 1e7, &x)) return cli_usage_error(CMD, "--max-minutes expects a number >= 0, got '%s'", optarg);
+            o.max_seconds = 60.0 * x;
             break;
         case O_WD:
             if (cli_parse_double(optarg, 0.0, 10.0, &x)) return cli_usage_error(CMD, "--wd expects a number from 0 to 10, got '%s'", optarg);
@@ -265,6 +291,13 @@ int cmd_tune(int argc, char **argv) {
     if (!no_plot && plot(o.out_dir)) fprintf(stderr, "mend %s: gnuplot failed; loss.csv is there\n", CMD);
     printf("steps:     %d in %.1f s (%.1f text tokens/s, forward + backward)\n", r.steps_done, r.elapsed,
            r.tokens_per_s);
+    if (u.last_step > u.first_step && u.cpu_last > u.cpu_first) {
+        const double n = u.last_step - u.first_step, toks = (double)o.batch * o.seqlen;
+        printf("speed:     steps %d..%d: %.2f s/step wall (%.1f tokens/s), %.2f CPU s/step (%.1f tokens per CPU "
+               "second)\n", u.first_step + 1, u.last_step, (u.wall_last - u.wall_first) / n,
+               toks * n / (u.wall_last - u.wall_first), (u.cpu_last - u.cpu_first) / n,
+               toks * n / (u.cpu_last - u.cpu_first));
+    }
     if (!isnan(r.best_val))
         printf("val loss:  %.4f at the start, best %.4f at step %d%s\n", r.first_val, r.best_val, r.best_step,
                o.objective == MEND_TUNE_KL ? " (KL)" : "");

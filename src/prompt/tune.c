@@ -663,7 +663,8 @@ int mend_tune_run(const mend_model *m, const mend_model *teacher, const char *co
         mend_tune_progress p = {.step = step, .steps = o->steps, .loss = ls / nsc, .ce = cs / nsc, .lr = lr,
                                 .grad_norm = gnorm, .resumed_from = resumed_from, .epoch = r.epoch};
         p.val_loss = p.val_ce = NAN;
-        if (have_val && (step == o->steps || (o->eval_every > 0 && step % o->eval_every == 0))) {
+        const int time_up = o->max_seconds > 0 && elapsed_base + (mend_now() - t0) >= o->max_seconds;
+        if (have_val && (step == o->steps || time_up || (o->eval_every > 0 && step % o->eval_every == 0))) {
             if ((rc = validate(t, &d, o, r.prompt, &p.val_loss, &p.val_ce))) goto done;
             p.evaluated = 1;
             if (p.val_loss < r.best_val) {
@@ -685,10 +686,11 @@ int mend_tune_run(const mend_model *m, const mend_model *teacher, const char *co
             goto done;
         }
         if (o->stop_after > 0 && step >= o->stop_after && step < o->steps) goto stopped;
-        if ((o->ckpt_every > 0 && step % o->ckpt_every == 0) || step == o->steps) {
+        if ((o->ckpt_every > 0 && step % o->ckpt_every == 0) || step == o->steps || time_up) {
             if ((rc = ckpt_write(&r, ckpt_path, d.n_train))) goto done;
             if ((rc = write_csv(&r, csv_path))) goto done;
         }
+        if (time_up) break;
     }
     if ((rc = write_adapters(&r, m, o, have_val))) goto done;
 stopped:

@@ -56,6 +56,9 @@ typedef struct mend_tune_opts {
     int ckpt_every;         /* checkpoint every K steps (and at the end); 0: at the end only */
     int stop_after;         /* > 0: return after this step as if killed (no final files); for tests */
     int resume;             /* continue from out_dir/checkpoint.bin when it exists */
+    double max_seconds;     /* > 0: end (validate, checkpoint, write the adapters) after the first
+                               step at which this much training time has passed, even before
+                               `steps`; the schedule is still the one of `steps` */
     const char *out_dir;
     const char *base_model; /* recorded in adapter_config.json */
 } mend_tune_opts;
