@@ -259,13 +259,31 @@ static int run_span(const mend_eval_backend *b, const int32_t *toks, int from, i
     return 0;
 }
 
-int mend_eval_loglikelihood(const mend_eval_backend *b, int n, const char *const *contexts,
+void mend_eval_scratch_free(mend_eval_backend *b) {
+    if (!b) return;
+    free(b->scratch);
+    b->scratch = NULL;
+    b->scratch_cap = 0;
+}
+
+/* The scratch grown to at least n floats (fresh large mallocs would be
+ * page-faulted and zeroed by the kernel on every call). */
+static float *scratch_get(mend_eval_backend *b, size_t n) {
+    if (b->scratch_cap < n) {
+        free(b->scratch);
+        b->scratch = malloc(n * sizeof(float));
+        b->scratch_cap = b->scratch ? n : 0;
+    }
+    return b->scratch;
+}
+
+int mend_eval_loglikelihood(mend_eval_backend *b, int n, const char *const *contexts,
                             const char *const *continuations, int want_argmax,
                             mend_eval_ll *out, mend_eval_stats *stats) {
     if (n <= 0) return mend_set_error(MEND_EINVAL, "loglikelihood: no requests");
     memset(out, 0, (size_t)n * sizeof *out);
     seq *sq = calloc((size_t)n, sizeof *sq);
-    float *buf_p = NULL, *buf_q = NULL;
+    float *buf_p = NULL, *buf_q = NULL, *buf = NULL;
     int rc = 0;
     if (!sq) return mend_set_error(MEND_ENOMEM, "loglikelihood: out of memory");
     int window = b->window;
@@ -337,9 +355,12 @@ int mend_eval_loglikelihood(const mend_eval_backend *b, int n, const char *const
     }
     size_t vocab = (size_t)b->n_vocab;
     size_t rows_p = (size_t)(L - s), rows_q = (size_t)(max_rows > 0 ? max_rows : 1);
-    buf_p = malloc((rows_p ? rows_p : 1) * vocab * sizeof(float));
-    buf_q = malloc(rows_q * vocab * sizeof(float));
-    if (!buf_p || !buf_q) {
+    buf = scratch_get(b, ((rows_p ? rows_p : 1) + rows_q) * vocab);
+    if (buf) {
+        buf_p = buf;
+        buf_q = buf + (rows_p ? rows_p : 1) * vocab;
+    }
+    if (!buf) {
         rc = mend_set_error(MEND_ENOMEM, "loglikelihood: out of memory for %zu logits rows",
                             rows_p + rows_q);
         goto done;
@@ -380,8 +401,6 @@ int mend_eval_loglikelihood(const mend_eval_backend *b, int n, const char *const
 done:
     for (int i = 0; i < n; i++) free(sq[i].full);
     free(sq);
-    free(buf_p);
-    free(buf_q);
     if (rc)
         for (int i = 0; i < n; i++) {
             free(out[i].argmax);
@@ -392,7 +411,7 @@ done:
 
 /* ---- generation ---------------------------------------------------------- */
 
-int mend_eval_generate(const mend_eval_backend *b, const char *context, int max_tokens,
+int mend_eval_generate(mend_eval_backend *b, const char *context, int max_tokens,
                        const char *const *until, int n_until, char **raw, char **cut,
                        mend_eval_stats *stats) {
     *raw = *cut = NULL;
@@ -421,7 +440,7 @@ int mend_eval_generate(const mend_eval_backend *b, const char *context, int max_
         ctx = ids;
         n = 1;
     }
-    float *logits = malloc((size_t)b->n_vocab * sizeof(float));
+    float *logits = scratch_get(b, (size_t)b->n_vocab);
     int32_t *gen = malloc((size_t)(max_tokens + 1) * sizeof(int32_t));
     char *text = NULL;
     int ng = 0;
@@ -472,7 +491,6 @@ int mend_eval_generate(const mend_eval_backend *b, const char *context, int max_
 done:
     free(text);
     free(ids);
-    free(logits);
     free(gen);
     return rc;
 }
@@ -501,7 +519,7 @@ static char *prefix_space(const char *s) {
 
 static const char *const GEN_UNTIL[] = {"\n", ".", ","};
 
-int mend_eval_example(const mend_eval_backend *b, const mend_task *t, size_t i,
+int mend_eval_example(mend_eval_backend *b, const mend_task *t, size_t i,
                       mend_eval_result *r, mend_eval_stats *stats) {
     memset(r, 0, sizeof *r);
     if (i >= t->n) return mend_set_error(MEND_ERANGE, "%s: example %zu of %zu", t->path, i, t->n);
@@ -763,6 +781,7 @@ int mend_eval_backend_model(mend_eval_backend **out, const mend_model *m, const 
 void mend_eval_backend_free(mend_eval_backend *b) {
     if (!b) return;
     model_be *mb = (model_be *)b;
+    mend_eval_scratch_free(b);
     mend_state_free(mb->st);
     free(mb->prompt);
     free(mb);

@@ -46,7 +46,14 @@ typedef struct mend_eval_backend {
                    int logits_all);
     /* End-of-generation token? */
     int (*is_eog)(void *user, int32_t id);
+    /* logits scratch reused across calls (owned by the harness; released by
+     * mend_eval_backend_free or mend_eval_scratch_free) */
+    float *scratch;
+    size_t scratch_cap;     /* floats */
 } mend_eval_backend;
+
+/* Release the logits scratch of a backend the caller built itself. */
+void mend_eval_scratch_free(mend_eval_backend *b);
 
 /* A backend over a loaded model. prompt: NULL or n_virtual x dim embeddings
  * (copied). window <= 0: the model's context length minus n_virtual.
@@ -81,7 +88,7 @@ typedef struct mend_eval_stats {
 } mend_eval_stats;
 
 /* Score n requests sharing their common token prefix. stats may be NULL. */
-int mend_eval_loglikelihood(const mend_eval_backend *b, int n, const char *const *contexts,
+int mend_eval_loglikelihood(mend_eval_backend *b, int n, const char *const *contexts,
                             const char *const *continuations, int want_argmax,
                             mend_eval_ll *out, mend_eval_stats *stats);
 
@@ -90,7 +97,7 @@ int mend_eval_loglikelihood(const mend_eval_backend *b, int n, const char *const
  * end-of-generation token, max_tokens, or until the decoded text contains one
  * of the until strings. *raw is the decoded text, *cut the text before the
  * first stop string. */
-int mend_eval_generate(const mend_eval_backend *b, const char *context, int max_tokens,
+int mend_eval_generate(mend_eval_backend *b, const char *context, int max_tokens,
                        const char *const *until, int n_until, char **raw, char **cut,
                        mend_eval_stats *stats);
 
@@ -124,7 +131,7 @@ typedef struct mend_eval_result {
 
 #define MEND_EVAL_MAX_GEN 32
 
-int mend_eval_example(const mend_eval_backend *b, const mend_task *t, size_t i,
+int mend_eval_example(mend_eval_backend *b, const mend_task *t, size_t i,
                       mend_eval_result *r, mend_eval_stats *stats);
 void mend_eval_result_free(mend_eval_result *r);
 

@@ -173,6 +173,7 @@ static void check_group(int window, int n, const char **ctxs, const char **conts
     }
     if (expect_saving) CHECK_MSG(st.tokens_run < st.tokens_naive, "run %lld naive %lld",
                                  (long long)st.tokens_run, (long long)st.tokens_naive);
+    mend_eval_scratch_free(&b);
 }
 
 static void test_encode_pair(void) {
@@ -227,6 +228,7 @@ static void test_sharing(void) {
     const char *c2[] = {"a"};
     const char *k2[] = {" b c d e f"};
     CHECK_ERR(mend_eval_loglikelihood(&b, 1, c2, k2, 0, out, NULL), MEND_ERANGE, "window");
+    mend_eval_scratch_free(&b);
 }
 
 static void test_generate(void) {
@@ -260,6 +262,7 @@ static void test_generate(void) {
     free(text);
     free(raw);
     free(cut);
+    mend_eval_scratch_free(&b);
 }
 
 static void test_text_rules(void) {
@@ -348,6 +351,7 @@ static void test_examples(void) {
     mend_eval_result_free(&r);
     mend_task_free(t);
     free(line);
+    mend_eval_scratch_free(&b);
 }
 
 static void write_text(const char *path, const char *s) {
