@@ -172,7 +172,7 @@ int main(void) {
     json_t *root = json_load_file(test_src("tests/fixtures/tune/grad.json"), 0, &jerr);
     CHECK(root != NULL);
     if (!root) return test_finish();
-    fx fl, fq, fk;
+    fx fl = {0}, fq = {0}, fk = {0};
     CHECK(load_case(root, "llama", &fl) == 0);
     CHECK(load_case(root, "qwen2", &fq) == 0);
     CHECK(load_case(root, "kl_llama_from_qwen2", &fk) == 0);
@@ -209,6 +209,11 @@ int main(void) {
     mend_model_free(lg);
     mend_model_free(lh);
     mend_model_free(qh);
+    fx *all[3] = {&fl, &fq, &fk};
+    for (int i = 0; i < 3; i++) {
+        free(all[i]->prompt);
+        free(all[i]->grad);
+    }
     json_decref(root);
     return test_finish();
 }
