@@ -262,8 +262,16 @@ static int rtn_layer(ctx *C, int l, float *buf) {
             if (rc) return rc;
             continue;
         }
-        memcpy(buf, W->data, (size_t)Q->rows * Q->cols * sizeof(float));
-        int rc = mend_rtn_quantize(buf, Q->rows, Q->cols, &Q->fmt, Q->packed);
+        int rc = 0;
+        if (Q->fmt.type == MEND_TYPE_F32 || Q->fmt.type == MEND_TYPE_F16 || Q->fmt.type == MEND_TYPE_BF16) {
+            /* conversion: row by row, no grid */
+            for (int64_t r = 0; r < Q->rows && !rc; r++)
+                rc = mend_quantize_row(Q->fmt.type, (const float *)W->data + r * Q->cols, Q->packed + (size_t)r * Q->row_bytes,
+                                       Q->cols, NULL);
+        } else {
+            memcpy(buf, W->data, (size_t)Q->rows * Q->cols * sizeof(float));
+            rc = mend_rtn_quantize(buf, Q->rows, Q->cols, &Q->fmt, Q->packed);
+        }
         if (rc) return mend_error_prefix(rc, "%s: blk.%d.%s.weight", C->src, l, MAT_NAMES[i]);
     }
     return 0;
