@@ -38,7 +38,9 @@ static void help(void) {
            "      --sym | --asym       with --bits: symmetric or asymmetric grid (default asym)\n"
            "Method:\n"
            "      --method M           gptq (default) or rtn (round to nearest, no calibration)\n"
-           "      --act-order          GPTQ: columns by descending Hessian diagonal (static grids)\n"
+           "      --act-order          GPTQ: columns by descending Hessian diagonal, static grids\n"
+           "                           (default; SmolLM2's outlier features need it)\n"
+           "      --no-act-order       GPTQ: columns in order, each block's grid fitted when reached\n"
            "      --damp F             GPTQ: dampening, fraction of mean diag(H) (default 0.01)\n"
            "      --block N            GPTQ: lazy-batch width (default 128)\n"
            "      --fit-importance     GPTQ: use diag(H) as importance when fitting block scales\n"
@@ -127,13 +129,13 @@ int cmd_compress(int argc, char **argv) {
     enum {
         O_METHOD = 256, O_TYPE, O_BITS, O_GROUP, O_SYM, O_ASYM, O_ACT, O_DAMP, O_BLOCK, O_FITIMP, O_CALIB,
         O_NSAMPLES, O_SEQLEN, O_SEED, O_SAVECALIB, O_EMBD, O_CKPT, O_RESUME, O_RESTART, O_NOCKPT, O_STOP,
-        O_PRUNE, O_SPARSITY, O_JOINT
+        O_PRUNE, O_SPARSITY, O_JOINT, O_NOACT
     };
     static const struct option longopts[] = {
         {"method", required_argument, 0, O_METHOD},   {"type", required_argument, 0, O_TYPE},
         {"bits", required_argument, 0, O_BITS},       {"group", required_argument, 0, O_GROUP},
         {"sym", no_argument, 0, O_SYM},               {"asym", no_argument, 0, O_ASYM},
-        {"act-order", no_argument, 0, O_ACT},         {"damp", required_argument, 0, O_DAMP},
+        {"act-order", no_argument, 0, O_ACT},         {"no-act-order", no_argument, 0, O_NOACT},         {"damp", required_argument, 0, O_DAMP},
         {"block", required_argument, 0, O_BLOCK},     {"fit-importance", no_argument, 0, O_FITIMP},
         {"calib", required_argument, 0, O_CALIB},     {"nsamples", required_argument, 0, O_NSAMPLES},
         {"seqlen", required_argument, 0, O_SEQLEN},   {"seed", required_argument, 0, O_SEED},
@@ -155,6 +157,7 @@ int cmd_compress(int argc, char **argv) {
     uint64_t seed = 0;
     mend_compress_opts o = {0};
     o.embd_type = MEND_EMBD_KEEP;
+    o.act_order = 1;
     optind = 0;
     opterr = 0;
     int c;
@@ -178,6 +181,7 @@ int cmd_compress(int argc, char **argv) {
         case O_SYM: sym = 1, sym_set = 1; break;
         case O_ASYM: sym = 0, sym_set = 1; break;
         case O_ACT: o.act_order = 1; break;
+        case O_NOACT: o.act_order = 0; break;
         case O_DAMP:
             if (cli_parse_double(optarg, 1e-8, 10.0, &damp))
                 return cli_usage_error(CMD, "--damp expects a number in (0, 10], got '%s'", optarg);
