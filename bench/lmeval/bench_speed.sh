@@ -13,10 +13,13 @@ out=${5:-/tmp/mend-bench-$task}
 data=${MEND_DATA:-$repo/../shared/data}
 model=${MEND_HOME:-$HOME/.cache/mend}/models/SmolLM2-135M-Instruct.Q4_1.gguf
 mkdir -p "$out"
+# the machine may be shared: passive OpenMP waiting for both tools, so that
+# threads blocked at a barrier yield instead of spinning
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 rm -f "$out/mend.jsonl"
 lim=""
 if [ -n "$limit" ]; then lim="--limit $limit"; fi
-/usr/bin/time -f "mend %e s wall, %U s user" "$mend" -t "$threads" eval "$model" \
+/usr/bin/time -f "mend %e s wall, %U s user, %S s sys" "$mend" -t "$threads" eval "$model" \
   --task "$data/tasks/$task.jsonl" $lim --out "$out/mend.jsonl" > "$out/mend.txt" 2> "$out/mend.err"
 tail -n 1 "$out/mend.err"
 THREADS=$threads "$here/run_lmeval.sh" "$out/lmeval" "$task" "$limit" 1 > /dev/null
