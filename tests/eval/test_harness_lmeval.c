@@ -160,7 +160,7 @@ int main(void) {
     double max_d = 0;
     for (int t = 0; t < N_TASKS; t++) {
         char rel[256];
-        snprintf(rel, sizeof rel, "%s.jsonl", TASKS[t]);
+        snprintf(rel, sizeof rel, "tasks/%s.jsonl", TASKS[t]);
         mend_task *task = NULL;
         if (mend_task_load(&task, test_data(rel), per_task) != 0) {
             printf("note: %s missing (%s); skipped\n", test_data(rel), mend_last_error());
