@@ -35,7 +35,10 @@
  * single-threaded BLAS call (sgemm for batches, sgemv for one position),
  * because BLAS's own worker threads spinning next to OpenMP's cost a third
  * of the time on two cores. Attention runs in parallel over (position, kv
- * head) once it is big enough to pay for waking the threads.
+ * head) once it is big enough to pay for waking the threads. A state uses
+ * at most the OpenMP thread count current when it was made (its scratch is
+ * sized for it); BLAS is set to one thread for the duration of
+ * mend_forward and restored afterwards.
  * Matrices kept packed (keep_packed) run on the native block kernels of
  * kernels/qmatmul.h (activations quantized to 8 bits, as llama.cpp does:
  * four to eight times less weight traffic, slightly different numbers);
