@@ -162,7 +162,7 @@ int mend_task_load(mend_task **out, const char *path, size_t limit) {
     t->path = mend_strdup(path);
     t->name = task_name_from_path(path);
     size_t cap = 0;
-    const char *p = (const char *)map.data, *end = p + map.size;
+    const char *p = (const char *)map.data, *end = p ? p + map.size : p;   /* empty file: no map */
     int line = 0;
     while (p && p < end) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
