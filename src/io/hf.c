@@ -397,6 +397,10 @@ static int load_tensor(hf_loader *L, const char *name, int64_t rows, int64_t col
     if (t->type < 0)
         return mend_set_error(MEND_EUNSUPPORTED, "%s: tensor '%s' has dtype %s; mend reads only F32, F16 and "
                               "BF16", st->path, name, t->dtype);
+    if (!L->arena) {   /* shape pass (load_weights): checked, nothing read */
+        *out = NULL;
+        return 0;
+    }
     int64_t c = cols ? cols : 1;
     float *dst = arena_take(L, (size_t)(rows * c));
     if (!dst) return mend_set_error(MEND_ENOMEM, "%s: arena overflow loading '%s'", L->dir, name);
@@ -436,36 +440,13 @@ static int load_vec(hf_loader *L, const char *name, int64_t n, const char *why, 
     return rc;
 }
 
-static int load_weights(hf_loader *L, mend_model *m, const hf_arch *A) {
+/* Every tensor of the model into the arena; with L->arena NULL only the
+ * presence, shape and dtype of each tensor are checked. */
+static int load_all(hf_loader *L, mend_model *m, const hf_arch *A) {
     const mend_config *c = &m->cfg;
     const int64_t dim = c->dim, qd = (int64_t)c->n_heads * c->head_dim,
                   kvd = (int64_t)c->n_kv_heads * c->head_dim, hid = c->hidden_dim, nv = c->n_vocab;
-    /* arena size, overflow-checked (config limits keep each product < 2^62) */
-    size_t total = 0;
-    int ok = arena_add(&total, nv, dim) && arena_add(&total, dim, 1);
-    if (!c->tied) ok = ok && arena_add(&total, nv, dim);
-    for (int l = 0; l < c->n_layers && ok; l++) {
-        ok = arena_add(&total, dim, 1) && arena_add(&total, dim, 1) && arena_add(&total, qd, dim) &&
-             arena_add(&total, kvd, dim) && arena_add(&total, kvd, dim) && arena_add(&total, dim, qd) &&
-             arena_add(&total, hid, dim) && arena_add(&total, hid, dim) && arena_add(&total, dim, hid);
-        if (A->qkv_bias)
-            ok = ok && arena_add(&total, qd, 1) && arena_add(&total, kvd, 1) && arena_add(&total, kvd, 1);
-    }
-    size_t bytes;
-    if (!ok || !mend_mul_ok(total, sizeof(float), &bytes))
-        return mend_set_error(MEND_ERANGE, "%s: model size from config.json overflows", L->dir);
-    void *arena = NULL;
-    if (posix_memalign(&arena, 64, bytes ? bytes : 64) != 0)
-        return mend_set_error(MEND_ENOMEM, "%s: cannot allocate %zu bytes for f32 weights", L->dir, bytes);
-    m->arena = arena;
-    m->arena_bytes = bytes;
-    L->arena = arena;
-    L->cap = total;
-    L->used = 0;
-
     int rc;
-    m->layers = calloc((size_t)c->n_layers, sizeof *m->layers);
-    if (!m->layers) return mend_set_error(MEND_ENOMEM, "%s: out of memory", L->dir);
     if ((rc = load_mat(L, "model.embed_tokens.weight", nv, dim, 0, "vocab_size, hidden_size", &m->tok_embd)))
         return rc;
     const int perm_q = A->permute_qk ? c->n_heads : 0, perm_k = A->permute_qk ? c->n_kv_heads : 0;
@@ -504,6 +485,42 @@ static int load_weights(hf_loader *L, mend_model *m, const hf_arch *A) {
         return rc;
     }
     return 0;
+}
+
+static int load_weights(hf_loader *L, mend_model *m, const hf_arch *A) {
+    const mend_config *c = &m->cfg;
+    const int64_t dim = c->dim, qd = (int64_t)c->n_heads * c->head_dim,
+                  kvd = (int64_t)c->n_kv_heads * c->head_dim, hid = c->hidden_dim, nv = c->n_vocab;
+    /* arena size, overflow-checked (config limits keep each product < 2^62) */
+    size_t total = 0;
+    int ok = arena_add(&total, nv, dim) && arena_add(&total, dim, 1);
+    if (!c->tied) ok = ok && arena_add(&total, nv, dim);
+    for (int l = 0; l < c->n_layers && ok; l++) {
+        ok = arena_add(&total, dim, 1) && arena_add(&total, dim, 1) && arena_add(&total, qd, dim) &&
+             arena_add(&total, kvd, dim) && arena_add(&total, kvd, dim) && arena_add(&total, dim, qd) &&
+             arena_add(&total, hid, dim) && arena_add(&total, hid, dim) && arena_add(&total, dim, hid);
+        if (A->qkv_bias)
+            ok = ok && arena_add(&total, qd, 1) && arena_add(&total, kvd, 1) && arena_add(&total, kvd, 1);
+    }
+    m->layers = calloc((size_t)c->n_layers, sizeof *m->layers);
+    if (!m->layers) return mend_set_error(MEND_ENOMEM, "%s: out of memory", L->dir);
+    /* shapes first, so a config.json that does not match the files is an
+     * error naming the tensor before anything of its size is allocated */
+    int rc = load_all(L, m, A);
+    if (rc) return rc;
+    size_t bytes;
+    if (!ok || !mend_mul_ok(total, sizeof(float), &bytes))
+        return mend_set_error(MEND_ERANGE, "%s: model size from config.json overflows", L->dir);
+    void *arena = NULL;
+    if (posix_memalign(&arena, 64, bytes ? bytes : 64) != 0)
+        return mend_set_error(MEND_ENOMEM, "%s: cannot allocate %zu bytes for f32 weights", L->dir, bytes);
+    m->arena = arena;
+    m->arena_bytes = bytes;
+    L->arena = arena;
+    L->cap = total;
+    L->used = 0;
+
+    return load_all(L, m, A);
 }
 
 int mend_model_load_hf(mend_model **out, const char *dir, const mend_load_opts *opts) {
