@@ -24,6 +24,8 @@ static void help(void) {
            "  -t, --threads N   threads (default: all cores)\n"
            "      --sparsity    exact zeros of every tensor after dequantization, per\n"
            "                    matrix and overall (pruned models)\n"
+           "      --check       dequantize every weight and report NaN / Inf values per\n"
+           "                    tensor (exit code 1 when there are any)\n"
            "  -h, --help        this help\n");
 }
 
@@ -78,6 +80,76 @@ static int print_sparsity(const mend_gguf *g) {
     return 0;
 }
 
+/* --check: non-finite values of one f32 tensor (rows x cols, rows row_bytes
+ * apart); prints the tensor when there are any. */
+static int64_t check_f32(const char *what, int layer, const float *data, int64_t rows, int64_t cols,
+                         size_t row_bytes, int64_t *n_elems) {
+    if (!data) return 0;
+    int64_t nan = 0, inf = 0, first = -1;
+    for (int64_t r = 0; r < rows; r++) {
+        const float *row = (const float *)((const char *)data + (size_t)r * row_bytes);
+        for (int64_t c = 0; c < cols; c++) {
+            float v = row[c];
+            if (v != v) nan++;
+            else if (v - v != 0.0f) inf++;
+            else continue;
+            if (first < 0) first = r * cols + c;
+        }
+    }
+    *n_elems += rows * cols;
+    if (nan + inf) {
+        char name[64];
+        if (layer >= 0) snprintf(name, sizeof name, "layer %d %s", layer, what);
+        else snprintf(name, sizeof name, "%s", what);
+        printf("  %-28s %lld NaN, %lld Inf (first at element %lld of %lld)\n", name, (long long)nan,
+               (long long)inf, (long long)first, (long long)(rows * cols));
+    }
+    return nan + inf;
+}
+
+/* Load path again with every matrix dequantized to f32 and scan it all. */
+static int check_weights(const char *path, int *bad_out) {
+    mend_load_opts lo = {.keep_packed = 0};
+    mend_model *m = NULL;
+    if (mend_model_load(&m, path, &lo)) return cli_fail(CMD, path);
+    const mend_config *c = &m->cfg;
+    const int64_t dim = c->dim, qd = (int64_t)c->n_heads * c->head_dim, kvd = (int64_t)c->n_kv_heads * c->head_dim;
+    int64_t bad = 0, n = 0, tensors_bad = 0, k;
+    printf("check (NaN / Inf after dequantization):\n");
+#define MAT(what, layer, M) \
+    if ((k = check_f32(what, layer, (const float *)(M).data, (M).rows, (M).cols, (M).row_bytes, &n))) bad += k, tensors_bad++
+#define VEC(what, layer, V, len) \
+    if ((k = check_f32(what, layer, V, 1, len, 0, &n))) bad += k, tensors_bad++
+    MAT("token embedding", -1, m->tok_embd);
+    if (!c->tied) MAT("output head", -1, m->output);
+    VEC("output norm", -1, m->out_norm, dim);
+    for (int l = 0; l < c->n_layers; l++) {
+        const mend_layer *Y = &m->layers[l];
+        VEC("attention norm", l, Y->attn_norm, dim);
+        VEC("ffn norm", l, Y->ffn_norm, dim);
+        MAT("wq", l, Y->wq);
+        MAT("wk", l, Y->wk);
+        MAT("wv", l, Y->wv);
+        MAT("wo", l, Y->wo);
+        MAT("w_gate", l, Y->w_gate);
+        MAT("w_up", l, Y->w_up);
+        MAT("w_down", l, Y->w_down);
+        VEC("bq", l, Y->bq, qd);
+        VEC("bk", l, Y->bk, kvd);
+        VEC("bv", l, Y->bv, kvd);
+    }
+#undef MAT
+#undef VEC
+    if (bad)
+        printf("  %-28s %lld non-finite values in %lld tensors (of %lld weights)\n", "FAILED", (long long)bad,
+               (long long)tensors_bad, (long long)n);
+    else
+        printf("  %-28s all %lld weights are finite\n", "ok", (long long)n);
+    mend_model_free(m);
+    *bad_out = bad != 0;
+    return 0;
+}
+
 static int64_t meta_int(const mend_gguf *g, const char *key, int64_t dflt) {
     int64_t v = dflt;
     if (g && mend_gguf_opt_int(g, key, &v)) v = dflt;
@@ -87,8 +159,8 @@ static int64_t meta_int(const mend_gguf *g, const char *key, int64_t dflt) {
 int cmd_info(int argc, char **argv) {
     static const struct option longopts[] = {
         {"threads", required_argument, 0, 't'}, {"help", no_argument, 0, 'h'},
-        {"sparsity", no_argument, 0, 'S'}, {0, 0, 0, 0}};
-    int sparsity = 0;
+        {"sparsity", no_argument, 0, 'S'}, {"check", no_argument, 0, 'C'}, {0, 0, 0, 0}};
+    int sparsity = 0, check = 0;
     optind = 0;
     opterr = 0;
     int c;
@@ -99,6 +171,7 @@ int cmd_info(int argc, char **argv) {
             break;
         case 'h': help(); return 0;
         case 'S': sparsity = 1; break;
+        case 'C': check = 1; break;
         default: return cli_getopt_error(CMD, argv, c);
         }
     }
@@ -204,5 +277,10 @@ int cmd_info(int argc, char **argv) {
         printf("  %-18s none\n", "chat_template");
     }
     mend_model_free(m);
+    if (check) {
+        int bad = 0, rc = check_weights(path, &bad);
+        if (rc) return rc;
+        if (bad) return 1;
+    }
     return 0;
 }

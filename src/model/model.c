@@ -137,6 +137,10 @@ int mend_model_validate(const mend_model *m) {
         return mend_set_error(MEND_EFORMAT, "%s: config rope_type is %d, expected %d (norm) or %d (neox)",
                               src, c->rope_type, MEND_ROPE_NORM, MEND_ROPE_NEOX);
     if (!m->layers) return mend_set_error(MEND_EFORMAT, "%s: the model has no layers", src);
+    /* a token the embedding has no row for would fail every forward pass */
+    if (m->tok && mend_tokenizer_n_vocab(m->tok) > c->n_vocab)
+        return mend_set_error(MEND_EFORMAT, "%s: the tokenizer has %d tokens but the token embedding has only %d rows",
+                              src, mend_tokenizer_n_vocab(m->tok), c->n_vocab);
 
     const int64_t dim = c->dim, qd = (int64_t)c->n_heads * c->head_dim,
                   kvd = (int64_t)c->n_kv_heads * c->head_dim, hid = c->hidden_dim;

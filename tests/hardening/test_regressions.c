@@ -7,6 +7,8 @@
 #include <unistd.h>
 #include "test.h"
 #include "eval/tasks.h"
+#include "io/gguf.h"
+#include "model/model.h"
 #include "util/util.h"
 
 static char scratch[256];
@@ -30,11 +32,53 @@ static void test_tasks_empty(void) {
     CHECK_ERR(mend_task_load(&t, put("blank.jsonl", "\n \n", 3), 0), MEND_EFORMAT, "no examples");
 }
 
+/* GGUF whose tokenizer has more tokens than the embedding has rows: refused
+ * at load (before, every forward over the extra ids failed) */
+static void test_vocab_mismatch(void) {
+    mend_gguf *g = NULL;
+    CHECK_OK(mend_gguf_open(&g, test_src("tests/fixtures/hf/llama.gguf")));
+    if (!g) return;
+    mend_gguf_writer *w = NULL;
+    CHECK_OK(mend_gguf_writer_init(&w));
+    CHECK_OK(mend_gguf_writer_copy_kvs(w, g));
+    const gguf_kv *tk = mend_gguf_find(g, "tokenizer.ggml.tokens");
+    const gguf_kv *ty = mend_gguf_find(g, "tokenizer.ggml.token_type");
+    CHECK(tk && ty && tk->n == 300 && ty->n == 300);
+    if (!tk || !ty) return;
+    uint64_t n = tk->n + 4;
+    const char **strs = calloc(n, sizeof *strs);
+    uint64_t *lens = calloc(n, sizeof *lens);
+    int32_t *types = calloc(n, sizeof *types);
+    for (uint64_t i = 0; i < n; i++) {
+        strs[i] = i < tk->n ? tk->arr_str[i] : (i == tk->n ? "<x1>" : i == tk->n + 1 ? "<x2>" : i == tk->n + 2 ? "<x3>" : "<x4>");
+        lens[i] = i < tk->n ? tk->arr_slen[i] : 4;
+        types[i] = i < tk->n ? (int32_t)gguf_arr_i64(ty, i) : 4;
+    }
+    CHECK_OK(mend_gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", strs, lens, n));
+    CHECK_OK(mend_gguf_writer_set_arr(w, "tokenizer.ggml.token_type", GGUF_TYPE_INT32, types, n));
+    for (uint64_t i = 0; i < g->n_tensors; i++) {
+        const gguf_tensor *t = &g->tensors[i];
+        CHECK_OK(mend_gguf_writer_add_tensor(w, t->name, t->type, t->n_dims, t->ne, t->data, t->nbytes));
+    }
+    char path[512];
+    snprintf(path, sizeof path, "%s/vocab_mismatch.gguf", scratch);
+    CHECK_OK(mend_gguf_writer_write(w, path));
+    mend_gguf_writer_free(w);
+    mend_gguf_close(g);
+    free(strs);
+    free(lens);
+    free(types);
+    mend_model *m = NULL;
+    CHECK_ERR(mend_model_load(&m, path, NULL), MEND_EFORMAT, "tokenizer has 304 tokens but the token embedding has only 300 rows");
+    CHECK(m == NULL);
+}
+
 int main(void) {
     snprintf(scratch, sizeof scratch, "%s/mend-hardening-%d", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
              (int)getpid());
     mend_mkdir_p(scratch);
     test_tasks_empty();
+    test_vocab_mismatch();
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", scratch);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", scratch);

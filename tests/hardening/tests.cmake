@@ -15,3 +15,13 @@ foreach(t gguf safetensors hf_config adapter bank tasks tokenize)
                          ENVIRONMENT "MEND_SOURCE_DIR=${CMAKE_SOURCE_DIR}")
   endif()
 endforeach()
+
+# SIGKILL at random points, resume, compare with an uninterrupted run
+mend_test(test_kill_resume ${CMAKE_CURRENT_LIST_DIR}/test_kill_resume.c LABELS unit TIMEOUT 900)
+target_compile_definitions(test_kill_resume PRIVATE MEND_BIN="$<TARGET_FILE:mend>")
+add_dependencies(test_kill_resume mend)
+
+# mend info --check reports NaN / Inf weights
+mend_test(test_info_check ${CMAKE_CURRENT_LIST_DIR}/test_info_check.c LABELS unit TIMEOUT 120)
+target_compile_definitions(test_info_check PRIVATE MEND_BIN="$<TARGET_FILE:mend>")
+add_dependencies(test_info_check mend)
