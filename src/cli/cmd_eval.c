@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "idp.h"
 #include "eval/harness.h"
 #include "eval/report.h"
 #include "eval/results.h"
@@ -36,7 +37,13 @@ static void help(void) {
            "      --limit N            only the first N examples of each task\n"
            "      --prompt DIR         soft prompt (PEFT prompt-tuning adapter directory) in\n"
            "                           front of every example\n"
-           "      --bank DIR --select S  prompt bank with per-input selection (not yet supported)\n"
+           "      --bank DIR --select S  prompt bank with a prompt chosen per example (docs/idp.md):\n"
+           "                           S = attention, router, loss, oracle (uses the label:\n"
+           "                           analysis only), fixed:NAME or none; a comma list\n"
+           "                           records the picks of the others too\n"
+           "      --select-layers A:B  layers probed by the attention selector (default: bank.json)\n"
+           "      --per-prompt         also score every example with no prompt and with each\n"
+           "                           prompt of the bank (recorded per line, for analysis)\n"
            "      --ctx N              window in tokens (default: the model's context length);\n"
            "                           longer inputs are truncated from the left, as lm-eval does\n"
            "      --batch N            positions per forward call (default 256)\n"
@@ -65,7 +72,7 @@ static int str_eq_null(const char *a, const char *b) {
 
 int cmd_eval(int argc, char **argv) {
     enum { O_TASK = 256, O_OUT, O_RESUME, O_LIMIT, O_PROMPT, O_BANK, O_SELECT, O_CTX, O_BATCH,
-           O_F32, O_PACKED };
+           O_F32, O_PACKED, O_SEL_LAYERS, O_PER_PROMPT };
     static const struct option longopts[] = {
         {"task", required_argument, 0, O_TASK},     {"out", required_argument, 0, O_OUT},
         {"resume", no_argument, 0, O_RESUME},       {"limit", required_argument, 0, O_LIMIT},
@@ -73,11 +80,13 @@ int cmd_eval(int argc, char **argv) {
         {"select", required_argument, 0, O_SELECT}, {"ctx", required_argument, 0, O_CTX},
         {"batch", required_argument, 0, O_BATCH},   {"f32", no_argument, 0, O_F32},
         {"packed", no_argument, 0, O_PACKED},
+        {"select-layers", required_argument, 0, O_SEL_LAYERS}, {"per-prompt", no_argument, 0, O_PER_PROMPT},
         {"threads", required_argument, 0, 't'},     {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     const char *task_paths[MAX_TASKS];
     int n_tasks = 0, resume = 0, packed = 0;
-    const char *out_path = NULL, *prompt_dir = NULL, *bank_dir = NULL, *select = NULL;
+    const char *out_path = NULL, *prompt_dir = NULL, *bank_dir = NULL, *select = NULL, *sel_layers = NULL;
+    int per_prompt = 0;
     long limit = 0, ctx = 0, batch = 0;
     optind = 0;
     opterr = 0;
@@ -107,6 +116,8 @@ int cmd_eval(int argc, char **argv) {
             break;
         case O_F32: packed = 0; break;
         case O_PACKED: packed = 1; break;
+        case O_SEL_LAYERS: sel_layers = optarg; break;
+        case O_PER_PROMPT: per_prompt = 1; break;
         case 't':
             if (cli_set_threads(CMD, optarg)) return CLI_EXIT_USAGE;
             break;
@@ -118,9 +129,9 @@ int cmd_eval(int argc, char **argv) {
     if (optind + 1 < argc) return cli_usage_error(CMD, "unexpected argument '%s'", argv[optind + 1]);
     if (n_tasks == 0) return cli_usage_error(CMD, "missing --task FILE.jsonl");
     if (!out_path) return cli_usage_error(CMD, "missing --out RESULTS.jsonl");
-    if (bank_dir || select)
-        return cli_usage_error(CMD, "--bank/--select (per-input prompt selection) is not yet supported; "
-                                    "use --prompt DIR for one soft prompt");
+    if ((bank_dir != NULL) != (select != NULL)) return cli_usage_error(CMD, "--bank and --select go together");
+    if (bank_dir && prompt_dir) return cli_usage_error(CMD, "give --prompt or --bank, not both");
+    if ((sel_layers || per_prompt) && !bank_dir) return cli_usage_error(CMD, "--select-layers/--per-prompt need --bank");
     const char *model_path = argv[optind];
 
     int rc = CLI_EXIT_ERROR;
@@ -130,6 +141,7 @@ int cmd_eval(int argc, char **argv) {
     memset(&prev, 0, sizeof prev);
     mend_model *m = NULL;
     mend_eval_backend *be = NULL;
+    cli_idp *idp = NULL;
     float *prompt = NULL;
     int n_virtual = 0;
     FILE *out = NULL;
@@ -140,6 +152,12 @@ int cmd_eval(int argc, char **argv) {
     /* packed kernels score differently: their lines must not mix with f32 ones */
     if (packed && strlen(model_name) + 8 < sizeof model_name) strcat(model_name, "+packed");
     const char *prompt_label = prompt_dir ? base_name(prompt_dir, prompt_name, sizeof prompt_name) : NULL;
+    if (bank_dir) { /* "BANK:SELECTOR", the label cli_idp_label gives */
+        char bn[256];
+        base_name(bank_dir, bn, sizeof bn);
+        snprintf(prompt_name, sizeof prompt_name, "%s:%.*s", bn, (int)strcspn(select, ","), select);
+        prompt_label = prompt_name;
+    }
 
     /* tasks first: bad input fails before the model loads */
     for (int t = 0; t < n_tasks; t++) {
@@ -226,6 +244,15 @@ int cmd_eval(int argc, char **argv) {
         rc = cli_fail(CMD, "backend");
         goto out;
     }
+    if (bank_dir) {
+        if ((rc = cli_idp_open(&idp, CMD, m, bank_dir, select, sel_layers, 0, per_prompt))) goto out;
+        rc = CLI_EXIT_ERROR;
+        if (cli_idp_eval_setup(idp, (int)ctx, (int)batch)) {
+            rc = cli_fail(CMD, "prompt bank backends");
+            goto out;
+        }
+        be->window = cli_idp_backend(idp, -1)->window;
+    }
     out = fopen(out_path, "a");
     if (!out) {
         fprintf(stderr, "mend eval: cannot open %s for appending\n", out_path);
@@ -235,7 +262,7 @@ int cmd_eval(int argc, char **argv) {
            info.n_layers, info.dim, be->window);
     printf("weights: %s\n", packed ? "packed (native quantized kernels, 8-bit activations)"
                                      : "dequantized to f32 (as lm-eval's HF backend)");
-    printf("prompt:  %s\n", prompt_dir ? prompt_dir : "none");
+    printf("prompt:  %s\n", prompt_dir ? prompt_dir : bank_dir ? prompt_label : "none");
     for (int t = 0; t < n_tasks; t++)
         printf("task:    %-16s %s, %zu of %zu examples (%s)\n", tasks[t]->name,
                mend_task_kind_name(tasks[t]->kind), tasks[t]->n, tasks[t]->n_total, tasks[t]->path);
@@ -259,7 +286,7 @@ int cmd_eval(int argc, char **argv) {
             if (done[t][i]) continue;
             mend_eval_result r;
             int64_t before = stats.truncated;
-            if (mend_eval_example(be, tk, i, &r, &stats)) {
+            if (idp ? cli_idp_eval_example(idp, tk, i, &r, &stats) : mend_eval_example(be, tk, i, &r, &stats)) {
                 cli_progress_end(&bar);
                 rc = cli_fail(CMD, tk->name);
                 goto out;
@@ -277,6 +304,12 @@ int cmd_eval(int argc, char **argv) {
                 goto out;
             }
             mend_eval_result_free(&r);
+            if (idp && cli_idp_annotate(idp, &line)) {
+                free(line);
+                cli_progress_end(&bar);
+                rc = cli_fail(CMD, "results line");
+                goto out;
+            }
             int werr = fputs(line, out) < 0 || fputc('\n', out) == EOF || fflush(out) != 0;
             free(line);
             if (werr) {
@@ -320,12 +353,14 @@ int cmd_eval(int argc, char **argv) {
         if (sums[k].truncated)
             printf("note: %s: %ld sequences truncated to the window\n", sums[k].task, sums[k].truncated);
     free(md);
+    if (idp) cli_idp_print_summary(idp, stdout);
     rc = 0;
 out:
     if (out) fclose(out);
     mend_summaries_free(sums, n_sums);
     mend_results_free(&prev);
     mend_eval_backend_free(be);
+    cli_idp_close(idp);
     free(prompt);
     if (m) mend_model_free(m);
     for (int t = 0; t < n_tasks; t++) {

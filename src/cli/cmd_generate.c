@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "idp.h"
 #include "mend.h"
 #include "prompt/adapter.h"
 #include "util/util.h"
@@ -33,6 +34,10 @@ static void help(void) {
            "      --f32           dequantize weights to f32 at load\n"
            "      --soft-prompt DIR  a soft prompt (PEFT prompt-tuning adapter, e.g. from\n"
            "                      'mend tune') before the text (-p/--prompt is the text)\n"
+           "      --bank DIR      prompt bank: one of its prompts, chosen for this input\n"
+           "      --select S      with --bank: attention (default from bank.json), router,\n"
+           "                      loss, fixed:NAME or none (docs/idp.md)\n"
+           "      --select-layers A:B  attention selector layers (default: bank.json)\n"
            "  -t, --threads N     threads (default: all cores)\n"
            "  -h, --help          this help\n");
 }
@@ -55,7 +60,7 @@ static int emit(const mend_tokenizer *tok, int32_t id, char **buf, size_t *cap) 
 }
 
 int cmd_generate(int argc, char **argv) {
-    enum { O_CHAT = 256, O_SYSTEM, O_TEMP, O_TOPP, O_TOPK, O_SEED, O_F32, O_SOFT };
+    enum { O_CHAT = 256, O_SYSTEM, O_TEMP, O_TOPP, O_TOPK, O_SEED, O_F32, O_SOFT, O_BANK, O_SELECT, O_SEL_LAYERS };
     static const struct option longopts[] = {
         {"prompt", required_argument, 0, 'p'}, {"file", required_argument, 0, 'f'},
         {"chat", no_argument, 0, O_CHAT},      {"system", required_argument, 0, O_SYSTEM},
@@ -63,7 +68,11 @@ int cmd_generate(int argc, char **argv) {
         {"top-p", required_argument, 0, O_TOPP}, {"top-k", required_argument, 0, O_TOPK},
         {"seed", required_argument, 0, O_SEED}, {"f32", no_argument, 0, O_F32},
         {"threads", required_argument, 0, 't'}, {"help", no_argument, 0, 'h'},
-        {"soft-prompt", required_argument, 0, O_SOFT}, {0, 0, 0, 0}};
+        {"soft-prompt", required_argument, 0, O_SOFT}, {"bank", required_argument, 0, O_BANK},
+        {"select", required_argument, 0, O_SELECT}, {"select-layers", required_argument, 0, O_SEL_LAYERS},
+        {0, 0, 0, 0}};
+    const char *bank_dir = NULL, *select = NULL, *sel_layers = NULL;
+    cli_idp *idp = NULL;
     const char *prompt = NULL, *prompt_file = NULL, *system = NULL, *soft_dir = NULL;
     int chat = 0, f32 = 0, have_seed = 0;
     long n_predict = 128, top_k = 0;
@@ -101,6 +110,9 @@ int cmd_generate(int argc, char **argv) {
             break;
         case O_F32: f32 = 1; break;
         case O_SOFT: soft_dir = optarg; break;
+        case O_BANK: bank_dir = optarg; break;
+        case O_SELECT: select = optarg; break;
+        case O_SEL_LAYERS: sel_layers = optarg; break;
         case 't':
             if (cli_set_threads(CMD, optarg)) return CLI_EXIT_USAGE;
             break;
@@ -113,6 +125,8 @@ int cmd_generate(int argc, char **argv) {
     if (!prompt && !prompt_file) return cli_usage_error(CMD, "missing -p TEXT (or -f FILE)");
     if (prompt && prompt_file) return cli_usage_error(CMD, "give -p or -f, not both");
     if (system && !chat) return cli_usage_error(CMD, "--system needs --chat");
+    if ((select || sel_layers) && !bank_dir) return cli_usage_error(CMD, "--select/--select-layers need --bank");
+    if (bank_dir && soft_dir) return cli_usage_error(CMD, "give --soft-prompt or --bank, not both");
     const char *path = argv[optind];
 
     int rc = CLI_EXIT_ERROR;
@@ -162,6 +176,28 @@ int cmd_generate(int argc, char **argv) {
     if (n_ids == 0) {
         rc = cli_usage_error(CMD, "the prompt is empty after tokenization");
         goto out;
+    }
+    if (bank_dir) { /* one prompt of the bank, chosen for this input */
+        if ((rc = cli_idp_open(&idp, CMD, m, bank_dir, select, sel_layers, 0, 0))) goto out;
+        rc = CLI_EXIT_ERROR;
+        int choice[CLI_IDP_MAX_SEL];
+        double ts = mend_now();
+        if (cli_idp_pick_all(idp, ids, (int)n_ids, choice) || choice[0] == -2) {
+            if (choice[0] == -2) fprintf(stderr, "mend %s: the oracle selector needs a label; not for generate\n", CMD);
+            else rc = cli_fail(CMD, "select");
+            goto out;
+        }
+        fprintf(stderr, "bank:       %s selected '%s' in %.3f s\n", cli_idp_label(idp),
+                cli_idp_prompt_name(idp, choice[0]), mend_now() - ts);
+        if (choice[0] >= 0) {
+            n_soft = cli_idp_nv(idp);
+            soft = malloc((size_t)n_soft * info.dim * sizeof *soft);
+            if (!soft) {
+                fprintf(stderr, "mend %s: out of memory\n", CMD);
+                goto out;
+            }
+            memcpy(soft, cli_idp_prompt(idp, choice[0]), (size_t)n_soft * info.dim * sizeof *soft);
+        }
     }
     long n_ctx = (long)n_soft + (long)n_ids + n_predict;
     if (info.ctx_len > 0 && n_ctx > info.ctx_len) {
@@ -246,6 +282,7 @@ int cmd_generate(int argc, char **argv) {
     if (temp > 0) fprintf(stderr, "seed:       %llu\n", (unsigned long long)seed);
     rc = 0;
 out:
+    cli_idp_close(idp);
     free(piece);
     free(logits);
     free(soft);

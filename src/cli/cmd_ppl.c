@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "idp.h"
 #include "eval/ppl.h"
 #include "prompt/adapter.h"
 #include "mend.h"
@@ -38,6 +39,14 @@ static void help(void) {
            "                             line, whitespace-only lines empty) and score\n"
            "                             \"\\n\\n\".join(rows), the text the GPTQ scripts use\n"
            "      --f32                dequantize weights to f32 at load\n"
+           "      --bank DIR           prompt bank: a prompt chosen per window (docs/idp.md)\n"
+           "      --select S           with --bank: attention, router, loss, fixed:NAME, none,\n"
+           "                           or oracle (with --per-prompt); a comma list also\n"
+           "                           records the picks of the others\n"
+           "      --select-layers A:B  attention selector layers (default: bank.json)\n"
+           "      --select-tokens N    the selector sees a window's first N tokens (default 128)\n"
+           "      --per-prompt         score every window with no prompt and each prompt too,\n"
+           "                           and print the perplexity of every row\n"
            "      --prompt DIR         (or --soft-prompt DIR) a soft prompt (PEFT prompt-tuning adapter) before every\n"
            "                             window: its KV is computed once at positions 0..n-1,\n"
            "                             the window runs from position n; same scored tokens\n"
@@ -91,17 +100,24 @@ static int on_window(void *user, int done, int total, double running) {
 }
 
 int cmd_ppl(int argc, char **argv) {
-    enum { O_TEXT = 256, O_PROTO, O_CTX, O_CHUNKS, O_BATCH, O_HFLINES, O_F32, O_PROMPT };
+    enum { O_TEXT = 256, O_PROTO, O_CTX, O_CHUNKS, O_BATCH, O_HFLINES, O_F32, O_PROMPT, O_BANK, O_SELECT,
+           O_SEL_LAYERS, O_SEL_TOKENS, O_PER_PROMPT };
     static const struct option longopts[] = {
         {"text", required_argument, 0, O_TEXT},     {"protocol", required_argument, 0, O_PROTO},
         {"ctx", required_argument, 0, O_CTX},       {"chunks", required_argument, 0, O_CHUNKS},
         {"batch", required_argument, 0, O_BATCH},   {"hf-lines", no_argument, 0, O_HFLINES},
         {"f32", no_argument, 0, O_F32},             {"threads", required_argument, 0, 't'},
+        {"bank", required_argument, 0, O_BANK},     {"select", required_argument, 0, O_SELECT},
+        {"select-layers", required_argument, 0, O_SEL_LAYERS}, {"select-tokens", required_argument, 0, O_SEL_TOKENS},
+        {"per-prompt", no_argument, 0, O_PER_PROMPT},
         {"prompt", required_argument, 0, O_PROMPT}, {"soft-prompt", required_argument, 0, O_PROMPT},
         {"help", no_argument, 0, 'h'},              {0, 0, 0, 0}};
     const char *text_path = NULL, *prompt_dir = NULL;
     int protocol = MEND_PPL_GPTQ, hf_lines = 0, f32 = 0;
-    long n_ctx = 0, n_chunks = 0, n_batch = 0;
+    long n_ctx = 0, n_chunks = 0, n_batch = 0, sel_tokens = 128;
+    const char *bank_dir = NULL, *select = NULL, *sel_layers = NULL;
+    int per_prompt = 0;
+    cli_idp *idp = NULL;
     optind = 0;
     opterr = 0;
     int c;
@@ -128,6 +144,14 @@ int cmd_ppl(int argc, char **argv) {
             break;
         case O_HFLINES: hf_lines = 1; break;
         case O_F32: f32 = 1; break;
+        case O_BANK: bank_dir = optarg; break;
+        case O_SELECT: select = optarg; break;
+        case O_SEL_LAYERS: sel_layers = optarg; break;
+        case O_SEL_TOKENS:
+            if (cli_parse_int(optarg, 1, MEND_PPL_MAX_CTX, &sel_tokens))
+                return cli_usage_error(CMD, "--select-tokens expects a whole number >= 1, got '%s'", optarg);
+            break;
+        case O_PER_PROMPT: per_prompt = 1; break;
         case O_PROMPT: prompt_dir = optarg; break;
         case 't':
             if (cli_set_threads(CMD, optarg)) return CLI_EXIT_USAGE;
@@ -140,6 +164,9 @@ int cmd_ppl(int argc, char **argv) {
     if (optind + 1 < argc) return cli_usage_error(CMD, "unexpected argument '%s'", argv[optind + 1]);
     if (!text_path) return cli_usage_error(CMD, "missing --text FILE");
     if (hf_lines && protocol != MEND_PPL_GPTQ) return cli_usage_error(CMD, "--hf-lines applies to --protocol gptq");
+    if ((select || sel_layers || per_prompt) && !bank_dir)
+        return cli_usage_error(CMD, "--select/--select-layers/--per-prompt need --bank");
+    if (bank_dir && prompt_dir) return cli_usage_error(CMD, "give --prompt or --bank, not both");
     const char *path = argv[optind];
 
     int rc = CLI_EXIT_ERROR;
@@ -209,8 +236,18 @@ int cmd_ppl(int argc, char **argv) {
     progress_ctx pc;
     cli_progress_start(&pc.bar, "ppl", "window", (int64_t)n_run, 8);
     mend_ppl_result r;
-    int prc = prompt ? mend_perplexity_prompt(m, prompt, n_virtual, ids, n_ids, &o, on_window, &pc, &r)
+    int prc;
+    if (bank_dir) {
+        if ((rc = cli_idp_open(&idp, CMD, m, bank_dir, select, sel_layers, (int)sel_tokens, per_prompt))) {
+            cli_progress_end(&pc.bar);
+            goto out;
+        }
+        rc = CLI_EXIT_ERROR;
+        prc = cli_idp_perplexity(idp, ids, n_ids, &o, (int)sel_tokens, on_window, &pc, &r, stdout);
+    } else {
+        prc = prompt ? mend_perplexity_prompt(m, prompt, n_virtual, ids, n_ids, &o, on_window, &pc, &r)
                      : mend_perplexity(m, ids, n_ids, &o, on_window, &pc, &r);
+    }
     cli_progress_end(&pc.bar);
     if (prc) {
         rc = cli_fail(CMD, "perplexity");
@@ -223,6 +260,7 @@ int cmd_ppl(int argc, char **argv) {
     printf("PPL = %.4f +/- %.5f\n", r.ppl, r.ppl_err);
     rc = 0;
 out:
+    cli_idp_close(idp);
     if (m) mend_model_free(m);
     free(prompt);
     free(ids);
