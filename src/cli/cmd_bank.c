@@ -50,7 +50,7 @@ static void help(void) {
            "      --seed N             seed (default 1234)\n"
            "      --eval-every N       validate every N steps (default 50)\n"
            "      --val-seqs N         validation sequences (default 8)\n"
-           "      --select-layers A:B  attention selector layers stored in bank.json (default 0:4)\n"
+           "      --select-layers A:B  attention selector layers stored in bank.json (default 0:3)\n"
            "      --router-windows N   windows per domain for the centroids (default 16)\n"
            "      --router-window N    tokens per window (default 256)\n"
            "  -t, --threads N          threads (default: all cores)\n"
@@ -147,7 +147,7 @@ static int cmd_bank_build(int argc, char **argv) {
         {"router-window", required_argument, 0, O_RTOK}, {"threads", required_argument, 0, 't'},
         {"help", no_argument, 0, 'h'},              {0, 0, 0, 0}};
     char *dom_name[MAX_DOMAINS] = {0}, *dom_file[MAX_DOMAINS] = {0};
-    int n_dom = 0, l0 = 0, l1 = 4;
+    int n_dom = 0, l0 = 0, l1 = 3;
     const char *out_dir = NULL;
     long steps = 200, seqlen = 256, batch = 1, nv = 20, eval_every = 50, val_seqs = 8, rwin = 16, rtok = 256;
     double lr = 3e-3;

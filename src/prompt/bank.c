@@ -116,7 +116,7 @@ int mend_bank_parse(const char *path, const char *text, size_t len, mend_bank **
         return mend_set_error(MEND_ENOMEM, "%s: out of memory", path);
     }
     b->layer0 = 0;
-    b->layer1 = 4;
+    b->layer1 = 3;
     b->router_tokens = 0;
     if (!json_is_object(j)) {
         rc = mend_set_error(MEND_EFORMAT, "%s: the top level is not a JSON object", path);

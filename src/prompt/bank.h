@@ -16,7 +16,7 @@
  *        "centroid": [576 floats] | null,                 (router feature of the domain)
  *        "steps": 200, "best_val": 3.21}                  (optional, informational)
  *     ],
- *     "selector": {"default": "attention", "layers": [0, 4]},
+ *     "selector": {"default": "attention", "layers": [0, 3]},
  *     "router": {"feature": "mean_final_norm_hidden", "metric": "cosine",
  *                "tokens": 4096}                          (optional)
  *   }

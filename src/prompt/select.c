@@ -55,7 +55,7 @@ int mend_select_parse(const char *s, const mend_bank *b, mend_select_spec *out) 
     memset(out, 0, sizeof *out);
     out->fixed = -1;
     out->layer0 = b ? b->layer0 : 0;
-    out->layer1 = b ? b->layer1 : 4;
+    out->layer1 = b ? b->layer1 : 3;
     out->max_tokens = SELECT_DEFAULT_TOKENS;
     if (!strcmp(s, "none")) out->kind = MEND_SELECT_NONE;
     else if (!strcmp(s, "attention")) out->kind = MEND_SELECT_ATTENTION;

@@ -30,7 +30,7 @@ int main(void) {
         CHECK(b->n == 2 && b->dim == 4 && b->nv == 2);
         CHECK(!strcmp(b->p[0].adapter, "a") && !strcmp(b->p[0].domain, "a") && !b->p[0].centroid);
         CHECK(!strcmp(b->p[1].adapter, "sub/b") && b->p[1].centroid && b->p[1].centroid[3] == 4.5f);
-        CHECK(!strcmp(b->default_selector, "attention") && b->layer0 == 0 && b->layer1 == 4);
+        CHECK(!strcmp(b->default_selector, "attention") && b->layer0 == 0 && b->layer1 == 3);
         CHECK(mend_bank_find(b, "b.2") == 1 && mend_bank_find(b, "c") == -1);
         mend_bank_free(b);
     }
