@@ -156,7 +156,7 @@ static void cache_put(tok_word_cache *c, cache_ent *slot, const char *w, size_t 
         c->keys = nk;
         c->kcap = nc;
     }
-    if (c->vn + k > c->vcap) {
+    if (c->vn + k > c->vcap || !c->vals) {   /* allocated even for a word of no tokens */
         size_t nc = c->vcap ? c->vcap : 4096;
         while (nc < c->vn + k) nc *= 2;
         int32_t *nv = realloc(c->vals, nc * sizeof *nv);
@@ -165,7 +165,7 @@ static void cache_put(tok_word_cache *c, cache_ent *slot, const char *w, size_t 
         c->vcap = nc;
     }
     memcpy(c->keys + c->kn, w, n);
-    memcpy(c->vals + c->vn, ids, k * sizeof *ids);
+    if (k) memcpy(c->vals + c->vn, ids, k * sizeof *ids);
     slot->h = h;
     slot->koff = (uint32_t)c->kn;
     slot->klen = (uint32_t)n;
@@ -291,7 +291,7 @@ int tok_bpe_encode(const mend_tokenizer *t, const char *s, size_t n, tok_word_ca
             uint64_t h = tok_hash(w, wn);
             cache_ent *e = cache_find(cache, w, wn, h);
             if (e->klen != UINT32_MAX) {
-                if (!(rc = tok_ivec_reserve(out, e->vn))) {
+                if (e->vn && !(rc = tok_ivec_reserve(out, e->vn))) {   /* a word may map to no tokens */
                     memcpy(out->v + out->n, cache->vals + e->voff, e->vn * sizeof(int32_t));
                     out->n += e->vn;
                 }
@@ -299,7 +299,7 @@ int tok_bpe_encode(const mend_tokenizer *t, const char *s, size_t n, tok_word_ca
             }
             size_t before = out->n;
             rc = bpe_word(t, (const uint8_t *)w, wn, &sc, out);
-            if (!rc) cache_put(cache, e, w, wn, h, out->v + before, out->n - before);
+            if (!rc) cache_put(cache, e, w, wn, h, out->n > before ? out->v + before : NULL, out->n - before);
         } else {
             rc = bpe_word(t, (const uint8_t *)w, wn, &sc, out);
         }

@@ -9,6 +9,7 @@
 #include "eval/tasks.h"
 #include "io/gguf.h"
 #include "model/model.h"
+#include "tok/tokenizer.h"
 #include "util/util.h"
 
 static char scratch[256];
@@ -73,12 +74,48 @@ static void test_vocab_mismatch(void) {
     CHECK(m == NULL);
 }
 
+/* byte-level BPE word cache: a word that encodes to no tokens, stored before
+ * the cache's id array existed, did pointer arithmetic on NULL (found by
+ * fuzz_tokenize with SmolLM2's tokenizer; replayed on every tokenizer here) */
+static void encode_twice(const mend_tokenizer *t, const char *what, const char *data, size_t n) {
+    for (int pass = 0; pass < 2; pass++) {   /* second pass: cache hits */
+        int32_t *ids = NULL;
+        size_t k = 0;
+        CHECK_OK(mend_tokenize(t, data, n, 0, 0, &ids, &k));
+        int ok = 1;
+        for (size_t i = 0; i < k; i++) ok &= ids[i] >= 0 && ids[i] < mend_tokenizer_n_vocab(t);
+        CHECK_MSG(ok && k > 0, "%s: %zu ids, all in the vocabulary: %d", what, k, ok);
+        free(ids);
+    }
+}
+
+static void test_bpe_cache_empty_word(void) {
+    size_t n = 0;
+    char *data = NULL;
+    CHECK_OK(mend_read_file(test_src("tests/hardening/regressions/fuzz_tokenize/bpe_cache_empty_word"), 1 << 20, &data, &n));
+    if (!data || n < 2) return;
+    const char *paths[] = {test_default_model(), test_src("tests/fixtures/tok/tiny_smollm.gguf"),
+                           test_src("tests/fixtures/tok/tiny_deepseek_coder.gguf")};
+    for (int i = 0; i < 3; i++) {
+        if (!paths[i]) continue;
+        mend_gguf *g = NULL;
+        mend_tokenizer *t = NULL;
+        CHECK_OK(mend_gguf_open(&g, paths[i]));
+        if (g) CHECK_OK(mend_tokenizer_from_gguf(&t, g));
+        if (t) encode_twice(t, paths[i], data + 1, n - 1);
+        mend_tokenizer_free(t);
+        mend_gguf_close(g);
+    }
+    free(data);
+}
+
 int main(void) {
     snprintf(scratch, sizeof scratch, "%s/mend-hardening-%d", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
              (int)getpid());
     mend_mkdir_p(scratch);
     test_tasks_empty();
     test_vocab_mismatch();
+    test_bpe_cache_empty_word();
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", scratch);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", scratch);
