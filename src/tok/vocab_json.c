@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include "tok/tok_internal.h"
 
 #define RE_GPT2_JSON "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"
@@ -181,8 +182,19 @@ static void template_ends(json_t *pp, const char **first, const char **last) {
     if (b && n > 1) *last = json_string_value(json_object_get(b, "id"));
 }
 
+/* tokenizer.json of the largest vocabularies is tens of MB */
+#define TOK_MAX_JSON_BYTES ((long long)256 << 20)
+
 static json_t *load_json(const char *path, int *rc) {
     json_error_t e;
+    struct stat st;
+    if (stat(path, &st) == 0 && (!S_ISREG(st.st_mode) || st.st_size > TOK_MAX_JSON_BYTES)) {
+        *rc = S_ISREG(st.st_mode)
+                  ? mend_set_error(MEND_ERANGE, "%s: file is %lld bytes, more than the limit of %lld", path,
+                                   (long long)st.st_size, TOK_MAX_JSON_BYTES)
+                  : mend_set_error(MEND_EIO, "%s: not a regular file", path);
+        return NULL;
+    }
     json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &e);
     if (!root) {
         FILE *f = fopen(path, "rb");

@@ -4,6 +4,7 @@
  * replayed through the fuzz targets (test_replay_*). */
 #define _GNU_SOURCE
 #include <stdint.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include "test.h"
 #include "eval/tasks.h"
@@ -109,6 +110,18 @@ static void test_bpe_cache_empty_word(void) {
     free(data);
 }
 
+/* tokenizer.json that is a FIFO (read forever before) or a directory: refused */
+static void test_tokenizer_json_not_regular(void) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/fifo_tokenizer.json", scratch);
+    mend_tokenizer *t = NULL;
+    if (mkfifo(path, 0600) == 0) CHECK_ERR(mend_tokenizer_from_json(&t, path, NULL), MEND_EIO, "not a regular file");
+    snprintf(path, sizeof path, "%s/dir_tokenizer.json", scratch);
+    mkdir(path, 0700);
+    CHECK_ERR(mend_tokenizer_from_json(&t, path, NULL), MEND_EIO, "not a regular file");
+    CHECK(t == NULL);
+}
+
 int main(void) {
     snprintf(scratch, sizeof scratch, "%s/mend-hardening-%d", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
              (int)getpid());
@@ -116,6 +129,7 @@ int main(void) {
     test_tasks_empty();
     test_vocab_mismatch();
     test_bpe_cache_empty_word();
+    test_tokenizer_json_not_regular();
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", scratch);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", scratch);
