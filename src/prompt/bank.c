@@ -2,6 +2,7 @@
 #include "prompt/bank.h"
 
 #include <jansson.h>
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -218,8 +219,9 @@ int mend_bank_parse(const char *path, const char *text, size_t len, mend_bank **
             }
             for (size_t i = 0; i < (size_t)dim; i++) {
                 const json_t *x = json_array_get(c, i);
-                if (!json_is_number(x) || !isfinite(json_number_value(x))) {
-                    rc = mend_set_error(MEND_EFORMAT, "%s: prompts[%d].centroid[%zu] is not a finite number", path,
+                /* finite as a float too: 1e39 would become Inf and every cosine NaN */
+                if (!json_is_number(x) || !isfinite(json_number_value(x)) || fabs(json_number_value(x)) > FLT_MAX) {
+                    rc = mend_set_error(MEND_EFORMAT, "%s: prompts[%d].centroid[%zu] is not a finite float", path,
                                         k, i);
                     goto done;
                 }

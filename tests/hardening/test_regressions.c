@@ -10,6 +10,7 @@
 #include "eval/tasks.h"
 #include "io/gguf.h"
 #include "model/model.h"
+#include "prompt/bank.h"
 #include "tok/tokenizer.h"
 #include "util/util.h"
 
@@ -122,6 +123,23 @@ static void test_tokenizer_json_not_regular(void) {
     CHECK(t == NULL);
 }
 
+/* bank.json: a centroid value finite as a double but not as a float */
+static void test_bank_centroid_float_range(void) {
+    static const char base[] =
+        "{\"format\": \"mend-prompt-bank\", \"version\": 1, \"base_model\": null, \"dim\": 2,"
+        " \"num_virtual_tokens\": 1, \"prompts\": [{\"name\": \"a\", \"adapter\": \"a\","
+        " \"domain\": \"a\", \"corpus\": null, \"centroid\": [%s, 1]}],"
+        " \"selector\": {\"default\": \"router\", \"layers\": [0, 1]}}";
+    char json[1024];
+    mend_bank *b = NULL;
+    snprintf(json, sizeof json, base, "1e39");
+    CHECK_ERR(mend_bank_parse("bank.json", json, strlen(json), &b), MEND_EFORMAT, "prompts[0].centroid[0]");
+    CHECK(b == NULL);
+    snprintf(json, sizeof json, base, "3e38");
+    CHECK_OK(mend_bank_parse("bank.json", json, strlen(json), &b));
+    mend_bank_free(b);
+}
+
 int main(void) {
     snprintf(scratch, sizeof scratch, "%s/mend-hardening-%d", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
              (int)getpid());
@@ -130,6 +148,7 @@ int main(void) {
     test_vocab_mismatch();
     test_bpe_cache_empty_word();
     test_tokenizer_json_not_regular();
+    test_bank_centroid_float_range();
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", scratch);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", scratch);
