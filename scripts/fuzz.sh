@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run the libFuzzer targets of fuzz/ (built with clang in build-fuzz).
 #   scripts/fuzz.sh TARGET|all SECONDS [extra libFuzzer flags...]
+#   scripts/fuzz.sh summary      Markdown table of build-fuzz/fuzz-stats.txt
 # TARGET is a name from fuzz/ (fuzz_gguf, gguf, ...). Each target runs for
 # SECONDS on a scratch copy of its committed seed corpus
 # (build-fuzz/corpus/<target>, kept between runs so coverage accumulates);
@@ -11,6 +12,18 @@
 # MEND_FUZZ_JOBS=N runs N worker processes per target (default 1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = summary ]; then
+    # per target: runs, seconds, executions summed; cov / ft of the last run
+    echo "| target | runs | seconds | executions | cov | ft | failed runs |"
+    echo "|---|---:|---:|---:|---:|---:|---:|"
+    awk '{
+        t = $2; sub("secs=", "", $3); sub("execs=", "", $4); sub("rc=", "", $5)
+        runs[t]++; secs[t] += $3; ex[t] += $4; if ($5 != 0) bad[t]++
+        for (i = 6; i <= NF; i++) { if ($i == "cov:") cov[t] = $(i + 1); if ($i == "ft:") ft[t] = $(i + 1) }
+    } END { for (t in runs) printf "| `%s` | %d | %d | %d | %s | %s | %d |\n", t, runs[t], secs[t], ex[t], cov[t], ft[t], bad[t] }' \
+        build-fuzz/fuzz-stats.txt | sort
+    exit 0
+fi
 if [ $# -lt 2 ]; then
     echo "usage: scripts/fuzz.sh TARGET|all SECONDS [libFuzzer flags...]" >&2
     exit 2
