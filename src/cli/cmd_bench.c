@@ -2,8 +2,9 @@
  * llama-bench measures them, so the two print comparable numbers:
  *   ppN  one batch of N tokens from an empty cache, logits of the last only
  *   tgN  N single-token steps from an empty cache, logits every step
- * Each test runs once to warm up, then -r times; mean +/- stddev of
- * tokens/s is printed as a Markdown table. */
+ * Each test is warmed up as llama-bench does (the whole prompt; one
+ * generation step), then runs -r times; mean +/- stddev of tokens/s is
+ * printed as a Markdown table. */
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
@@ -123,7 +124,8 @@ int cmd_bench(int argc, char **argv) {
                     goto out;
                 }
             } else {
-                for (long i = 0; i < n; i++)
+                long steps = r < 0 ? 1 : n;   /* llama-bench warms generation up with one token */
+                for (long i = 0; i < steps; i++)
                     if (mend_forward(st, toks + i, NULL, 1, (int)i, logits, 0)) {
                         rc = cli_fail(CMD, "forward");
                         goto out;
