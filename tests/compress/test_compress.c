@@ -160,6 +160,17 @@ static void test_gptq_beats_rtn(const mend_model *orig, mend_qfmt fmt, uint32_t 
         const double er = layer_error(orig, mr), eg = layer_error(orig, mg);
         printf("%s: layer-output error rtn %.5g gptq %.5g\n", tag, er, eg);
         CHECK_MSG(eg < er, "%s: GPTQ error %g is not below RTN error %g", tag, eg, er);
+        /* act-order (the CLI default) */
+        mend_model_free(mg);
+        mg = NULL;
+        o.act_order = 1;
+        CHECK_OK(mend_compress(TINY, gq, &o, &r));
+        CHECK_OK(mend_model_load(&mg, gq, NULL));
+        if (mg) {
+            const double ea = layer_error(orig, mg);
+            printf("%s: layer-output error gptq act-order %.5g\n", tag, ea);
+            CHECK_MSG(ea < er, "%s: GPTQ act-order error %g is not below RTN error %g", tag, ea, er);
+        }
     }
     mend_model_free(mr);
     mend_model_free(mg);
