@@ -168,7 +168,10 @@ static int kill_and_resume(const cmd *c, const char *ref_out, const char *out) {
         kills++;
         printf("%s: killed after %.3f s of a %.3f s run\n", c->name, took, t);
     }
-    CHECK_MSG(kills > 0, "%s: no run was killed", c->name);
+    /* a run shorter than the polling granularity cannot be killed on purpose
+     * (e.g. the 3-example fallback task when ../shared/data is absent) */
+    if (t >= 0.1) CHECK_MSG(kills > 0, "%s: no run was killed", c->name);
+    else if (!kills) printf("%s: the run takes %.3f s, too short to kill reliably\n", c->name, t);
     const char *marker = c->resume_marker ? pj(out, c->resume_marker) : out;
     build_argv(c, out, access(marker, F_OK) == 0, argv);
     double took;
@@ -226,7 +229,7 @@ int main(void) {
     const char *task = test_data("tasks/hellaswag.jsonl");
     if (access(task, R_OK) != 0) task = test_src("tests/fixtures/eval/toy_mc.jsonl");
     cmd eval = {"eval",
-                {"eval", TINY, "--task", task, "--limit", "60", "--out", "@OUT", "-t", "1", NULL},
+                {"eval", TINY, "--task", task, "--limit", "500", "--out", "@OUT", "-t", "1", NULL},
                 "--resume", NULL};
     kill_and_resume(&eval, pj(scratch, "ref.jsonl"), pj(scratch, "out.jsonl"));
     same_file(pj(scratch, "ref.jsonl"), pj(scratch, "out.jsonl"));
