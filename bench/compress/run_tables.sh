@@ -61,6 +61,9 @@ CT=1 compress gptq-q3_k --method gptq --type q3_k "${CAL[@]}" --no-checkpoint &
 CT=1 compress gptq-q2_k --method gptq --type q2_k "${CAL[@]}" --no-checkpoint &
 CT=1 compress gptq-int3-g64 --method gptq --bits 3 --group 64 "${CAL[@]}" --no-checkpoint &
 CT=1 compress gptq-int2-g64 --method gptq --bits 2 --group 64 "${CAL[@]}" --no-checkpoint &
+for ty in q4_0 q3_k q2_k; do   # GPTQ on importance-weighted block fits
+  CT=1 compress "gptqi-$ty" --method gptq --type "$ty" --fit-importance "${CAL[@]}" --no-checkpoint &
+done
 wait
 
 # 3. llama.cpp files from the F32 original: --pure (every matrix one type,
@@ -95,7 +98,7 @@ for f in rtn-q4_0 gptq-q4_0 rtn-q3_k gptq-q3_k rtn-q2_k gptq-q2_k rtn-int3-g64 g
   mend_job "$f" "$OUT/$f.gguf" gptq 2048 "$CG"
 done
 lcpp_job orig "$MODEL"; mend_job orig "$MODEL" llamacpp 512 "$CL"
-for f in gptq-q4_0 lq-q4_0 lqi-q4_0 gptq-q3_k lq-q3_k lqi-q3_k gptq-q2_k lq-q2_k lqi-q2_k; do
+for f in gptq-q4_0 gptqi-q4_0 lq-q4_0 lqi-q4_0 gptq-q3_k gptqi-q3_k lq-q3_k lqi-q3_k gptq-q2_k gptqi-q2_k lq-q2_k lqi-q2_k; do
   lcpp_job "$f" "$OUT/$f.gguf"
   mend_job "$f" "$OUT/$f.gguf" llamacpp 512 "$CL"
 done
