@@ -8,5 +8,5 @@ scripts/setup.sh
 MODEL="$(scripts/fetch_model.sh)"
 DATA="${MEND_DATA:-$(pwd)/../shared/data}"
 build/mend info "$MODEL"
-build/mend generate "$MODEL" --chat -p "What is the capital of France?" -n 48
+build/mend generate "$MODEL" --f32 --chat -p "What is the capital of France?" -n 48
 build/mend ppl "$MODEL" --text "$DATA/ppl/wiki.test.raw" --protocol llamacpp --ctx 512 ${MEND_PPL_CHUNKS:+--chunks $MEND_PPL_CHUNKS}
