@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "compress/gptq.h"
+#include "compress/hessian.h"
 #include "util/util.h"
 
 #define GPTQ_TILE 16
@@ -30,41 +31,6 @@ static int cmp_desc(const void *a, const void *b) {
     if (x->d > y->d) return -1;
     if (x->d < y->d) return 1;
     return x->i < y->i ? -1 : x->i > y->i;
-}
-
-/* U with (H + λI)⁻¹ = Uᵀ U, U upper triangular, as f32 (lower part zero).
- * Raises λ ×10 (at most 3 times) while H + λI is not positive definite. */
-static int inverse_cholesky(const double *H, int64_t n, double damp, float *U, double *lambda_out) {
-    size_t nn = (size_t)n * (size_t)n;
-    double *A = malloc(nn * sizeof(double));
-    if (!A) return mend_set_error(MEND_ENOMEM, "gptq: cannot allocate the %lld x %lld Cholesky workspace", (long long)n, (long long)n);
-    double mean = 0;
-    for (int64_t i = 0; i < n; i++) mean += H[i * n + i];
-    mean /= (double)n;
-    double lambda = damp * mean;
-    if (!(lambda > 0)) lambda = damp > 0 ? damp : 1e-8;
-    int ok = 0;
-    for (int attempt = 0; attempt < 4 && !ok; attempt++, lambda *= 10) {
-        memcpy(A, H, nn * sizeof(double));
-        for (int64_t i = 0; i < n; i++) A[i * n + i] += lambda;
-        /* A is symmetric, so its row-major upper triangle is the column-major
-         * lower one: factor in column-major 'L' (no transposition copies);
-         * L Lᵀ read back row-major is Uᵀ U with U = Lᵀ upper. */
-        if (LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'L', (lapack_int)n, A, (lapack_int)n) != 0) continue;
-        if (LAPACKE_dpotri(LAPACK_COL_MAJOR, 'L', (lapack_int)n, A, (lapack_int)n) != 0) continue;
-        if (LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'L', (lapack_int)n, A, (lapack_int)n) != 0) continue;
-        ok = 1;
-        *lambda_out = lambda;
-    }
-    if (ok) {
-        for (int64_t i = 0; i < n; i++)
-            for (int64_t j = 0; j < n; j++) U[i * n + j] = j >= i ? (float)A[i * n + j] : 0.0f;
-    }
-    free(A);
-    if (!ok)
-        return mend_set_error(MEND_EINVAL, "gptq: the Hessian is not positive definite even with %.3g added to its diagonal",
-                              lambda / 10);
-    return 0;
 }
 
 static int check_args(const float *W, int64_t rows, int64_t cols, const mend_qfmt *f) {
@@ -160,7 +126,7 @@ int mend_gptq_quantize(float *W, int64_t rows, int64_t cols, double *H, const me
     }
 
     double lambda = 0;
-    rc = inverse_cholesky(Hp, n, damp, U, &lambda);
+    rc = mend_inverse_cholesky("gptq", Hp, n, damp, U, &lambda);
     if (rc) goto done;
 
     /* Rows are independent: each tile of GPTQ_TILE rows runs the whole

@@ -1,4 +1,5 @@
 /* H = 2/N Σ x xᵀ, streamed over batches of calibration rows. */
+#include <lapacke.h>
 #include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,5 +51,40 @@ int mend_hessian_get(const mend_hessian *h, double *out) {
     #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < n; i++)
         for (int64_t j = 0; j < n; j++) out[i * n + j] = s * (j >= i ? h->sum[i * n + j] : h->sum[j * n + i]);
+    return 0;
+}
+
+/* U with (H + λI)⁻¹ = Uᵀ U, U upper triangular, as f32 (lower part zero).
+ * Raises λ ×10 (at most 3 times) while H + λI is not positive definite. */
+int mend_inverse_cholesky(const char *who, const double *H, int64_t n, double damp, float *U, double *lambda_out) {
+    size_t nn = (size_t)n * (size_t)n;
+    double *A = malloc(nn * sizeof(double));
+    if (!A) return mend_set_error(MEND_ENOMEM, "%s: cannot allocate the %lld x %lld Cholesky workspace", who, (long long)n, (long long)n);
+    double mean = 0;
+    for (int64_t i = 0; i < n; i++) mean += H[i * n + i];
+    mean /= (double)n;
+    double lambda = damp * mean;
+    if (!(lambda > 0)) lambda = damp > 0 ? damp : 1e-8;
+    int ok = 0;
+    for (int attempt = 0; attempt < 4 && !ok; attempt++, lambda *= 10) {
+        memcpy(A, H, nn * sizeof(double));
+        for (int64_t i = 0; i < n; i++) A[i * n + i] += lambda;
+        /* A is symmetric, so its row-major upper triangle is the column-major
+         * lower one: factor in column-major 'L' (no transposition copies);
+         * L Lᵀ read back row-major is Uᵀ U with U = Lᵀ upper. */
+        if (LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'L', (lapack_int)n, A, (lapack_int)n) != 0) continue;
+        if (LAPACKE_dpotri(LAPACK_COL_MAJOR, 'L', (lapack_int)n, A, (lapack_int)n) != 0) continue;
+        if (LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'L', (lapack_int)n, A, (lapack_int)n) != 0) continue;
+        ok = 1;
+        *lambda_out = lambda;
+    }
+    if (ok) {
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t j = 0; j < n; j++) U[i * n + j] = j >= i ? (float)A[i * n + j] : 0.0f;
+    }
+    free(A);
+    if (!ok)
+        return mend_set_error(MEND_EINVAL, "%s: the Hessian is not positive definite even with %.3g added to its diagonal",
+                              who, lambda / 10);
     return 0;
 }

@@ -23,4 +23,9 @@ int mend_hessian_add(mend_hessian *h, const float *X, int64_t m);
 /* out (n × n row-major, full symmetric) = 2/N Σ x xᵀ. Fails with N = 0. */
 int mend_hessian_get(const mend_hessian *h, double *out);
 
+/* U, the upper Cholesky factor of (H + lambda I)^-1 (row-major n x n, f32),
+ * with lambda = damp * mean(diag H), raised x10 at most 3 times until the
+ * factorization succeeds; who prefixes error sentences ("gptq", ...). */
+int mend_inverse_cholesky(const char *who, const double *H, int64_t n, double damp, float *U, double *lambda_out);
+
 #endif

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "compress/sparsegpt.h"
+#include "compress/hessian.h"
 #include "mend.h"
 #include "util/util.h"
 
@@ -22,40 +23,6 @@ static int64_t gcd64(int64_t a, int64_t b) {
         b = t;
     }
     return a;
-}
-
-/* U (f32, upper, lower part zero) with (A + λI)⁻¹ = Uᵀ U; A is overwritten.
- * λ = damp · mean(diag A), raised ×10 (at most 3 times) while A + λI is not
- * positive definite. */
-static int inverse_cholesky(double *A, int64_t n, double damp, float *U, double *lambda_out) {
-    const size_t nn = (size_t)n * (size_t)n;
-    double *T = malloc(nn * sizeof(double));
-    if (!T) return mend_set_error(MEND_ENOMEM, "sparsegpt: cannot allocate the %lld x %lld Cholesky workspace", (long long)n, (long long)n);
-    double mean = 0;
-    for (int64_t i = 0; i < n; i++) mean += A[i * n + i];
-    mean /= (double)n;
-    double lambda = damp * mean;
-    if (!(lambda > 0)) lambda = damp > 0 ? damp : 1e-8;
-    int ok = 0;
-    for (int attempt = 0; attempt < 4 && !ok; attempt++, lambda *= 10) {
-        memcpy(T, A, nn * sizeof(double));
-        for (int64_t i = 0; i < n; i++) T[i * n + i] += lambda;
-        /* symmetric: the row-major upper triangle is the column-major lower
-         * one; L Lᵀ of (T)⁻¹ read back row-major is Uᵀ U with U = Lᵀ */
-        if (LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'L', (lapack_int)n, T, (lapack_int)n) != 0) continue;
-        if (LAPACKE_dpotri(LAPACK_COL_MAJOR, 'L', (lapack_int)n, T, (lapack_int)n) != 0) continue;
-        if (LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'L', (lapack_int)n, T, (lapack_int)n) != 0) continue;
-        ok = 1;
-        *lambda_out = lambda;
-    }
-    if (ok)
-        for (int64_t i = 0; i < n; i++)
-            for (int64_t j = 0; j < n; j++) U[i * n + j] = j >= i ? (float)T[i * n + j] : 0.0f;
-    free(T);
-    if (!ok)
-        return mend_set_error(MEND_EINVAL, "sparsegpt: the Hessian is not positive definite even with %.3g added to its diagonal",
-                              lambda / 10);
-    return 0;
 }
 
 int mend_sparsegpt(float *W, int64_t rows, int64_t cols, const double *H, const mend_sparsegpt_opts *o, uint8_t *mask_out,
@@ -137,7 +104,7 @@ int mend_sparsegpt(float *W, int64_t rows, int64_t cols, const double *H, const 
     if (imp)
         for (int64_t i = 0; i < n; i++) imp[i] = (float)Hc[i * n + i];
     double lambda = 0;
-    rc = inverse_cholesky(Hc, n, damp, U, &lambda);
+    rc = mend_inverse_cholesky("sparsegpt", Hc, n, damp, U, &lambda);
     free(Hc);
     Hc = NULL;
     if (rc) goto done;
