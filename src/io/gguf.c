@@ -440,6 +440,15 @@ double gguf_arr_f64(const gguf_kv *kv, uint64_t i) {
     }
 }
 
+/* Float array elements come from the file: NaN and values beyond int64 must
+ * not reach a C conversion (undefined behaviour), so they saturate. */
+static int64_t f64_to_i64_sat(double f) {
+    if (!(f == f)) return 0;
+    if (f >= 9.2233720368547758e18) return INT64_MAX;
+    if (f <= -9.2233720368547758e18) return INT64_MIN;
+    return (int64_t)f;
+}
+
 int64_t gguf_arr_i64(const gguf_kv *kv, uint64_t i) {
     const uint8_t *p = kv->arr_raw + i * gguf_type_size(kv->arr_type);
     switch (kv->arr_type) {
@@ -451,8 +460,8 @@ int64_t gguf_arr_i64(const gguf_kv *kv, uint64_t i) {
     case GGUF_TYPE_INT32: return (int32_t)mend_rd32(p);
     case GGUF_TYPE_UINT64: return (int64_t)mend_rd64(p);
     case GGUF_TYPE_INT64: return (int64_t)mend_rd64(p);
-    case GGUF_TYPE_FLOAT32: { float f; memcpy(&f, p, 4); return (int64_t)f; }
-    case GGUF_TYPE_FLOAT64: { double f; memcpy(&f, p, 8); return (int64_t)f; }
+    case GGUF_TYPE_FLOAT32: { float f; memcpy(&f, p, 4); return f64_to_i64_sat(f); }
+    case GGUF_TYPE_FLOAT64: { double f; memcpy(&f, p, 8); return f64_to_i64_sat(f); }
     default: return 0;
     }
 }

@@ -126,6 +126,9 @@ static void test_sample(void) {
     CHECK(kv && kv->arr_type == GGUF_TYPE_INT32 && kv->n == 3 && gguf_arr_i64(kv, 1) == -2 && gguf_arr_i64(kv, 2) == 3);
     kv = mend_gguf_find(g, "k.arr_f32");
     CHECK(kv && kv->n == 2 && gguf_arr_f64(kv, 0) == 0.25 && (float)gguf_arr_f64(kv, 1) == -1e30f);
+    /* float elements read as integers saturate instead of overflowing the
+     * conversion (a fuzzed vocab with float token types hit this) */
+    CHECK(kv && gguf_arr_i64(kv, 0) == 0 && gguf_arr_i64(kv, 1) == INT64_MIN);
     kv = mend_gguf_find(g, "k.arr_str");
     CHECK(kv && kv->arr_type == GGUF_TYPE_STRING && kv->n == 3 && strcmp(kv->arr_str[0], "a") == 0 &&
           kv->arr_slen[1] == 0 && strcmp(kv->arr_str[2], "bc") == 0);
