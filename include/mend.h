@@ -106,6 +106,21 @@ int mend_state_n_ctx(const mend_state *s);
 int mend_forward(mend_state *s, const int32_t *tokens, const float *embeds, int n, int pos,
                  float *logits, int logits_all);
 
+/* Several sequences in one call (e.g. the continuations of every choice of
+ * several examples, each on top of its context's cached keys): row i is
+ * written to cache slot slot0 + i, is rotated at position rows[i].pos and
+ * attends to the slots [a0, a1), [b0, b1) and [c0, slot0 + i], all before or
+ * at its own. n <= the state's max_batch. logits: n_out x n_vocab at the rows
+ * out_rows (increasing), or NULL when n_out is 0. */
+typedef struct mend_row {
+    int pos;
+    int a0, a1;     /* e.g. a soft prompt */
+    int b0, b1;     /* e.g. the shared context */
+    int c0;         /* the row's own sequence, up to itself */
+} mend_row;
+int mend_forward_rows(mend_state *s, const int32_t *tokens, int n, int slot0, const mend_row *rows,
+                      float *logits, const int *out_rows, int n_out);
+
 /* ---- sampling (model/sample.c) ------------------------------------------ */
 /* Picks the next token from a logits row. temperature <= 0: greedy (argmax,
  * lowest id on ties). Otherwise softmax(logits / temperature), restricted to

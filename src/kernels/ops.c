@@ -430,3 +430,59 @@ void attention_forward(float *out, const float *q, const float *kc, const float 
         }
     }
 }
+
+void attention_forward_spans(float *out, const float *q, const float *kc, const float *vc,
+                             int n, const int *spans, int n_heads, int n_kv_heads, int hd,
+                             float *scratch, int n_ctx, int n_threads) {
+    const int g = n_heads / n_kv_heads;
+    const size_t qd = (size_t)n_heads * hd, kvd = (size_t)n_kv_heads * hd;
+    const float scale = 1.0f / sqrtf((float)hd);
+    const int64_t n_tasks = (int64_t)n * n_kv_heads;
+    if (n_threads < 1) n_threads = 1;
+    if (n_tasks < n_threads) n_threads = (int)n_tasks;
+#pragma omp parallel num_threads(n_threads)
+    {
+        float *sc = scratch + (size_t)omp_get_thread_num() * (size_t)g * n_ctx;
+        float part[256];    /* one range's weighted sum of values (hd <= 256) */
+#pragma omp for schedule(dynamic, 4)
+        for (int64_t task = 0; task < n_tasks; task++) {
+            const int i = (int)(task / n_kv_heads);
+            const int kvh = (int)(task % n_kv_heads);
+            const int *sp = spans + (size_t)i * 6;
+            int T = 0;
+            for (int r = 0; r < 3; r++) T += sp[2 * r + 1] - sp[2 * r];
+            for (int hh = 0; hh < g; hh++) {
+                const int h = kvh * g + hh;
+                float *s = sc + (size_t)hh * n_ctx;
+                const float *qh = q + (size_t)i * qd + (size_t)h * hd;
+                float *oh = out + (size_t)i * qd + (size_t)h * hd;
+                int o = 0;
+                for (int r = 0; r < 3; r++) {
+                    const int a = sp[2 * r], len = sp[2 * r + 1] - a;
+                    if (len <= 0) continue;
+                    vec_dot_rows(len, hd, qh, kc + (size_t)a * kvd + (size_t)kvh * hd, kvd, scale, s + o);
+                    o += len;
+                }
+                float m = s[0];
+                for (int t = 1; t < T; t++) m = s[t] > m ? s[t] : m;
+                const float inv = 1.0f / vec_exp_sum(T, s, m);
+                int first = 1;
+                o = 0;
+                for (int r = 0; r < 3; r++) {
+                    const int a = sp[2 * r], len = sp[2 * r + 1] - a;
+                    if (len <= 0) continue;
+                    const float *V = vc + (size_t)a * kvd + (size_t)kvh * hd;
+                    if (first) {
+                        vec_wsum_rows(len, hd, s + o, V, kvd, oh);
+                        first = 0;
+                    } else {
+                        vec_wsum_rows(len, hd, s + o, V, kvd, part);
+                        for (int j = 0; j < hd; j++) oh[j] += part[j];
+                    }
+                    o += len;
+                }
+                for (int j = 0; j < hd; j++) oh[j] *= inv;
+            }
+        }
+    }
+}

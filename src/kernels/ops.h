@@ -87,4 +87,13 @@ void attention_forward(float *out, const float *q, const float *kc, const float 
                        int n, int pos0, int n_heads, int n_kv_heads, int hd,
                        float *scratch, int n_ctx, int n_threads);
 
+/* The same attention for rows that each see their own set of cache slots:
+ * row i attends to slots [spans[6i], spans[6i+1]), then [spans[6i+2],
+ * spans[6i+3]), then [spans[6i+4], spans[6i+5]) (the last range ends after
+ * the row's own slot). Ranges may be empty; together they hold at most n_ctx
+ * slots. Scores are concatenated in that order before the softmax. */
+void attention_forward_spans(float *out, const float *q, const float *kc, const float *vc,
+                             int n, const int *spans, int n_heads, int n_kv_heads, int hd,
+                             float *scratch, int n_ctx, int n_threads);
+
 #endif

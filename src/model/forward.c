@@ -45,6 +45,7 @@
  * types without a native kernel are dequantized TILE_ROWS rows at a time
  * into the thread's wtile and multiplied through BLAS. */
 #include <cblas.h>
+#include <math.h>
 #include <omp.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -309,9 +310,28 @@ static void embed(mend_state *s, const int32_t *tokens, const float *embeds, int
     }
 }
 
-/* n <= max_batch positions starting at pos; logits (n_out, n_vocab) or NULL. */
+/* RoPE tables for rows at arbitrary positions (the values of rope_tables). */
+static void rope_tables_rows(float *cos_t, float *sin_t, const mend_row *rows, int n, int head_dim,
+                             float theta) {
+    const int half = head_dim / 2;
+    for (int i = 0; i < half; i++) {
+        const double freq = pow((double)theta, -2.0 * i / head_dim);
+        for (int p = 0; p < n; p++) {
+            const double a = (double)rows[p].pos * freq;
+            cos_t[(size_t)p * half + i] = (float)cos(a);
+            sin_t[(size_t)p * half + i] = (float)sin(a);
+        }
+    }
+}
+
+/* n <= max_batch positions written to cache slots pos .. pos+n-1; logits
+ * (n_out, n_vocab) or NULL. rows == NULL: consecutive positions from pos,
+ * causal over the cache. Otherwise each row has its own position and cache
+ * slots (mend_forward_rows), spans holds n x 6 ints of scratch, and logits
+ * are taken at the n_out rows out_rows. */
 static void forward_batch(mend_state *s, const int32_t *tokens, const float *embeds, int n, int pos,
-                          float *logits, int logits_all) {
+                          float *logits, int logits_all, const mend_row *rows, int *spans,
+                          const int *out_rows, int n_out_rows) {
     const mend_model *m = s->m;
     const mend_config *c = &m->cfg;
     const int dim = c->dim, hd = c->head_dim, hid = c->hidden_dim;
@@ -319,10 +339,21 @@ static void forward_batch(mend_state *s, const int32_t *tokens, const float *emb
     int nt = omp_get_max_threads();
     if (nt > s->n_threads) nt = s->n_threads;
     /* attention multiply-adds of this batch: below ~1M, one thread is quicker */
-    const int nt_att = (int64_t)n * (pos + n) * c->n_heads * hd < (1 << 20) ? 1 : nt;
+    int64_t att_work = (int64_t)n * (pos + n);
+    if (rows) {
+        att_work = 0;
+        for (int i = 0; i < n; i++) {
+            const mend_row *r = &rows[i];
+            int *sp = spans + (size_t)i * 6;
+            sp[0] = r->a0, sp[1] = r->a1, sp[2] = r->b0, sp[3] = r->b1, sp[4] = r->c0, sp[5] = pos + i + 1;
+            att_work += (r->a1 - r->a0) + (r->b1 - r->b0) + (pos + i + 1 - r->c0);
+        }
+    }
+    const int nt_att = att_work * c->n_heads * hd < (1 << 20) ? 1 : nt;
 
     embed(s, tokens, embeds, n);
-    rope_tables(s->rc, s->rs, n, pos, hd, c->rope_theta);
+    if (rows) rope_tables_rows(s->rc, s->rs, rows, n, hd, c->rope_theta);
+    else rope_tables(s->rc, s->rs, n, pos, hd, c->rope_theta);
 
     for (int l = 0; l < c->n_layers; l++) {
         const mend_layer *L = &m->layers[l];
@@ -334,8 +365,12 @@ static void forward_batch(mend_state *s, const int32_t *tokens, const float *emb
         mats_forward(s, s->xb, n, 0.0f, qkv, 3);
         rope_forward(s->q, n, qd, c->n_heads, hd, s->rc, s->rs, c->rope_type);
         rope_forward(kp, n, kvd, c->n_kv_heads, hd, s->rc, s->rs, c->rope_type);
-        attention_forward(s->att, s->q, kl, vl, n, pos, c->n_heads, c->n_kv_heads, hd, s->sc, s->n_ctx,
-                          nt_att);
+        if (rows)
+            attention_forward_spans(s->att, s->q, kl, vl, n, spans, c->n_heads, c->n_kv_heads, hd, s->sc,
+                                    s->n_ctx, nt_att);
+        else
+            attention_forward(s->att, s->q, kl, vl, n, pos, c->n_heads, c->n_kv_heads, hd, s->sc, s->n_ctx,
+                              nt_att);
         mat_forward(s, s->x, (size_t)dim, s->att, &L->wo, NULL, n, 1.0f);
 
         rmsnorm_forward(s->xb, s->x, L->ffn_norm, n, dim, c->norm_eps);
@@ -346,6 +381,14 @@ static void forward_batch(mend_state *s, const int32_t *tokens, const float *emb
     }
 
     if (!logits) return;
+    if (out_rows) {
+        /* gather the rows to score (hb is free now and holds >= dim floats per row) */
+        for (int k = 0; k < n_out_rows; k++)
+            memcpy(s->hb + (size_t)k * dim, s->x + (size_t)out_rows[k] * dim, (size_t)dim * sizeof(float));
+        rmsnorm_forward(s->xb, s->hb, m->out_norm, n_out_rows, dim, c->norm_eps);
+        mat_forward(s, logits, (size_t)c->n_vocab, s->xb, &m->output, NULL, n_out_rows, 0.0f);
+        return;
+    }
     const int first = logits_all ? 0 : n - 1, n_out = n - first;
     rmsnorm_forward(s->xb, s->x + (size_t)first * dim, m->out_norm, n_out, dim, c->norm_eps);
     mat_forward(s, logits, (size_t)c->n_vocab, s->xb, &m->output, NULL, n_out, 0.0f);
@@ -379,8 +422,50 @@ int mend_forward(mend_state *s, const int32_t *tokens, const float *embeds, int 
         float *lg = NULL;
         if (logits) lg = logits_all ? logits + (size_t)c0 * n_vocab : (last ? logits : NULL);
         forward_batch(s, tokens ? tokens + c0 : NULL, embeds ? embeds + (size_t)c0 * dim : NULL, nb, pos + c0,
-                      lg, logits_all);
+                      lg, logits_all, NULL, NULL, NULL, 0);
     }
     if (blas_threads != 1) openblas_set_num_threads(blas_threads);
+    return 0;
+}
+
+int mend_forward_rows(mend_state *s, const int32_t *tokens, int n, int slot0, const mend_row *rows,
+                      float *logits, const int *out_rows, int n_out) {
+    if (!s) return mend_set_error(MEND_EINVAL, "mend_forward_rows: no state");
+    if (!tokens || !rows) return mend_set_error(MEND_EINVAL, "mend_forward_rows: tokens and rows are required");
+    if (n < 1 || n > s->max_batch)
+        return mend_set_error(MEND_EINVAL, "mend_forward_rows: n is %d, expected 1..%d (the state's max_batch)",
+                              n, s->max_batch);
+    if (slot0 < 0 || slot0 > s->n_ctx || n > s->n_ctx - slot0)
+        return mend_set_error(MEND_ERANGE, "mend_forward_rows: slots [%d, %lld) do not fit the context of %d",
+                              slot0, (long long)slot0 + n, s->n_ctx);
+    if (s->m->cfg.head_dim > 256)
+        return mend_set_error(MEND_EUNSUPPORTED, "mend_forward_rows: head_dim %d (at most 256)",
+                              s->m->cfg.head_dim);
+    if (n_out < 0 || n_out > n || (n_out > 0 && (!out_rows || !logits)))
+        return mend_set_error(MEND_EINVAL, "mend_forward_rows: %d logits rows of %d", n_out, n);
+    const int n_vocab = s->m->cfg.n_vocab;
+    for (int i = 0; i < n; i++) {
+        const mend_row *r = &rows[i];
+        const int self = slot0 + i;
+        if (tokens[i] < 0 || tokens[i] >= n_vocab)
+            return mend_set_error(MEND_EINVAL, "mend_forward_rows: token %d (at index %d) is outside the "
+                                  "vocabulary of %d", tokens[i], i, n_vocab);
+        const int64_t seen = (int64_t)(r->a1 - r->a0) + (r->b1 - r->b0) + (self + 1 - r->c0);
+        if (r->pos < 0 || r->a0 < 0 || r->a1 < r->a0 || r->a1 > self || r->b0 < 0 || r->b1 < r->b0 ||
+            r->b1 > self || r->c0 < 0 || r->c0 > self || seen > s->n_ctx)
+            return mend_set_error(MEND_EINVAL, "mend_forward_rows: row %d (slot %d, position %d) attends to "
+                                  "[%d,%d) [%d,%d) [%d,%d]: ranges must lie before the row's slot",
+                                  i, self, r->pos, r->a0, r->a1, r->b0, r->b1, r->c0, self);
+    }
+    for (int k = 0; k < n_out; k++)
+        if (out_rows[k] < 0 || out_rows[k] >= n || (k > 0 && out_rows[k] <= out_rows[k - 1]))
+            return mend_set_error(MEND_EINVAL, "mend_forward_rows: logits rows must increase within [0, %d)", n);
+    int *spans = malloc((size_t)n * 6 * sizeof *spans);
+    if (!spans) return mend_set_error(MEND_ENOMEM, "mend_forward_rows: out of memory");
+    const int blas_threads = openblas_get_num_threads();
+    if (blas_threads != 1) openblas_set_num_threads(1);
+    forward_batch(s, tokens, NULL, n, slot0, n_out ? logits : NULL, 0, rows, spans, out_rows, n_out);
+    if (blas_threads != 1) openblas_set_num_threads(blas_threads);
+    free(spans);
     return 0;
 }
