@@ -22,6 +22,8 @@
 static const char *CMD = "eval";
 
 #define MAX_TASKS 64
+/* examples handed to the scorer at once (packed into shared forwards) */
+#define EVAL_GROUP 32
 
 static void help(void) {
     printf("Usage: mend eval [options] MODEL --task FILE.jsonl [--task ...] --out RESULTS.jsonl\n\n"
@@ -282,42 +284,52 @@ int cmd_eval(int argc, char **argv) {
     double t0 = mend_now();
     for (int t = 0; t < n_tasks; t++) {
         mend_task *tk = tasks[t];
-        for (size_t i = 0; i < tk->n; i++) {
-            if (done[t][i]) continue;
-            mend_eval_result r;
+        /* examples are scored EVAL_GROUP at a time (packed into shared forwards),
+         * then written in order, one flushed line each */
+        const int group = (idp || tk->kind == MEND_TASK_GEN) ? 1 : EVAL_GROUP;
+        for (size_t i0 = 0; i0 < tk->n;) {
+            size_t idx[EVAL_GROUP];
+            mend_eval_result rs[EVAL_GROUP];
+            int nb = 0;
+            while (i0 < tk->n && nb < group) {
+                if (!done[t][i0]) idx[nb++] = i0;
+                i0++;
+            }
+            if (!nb) continue;
             int64_t before = stats.truncated;
-            if (idp ? cli_idp_eval_example(idp, tk, i, &r, &stats) : mend_eval_example(be, tk, i, &r, &stats)) {
+            if (idp ? cli_idp_eval_example(idp, tk, idx[0], &rs[0], &stats)
+                    : mend_eval_examples(be, tk, idx, nb, rs, &stats)) {
                 cli_progress_end(&bar);
                 rc = cli_fail(CMD, tk->name);
                 goto out;
             }
-            if (stats.truncated > before && warned < 10) {
-                fprintf(stderr, "\nwarning: %s:%d: input longer than the window of %d tokens, truncated "
-                                "from the left as lm-eval does%s\n", tk->path, tk->ex[i].line, be->window,
-                        ++warned == 10 ? " (further warnings suppressed; see the summary)" : "");
-            }
-            char *line = NULL;
-            if (mend_result_json(tk, i, &r, model_name, prompt_label, &line)) {
-                mend_eval_result_free(&r);
-                cli_progress_end(&bar);
-                rc = cli_fail(CMD, "results line");
-                goto out;
-            }
-            mend_eval_result_free(&r);
-            if (idp && cli_idp_annotate(idp, &line)) {
+            for (int q = 0; q < nb; q++) {
+                const size_t i = idx[q];
+                mend_eval_result *r = &rs[q];
+                const int trunc = group == 1 ? stats.truncated > before : r->truncated > 0;
+                if (trunc && warned < 10) {
+                    fprintf(stderr, "\nwarning: %s:%d: input longer than the window of %d tokens, truncated "
+                                    "from the left as lm-eval does%s\n", tk->path, tk->ex[i].line, be->window,
+                            ++warned == 10 ? " (further warnings suppressed; see the summary)" : "");
+                }
+                char *line = NULL;
+                int lerr = mend_result_json(tk, i, r, model_name, prompt_label, &line);
+                if (!lerr && idp && cli_idp_annotate(idp, &line)) lerr = 1;
+                int werr = !lerr && (fputs(line, out) < 0 || fputc('\n', out) == EOF || fflush(out) != 0);
                 free(line);
-                cli_progress_end(&bar);
-                rc = cli_fail(CMD, "results line");
-                goto out;
+                if (lerr || werr) {
+                    for (int u = q; u < nb; u++) mend_eval_result_free(&rs[u]);
+                    cli_progress_end(&bar);
+                    if (lerr) {
+                        rc = cli_fail(CMD, "results line");
+                    } else {
+                        fprintf(stderr, "mend eval: cannot write to %s\n", out_path);
+                    }
+                    goto out;
+                }
+                mend_eval_result_free(r);
+                cli_progress_update(&bar, ++n_done, NULL);
             }
-            int werr = fputs(line, out) < 0 || fputc('\n', out) == EOF || fflush(out) != 0;
-            free(line);
-            if (werr) {
-                cli_progress_end(&bar);
-                fprintf(stderr, "mend eval: cannot write to %s\n", out_path);
-                goto out;
-            }
-            cli_progress_update(&bar, ++n_done, NULL);
         }
     }
     cli_progress_end(&bar);

@@ -8,6 +8,7 @@
 #include "util/util.h"
 #include "io/safetensors.h"
 #include "eval/harness.h"
+#include "kernels/ops.h"
 
 /* ---- text helpers -------------------------------------------------------- */
 
@@ -219,20 +220,33 @@ int mend_eval_encode_pair(const mend_eval_backend *b, const char *context,
 
 /* ---- log-softmax --------------------------------------------------------- */
 
-/* log softmax(row)[target] in double, and whether target is the argmax
- * (first maximum, as torch.argmax). */
-static double row_logprob(const float *row, int n_vocab, int32_t target, int32_t *argmax) {
+/* First maximum of a row (torch.argmax). */
+static int32_t row_argmax(const float *row, int n_vocab) {
     float mx = row[0];
-    int am = 0;
+    int32_t am = 0;
     for (int j = 1; j < n_vocab; j++)
         if (row[j] > mx) {
             mx = row[j];
             am = j;
         }
+    return am;
+}
+
+/* log sum exp of a logits row (max-subtracted; exponentials in float by the
+ * vector kernel, 2048 at a time, partial sums added in double) and its first
+ * argmax (as torch.argmax). The row is left unchanged. */
+static double row_lse(const float *row, int n_vocab, int32_t *argmax) {
+    const int32_t am = row_argmax(row, n_vocab);
+    const float mx = row[am];
+    float tmp[2048];
     double s = 0.0;
-    for (int j = 0; j < n_vocab; j++) s += exp((double)row[j] - (double)mx);
+    for (int j = 0; j < n_vocab; j += 2048) {
+        const int len = n_vocab - j < 2048 ? n_vocab - j : 2048;
+        memcpy(tmp, row + j, (size_t)len * sizeof(float));
+        s += (double)vec_exp_sum(len, tmp, mx);
+    }
     *argmax = am;
-    return (double)row[target] - (double)mx - log(s);
+    return (double)mx + log(s);
 }
 
 /* ---- loglikelihood with a shared prefix ---------------------------------- */
@@ -244,6 +258,31 @@ typedef struct seq {
     int m;          /* input length = len - 1 */
     int f;          /* first scoring position in the input */
 } seq;
+
+/* The requests of one example, tokenized, with their common prefix. */
+typedef struct ll_plan {
+    int n;
+    seq *sq;
+    int L;          /* longest common prefix of the inputs */
+    int s;          /* first position scored by any request (<= L) */
+    int max_m;
+    mend_eval_ll *out;
+} ll_plan;
+
+static void plan_free(ll_plan *p) {
+    if (p->sq)
+        for (int i = 0; i < p->n; i++) free(p->sq[i].full);
+    free(p->sq);
+    p->sq = NULL;
+}
+
+/* Rows one packed forward of this plan needs: the prefix once, then every
+ * request's tail. */
+static int plan_rows(const ll_plan *p) {
+    int r = p->L;
+    for (int i = 0; i < p->n; i++) r += p->sq[i].m - p->L;
+    return r;
+}
 
 /* forward in chunks of max_batch; logits (rows x n_vocab) when want. */
 static int run_span(const mend_eval_backend *b, const int32_t *toks, int from, int to,
@@ -277,28 +316,31 @@ static float *scratch_get(mend_eval_backend *b, size_t n) {
     return b->scratch;
 }
 
-int mend_eval_loglikelihood(mend_eval_backend *b, int n, const char *const *contexts,
-                            const char *const *continuations, int want_argmax,
-                            mend_eval_ll *out, mend_eval_stats *stats) {
+/* Tokenize the n requests into p (out: n results, zeroed here). */
+static int plan_build(mend_eval_backend *b, int n, const char *const *contexts,
+                      const char *const *continuations, mend_eval_ll *out, mend_eval_stats *stats,
+                      ll_plan *p) {
+    memset(p, 0, sizeof *p);
     if (n <= 0) return mend_set_error(MEND_EINVAL, "loglikelihood: no requests");
     memset(out, 0, (size_t)n * sizeof *out);
-    seq *sq = calloc((size_t)n, sizeof *sq);
-    float *buf_p = NULL, *buf_q = NULL, *buf = NULL;
-    int rc = 0;
-    if (!sq) return mend_set_error(MEND_ENOMEM, "loglikelihood: out of memory");
+    p->n = n;
+    p->out = out;
+    p->sq = calloc((size_t)n, sizeof *p->sq);
+    if (!p->sq) return mend_set_error(MEND_ENOMEM, "loglikelihood: out of memory");
+    seq *sq = p->sq;
     int window = b->window;
-    int max_m = 0;
+    int rc = 0;
     for (int i = 0; i < n; i++) {
         int32_t *ci = NULL, *ki = NULL;
         size_t nci = 0, nki = 0;
         rc = mend_eval_encode_pair(b, contexts[i], continuations[i], &ci, &nci, &ki, &nki);
-        if (rc) goto done;
+        if (rc) goto fail;
         if (nki == 0) {
             free(ci);
             free(ki);
             rc = mend_set_error(MEND_EINVAL, "continuation \"%.40s\" encodes to no tokens",
                                 continuations[i]);
-            goto done;
+            goto fail;
         }
         if (nki > (size_t)window) {
             free(ci);
@@ -306,7 +348,7 @@ int mend_eval_loglikelihood(mend_eval_backend *b, int n, const char *const *cont
             rc = mend_set_error(MEND_ERANGE,
                                 "continuation of %zu tokens does not fit the window of %d tokens",
                                 nki, window);
-            goto done;
+            goto fail;
         }
         size_t total = nci + nki, keep = total;
         if (total > (size_t)window + 1) {
@@ -319,7 +361,7 @@ int mend_eval_loglikelihood(mend_eval_backend *b, int n, const char *const *cont
             free(ci);
             free(ki);
             rc = mend_set_error(MEND_ENOMEM, "loglikelihood: out of memory");
-            goto done;
+            goto fail;
         }
         /* last `keep` tokens of ci ++ ki */
         size_t skip = total - keep;
@@ -333,7 +375,7 @@ int mend_eval_loglikelihood(mend_eval_backend *b, int n, const char *const *cont
         sq[i].n_cont = (int)nki;
         sq[i].m = (int)keep - 1;
         sq[i].f = sq[i].m - (int)nki;
-        if (sq[i].m > max_m) max_m = sq[i].m;
+        if (sq[i].m > p->max_m) p->max_m = sq[i].m;
         out[i].n_tokens = (int)nki;
         if (stats) stats->tokens_naive += sq[i].m;
     }
@@ -348,24 +390,62 @@ int mend_eval_loglikelihood(mend_eval_backend *b, int n, const char *const *cont
     for (int i = 0; i < n; i++)
         if (sq[i].f < s) s = sq[i].f;
     if (s < 0) s = 0;
-    int max_rows = L - s;
+    p->L = L;
+    p->s = s;
+    return 0;
+fail:
+    plan_free(p);
+    return rc;
+}
+
+/* Request i's ll from its logits rows: row(p) for input position p. */
+static int plan_score(const mend_eval_backend *b, ll_plan *p, int i, int want_argmax,
+                      const float *const *rows) {
+    const seq *q = &p->sq[i];
+    mend_eval_ll *o = &p->out[i];
+    if (want_argmax) {
+        o->argmax = malloc((size_t)q->n_cont * sizeof(int32_t));
+        if (!o->argmax) return mend_set_error(MEND_ENOMEM, "loglikelihood: out of memory");
+    }
+    double ll = 0.0;
+    int greedy = 1;
+    for (int k = 0; k < q->n_cont; k++) {
+        const float *row = rows[k];
+        int32_t target = q->full[q->f + k + 1], am;
+        if (target < 0 || target >= b->n_vocab)
+            return mend_set_error(MEND_ERANGE, "token id %d outside the vocabulary of %d", target,
+                                  b->n_vocab);
+        ll += (double)row[target] - row_lse(row, b->n_vocab, &am);
+        if (am != target) greedy = 0;
+        if (want_argmax) o->argmax[k] = am;
+    }
+    o->ll = ll;
+    o->greedy = greedy;
+    return 0;
+}
+
+/* One example through forward: the prefix once, then each request's tail. */
+static int plan_run(mend_eval_backend *b, ll_plan *p, int want_argmax, mend_eval_stats *stats) {
+    seq *sq = p->sq;
+    const int n = p->n, L = p->L, s = p->s;
+    int max_rows = L - s, rc = 0;
     for (int i = 0; i < n; i++) {
         int c = sq[i].f > L ? sq[i].f : L;
         if (sq[i].m - c > max_rows) max_rows = sq[i].m - c;
     }
     size_t vocab = (size_t)b->n_vocab;
     size_t rows_p = (size_t)(L - s), rows_q = (size_t)(max_rows > 0 ? max_rows : 1);
-    buf = scratch_get(b, ((rows_p ? rows_p : 1) + rows_q) * vocab);
-    if (buf) {
-        buf_p = buf;
-        buf_q = buf + (rows_p ? rows_p : 1) * vocab;
-    }
-    if (!buf) {
-        rc = mend_set_error(MEND_ENOMEM, "loglikelihood: out of memory for %zu logits rows",
-                            rows_p + rows_q);
-        goto done;
-    }
-    if (b->reserve && (rc = b->reserve(b->user, max_m))) goto done;
+    float *buf = scratch_get(b, ((rows_p ? rows_p : 1) + rows_q) * vocab);
+    if (!buf)
+        return mend_set_error(MEND_ENOMEM, "loglikelihood: out of memory for %zu logits rows",
+                              rows_p + rows_q);
+    float *buf_p = buf, *buf_q = buf + (rows_p ? rows_p : 1) * vocab;
+    int max_cont = 1;
+    for (int i = 0; i < n; i++)
+        if (sq[i].n_cont > max_cont) max_cont = sq[i].n_cont;
+    const float **rows = malloc((size_t)max_cont * sizeof *rows);
+    if (!rows) return mend_set_error(MEND_ENOMEM, "loglikelihood: out of memory");
+    if (b->reserve && (rc = b->reserve(b->user, p->max_m))) goto done;
     /* shared prefix: [0, s) without logits, [s, L) with */
     if ((rc = run_span(b, sq[0].full, 0, s, NULL, stats))) goto done;
     if ((rc = run_span(b, sq[0].full, s, L, buf_p, stats))) goto done;
@@ -373,39 +453,106 @@ int mend_eval_loglikelihood(mend_eval_backend *b, int n, const char *const *cont
         int c = sq[i].f > L ? sq[i].f : L;
         if ((rc = run_span(b, sq[i].full, L, c, NULL, stats))) goto done;
         if ((rc = run_span(b, sq[i].full, c, sq[i].m, buf_q, stats))) goto done;
-        if (want_argmax) {
-            out[i].argmax = malloc((size_t)sq[i].n_cont * sizeof(int32_t));
-            if (!out[i].argmax) {
-                rc = mend_set_error(MEND_ENOMEM, "loglikelihood: out of memory");
-                goto done;
-            }
-        }
-        double ll = 0.0;
-        int greedy = 1;
-        for (int p = sq[i].f; p < sq[i].m; p++) {
-            const float *row = p < L ? buf_p + (size_t)(p - s) * vocab
-                                     : buf_q + (size_t)(p - c) * vocab;
-            int32_t target = sq[i].full[p + 1], am;
-            if (target < 0 || target >= b->n_vocab) {
-                rc = mend_set_error(MEND_ERANGE, "token id %d outside the vocabulary of %d",
-                                    target, b->n_vocab);
-                goto done;
-            }
-            ll += row_logprob(row, b->n_vocab, target, &am);
-            if (am != target) greedy = 0;
-            if (want_argmax) out[i].argmax[p - sq[i].f] = am;
-        }
-        out[i].ll = ll;
-        out[i].greedy = greedy;
+        for (int q = sq[i].f; q < sq[i].m; q++)
+            rows[q - sq[i].f] = q < L ? buf_p + (size_t)(q - s) * vocab : buf_q + (size_t)(q - c) * vocab;
+        if ((rc = plan_score(b, p, i, want_argmax, rows))) goto done;
     }
 done:
-    for (int i = 0; i < n; i++) free(sq[i].full);
-    free(sq);
-    if (rc)
-        for (int i = 0; i < n; i++) {
-            free(out[i].argmax);
-            out[i].argmax = NULL;
+    free(rows);
+    return rc;
+}
+
+static void ll_release(mend_eval_ll *out, int n) {
+    for (int i = 0; i < n; i++) {
+        free(out[i].argmax);
+        out[i].argmax = NULL;
+    }
+}
+
+int mend_eval_loglikelihood(mend_eval_backend *b, int n, const char *const *contexts,
+                            const char *const *continuations, int want_argmax,
+                            mend_eval_ll *out, mend_eval_stats *stats) {
+    ll_plan p;
+    int rc = plan_build(b, n, contexts, continuations, out, stats, &p);
+    if (rc) return rc;
+    rc = plan_run(b, &p, want_argmax, stats);
+    plan_free(&p);
+    if (rc) ll_release(out, n);
+    return rc;
+}
+
+/* Several examples' plans in one forward_rows call (rows <= max_batch):
+ * each plan's prefix at consecutive slots, then its requests' tails, each
+ * tail attending to its prefix and to itself. */
+static int plans_run_packed(mend_eval_backend *b, ll_plan *const *ps, int np, int want_argmax,
+                            mend_eval_stats *stats) {
+    int n = 0, n_out = 0, max_cont = 1, rc = 0;
+    for (int k = 0; k < np; k++) {
+        const ll_plan *p = ps[k];
+        n += plan_rows(p);
+        n_out += p->L - p->s;
+        for (int i = 0; i < p->n; i++) {
+            int c = p->sq[i].f > p->L ? p->sq[i].f : p->L;
+            n_out += p->sq[i].m - c;
+            if (p->sq[i].n_cont > max_cont) max_cont = p->sq[i].n_cont;
         }
+    }
+    const size_t vocab = (size_t)b->n_vocab;
+    int32_t *tok = malloc((size_t)n * sizeof *tok);
+    mend_eval_row *rw = malloc((size_t)n * sizeof *rw);
+    int *out_rows = malloc((size_t)(n_out ? n_out : 1) * sizeof *out_rows);
+    int *lrow = malloc((size_t)n * sizeof *lrow);       /* row -> logits index, or -1 */
+    const float **rows = malloc((size_t)max_cont * sizeof *rows);
+    float *lg = scratch_get(b, (size_t)(n_out ? n_out : 1) * vocab);
+    if (!tok || !rw || !out_rows || !lrow || !rows || !lg) {
+        rc = mend_set_error(MEND_ENOMEM, "loglikelihood: out of memory for %d rows", n);
+        goto done;
+    }
+    int r = 0, o = 0;
+    for (int k = 0; k < np; k++) {
+        const ll_plan *p = ps[k];
+        const int base = r;
+        for (int j = 0; j < p->L; j++, r++) {
+            tok[r] = p->sq[0].full[j];
+            rw[r] = (mend_eval_row){.pos = j, .ctx0 = base, .ctx1 = base, .own0 = base};
+            lrow[r] = j >= p->s ? o : -1;
+            if (j >= p->s) out_rows[o++] = r;
+        }
+        for (int i = 0; i < p->n; i++) {
+            const seq *q = &p->sq[i];
+            const int t0 = r, c = q->f > p->L ? q->f : p->L;
+            for (int j = p->L; j < q->m; j++, r++) {
+                tok[r] = q->full[j];
+                rw[r] = (mend_eval_row){.pos = j, .ctx0 = base, .ctx1 = base + p->L, .own0 = t0};
+                lrow[r] = j >= c ? o : -1;
+                if (j >= c) out_rows[o++] = r;
+            }
+        }
+    }
+    if ((rc = b->forward_rows(b->user, tok, n, rw, n_out ? lg : NULL, out_rows, n_out))) goto done;
+    if (stats) stats->tokens_run += n;
+    r = 0;
+    for (int k = 0; k < np && !rc; k++) {
+        ll_plan *p = ps[k];
+        const int base = r;
+        r += p->L;
+        for (int i = 0; i < p->n && !rc; i++) {
+            const seq *q = &p->sq[i];
+            const int t0 = r;
+            r += q->m - p->L;
+            for (int j = q->f; j < q->m; j++) {
+                const int row = j < p->L ? base + j : t0 + (j - p->L);
+                rows[j - q->f] = lg + (size_t)lrow[row] * vocab;
+            }
+            rc = plan_score(b, p, i, want_argmax, rows);
+        }
+    }
+done:
+    free(tok);
+    free(rw);
+    free(out_rows);
+    free(lrow);
+    free(rows);
     return rc;
 }
 
@@ -454,8 +601,7 @@ int mend_eval_generate(mend_eval_backend *b, const char *context, int max_tokens
     if ((rc = b->forward(b->user, ctx + n - 1, 1, (int)n - 1, logits, 0))) goto done;
     if (stats) stats->tokens_run++;
     for (;;) {
-        int32_t am = 0;
-        row_logprob(logits, b->n_vocab, 0, &am);
+        int32_t am = row_argmax(logits, b->n_vocab);
         if (b->is_eog && b->is_eog(b->user, am)) break;
         gen[ng++] = am;
         free(text);
@@ -519,74 +665,71 @@ static char *prefix_space(const char *s) {
 
 static const char *const GEN_UNTIL[] = {"\n", ".", ","};
 
-int mend_eval_example(mend_eval_backend *b, const mend_task *t, size_t i,
-                      mend_eval_result *r, mend_eval_stats *stats) {
-    memset(r, 0, sizeof *r);
-    if (i >= t->n) return mend_set_error(MEND_ERANGE, "%s: example %zu of %zu", t->path, i, t->n);
-    const mend_task_ex *e = &t->ex[i];
-    r->kind = t->kind;
-    r->gold = e->gold;
-    int rc = 0;
-    if (t->kind == MEND_TASK_GEN) {
-        rc = mend_eval_generate(b, e->context, MEND_EVAL_MAX_GEN, GEN_UNTIL, 3, &r->raw_text,
-                                &r->pred_text, stats);
-        if (rc) return mend_error_prefix(rc, "%s:%d", t->path, e->line);
-        char *stripped = mend_eval_strip(r->pred_text);
-        if (!stripped) return mend_set_error(MEND_ENOMEM, "out of memory");
-        free(r->pred_text);
-        r->pred_text = stripped;
-        r->em = 0.0;
-        for (int a = 0; a < e->n_options; a++)
-            if (mend_eval_exact_match(r->pred_text, e->options[a])) {
-                r->em = 1.0;
-                break;
-            }
-        r->pred = -1;
-        r->pred_norm = -1;
-        return 0;
+/* The loglikelihood requests of one (non-generation) example. */
+typedef struct ex_job {
+    int n;
+    const char **ctxs;
+    char **conts;
+    mend_eval_ll *ll;
+    ll_plan plan;
+} ex_job;
+
+static void job_free(ex_job *j) {
+    if (j->ll) {
+        ll_release(j->ll, j->n);
+        free(j->ll);
     }
+    if (j->conts)
+        for (int k = 0; k < j->n; k++) free(j->conts[k]);
+    free(j->conts);
+    free(j->ctxs);
+    plan_free(&j->plan);
+    memset(j, 0, sizeof *j);
+}
+
+/* The requests of example e (and r's per-choice arrays). */
+static int job_setup(const mend_task *t, const mend_task_ex *e, mend_eval_result *r, ex_job *j) {
+    memset(j, 0, sizeof *j);
     int n = (t->kind == MEND_TASK_LM) ? 1 : e->n_options;
-    const char **ctxs = calloc((size_t)n, sizeof *ctxs);
-    char **conts = calloc((size_t)n, sizeof *conts);
-    mend_eval_ll *ll = calloc((size_t)n, sizeof *ll);
+    j->n = n;
+    j->ctxs = calloc((size_t)n, sizeof *j->ctxs);
+    j->conts = calloc((size_t)n, sizeof *j->conts);
+    j->ll = calloc((size_t)n, sizeof *j->ll);
     r->ll = calloc((size_t)n, sizeof *r->ll);
     r->greedy = calloc((size_t)n, sizeof *r->greedy);
     r->n_tokens = calloc((size_t)n, sizeof *r->n_tokens);
     r->n_chars = calloc((size_t)n, sizeof *r->n_chars);
     r->n = n;
-    if (!ctxs || !conts || !ll || !r->ll || !r->greedy || !r->n_tokens || !r->n_chars) {
-        rc = mend_set_error(MEND_ENOMEM, "out of memory");
-        goto done;
-    }
+    if (!j->ctxs || !j->conts || !j->ll || !r->ll || !r->greedy || !r->n_tokens || !r->n_chars)
+        return mend_set_error(MEND_ENOMEM, "out of memory");
     for (int k = 0; k < n; k++) {
         switch (t->kind) {
         case MEND_TASK_MC:
-            ctxs[k] = e->context;
-            conts[k] = prefix_space(e->options[k]);
+            j->ctxs[k] = e->context;
+            j->conts[k] = prefix_space(e->options[k]);
             r->n_chars[k] = (int)mend_utf8_len(e->options[k]);
             break;
         case MEND_TASK_SCHEMA:
-            ctxs[k] = e->options[k];
-            conts[k] = prefix_space(e->continuation);
+            j->ctxs[k] = e->options[k];
+            j->conts[k] = prefix_space(e->continuation);
             r->n_chars[k] = (int)mend_utf8_len(e->options[k]);
             break;
         default:
-            ctxs[k] = e->context;
-            conts[k] = prefix_space(e->continuation);
+            j->ctxs[k] = e->context;
+            j->conts[k] = prefix_space(e->continuation);
             r->n_chars[k] = (int)mend_utf8_len(e->continuation);
             break;
         }
-        if (!conts[k]) {
-            rc = mend_set_error(MEND_ENOMEM, "out of memory");
-            goto done;
-        }
+        if (!j->conts[k]) return mend_set_error(MEND_ENOMEM, "out of memory");
     }
-    rc = mend_eval_loglikelihood(b, n, ctxs, (const char *const *)conts, t->kind == MEND_TASK_LM,
-                                 ll, stats);
-    if (rc) {
-        mend_error_prefix(rc, "%s:%d", t->path, e->line);
-        goto done;
-    }
+    return 0;
+}
+
+/* r from the scored requests. */
+static int job_finish(mend_eval_backend *b, const mend_task *t, const mend_task_ex *e,
+                      const ex_job *j, mend_eval_result *r) {
+    const int n = j->n;
+    const mend_eval_ll *ll = j->ll;
     for (int k = 0; k < n; k++) {
         r->ll[k] = ll[k].ll;
         r->greedy[k] = ll[k].greedy;
@@ -596,8 +739,7 @@ int mend_eval_example(mend_eval_backend *b, const mend_task *t, size_t i,
     if (t->kind == MEND_TASK_LM) {
         r->acc = ll[0].greedy ? 1.0 : 0.0;
         r->pred = r->pred_norm = -1;
-        rc = b->detokenize(b->user, ll[0].argmax, (size_t)ll[0].n_tokens, &r->pred_text);
-        goto done;
+        return b->detokenize(b->user, ll[0].argmax, (size_t)ll[0].n_tokens, &r->pred_text);
     }
     /* np.argmax: first maximum */
     int pred = 0, pred_norm = 0;
@@ -610,15 +752,132 @@ int mend_eval_example(mend_eval_backend *b, const mend_task *t, size_t i,
     r->pred_norm = pred_norm;
     r->acc = pred == e->gold ? 1.0 : 0.0;
     r->acc_norm = pred_norm == e->gold ? 1.0 : 0.0;
-done:
-    if (ll)
-        for (int k = 0; k < n; k++) free(ll[k].argmax);
-    if (conts)
-        for (int k = 0; k < n; k++) free(conts[k]);
-    free(conts);
-    free(ctxs);
-    free(ll);
+    return 0;
+}
+
+static int example_generate(mend_eval_backend *b, const mend_task *t, const mend_task_ex *e,
+                            mend_eval_result *r, mend_eval_stats *stats) {
+    int rc = mend_eval_generate(b, e->context, MEND_EVAL_MAX_GEN, GEN_UNTIL, 3, &r->raw_text,
+                                &r->pred_text, stats);
+    if (rc) return mend_error_prefix(rc, "%s:%d", t->path, e->line);
+    char *stripped = mend_eval_strip(r->pred_text);
+    if (!stripped) return mend_set_error(MEND_ENOMEM, "out of memory");
+    free(r->pred_text);
+    r->pred_text = stripped;
+    r->em = 0.0;
+    for (int a = 0; a < e->n_options; a++)
+        if (mend_eval_exact_match(r->pred_text, e->options[a])) {
+            r->em = 1.0;
+            break;
+        }
+    r->pred = -1;
+    r->pred_norm = -1;
+    return 0;
+}
+
+int mend_eval_example(mend_eval_backend *b, const mend_task *t, size_t i,
+                      mend_eval_result *r, mend_eval_stats *stats) {
+    memset(r, 0, sizeof *r);
+    if (i >= t->n) return mend_set_error(MEND_ERANGE, "%s: example %zu of %zu", t->path, i, t->n);
+    const mend_task_ex *e = &t->ex[i];
+    r->kind = t->kind;
+    r->gold = e->gold;
+    if (t->kind == MEND_TASK_GEN) {
+        int rc = example_generate(b, t, e, r, stats);
+        if (rc) mend_eval_result_free(r);
+        return rc;
+    }
+    ex_job j;
+    int rc = job_setup(t, e, r, &j);
+    if (!rc) {
+        rc = mend_eval_loglikelihood(b, j.n, j.ctxs, (const char *const *)j.conts,
+                                     t->kind == MEND_TASK_LM, j.ll, stats);
+        if (rc) mend_error_prefix(rc, "%s:%d", t->path, e->line);
+    }
+    if (!rc) rc = job_finish(b, t, e, &j, r);
+    job_free(&j);
     if (rc) mend_eval_result_free(r);
+    return rc;
+}
+
+int mend_eval_examples(mend_eval_backend *b, const mend_task *t, const size_t *idx, int n,
+                       mend_eval_result *r, mend_eval_stats *stats) {
+    if (n <= 0) return 0;
+    memset(r, 0, (size_t)n * sizeof *r);
+    if (!b->forward_rows || t->kind == MEND_TASK_GEN) {
+        for (int k = 0; k < n; k++) {
+            int rc = mend_eval_example(b, t, idx[k], &r[k], stats);
+            if (rc) {
+                for (int u = 0; u < k; u++) mend_eval_result_free(&r[u]);
+                return rc;
+            }
+        }
+        return 0;
+    }
+    ex_job *jobs = calloc((size_t)n, sizeof *jobs);
+    ll_plan **group = calloc((size_t)n, sizeof *group);
+    int rc = 0, k = 0;
+    const int want_argmax = t->kind == MEND_TASK_LM;
+    const int cap = b->max_batch > 0 ? b->max_batch : 256;
+    if (!jobs || !group) {
+        rc = mend_set_error(MEND_ENOMEM, "out of memory");
+        goto done;
+    }
+    /* tokenize everything first */
+    int max_m = 0;
+    for (k = 0; k < n; k++) {
+        if (idx[k] >= t->n) {
+            rc = mend_set_error(MEND_ERANGE, "%s: example %zu of %zu", t->path, idx[k], t->n);
+            goto done;
+        }
+        const mend_task_ex *e = &t->ex[idx[k]];
+        r[k].kind = t->kind;
+        r[k].gold = e->gold;
+        if (!(rc = job_setup(t, e, &r[k], &jobs[k])))
+            rc = plan_build(b, jobs[k].n, jobs[k].ctxs, (const char *const *)jobs[k].conts,
+                            jobs[k].ll, stats, &jobs[k].plan);
+        if (rc) {
+            mend_error_prefix(rc, "%s:%d", t->path, e->line);
+            goto done;
+        }
+        if (jobs[k].plan.max_m > max_m) max_m = jobs[k].plan.max_m;
+    }
+    if (b->reserve && (rc = b->reserve(b->user, max_m > cap ? max_m : cap))) goto done;
+    /* consecutive examples packed into forwards of at most cap rows; an
+     * example larger than that runs alone, request by request */
+    int ng = 0, rows = 0, first = 0;
+    for (k = 0; k <= n; k++) {
+        const int rk = k < n ? plan_rows(&jobs[k].plan) : 0;
+        if (k == n || rk > cap || rows + rk > cap) {
+            if (ng && (rc = plans_run_packed(b, group, ng, want_argmax, stats))) {
+                mend_error_prefix(rc, "%s:%d-%d", t->path, t->ex[idx[first]].line,
+                                  t->ex[idx[k - 1]].line);
+                goto done;
+            }
+            ng = rows = 0;
+            first = k;
+        }
+        if (k == n) break;
+        if (rk > cap) {
+            if ((rc = plan_run(b, &jobs[k].plan, want_argmax, stats))) {
+                mend_error_prefix(rc, "%s:%d", t->path, t->ex[idx[k]].line);
+                goto done;
+            }
+            first = k + 1;
+            continue;
+        }
+        group[ng++] = &jobs[k].plan;
+        rows += rk;
+    }
+    for (k = 0; k < n; k++)
+        if ((rc = job_finish(b, t, &t->ex[idx[k]], &jobs[k], &r[k]))) goto done;
+done:
+    if (jobs)
+        for (int u = 0; u < n; u++) job_free(&jobs[u]);
+    free(jobs);
+    free(group);
+    if (rc)
+        for (int u = 0; u < n; u++) mend_eval_result_free(&r[u]);
     return rc;
 }
 
@@ -734,6 +993,24 @@ static int mb_forward(void *u, const int32_t *tokens, int n, int pos, float *log
     return mend_forward(mb->st, tokens, NULL, n, mb->n_virtual + pos, logits, logits_all);
 }
 
+static int mb_forward_rows(void *u, const int32_t *tokens, int n, const mend_eval_row *rows,
+                           float *logits, const int *out_rows, int n_out) {
+    model_be *mb = u;
+    if (!mb->st || n > mb->st_ctx) {
+        int rc = mb_reserve(u, n);
+        if (rc) return rc;
+    }
+    mend_row *mr = malloc((size_t)n * sizeof *mr);
+    if (!mr) return mend_set_error(MEND_ENOMEM, "forward: out of memory for %d rows", n);
+    const int nv = mb->n_virtual;
+    for (int i = 0; i < n; i++)
+        mr[i] = (mend_row){.pos = rows[i].pos + nv, .a0 = 0, .a1 = nv, .b0 = rows[i].ctx0 + nv,
+                           .b1 = rows[i].ctx1 + nv, .c0 = rows[i].own0 + nv};
+    int rc = mend_forward_rows(mb->st, tokens, n, nv, mr, logits, out_rows, n_out);
+    free(mr);
+    return rc;
+}
+
 int mend_eval_backend_model(mend_eval_backend **out, const mend_model *m, const float *prompt,
                             int n_virtual, int window, int max_batch) {
     *out = NULL;
@@ -773,6 +1050,7 @@ int mend_eval_backend_model(mend_eval_backend **out, const mend_model *m, const 
     b->detokenize = mb_detokenize;
     b->reserve = mb_reserve;
     b->forward = mb_forward;
+    b->forward_rows = mb_forward_rows;
     b->is_eog = mb_is_eog;
     *out = b;
     return 0;

@@ -27,6 +27,12 @@
 #include "mend.h"
 #include "eval/tasks.h"
 
+typedef struct mend_eval_row {
+    int pos;            /* text position */
+    int ctx0, ctx1;     /* text slots of the shared context */
+    int own0;           /* first text slot of the row's own sequence */
+} mend_eval_row;
+
 typedef struct mend_eval_backend {
     void *user;
     int n_vocab;
@@ -46,6 +52,14 @@ typedef struct mend_eval_backend {
                    int logits_all);
     /* End-of-generation token? */
     int (*is_eog)(void *user, int32_t id);
+    /* Optional: several sequences in one call. Row i is written to text slot
+     * i (the slots of earlier calls are overwritten), rotated at text position
+     * rows[i].pos, and attends to the slots [ctx0, ctx1) and [own0, i] (plus
+     * the backend's soft prompt). logits: n_out x n_vocab at the rows
+     * out_rows (increasing). n <= max_batch. When NULL, examples are scored
+     * one by one through forward. */
+    int (*forward_rows)(void *user, const int32_t *tokens, int n, const struct mend_eval_row *rows,
+                        float *logits, const int *out_rows, int n_out);
     /* logits scratch reused across calls (owned by the harness; released by
      * mend_eval_backend_free or mend_eval_scratch_free) */
     float *scratch;
@@ -133,6 +147,14 @@ typedef struct mend_eval_result {
 
 int mend_eval_example(mend_eval_backend *b, const mend_task *t, size_t i,
                       mend_eval_result *r, mend_eval_stats *stats);
+/* Examples idx[0..n) of t, scored together when the backend has
+ * forward_rows: every example's shared prefix and its requests' tails are
+ * packed into forwards of up to max_batch rows (an example that needs more
+ * runs alone through forward), so the weights are streamed once per batch
+ * rather than once per request. Results equal mend_eval_example's up to
+ * float summation order. r: n results. */
+int mend_eval_examples(mend_eval_backend *b, const mend_task *t, const size_t *idx, int n,
+                       mend_eval_result *r, mend_eval_stats *stats);
 void mend_eval_result_free(mend_eval_result *r);
 
 #endif

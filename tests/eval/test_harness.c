@@ -27,6 +27,7 @@ typedef struct toy {
     int valid;      /* positions written so far */
     int bad;        /* forward at a position past the written ones */
     int64_t positions;
+    int calls;      /* forward_rows calls */
 } toy;
 
 /* " " + lowercase letter -> 256 + letter; "xy" -> 290; else the byte */
@@ -101,6 +102,30 @@ static int toy_forward(void *u, const int32_t *tokens, int n, int pos, float *lo
 
 static int toy_is_eog(void *u, int32_t id) { return id == TOK_EOG; }
 
+/* Packed rows: a row's sequence is the tokens at slots [ctx0, ctx1) then
+ * [own0, itself]; its position must be that sequence's length - 1. */
+static int toy_forward_rows(void *u, const int32_t *tokens, int n, const mend_eval_row *rows,
+                            float *logits, const int *out_rows, int n_out) {
+    toy *t = u;
+    if (n > 3 * 4) t->bad = 1;   /* max_batch of the packed toy */
+    memcpy(t->cache, tokens, (size_t)n * sizeof *tokens);
+    t->valid = n;
+    t->positions += n;
+    t->calls++;
+    int32_t seq[8192];
+    for (int k = 0; k < n_out; k++) {
+        const int i = out_rows[k];
+        const mend_eval_row *r = &rows[i];
+        if (r->ctx0 > r->ctx1 || r->ctx1 > i || r->own0 > i) t->bad = 1;
+        int len = 0;
+        for (int j = r->ctx0; j < r->ctx1; j++) seq[len++] = t->cache[j];
+        for (int j = r->own0; j <= i; j++) seq[len++] = t->cache[j];
+        if (len != r->pos + 1) t->bad = 1;
+        toy_row(seq, len, logits + (size_t)k * TV);
+    }
+    return 0;
+}
+
 static toy T;
 static mend_eval_backend toy_backend(int window) {
     mend_eval_backend b;
@@ -116,6 +141,10 @@ static mend_eval_backend toy_backend(int window) {
     b.is_eog = toy_is_eog;
     return b;
 }
+
+/* The scorer's exponentials are float (the vector kernel), the reference's
+ * double; a wrongly shared prefix moves an ll by far more. */
+#define LL_TOL 1e-5
 
 /* lm-eval's rules, written out directly, one request at a time */
 static double ref_ll(const char *ctx, const char *cont, int window, int *greedy, int *trunc) {
@@ -167,7 +196,7 @@ static void check_group(int window, int n, const char **ctxs, const char **conts
     for (int i = 0; i < n; i++) {
         int g, tr;
         double r = ref_ll(ctxs[i], conts[i], window, &g, &tr);
-        CHECK_NEAR(out[i].ll, r, 1e-9);
+        CHECK_NEAR(out[i].ll, r, LL_TOL);
         CHECK(out[i].greedy == g);
         CHECK(out[i].truncated == tr);
     }
@@ -314,7 +343,7 @@ static void test_examples(void) {
         snprintf(cont, sizeof cont, " %s", t->ex[0].options[k]);
         int g, tr;
         double ll = ref_ll(t->ex[0].context, cont, 4096, &g, &tr);
-        CHECK_NEAR(r.ll[k], ll, 1e-9);
+        CHECK_NEAR(r.ll[k], ll, LL_TOL);
         CHECK(r.n_chars[k] == nchar[k]);
         if (ll > best) best = ll, pred = k;
         if (ll / nchar[k] > bestn) bestn = ll / nchar[k], pred_norm = k;
@@ -328,19 +357,19 @@ static void test_examples(void) {
     /* the query ends in a space: it moves onto the continuation */
     CHECK_OK(mend_eval_example(&b, t, 1, &r, NULL));
     int g, tr;
-    CHECK_NEAR(r.ll[0], ref_ll("Question: pick\nAnswer: ", " ab", 4096, &g, &tr), 1e-9);
+    CHECK_NEAR(r.ll[0], ref_ll("Question: pick\nAnswer: ", " ab", 4096, &g, &tr), LL_TOL);
     mend_eval_result_free(&r);
     mend_task_free(t);
 
     CHECK_OK(mend_task_load(&t, test_src("tests/fixtures/eval/toy_schema.jsonl"), 0));
     CHECK_OK(mend_eval_example(&b, t, 0, &r, NULL));
-    CHECK_NEAR(r.ll[1], ref_ll("the dog", " sat down.", 4096, &g, &tr), 1e-9);
+    CHECK_NEAR(r.ll[1], ref_ll("the dog", " sat down.", 4096, &g, &tr), LL_TOL);
     mend_eval_result_free(&r);
     mend_task_free(t);
 
     CHECK_OK(mend_task_load(&t, test_src("tests/fixtures/eval/toy_lm.jsonl"), 0));
     CHECK_OK(mend_eval_example(&b, t, 0, &r, NULL));
-    CHECK_NEAR(r.ll[0], ref_ll("once upon a", " time", 4096, &g, &tr), 1e-9);
+    CHECK_NEAR(r.ll[0], ref_ll("once upon a", " time", 4096, &g, &tr), LL_TOL);
     CHECK(r.acc == g && r.pred_text != NULL);
     mend_eval_result_free(&r);
     mend_task_free(t);
@@ -359,6 +388,71 @@ static void write_text(const char *path, const char *s) {
     fputs(s, f);
     fclose(f);
 }
+
+/* Several examples packed into shared forward_rows calls give the
+ * one-by-one results, including an example too long for one call (run alone
+ * through forward) and an LM task (greedy tokens). */
+static void test_packed(void) {
+    char files[3][64];
+    snprintf(files[0], sizeof files[0], "/tmp/mend_packed_mc_%d.jsonl", (int)getpid());
+    snprintf(files[1], sizeof files[1], "/tmp/mend_packed_schema_%d.jsonl", (int)getpid());
+    snprintf(files[2], sizeof files[2], "/tmp/mend_packed_lm_%d.jsonl", (int)getpid());
+    /* toy tokens: " " + letter is one token, "xy" one, anything else a byte */
+    write_text(files[0], "{\"query\": \"Q: x\", \"choices\": [\"yes\", \"yes sir\", \"no\"], \"gold\": 1}\n"
+                         "{\"query\": \"Question: pick\\nAnswer: \", \"choices\": [\"ab\", \"abc\"], \"gold\": 0}\n"
+                         "{\"query\": \"a b\", \"choices\": [\"c\", \"d e\"], \"gold\": 0}\n"
+                         "{\"query\": \"xyz\", \"choices\": [\"y\", \"xy\", \"z\"], \"gold\": 2}\n"
+                         "{\"query\": \"p\", \"choices\": [\"q\", \"r\"], \"gold\": 1}\n"
+                         "{\"query\": \"k l m\", \"choices\": [\"n o p q r s\", \"n o\"], \"gold\": 0}\n");
+    write_text(files[1], "{\"context_options\": [\"the cat\", \"the dog\"], \"continuation\": \"sat\", \"gold\": 1}\n"
+                         "{\"context_options\": [\"a\", \"b c\"], \"continuation\": \"d\", \"gold\": 0}\n"
+                         "{\"context_options\": [\"x\", \"x y\"], \"continuation\": \"z z\", \"gold\": 0}\n");
+    write_text(files[2], "{\"context\": \"once upon a\", \"continuation\": \"time\"}\n"
+                         "{\"context\": \"a b\", \"continuation\": \"c d\"}\n"
+                         "{\"context\": \"xy\", \"continuation\": \"z\"}\n");
+    for (int f = 0; f < 3; f++) {
+        mend_task *t = NULL;
+        CHECK_OK(mend_task_load(&t, files[f], 0));
+        if (!t) continue;
+        int n = (int)t->n;
+        size_t idx[16];
+        mend_eval_result one[16], all[16];
+        for (int k = 0; k < n && k < 16; k++) idx[k] = (size_t)(n - 1 - k);   /* any order */
+        if (n > 16) n = 16;
+        mend_eval_backend b = toy_backend(4096);
+        for (int k = 0; k < n; k++) CHECK_OK(mend_eval_example(&b, t, idx[k], &one[k], NULL));
+        mend_eval_stats s1, s2;
+        memset(&s1, 0, sizeof s1);
+        memset(&s2, 0, sizeof s2);
+        for (int k = 0; k < n; k++) {
+            mend_eval_result_free(&one[k]);
+            CHECK_OK(mend_eval_example(&b, t, idx[k], &one[k], &s1));
+        }
+        b.forward_rows = toy_forward_rows;
+        b.max_batch = 12;
+        T.bad = 0;
+        T.calls = 0;
+        CHECK_OK(mend_eval_examples(&b, t, idx, n, all, &s2));
+        CHECK(!T.bad);
+        CHECK_MSG(T.calls >= 1 && T.calls < n, "%s: %d packed calls for %d examples", files[f], T.calls, n);
+        CHECK(s1.tokens_run == s2.tokens_run && s1.tokens_naive == s2.tokens_naive);
+        for (int k = 0; k < n; k++) {
+            CHECK(one[k].n == all[k].n && one[k].pred == all[k].pred && one[k].pred_norm == all[k].pred_norm);
+            for (int c = 0; c < one[k].n && c < all[k].n; c++) {
+                CHECK_NEAR(one[k].ll[c], all[k].ll[c], 1e-12);
+                CHECK(one[k].greedy[c] == all[k].greedy[c] && one[k].n_tokens[c] == all[k].n_tokens[c]);
+            }
+            CHECK((one[k].pred_text == NULL) == (all[k].pred_text == NULL));
+            if (one[k].pred_text && all[k].pred_text) CHECK(!strcmp(one[k].pred_text, all[k].pred_text));
+            mend_eval_result_free(&one[k]);
+            mend_eval_result_free(&all[k]);
+        }
+        mend_eval_scratch_free(&b);
+        mend_task_free(t);
+        unlink(files[f]);
+    }
+}
+
 
 static void test_results(void) {
     char path[] = "/tmp/mend-test-results-XXXXXX";
@@ -453,6 +547,7 @@ int main(void) {
     test_text_rules();
     test_tasks();
     test_examples();
+    test_packed();
     test_results();
     test_prompt_loader();
     return test_finish();

@@ -103,9 +103,11 @@ static void test_prompt_kv_once(const mend_model *m) {
         mend_eval_backend_free(b);
         return;
     }
-    mend_eval_result r0, r;
+    mend_eval_result r0, r, rp[2];
     CHECK_OK(mend_eval_example(b, task, 1, &r0, NULL));  /* something else first */
     CHECK_OK(mend_eval_example(b, task, 0, &r, NULL));
+    const size_t both[2] = {1, 0};                        /* and packed behind the prompt */
+    CHECK_OK(mend_eval_examples(b, task, both, 2, rp, NULL));
     int V = info.n_vocab;
     for (int k = 0; k < r.n; k++) {
         char cont[256];
@@ -128,6 +130,7 @@ static void test_prompt_kv_once(const mend_model *m) {
             ll -= mend_nll_from_logits(lg + (size_t)p * V, V, seq[p + 1]);
         }
         CHECK_NEAR(r.ll[k], ll, 1e-3);
+        if (rp[1].n == r.n) CHECK_NEAR(rp[1].ll[k], ll, 1e-3);
         mend_state_free(st);
         free(lg);
         free(seq);
@@ -136,6 +139,8 @@ static void test_prompt_kv_once(const mend_model *m) {
     }
     mend_eval_result_free(&r0);
     mend_eval_result_free(&r);
+    mend_eval_result_free(&rp[0]);
+    mend_eval_result_free(&rp[1]);
     mend_task_free(task);
     mend_eval_backend_free(b);
     free(emb);
@@ -200,6 +205,27 @@ int main(void) {
             CHECK_MSG(ok, "%s[%d]: acc/acc_norm differ", TASKS[t], i);
             agree += ok;
             mend_eval_result_free(&r);
+        }
+        /* the same examples packed into shared forwards: the numbers of one by one */
+        if (task->kind != MEND_TASK_GEN) {
+            size_t idx[per_task];
+            mend_eval_result one[per_task], all[per_task];
+            int n = (int)task->n < per_task ? (int)task->n : per_task;
+            for (int i = 0; i < n; i++) {
+                idx[i] = (size_t)i;
+                CHECK_OK(mend_eval_example(b, task, (size_t)i, &one[i], NULL));
+            }
+            CHECK_OK(mend_eval_examples(b, task, idx, n, all, NULL));
+            for (int i = 0; i < n; i++) {
+                CHECK(one[i].n == all[i].n && one[i].pred == all[i].pred && one[i].pred_norm == all[i].pred_norm);
+                for (int k = 0; k < one[i].n && k < all[i].n; k++) {
+                    CHECK_MSG(fabs(one[i].ll[k] - all[i].ll[k]) <= 1e-4, "%s[%d] choice %d: packed %.6f alone %.6f",
+                              TASKS[t], i, k, all[i].ll[k], one[i].ll[k]);
+                    CHECK(one[i].greedy[k] == all[i].greedy[k]);
+                }
+                mend_eval_result_free(&one[i]);
+                mend_eval_result_free(&all[i]);
+            }
         }
         if (ref)
             for (int i = 0; i < per_task; i++) json_decref(ref[i]);
