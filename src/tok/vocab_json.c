@@ -195,11 +195,13 @@ static json_t *load_json(const char *path, int *rc) {
                   : mend_set_error(MEND_EIO, "%s: not a regular file", path);
         return NULL;
     }
-    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &e);
+    /* read whole, then parse: jansson's file reader takes one getc per byte */
+    char *text = NULL;
+    size_t len = 0;
+    if ((*rc = mend_read_file(path, (size_t)TOK_MAX_JSON_BYTES, &text, &len)) != 0) return NULL;
+    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &e);
+    free(text);
     if (!root) {
-        FILE *f = fopen(path, "rb");
-        if (!f) { *rc = mend_set_error(MEND_EIO, "%s: cannot open the file", path); return NULL; }
-        fclose(f);
         *rc = mend_set_error(MEND_EFORMAT, "%s: line %d, column %d: %s", path, e.line, e.column, e.text);
         return NULL;
     }
@@ -210,6 +212,19 @@ static json_t *load_json(const char *path, int *rc) {
     }
     *rc = 0;
     return root;
+}
+
+/* 0..255 for a token spelled exactly "<0xHH>" with upper-case hex digits, else -1 */
+static int byte_token_value(const char *s) {
+    if (!s || s[0] != '<' || s[1] != '0' || s[2] != 'x') return -1;
+    int v = 0;
+    for (int k = 3; k < 5; k++) {   /* a NUL ends the string here as a non-digit */
+        char c = s[k];
+        if (c >= '0' && c <= '9') v = v * 16 + (c - '0');
+        else if (c >= 'A' && c <= 'F') v = v * 16 + (c - 'A' + 10);
+        else return -1;
+    }
+    return s[5] == '>' && !s[6] ? v : -1;
 }
 
 static int32_t find_text(char **texts, int n, const char *s) {
@@ -355,12 +370,16 @@ int mend_tokenizer_from_json(mend_tokenizer **out, const char *path, const char 
     spec.bos = spec.eos = spec.unk = spec.pad = spec.eot = -1;
     spec.add_space_prefix = spec.kind == MEND_TOK_SPM && (prepend || c.metaspace_prefix == 1);
     if (spec.kind == MEND_TOK_SPM) {
-        static const char hx[] = "0123456789ABCDEF";
-        for (int b = 0; b < 256; b++) {
-            char bt[7] = {'<', '0', 'x', hx[b >> 4], hx[b & 15], '>', 0};
-            int32_t id = find_text(texts, n, bt);
-            if (id >= 0 && types[id] == MEND_TOKEN_NORMAL) types[id] = MEND_TOKEN_BYTE;
+        /* the first token spelled <0xHH> (upper-case hex) of each byte, in
+         * one pass over the vocabulary rather than one search per byte */
+        int32_t byte_id[256];
+        for (int b = 0; b < 256; b++) byte_id[b] = -1;
+        for (int i = 0; i < n; i++) {
+            int b = byte_token_value(texts[i]);
+            if (b >= 0 && byte_id[b] < 0) byte_id[b] = i;
         }
+        for (int b = 0; b < 256; b++)
+            if (byte_id[b] >= 0 && types[byte_id[b]] == MEND_TOKEN_NORMAL) types[byte_id[b]] = MEND_TOKEN_BYTE;
     }
     spec.unk = find_text(texts, n, json_string_value(json_object_get(model, "unk_token")));
     if (spec.unk >= 0) types[spec.unk] = MEND_TOKEN_UNKNOWN;
