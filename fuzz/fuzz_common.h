@@ -56,7 +56,9 @@ static inline const char *fuzz_scratch_dir(void) {
     char *dir = fuzz_dir_;
     if (dir[0]) return dir;
     const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : (getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    snprintf(dir, sizeof fuzz_dir_, "%s/mend-fuzz-%d", base, (int)getpid());
+    /* fixed width: the path length must not vary with the pid (paths end up
+     * in error messages, and loop counts over them in the coverage) */
+    snprintf(dir, sizeof fuzz_dir_, "%s/mend-fuzz-%010d", base, (int)getpid());
     mkdir(dir, 0700);
     atexit(fuzz_scratch_cleanup);
     return dir;
