@@ -5,6 +5,7 @@
  * Per-window running perplexity goes to stderr as [i]ppl, with an ETA; the
  * last line of stdout is "PPL = x +/- e". */
 #include <getopt.h>
+#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,6 +48,7 @@ static void help(void) {
            "      --select-tokens N    the selector sees a window's first N tokens (default 128)\n"
            "      --per-prompt         score every window with no prompt and each prompt too,\n"
            "                           and print the perplexity of every row\n"
+           "      --json FILE          also write the result (and every row) as JSON, atomically\n"
            "      --prompt DIR         (or --soft-prompt DIR) a soft prompt (PEFT prompt-tuning adapter) before every\n"
            "                             window: its KV is computed once at positions 0..n-1,\n"
            "                             the window runs from position n; same scored tokens\n"
@@ -99,9 +101,32 @@ static int on_window(void *user, int done, int total, double running) {
     return 0;
 }
 
+/* --json FILE: the result as one JSON object, written atomically:
+ * {model, text, protocol, n_ctx, windows, scored, ppl, stderr, seconds,
+ *  tokens_per_s (window tokens evaluated per second, selection included), prompt?,
+ *  bank?, rows?: [{row, ppl, stderr}]} (rows with --bank --per-prompt). */
+static int write_json(const char *out, const char *model, const char *text, const mend_ppl_opts *o,
+                      const mend_ppl_result *r, double secs, const char *prompt, const char *bank, json_t *rows) {
+    json_t *j = json_pack("{s:s, s:s, s:s, s:i, s:i, s:I, s:f, s:f, s:f, s:f}", "model", model, "text", text,
+                          "protocol", o->protocol == MEND_PPL_GPTQ ? "gptq" : "llamacpp", "n_ctx", o->n_ctx,
+                          "windows", r->n_chunks, "scored", (json_int_t)r->n_scored, "ppl", r->ppl, "stderr",
+                          r->ppl_err, "seconds", secs,
+                          "tokens_per_s", secs > 0 ? (double)r->n_chunks * r->n_ctx / secs : 0.0);
+    if (!j) return mend_set_error(MEND_ENOMEM, "%s: out of memory", out);
+    if (prompt) json_object_set_new(j, "prompt", json_string(prompt));
+    if (bank) json_object_set_new(j, "bank", json_string(bank));
+    if (json_array_size(rows)) json_object_set(j, "rows", rows);
+    char *s = json_dumps(j, JSON_INDENT(1) | JSON_REAL_PRECISION(10));
+    json_decref(j);
+    if (!s) return mend_set_error(MEND_ENOMEM, "%s: out of memory", out);
+    int rc = mend_write_file_atomic(out, s, strlen(s));
+    free(s);
+    return rc;
+}
+
 int cmd_ppl(int argc, char **argv) {
     enum { O_TEXT = 256, O_PROTO, O_CTX, O_CHUNKS, O_BATCH, O_HFLINES, O_F32, O_PROMPT, O_BANK, O_SELECT,
-           O_SEL_LAYERS, O_SEL_TOKENS, O_PER_PROMPT };
+           O_SEL_LAYERS, O_SEL_TOKENS, O_PER_PROMPT, O_JSON };
     static const struct option longopts[] = {
         {"text", required_argument, 0, O_TEXT},     {"protocol", required_argument, 0, O_PROTO},
         {"ctx", required_argument, 0, O_CTX},       {"chunks", required_argument, 0, O_CHUNKS},
@@ -109,15 +134,16 @@ int cmd_ppl(int argc, char **argv) {
         {"f32", no_argument, 0, O_F32},             {"threads", required_argument, 0, 't'},
         {"bank", required_argument, 0, O_BANK},     {"select", required_argument, 0, O_SELECT},
         {"select-layers", required_argument, 0, O_SEL_LAYERS}, {"select-tokens", required_argument, 0, O_SEL_TOKENS},
-        {"per-prompt", no_argument, 0, O_PER_PROMPT},
+        {"per-prompt", no_argument, 0, O_PER_PROMPT}, {"json", required_argument, 0, O_JSON},
         {"prompt", required_argument, 0, O_PROMPT}, {"soft-prompt", required_argument, 0, O_PROMPT},
         {"help", no_argument, 0, 'h'},              {0, 0, 0, 0}};
-    const char *text_path = NULL, *prompt_dir = NULL;
+    const char *text_path = NULL, *prompt_dir = NULL, *json_path = NULL;
     int protocol = MEND_PPL_GPTQ, hf_lines = 0, f32 = 0;
     long n_ctx = 0, n_chunks = 0, n_batch = 0, sel_tokens = 128;
     const char *bank_dir = NULL, *select = NULL, *sel_layers = NULL;
     int per_prompt = 0;
     cli_idp *idp = NULL;
+    json_t *rows = NULL;
     optind = 0;
     opterr = 0;
     int c;
@@ -152,6 +178,7 @@ int cmd_ppl(int argc, char **argv) {
                 return cli_usage_error(CMD, "--select-tokens expects a whole number >= 1, got '%s'", optarg);
             break;
         case O_PER_PROMPT: per_prompt = 1; break;
+        case O_JSON: json_path = optarg; break;
         case O_PROMPT: prompt_dir = optarg; break;
         case 't':
             if (cli_set_threads(CMD, optarg)) return CLI_EXIT_USAGE;
@@ -237,13 +264,18 @@ int cmd_ppl(int argc, char **argv) {
     cli_progress_start(&pc.bar, "ppl", "window", (int64_t)n_run, 8);
     mend_ppl_result r;
     int prc;
+    rows = json_array();
+    if (!rows) {
+        fprintf(stderr, "mend %s: out of memory\n", CMD);
+        goto out;
+    }
     if (bank_dir) {
         if ((rc = cli_idp_open(&idp, CMD, m, bank_dir, select, sel_layers, (int)sel_tokens, per_prompt))) {
             cli_progress_end(&pc.bar);
             goto out;
         }
         rc = CLI_EXIT_ERROR;
-        prc = cli_idp_perplexity(idp, ids, n_ids, &o, (int)sel_tokens, on_window, &pc, &r, stdout);
+        prc = cli_idp_perplexity(idp, ids, n_ids, &o, (int)sel_tokens, on_window, &pc, &r, stdout, rows);
     } else {
         prc = prompt ? mend_perplexity_prompt(m, prompt, n_virtual, ids, n_ids, &o, on_window, &pc, &r)
                      : mend_perplexity(m, ids, n_ids, &o, on_window, &pc, &r);
@@ -258,8 +290,13 @@ int cmd_ppl(int argc, char **argv) {
            (long long)r.n_scored, r.nll_sum / (double)r.n_scored, el,
            el > 0 ? (double)r.n_chunks * r.n_ctx / el : 0.0);
     printf("PPL = %.4f +/- %.5f\n", r.ppl, r.ppl_err);
+    if (json_path && write_json(json_path, path, text_path, &o, &r, el, prompt_dir, bank_dir, rows)) {
+        rc = cli_fail(CMD, json_path);
+        goto out;
+    }
     rc = 0;
 out:
+    json_decref(rows);
     cli_idp_close(idp);
     if (m) mend_model_free(m);
     free(prompt);

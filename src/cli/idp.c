@@ -363,6 +363,7 @@ typedef struct idp_ppl {
     float *logits;
     double *buf;            /* (K + 1, n_ctx) nll of each backend for the window */
     double *row_nll;        /* rows: K + 1 backends, n_sel selectors, oracle */
+    double *row_nll2;       /* the same rows' sums of squared token nll (for the +/-) */
     int64_t row_n;
     int64_t *hist;          /* (n_sel + 1, K + 1): selectors, then oracle */
     int n_windows;
@@ -389,6 +390,21 @@ static int ppl_score_one(idp_ppl *pp, int b, const int32_t *win, int n, int firs
     return 0;
 }
 
+/* Add a window's token nll w[0..ns) to row r. */
+static void row_add(idp_ppl *pp, int r, const double *w, int ns) {
+    double s = 0, s2 = 0;
+    for (int j = 0; j < ns; j++) s += w[j], s2 += w[j] * w[j];
+    pp->row_nll[r] += s;
+    pp->row_nll2[r] += s2;
+}
+
+/* Perplexity of row r and its +/- as mend_ppl_run gives them. */
+static void row_ppl(const idp_ppl *pp, int r, double *ppl, double *err) {
+    const double n = (double)pp->row_n, m = pp->row_nll[r] / n, v = pp->row_nll2[r] / n - m * m;
+    *ppl = exp(m);
+    *err = n > 1 && v > 0 ? *ppl * sqrt(v / (n - 1)) : 0.0;
+}
+
 static int ppl_score(void *user, const int32_t *win, int n, int first, double *nll) {
     idp_ppl *pp = user;
     cli_idp *x = pp->x;
@@ -407,17 +423,14 @@ static int ppl_score(void *user, const int32_t *win, int n, int first, double *n
             if ((rc = ppl_score_one(pp, b, win, n, first, w))) return rc;
             double sum = 0;
             for (int j = 0; j < ns; j++) sum += w[j];
-            pp->row_nll[b] += sum;
+            row_add(pp, b, w, ns);
             if (b > 0 && sum < best) best = sum, oracle = b - 1;
         }
         for (int j = 0; j < x->n_sel; j++) {
             if (x->choice[j] == -2) x->choice[j] = oracle;
-            const double *w = pp->buf + (size_t)(x->choice[j] + 1) * ns;
-            double sum = 0;
-            for (int i = 0; i < ns; i++) sum += w[i];
-            pp->row_nll[K + 1 + j] += sum;
+            row_add(pp, K + 1 + j, pp->buf + (size_t)(x->choice[j] + 1) * ns, ns);
         }
-        pp->row_nll[K + 1 + x->n_sel] += best;
+        row_add(pp, K + 1 + x->n_sel, pp->buf + (size_t)(oracle + 1) * ns, ns);
         pp->hist[(size_t)x->n_sel * (K + 1) + oracle + 1]++;
         memcpy(nll, pp->buf + (size_t)(x->choice[0] + 1) * ns, (size_t)ns * sizeof *nll);
     } else {
@@ -433,9 +446,20 @@ static int ppl_score(void *user, const int32_t *win, int n, int first, double *n
     return 0;
 }
 
+/* Name of perplexity row r: rows 0..K are "none" and the prompts, then the
+ * selectors ("IDP NAME"), then the per-window oracle. */
+static const char *idp_row_name(const cli_idp *x, int r, char *buf, size_t cap) {
+    const int K = x->K;
+    if (r == 0) snprintf(buf, cap, "no prompt");
+    else if (r <= K) snprintf(buf, cap, "%s", x->bank->p[r - 1].name);
+    else if (r < K + 1 + x->n_sel) snprintf(buf, cap, "IDP %s", x->names[r - K - 1]);
+    else snprintf(buf, cap, "oracle per window (uses the scored text: analysis only)");
+    return buf;
+}
+
 int cli_idp_perplexity(cli_idp *x, const int32_t *tokens, size_t n_tokens, const mend_ppl_opts *opts,
                        int select_tokens, mend_ppl_progress_fn progress, void *progress_user, mend_ppl_result *res,
-                       FILE *f) {
+                       FILE *f, json_t *rows) {
     mend_ppl_opts o = *opts;
     mend_model_info info;
     mend_model_get_info(x->m, &info);
@@ -447,8 +471,9 @@ int cli_idp_perplexity(cli_idp *x, const int32_t *tokens, size_t n_tokens, const
     pp.logits = malloc((size_t)o.n_batch * info.n_vocab * sizeof(float));
     pp.buf = malloc((size_t)(K + 1) * o.n_ctx * sizeof(double));
     pp.row_nll = calloc((size_t)K + 2 + x->n_sel, sizeof(double));
+    pp.row_nll2 = calloc((size_t)K + 2 + x->n_sel, sizeof(double));
     pp.hist = calloc((size_t)(x->n_sel + 1) * (K + 1), sizeof(int64_t));
-    if (!pp.st || !pp.logits || !pp.buf || !pp.row_nll || !pp.hist) {
+    if (!pp.st || !pp.logits || !pp.buf || !pp.row_nll || !pp.row_nll2 || !pp.hist) {
         rc = mend_set_error(MEND_ENOMEM, "perplexity with a prompt bank: out of memory");
         goto done;
     }
@@ -473,14 +498,13 @@ int cli_idp_perplexity(cli_idp *x, const int32_t *tokens, size_t n_tokens, const
         fprintf(f, "selection %.2f s, scoring %.2f s over %d windows\n", pp.sel_time, pp.score_time, pp.n_windows);
         if (x->per_prompt && pp.row_n > 0) {
             fprintf(f, "\n| row | ppl |\n|---|---:|\n");
-            for (int b = 0; b <= K; b++)
-                fprintf(f, "| %s | %.4f |\n", b == 0 ? "no prompt" : x->bank->p[b - 1].name,
-                        exp(pp.row_nll[b] / pp.row_n));
-            for (int j = 0; j < x->n_sel; j++)
-                if (x->spec[j].kind != MEND_SELECT_ORACLE)
-                    fprintf(f, "| IDP %s | %.4f |\n", x->names[j], exp(pp.row_nll[K + 1 + j] / pp.row_n));
-            fprintf(f, "| oracle per window (uses the scored text: analysis only) | %.4f |\n",
-                    exp(pp.row_nll[K + 1 + x->n_sel] / pp.row_n));
+            for (int r = 0; r < K + 2 + x->n_sel; r++) {
+                if (r > K && r < K + 1 + x->n_sel && x->spec[r - K - 1].kind == MEND_SELECT_ORACLE) continue;
+                double v, e;
+                row_ppl(&pp, r, &v, &e);
+                char name[96];
+                fprintf(f, "| %s | %.4f |\n", idp_row_name(x, r, name, sizeof name), v);
+            }
         }
         fprintf(f, "\n| selector |");
         for (int k = -1; k < K; k++) fprintf(f, " %s |", cli_idp_prompt_name(x, k));
@@ -494,6 +518,20 @@ int cli_idp_perplexity(cli_idp *x, const int32_t *tokens, size_t n_tokens, const
             fprintf(f, "\n");
         }
     }
+    if (rc == 0 && rows && x->per_prompt && pp.row_n > 0) {
+        for (int r = 0; r < K + 2 + x->n_sel; r++) {
+            if (r > K && r < K + 1 + x->n_sel && x->spec[r - K - 1].kind == MEND_SELECT_ORACLE) continue;
+            double v, e;
+            row_ppl(&pp, r, &v, &e);
+            char name[96];
+            json_t *o = json_pack("{s:s, s:f, s:f}", "row", idp_row_name(x, r, name, sizeof name), "ppl", v,
+                                  "stderr", e);
+            if (!o || json_array_append_new(rows, o)) {
+                rc = mend_set_error(MEND_ENOMEM, "perplexity rows: out of memory");
+                break;
+            }
+        }
+    }
 done:
     if (pp.st)
         for (int b = 0; b <= K; b++) mend_state_free(pp.st[b]);
@@ -501,6 +539,7 @@ done:
     free(pp.logits);
     free(pp.buf);
     free(pp.row_nll);
+    free(pp.row_nll2);
     free(pp.hist);
     return rc;
 }

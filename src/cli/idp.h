@@ -9,6 +9,7 @@
 #ifndef MEND_CLI_IDP_H
 #define MEND_CLI_IDP_H
 
+#include <jansson.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -60,11 +61,12 @@ void cli_idp_print_summary(const cli_idp *x, FILE *f);
  * select_tokens tokens (every state keeps its prompt's KV at [0, nv)).
  * With per_prompt every window is also scored with no prompt and each
  * prompt, and the perplexity of every row (none, each prompt, each
- * selector's picks, the per-window oracle) is printed to f. res: the first
+ * selector's picks, the per-window oracle) is printed to f and, when rows
+ * is a JSON array, appended to it as {row, ppl, stderr}. res: the first
  * selector's run. */
 int cli_idp_perplexity(cli_idp *x, const int32_t *tokens, size_t n_tokens, const mend_ppl_opts *opts,
                        int select_tokens, mend_ppl_progress_fn progress, void *progress_user, mend_ppl_result *res,
-                       FILE *f);
+                       FILE *f, json_t *rows);
 
 /* ---- generate ---- */
 /* Prompt k's embeddings (nv x dim) or NULL for k = -1. */
