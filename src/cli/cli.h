@@ -34,6 +34,12 @@ int cli_set_threads(const char *cmd, const char *value);
  * error naming it; returns CLI_EXIT_USAGE. */
 int cli_getopt_error(const char *cmd, char **argv, int ret);
 
+/* The data directory's subdirectory sub (corpus, tasks, ppl): under
+ * $MEND_DATA when set, else ../shared/data from the working directory, else
+ * ../shared/data beside the source tree holding the executable's build
+ * directory. 0 when found (out holds it), -1 otherwise. */
+int cli_find_data(const char *sub, char *out, size_t cap);
+
 /* Human-readable sizes and durations into buf. */
 const char *cli_fmt_bytes(double bytes, char *buf, size_t cap);
 const char *cli_fmt_duration(double seconds, char *buf, size_t cap);

@@ -50,35 +50,14 @@ static void help(void) {
            "      --seed N             seed (default 1234)\n"
            "      --eval-every N       validate every N steps (default 50)\n"
            "      --val-seqs N         validation sequences (default 8)\n"
-           "      --select-layers A:B  attention selector layers stored in bank.json (default 0:3)\n"
+           "      --select-layers A:B  attention selector layers stored in bank.json (default 0:3,\n"
+           "                           or all layers of a shallower model)\n"
            "      --router-windows N   windows per domain for the centroids (default 16)\n"
            "      --router-window N    tokens per window (default 256)\n"
            "  -t, --threads N          threads (default: all cores)\n"
            "  -h, --help               this help\n");
 }
 
-static int find_corpus_dir(char *out, size_t cap) {
-    const char *env = getenv("MEND_DATA");
-    if (env && *env) {
-        snprintf(out, cap, "%s/corpus", env);
-        return mend_is_dir(out) ? 0 : -1;
-    }
-    snprintf(out, cap, "../shared/data/corpus");
-    if (mend_is_dir(out)) return 0;
-    char exe[PATH_MAX - 64];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n > 0) {
-        exe[n] = 0;
-        for (int up = 0; up < 3; up++) {
-            char *s = strrchr(exe, '/');
-            if (!s) break;
-            *s = 0;
-            snprintf(out, cap, "%s/../shared/data/corpus", exe);
-            if (mend_is_dir(out)) return 0;
-        }
-    }
-    return -1;
-}
 
 static const char *base_name(const char *p) {
     const char *s = strrchr(p, '/');
@@ -147,7 +126,7 @@ static int cmd_bank_build(int argc, char **argv) {
         {"router-window", required_argument, 0, O_RTOK}, {"threads", required_argument, 0, 't'},
         {"help", no_argument, 0, 'h'},              {0, 0, 0, 0}};
     char *dom_name[MAX_DOMAINS] = {0}, *dom_file[MAX_DOMAINS] = {0};
-    int n_dom = 0, l0 = 0, l1 = 3;
+    int n_dom = 0, l0 = 0, l1 = 3, layers_given = 0;
     const char *out_dir = NULL;
     long steps = 200, seqlen = 256, batch = 1, nv = 20, eval_every = 50, val_seqs = 8, rwin = 16, rtok = 256;
     double lr = 3e-3;
@@ -233,6 +212,7 @@ static int cmd_bank_build(int argc, char **argv) {
                 rc = cli_usage_error(CMD, "--select-layers: %s", mend_last_error());
                 goto out;
             }
+            layers_given = 1;
             break;
         case O_RWIN:
             if (cli_parse_int(optarg, 1, 100000, &rwin)) {
@@ -273,7 +253,7 @@ static int cmd_bank_build(int argc, char **argv) {
             }
     if (n_dom == 0) {
         char dir[PATH_MAX];
-        if (find_corpus_dir(dir, sizeof dir)) {
+        if (cli_find_data("corpus", dir, sizeof dir)) {
             fprintf(stderr, "mend bank: no --domain given and no corpus directory found: set MEND_DATA to the data "
                             "directory (with corpus/) or pass --domain NAME=FILE\n");
             rc = CLI_EXIT_ERROR;
@@ -317,6 +297,7 @@ static int cmd_bank_build(int argc, char **argv) {
     }
     mend_model_info info;
     mend_model_get_info(m, &info);
+    if (!layers_given && l1 > info.n_layers) l1 = info.n_layers;   /* the default on a shallow model */
     if (l1 > info.n_layers) {
         rc = cli_usage_error(CMD, "--select-layers %d:%d: the model has %d layers", l0, l1, info.n_layers);
         goto build_out;

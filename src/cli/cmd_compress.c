@@ -75,31 +75,6 @@ static void help(void) {
            "  -h, --help               this help\n");
 }
 
-/* The corpus directory: $MEND_DATA/corpus, ../shared/data/corpus from the
- * working directory, or ../shared/data/corpus beside the source tree that
- * holds the executable's build directory. */
-static int find_corpus(char *out, size_t cap) {
-    const char *env = getenv("MEND_DATA");
-    if (env && *env) {
-        snprintf(out, cap, "%s/corpus", env);
-        return mend_is_dir(out) ? 0 : -1;
-    }
-    snprintf(out, cap, "../shared/data/corpus");
-    if (mend_is_dir(out)) return 0;
-    char exe[PATH_MAX - 64];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n > 0) {
-        exe[n] = 0;
-        for (int up = 0; up < 3; up++) {
-            char *s = strrchr(exe, '/');
-            if (!s) break;
-            *s = 0;
-            snprintf(out, cap, "%s/../shared/data/corpus", exe);
-            if (mend_is_dir(out)) return 0;
-        }
-    }
-    return -1;
-}
 
 typedef struct prog {
     cli_progress bar;
@@ -281,7 +256,7 @@ int cmd_compress(int argc, char **argv) {
         if (n_calib) {
             for (int i = 0; i < n_calib; i++) paths[n_paths++] = calib[i];
         } else {
-            if (find_corpus(corpus_dir, sizeof corpus_dir)) {
+            if (cli_find_data("corpus", corpus_dir, sizeof corpus_dir)) {
                 fprintf(stderr, "mend compress: no calibration text: set MEND_DATA to the data directory (with "
                                 "corpus/*.txt) or pass --calib FILE\n");
                 return CLI_EXIT_ERROR;

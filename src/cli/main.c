@@ -9,15 +9,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "mend.h"
+#include "util/util.h"
 
 int cmd_eval(int argc, char **argv);
 int cmd_report(int argc, char **argv);
 int cmd_tune(int argc, char **argv);
 int cmd_compress(int argc, char **argv);
 int cmd_bank(int argc, char **argv);
+int cmd_repair(int argc, char **argv);
 
 static const struct {
     const char *name;
@@ -33,6 +36,7 @@ static const struct {
     {"compress", cmd_compress, "quantize a model (RTN or GPTQ) into a GGUF file"},
     {"bank", cmd_bank, "train a bank of domain prompts (build) or describe one (info)"},
     {"tune", cmd_tune, "train a soft prompt that repairs a (compressed) model"},
+    {"repair", cmd_repair, "compress, repair with prompts, evaluate and report, in one resumable run"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
@@ -109,6 +113,29 @@ int cli_getopt_error(const char *cmd, char **argv, int ret) {
     const char *name = optopt ? shortopt : argv[optind - 1];
     if (ret == ':') return cli_usage_error(cmd, "option '%s' needs a value", name);
     return cli_usage_error(cmd, "unknown option '%s'", name);
+}
+
+int cli_find_data(const char *sub, char *out, size_t cap) {
+    const char *env = getenv("MEND_DATA");
+    if (env && *env) {
+        snprintf(out, cap, "%s/%s", env, sub);
+        return mend_is_dir(out) ? 0 : -1;
+    }
+    snprintf(out, cap, "../shared/data/%s", sub);
+    if (mend_is_dir(out)) return 0;
+    char exe[PATH_MAX - 64];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = 0;
+        for (int up = 0; up < 3; up++) {
+            char *sl = strrchr(exe, '/');
+            if (!sl) break;
+            *sl = 0;
+            snprintf(out, cap, "%s/../shared/data/%s", exe, sub);
+            if (mend_is_dir(out)) return 0;
+        }
+    }
+    return -1;
 }
 
 const char *cli_fmt_bytes(double b, char *buf, size_t cap) {
