@@ -842,7 +842,10 @@ int mend_eval_examples(mend_eval_backend *b, const mend_task *t, const size_t *i
         }
         if (jobs[k].plan.max_m > max_m) max_m = jobs[k].plan.max_m;
     }
-    if (b->reserve && (rc = b->reserve(b->user, max_m > cap ? max_m : cap))) goto done;
+    /* room for a packed forward of cap rows, but never more than the window
+     * (a soft prompt takes its share of the model's context) */
+    int need = cap < b->window ? cap : b->window;
+    if (b->reserve && (rc = b->reserve(b->user, max_m > need ? max_m : need))) goto done;
     /* consecutive examples packed into forwards of at most cap rows; an
      * example larger than that runs alone, request by request */
     int ng = 0, rows = 0, first = 0;
