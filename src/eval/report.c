@@ -191,20 +191,23 @@ int mend_report_plot(const mend_report_run *runs, size_t n_runs, const char *png
     char *script = NULL;
     int rc = mend_report_gnuplot_script(runs, n_runs, png_path, &script);
     if (rc) return rc;
+    rc = mend_gnuplot_run(script, png_path);
+    free(script);
+    return rc;
+}
+
+int mend_gnuplot_run(const char *script, const char *png_path) {
     /* gnuplot's messages go to a temporary file, quoted in the error */
     char errpath[] = "/tmp/mend-gnuplot-XXXXXX";
     int efd = mkstemp(errpath);
-    if (efd < 0) {
-        free(script);
+    if (efd < 0)
         return mend_set_error(MEND_EIO, "plot: cannot create a temporary file: %s", strerror(errno));
-    }
     close(efd);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "gnuplot 2>%s", errpath);
     FILE *p = popen(cmd, "w");
     if (!p) {
         unlink(errpath);
-        free(script);
         return mend_set_error(MEND_EIO, "plot: cannot run gnuplot: %s", strerror(errno));
     }
     void (*old)(int) = signal(SIGPIPE, SIG_IGN);
@@ -212,7 +215,6 @@ int mend_report_plot(const mend_report_run *runs, size_t n_runs, const char *png
     size_t w = fwrite(script, 1, len, p);
     int st = pclose(p);
     signal(SIGPIPE, old);
-    free(script);
     char *msg = NULL;
     size_t mlen = 0;
     if (mend_read_file(errpath, 1 << 16, &msg, &mlen) != 0) msg = NULL;

@@ -23,5 +23,8 @@ int mend_report_gnuplot_script(const mend_report_run *runs, size_t n_runs, const
                                char **script);
 /* Run gnuplot on that script. */
 int mend_report_plot(const mend_report_run *runs, size_t n_runs, const char *png_path);
+/* Run gnuplot on any script that writes png_path; its messages are quoted
+ * in the error when it fails or writes nothing. */
+int mend_gnuplot_run(const char *script, const char *png_path);
 
 #endif

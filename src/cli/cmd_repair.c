@@ -1,0 +1,896 @@
+/* mend repair MODEL --compress SPEC -o OUT_DIR: compress, build (or take) a
+ * prompt bank, evaluate original / compressed / single prompt / IDP on the
+ * tasks and on WikiText-2, and write a report (repair.h has the layout).
+ *
+ * Every stage runs this same executable as a child (`mend compress`,
+ * `mend bank build`, `mend tune`, `mend eval`, `mend ppl`), so a stage
+ * behaves exactly as the command a user would type, and each is resumable
+ * on its own: compress from its per-layer checkpoint, the bank per prompt
+ * from the training checkpoints, eval per example (--resume), ppl per run.
+ * A stage that finished leaves stages/STAGE.json and is skipped when the
+ * same command runs again. */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "repair.h"
+#include "util/util.h"
+
+static const char *CMD = "repair";
+
+typedef struct budget {
+    const char *name;
+    int nsamples, seqlen;       /* calibration */
+    int steps, batch, tseqlen;  /* prompt training (bank and single prompt) */
+    int limit;                  /* examples per task, 0: all */
+    int ppl_ctx, ppl_windows;   /* WikiText-2, gptq protocol; windows 0: all */
+} budget;
+
+static const budget BUDGETS[] = {
+    {"quick", 32, 512, 40, 1, 256, 100, 512, 24},
+    {"standard", 128, 2048, 200, 2, 256, 250, 2048, 32},
+    {"full", 128, 2048, 400, 4, 256, 0, 2048, 0},
+};
+
+static const char *const DEFAULT_DOMAINS[] = {"wiki", "news", "science", "fiction", "dialog", "lore"};
+#define MAX_DOMAINS 16
+#define MAX_TASKS 64
+#define MAX_CALIB 32
+
+static void help(void) {
+    printf("Usage: mend repair MODEL --compress SPEC -o OUT_DIR [options]\n\n"
+           "Compress MODEL, repair it with soft prompts and measure what it cost and\n"
+           "what came back: original / compressed / single prompt / IDP (a prompt per\n"
+           "input from a bank) on every task and on WikiText-2 perplexity, written to\n"
+           "OUT_DIR/report.md with charts. Rerunning the same command resumes: finished\n"
+           "stages are reused, an interrupted one continues where it stopped.\n\n"
+           "Options:\n"
+           "      --compress SPEC      rtn:TYPE, gptq:TYPE (TYPE: q8_0 q5_0 q5_1 q4_0 q4_1 q6_k q5_k\n"
+           "                           q4_k q3_k q2_k, or intB[gG][sym] e.g. int3g64), magnitude:S,\n"
+           "                           wanda:S, sparsegpt:S (S: 0.5, 50%%, 2:4, 4:8), PRUNE+TYPE\n"
+           "                           (prune, then GPTQ keeping the zeros), e.g. sparsegpt:0.5+q4_0\n"
+           "  -o, --out DIR            output directory\n"
+           "      --budget B           quick, standard (default) or full:\n"
+           "                             quick:    calibration 32 x 512, prompts 40 steps x 1 x 256,\n"
+           "                                       first 100 examples per task, 24 windows of 512\n"
+           "                             standard: calibration 128 x 2048, prompts 200 steps x 2 x 256,\n"
+           "                                       first 250 examples, 32 windows of 2048\n"
+           "                             full:     calibration 128 x 2048, prompts 400 steps x 4 x 256,\n"
+           "                                       every example, all windows of 2048\n"
+           "      --bank-dir DIR       use this prompt bank (bank.json; DIR/single is the single\n"
+           "                           prompt, trained here when missing) instead of training one\n"
+           "      --bank LIST          domains of the bank to train: NAME=FILE or NAME (a corpus of\n"
+           "                           the data directory), comma separated; default: wiki, news,\n"
+           "                           science, fiction, dialog, lore\n"
+           "      --tasks LIST         task files (comma separated or repeated); default: every\n"
+           "                           *.jsonl of $MEND_DATA/tasks\n"
+           "      --ppl-text FILE      perplexity text (default $MEND_DATA/ppl/wiki.test.raw)\n"
+           "      --calib FILE         calibration text (repeatable; default: the corpora)\n"
+           "      --limit N            examples per task (0: all), overriding the budget\n"
+           "      --ppl-windows N      perplexity windows (0: all), overriding the budget\n"
+           "      --ppl-ctx N          perplexity window length, overriding the budget\n"
+           "      --steps N            prompt training steps, overriding the budget\n"
+           "      --nsamples N         calibration windows, overriding the budget\n"
+           "      --seqlen N           calibration window length, overriding the budget\n"
+           "      --train-seqlen N     text tokens per prompt-training sequence (default 256)\n"
+           "  -t, --threads N          threads (default: all cores)\n"
+           "  -h, --help               this help\n\n"
+           "Data: $MEND_DATA or ../shared/data (corpus/, tasks/, ppl/).\n");
+}
+
+/* ---- the compression spec ---- */
+
+static const char *const GGML_TYPES[] = {"q8_0", "q5_0", "q5_1", "q4_0", "q4_1", "q6_k",
+                                         "q5_k", "q4_k", "q3_k", "q2_k", "f16"};
+
+static int parse_quant(const char *spec, const char *q, int need_method, repair_spec *sp) {
+    const char *colon = strchr(q, ':');
+    const char *type = q;
+    snprintf(sp->method, sizeof sp->method, "gptq");
+    if (colon) {
+        size_t n = (size_t)(colon - q);
+        if (n == 3 && !strncmp(q, "rtn", 3)) snprintf(sp->method, sizeof sp->method, "rtn");
+        else if (!(n == 4 && !strncmp(q, "gptq", 4)))
+            return mend_set_error(MEND_EINVAL, "--compress '%s': unknown quantizer '%.*s' (expected rtn or gptq)",
+                                  spec, (int)n, q);
+        type = colon + 1;
+    } else if (need_method) {
+        return mend_set_error(MEND_EINVAL, "--compress '%s': expected METHOD:TYPE (e.g. gptq:q4_0, rtn:int3g64, "
+                              "sparsegpt:0.5)", spec);
+    }
+    if (!strncmp(type, "int", 3)) {
+        const char *p = type + 3;
+        char *end;
+        long b = strtol(p, &end, 10);
+        if (end == p || (b != 2 && b != 3 && b != 4 && b != 8))
+            return mend_set_error(MEND_EINVAL, "--compress '%s': '%s' needs 2, 3, 4 or 8 bits (e.g. int3g64)", spec,
+                                  type);
+        sp->bits = (int)b;
+        sp->group = -1;
+        p = end;
+        if (*p == 'g') {
+            long g = strtol(p + 1, &end, 10);
+            if (end == p + 1 || (g != 32 && g != 64 && g != 128))
+                return mend_set_error(MEND_EINVAL, "--compress '%s': group size in '%s' must be 32, 64 or 128",
+                                      spec, type);
+            sp->group = (int)g;
+            p = end;
+        }
+        if (!strcmp(p, "sym")) sp->sym = 1;
+        else if (*p && strcmp(p, "asym"))
+            return mend_set_error(MEND_EINVAL, "--compress '%s': unexpected '%s' after the bits and group", spec, p);
+        sp->type[0] = 0;
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof GGML_TYPES / sizeof *GGML_TYPES; i++)
+        if (!strcmp(type, GGML_TYPES[i])) {
+            snprintf(sp->type, sizeof sp->type, "%s", type);
+            return 0;
+        }
+    return mend_set_error(MEND_EINVAL, "--compress '%s': unknown type '%s' (a ggml type such as q4_0, q3_k, q2_k, "
+                          "or intB[gG][sym] such as int3g64)", spec, type);
+}
+
+int repair_spec_parse(const char *spec, repair_spec *sp) {
+    memset(sp, 0, sizeof *sp);
+    if (!spec || !*spec) return mend_set_error(MEND_EINVAL, "--compress: empty spec");
+    if (strlen(spec) > 120) return mend_set_error(MEND_EINVAL, "--compress: spec longer than 120 characters");
+    char buf[128];
+    snprintf(buf, sizeof buf, "%s", spec);
+    char *plus = strchr(buf, '+');
+    if (plus) *plus = 0;
+    static const char *const PRUNERS[] = {"magnitude", "wanda", "sparsegpt"};
+    for (int i = 0; i < 3; i++) {
+        size_t n = strlen(PRUNERS[i]);
+        if (!strncmp(buf, PRUNERS[i], n) && buf[n] == ':') {
+            const char *s = buf + n + 1;
+            if (!*s) return mend_set_error(MEND_EINVAL, "--compress '%s': %s needs a sparsity (0.5, 50%% or 2:4)",
+                                           spec, PRUNERS[i]);
+            if (strlen(s) >= sizeof sp->sparsity)
+                return mend_set_error(MEND_EINVAL, "--compress '%s': sparsity '%s' is too long", spec, s);
+            snprintf(sp->prune, sizeof sp->prune, "%s", PRUNERS[i]);
+            snprintf(sp->sparsity, sizeof sp->sparsity, "%s", s);
+            if (!plus) {   /* pruning only: weights kept in f16 */
+                snprintf(sp->method, sizeof sp->method, "rtn");
+                snprintf(sp->type, sizeof sp->type, "f16");
+                return 0;
+            }
+            if (strchr(plus + 1, '+'))
+                return mend_set_error(MEND_EINVAL, "--compress '%s': at most one '+'", spec);
+            return parse_quant(spec, plus + 1, 0, sp);
+        }
+    }
+    if (plus) return mend_set_error(MEND_EINVAL, "--compress '%s': '+' follows a pruning method (e.g. "
+                                    "sparsegpt:0.5+q4_0)", spec);
+    return parse_quant(spec, buf, 1, sp);
+}
+
+int repair_spec_args(const repair_spec *sp, char *bits_buf, char *group_buf, const char **argv, int cap) {
+    int n = 0;
+#define PUSH(s) do { if (n < cap) argv[n++] = (s); } while (0)
+    PUSH("--method");
+    PUSH(sp->method);
+    if (sp->bits) {
+        sprintf(bits_buf, "%d", sp->bits);
+        sprintf(group_buf, "%d", sp->group);
+        PUSH("--bits");
+        PUSH(bits_buf);
+        PUSH("--group");
+        PUSH(group_buf);
+        PUSH(sp->sym ? "--sym" : "--asym");
+    } else {
+        PUSH("--type");
+        PUSH(sp->type);
+    }
+    if (sp->prune[0]) {
+        PUSH("--prune");
+        PUSH(sp->prune);
+        PUSH("--sparsity");
+        PUSH(sp->sparsity);
+    }
+#undef PUSH
+    return n;
+}
+
+/* ---- child processes ---- */
+
+typedef struct argvec {
+    char *v[96];
+    int n;
+} argvec;
+
+static void av_push(argvec *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void av_push(argvec *a, const char *fmt, ...) {
+    if (a->n >= (int)(sizeof a->v / sizeof *a->v) - 1) return;
+    va_list ap;
+    va_start(ap, fmt);
+    if (vasprintf(&a->v[a->n], fmt, ap) < 0) a->v[a->n] = NULL;
+    va_end(ap);
+    if (a->v[a->n]) a->n++;
+    a->v[a->n] = NULL;
+}
+
+static void av_free(argvec *a) {
+    for (int i = 0; i < a->n; i++) free(a->v[i]);
+    a->n = 0;
+    a->v[0] = NULL;
+}
+
+typedef struct repair {
+    char out[PATH_MAX / 2];
+    const char *threads;
+    int stage_no, n_stages;
+    double t_start;
+} repair;
+
+/* Run this executable with argv (argv[0] "mend"), its stdout into log; the
+ * child dies with us (a kill of repair must not leave a stage running on
+ * into the rerun). Returns the child's exit status, or -1. */
+static int run_child(char *const *argv, const char *log) {
+    fflush(stdout);
+    fflush(stderr);
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0) return mend_set_error(MEND_EIO, "cannot start a stage: fork: %s", strerror(errno)), -1;
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent) _exit(126);
+        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            close(fd);
+        }
+        execv("/proc/self/exe", argv);
+        fprintf(stderr, "mend repair: cannot run /proc/self/exe: %s\n", strerror(errno));
+        _exit(127);
+    }
+    int st = 0;
+    while (waitpid(pid, &st, 0) < 0)
+        if (errno != EINTR) return -1;
+    if (WIFEXITED(st)) return WEXITSTATUS(st);
+    return -1;
+}
+
+static char *outp(const repair *R, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static char *outp(const repair *R, const char *fmt, ...) {
+    char rel[PATH_MAX / 2];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(rel, sizeof rel, fmt, ap);
+    va_end(ap);
+    char *p = NULL;
+    if (asprintf(&p, "%s/%s", R->out, rel) < 0) return NULL;
+    return p;
+}
+
+/* Run one stage unless stages/NAME.json says it finished. The threads
+ * option is added to every child. */
+static int stage(repair *R, const char *name, const char *what, argvec *a) {
+    char *done = outp(R, "stages/%s.json", name), *started = outp(R, "stages/%s.started", name),
+         *log = outp(R, "logs/%s.txt", name);
+    int rc = 0;
+    R->stage_no++;
+    if (!done || !started || !log) {
+        rc = mend_set_error(MEND_ENOMEM, "out of memory");
+        goto out;
+    }
+    if (mend_file_exists(done)) {
+        fprintf(stderr, "[repair %d/%d] %s: done earlier\n", R->stage_no, R->n_stages, what);
+        goto out;
+    }
+    int resumed = mend_file_exists(started);
+    if (!resumed && mend_write_file_atomic(started, "", 0)) {
+        rc = -1;
+        goto out;
+    }
+    char el[32];
+    fprintf(stderr, "[repair %d/%d] %s%s (elapsed %s)\n", R->stage_no, R->n_stages, what,
+            resumed ? ", resuming" : "", cli_fmt_duration(mend_now() - R->t_start, el, sizeof el));
+    if (R->threads) {   /* GNU getopt takes options after the operands too */
+        av_push(a, "-t");
+        av_push(a, "%s", R->threads);
+    }
+    double t0 = mend_now();
+    int st = run_child(a->v, log);
+    double secs = mend_now() - t0;
+    if (st != 0) {
+        rc = mend_set_error(MEND_EIO, "stage '%s' failed (exit status %d); its output is in %s; run the same "
+                            "command again to resume", name, st, log);
+        goto out;
+    }
+    json_t *j = json_pack("{s:s, s:f, s:b}", "stage", name, "seconds", secs, "resumed", resumed);
+    char *s = j ? json_dumps(j, JSON_REAL_PRECISION(8)) : NULL;
+    json_decref(j);
+    rc = s ? mend_write_file_atomic(done, s, strlen(s)) : mend_set_error(MEND_ENOMEM, "out of memory");
+    free(s);
+out:
+    av_free(a);
+    free(done);
+    free(started);
+    free(log);
+    return rc;
+}
+
+/* ---- copying a shipped bank ---- */
+
+static int copy_file(const char *src, const char *dst) {
+    char *buf = NULL;
+    size_t len = 0;
+    int rc = mend_read_file(src, (size_t)1 << 30, &buf, &len);
+    if (rc == 0) rc = mend_write_file_atomic(dst, buf, len);
+    free(buf);
+    return rc;
+}
+
+/* Copy bank_dir's bank.json and, per subdirectory, its adapter files and
+ * loss curve (not checkpoints) into dst. */
+static int copy_bank(const char *src, const char *dst) {
+    static const char *const KEEP[] = {"adapter_config.json", "adapter_model.safetensors", "loss.csv"};
+    char a[PATH_MAX], b[PATH_MAX];
+    if (mend_mkdir_p(dst)) return -1;
+    snprintf(a, sizeof a, "%s/bank.json", src);
+    if (!mend_file_exists(a)) return mend_set_error(MEND_EFORMAT, "%s: no bank.json (not a prompt bank)", src);
+    DIR *d = opendir(src);
+    if (!d) return mend_set_error(MEND_EIO, "%s: cannot read the directory: %s", src, strerror(errno));
+    int rc = 0;
+    struct dirent *e;
+    while (rc == 0 && (e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        snprintf(a, sizeof a, "%s/%s", src, e->d_name);
+        if (!mend_is_dir(a)) continue;
+        for (size_t k = 0; k < sizeof KEEP / sizeof *KEEP && rc == 0; k++) {
+            snprintf(a, sizeof a, "%s/%s/%s", src, e->d_name, KEEP[k]);
+            if (!mend_file_exists(a)) continue;
+            snprintf(b, sizeof b, "%s/%s", dst, e->d_name);
+            if ((rc = mend_mkdir_p(b))) break;
+            snprintf(b, sizeof b, "%s/%s/%s", dst, e->d_name, KEEP[k]);
+            rc = copy_file(a, b);
+        }
+    }
+    closedir(d);
+    if (rc) return rc;
+    snprintf(a, sizeof a, "%s/bank.json", src);
+    snprintf(b, sizeof b, "%s/bank.json", dst);   /* last: its presence says the copy is complete */
+    return copy_file(a, b);
+}
+
+/* Names of the prompts in bank.json (for the loss curves). */
+static int bank_names(const char *bank_json, char names[][64], int cap) {
+    json_error_t err;
+    json_t *j = json_load_file(bank_json, 0, &err);
+    if (!j) return mend_set_error(MEND_EFORMAT, "%s: not valid JSON: %s (line %d)", bank_json, err.text, err.line);
+    json_t *ps = json_object_get(j, "prompts");
+    int n = 0;
+    for (size_t i = 0; json_is_array(ps) && i < json_array_size(ps) && n < cap; i++) {
+        const char *s = json_string_value(json_object_get(json_array_get(ps, i), "adapter"));
+        if (s && strlen(s) < 64 && !strchr(s, '/')) snprintf(names[n++], 64, "%s", s);
+    }
+    json_decref(j);
+    return n;
+}
+
+/* ---- the plan ---- */
+
+static int check_plan(const char *path, json_t *plan) {
+    if (!mend_file_exists(path)) {
+        char *s = json_dumps(plan, JSON_INDENT(1) | JSON_SORT_KEYS);
+        int rc = s ? mend_write_file_atomic(path, s, strlen(s)) : mend_set_error(MEND_ENOMEM, "out of memory");
+        free(s);
+        return rc;
+    }
+    json_error_t err;
+    json_t *old = json_load_file(path, 0, &err);
+    if (!old) return mend_set_error(MEND_EFORMAT, "%s: not valid JSON: %s (line %d); delete the directory to "
+                                    "start again", path, err.text, err.line);
+    const char *key;
+    json_t *v;
+    int rc = 0;
+    json_object_foreach(plan, key, v) {
+        json_t *o = json_object_get(old, key);
+        if (!o || !json_equal(o, v)) {
+            char *a = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT), *b = o ? json_dumps(o, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
+            rc = mend_set_error(MEND_EINVAL, "%s: this directory holds a run with %s = %.200s, this command has "
+                                "%.200s; use another -o DIR (or delete it) to start a different run", path, key,
+                                b ? b : "(none)", a ? a : "?");
+            free(a);
+            free(b);
+            break;
+        }
+    }
+    json_decref(old);
+    return rc;
+}
+
+static const char *base_of(const char *p, char *buf, size_t cap) {
+    const char *s = strrchr(p, '/');
+    s = s ? s + 1 : p;
+    size_t n = strlen(s);
+    if (n > 6 && !strcmp(s + n - 6, ".jsonl")) n -= 6;
+    snprintf(buf, cap, "%.*s", (int)n, s);
+    return buf;
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+static int split_list(char *s, char **items, int *n, int cap, const char *what) {
+    for (char *tok = strtok(s, ","); tok; tok = strtok(NULL, ",")) {
+        if (!*tok) continue;
+        if (*n >= cap) return cli_usage_error(CMD, "at most %d %s", cap, what);
+        items[(*n)++] = tok;
+    }
+    return 0;
+}
+
+int cmd_repair(int argc, char **argv) {
+    enum { O_COMPRESS = 256, O_BUDGET, O_BANKDIR, O_BANK, O_TASKS, O_PPLTEXT, O_CALIB, O_LIMIT, O_PPLWIN, O_PPLCTX,
+           O_STEPS, O_NSAMPLES, O_SEQLEN, O_TSEQLEN };
+    static const struct option longopts[] = {
+        {"compress", required_argument, 0, O_COMPRESS}, {"budget", required_argument, 0, O_BUDGET},
+        {"bank-dir", required_argument, 0, O_BANKDIR},  {"bank", required_argument, 0, O_BANK},
+        {"tasks", required_argument, 0, O_TASKS},       {"task", required_argument, 0, O_TASKS},
+        {"ppl-text", required_argument, 0, O_PPLTEXT},  {"calib", required_argument, 0, O_CALIB},
+        {"limit", required_argument, 0, O_LIMIT},       {"ppl-windows", required_argument, 0, O_PPLWIN},
+        {"ppl-ctx", required_argument, 0, O_PPLCTX},    {"steps", required_argument, 0, O_STEPS},
+        {"nsamples", required_argument, 0, O_NSAMPLES}, {"seqlen", required_argument, 0, O_SEQLEN},
+        {"train-seqlen", required_argument, 0, O_TSEQLEN},
+        {"out", required_argument, 0, 'o'},             {"threads", required_argument, 0, 't'},
+        {"help", no_argument, 0, 'h'},                  {0, 0, 0, 0}};
+    const char *spec_s = NULL, *out_dir = NULL, *bank_dir = NULL, *ppl_text = NULL, *threads = NULL;
+    const char *calib[MAX_CALIB];
+    int n_calib = 0;
+    char *task_arg[MAX_TASKS], *dom_arg[MAX_DOMAINS];
+    int n_task_arg = 0, n_dom_arg = 0;
+    char *lists[MAX_TASKS + 4];   /* strdup'd option values split in place */
+    int n_lists = 0;
+    budget B = BUDGETS[1];
+    long ov[7] = {-1, -1, -1, -1, -1, -1, -1};   /* limit, windows, ctx, steps, nsamples, seqlen, train seqlen */
+    char *tasks[MAX_TASKS], *dom_name[MAX_DOMAINS], *dom_file[MAX_DOMAINS];
+    int n_tasks = 0, n_dom = 0;
+    char *cmodel = NULL, *bank = NULL, *single = NULL;
+    argvec a = {.n = 0};
+    char corpus_dir[PATH_MAX / 2] = "";
+    int rc = CLI_EXIT_USAGE;
+    optind = 0;
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, ":o:t:h", longopts, NULL)) != -1) {
+        switch (c) {
+        case O_COMPRESS: spec_s = optarg; break;
+        case O_BUDGET: {
+            size_t i = 0;
+            for (; i < sizeof BUDGETS / sizeof *BUDGETS; i++)
+                if (!strcmp(optarg, BUDGETS[i].name)) break;
+            if (i == sizeof BUDGETS / sizeof *BUDGETS) {
+                rc = cli_usage_error(CMD, "--budget expects quick, standard or full, got '%s'", optarg);
+                goto out;
+            }
+            B = BUDGETS[i];
+            break;
+        }
+        case O_BANKDIR: bank_dir = optarg; break;
+        case O_BANK:
+        case O_TASKS: {
+            if (n_lists >= (int)(sizeof lists / sizeof *lists)) {
+                rc = cli_usage_error(CMD, "too many --tasks/--bank options");
+                goto out;
+            }
+            char *s = lists[n_lists++] = mend_strdup(optarg);
+            if (!s) goto oom;
+            int r = c == O_BANK ? split_list(s, dom_arg, &n_dom_arg, MAX_DOMAINS, "bank domains")
+                                : split_list(s, task_arg, &n_task_arg, MAX_TASKS, "tasks");
+            if (r) {
+                rc = r;
+                goto out;
+            }
+            break;
+        }
+        case O_PPLTEXT: ppl_text = optarg; break;
+        case O_CALIB:
+            if (n_calib >= MAX_CALIB) {
+                rc = cli_usage_error(CMD, "at most %d --calib files", MAX_CALIB);
+                goto out;
+            }
+            calib[n_calib++] = optarg;
+            break;
+        case O_LIMIT: case O_PPLWIN: case O_PPLCTX: case O_STEPS: case O_NSAMPLES: case O_SEQLEN: case O_TSEQLEN: {
+            static const char *const nm[] = {"--limit", "--ppl-windows", "--ppl-ctx", "--steps", "--nsamples",
+                                             "--seqlen", "--train-seqlen"};
+            static const long lo[] = {0, 0, 16, 1, 1, 16, 8};
+            int k = c - O_LIMIT;
+            if (cli_parse_int(optarg, lo[k], 1L << 30, &ov[k])) {
+                rc = cli_usage_error(CMD, "%s expects a whole number >= %ld, got '%s'", nm[k], lo[k], optarg);
+                goto out;
+            }
+            break;
+        }
+        case 'o': out_dir = optarg; break;
+        case 't':
+            if (cli_set_threads(CMD, optarg)) goto out;
+            threads = optarg;
+            break;
+        case 'h': help(); rc = 0; goto out;
+        default: rc = cli_getopt_error(CMD, argv, c); goto out;
+        }
+    }
+    if (optind >= argc) {
+        rc = cli_usage_error(CMD, "missing MODEL");
+        goto out;
+    }
+    if (optind + 1 < argc) {
+        rc = cli_usage_error(CMD, "unexpected argument '%s'", argv[optind + 1]);
+        goto out;
+    }
+    if (!spec_s) {
+        rc = cli_usage_error(CMD, "missing --compress SPEC (e.g. gptq:int3g64, gptq:q3_k, sparsegpt:0.5)");
+        goto out;
+    }
+    if (!out_dir) {
+        rc = cli_usage_error(CMD, "missing -o OUT_DIR");
+        goto out;
+    }
+    if (bank_dir && n_dom_arg) {
+        rc = cli_usage_error(CMD, "give --bank-dir or --bank, not both");
+        goto out;
+    }
+    repair_spec sp;
+    if (repair_spec_parse(spec_s, &sp)) {
+        rc = cli_usage_error(CMD, "%s", mend_last_error());
+        goto out;
+    }
+    if (ov[0] >= 0) B.limit = (int)ov[0];
+    if (ov[1] >= 0) B.ppl_windows = (int)ov[1];
+    if (ov[2] >= 0) B.ppl_ctx = (int)ov[2];
+    if (ov[3] >= 0) B.steps = (int)ov[3];
+    if (ov[4] >= 0) B.nsamples = (int)ov[4];
+    if (ov[5] >= 0) B.seqlen = (int)ov[5];
+    if (ov[6] >= 0) B.tseqlen = (int)ov[6];
+    const char *model = argv[optind];
+    rc = CLI_EXIT_ERROR;
+
+    /* data: tasks, perplexity text, bank corpora */
+    char dir[PATH_MAX / 2];
+    for (int i = 0; i < n_task_arg; i++) tasks[n_tasks++] = mend_strdup(task_arg[i]);
+    if (n_tasks == 0) {
+        if (cli_find_data("tasks", dir, sizeof dir)) {
+            fprintf(stderr, "mend %s: no --tasks given and no tasks directory found: set MEND_DATA to the data "
+                            "directory\n", CMD);
+            goto out;
+        }
+        DIR *d = opendir(dir);
+        struct dirent *e;
+        while (d && (e = readdir(d)) && n_tasks < MAX_TASKS) {
+            size_t n = strlen(e->d_name);
+            if (n > 6 && !strcmp(e->d_name + n - 6, ".jsonl"))
+                if (asprintf(&tasks[n_tasks], "%s/%s", dir, e->d_name) >= 0) n_tasks++;
+        }
+        if (d) closedir(d);
+        qsort(tasks, (size_t)n_tasks, sizeof *tasks, cmp_str);
+        if (n_tasks == 0) {
+            fprintf(stderr, "mend %s: %s holds no *.jsonl task files\n", CMD, dir);
+            goto out;
+        }
+    }
+    for (int i = 0; i < n_tasks; i++)
+        if (!tasks[i] || !mend_file_exists(tasks[i])) {
+            fprintf(stderr, "mend %s: task file '%s' does not exist\n", CMD, tasks[i] ? tasks[i] : "?");
+            goto out;
+        }
+    char ppl_buf[PATH_MAX];
+    if (!ppl_text) {
+        if (cli_find_data("ppl", dir, sizeof dir)) {
+            fprintf(stderr, "mend %s: no --ppl-text given and no ppl directory found: set MEND_DATA\n", CMD);
+            goto out;
+        }
+        snprintf(ppl_buf, sizeof ppl_buf, "%s/wiki.test.raw", dir);
+        ppl_text = ppl_buf;
+    }
+    if (!mend_file_exists(ppl_text)) {
+        fprintf(stderr, "mend %s: perplexity text '%s' does not exist\n", CMD, ppl_text);
+        goto out;
+    }
+    int need_corpus = !bank_dir;
+    if (bank_dir) {
+        char p[PATH_MAX];
+        snprintf(p, sizeof p, "%s/single/adapter_model.safetensors", bank_dir);
+        need_corpus = !mend_file_exists(p);
+    }
+    if (need_corpus) {
+        const char *const *src = (const char *const *)dom_arg;
+        int n_src = n_dom_arg;
+        if (n_src == 0) src = DEFAULT_DOMAINS, n_src = 6;
+        for (int i = 0; i < n_src; i++) {
+            const char *eq = strchr(src[i], '=');
+            if (eq) {
+                dom_name[n_dom] = mend_strndup(src[i], (size_t)(eq - src[i]));
+                dom_file[n_dom] = mend_strdup(eq + 1);
+            } else {
+                if (!corpus_dir[0] && cli_find_data("corpus", corpus_dir, sizeof corpus_dir)) {
+                    fprintf(stderr, "mend %s: no corpus directory found for domain '%s': set MEND_DATA or give "
+                                    "NAME=FILE\n", CMD, src[i]);
+                    goto out;
+                }
+                dom_name[n_dom] = mend_strdup(src[i]);
+                if (asprintf(&dom_file[n_dom], "%s/%s.txt", corpus_dir, src[i]) < 0) dom_file[n_dom] = NULL;
+            }
+            n_dom++;
+            if (!dom_name[n_dom - 1] || !dom_file[n_dom - 1]) goto oom;
+            if (!mend_file_exists(dom_file[n_dom - 1])) {
+                fprintf(stderr, "mend %s: corpus '%s' of domain '%s' does not exist\n", CMD, dom_file[n_dom - 1],
+                        dom_name[n_dom - 1]);
+                goto out;
+            }
+        }
+    }
+
+    repair R = {.threads = threads, .t_start = mend_now()};
+    snprintf(R.out, sizeof R.out, "%s", out_dir);
+    char sub[PATH_MAX];
+    static const char *const SUBDIRS[] = {"stages", "logs", "ppl", "results/original", "results/compressed",
+                                          "results/single", "results/idp"};
+    for (size_t i = 0; i < sizeof SUBDIRS / sizeof *SUBDIRS; i++) {
+        snprintf(sub, sizeof sub, "%s/%s", out_dir, SUBDIRS[i]);
+        if (mend_mkdir_p(sub)) {
+            rc = cli_fail(CMD, sub);
+            goto out;
+        }
+    }
+
+    /* the plan: a rerun must be the same run */
+    char settings[4096];
+    {
+        char lim[32], win[32], pr[PATH_MAX / 2 + 64];
+        snprintf(lim, sizeof lim, "the first %d", B.limit);
+        snprintf(win, sizeof win, "the first %d", B.ppl_windows);
+        if (bank_dir && !need_corpus) snprintf(pr, sizeof pr, "the bank %s (its bank.json says how it was trained)",
+                                               bank_dir);
+        else snprintf(pr, sizeof pr, "20 virtual tokens, %d steps x %d x %d tokens, lr 3e-3%s", B.steps, B.batch,
+                      B.tseqlen, bank_dir ? " (single prompt; the domain prompts from the given bank)" : "");
+        snprintf(settings, sizeof settings,
+                 "calibration %d x %d tokens; prompts: %s; %s examples per task; WikiText-2 test (gptq protocol), "
+                 "%s windows of %d tokens", B.nsamples, B.seqlen, pr, B.limit ? lim : "all",
+                 B.ppl_windows ? win : "all", B.ppl_ctx);
+    }
+    json_t *plan = json_object(), *jt = json_array(), *jd = json_array(), *jc = json_array();
+    if (!plan || !jt || !jd || !jc) goto oom;
+    for (int i = 0; i < n_tasks; i++) json_array_append_new(jt, json_string(tasks[i]));
+    for (int i = 0; i < n_dom; i++) json_array_append_new(jd, json_pack("[s, s]", dom_name[i], dom_file[i]));
+    for (int i = 0; i < n_calib; i++) json_array_append_new(jc, json_string(calib[i]));
+    json_object_set_new(plan, "model", json_string(model));
+    json_object_set_new(plan, "compress", json_string(spec_s));
+    json_object_set_new(plan, "budget", json_string(B.name));
+    json_object_set_new(plan, "settings", json_string(settings));
+    json_object_set_new(plan, "tasks", jt);
+    json_object_set_new(plan, "bank_dir", bank_dir ? json_string(bank_dir) : json_null());
+    json_object_set_new(plan, "domains", jd);
+    json_object_set_new(plan, "calib", jc);
+    json_object_set_new(plan, "ppl_text", json_string(ppl_text));
+    char *plan_path = outp(&R, "repair.json");
+    int prc = plan_path ? check_plan(plan_path, plan) : -1;
+    json_decref(plan);
+    free(plan_path);
+    if (prc) {
+        rc = cli_fail(CMD, out_dir);
+        goto out;
+    }
+
+    int n_ppl = 4, n_eval = 4 * n_tasks;
+    R.n_stages = 1 + 2 + n_eval + n_ppl;
+    cmodel = outp(&R, "model.gguf");
+    bank = outp(&R, "bank");
+    single = outp(&R, "bank/single");
+    if (!cmodel || !bank || !single) goto oom;
+
+    /* 1. compress */
+    {
+        const char *sa[16];
+        char bb[8], gb[8];
+        int ns = repair_spec_args(&sp, bb, gb, sa, 16);
+        av_push(&a, "mend");
+        av_push(&a, "compress");
+        av_push(&a, "%s", model);
+        av_push(&a, "-o");
+        av_push(&a, "%s", cmodel);
+        for (int i = 0; i < ns; i++) av_push(&a, "%s", sa[i]);
+        av_push(&a, "--nsamples");
+        av_push(&a, "%d", B.nsamples);
+        av_push(&a, "--seqlen");
+        av_push(&a, "%d", B.seqlen);
+        for (int i = 0; i < n_calib; i++) {
+            av_push(&a, "--calib");
+            av_push(&a, "%s", calib[i]);
+        }
+        char what[256];
+        snprintf(what, sizeof what, "compress %s -> %s", spec_s, cmodel);
+        if (stage(&R, "compress", what, &a)) goto stage_failed;
+    }
+    /* 2. the bank: copied or trained */
+    if (bank_dir) {
+        R.stage_no++;
+        char p[PATH_MAX];
+        snprintf(p, sizeof p, "%s/bank.json", bank);
+        if (mend_file_exists(p)) {
+            fprintf(stderr, "[repair %d/%d] prompt bank: copied earlier\n", R.stage_no, R.n_stages);
+        } else {
+            fprintf(stderr, "[repair %d/%d] prompt bank: copying %s\n", R.stage_no, R.n_stages, bank_dir);
+            if (copy_bank(bank_dir, bank)) {
+                rc = cli_fail(CMD, bank_dir);
+                goto out;
+            }
+        }
+    } else {
+        av_push(&a, "mend");
+        av_push(&a, "bank");
+        av_push(&a, "build");
+        av_push(&a, "%s", cmodel);
+        av_push(&a, "-o");
+        av_push(&a, "%s", bank);
+        av_push(&a, "--steps");
+        av_push(&a, "%d", B.steps);
+        av_push(&a, "--batch");
+        av_push(&a, "%d", B.batch);
+        av_push(&a, "--seqlen");
+        av_push(&a, "%d", B.tseqlen);
+        for (int i = 0; i < n_dom; i++) {
+            av_push(&a, "--domain");
+            av_push(&a, "%s=%s", dom_name[i], dom_file[i]);
+        }
+        char what[128];
+        snprintf(what, sizeof what, "prompt bank: %d domain prompts x %d steps", n_dom, B.steps);
+        if (stage(&R, "bank", what, &a)) goto stage_failed;
+    }
+    {
+        if (need_corpus) {
+            av_push(&a, "mend");
+            av_push(&a, "tune");
+            av_push(&a, "%s", cmodel);
+            for (int i = 0; i < n_dom; i++) {
+                av_push(&a, "--corpus");
+                av_push(&a, "%s", dom_file[i]);
+            }
+            av_push(&a, "-o");
+            av_push(&a, "%s", single);
+            av_push(&a, "--tokens");
+            av_push(&a, "20");
+            av_push(&a, "--steps");
+            av_push(&a, "%d", B.steps);
+            av_push(&a, "--batch");
+            av_push(&a, "%d", B.batch);
+            av_push(&a, "--seqlen");
+            av_push(&a, "%d", B.tseqlen);
+            av_push(&a, "--lr");
+            av_push(&a, "3e-3");
+            av_push(&a, "--val-seqs");
+            av_push(&a, "8");
+            av_push(&a, "--resume");
+            char what[128];
+            snprintf(what, sizeof what, "single prompt on all %d domains x %d steps", n_dom, B.steps);
+            if (stage(&R, "single", what, &a)) goto stage_failed;
+        } else {
+            R.stage_no++;
+            fprintf(stderr, "[repair %d/%d] single prompt: from the bank\n", R.stage_no, R.n_stages);
+        }
+    }
+
+    /* 3. evaluation: every task under every run, then perplexity */
+    const char *run_model[REPAIR_NRUNS] = {model, cmodel, cmodel, cmodel};
+    for (int t = 0; t < n_tasks; t++) {
+        char tn[128];
+        base_of(tasks[t], tn, sizeof tn);
+        for (int r = 0; r < REPAIR_NRUNS; r++) {
+            av_push(&a, "mend");
+            av_push(&a, "eval");
+            av_push(&a, "%s", run_model[r]);
+            av_push(&a, "--task");
+            av_push(&a, "%s", tasks[t]);
+            if (B.limit) {
+                av_push(&a, "--limit");
+                av_push(&a, "%d", B.limit);
+            }
+            av_push(&a, "--out");
+            av_push(&a, "%s/results/%s/%s.jsonl", R.out, repair_run_name[r], tn);
+            av_push(&a, "--resume");
+            if (r == REPAIR_SINGLE) {
+                av_push(&a, "--prompt");
+                av_push(&a, "%s", single);
+            } else if (r == REPAIR_IDP) {
+                av_push(&a, "--bank");
+                av_push(&a, "%s", bank);
+                av_push(&a, "--select");
+                av_push(&a, "attention");
+            }
+            char name[192], what[256];
+            snprintf(name, sizeof name, "eval-%s-%s", repair_run_name[r], tn);
+            snprintf(what, sizeof what, "%s: %s", tn, repair_run_title[r]);
+            if (stage(&R, name, what, &a)) goto stage_failed;
+        }
+    }
+    for (int r = 0; r < REPAIR_NRUNS; r++) {
+        av_push(&a, "mend");
+        av_push(&a, "ppl");
+        av_push(&a, "%s", run_model[r]);
+        av_push(&a, "--text");
+        av_push(&a, "%s", ppl_text);
+        av_push(&a, "--protocol");
+        av_push(&a, "gptq");
+        av_push(&a, "--ctx");
+        av_push(&a, "%d", B.ppl_ctx);
+        if (B.ppl_windows) {
+            av_push(&a, "--chunks");
+            av_push(&a, "%d", B.ppl_windows);
+        }
+        av_push(&a, "--json");
+        av_push(&a, "%s/ppl/%s.json", R.out, repair_run_name[r]);
+        if (r == REPAIR_SINGLE) {
+            av_push(&a, "--prompt");
+            av_push(&a, "%s", single);
+        } else if (r == REPAIR_IDP) {
+            av_push(&a, "--bank");
+            av_push(&a, "%s", bank);
+            av_push(&a, "--select");
+            av_push(&a, "attention");
+        }
+        char name[64], what[128];
+        snprintf(name, sizeof name, "ppl-%s", repair_run_name[r]);
+        snprintf(what, sizeof what, "WikiText-2 perplexity: %s", repair_run_title[r]);
+        if (stage(&R, name, what, &a)) goto stage_failed;
+    }
+
+    /* 4. the report */
+    {
+        char names[MAX_DOMAINS + 1][64];
+        char p[PATH_MAX];
+        snprintf(p, sizeof p, "%s/bank.json", bank);
+        int np = bank_names(p, names, MAX_DOMAINS);
+        if (np < 0) np = 0;
+        snprintf(names[np++], 64, "single");
+        const char *pn[MAX_DOMAINS + 1];
+        for (int i = 0; i < np; i++) pn[i] = names[i];
+        const char *tn[MAX_TASKS];
+        char tbuf[MAX_TASKS][128];
+        for (int t = 0; t < n_tasks; t++) tn[t] = base_of(tasks[t], tbuf[t], sizeof tbuf[t]);
+        repair_report_in in = {.out_dir = R.out, .model = model, .spec = spec_s, .budget = B.name,
+                               .settings = settings, .tasks = tn, .n_tasks = n_tasks, .prompts = pn,
+                               .n_prompts = np};
+        char *md = NULL;
+        if (repair_report(&in, &md)) {
+            rc = cli_fail(CMD, "report");
+            goto out;
+        }
+        fputs(md, stdout);
+        free(md);
+        char el[32];
+        fprintf(stderr, "[repair] done in %s: %s/report.md\n", cli_fmt_duration(mend_now() - R.t_start, el, sizeof el),
+                R.out);
+    }
+    rc = 0;
+    goto out;
+stage_failed:
+    rc = cli_fail(CMD, "stage");
+    goto out;
+oom:
+    fprintf(stderr, "mend %s: out of memory\n", CMD);
+    rc = CLI_EXIT_ERROR;
+out:
+    av_free(&a);
+    free(cmodel);
+    free(bank);
+    free(single);
+    for (int i = 0; i < n_dom; i++) free(dom_name[i]), free(dom_file[i]);
+    for (int i = 0; i < n_tasks; i++) free(tasks[i]);
+    for (int i = 0; i < n_lists; i++) free(lists[i]);
+    return rc;
+}

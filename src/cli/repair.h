@@ -1,0 +1,62 @@
+/* mend repair (cmd_repair.c, repair_report.c): one command from a checkpoint
+ * to a compressed, prompt-repaired and evaluated model with a report.
+ *
+ * OUT_DIR layout:
+ *   repair.json           the resolved plan (model, spec, budget, settings);
+ *                         a rerun must match it
+ *   model.gguf            the compressed model (model.gguf.ckpt while running)
+ *   bank/                 the prompt bank (bank.json, one adapter per domain)
+ *   bank/single/          the single prompt trained on all domains together
+ *   results/RUN/TASK.jsonl  eval lines; RUN = original, compressed, single, idp
+ *   ppl/RUN.json          perplexity (mend ppl --json)
+ *   stages/STAGE.json     written when a stage finished: its wall time
+ *   logs/STAGE.txt        each stage's standard output
+ *   report.md, report.png (tasks), loss.png (prompt training curves)
+ */
+#ifndef MEND_CLI_REPAIR_H
+#define MEND_CLI_REPAIR_H
+
+#include <stddef.h>
+
+/* A compression spec (docs/repair.md):
+ *   QUANT            rtn:TYPE | gptq:TYPE; TYPE a ggml type (q4_0, q3_k, ...)
+ *                    or intB[gG][sym] (mend's generic B-bit groups of G,
+ *                    asymmetric unless sym; no g: one group per row)
+ *   PRUNE            magnitude:S | wanda:S | sparsegpt:S, S = 0.5, 50% or N:M
+ *   PRUNE+TYPE       pruning, then GPTQ to TYPE keeping the zeros
+ *   PRUNE+QUANT      the same with the quantizer named */
+typedef struct repair_spec {
+    char method[16];        /* rtn, gptq */
+    char type[16];          /* ggml type name, "" for generic bits */
+    int bits, group, sym;   /* generic: bits > 0; group -1 per row */
+    char prune[16];         /* "" none, magnitude, wanda, sparsegpt */
+    char sparsity[16];
+} repair_spec;
+
+/* Parse spec; an error names the spec and the part that is wrong. */
+int repair_spec_parse(const char *spec, repair_spec *out);
+/* The `mend compress` options for sp (pointers into sp or static strings,
+ * at most cap). Returns the count. */
+int repair_spec_args(const repair_spec *sp, char *bits_buf, char *group_buf, const char **argv, int cap);
+
+/* The evaluated configurations, in report order. */
+enum { REPAIR_ORIGINAL, REPAIR_COMPRESSED, REPAIR_SINGLE, REPAIR_IDP, REPAIR_NRUNS };
+extern const char *const repair_run_name[REPAIR_NRUNS];
+extern const char *const repair_run_title[REPAIR_NRUNS];
+
+typedef struct repair_report_in {
+    const char *out_dir;
+    const char *model, *spec, *budget;
+    const char *settings;               /* one Markdown line describing the budget's settings */
+    const char *const *tasks;           /* task names (files results/RUN/NAME.jsonl) */
+    int n_tasks;
+    const char *const *prompts;         /* bank prompt names (loss curves), then "single" */
+    int n_prompts;
+} repair_report_in;
+
+/* Read the stage outputs of out_dir and write report.md, report.png and
+ * loss.png; *md gets the report (malloc'd). Everything above the heading
+ * "## Cost" depends only on the results, not on timing. */
+int repair_report(const repair_report_in *in, char **md);
+
+#endif
