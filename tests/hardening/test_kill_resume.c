@@ -4,8 +4,10 @@
  * the adapter files byte for byte, loss.csv without its wall-clock column,
  * the eval results line for line. Kill points are drawn uniformly from
  * 5%..95% of the uninterrupted run's wall time; the seed is printed
- * (MEND_KILL_SEED=N repeats it). */
+ * (MEND_KILL_SEED=N repeats it). `mend repair` is killed once inside each of
+ * its stages and its report compared above the timing section. */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -181,6 +183,117 @@ static int kill_and_resume(const cmd *c, const char *ref_out, const char *out) {
     return rc;
 }
 
+/* number of stages of a repair run that have started (stages/NAME.started) */
+static int count_started(const char *out) {
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/stages", out);
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        size_t l = strlen(e->d_name);
+        if (l > 8 && !strcmp(e->d_name + l - 8, ".started")) n++;
+    }
+    closedir(d);
+    return n;
+}
+
+/* report.md up to its timing section */
+static void same_report(const char *a, const char *b) {
+    size_t na, nb;
+    char *x = slurp(a, &na), *y = slurp(b, &nb);
+    CHECK_MSG(x && y, "%s or %s missing", a, b);
+    if (x && y) {
+        char *cx = strstr(x, "## Cost"), *cy = strstr(y, "## Cost");
+        CHECK_MSG(cx && cy, "no timing section in %s or %s", a, b);
+        if (cx && cy) {
+            *cx = *cy = 0;
+            CHECK_MSG(strcmp(x, y) == 0, "%s and %s differ above '## Cost':\n%s\n----\n%s", a, b, x, y);
+        }
+    }
+    free(x);
+    free(y);
+}
+
+/* mend repair: one uninterrupted run, then a run killed once inside every
+ * stage in turn (shortly after the stage's start marker appears, at a random
+ * delay), then the same command to the end: the reports agree above their
+ * timing section, and the model, bank and results agree byte for byte. */
+static void repair_kill_each_stage(const char *calib) {
+    char ref[512], out[512], log[600], pt[600];
+    snprintf(ref, sizeof ref, "%s/ref_repair", scratch);
+    snprintf(out, sizeof out, "%s/out_repair", scratch);
+    snprintf(log, sizeof log, "%s/repair.log", scratch);
+    snprintf(pt, sizeof pt, "%s/ppl.txt", scratch);
+    {   /* the perplexity text: the calibration text read backwards by paragraph is enough */
+        size_t n;
+        char *c = slurp(calib, &n);
+        FILE *f = fopen(pt, "wb");
+        if (c && f) fwrite(c, 1, n / 2, f);
+        if (f) fclose(f);
+        free(c);
+    }
+    const char *mc = test_src("tests/fixtures/eval/toy_mc.jsonl"), *gen = test_src("tests/fixtures/eval/toy_gen.jsonl");
+    char tasks[1200], bank[1200];
+    snprintf(tasks, sizeof tasks, "%s,%s", mc, gen);
+    snprintf(bank, sizeof bank, "a=%s,b=%s", calib, calib);
+    char *argv[64];
+    int n = 0;
+    const char *fixed[] = {"mend", "repair", TINY, "--compress", "gptq:int4g32", "-o", "@OUT", "--budget", "quick",
+                           "--tasks", tasks, "--bank", bank, "--calib", calib, "--ppl-text", pt, "--steps", "40",
+                           "--nsamples", "64", "--seqlen", "64", "--train-seqlen", "64", "--ppl-ctx", "64",
+                           "--ppl-windows", "8", "-t", "1", NULL};
+    for (; fixed[n]; n++) argv[n] = (char *)fixed[n];
+    argv[n] = NULL;
+    int at_out = 6;
+    int killed;
+    double t;
+    argv[at_out] = ref;
+    int rc = run(argv, 0, &killed, &t, log);
+    CHECK_MSG(rc == 0, "repair: uninterrupted run exited with %d (log %s)", rc, log);
+    if (rc) return;
+    int total = count_started(ref);
+    printf("repair: %d stages in %.2f s\n", total, t);
+    argv[at_out] = out;
+    int kills = 0;
+    for (int k = 1; k <= total; k++) {
+        /* run until stage k has started, then kill it 0..30 ms later */
+        double t0 = now();
+        pid_t pid = fork();
+        if (pid == 0) {
+            int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+            if (fd >= 0) dup2(fd, 1), dup2(fd, 2);
+            execv(MEND_BIN, argv);
+            _exit(127);
+        }
+        int st = 0, done = 0;
+        while (!done && count_started(out) < k) {
+            if (waitpid(pid, &st, WNOHANG) == pid) done = 1;
+            else if (now() - t0 > 120) break;
+            else usleep(500);
+        }
+        if (!done) {
+            usleep((useconds_t)(30000 * urand()));
+            kill(pid, SIGKILL);
+            waitpid(pid, &st, 0);
+            if (WIFSIGNALED(st)) kills++;
+        } else {
+            CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "repair: run before stage %d failed (log %s)", k, log);
+        }
+    }
+    printf("repair: %d kills over %d stages\n", kills, total);
+    CHECK_MSG(kills >= total / 2, "repair: only %d of %d stages were killed", kills, total);
+    rc = run(argv, 0, &killed, &t, log);
+    CHECK_MSG(rc == 0, "repair: resumed run exited with %d (log %s)", rc, log);
+    same_report(pj(ref, "report.md"), pj(out, "report.md"));
+    same_file(pj(ref, "model.gguf"), pj(out, "model.gguf"));
+    same_file(pj(ref, "bank/a/adapter_model.safetensors"), pj(out, "bank/a/adapter_model.safetensors"));
+    same_file(pj(ref, "bank/single/adapter_model.safetensors"), pj(out, "bank/single/adapter_model.safetensors"));
+    same_file(pj(ref, "results/idp/toy_mc.jsonl"), pj(out, "results/idp/toy_mc.jsonl"));
+    same_file(pj(ref, "results/single/toy_gen.jsonl"), pj(out, "results/single/toy_gen.jsonl"));
+}
+
 int main(void) {
     const char *ks = getenv("MEND_KILL_SEED");
     uint64_t seed = ks ? strtoull(ks, NULL, 10) : (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 20);
@@ -233,6 +346,8 @@ int main(void) {
                 "--resume", NULL};
     kill_and_resume(&eval, pj(scratch, "ref.jsonl"), pj(scratch, "out.jsonl"));
     same_file(pj(scratch, "ref.jsonl"), pj(scratch, "out.jsonl"));
+
+    repair_kill_each_stage(calib);
 
     if (!t_fail) {
         char cmdline[600];
