@@ -54,10 +54,12 @@
 #include "kernels/ops.h"
 #include "kernels/qmatmul.h"
 #include "kernels/quants.h"
+#include "kernels/sgemm.h"
 #include "model/model.h"
 #include "util/util.h"
 
 #define TILE_ROWS 256
+#define XT_MIN_ROWS 8   /* fewer rows: BLAS (sgemv at 1), the 32-row tiles would be mostly padding */
 
 struct mend_state {
     const mend_model *m;
@@ -71,6 +73,7 @@ struct mend_state {
     float *wtile;
     size_t wtile_floats;    /* per thread */
     float *tmp;             /* (B, dim) product before a residual add (native path) */
+    float *xt;              /* x packed for mend_sgemm_xt (B rows, max_cols), or NULL */
     void *qscratch;         /* activation blocks for mend_qmatmul_ex */
     size_t qscratch_bytes;
     void *mem;
@@ -154,6 +157,9 @@ int mend_state_new(mend_state **out, const mend_model *m, int n_ctx, int max_bat
     ok = ok && mend_mul_ok(wtile, (size_t)n_threads, &wtile_all) && mend_add_ok(total, wtile_all, &total);
     off_tmp = total;
     ok = ok && mend_add_ok(total, (tmp + 15) & ~(size_t)15, &total);
+    const size_t xt_floats = mend_sgemm_available() ? mend_sgemm_xt_floats(max_batch, (int)max_cols) : 0;
+    const size_t off_xt = total;
+    ok = ok && mend_add_ok(total, (xt_floats + 15) & ~(size_t)15, &total);
     off_qs = total;
     ok = ok && mend_add_ok(total, qs_floats, &total);
     size_t bytes = 0;
@@ -190,6 +196,7 @@ int mend_state_new(mend_state **out, const mend_model *m, int n_ctx, int max_bat
     s->wtile = wtile ? f + offs[11] : NULL;
     s->wtile_floats = wtile;
     s->tmp = tmp ? f + off_tmp : NULL;
+    s->xt = xt_floats ? f + off_xt : NULL;
     s->qscratch = qs_floats ? (void *)(f + off_qs) : NULL;
     s->qscratch_bytes = qs_floats * sizeof(float);
     s->mem = mem;
@@ -250,13 +257,22 @@ static void mats_forward(mend_state *s, const float *x, int n, float beta, const
     int64_t work = 0;
     for (int k = 0; k < n_jobs; k++) work += (int64_t)n * jobs[k].W->rows * jobs[k].W->cols;
     if (work < 32768) nt = 1;   /* tiny products are not worth waking threads for */
+    /* f32 matrices and batches of >= XT_MIN_ROWS rows: mend's own kernel on x
+     * packed once for all of them (see kernels/sgemm.h) */
+    const int xt = s->xt != NULL && n >= XT_MIN_ROWS;
+    int use_xt = 0;
     int todo[4], chunk[4], first[5], n_todo = 0;
     first[0] = 0;
     for (int k = 0; k < n_jobs && k < 4; k++) {
         if (!native_forward(s, &jobs[k], x, n, beta, nt)) continue;
         const int rows = (int)jobs[k].W->rows;
         int c = (rows + 4 * nt - 1) / (4 * nt);
-        c = c < 64 ? 64 : (c + 15) & ~15;
+        if (xt && jobs[k].W->type == MEND_TYPE_F32) {
+            c = c < 48 ? 48 : (c + 47) / 48 * 48;   /* whole 12-column tiles */
+            use_xt = 1;
+        } else {
+            c = c < 64 ? 64 : (c + 15) & ~15;
+        }
         if (jobs[k].W->type != MEND_TYPE_F32 && c > TILE_ROWS) c = TILE_ROWS;
         todo[n_todo] = k;
         chunk[n_todo] = c;
@@ -265,26 +281,43 @@ static void mats_forward(mend_state *s, const float *x, int n, float beta, const
     }
     if (!n_todo) return;
     const int n_chunks = first[n_todo];
+    const int cols_x = (int)jobs[todo[0]].W->cols;
+    const int n_blocks = use_xt ? (int)(mend_sgemm_xt_floats(n, cols_x) / ((size_t)32 * cols_x)) : 0;
     if (nt > n_chunks) nt = n_chunks;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
-    for (int ci = 0; ci < n_chunks; ci++) {
-        int k = 0;
-        while (ci >= first[k + 1]) k++;
-        const mm_job *J = &jobs[todo[k]];
-        const mend_mat *W = J->W;
-        const int rows = (int)W->rows, cols = (int)W->cols;
-        const int r0 = (ci - first[k]) * chunk[k], nr = rows - r0 < chunk[k] ? rows - r0 : chunk[k];
-        const float *w;
-        if (W->type == MEND_TYPE_F32) {
-            w = (const float *)W->data + (size_t)r0 * cols;
-        } else {
-            float *tile = s->wtile + (size_t)omp_get_thread_num() * s->wtile_floats;
-            for (int r = 0; r < nr; r++)
-                mend_dequantize_row(W->type, (const uint8_t *)W->data + (size_t)(r0 + r) * W->row_bytes,
-                                    tile + (size_t)r * cols, cols);
-            w = tile;
+#pragma omp parallel num_threads(nt)
+    {
+        if (use_xt) {
+#pragma omp for schedule(static)
+            for (int b = 0; b < n_blocks; b++) mend_sgemm_pack_xt(s->xt, x, (size_t)cols_x, n, cols_x, b, b + 1);
         }
-        matmul_forward(J->out + r0, J->ldo, x, w, J->bias ? J->bias + r0 : NULL, n, nr, cols, beta);
+#pragma omp for schedule(dynamic, 1)
+        for (int ci = 0; ci < n_chunks; ci++) {
+            int k = 0;
+            while (ci >= first[k + 1]) k++;
+            const mm_job *J = &jobs[todo[k]];
+            const mend_mat *W = J->W;
+            const int rows = (int)W->rows, cols = (int)W->cols;
+            const int r0 = (ci - first[k]) * chunk[k], nr = rows - r0 < chunk[k] ? rows - r0 : chunk[k];
+            const float *w;
+            if (W->type == MEND_TYPE_F32) {
+                w = (const float *)W->data + (size_t)r0 * cols;
+                if (use_xt && !mend_sgemm_xt(J->out + r0, J->ldo, s->xt, n, w, (size_t)cols, nr, cols, beta)) {
+                    if (J->bias)
+                        for (int i = 0; i < n; i++) {
+                            float *o = J->out + (size_t)i * J->ldo + r0;
+                            for (int j = 0; j < nr; j++) o[j] += J->bias[r0 + j];
+                        }
+                    continue;
+                }
+            } else {
+                float *tile = s->wtile + (size_t)omp_get_thread_num() * s->wtile_floats;
+                for (int r = 0; r < nr; r++)
+                    mend_dequantize_row(W->type, (const uint8_t *)W->data + (size_t)(r0 + r) * W->row_bytes,
+                                        tile + (size_t)r * cols, cols);
+                w = tile;
+            }
+            matmul_forward(J->out + r0, J->ldo, x, w, J->bias ? J->bias + r0 : NULL, n, nr, cols, beta);
+        }
     }
 }
 

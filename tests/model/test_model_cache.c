@@ -39,7 +39,10 @@ int main(void) {
     for (size_t i = 0; i < n; i++) CHECK_OK(mend_forward(s, ids + i, NULL, 1, (int)i, lg + i * V, 1));
     double d = fx_max_abs(lg, batch, n * V);
     printf("decode token by token vs batch: max |diff| %.3g\n", d);
-    CHECK_MSG(d <= 1e-4, "decode vs batch max |diff| %g", d);
+    /* one row runs through BLAS sgemv, a batch through mend's AVX-512 sgemm
+     * (kernels/sgemm.h): different summation orders over 30 layers, on
+     * logits up to ~37 */
+    CHECK_MSG(d <= 3e-4, "decode vs batch max |diff| %g", d);
 
     /* uneven chunks: 1, 20, 43 */
     CHECK_OK(mend_forward(s, ids, NULL, 1, 0, lg, 1));
@@ -47,7 +50,7 @@ int main(void) {
     CHECK_OK(mend_forward(s, ids + 21, NULL, (int)n - 21, 21, lg + (size_t)21 * V, 1));
     d = fx_max_abs(lg, batch, n * V);
     printf("chunks 1+20+43 vs batch: max |diff| %.3g\n", d);
-    CHECK_MSG(d <= 1e-4, "chunked vs batch max |diff| %g", d);
+    CHECK_MSG(d <= 3e-4, "chunked vs batch max |diff| %g", d);
 
     /* embeddings */
     float *emb = malloc(n * D * sizeof(float));

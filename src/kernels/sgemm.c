@@ -1,0 +1,119 @@
+/* f32 matrix product out = beta * out + x · Wᵀ on AVX-512 (see sgemm.h).
+ *
+ * Layout: x is packed once per product, transposed in blocks of 32 rows
+ * (xt[block][kk][32], zero-padded past n); W is read in place, row-major.
+ * The micro-kernel computes a tile of 32 rows x 12 columns of out in 24
+ * registers: per k step two vector loads of xt and twelve broadcasts of
+ * W[j][kk], 24 FMAs. Twelve rows of W (12 k floats) stay in L1 while the
+ * row blocks of xt stream past, so W needs no packing (the weight matrices
+ * are large, the batches of rows short). Each output element is the plain
+ * sum over k in order (float rounding differs from BLAS's blocked order by
+ * a few ulps). */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/cpu.h"
+#include "kernels/sgemm.h"
+
+#define MR 32
+#define NR 12
+
+size_t mend_sgemm_xt_floats(int n, int k) {
+    if (n < 1 || k < 1) return 0;
+    return (size_t)((n + MR - 1) / MR) * MR * (size_t)k;
+}
+
+void mend_sgemm_pack_xt(float *xt, const float *x, size_t ldx, int n, int k, int b0, int b1) {
+    for (int b = b0; b < b1; b++) {
+        float *dst = xt + (size_t)b * MR * (size_t)k;
+        const int r0 = b * MR, nr = n - r0 < MR ? n - r0 : MR;
+        for (int kk = 0; kk < k; kk++) {
+            float *d = dst + (size_t)kk * MR;
+            int r = 0;
+            for (; r < nr; r++) d[r] = x[(size_t)(r0 + r) * ldx + kk];
+            for (; r < MR; r++) d[r] = 0.0f;
+        }
+    }
+}
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+
+#define T_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma")))
+
+#define COL_FMA(j)                                              \
+    do {                                                        \
+        const __m512 b = _mm512_set1_ps(w##j[kk]);              \
+        s##j##a = _mm512_fmadd_ps(a0, b, s##j##a);              \
+        s##j##b = _mm512_fmadd_ps(a1, b, s##j##b);              \
+    } while (0)
+
+#define COL_SAVE(j)                                             \
+    do {                                                        \
+        _mm512_store_ps(tile + (j) * MR, s##j##a);              \
+        _mm512_store_ps(tile + (j) * MR + 16, s##j##b);         \
+    } while (0)
+
+/* out rows [0, mr) x columns [0, nc) = beta * out + xt-block · W[0..nc)ᵀ */
+T_AVX512 static void kernel_32x12(float *out, size_t ldo, const float *xtb, const float *W, size_t ldw, int k,
+                                  int mr, int nc, float beta) {
+    const float *w0 = W, *w1 = W + (size_t)(nc > 1 ? 1 : 0) * ldw, *w2 = W + (size_t)(nc > 2 ? 2 : 0) * ldw,
+                *w3 = W + (size_t)(nc > 3 ? 3 : 0) * ldw, *w4 = W + (size_t)(nc > 4 ? 4 : 0) * ldw,
+                *w5 = W + (size_t)(nc > 5 ? 5 : 0) * ldw, *w6 = W + (size_t)(nc > 6 ? 6 : 0) * ldw,
+                *w7 = W + (size_t)(nc > 7 ? 7 : 0) * ldw, *w8 = W + (size_t)(nc > 8 ? 8 : 0) * ldw,
+                *w9 = W + (size_t)(nc > 9 ? 9 : 0) * ldw, *w10 = W + (size_t)(nc > 10 ? 10 : 0) * ldw,
+                *w11 = W + (size_t)(nc > 11 ? 11 : 0) * ldw;
+    __m512 s0a = _mm512_setzero_ps(), s0b = s0a, s1a = s0a, s1b = s0a, s2a = s0a, s2b = s0a, s3a = s0a,
+           s3b = s0a, s4a = s0a, s4b = s0a, s5a = s0a, s5b = s0a, s6a = s0a, s6b = s0a, s7a = s0a, s7b = s0a,
+           s8a = s0a, s8b = s0a, s9a = s0a, s9b = s0a, s10a = s0a, s10b = s0a, s11a = s0a, s11b = s0a;
+    for (int kk = 0; kk < k; kk++) {
+        const __m512 a0 = _mm512_load_ps(xtb + (size_t)kk * MR), a1 = _mm512_load_ps(xtb + (size_t)kk * MR + 16);
+        COL_FMA(0); COL_FMA(1); COL_FMA(2); COL_FMA(3); COL_FMA(4); COL_FMA(5);
+        COL_FMA(6); COL_FMA(7); COL_FMA(8); COL_FMA(9); COL_FMA(10); COL_FMA(11);
+    }
+    float tile[NR * MR] __attribute__((aligned(64)));
+    COL_SAVE(0); COL_SAVE(1); COL_SAVE(2); COL_SAVE(3); COL_SAVE(4); COL_SAVE(5);
+    COL_SAVE(6); COL_SAVE(7); COL_SAVE(8); COL_SAVE(9); COL_SAVE(10); COL_SAVE(11);
+    for (int r = 0; r < mr; r++) {
+        float *o = out + (size_t)r * ldo;
+        if (beta == 0.0f)
+            for (int c = 0; c < nc; c++) o[c] = tile[c * MR + r];
+        else
+            for (int c = 0; c < nc; c++) o[c] = beta * o[c] + tile[c * MR + r];
+    }
+}
+
+static int sgemm_xt_avx512(float *out, size_t ldo, const float *xt, int n, const float *W, size_t ldw, int m,
+                           int k, float beta) {
+    const int nb = (n + MR - 1) / MR;
+    for (int j0 = 0; j0 < m; j0 += NR) {
+        const int nc = m - j0 < NR ? m - j0 : NR;
+        for (int b = 0; b < nb; b++) {
+            const int i0 = b * MR, mr = n - i0 < MR ? n - i0 : MR;
+            kernel_32x12(out + (size_t)i0 * ldo + j0, ldo, xt + (size_t)b * MR * (size_t)k, W + (size_t)j0 * ldw,
+                         ldw, k, mr, nc, beta);
+        }
+    }
+    return 0;
+}
+#endif
+
+int mend_sgemm_available(void) {
+#if defined(__x86_64__) || defined(_M_X64)
+    return mend_cpu_simd_level() >= MEND_SIMD_AVX512;
+#else
+    return 0;
+#endif
+}
+
+int mend_sgemm_xt(float *out, size_t ldo, const float *xt, int n, const float *W, size_t ldw, int m, int k,
+                  float beta) {
+    if (n < 1 || m < 1 || k < 1 || !mend_sgemm_available()) return 1;
+#if defined(__x86_64__) || defined(_M_X64)
+    return sgemm_xt_avx512(out, ldo, xt, n, W, ldw, m, k, beta);
+#else
+    (void)out, (void)ldo, (void)xt, (void)W, (void)ldw, (void)beta;
+    return 1;
+#endif
+}

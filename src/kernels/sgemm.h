@@ -1,0 +1,26 @@
+/* f32 matrix product out (n, ldo) = beta * out + x (n, k) · Wᵀ with W (m, k)
+ * row-major, on mend's own AVX-512 kernel (single-threaded per call).
+ *
+ * Why: the BLAS a build links may be pinned to narrower kernels than the CPU
+ * has (OpenBLAS with OPENBLAS_CORETYPE=Haswell runs AVX2 sgemm at about half
+ * the AVX-512 rate), and every product of the forward has this one shape: a
+ * batch of rows times a large weight matrix. x is packed once per product
+ * (mend_sgemm_pack_xt, shareable by the threads that each take a range of
+ * W's rows); W is used in place. */
+#ifndef MEND_SGEMM_H
+#define MEND_SGEMM_H
+
+#include <stddef.h>
+
+/* Non-zero when the kernel runs on this CPU (AVX-512 F/BW/VL). */
+int mend_sgemm_available(void);
+/* Floats of the packed form of an (n, k) x. */
+size_t mend_sgemm_xt_floats(int n, int k);
+/* Pack row blocks [b0, b1) (of 32 rows each) of x (n, k; row stride ldx). */
+void mend_sgemm_pack_xt(float *xt, const float *x, size_t ldx, int n, int k, int b0, int b1);
+/* out (n, ldo) = beta * out + x · W[0..m)ᵀ from the packed xt; W row stride
+ * ldw. Returns non-zero (nothing done) when the kernel is unavailable. */
+int mend_sgemm_xt(float *out, size_t ldo, const float *xt, int n, const float *W, size_t ldw, int m, int k,
+                  float beta);
+
+#endif
