@@ -638,17 +638,10 @@ int cmd_repair(int argc, char **argv) {
 
     repair R = {.threads = threads, .t_start = mend_now()};
     snprintf(R.out, sizeof R.out, "%s", out_dir);
-    char sub[PATH_MAX];
-    static const char *const SUBDIRS[] = {"stages", "logs", "ppl", "results/original", "results/compressed",
-                                          "results/single", "results/idp"};
-    for (size_t i = 0; i < sizeof SUBDIRS / sizeof *SUBDIRS; i++) {
-        snprintf(sub, sizeof sub, "%s/%s", out_dir, SUBDIRS[i]);
-        if (mend_mkdir_p(sub)) {
-            rc = cli_fail(CMD, sub);
-            goto out;
-        }
+    if (mend_mkdir_p(out_dir)) {
+        rc = cli_fail(CMD, out_dir);
+        goto out;
     }
-
     /* the plan: a rerun must be the same run */
     char settings[4096];
     {
@@ -686,6 +679,17 @@ int cmd_repair(int argc, char **argv) {
         rc = cli_fail(CMD, out_dir);
         goto out;
     }
+    char sub[PATH_MAX];
+    static const char *const SUBDIRS[] = {"stages", "logs", "ppl", "results/original", "results/compressed",
+                                          "results/single", "results/idp"};
+    for (size_t i = 0; i < sizeof SUBDIRS / sizeof *SUBDIRS; i++) {
+        snprintf(sub, sizeof sub, "%s/%s", out_dir, SUBDIRS[i]);
+        if (mend_mkdir_p(sub)) {
+            rc = cli_fail(CMD, sub);
+            goto out;
+        }
+    }
+
 
     int n_ppl = 4, n_eval = 4 * n_tasks;
     R.n_stages = 1 + 2 + n_eval + n_ppl;

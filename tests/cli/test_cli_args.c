@@ -2,6 +2,7 @@
  * exit with 1 and the library's error sentence; --help exits with 0. */
 #include "test.h"
 #include "cli_run.h"
+#include <sys/stat.h>
 
 static void expect_code(const char *args, int code, const char *in_err) {
     cli_out r = cli_run(args);
@@ -34,6 +35,46 @@ int main(void) {
     expect_code("generate a.gguf -p hi --top-p 1.5", 2, "--top-p");
     expect_code("generate a.gguf -p hi --seed x", 2, "--seed");
     expect_code("generate a.gguf -p hi --system s", 2, "--system needs --chat");
+    /* repair: the compression spec and the plan */
+    expect_code("repair a.gguf -o out", 2, "missing --compress");
+    expect_code("repair a.gguf --compress gptq:q4_0", 2, "missing -o");
+    expect_code("repair a.gguf --compress q4_0 -o out", 2, "expected METHOD:TYPE");
+    expect_code("repair a.gguf --compress gptq:q9_0 -o out", 2, "unknown type 'q9_0'");
+    expect_code("repair a.gguf --compress awq:q4_0 -o out", 2, "unknown quantizer 'awq'");
+    expect_code("repair a.gguf --compress gptq:int5g64 -o out", 2, "2, 3, 4 or 8 bits");
+    expect_code("repair a.gguf --compress gptq:int3g48 -o out", 2, "must be 32, 64 or 128");
+    expect_code("repair a.gguf --compress gptq:int3g64x -o out", 2, "unexpected 'x'");
+    expect_code("repair a.gguf --compress sparsegpt: -o out", 2, "needs a sparsity");
+    expect_code("repair a.gguf --compress gptq:q4_0+q4_0 -o out", 2, "'+' follows a pruning method");
+    expect_code("repair a.gguf --compress wanda:0.5+q4_0+q4_1 -o out", 2, "at most one '+'");
+    expect_code("repair a.gguf --compress gptq:q4_0 -o out --budget huge", 2, "--budget expects");
+    expect_code("repair a.gguf --compress gptq:q4_0 -o out --bank-dir b --bank wiki", 2, "not both");
+    expect_code("repair a.gguf --compress gptq:q4_0 -o out --limit -1", 2, "--limit");
+    expect_code("repair a.gguf --compress gptq:q4_0 -o out --tasks /nonexistent/t.jsonl", 1,
+                "'/nonexistent/t.jsonl' does not exist");
+    {   /* a rerun with other settings is refused, naming the field; a broken plan too */
+        char dir[64], args[2048], plan[96];
+        snprintf(dir, sizeof dir, "/tmp/mend_repair_plan_%d", (int)getpid());
+        snprintf(plan, sizeof plan, "%s/repair.json", dir);
+        mkdir(dir, 0755);
+        const char *task = test_src("tests/fixtures/eval/toy_mc.jsonl");
+        snprintf(args, sizeof args, "repair a.gguf --compress gptq:q4_0 -o %s --tasks %s --ppl-text %s --bank a=%s",
+                 dir, task, task, task);
+        FILE *f = fopen(plan, "w");
+        fputs("{\"model\": \"a.gguf\", \"compress\": \"gptq:q4_1\"}", f);
+        fclose(f);
+        expect_code(args, 1, "this directory holds a run with compress = \"gptq:q4_1\"");
+        f = fopen(plan, "w");
+        fputs("{\"model\": ", f);
+        fclose(f);
+        expect_code(args, 1, "repair.json: not valid JSON");
+        struct stat st;
+        char logs[128];
+        snprintf(logs, sizeof logs, "%s/logs", dir);
+        CHECK_MSG(stat(logs, &st) != 0, "a refused repair created %s", logs);
+        unlink(plan);
+        rmdir(dir);
+    }
     /* runtime errors: exit 1 with the library's sentence */
     expect_code("info /nonexistent/model.gguf", 1, "/nonexistent/model.gguf");
     expect_code("ppl /nonexistent/model.gguf --text /nonexistent/t.txt", 1, "/nonexistent/t.txt");
@@ -42,6 +83,7 @@ int main(void) {
     expect_code("info --help", 0, NULL);
     expect_code("ppl --help", 0, NULL);
     expect_code("generate --help", 0, NULL);
+    expect_code("repair --help", 0, NULL);
     cli_out r = cli_run("ppl --help");
     CHECK(strstr(r.out, "--protocol") != NULL);
     cli_free(&r);
