@@ -42,7 +42,7 @@ typedef struct budget {
 
 static const budget BUDGETS[] = {
     {"quick", 32, 512, 40, 1, 256, 100, 512, 24},
-    {"standard", 64, 2048, 200, 1, 256, 200, 2048, 16},
+    {"standard", 64, 2048, 100, 1, 256, 200, 2048, 16},
     {"full", 128, 2048, 400, 4, 256, 0, 2048, 0},
 };
 
@@ -67,7 +67,7 @@ static void help(void) {
            "      --budget B           quick, standard (default) or full:\n"
            "                             quick:    calibration 32 x 512, prompts 40 steps x 1 x 256,\n"
            "                                       first 100 examples per task, 24 windows of 512\n"
-           "                             standard: calibration 64 x 2048, prompts 200 steps x 1 x 256,\n"
+           "                             standard: calibration 64 x 2048, prompts 100 steps x 1 x 256,\n"
            "                                       first 200 examples, 16 windows of 2048\n"
            "                             full:     calibration 128 x 2048, prompts 400 steps x 4 x 256,\n"
            "                                       every example, all windows of 2048\n"
