@@ -818,7 +818,10 @@ int mend_eval_examples(mend_eval_backend *b, const mend_task *t, const size_t *i
     ll_plan **group = calloc((size_t)n, sizeof *group);
     int rc = 0, k = 0;
     const int want_argmax = t->kind == MEND_TASK_LM;
-    const int cap = b->max_batch > 0 ? b->max_batch : 256;
+    /* rows per packed forward: at most max_batch, and never more slots than
+     * the window (a soft prompt takes its share of the model's context) */
+    int cap = b->max_batch > 0 ? b->max_batch : 256;
+    if (b->window > 0 && cap > b->window) cap = b->window;
     if (!jobs || !group) {
         rc = mend_set_error(MEND_ENOMEM, "out of memory");
         goto done;
@@ -842,10 +845,7 @@ int mend_eval_examples(mend_eval_backend *b, const mend_task *t, const size_t *i
         }
         if (jobs[k].plan.max_m > max_m) max_m = jobs[k].plan.max_m;
     }
-    /* room for a packed forward of cap rows, but never more than the window
-     * (a soft prompt takes its share of the model's context) */
-    int need = cap < b->window ? cap : b->window;
-    if (b->reserve && (rc = b->reserve(b->user, max_m > need ? max_m : need))) goto done;
+    if (b->reserve && (rc = b->reserve(b->user, max_m > cap ? max_m : cap))) goto done;
     /* consecutive examples packed into forwards of at most cap rows; an
      * example larger than that runs alone, request by request */
     int ng = 0, rows = 0, first = 0;
