@@ -230,6 +230,19 @@ static void av_free(argvec *a) {
     a->v[0] = NULL;
 }
 
+/* the prompt options of run r for eval and ppl */
+static void push_run_prompt(argvec *a, int r, const char *single, const char *bank) {
+    if (r == REPAIR_SINGLE) {
+        av_push(a, "--prompt");
+        av_push(a, "%s", single);
+    } else if (r == REPAIR_IDP) {
+        av_push(a, "--bank");
+        av_push(a, "%s", bank);
+        av_push(a, "--select");
+        av_push(a, "attention");
+    }
+}
+
 typedef struct repair {
     char out[PATH_MAX / 2];
     const char *threads;
@@ -807,15 +820,7 @@ int cmd_repair(int argc, char **argv) {
             av_push(&a, "--out");
             av_push(&a, "%s/results/%s/%s.jsonl", R.out, repair_run_name[r], tn);
             av_push(&a, "--resume");
-            if (r == REPAIR_SINGLE) {
-                av_push(&a, "--prompt");
-                av_push(&a, "%s", single);
-            } else if (r == REPAIR_IDP) {
-                av_push(&a, "--bank");
-                av_push(&a, "%s", bank);
-                av_push(&a, "--select");
-                av_push(&a, "attention");
-            }
+            push_run_prompt(&a, r, single, bank);
             char name[192], what[256];
             snprintf(name, sizeof name, "eval-%s-%s", repair_run_name[r], tn);
             snprintf(what, sizeof what, "%s: %s", tn, repair_run_title[r]);
@@ -838,15 +843,7 @@ int cmd_repair(int argc, char **argv) {
         }
         av_push(&a, "--json");
         av_push(&a, "%s/ppl/%s.json", R.out, repair_run_name[r]);
-        if (r == REPAIR_SINGLE) {
-            av_push(&a, "--prompt");
-            av_push(&a, "%s", single);
-        } else if (r == REPAIR_IDP) {
-            av_push(&a, "--bank");
-            av_push(&a, "%s", bank);
-            av_push(&a, "--select");
-            av_push(&a, "attention");
-        }
+        push_run_prompt(&a, r, single, bank);
         char name[64], what[128];
         snprintf(name, sizeof name, "ppl-%s", repair_run_name[r]);
         snprintf(what, sizeof what, "WikiText-2 perplexity: %s", repair_run_title[r]);
