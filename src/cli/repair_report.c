@@ -128,13 +128,15 @@ static int loss_plot(const repair_report_in *in, const char *png) {
     if (!f) return mend_set_error(MEND_ENOMEM, "report: out of memory");
     fprintf(f, "set terminal pngcairo noenhanced size 900,520 font 'sans,10'\nset output '%s'\n", png);
     fprintf(f, "set datafile separator ','\nset datafile missing 'nan'\nset xlabel 'step'\n"
-               "set ylabel 'training loss (cross-entropy)'\nset grid\nset key outside right\nplot");
+               "set ylabel 'loss: training (smoothed line), validation (dots)'\nset grid\n"
+               "set key outside right\nplot");
     int n = 0;
     for (int i = 0; i < in->n_prompts; i++) {
         char *csv = pathf("%s/bank/%s/loss.csv", in->out_dir, in->prompts[i]);
         if (csv && mend_file_exists(csv) && !strchr(csv, '\''))
-            fprintf(f, "%s '%s' every ::2 using 1:3 with lines lw 1.5 title '%s'", n++ ? "," : "", csv,
-                    in->prompts[i]);
+            fprintf(f, "%s '%s' every ::2 using 1:3 smooth bezier with lines lw 1.5 lc %d title '%s', "
+                       "'' using 1:6 with points pt 7 ps 0.7 lc %d notitle", n++ ? "," : "", csv, i + 1,
+                    in->prompts[i], i + 1);
         free(csv);
     }
     fprintf(f, "\n");
