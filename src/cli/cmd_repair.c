@@ -703,7 +703,6 @@ int cmd_repair(int argc, char **argv) {
         }
     }
 
-
     int n_ppl = 4, n_eval = 4 * n_tasks;
     R.n_stages = 1 + 2 + n_eval + n_ppl;
     cmodel = outp(&R, "model.gguf");
