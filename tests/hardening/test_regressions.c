@@ -123,6 +123,26 @@ static void test_tokenizer_json_not_regular(void) {
     CHECK(t == NULL);
 }
 
+/* GGUF float array read as integers: 1.7e19 overflowed the int64 conversion
+ * (UB; found by fuzz_gguf, which reads the last element of every array as an
+ * integer). The value now saturates, and the tokenizer refuses float token
+ * types with an error naming the key. */
+static void test_gguf_float_array_as_int(void) {
+    mend_gguf *g = NULL;
+    CHECK_OK(mend_gguf_open(&g, test_src("tests/hardening/regressions/fuzz_gguf/float_token_type_overflow")));
+    if (!g) return;
+    const gguf_kv *ty = mend_gguf_find(g, "tokenizer.ggml.token_type");
+    CHECK(ty && ty->arr_type == GGUF_TYPE_FLOAT32 && ty->n == 700);
+    if (ty && ty->n == 700) {
+        CHECK(gguf_arr_i64(ty, 699) == INT64_MAX);
+        CHECK(gguf_arr_i64(ty, 0) == (int64_t)gguf_arr_f64(ty, 0));
+    }
+    mend_tokenizer *t = NULL;
+    CHECK_ERR(mend_tokenizer_from_gguf(&t, g), MEND_EFORMAT, "tokenizer.ggml.token_type is an array of");
+    CHECK(t == NULL);
+    mend_gguf_close(g);
+}
+
 /* bank.json: a centroid value finite as a double but not as a float */
 static void test_bank_centroid_float_range(void) {
     static const char base[] =
@@ -149,6 +169,7 @@ int main(void) {
     test_bpe_cache_empty_word();
     test_tokenizer_json_not_regular();
     test_bank_centroid_float_range();
+    test_gguf_float_array_as_int();
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", scratch);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", scratch);
