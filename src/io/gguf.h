@@ -63,6 +63,10 @@ typedef struct mend_gguf {
     size_t alignment;
     size_t data_offset;
     int borrowed;       /* buffer owned by the caller (open_mem) */
+    /* hash indexes of the key and tensor names (slot = position + 1, 0 empty;
+     * mask + 1 slots), built by the parser; NULL means look up by a scan */
+    uint32_t *kv_index, *tensor_index;
+    uint64_t kv_mask, tensor_mask;
 } mend_gguf;
 
 /* Hard limits checked before anything is allocated. */

@@ -201,6 +201,64 @@ static void test_corrupt(void) {
     free(b.p);
 }
 
+/* 50 000 keys and 5 000 tensors: every one found by name, absent names not
+ * found, and a duplicate as the last key or tensor refused with its name
+ * (the duplicate check and the lookups go through a hash index; a scan per
+ * name made a file of 10^5 keys take 10 s to reject). */
+static void test_many_names(void) {
+    enum { NK = 50000, NT = 5000 };
+    char name[32];
+    for (int dup = 0; dup < 3; dup++) {   /* 0: none, 1: last key, 2: last tensor */
+        buf b = {0};
+        put(&b, "GGUF", 4);
+        u32(&b, 3);
+        u64(&b, NT);
+        u64(&b, NK);
+        for (int i = 0; i < NK; i++) {
+            snprintf(name, sizeof name, "key.%d", dup == 1 && i == NK - 1 ? 1234 : i);
+            str(&b, name);
+            u32(&b, GGUF_TYPE_UINT32);
+            u32(&b, (uint32_t)i);
+        }
+        for (int i = 0; i < NT; i++) {
+            snprintf(name, sizeof name, "blk.%d.w", dup == 2 && i == NT - 1 ? 77 : i);
+            str(&b, name);
+            u32(&b, 1);
+            u64(&b, 8);
+            u32(&b, MEND_TYPE_F32);
+            u64(&b, (uint64_t)i * 32);
+        }
+        pad(&b, 32);
+        size_t data = b.n;
+        b.n += (size_t)NT * 32;
+        if (b.n > b.cap) b.p = realloc(b.p, b.cap = b.n);
+        memset(b.p + data, 0, (size_t)NT * 32);
+        mend_gguf *g = NULL;
+        if (dup == 1) {
+            CHECK_ERR(mend_gguf_open_mem(&g, b.p, b.n, "many.gguf"), MEND_EFORMAT, "duplicate metadata key 'key.1234'");
+        } else if (dup == 2) {
+            CHECK_ERR(mend_gguf_open_mem(&g, b.p, b.n, "many.gguf"), MEND_EFORMAT, "duplicate tensor name 'blk.77.w'");
+        } else {
+            CHECK_OK(mend_gguf_open_mem(&g, b.p, b.n, "many.gguf"));
+            int bad = 0;
+            for (int i = 0; g && i < NK; i++) {
+                snprintf(name, sizeof name, "key.%d", i);
+                const gguf_kv *kv = mend_gguf_find(g, name);
+                bad += !kv || kv->v.u != (uint64_t)i;
+            }
+            for (int i = 0; g && i < NT; i++) {
+                snprintf(name, sizeof name, "blk.%d.w", i);
+                const gguf_tensor *t = mend_gguf_find_tensor(g, name);
+                bad += !t || t->offset != (uint64_t)i * 32;
+            }
+            CHECK_MSG(bad == 0, "%d names not found or wrong", bad);
+            CHECK(g && !mend_gguf_find(g, "key.50000") && !mend_gguf_find(g, "") && !mend_gguf_find_tensor(g, "blk.5000.w"));
+            mend_gguf_close(g);
+        }
+        free(b.p);
+    }
+}
+
 /* The real model against the summary written by gguf-py. */
 static void test_real(void) {
     const char *path = test_default_model();
@@ -265,6 +323,7 @@ static void test_real(void) {
 int main(void) {
     test_sample();
     test_corrupt();
+    test_many_names();
     test_real();
     return test_finish();
 }
