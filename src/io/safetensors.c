@@ -53,6 +53,7 @@ void mend_safetensors_close(mend_safetensors *st) {
     }
     free(st->meta_keys);
     free(st->meta_vals);
+    free(st->by_name);
     mend_unmap(&st->map);
     free(st->path);
     free(st);
@@ -186,6 +187,22 @@ static int check_overlaps(mend_safetensors *st) {
     return rc;
 }
 
+static int cmp_name(const void *a, const void *b) {
+    return strcmp((*(const mend_st_tensor *const *)a)->name, (*(const mend_st_tensor *const *)b)->name);
+}
+
+/* Names sorted once for binary-search lookups: a scan per lookup made the
+ * HF loader's search for each of a model's tensors cost (tensors expected) x
+ * (entries in the header). Names are unique (duplicates are refused). */
+static int index_names(mend_safetensors *st) {
+    if (st->n_tensors < 2) return 0;
+    st->by_name = malloc(st->n_tensors * sizeof *st->by_name);
+    if (!st->by_name) return mend_set_error(MEND_ENOMEM, "%s: out of memory", st->path);
+    for (size_t i = 0; i < st->n_tensors; i++) st->by_name[i] = &st->tensors[i];
+    qsort(st->by_name, st->n_tensors, sizeof *st->by_name, cmp_name);
+    return 0;
+}
+
 static int parse_header(mend_safetensors *st) {
     const char *p = st->path;
     const uint8_t *d = st->map.data;
@@ -237,6 +254,7 @@ static int parse_header(mend_safetensors *st) {
         if (rc) goto done;
     }
     rc = check_overlaps(st);
+    if (!rc) rc = index_names(st);
 done:
     json_decref(root);
     return rc;
@@ -265,6 +283,17 @@ int mend_safetensors_open(mend_safetensors **out, const char *path) {
 
 const mend_st_tensor *mend_safetensors_find(const mend_safetensors *st, const char *name) {
     if (!st || !name) return NULL;
+    if (st->by_name) {
+        size_t lo = 0, hi = st->n_tensors;
+        while (lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+            int c = strcmp(st->by_name[mid]->name, name);
+            if (c == 0) return st->by_name[mid];
+            if (c < 0) lo = mid + 1;
+            else hi = mid;
+        }
+        return NULL;
+    }
     for (size_t i = 0; i < st->n_tensors; i++)
         if (strcmp(st->tensors[i].name, name) == 0) return &st->tensors[i];
     return NULL;

@@ -44,6 +44,7 @@ typedef struct mend_safetensors {
     mend_st_tensor *tensors;  /* in header order */
     size_t n_meta;
     char **meta_keys, **meta_vals;
+    mend_st_tensor **by_name; /* the tensors sorted by name (lookups), or NULL */
 } mend_safetensors;
 
 /* Map and validate a file: header length vs file size, JSON, every entry's

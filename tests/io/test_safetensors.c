@@ -362,6 +362,38 @@ static void test_truncation_and_flips(void) {
     free(buf);
 }
 
+/* 3 000 tensors written in an order unlike their names' order: every one
+ * found by name (binary search over the sorted names), absent names not */
+static void test_many_tensors(void) {
+    enum { N = 3000 };
+    mend_st_out *outs = calloc(N, sizeof *outs);
+    char (*names)[32] = calloc(N, sizeof *names);
+    float *vals = calloc(N, sizeof *vals);
+    if (!outs || !names || !vals) { CHECK(0); free(outs); free(names); free(vals); return; }
+    for (int i = 0; i < N; i++) {
+        snprintf(names[i], sizeof names[i], "layers.%d.w", (i * 7919) % N);
+        vals[i] = (float)i;
+        outs[i] = (mend_st_out){names[i], MEND_TYPE_F32, 1, {1}, &vals[i]};
+    }
+    const char *p = tmp_path("many.safetensors");
+    CHECK_OK(mend_safetensors_write(p, outs, N, NULL));
+    mend_safetensors *st = NULL;
+    CHECK_OK(mend_safetensors_open(&st, p));
+    int bad = 0;
+    for (int i = 0; st && i < N; i++) {
+        const mend_st_tensor *t = mend_safetensors_find(st, names[i]);
+        float v = -1;
+        bad += !t || mend_safetensors_read_f32(st, t, 0, 1, &v) != 0 || v != (float)i;
+    }
+    CHECK_MSG(bad == 0, "%d of %d tensors not found or wrong", bad, N);
+    CHECK(st && !mend_safetensors_find(st, "layers.3000.w") && !mend_safetensors_find(st, "") &&
+          !mend_safetensors_find(st, "layers.1"));
+    mend_safetensors_close(st);
+    free(outs);
+    free(names);
+    free(vals);
+}
+
 int main(void) {
     snprintf(g_tmp, sizeof g_tmp, "/tmp/mend_st_XXXXXX");
     if (!mkdtemp(g_tmp)) { perror("mkdtemp"); return 2; }
@@ -369,6 +401,7 @@ int main(void) {
     test_writer_roundtrip();
     test_bad_headers();
     test_truncation_and_flips();
+    test_many_tensors();
     rm_tree(g_tmp);
     return test_finish();
 }
