@@ -1,6 +1,7 @@
 /* Zero-shot scoring with lm-evaluation-harness rules (see harness.h). */
 #define _GNU_SOURCE
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -303,6 +304,11 @@ void mend_eval_scratch_free(mend_eval_backend *b) {
     free(b->scratch);
     b->scratch = NULL;
     b->scratch_cap = 0;
+    for (int l = 0; l < MEND_EVAL_MAX_LANES; l++) {
+        free(b->lane_scratch[l]);
+        b->lane_scratch[l] = NULL;
+        b->lane_scratch_cap[l] = 0;
+    }
 }
 
 /* The scratch grown to at least n floats (fresh large mallocs would be
@@ -314,6 +320,17 @@ static float *scratch_get(mend_eval_backend *b, size_t n) {
         b->scratch_cap = b->scratch ? n : 0;
     }
     return b->scratch;
+}
+
+/* The logits scratch of a lane (lane 0: the backend's). */
+static float *lane_scratch_get(mend_eval_backend *b, int lane, size_t n) {
+    if (lane <= 0) return scratch_get(b, n);
+    if (b->lane_scratch_cap[lane] < n) {
+        free(b->lane_scratch[lane]);
+        b->lane_scratch[lane] = malloc(n * sizeof(float));
+        b->lane_scratch_cap[lane] = b->lane_scratch[lane] ? n : 0;
+    }
+    return b->lane_scratch[lane];
 }
 
 /* Tokenize the n requests into p (out: n results, zeroed here). */
@@ -484,8 +501,8 @@ int mend_eval_loglikelihood(mend_eval_backend *b, int n, const char *const *cont
 /* Several examples' plans in one forward_rows call (rows <= max_batch):
  * each plan's prefix at consecutive slots, then its requests' tails, each
  * tail attending to its prefix and to itself. */
-static int plans_run_packed(mend_eval_backend *b, ll_plan *const *ps, int np, int want_argmax,
-                            mend_eval_stats *stats) {
+static int plans_run_packed(mend_eval_backend *b, int lane, ll_plan *const *ps, int np,
+                            int want_argmax, mend_eval_stats *stats) {
     int n = 0, n_out = 0, max_cont = 1, rc = 0;
     for (int k = 0; k < np; k++) {
         const ll_plan *p = ps[k];
@@ -503,7 +520,7 @@ static int plans_run_packed(mend_eval_backend *b, ll_plan *const *ps, int np, in
     int *out_rows = malloc((size_t)(n_out ? n_out : 1) * sizeof *out_rows);
     int *lrow = malloc((size_t)n * sizeof *lrow);       /* row -> logits index, or -1 */
     const float **rows = malloc((size_t)max_cont * sizeof *rows);
-    float *lg = scratch_get(b, (size_t)(n_out ? n_out : 1) * vocab);
+    float *lg = lane_scratch_get(b, lane, (size_t)(n_out ? n_out : 1) * vocab);
     if (!tok || !rw || !out_rows || !lrow || !rows || !lg) {
         rc = mend_set_error(MEND_ENOMEM, "loglikelihood: out of memory for %d rows", n);
         goto done;
@@ -529,7 +546,8 @@ static int plans_run_packed(mend_eval_backend *b, ll_plan *const *ps, int np, in
             }
         }
     }
-    if ((rc = b->forward_rows(b->user, tok, n, rw, n_out ? lg : NULL, out_rows, n_out))) goto done;
+    if ((rc = b->forward_rows(b->user, lane, tok, n, rw, n_out ? lg : NULL, out_rows, n_out)))
+        goto done;
     if (stats) stats->tokens_run += n;
     r = 0;
     for (int k = 0; k < np && !rc; k++) {
@@ -816,13 +834,15 @@ int mend_eval_examples(mend_eval_backend *b, const mend_task *t, const size_t *i
     }
     ex_job *jobs = calloc((size_t)n, sizeof *jobs);
     ll_plan **group = calloc((size_t)n, sizeof *group);
+    int *gex = calloc((size_t)n, sizeof *gex);             /* example of each group slot */
+    int *gstart = calloc((size_t)n + 2, sizeof *gstart);   /* group g: slots [gstart[g], gstart[g+1]) */
     int rc = 0, k = 0;
     const int want_argmax = t->kind == MEND_TASK_LM;
     /* rows per packed forward: at most max_batch, and never more slots than
      * the window (a soft prompt takes its share of the model's context) */
     int cap = b->max_batch > 0 ? b->max_batch : 256;
     if (b->window > 0 && cap > b->window) cap = b->window;
-    if (!jobs || !group) {
+    if (!jobs || !group || !gex || !gstart) {
         rc = mend_set_error(MEND_ENOMEM, "out of memory");
         goto done;
     }
@@ -847,30 +867,78 @@ int mend_eval_examples(mend_eval_backend *b, const mend_task *t, const size_t *i
     }
     if (b->reserve && (rc = b->reserve(b->user, max_m > cap ? max_m : cap))) goto done;
     /* consecutive examples packed into forwards of at most cap rows; an
-     * example larger than that runs alone, request by request */
-    int ng = 0, rows = 0, first = 0;
-    for (k = 0; k <= n; k++) {
-        const int rk = k < n ? plan_rows(&jobs[k].plan) : 0;
-        if (k == n || rk > cap || rows + rk > cap) {
-            if (ng && (rc = plans_run_packed(b, group, ng, want_argmax, stats))) {
-                mend_error_prefix(rc, "%s:%d-%d", t->path, t->ex[idx[first]].line,
-                                  t->ex[idx[k - 1]].line);
-                goto done;
-            }
-            ng = rows = 0;
-            first = k;
-        }
-        if (k == n) break;
+     * example larger than that runs alone, request by request (first) */
+    int n_groups = 0, ng = 0, rows = 0;
+    for (k = 0; k < n; k++) {
+        const int rk = plan_rows(&jobs[k].plan);
         if (rk > cap) {
             if ((rc = plan_run(b, &jobs[k].plan, want_argmax, stats))) {
                 mend_error_prefix(rc, "%s:%d", t->path, t->ex[idx[k]].line);
                 goto done;
             }
-            first = k + 1;
             continue;
         }
-        group[ng++] = &jobs[k].plan;
+        if (ng && rows + rk > cap) {
+            gstart[n_groups + 1] = gstart[n_groups] + ng;
+            n_groups++;
+            ng = rows = 0;
+        }
+        group[gstart[n_groups] + ng] = &jobs[k].plan;
+        gex[gstart[n_groups] + ng] = k;
+        ng++;
         rows += rk;
+    }
+    if (ng) {
+        gstart[n_groups + 1] = gstart[n_groups] + ng;
+        n_groups++;
+    }
+    int lanes = b->n_lanes < MEND_EVAL_MAX_LANES ? b->n_lanes : MEND_EVAL_MAX_LANES;
+    if (lanes > n_groups) lanes = n_groups;
+    if (lanes <= 1) {
+        for (int g = 0; g < n_groups; g++)
+            if ((rc = plans_run_packed(b, 0, group + gstart[g], gstart[g + 1] - gstart[g], want_argmax,
+                                       stats))) {
+                mend_error_prefix(rc, "%s:%d-%d", t->path, t->ex[idx[gex[gstart[g]]]].line,
+                                  t->ex[idx[gex[gstart[g + 1] - 1]]].line);
+                goto done;
+            }
+    } else {
+        /* groups over lanes; a failure is reported after the region (the
+         * error text is per thread) */
+        int bad = -1, bad_rc = 0;
+        char bad_msg[512] = "";
+        int64_t run = 0;
+#pragma omp parallel num_threads(lanes) reduction(+ : run)
+        {
+            const int lane = omp_get_thread_num();
+            omp_set_num_threads(1);   /* this lane's forwards: one thread */
+            mend_eval_stats ls;
+            memset(&ls, 0, sizeof ls);
+#pragma omp for schedule(dynamic, 1)
+            for (int g = 0; g < n_groups; g++) {
+                int stop;
+#pragma omp atomic read
+                stop = bad_rc;
+                if (stop) continue;
+                int e = plans_run_packed(b, lane, group + gstart[g], gstart[g + 1] - gstart[g], want_argmax,
+                                         &ls);
+                if (e) {
+#pragma omp critical(mend_eval_lane_error)
+                    if (!bad_rc || g < bad) {
+                        bad = g;
+                        bad_rc = e;
+                        snprintf(bad_msg, sizeof bad_msg, "%s", mend_last_error());
+                    }
+                }
+            }
+            run += ls.tokens_run;
+        }
+        if (stats) stats->tokens_run += run;
+        if (bad_rc) {
+            rc = mend_set_error(bad_rc, "%s:%d-%d: %s", t->path, t->ex[idx[gex[gstart[bad]]]].line,
+                                t->ex[idx[gex[gstart[bad + 1] - 1]]].line, bad_msg);
+            goto done;
+        }
     }
     for (k = 0; k < n; k++)
         if ((rc = job_finish(b, t, &t->ex[idx[k]], &jobs[k], &r[k]))) goto done;
@@ -879,6 +947,8 @@ done:
         for (int u = 0; u < n; u++) job_free(&jobs[u]);
     free(jobs);
     free(group);
+    free(gex);
+    free(gstart);
     if (rc)
         for (int u = 0; u < n; u++) mend_eval_result_free(&r[u]);
     return rc;
@@ -892,6 +962,8 @@ typedef struct model_be {
     const mend_tokenizer *tok;
     mend_state *st;
     int st_ctx;     /* text positions the state holds (beyond the prompt) */
+    mend_state *lst[MEND_EVAL_MAX_LANES];   /* lanes 1..: their own states */
+    int lst_ctx[MEND_EVAL_MAX_LANES];
     int ctx_len;    /* model context length */
     int dim;
     float *prompt;
@@ -956,32 +1028,38 @@ static int mb_is_eog(void *u, int32_t id) {
     return id == mend_token_eos(mb->tok);
 }
 
-static int mb_reserve(void *u, int n) {
-    model_be *mb = u;
-    if (n <= mb->st_ctx && mb->st) return 0;
-    int want = mb->st_ctx > 0 ? mb->st_ctx : 512;
+/* Grow *st to hold n text positions after the prompt (whose KV is computed
+ * once per state). */
+static int state_reserve(model_be *mb, mend_state **st, int *st_ctx, int n) {
+    if (n <= *st_ctx && *st) return 0;
+    int want = *st_ctx > 0 ? *st_ctx : 512;
     while (want < n) want *= 2;
     int cap = mb->ctx_len - mb->n_virtual;
     if (want > cap) want = cap;
     if (n > want)
         return mend_set_error(MEND_ERANGE, "sequence of %d tokens exceeds the model window of %d",
                               n, cap);
-    mend_state_free(mb->st);
-    mb->st = NULL;
-    mb->st_ctx = 0;
+    mend_state_free(*st);
+    *st = NULL;
+    *st_ctx = 0;
     int mbatch = mb->be.max_batch > mb->n_virtual ? mb->be.max_batch : mb->n_virtual;
-    int rc = mend_state_new(&mb->st, mb->m, want + mb->n_virtual, mbatch);
+    int rc = mend_state_new(st, mb->m, want + mb->n_virtual, mbatch);
     if (rc) return rc;
     if (mb->n_virtual > 0) {
-        rc = mend_forward(mb->st, NULL, mb->prompt, mb->n_virtual, 0, NULL, 0);
+        rc = mend_forward(*st, NULL, mb->prompt, mb->n_virtual, 0, NULL, 0);
         if (rc) {
-            mend_state_free(mb->st);
-            mb->st = NULL;
+            mend_state_free(*st);
+            *st = NULL;
             return rc;
         }
     }
-    mb->st_ctx = want;
+    *st_ctx = want;
     return 0;
+}
+
+static int mb_reserve(void *u, int n) {
+    model_be *mb = u;
+    return state_reserve(mb, &mb->st, &mb->st_ctx, n);
 }
 
 static int mb_forward(void *u, const int32_t *tokens, int n, int pos, float *logits,
@@ -996,11 +1074,15 @@ static int mb_forward(void *u, const int32_t *tokens, int n, int pos, float *log
     return mend_forward(mb->st, tokens, NULL, n, mb->n_virtual + pos, logits, logits_all);
 }
 
-static int mb_forward_rows(void *u, const int32_t *tokens, int n, const mend_eval_row *rows,
-                           float *logits, const int *out_rows, int n_out) {
+static int mb_forward_rows(void *u, int lane, const int32_t *tokens, int n,
+                           const mend_eval_row *rows, float *logits, const int *out_rows, int n_out) {
     model_be *mb = u;
-    if (!mb->st || n > mb->st_ctx) {
-        int rc = mb_reserve(u, n);
+    if (lane < 0 || lane >= MEND_EVAL_MAX_LANES)
+        return mend_set_error(MEND_EINVAL, "forward: lane %d of %d", lane, MEND_EVAL_MAX_LANES);
+    mend_state **st = lane ? &mb->lst[lane] : &mb->st;
+    int *st_ctx = lane ? &mb->lst_ctx[lane] : &mb->st_ctx;
+    if (!*st || n > *st_ctx) {
+        int rc = state_reserve(mb, st, st_ctx, n > mb->st_ctx ? n : mb->st_ctx);
         if (rc) return rc;
     }
     mend_row *mr = malloc((size_t)n * sizeof *mr);
@@ -1009,7 +1091,7 @@ static int mb_forward_rows(void *u, const int32_t *tokens, int n, const mend_eva
     for (int i = 0; i < n; i++)
         mr[i] = (mend_row){.pos = rows[i].pos + nv, .a0 = 0, .a1 = nv, .b0 = rows[i].ctx0 + nv,
                            .b1 = rows[i].ctx1 + nv, .c0 = rows[i].own0 + nv};
-    int rc = mend_forward_rows(mb->st, tokens, n, nv, mr, logits, out_rows, n_out);
+    int rc = mend_forward_rows(*st, tokens, n, nv, mr, logits, out_rows, n_out);
     free(mr);
     return rc;
 }
@@ -1054,6 +1136,8 @@ int mend_eval_backend_model(mend_eval_backend **out, const mend_model *m, const 
     b->reserve = mb_reserve;
     b->forward = mb_forward;
     b->forward_rows = mb_forward_rows;
+    b->n_lanes = omp_get_max_threads();
+    if (b->n_lanes > MEND_EVAL_MAX_LANES) b->n_lanes = MEND_EVAL_MAX_LANES;
     b->is_eog = mb_is_eog;
     *out = b;
     return 0;
@@ -1064,6 +1148,7 @@ void mend_eval_backend_free(mend_eval_backend *b) {
     model_be *mb = (model_be *)b;
     mend_eval_scratch_free(b);
     mend_state_free(mb->st);
+    for (int l = 0; l < MEND_EVAL_MAX_LANES; l++) mend_state_free(mb->lst[l]);
     free(mb->prompt);
     free(mb);
 }

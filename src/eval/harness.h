@@ -27,6 +27,8 @@
 #include "mend.h"
 #include "eval/tasks.h"
 
+#define MEND_EVAL_MAX_LANES 8
+
 typedef struct mend_eval_row {
     int pos;            /* text position */
     int ctx0, ctx1;     /* text slots of the shared context */
@@ -58,12 +60,21 @@ typedef struct mend_eval_backend {
      * the backend's soft prompt). logits: n_out x n_vocab at the rows
      * out_rows (increasing). n <= max_batch. When NULL, examples are scored
      * one by one through forward. */
-    int (*forward_rows)(void *user, const int32_t *tokens, int n, const struct mend_eval_row *rows,
-                        float *logits, const int *out_rows, int n_out);
+    int (*forward_rows)(void *user, int lane, const int32_t *tokens, int n,
+                        const struct mend_eval_row *rows, float *logits, const int *out_rows,
+                        int n_out);
+    /* forward_rows lanes: independent caches that may run at the same time,
+     * one call per lane (lane 0 shares its cache with forward). With more than
+     * one, the packed forwards of mend_eval_examples run lanes at once, each
+     * single-threaded: no barrier inside a forward, so a thread that loses
+     * its core to another process holds up only its own lane. */
+    int n_lanes;
     /* logits scratch reused across calls (owned by the harness; released by
      * mend_eval_backend_free or mend_eval_scratch_free) */
     float *scratch;
     size_t scratch_cap;     /* floats */
+    float *lane_scratch[MEND_EVAL_MAX_LANES];   /* the same for lanes 1.. */
+    size_t lane_scratch_cap[MEND_EVAL_MAX_LANES];
 } mend_eval_backend;
 
 /* Release the logits scratch of a backend the caller built itself. */

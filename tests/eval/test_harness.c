@@ -104,9 +104,10 @@ static int toy_is_eog(void *u, int32_t id) { return id == TOK_EOG; }
 
 /* Packed rows: a row's sequence is the tokens at slots [ctx0, ctx1) then
  * [own0, itself]; its position must be that sequence's length - 1. */
-static int toy_forward_rows(void *u, const int32_t *tokens, int n, const mend_eval_row *rows,
+static int toy_forward_rows(void *u, int lane, const int32_t *tokens, int n, const mend_eval_row *rows,
                             float *logits, const int *out_rows, int n_out) {
     toy *t = u;
+    if (lane != 0) t->bad = 1;   /* one lane */
     if (n > 3 * 4) t->bad = 1;   /* max_batch of the packed toy */
     memcpy(t->cache, tokens, (size_t)n * sizeof *tokens);
     t->valid = n;
