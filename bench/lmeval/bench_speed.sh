@@ -1,6 +1,7 @@
 #!/bin/sh
-# Wall time of one task, mend eval vs lm-eval (HF backend, batch 1), same
-# machine, same thread count, run back to back.
+# Wall time and CPU seconds of one task, mend eval vs lm-eval (HF backend,
+# batch 1), same machine, same thread count, run back to back; the load
+# average before and after each run is printed, since the machine may be shared.
 # usage: bench/lmeval/bench_speed.sh MEND_BIN TASK [LIMIT] [THREADS] [OUT_DIR]
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
@@ -17,10 +18,13 @@ mkdir -p "$out"
 # threads blocked at a barrier yield instead of spinning
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 rm -f "$out/mend.jsonl"
+echo "load before mend: $(cut -d' ' -f1-3 /proc/loadavg)"
 lim=""
 if [ -n "$limit" ]; then lim="--limit $limit"; fi
 /usr/bin/time -f "mend %e s wall, %U s user, %S s sys" "$mend" -t "$threads" eval "$model" \
   --task "$data/tasks/$task.jsonl" $lim --out "$out/mend.jsonl" > "$out/mend.txt" 2> "$out/mend.err"
-tail -n 1 "$out/mend.err"
+tail -n 2 "$out/mend.err"
+echo "load before lm-eval: $(cut -d' ' -f1-3 /proc/loadavg)"
 THREADS=$threads "$here/run_lmeval.sh" "$out/lmeval" "$task" "$limit" 1 > /dev/null
-grep -E "Elapsed|User time" "$out/lmeval/stderr.txt" | sed 's/^\s*/lm-eval /'
+grep -E "Elapsed|User time|System time" "$out/lmeval/stderr.txt" | sed 's/^\s*/lm-eval /'
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
