@@ -24,6 +24,7 @@ static const char *CMD = "eval";
 #define MAX_TASKS 64
 /* examples handed to the scorer at once (packed into shared forwards) */
 #define EVAL_GROUP 32
+_Static_assert(EVAL_GROUP <= CLI_IDP_BATCH, "an eval group fits an IDP batch");
 
 static void help(void) {
     printf("Usage: mend eval [options] MODEL --task FILE.jsonl [--task ...] --out RESULTS.jsonl\n\n"
@@ -286,7 +287,8 @@ int cmd_eval(int argc, char **argv) {
         mend_task *tk = tasks[t];
         /* examples are scored EVAL_GROUP at a time (packed into shared forwards),
          * then written in order, one flushed line each */
-        const int group = (idp || tk->kind == MEND_TASK_GEN) ? 1 : EVAL_GROUP;
+        const int idp_batch = idp && cli_idp_can_batch(idp);
+        const int group = ((idp && !idp_batch) || tk->kind == MEND_TASK_GEN) ? 1 : EVAL_GROUP;
         for (size_t i0 = 0; i0 < tk->n;) {
             size_t idx[EVAL_GROUP];
             mend_eval_result rs[EVAL_GROUP];
@@ -297,8 +299,9 @@ int cmd_eval(int argc, char **argv) {
             }
             if (!nb) continue;
             int64_t before = stats.truncated;
-            if (idp ? cli_idp_eval_example(idp, tk, idx[0], &rs[0], &stats)
-                    : mend_eval_examples(be, tk, idx, nb, rs, &stats)) {
+            if (idp_batch ? cli_idp_eval_examples(idp, tk, idx, nb, rs, &stats)
+                : idp     ? cli_idp_eval_example(idp, tk, idx[0], &rs[0], &stats)
+                          : mend_eval_examples(be, tk, idx, nb, rs, &stats)) {
                 cli_progress_end(&bar);
                 rc = cli_fail(CMD, tk->name);
                 goto out;
@@ -314,7 +317,8 @@ int cmd_eval(int argc, char **argv) {
                 }
                 char *line = NULL;
                 int lerr = mend_result_json(tk, i, r, model_name, prompt_label, &line);
-                if (!lerr && idp && cli_idp_annotate(idp, &line)) lerr = 1;
+                if (!lerr && idp && (idp_batch ? cli_idp_annotate_batch(idp, q, &line) : cli_idp_annotate(idp, &line)))
+                    lerr = 1;
                 int werr = !lerr && (fputs(line, out) < 0 || fputc('\n', out) == EOF || fflush(out) != 0);
                 free(line);
                 if (lerr || werr) {

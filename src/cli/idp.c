@@ -40,6 +40,9 @@ struct cli_idp {
     int oracle;                 /* oracle's pick (-1 none), or -2 when not computed */
     task_hist hist[IDP_MAX_TASKS];
     int n_hist;
+    /* examples of the last cli_idp_eval_examples call: choices and scores */
+    int bchoice[CLI_IDP_BATCH][CLI_IDP_MAX_SEL];
+    float *bscores;             /* (CLI_IDP_BATCH, n_sel, K) */
 };
 
 const mend_bank *cli_idp_bank(const cli_idp *x) { return x->bank; }
@@ -69,6 +72,7 @@ void cli_idp_close(cli_idp *x) {
         for (int k = 0; k <= x->K; k++) mend_eval_backend_free(x->be[k]);
     free(x->be);
     free(x->scores);
+    free(x->bscores);
     free(x->pp_acc);
     free(x->pp_acc_norm);
     free(x->pp_ll);
@@ -148,7 +152,8 @@ int cli_idp_open(cli_idp **out, const char *cmd, const mend_model *m, const char
     x->pp_acc = calloc((size_t)x->K + 1, sizeof(double));
     x->pp_acc_norm = calloc((size_t)x->K + 1, sizeof(double));
     x->pp_ll = calloc((size_t)x->K + 1, sizeof(double));
-    if (!x->scores || !x->pp_acc || !x->pp_acc_norm || !x->pp_ll) {
+    x->bscores = calloc((size_t)CLI_IDP_BATCH * x->n_sel * x->K, sizeof(float));
+    if (!x->scores || !x->pp_acc || !x->pp_acc_norm || !x->pp_ll || !x->bscores) {
         cli_idp_close(x);
         fprintf(stderr, "mend %s: out of memory\n", cmd);
         return CLI_EXIT_ERROR;
@@ -226,8 +231,8 @@ static task_hist *hist_for(cli_idp *x, const char *task) {
     return h;
 }
 
-int cli_idp_eval_example(cli_idp *x, const mend_task *t, size_t i, mend_eval_result *r, mend_eval_stats *stats) {
-    memset(r, 0, sizeof *r);
+/* Every selector's pick for example i of t (choice: n_sel entries). */
+static int pick_example(cli_idp *x, const mend_task *t, size_t i, int *choice) {
     char *text = NULL;
     int32_t *ids = NULL;
     size_t n_ids = 0;
@@ -244,8 +249,64 @@ int cli_idp_eval_example(cli_idp *x, const mend_task *t, size_t i, mend_eval_res
         ids[0] = b0->prefix_token;
         n_ids = 1;
     }
-    rc = cli_idp_pick_all(x, ids, (int)n_ids, x->choice);
+    rc = cli_idp_pick_all(x, ids, (int)n_ids, choice);
     free(ids);
+    return rc;
+}
+
+static void count_choices(cli_idp *x, const char *task, const int *choice) {
+    task_hist *h = hist_for(x, task);
+    if (!h) return;
+    h->n++;
+    for (int j = 0; j < x->n_sel; j++)
+        if (choice[j] >= -1) h->count[(size_t)j * (x->K + 1) + choice[j] + 1]++;
+}
+
+int cli_idp_can_batch(const cli_idp *x) {
+    if (x->per_prompt) return 0;
+    for (int j = 0; j < x->n_sel; j++)
+        if (x->spec[j].kind == MEND_SELECT_ORACLE) return 0;
+    return 1;
+}
+
+int cli_idp_eval_examples(cli_idp *x, const mend_task *t, const size_t *idx, int n, mend_eval_result *r,
+                          mend_eval_stats *stats) {
+    if (n > CLI_IDP_BATCH || !cli_idp_can_batch(x))
+        return mend_set_error(MEND_EINVAL, "idp: %d examples at once (at most %d, no oracle, no per-prompt)", n,
+                              CLI_IDP_BATCH);
+    memset(r, 0, (size_t)n * sizeof *r);
+    const size_t per = (size_t)x->n_sel * x->K;
+    for (int q = 0; q < n; q++) {
+        int rc = pick_example(x, t, idx[q], x->bchoice[q]);
+        if (rc) return rc;
+        memcpy(x->bscores + (size_t)q * per, x->scores, per * sizeof(float));
+    }
+    /* the examples that chose the same prompt are scored together */
+    double t0 = mend_now();
+    size_t sub[CLI_IDP_BATCH];
+    int pos[CLI_IDP_BATCH];
+    mend_eval_result rs[CLI_IDP_BATCH];
+    int rc = 0;
+    for (int k = -1; k < x->K && rc == 0; k++) {
+        int m = 0;
+        for (int q = 0; q < n; q++)
+            if (x->bchoice[q][0] == k) sub[m] = idx[q], pos[m++] = q;
+        if (m == 0) continue;
+        rc = mend_eval_examples(x->be[k + 1], t, sub, m, rs, stats);
+        for (int u = 0; u < m && rc == 0; u++) r[pos[u]] = rs[u];
+    }
+    x->score_time += mend_now() - t0;
+    if (rc) {
+        for (int q = 0; q < n; q++) mend_eval_result_free(&r[q]);
+        return rc;
+    }
+    for (int q = 0; q < n; q++) count_choices(x, t->name, x->bchoice[q]);
+    return 0;
+}
+
+int cli_idp_eval_example(cli_idp *x, const mend_task *t, size_t i, mend_eval_result *r, mend_eval_stats *stats) {
+    memset(r, 0, sizeof *r);
+    int rc = pick_example(x, t, i, x->choice);
     if (rc) return rc;
     x->have_pp = 0;
     x->oracle = -2;
@@ -277,18 +338,22 @@ int cli_idp_eval_example(cli_idp *x, const mend_task *t, size_t i, mend_eval_res
     }
     x->score_time += mend_now() - t0;
     if (rc) return rc;
-    task_hist *h = hist_for(x, t->name);
-    if (h) {
-        h->n++;
-        for (int j = 0; j < x->n_sel; j++)
-            if (x->choice[j] >= -1) h->count[(size_t)j * (x->K + 1) + x->choice[j] + 1]++;
-    }
+    count_choices(x, t->name, x->choice);
     return 0;
 }
 
 static json_t *num_or_null(double v) { return isfinite(v) ? json_real(v) : json_null(); }
 
-int cli_idp_annotate(cli_idp *x, char **line) {
+static int annotate_with(cli_idp *x, const int *choice, const float *scores_all, int have_pp, char **line);
+
+int cli_idp_annotate(cli_idp *x, char **line) { return annotate_with(x, x->choice, x->scores, x->have_pp, line); }
+
+int cli_idp_annotate_batch(cli_idp *x, int q, char **line) {
+    if (q < 0 || q >= CLI_IDP_BATCH) return mend_set_error(MEND_EINVAL, "idp: no example %d in the batch", q);
+    return annotate_with(x, x->bchoice[q], x->bscores + (size_t)q * x->n_sel * x->K, 0, line);
+}
+
+static int annotate_with(cli_idp *x, const int *choice, const float *scores_all, int have_pp, char **line) {
     json_error_t jerr;
     json_t *o = json_loads(*line, 0, &jerr);
     if (!o) return mend_set_error(MEND_EFORMAT, "idp: results line does not parse: %s", jerr.text);
@@ -296,19 +361,19 @@ int cli_idp_annotate(cli_idp *x, char **line) {
     char bn[128];
     json_object_set_new(d, "bank", json_string(base_name(x->bank->dir, bn, sizeof bn)));
     json_object_set_new(d, "select", json_string(x->names[0]));
-    json_object_set_new(d, "choice", json_string(cli_idp_prompt_name(x, x->choice[0])));
+    json_object_set_new(d, "choice", json_string(cli_idp_prompt_name(x, choice[0])));
     if (x->spec[0].kind == MEND_SELECT_ORACLE) json_object_set_new(d, "analysis_only", json_true());
     json_t *picks = json_object(), *scores = json_object();
     for (int j = 0; j < x->n_sel; j++) {
         json_object_set_new(picks, x->names[j],
-                            x->choice[j] >= -1 ? json_string(cli_idp_prompt_name(x, x->choice[j])) : json_null());
+                            choice[j] >= -1 ? json_string(cli_idp_prompt_name(x, choice[j])) : json_null());
         json_t *a = json_array();
-        for (int k = 0; k < x->K; k++) json_array_append_new(a, num_or_null(x->scores[(size_t)j * x->K + k]));
+        for (int k = 0; k < x->K; k++) json_array_append_new(a, num_or_null(scores_all[(size_t)j * x->K + k]));
         json_object_set_new(scores, x->names[j], a);
     }
     json_object_set_new(d, "picks", picks);
     json_object_set_new(d, "scores", scores);
-    if (x->have_pp) {
+    if (have_pp) {
         json_t *pp = json_object();
         for (int k = -1; k < x->K; k++) {
             json_t *e = json_object();

@@ -19,6 +19,7 @@
 #include "prompt/bank.h"
 
 #define CLI_IDP_MAX_SEL 8
+#define CLI_IDP_BATCH 32   /* examples per cli_idp_eval_examples call */
 
 typedef struct cli_idp cli_idp;
 
@@ -52,6 +53,15 @@ const mend_eval_backend *cli_idp_backend(const cli_idp *x, int k);
 int cli_idp_eval_example(cli_idp *x, const mend_task *t, size_t i, mend_eval_result *r, mend_eval_stats *stats);
 /* Add the selection record of the last example ("idp": {...}) to a results line. */
 int cli_idp_annotate(cli_idp *x, char **line);
+/* Without per-prompt scoring or the oracle (cli_idp_can_batch), examples can
+ * go CLI_IDP_BATCH at a time: each is selected alone, then the examples that
+ * chose the same prompt are scored together in packed forwards
+ * (mend_eval_examples), as a single-prompt run scores them. r: n results in
+ * idx order; cli_idp_annotate_batch(x, q, line) annotates the q-th. */
+int cli_idp_can_batch(const cli_idp *x);
+int cli_idp_eval_examples(cli_idp *x, const mend_task *t, const size_t *idx, int n, mend_eval_result *r,
+                          mend_eval_stats *stats);
+int cli_idp_annotate_batch(cli_idp *x, int q, char **line);
 /* Per task, how often each selector chose each prompt, and the time spent
  * selecting vs scoring. */
 void cli_idp_print_summary(const cli_idp *x, FILE *f);
