@@ -117,7 +117,8 @@ static void cell(FILE *f, double v, double se, int digits) {
 static void recovered(FILE *f, double orig, double comp, double rep, int lower_better) {
     double gap = lower_better ? comp - orig : orig - comp;
     double won = lower_better ? comp - rep : rep - comp;
-    if (isnan(orig) || isnan(comp) || isnan(rep) || fabs(gap) < 1e-12) fprintf(f, " – |");
+    /* no gap to recover when compression did not make the metric worse */
+    if (isnan(orig) || isnan(comp) || isnan(rep) || gap <= 1e-12) fprintf(f, " – |");
     else fprintf(f, " %.0f%% |", 100.0 * won / gap);
 }
 
@@ -187,7 +188,8 @@ int repair_report(const repair_report_in *in, char **md) {
     fprintf(f, "Accuracy (exact match for generation) ± standard error, as lm-evaluation-harness reports them. "
                "*recovered*: the share of what compression lost that the prompt wins back, "
                "(repaired − compressed) / (original − compressed); for perplexity "
-               "(compressed − repaired) / (compressed − original).\n\n");
+               "(compressed − repaired) / (compressed − original); – where compression did not lower the "
+               "metric.\n\n");
     fprintf(f, "| task | n | metric |");
     for (int r = 0; r < REPAIR_NRUNS; r++) fprintf(f, " %s |", repair_run_title[r]);
     fprintf(f, " recovered: single | recovered: IDP |\n|---|---:|---|");
