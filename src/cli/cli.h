@@ -34,6 +34,9 @@ int cli_set_threads(const char *cmd, const char *value);
  * error naming it; returns CLI_EXIT_USAGE. */
 int cli_getopt_error(const char *cmd, char **argv, int ret);
 
+/* A malloc'd string from a format (paths); NULL when out of memory. */
+char *cli_pathf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 /* The data directory's subdirectory sub (corpus, tasks, ppl): under
  * $MEND_DATA when set, else ../shared/data from the working directory, else
  * ../shared/data beside the source tree holding the executable's build

@@ -28,6 +28,7 @@
 
 #include "cli.h"
 #include "repair.h"
+#include "prompt/bank.h"
 #include "util/util.h"
 
 static const char *CMD = "repair";
@@ -224,6 +225,20 @@ static void av_push(argvec *a, const char *fmt, ...) {
     a->v[a->n] = NULL;
 }
 
+/* an option and its value: "--flag" VALUE */
+static void av_opt(argvec *a, const char *flag, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void av_opt(argvec *a, const char *flag, const char *fmt, ...) {
+    char *v = NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    if (vasprintf(&v, fmt, ap) < 0) v = NULL;
+    va_end(ap);
+    if (!v) return;
+    av_push(a, "%s", flag);
+    av_push(a, "%s", v);
+    free(v);
+}
+
 static void av_free(argvec *a) {
     for (int i = 0; i < a->n; i++) free(a->v[i]);
     a->n = 0;
@@ -233,13 +248,10 @@ static void av_free(argvec *a) {
 /* the prompt options of run r for eval and ppl */
 static void push_run_prompt(argvec *a, int r, const char *single, const char *bank) {
     if (r == REPAIR_SINGLE) {
-        av_push(a, "--prompt");
-        av_push(a, "%s", single);
+        av_opt(a, "--prompt", "%s", single);
     } else if (r == REPAIR_IDP) {
-        av_push(a, "--bank");
-        av_push(a, "%s", bank);
-        av_push(a, "--select");
-        av_push(a, "attention");
+        av_opt(a, "--bank", "%s", bank);
+        av_opt(a, "--select", "attention");
     }
 }
 
@@ -278,23 +290,11 @@ static int run_child(char *const *argv, const char *log) {
     return -1;
 }
 
-static char *outp(const repair *R, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static char *outp(const repair *R, const char *fmt, ...) {
-    char rel[PATH_MAX / 2];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(rel, sizeof rel, fmt, ap);
-    va_end(ap);
-    char *p = NULL;
-    if (asprintf(&p, "%s/%s", R->out, rel) < 0) return NULL;
-    return p;
-}
-
 /* Run one stage unless stages/NAME.json says it finished. The threads
  * option is added to every child. */
 static int stage(repair *R, const char *name, const char *what, argvec *a) {
-    char *done = outp(R, "stages/%s.json", name), *started = outp(R, "stages/%s.started", name),
-         *log = outp(R, "logs/%s.txt", name);
+    char *done = cli_pathf("%s/stages/%s.json", R->out, name),
+         *started = cli_pathf("%s/stages/%s.started", R->out, name), *log = cli_pathf("%s/logs/%s.txt", R->out, name);
     int rc = 0;
     R->stage_no++;
     if (!done || !started || !log) {
@@ -314,8 +314,7 @@ static int stage(repair *R, const char *name, const char *what, argvec *a) {
     fprintf(stderr, "[repair %d/%d] %s%s (elapsed %s)\n", R->stage_no, R->n_stages, what,
             resumed ? ", resuming" : "", cli_fmt_duration(mend_now() - R->t_start, el, sizeof el));
     if (R->threads) {   /* GNU getopt takes options after the operands too */
-        av_push(a, "-t");
-        av_push(a, "%s", R->threads);
+        av_opt(a, "-t", "%s", R->threads);
     }
     double t0 = mend_now();
     int st = run_child(a->v, log);
@@ -349,51 +348,33 @@ static int copy_file(const char *src, const char *dst) {
     return rc;
 }
 
-/* Copy bank_dir's bank.json and, per subdirectory, its adapter files and
- * loss curve (not checkpoints) into dst. */
+/* Copy the bank in src (read and checked as every bank is, mend_bank_read)
+ * into dst: each listed adapter's files and loss curve (not its
+ * checkpoints), the single prompt when there is one, bank.json last. */
 static int copy_bank(const char *src, const char *dst) {
     static const char *const KEEP[] = {"adapter_config.json", "adapter_model.safetensors", "loss.csv"};
-    char a[PATH_MAX], b[PATH_MAX];
-    if (mend_mkdir_p(dst)) return -1;
-    snprintf(a, sizeof a, "%s/bank.json", src);
-    if (!mend_file_exists(a)) return mend_set_error(MEND_EFORMAT, "%s: no bank.json (not a prompt bank)", src);
-    DIR *d = opendir(src);
-    if (!d) return mend_set_error(MEND_EIO, "%s: cannot read the directory: %s", src, strerror(errno));
-    int rc = 0;
-    struct dirent *e;
-    while (rc == 0 && (e = readdir(d))) {
-        if (e->d_name[0] == '.') continue;
-        snprintf(a, sizeof a, "%s/%s", src, e->d_name);
-        if (!mend_is_dir(a)) continue;
+    mend_bank *bk = NULL;
+    int rc = mend_bank_read(src, &bk);
+    for (int i = 0; rc == 0 && i <= bk->n; i++) {
+        const char *ad = i < bk->n ? bk->p[i].adapter : "single";
+        char *d = cli_pathf("%s/%s", dst, ad);
+        rc = d ? mend_mkdir_p(d) : mend_set_error(MEND_ENOMEM, "out of memory");
         for (size_t k = 0; k < sizeof KEEP / sizeof *KEEP && rc == 0; k++) {
-            snprintf(a, sizeof a, "%s/%s/%s", src, e->d_name, KEEP[k]);
-            if (!mend_file_exists(a)) continue;
-            snprintf(b, sizeof b, "%s/%s", dst, e->d_name);
-            if ((rc = mend_mkdir_p(b))) break;
-            snprintf(b, sizeof b, "%s/%s/%s", dst, e->d_name, KEEP[k]);
-            rc = copy_file(a, b);
+            char *from = cli_pathf("%s/%s/%s", src, ad, KEEP[k]), *to = cli_pathf("%s/%s", d, KEEP[k]);
+            if (!from || !to) rc = mend_set_error(MEND_ENOMEM, "out of memory");
+            else if (mend_file_exists(from)) rc = copy_file(from, to);
+            free(from);
+            free(to);
         }
+        free(d);
     }
-    closedir(d);
+    mend_bank_free(bk);
     if (rc) return rc;
-    snprintf(a, sizeof a, "%s/bank.json", src);
-    snprintf(b, sizeof b, "%s/bank.json", dst);   /* last: its presence says the copy is complete */
-    return copy_file(a, b);
-}
-
-/* Names of the prompts in bank.json (for the loss curves). */
-static int bank_names(const char *bank_json, char names[][64], int cap) {
-    json_error_t err;
-    json_t *j = json_load_file(bank_json, 0, &err);
-    if (!j) return mend_set_error(MEND_EFORMAT, "%s: not valid JSON: %s (line %d)", bank_json, err.text, err.line);
-    json_t *ps = json_object_get(j, "prompts");
-    int n = 0;
-    for (size_t i = 0; json_is_array(ps) && i < json_array_size(ps) && n < cap; i++) {
-        const char *s = json_string_value(json_object_get(json_array_get(ps, i), "adapter"));
-        if (s && strlen(s) < 64 && !strchr(s, '/')) snprintf(names[n++], 64, "%s", s);
-    }
-    json_decref(j);
-    return n;
+    char *from = cli_pathf("%s/%s", src, MEND_BANK_FILE), *to = cli_pathf("%s/%s", dst, MEND_BANK_FILE);
+    rc = from && to ? copy_file(from, to) : mend_set_error(MEND_ENOMEM, "out of memory");
+    free(from);
+    free(to);
+    return rc;
 }
 
 /* ---- the plan ---- */
@@ -684,7 +665,7 @@ int cmd_repair(int argc, char **argv) {
     json_object_set_new(plan, "domains", jd);
     json_object_set_new(plan, "calib", jc);
     json_object_set_new(plan, "ppl_text", json_string(ppl_text));
-    char *plan_path = outp(&R, "repair.json");
+    char *plan_path = cli_pathf("%s/repair.json", R.out);
     int prc = plan_path ? check_plan(plan_path, plan) : -1;
     json_decref(plan);
     free(plan_path);
@@ -705,9 +686,9 @@ int cmd_repair(int argc, char **argv) {
 
     int n_ppl = 4, n_eval = 4 * n_tasks;
     R.n_stages = 1 + 2 + n_eval + n_ppl;
-    cmodel = outp(&R, "model.gguf");
-    bank = outp(&R, "bank");
-    single = outp(&R, "bank/single");
+    cmodel = cli_pathf("%s/model.gguf", R.out);
+    bank = cli_pathf("%s/bank", R.out);
+    single = cli_pathf("%s/bank/single", R.out);
     if (!cmodel || !bank || !single) goto oom;
 
     /* 1. compress */
@@ -718,16 +699,12 @@ int cmd_repair(int argc, char **argv) {
         av_push(&a, "mend");
         av_push(&a, "compress");
         av_push(&a, "%s", model);
-        av_push(&a, "-o");
-        av_push(&a, "%s", cmodel);
+        av_opt(&a, "-o", "%s", cmodel);
         for (int i = 0; i < ns; i++) av_push(&a, "%s", sa[i]);
-        av_push(&a, "--nsamples");
-        av_push(&a, "%d", B.nsamples);
-        av_push(&a, "--seqlen");
-        av_push(&a, "%d", B.seqlen);
+        av_opt(&a, "--nsamples", "%d", B.nsamples);
+        av_opt(&a, "--seqlen", "%d", B.seqlen);
         for (int i = 0; i < n_calib; i++) {
-            av_push(&a, "--calib");
-            av_push(&a, "%s", calib[i]);
+            av_opt(&a, "--calib", "%s", calib[i]);
         }
         char what[256];
         snprintf(what, sizeof what, "compress %s -> %s", spec_s, cmodel);
@@ -752,53 +729,36 @@ int cmd_repair(int argc, char **argv) {
         av_push(&a, "bank");
         av_push(&a, "build");
         av_push(&a, "%s", cmodel);
-        av_push(&a, "-o");
-        av_push(&a, "%s", bank);
-        av_push(&a, "--steps");
-        av_push(&a, "%d", B.steps);
-        av_push(&a, "--batch");
-        av_push(&a, "%d", B.batch);
-        av_push(&a, "--seqlen");
-        av_push(&a, "%d", B.tseqlen);
+        av_opt(&a, "-o", "%s", bank);
+        av_opt(&a, "--steps", "%d", B.steps);
+        av_opt(&a, "--batch", "%d", B.batch);
+        av_opt(&a, "--seqlen", "%d", B.tseqlen);
         for (int i = 0; i < n_dom; i++) {
-            av_push(&a, "--domain");
-            av_push(&a, "%s=%s", dom_name[i], dom_file[i]);
+            av_opt(&a, "--domain", "%s=%s", dom_name[i], dom_file[i]);
         }
         char what[128];
         snprintf(what, sizeof what, "prompt bank: %d domain prompts x %d steps", n_dom, B.steps);
         if (stage(&R, "bank", what, &a)) goto stage_failed;
     }
-    {
-        if (need_corpus) {
-            av_push(&a, "mend");
-            av_push(&a, "tune");
-            av_push(&a, "%s", cmodel);
-            for (int i = 0; i < n_dom; i++) {
-                av_push(&a, "--corpus");
-                av_push(&a, "%s", dom_file[i]);
-            }
-            av_push(&a, "-o");
-            av_push(&a, "%s", single);
-            av_push(&a, "--tokens");
-            av_push(&a, "20");
-            av_push(&a, "--steps");
-            av_push(&a, "%d", B.steps);
-            av_push(&a, "--batch");
-            av_push(&a, "%d", B.batch);
-            av_push(&a, "--seqlen");
-            av_push(&a, "%d", B.tseqlen);
-            av_push(&a, "--lr");
-            av_push(&a, "3e-3");
-            av_push(&a, "--val-seqs");
-            av_push(&a, "8");
-            av_push(&a, "--resume");
-            char what[128];
-            snprintf(what, sizeof what, "single prompt on all %d domains x %d steps", n_dom, B.steps);
-            if (stage(&R, "single", what, &a)) goto stage_failed;
-        } else {
-            R.stage_no++;
-            fprintf(stderr, "[repair %d/%d] single prompt: from the bank\n", R.stage_no, R.n_stages);
-        }
+    if (need_corpus) {
+        av_push(&a, "mend");
+        av_push(&a, "tune");
+        av_push(&a, "%s", cmodel);
+        for (int i = 0; i < n_dom; i++) av_opt(&a, "--corpus", "%s", dom_file[i]);
+        av_opt(&a, "-o", "%s", single);
+        av_opt(&a, "--tokens", "20");
+        av_opt(&a, "--steps", "%d", B.steps);
+        av_opt(&a, "--batch", "%d", B.batch);
+        av_opt(&a, "--seqlen", "%d", B.tseqlen);
+        av_opt(&a, "--lr", "3e-3");
+        av_opt(&a, "--val-seqs", "8");
+        av_push(&a, "--resume");
+        char what[128];
+        snprintf(what, sizeof what, "single prompt on all %d domains x %d steps", n_dom, B.steps);
+        if (stage(&R, "single", what, &a)) goto stage_failed;
+    } else {
+        R.stage_no++;
+        fprintf(stderr, "[repair %d/%d] single prompt: from the bank\n", R.stage_no, R.n_stages);
     }
 
     /* 3. evaluation: every task under every run, then perplexity */
@@ -810,14 +770,11 @@ int cmd_repair(int argc, char **argv) {
             av_push(&a, "mend");
             av_push(&a, "eval");
             av_push(&a, "%s", run_model[r]);
-            av_push(&a, "--task");
-            av_push(&a, "%s", tasks[t]);
+            av_opt(&a, "--task", "%s", tasks[t]);
             if (B.limit) {
-                av_push(&a, "--limit");
-                av_push(&a, "%d", B.limit);
+                av_opt(&a, "--limit", "%d", B.limit);
             }
-            av_push(&a, "--out");
-            av_push(&a, "%s/results/%s/%s.jsonl", R.out, repair_run_name[r], tn);
+            av_opt(&a, "--out", "%s/results/%s/%s.jsonl", R.out, repair_run_name[r], tn);
             av_push(&a, "--resume");
             push_run_prompt(&a, r, single, bank);
             char name[192], what[256];
@@ -830,18 +787,13 @@ int cmd_repair(int argc, char **argv) {
         av_push(&a, "mend");
         av_push(&a, "ppl");
         av_push(&a, "%s", run_model[r]);
-        av_push(&a, "--text");
-        av_push(&a, "%s", ppl_text);
-        av_push(&a, "--protocol");
-        av_push(&a, "gptq");
-        av_push(&a, "--ctx");
-        av_push(&a, "%d", B.ppl_ctx);
+        av_opt(&a, "--text", "%s", ppl_text);
+        av_opt(&a, "--protocol", "gptq");
+        av_opt(&a, "--ctx", "%d", B.ppl_ctx);
         if (B.ppl_windows) {
-            av_push(&a, "--chunks");
-            av_push(&a, "%d", B.ppl_windows);
+            av_opt(&a, "--chunks", "%d", B.ppl_windows);
         }
-        av_push(&a, "--json");
-        av_push(&a, "%s/ppl/%s.json", R.out, repair_run_name[r]);
+        av_opt(&a, "--json", "%s/ppl/%s.json", R.out, repair_run_name[r]);
         push_run_prompt(&a, r, single, bank);
         char name[64], what[128];
         snprintf(name, sizeof name, "ppl-%s", repair_run_name[r]);
@@ -851,14 +803,16 @@ int cmd_repair(int argc, char **argv) {
 
     /* 4. the report */
     {
-        char names[MAX_DOMAINS + 1][64];
-        char p[PATH_MAX];
-        snprintf(p, sizeof p, "%s/bank.json", bank);
-        int np = bank_names(p, names, MAX_DOMAINS);
-        if (np < 0) np = 0;
-        snprintf(names[np++], 64, "single");
-        const char *pn[MAX_DOMAINS + 1];
-        for (int i = 0; i < np; i++) pn[i] = names[i];
+        mend_bank *bk = NULL;
+        if (mend_bank_read(bank, &bk)) {
+            rc = cli_fail(CMD, bank);
+            goto out;
+        }
+        /* the loss curves: every prompt's adapter directory, then the single prompt */
+        const char *pn[MEND_BANK_MAX_PROMPTS + 1];
+        int np = 0;
+        for (int i = 0; i < bk->n; i++) pn[np++] = bk->p[i].adapter;
+        pn[np++] = "single";
         const char *tn[MAX_TASKS];
         char tbuf[MAX_TASKS][128];
         for (int t = 0; t < n_tasks; t++) tn[t] = base_of(tasks[t], tbuf[t], sizeof tbuf[t]);
@@ -866,7 +820,9 @@ int cmd_repair(int argc, char **argv) {
                                .settings = settings, .tasks = tn, .n_tasks = n_tasks, .prompts = pn,
                                .n_prompts = np};
         char *md = NULL;
-        if (repair_report(&in, &md)) {
+        int rrc = repair_report(&in, &md);
+        mend_bank_free(bk);
+        if (rrc) {
             rc = cli_fail(CMD, "report");
             goto out;
         }

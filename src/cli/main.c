@@ -1,3 +1,4 @@
+#define _GNU_SOURCE
 /* mend: command-line entry point. Global flags, then one subcommand:
  *   mend [-t N] <info|generate|ppl> [options] MODEL
  * Every subcommand also accepts -t/--threads and --help. */
@@ -113,6 +114,15 @@ int cli_getopt_error(const char *cmd, char **argv, int ret) {
     const char *name = optopt ? shortopt : argv[optind - 1];
     if (ret == ':') return cli_usage_error(cmd, "option '%s' needs a value", name);
     return cli_usage_error(cmd, "unknown option '%s'", name);
+}
+
+char *cli_pathf(const char *fmt, ...) {
+    char *p = NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    if (vasprintf(&p, fmt, ap) < 0) p = NULL;
+    va_end(ap);
+    return p;
 }
 
 int cli_find_data(const char *sub, char *out, size_t cap) {

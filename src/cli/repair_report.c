@@ -4,7 +4,6 @@
 #define _GNU_SOURCE
 #include <jansson.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,16 +45,6 @@ static double file_size(const char *path) {
     return stat(path, &st) == 0 ? (double)st.st_size : -1.0;
 }
 
-static char *pathf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *pathf(const char *fmt, ...) {
-    char *p = NULL;
-    va_list ap;
-    va_start(ap, fmt);
-    if (vasprintf(&p, fmt, ap) < 0) p = NULL;
-    va_end(ap);
-    return p;
-}
-
 static int read_ppl(const char *path, run_data *d) {
     if (!mend_file_exists(path)) return 0;
     json_error_t err;
@@ -77,7 +66,7 @@ static int read_ppl(const char *path, run_data *d) {
 
 /* seconds (and resumed flag) of a finished stage; 0 when not there */
 static double stage_secs(const char *out, const char *name, int *resumed) {
-    char *p = pathf("%s/stages/%s.json", out, name);
+    char *p = cli_pathf("%s/stages/%s.json", out, name);
     json_t *j = p ? json_load_file(p, 0, NULL) : NULL;
     free(p);
     double s = j ? json_number_value(json_object_get(j, "seconds")) : 0;
@@ -133,7 +122,7 @@ static int loss_plot(const repair_report_in *in, const char *png) {
                "set key outside right\nplot");
     int n = 0;
     for (int i = 0; i < in->n_prompts; i++) {
-        char *csv = pathf("%s/bank/%s/loss.csv", in->out_dir, in->prompts[i]);
+        char *csv = cli_pathf("%s/bank/%s/loss.csv", in->out_dir, in->prompts[i]);
         if (csv && mend_file_exists(csv) && !strchr(csv, '\''))
             fprintf(f, "%s '%s' every ::2 using 1:3 smooth bezier with lines lw 1.5 lc %d title '%s', "
                        "'' using 1:6 with points pt 7 ps 0.7 lc %d notitle", n++ ? "," : "", csv, i + 1,
@@ -155,7 +144,7 @@ int repair_report(const repair_report_in *in, char **md) {
     int rc = 0;
     for (int r = 0; r < REPAIR_NRUNS && rc == 0; r++) {
         for (int t = 0; t < in->n_tasks && rc == 0; t++) {
-            char *p = pathf("%s/results/%s/%s.jsonl", in->out_dir, repair_run_name[r], in->tasks[t]);
+            char *p = cli_pathf("%s/results/%s/%s.jsonl", in->out_dir, repair_run_name[r], in->tasks[t]);
             if (!p) rc = mend_set_error(MEND_ENOMEM, "report: out of memory");
             else if (mend_file_exists(p) && (rc = mend_results_load(p, &rd[r].res[t])) == 0 &&
                      (rc = mend_results_summarize(&rd[r].res[t], &rd[r].sum[t], &rd[r].n_sum[t])) == 0 &&
@@ -166,7 +155,7 @@ int repair_report(const repair_report_in *in, char **md) {
             snprintf(name, sizeof name, "eval-%s-%s", repair_run_name[r], in->tasks[t]);
             rd[r].eval_secs += stage_secs(in->out_dir, name, &rd[r].eval_resumed);
         }
-        char *p = pathf("%s/ppl/%s.json", in->out_dir, repair_run_name[r]);
+        char *p = cli_pathf("%s/ppl/%s.json", in->out_dir, repair_run_name[r]);
         if (rc == 0) rc = p ? read_ppl(p, &rd[r]) : mend_set_error(MEND_ENOMEM, "report: out of memory");
         free(p);
     }
@@ -176,7 +165,7 @@ int repair_report(const repair_report_in *in, char **md) {
     if (rc == 0 && !f) rc = mend_set_error(MEND_ENOMEM, "report: out of memory");
     if (rc) goto done;
 
-    char *cpath = pathf("%s/model.gguf", in->out_dir);
+    char *cpath = cli_pathf("%s/model.gguf", in->out_dir);
     double osz = file_size(in->model), csz = cpath ? file_size(cpath) : -1;
     free(cpath);
     char b1[32], b2[32];
@@ -250,7 +239,7 @@ int repair_report(const repair_report_in *in, char **md) {
     for (int i = 0; i < in->n_prompts && n_names < MAX_CHOICES; i++)
         if (strcmp(in->prompts[i], "single")) snprintf(names[n_names++], 64, "%.63s", in->prompts[i]);
     for (int t = 0; t < in->n_tasks; t++) {
-        char *p = pathf("%s/results/idp/%s.jsonl", in->out_dir, in->tasks[t]);
+        char *p = cli_pathf("%s/results/idp/%s.jsonl", in->out_dir, in->tasks[t]);
         if (p) count_choices(p, names, &n_names, counts[t]);
         free(p);
     }
@@ -268,7 +257,7 @@ int repair_report(const repair_report_in *in, char **md) {
     free(counts);
 
     /* charts */
-    char *png = pathf("%s/report.png", in->out_dir), *lpng = pathf("%s/loss.png", in->out_dir);
+    char *png = cli_pathf("%s/report.png", in->out_dir), *lpng = cli_pathf("%s/loss.png", in->out_dir);
     mend_report_run runs[REPAIR_NRUNS];
     for (int r = 0; r < REPAIR_NRUNS; r++)
         runs[r] = (mend_report_run){.name = repair_run_title[r], .s = rd[r].flat, .n = rd[r].n_flat};
@@ -286,7 +275,7 @@ int repair_report(const repair_report_in *in, char **md) {
     /* cost: sizes and speed (timing: differs from run to run) */
     double psz = 0, bsz = 0;
     for (int i = 0; i < in->n_prompts; i++) {
-        char *p = pathf("%s/bank/%s/adapter_model.safetensors", in->out_dir, in->prompts[i]);
+        char *p = cli_pathf("%s/bank/%s/adapter_model.safetensors", in->out_dir, in->prompts[i]);
         double s = p ? file_size(p) : -1;
         free(p);
         if (s < 0) continue;
@@ -315,7 +304,7 @@ int repair_report(const repair_report_in *in, char **md) {
     fprintf(f, ".\n");
     fclose(f);
     f = NULL;
-    char *rp = pathf("%s/report.md", in->out_dir);
+    char *rp = cli_pathf("%s/report.md", in->out_dir);
     rc = rp ? mend_write_file_atomic(rp, buf, len) : mend_set_error(MEND_ENOMEM, "report: out of memory");
     free(rp);
     if (rc == 0) *md = buf, buf = NULL;
