@@ -12,6 +12,8 @@
  *   sc       (threads, group, R)  attention scores per thread
  *   tmass    (H, B, K+1)      per-token masses of the probed layer
  *   tile     (TILE, max_cols) dequantized rows for types without a kernel
+ *   xt       (B, max_cols)    packed x of an f32 product (mend_sgemm), when
+ *                              the CPU runs that kernel
  * with B = max(max_tokens, nv). Nothing is allocated per call. */
 #include "model/attn_probe.h"
 
@@ -23,10 +25,12 @@
 #include "kernels/ops.h"
 #include "kernels/qmatmul.h"
 #include "kernels/quants.h"
+#include "kernels/sgemm.h"
 #include "model/model.h"
 #include "util/util.h"
 
 #define PROBE_TILE 64
+#define PROBE_SGEMM_ROWS 48   /* W rows per task of an f32 product: whole 12-column tiles */
 
 struct mend_probe {
     const mend_model *m;
@@ -34,7 +38,7 @@ struct mend_probe {
     int L, dim, hd, H, KVH, hid;
     size_t qd, kvd, R, max_out, max_cols;
     float *kc, *vc;
-    float *x, *xb, *q, *att, *hb, *hb2, *tmp, *rc, *rs, *sc, *tmass, *tile;
+    float *x, *xb, *q, *att, *hb, *hb2, *tmp, *rc, *rs, *sc, *tmass, *tile, *xt;
     size_t sc_stride;   /* floats per thread */
     int n_threads;
     void *mem;
@@ -53,6 +57,31 @@ static int mat_mul(mend_probe *p, float *out, size_t ldo, const float *x, int n,
                    const float *bias, int accumulate) {
     const int rows = (int)W->rows, cols = (int)W->cols;
     const float beta = accumulate ? 1.0f : 0.0f;
+    if (W->type == MEND_TYPE_F32 && p->xt && n >= 8) {
+        /* mend's own kernel, as the model's forward uses: x packed once, W's
+         * rows split across the threads (BLAS may be pinned to AVX2) */
+        const int nb = (int)(mend_sgemm_xt_floats(n, cols) / ((size_t)32 * cols));
+        const int n_chunks = (rows + PROBE_SGEMM_ROWS - 1) / PROBE_SGEMM_ROWS;
+        const float *w = (const float *)W->data;
+        int nt = n_threads_now(p), failed = 0;
+        if (nt > n_chunks) nt = n_chunks;
+#pragma omp parallel num_threads(nt) reduction(| : failed)
+        {
+#pragma omp for schedule(static)
+            for (int b = 0; b < nb; b++) mend_sgemm_pack_xt(p->xt, x, (size_t)cols, n, cols, b, b + 1);
+#pragma omp for schedule(dynamic, 1)
+            for (int ci = 0; ci < n_chunks; ci++) {
+                const int r0 = ci * PROBE_SGEMM_ROWS, nr = rows - r0 < PROBE_SGEMM_ROWS ? rows - r0 : PROBE_SGEMM_ROWS;
+                failed |= mend_sgemm_xt(out + r0, ldo, p->xt, n, w + (size_t)r0 * cols, (size_t)cols, nr, cols, beta);
+            }
+        }
+        if (!failed) {
+            if (bias)
+                for (int i = 0; i < n; i++)
+                    for (int j = 0; j < rows; j++) out[(size_t)i * ldo + j] += bias[j];
+            return 0;
+        }
+    }
     if (W->type == MEND_TYPE_F32) {
         matmul_forward(out, ldo, x, (const float *)W->data, bias, n, rows, cols, beta);
         return 0;
@@ -234,7 +263,7 @@ int mend_probe_new(mend_probe **out, const mend_model *m, const float *const *pr
     const int g = c->n_heads / c->n_kv_heads;
     p->sc_stride = ((size_t)g * p->R + 15) & ~(size_t)15;
     const size_t B = (size_t)p->B;
-    size_t sz[14];
+    size_t sz[15];
     int ok = mend_mul_ok((size_t)p->L, p->R, &sz[0]) && mend_mul_ok(sz[0], p->kvd, &sz[0]);
     sz[1] = sz[0];
     ok = ok && mend_mul_ok(B, (size_t)p->dim, &sz[2]);
@@ -249,8 +278,9 @@ int mend_probe_new(mend_probe **out, const mend_model *m, const float *const *pr
     ok = ok && mend_mul_ok((size_t)p->n_threads, p->sc_stride, &sz[11]);
     ok = ok && mend_mul_ok((size_t)p->H * B, (size_t)K + 1, &sz[12]);
     ok = ok && mend_mul_ok((size_t)PROBE_TILE, p->max_cols, &sz[13]);
-    size_t offs[14], total = 0;
-    for (int i = 0; ok && i < 14; i++) {
+    sz[14] = ok && mend_sgemm_available() ? mend_sgemm_xt_floats(p->B, (int)p->max_cols) : 0;
+    size_t offs[15], total = 0;
+    for (int i = 0; ok && i < 15; i++) {
         offs[i] = total;
         ok = mend_add_ok(total, (sz[i] + 15) & ~(size_t)15, &total);
     }
@@ -268,9 +298,10 @@ int mend_probe_new(mend_probe **out, const mend_model *m, const float *const *pr
     memset(p->mem, 0, bytes);
     p->bytes = bytes;
     float *f = p->mem;
-    float **slots[14] = {&p->kc, &p->vc, &p->x, &p->xb, &p->q, &p->att, &p->hb, &p->hb2,
-                         &p->tmp, &p->rc, &p->rs, &p->sc, &p->tmass, &p->tile};
-    for (int i = 0; i < 14; i++) *slots[i] = f + offs[i];
+    float **slots[15] = {&p->kc, &p->vc, &p->x, &p->xb, &p->q, &p->att, &p->hb, &p->hb2,
+                         &p->tmp, &p->rc, &p->rs, &p->sc, &p->tmass, &p->tile, &p->xt};
+    for (int i = 0; i < 15; i++) *slots[i] = f + offs[i];
+    if (!sz[14]) p->xt = NULL;
     /* each prompt alone, at positions 0 .. nv-1, into rows [k*nv, (k+1)*nv) */
     for (int k = 0; k < K; k++) {
         memcpy(p->x, prompts[k], (size_t)nv * p->dim * sizeof(float));

@@ -150,7 +150,7 @@ int main(void) {
     if (!m) return test_finish();
     const mend_config *c = &m->cfg;
     const int dim = c->dim, L = c->n_layers, H = c->n_heads, V = c->n_vocab;
-    enum { K = 3, NV = 4, N = 7 };
+    enum { K = 3, NV = 9, N = 12 };   /* >= 8 rows: the probe's f32 products take mend_sgemm */
     float *pr[K];
     for (int k = 0; k < K; k++) {
         pr[k] = malloc(sizeof(float) * NV * dim);
