@@ -231,26 +231,67 @@ static task_hist *hist_for(cli_idp *x, const char *task) {
     return h;
 }
 
-/* Every selector's pick for example i of t (choice: n_sel entries). */
-static int pick_example(cli_idp *x, const mend_task *t, size_t i, int *choice) {
+/* The tokens a selector sees for example i of t (malloc'd, n >= 1). */
+static int example_tokens(cli_idp *x, const mend_task *t, size_t i, int32_t **ids, size_t *n_ids) {
     char *text = NULL;
-    int32_t *ids = NULL;
-    size_t n_ids = 0;
+    *ids = NULL;
+    *n_ids = 0;
     int rc = example_text(t, i, &text);
     if (rc) return rc;
     const mend_eval_backend *b0 = x->be[0];
-    rc = b0->tokenize(b0->user, text, strlen(text), &ids, &n_ids);
+    rc = b0->tokenize(b0->user, text, strlen(text), ids, n_ids);
     free(text);
     if (rc) return rc;
-    if (n_ids == 0) {   /* an empty context: the conditioning token */
-        free(ids);
-        ids = malloc(sizeof *ids);
-        if (!ids) return mend_set_error(MEND_ENOMEM, "idp: out of memory");
-        ids[0] = b0->prefix_token;
-        n_ids = 1;
+    if (*n_ids == 0) {   /* an empty context: the conditioning token */
+        free(*ids);
+        *ids = malloc(sizeof **ids);
+        if (!*ids) return mend_set_error(MEND_ENOMEM, "idp: out of memory");
+        (*ids)[0] = b0->prefix_token;
+        *n_ids = 1;
     }
-    rc = cli_idp_pick_all(x, ids, (int)n_ids, choice);
+    return 0;
+}
+
+/* Every selector's pick for example i of t (choice: n_sel entries). */
+static int pick_example(cli_idp *x, const mend_task *t, size_t i, int *choice) {
+    int32_t *ids = NULL;
+    size_t n_ids = 0;
+    int rc = example_tokens(x, t, i, &ids, &n_ids);
+    if (!rc) rc = cli_idp_pick_all(x, ids, (int)n_ids, choice);
     free(ids);
+    return rc;
+}
+
+/* Every selector's picks for n examples at once (bchoice, bscores): the
+ * attention selector probes many inputs per pass (mend_selector_pick_many). */
+static int pick_examples(cli_idp *x, const mend_task *t, const size_t *idx, int n) {
+    int32_t *ids[CLI_IDP_BATCH] = {0};
+    int len[CLI_IDP_BATCH];
+    int choice[CLI_IDP_BATCH];
+    float *sc = malloc((size_t)CLI_IDP_BATCH * x->K * sizeof *sc);
+    int rc = sc ? 0 : mend_set_error(MEND_ENOMEM, "idp: out of memory");
+    for (int q = 0; q < n && !rc; q++) {
+        size_t nq = 0;
+        rc = example_tokens(x, t, idx[q], &ids[q], &nq);
+        len[q] = (int)nq;
+    }
+    const size_t per = (size_t)x->n_sel * x->K;
+    for (int j = 0; j < x->n_sel && !rc; j++) {
+        if (x->spec[j].kind == MEND_SELECT_ORACLE) {
+            rc = mend_set_error(MEND_EINVAL, "idp: the oracle picks per example");
+            break;
+        }
+        double t0 = mend_now();
+        rc = mend_selector_pick_many(x->sel[j], (const int32_t *const *)ids, len, n, choice, sc);
+        x->sel_time[j] += mend_now() - t0;
+        for (int q = 0; q < n && !rc; q++) {
+            x->sel_tokens[j] += len[q] < x->spec[j].max_tokens ? len[q] : x->spec[j].max_tokens;
+            x->bchoice[q][j] = choice[q];
+            memcpy(x->bscores + (size_t)q * per + (size_t)j * x->K, sc + (size_t)q * x->K, (size_t)x->K * sizeof *sc);
+        }
+    }
+    for (int q = 0; q < n; q++) free(ids[q]);
+    free(sc);
     return rc;
 }
 
@@ -275,18 +316,13 @@ int cli_idp_eval_examples(cli_idp *x, const mend_task *t, const size_t *idx, int
         return mend_set_error(MEND_EINVAL, "idp: %d examples at once (at most %d, no oracle, no per-prompt)", n,
                               CLI_IDP_BATCH);
     memset(r, 0, (size_t)n * sizeof *r);
-    const size_t per = (size_t)x->n_sel * x->K;
-    for (int q = 0; q < n; q++) {
-        int rc = pick_example(x, t, idx[q], x->bchoice[q]);
-        if (rc) return rc;
-        memcpy(x->bscores + (size_t)q * per, x->scores, per * sizeof(float));
-    }
+    int rc = pick_examples(x, t, idx, n);
+    if (rc) return rc;
     /* the examples that chose the same prompt are scored together */
     double t0 = mend_now();
     size_t sub[CLI_IDP_BATCH];
     int pos[CLI_IDP_BATCH];
     mend_eval_result rs[CLI_IDP_BATCH];
-    int rc = 0;
     for (int k = -1; k < x->K && rc == 0; k++) {
         int m = 0;
         for (int q = 0; q < n; q++)

@@ -57,9 +57,12 @@ static int mat_mul(mend_probe *p, float *out, size_t ldo, const float *x, int n,
                    const float *bias, int accumulate) {
     const int rows = (int)W->rows, cols = (int)W->cols;
     const float beta = accumulate ? 1.0f : 0.0f;
-    if (W->type == MEND_TYPE_F32 && p->xt && n >= 8) {
+    if (W->type == MEND_TYPE_F32 && p->xt) {
         /* mend's own kernel, as the model's forward uses: x packed once, W's
-         * rows split across the threads (BLAS may be pinned to AVX2) */
+         * rows split across the threads (BLAS may be pinned to AVX2). Every
+         * output is the in-order sum over k, so a row's result does not
+         * depend on the other rows of the batch: inputs probed together
+         * (mend_probe_attention_many) get the bits they get alone. */
         const int nb = (int)(mend_sgemm_xt_floats(n, cols) / ((size_t)32 * cols));
         const int n_chunks = (rows + PROBE_SGEMM_ROWS - 1) / PROBE_SGEMM_ROWS;
         const float *w = (const float *)W->data;
@@ -125,15 +128,17 @@ static int embed_tokens(mend_probe *p, const int32_t *tokens, int n) {
     return 0;
 }
 
-/* Attention of n queries over keys [0, T0 + i] of one layer's cache rows,
- * recording the mass each query head gives to the nblk prompt blocks of nv
- * rows (rows [0, nblk*nv)) and to the rest (the input, rows [nblk*nv, T0+i]).
+/* Attention of n queries over the nblk prompt blocks of nv rows (cache rows
+ * [0, nblk*nv)) and their own input: query i (cache row T0 + i) sees rows
+ * [o_i, T0 + i] with o_i = own0[i] (own0 NULL: nblk*nv, the input right
+ * after the prompts). Records the mass each query head gives to each prompt
+ * block and to its input.
  *   q (n, qd), K, V (>= T0+n, kvd) -> out (n, qd), tmass (H, n, nblk+1)
- * (torch, per head: p = softmax(q·Kᵀ/sqrt(hd) masked), out = p·V,
- *  tmass[h,i,k] = p[i, block k].sum()) */
+ * (torch, per head: p = softmax(q·Kᵀ/sqrt(hd) over those keys), out = p·V,
+ *  tmass[h,i,k] = p[i, block k].sum(), tmass[h,i,nblk] = p[i, own].sum()) */
 static void attention_mass_forward(mend_probe *p, float *out, const float *q, const float *Kc, const float *Vc, int n,
-                                   int T0, int nblk, int nv, float *tmass) {
-    const int H = p->H, KVH = p->KVH, hd = p->hd, g = H / KVH, nb1 = nblk + 1;
+                                   int T0, int nblk, int nv, const int *own0, float *tmass) {
+    const int H = p->H, KVH = p->KVH, hd = p->hd, g = H / KVH, nb1 = nblk + 1, P = nblk * nv;
     const size_t qd = p->qd, kvd = p->kvd;
     const float scale = 1.0f / sqrtf((float)hd);
     const int64_t n_tasks = (int64_t)n * KVH;
@@ -142,22 +147,28 @@ static void attention_mass_forward(mend_probe *p, float *out, const float *q, co
 #pragma omp parallel num_threads(nt)
     {
         float *s = p->sc + (size_t)omp_get_thread_num() * p->sc_stride;
+        float part[256];   /* the own span's weighted values (hd <= 256, checked at setup) */
 #pragma omp for schedule(dynamic, 1)
         for (int64_t task = 0; task < n_tasks; task++) {
             const int i = n - 1 - (int)(task / KVH);
             const int kvh = (int)(task % KVH);
-            const int T = T0 + i + 1;
+            const int o = own0 ? own0[i] : P, self = T0 + i, no = self - o + 1, T = P + no;
             const float *K = Kc + (size_t)kvh * hd, *V = Vc + (size_t)kvh * hd;
             for (int hh = 0; hh < g; hh++) {
                 const int h = kvh * g + hh;
                 const float *qh = q + (size_t)i * qd + (size_t)h * hd;
                 float *oh = out + (size_t)i * qd + (size_t)h * hd;
-                vec_dot_rows(T, hd, qh, K, kvd, scale, s);
+                if (P) vec_dot_rows(P, hd, qh, K, kvd, scale, s);
+                vec_dot_rows(no, hd, qh, K + (size_t)o * kvd, kvd, scale, s + P);
                 float mx = s[0];
                 for (int t = 1; t < T; t++) mx = s[t] > mx ? s[t] : mx;
                 const float inv = 1.0f / vec_exp_sum(T, s, mx);
                 for (int t = 0; t < T; t++) s[t] *= inv;
-                vec_wsum_rows(T, hd, s, V, kvd, oh);
+                vec_wsum_rows(no, hd, s + P, V + (size_t)o * kvd, kvd, oh);
+                if (P) {
+                    vec_wsum_rows(P, hd, s, V, kvd, part);
+                    for (int j = 0; j < hd; j++) oh[j] += part[j];
+                }
                 float *tm = tmass + ((size_t)h * n + i) * nb1;
                 for (int k = 0; k < nblk; k++) {
                     double acc = 0.0;
@@ -165,25 +176,39 @@ static void attention_mass_forward(mend_probe *p, float *out, const float *q, co
                     tm[k] = (float)acc;
                 }
                 double acc = 0.0;
-                for (int t = nblk * nv; t < T; t++) acc += s[t];
+                for (int t = P; t < T; t++) acc += s[t];
                 tm[nblk] = (float)acc;
             }
         }
     }
 }
 
-/* The layer loop on x (n rows, already embedded) at RoPE positions pos ..
- * pos+n-1. Keys/values of the batch go to cache rows [row0, row0+n); query
- * i attends to rows [kbase, row0 + i]. Layers [0, l_end) run; layers in
- * [l0, l1) record masses over nblk blocks of nv rows (kbase must be 0). */
+/* The layer loop on x (n rows, already embedded). Keys/values of the batch
+ * go to cache rows [row0, row0+n).
+ * seg == NULL: RoPE positions pos .. pos+n-1; query i attends to rows
+ *   [kbase, row0 + i]; layers in [l0, l1) record masses over nblk blocks of
+ *   nv rows (kbase must be 0) into mean_mass (l1-l0, H, nblk+1), averaged
+ *   over the n rows, and tok_mass (l1-l0, H, n, nblk+1).
+ * seg != NULL (n_seg inputs, input j = rows [seg[j], seg[j+1])): each input
+ *   at positions pos .. and attending to the nblk prompt blocks and causally
+ *   to itself; mean_mass (n_seg, l1-l0, H, nblk+1), averaged per input.
+ * Layers [0, l_end) run. */
 static int run_layers(mend_probe *p, int n, int pos, size_t row0, size_t kbase, int l_end, int l0, int l1,
-                      int nblk, float *mean_mass, float *tok_mass) {
+                      int nblk, float *mean_mass, float *tok_mass, const int *seg, int n_seg, int *own0) {
     const mend_model *m = p->m;
     const mend_config *c = &m->cfg;
     const size_t qd = p->qd, kvd = p->kvd, R = p->R, dim = (size_t)p->dim, hid = (size_t)p->hid;
-    const int nb1 = nblk + 1;
+    const int nb1 = nblk + 1, half = p->hd / 2;
     int rc;
-    rope_tables(p->rc, p->rs, n, pos, p->hd, c->rope_theta);
+    if (seg) {
+        for (int j = 0; j < n_seg; j++) {
+            rope_tables(p->rc + (size_t)seg[j] * half, p->rs + (size_t)seg[j] * half, seg[j + 1] - seg[j], pos,
+                        p->hd, c->rope_theta);
+            for (int i = seg[j]; i < seg[j + 1]; i++) own0[i] = (int)row0 + seg[j];
+        }
+    } else {
+        rope_tables(p->rc, p->rs, n, pos, p->hd, c->rope_theta);
+    }
     for (int l = 0; l < l_end; l++) {
         const mend_layer *Ly = &m->layers[l];
         float *kl = p->kc + (size_t)l * R * kvd, *vl = p->vc + (size_t)l * R * kvd;
@@ -194,19 +219,23 @@ static int run_layers(mend_probe *p, int n, int pos, size_t row0, size_t kbase, 
         if ((rc = mat_mul(p, vp, kvd, p->xb, n, &Ly->wv, Ly->bv, 0))) return rc;
         rope_forward(p->q, n, qd, p->H, p->hd, p->rc, p->rs, c->rope_type);
         rope_forward(kp, n, kvd, p->KVH, p->hd, p->rc, p->rs, c->rope_type);
-        if (l >= l0 && l < l1) {
-            attention_mass_forward(p, p->att, p->q, kl, vl, n, (int)row0, nblk, p->nv, p->tmass);
-            const size_t H = (size_t)p->H;
-            float *mm = mean_mass ? mean_mass + (size_t)(l - l0) * H * nb1 : NULL;
-            float *tm = tok_mass ? tok_mass + (size_t)(l - l0) * H * n * nb1 : NULL;
+        const int probed = l >= l0 && l < l1;
+        if (probed || seg || nblk > 0) {   /* one attention code for every input layout: the same bits */
+            attention_mass_forward(p, p->att, p->q, kl, vl, n, (int)row0, nblk, p->nv, seg ? own0 : NULL,
+                                   p->tmass);
+            const size_t H = (size_t)p->H, nl = (size_t)(l1 - l0);
+            float *tm = probed && tok_mass && !seg ? tok_mass + (size_t)(l - l0) * H * n * nb1 : NULL;
             if (tm) memcpy(tm, p->tmass, H * n * nb1 * sizeof(float));
-            if (mm)
+            for (int j = 0; probed && mean_mass && j < (seg ? n_seg : 1); j++) {
+                const int i0 = seg ? seg[j] : 0, i1 = seg ? seg[j + 1] : n;
+                float *mm = mean_mass + ((size_t)j * nl + (size_t)(l - l0)) * H * nb1;
                 for (size_t h = 0; h < H; h++)
                     for (int k = 0; k < nb1; k++) {
                         double acc = 0.0;
-                        for (int i = 0; i < n; i++) acc += p->tmass[(h * n + i) * nb1 + k];
-                        mm[h * nb1 + k] = (float)(acc / n);
+                        for (int i = i0; i < i1; i++) acc += p->tmass[(h * n + i) * nb1 + k];
+                        mm[h * nb1 + k] = (float)(acc / (i1 - i0));
                     }
+            }
         } else {
             attention_forward(p->att, p->q, kl + kbase * kvd, vl + kbase * kvd, n, (int)(row0 - kbase), p->H,
                               p->KVH, p->hd, p->sc, (int)R, n_threads_now(p));
@@ -237,6 +266,8 @@ int mend_probe_new(mend_probe **out, const mend_model *m, const float *const *pr
     const mend_config *c = &m->cfg;
     if (c->n_heads < 1 || c->n_kv_heads < 1 || c->n_heads % c->n_kv_heads)
         return mend_set_error(MEND_EFORMAT, "mend_probe_new: %d heads over %d kv heads", c->n_heads, c->n_kv_heads);
+    if (c->head_dim < 1 || c->head_dim > 256)
+        return mend_set_error(MEND_EUNSUPPORTED, "mend_probe_new: head_dim %d (1..256 supported)", c->head_dim);
     mend_probe *p = calloc(1, sizeof *p);
     if (!p) return mend_set_error(MEND_ENOMEM, "mend_probe_new: out of memory");
     p->m = m;
@@ -311,7 +342,7 @@ int mend_probe_new(mend_probe **out, const mend_model *m, const float *const *pr
                 return mend_set_error(MEND_EINVAL, "mend_probe_new: prompt %d value %zu is not finite", k, i);
             }
         const size_t row0 = (size_t)k * nv;
-        int rc = run_layers(p, nv, 0, row0, row0, p->L, 0, 0, 0, NULL, NULL);
+        int rc = run_layers(p, nv, 0, row0, row0, p->L, 0, 0, 0, NULL, NULL, NULL, 0, NULL);
         if (rc) {
             mend_probe_free(p);
             return rc;
@@ -344,7 +375,35 @@ int mend_probe_attention(mend_probe *p, const int32_t *tokens, int n, int l0, in
                               p->L);
     int rc = embed_tokens(p, tokens, n);
     if (rc) return rc;
-    return run_layers(p, n, p->nv, (size_t)p->K * p->nv, 0, l1, l0, l1, p->K, mean_mass, tok_mass);
+    return run_layers(p, n, p->nv, (size_t)p->K * p->nv, 0, l1, l0, l1, p->K, mean_mass, tok_mass, NULL, 0, NULL);
+}
+
+int mend_probe_attention_many(mend_probe *p, const int32_t *tokens, const int *off, int n_inputs, int l0, int l1,
+                              float *mean_mass) {
+    if (!p || !tokens || !off || !mean_mass)
+        return mend_set_error(MEND_EINVAL, "attention probe: NULL argument");
+    if (p->K < 1) return mend_set_error(MEND_EINVAL, "attention probe: the probe holds no prompts");
+    if (n_inputs < 1 || off[0] != 0)
+        return mend_set_error(MEND_EINVAL, "attention probe: %d inputs from offset %d (expected >= 1 from 0)",
+                              n_inputs, n_inputs > 0 ? off[0] : 0);
+    for (int j = 0; j < n_inputs; j++)
+        if (off[j + 1] <= off[j])
+            return mend_set_error(MEND_EINVAL, "attention probe: input %d is empty or its offsets decrease", j);
+    const int n = off[n_inputs];
+    if (n > p->max_tokens)
+        return mend_set_error(MEND_ERANGE, "attention probe: %d input tokens in all, expected 1..%d", n,
+                              p->max_tokens);
+    if (l0 < 0 || l1 <= l0 || l1 > p->L)
+        return mend_set_error(MEND_ERANGE, "attention probe: layers [%d, %d) outside the model's 0..%d", l0, l1,
+                              p->L);
+    int *own0 = malloc((size_t)n * sizeof *own0);
+    if (!own0) return mend_set_error(MEND_ENOMEM, "attention probe: out of memory");
+    int rc = embed_tokens(p, tokens, n);
+    if (!rc)
+        rc = run_layers(p, n, p->nv, (size_t)p->K * p->nv, 0, l1, l0, l1, p->K, mean_mass, NULL, off, n_inputs,
+                        own0);
+    free(own0);
+    return rc;
 }
 
 int mend_probe_hidden_mean(mend_probe *p, const int32_t *tokens, int n, float *hidden) {
@@ -354,7 +413,7 @@ int mend_probe_hidden_mean(mend_probe *p, const int32_t *tokens, int n, float *h
     int rc = embed_tokens(p, tokens, n);
     if (rc) return rc;
     const size_t row0 = (size_t)p->K * p->nv;   /* input rows, attending to themselves only */
-    if ((rc = run_layers(p, n, 0, row0, row0, p->L, 0, 0, 0, NULL, NULL))) return rc;
+    if ((rc = run_layers(p, n, 0, row0, row0, p->L, 0, 0, 0, NULL, NULL, NULL, 0, NULL))) return rc;
     rmsnorm_forward(p->xb, p->x, p->m->out_norm, n, p->dim, p->m->cfg.norm_eps);
     for (int j = 0; j < p->dim; j++) {
         double acc = 0.0;

@@ -27,7 +27,8 @@
  * 0), gives the mean of the input's final hidden states after the output
  * norm: the feature of the router selector.
  *
- * Matrices in any type the model holds: f32 through BLAS, packed types on
+ * Matrices in any type the model holds: f32 on mend's sgemm (BLAS where the
+ * CPU lacks AVX-512), packed types on
  * the native kernels of kernels/qmatmul.h (8-bit activations), others
  * dequantized row by row. Numbers agree with mend_forward to rounding. */
 #ifndef MEND_MODEL_ATTN_PROBE_H
@@ -58,6 +59,16 @@ int mend_probe_max_tokens(const mend_probe *p);
  * Needs K >= 1. */
 int mend_probe_attention(mend_probe *p, const int32_t *tokens, int n, int l0, int l1, float *mean_mass,
                          float *tok_mass);
+
+/* Several inputs probed in one pass: input j is tokens[off[j] .. off[j+1])
+ * (off[0] = 0, off[n_inputs] <= max_tokens, no input empty). Each input sits
+ * at positions nv .. and attends to every prompt block and causally to
+ * itself only, exactly as mend_probe_attention on it alone (the same bits
+ * where mend's sgemm runs: its products are computed row by row in a fixed
+ * order; BLAS may round differently with the batch).
+ *   mean_mass: (n_inputs, l1-l0, n_heads, K+1), averaged per input */
+int mend_probe_attention_many(mend_probe *p, const int32_t *tokens, const int *off, int n_inputs, int l0, int l1,
+                              float *mean_mass);
 
 /* Mean over the n input tokens of the final hidden state after the output
  * norm, with no prompt in front (positions 0 .. n-1). hidden (dim). */

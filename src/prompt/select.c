@@ -19,6 +19,9 @@ struct mend_selector {
     int K, nv, dim, n_vocab;
     mend_probe *probe;          /* attention (K blocks) or router (no blocks) */
     float *mass;                /* (l1-l0, H, K+1) */
+    float *mass_many;           /* mend_selector_pick_many: (max_tokens, l1-l0, H, K+1), on first use */
+    int32_t *toks_many;         /* (max_tokens) */
+    int *off_many;              /* (max_tokens + 1) */
     float *hidden;              /* router: (dim) */
     mend_state **states;        /* loss: one per prompt, prompt KV at [0, nv) */
     float *logits;              /* loss: (max_tokens, n_vocab) */
@@ -92,6 +95,9 @@ void mend_selector_free(mend_selector *s) {
         for (int k = 0; k < s->K; k++) mend_state_free(s->states[k]);
     free(s->states);
     free(s->mass);
+    free(s->mass_many);
+    free(s->toks_many);
+    free(s->off_many);
     free(s->hidden);
     free(s->logits);
     free(s);
@@ -190,6 +196,20 @@ size_t mend_selector_kv_bytes(const mend_selector *s) {
     return 0;
 }
 
+/* Score of prompt k: its block's mass averaged over the probed layers and
+ * the heads. mass (l1-l0, H, K+1) -> sc (K) */
+static void attention_scores(const mend_selector *s, const float *mass, float *sc) {
+    mend_model_info info;
+    mend_model_get_info(s->m, &info);
+    const int nl = s->spec.layer1 - s->spec.layer0, H = info.n_heads, K = s->K;
+    for (int k = 0; k < K; k++) {
+        double acc = 0.0;
+        for (int l = 0; l < nl; l++)
+            for (int h = 0; h < H; h++) acc += mass[((size_t)l * H + h) * (K + 1) + k];
+        sc[k] = (float)(acc / ((double)nl * H));
+    }
+}
+
 int mend_selector_pick(mend_selector *s, const int32_t *tokens, int n, int *choice, float *scores) {
     if (!s || !choice) return mend_set_error(MEND_EINVAL, "selector: NULL argument");
     *choice = -1;
@@ -215,15 +235,7 @@ int mend_selector_pick(mend_selector *s, const int32_t *tokens, int n, int *choi
     int rc = 0;
     if (sp->kind == MEND_SELECT_ATTENTION) {
         if ((rc = mend_probe_attention(s->probe, tokens, n, sp->layer0, sp->layer1, s->mass, NULL))) return rc;
-        mend_model_info info;
-        mend_model_get_info(s->m, &info);
-        const int nl = sp->layer1 - sp->layer0, H = info.n_heads;
-        for (int k = 0; k < K; k++) {
-            double acc = 0.0;
-            for (int l = 0; l < nl; l++)
-                for (int h = 0; h < H; h++) acc += s->mass[((size_t)l * H + h) * (K + 1) + k];
-            sc[k] = (float)(acc / ((double)nl * H));
-        }
+        attention_scores(s, s->mass, sc);
     } else if (sp->kind == MEND_SELECT_ROUTER) {
         if ((rc = mend_probe_hidden_mean(s->probe, tokens, n, s->hidden))) return rc;
         double hn = 0.0;
@@ -254,6 +266,57 @@ int mend_selector_pick(mend_selector *s, const int32_t *tokens, int n, int *choi
         return mend_set_error(MEND_EINVAL, "selector: unknown kind %d", sp->kind);
     }
     *choice = mend_select_argmax(sc, K);
+    return 0;
+}
+
+int mend_selector_pick_many(mend_selector *s, const int32_t *const *tokens, const int *n, int n_inputs, int *choice,
+                            float *scores) {
+    if (!s || !tokens || !n || !choice || n_inputs < 0)
+        return mend_set_error(MEND_EINVAL, "selector: NULL argument");
+    const int K = s->K;
+    if (s->spec.kind != MEND_SELECT_ATTENTION) {
+        for (int j = 0; j < n_inputs; j++) {
+            int rc = mend_selector_pick(s, tokens[j], n[j], &choice[j], scores ? scores + (size_t)j * K : NULL);
+            if (rc) return rc;
+        }
+        return 0;
+    }
+    const int T = s->spec.max_tokens;
+    mend_model_info info;
+    mend_model_get_info(s->m, &info);
+    const size_t per = (size_t)(s->spec.layer1 - s->spec.layer0) * info.n_heads * (K + 1);
+    if (!s->mass_many) {
+        s->mass_many = malloc((size_t)T * per * sizeof(float));
+        s->toks_many = malloc((size_t)T * sizeof(int32_t));
+        s->off_many = malloc(((size_t)T + 1) * sizeof(int));
+        if (!s->mass_many || !s->toks_many || !s->off_many)
+            return mend_set_error(MEND_ENOMEM, "selector: out of memory");
+    }
+    float sc_local[MEND_BANK_MAX_PROMPTS];
+    /* as many inputs per probe pass as max_tokens holds (each cut to its
+     * last max_tokens tokens, as mend_selector_pick does) */
+    for (int j0 = 0; j0 < n_inputs;) {
+        int m = 0, used = 0;
+        s->off_many[0] = 0;
+        while (j0 + m < n_inputs) {
+            const int j = j0 + m;
+            if (!tokens[j] || n[j] < 1) return mend_set_error(MEND_EINVAL, "selector: input %d is empty", j);
+            const int len = n[j] < T ? n[j] : T;
+            if (used + len > T) break;
+            memcpy(s->toks_many + used, tokens[j] + (n[j] - len), (size_t)len * sizeof(int32_t));
+            used += len;
+            s->off_many[++m] = used;
+        }
+        int rc = mend_probe_attention_many(s->probe, s->toks_many, s->off_many, m, s->spec.layer0, s->spec.layer1,
+                                           s->mass_many);
+        if (rc) return rc;
+        for (int u = 0; u < m; u++) {
+            float *sc = scores ? scores + (size_t)(j0 + u) * K : sc_local;
+            attention_scores(s, s->mass_many + (size_t)u * per, sc);
+            choice[j0 + u] = mend_select_argmax(sc, K);
+        }
+        j0 += m;
+    }
     return 0;
 }
 

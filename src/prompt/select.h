@@ -70,6 +70,14 @@ size_t mend_selector_kv_bytes(const mend_selector *s);
  * none. scores: NULL or K floats (the selector's scores; fixed/none: 1 for
  * the pick, 0 elsewhere). Oracle cannot pick here (MEND_EINVAL). */
 int mend_selector_pick(mend_selector *s, const int32_t *tokens, int n, int *choice, float *scores);
+/* The picks of n_inputs inputs (tokens[j], n[j] tokens each): choice
+ * (n_inputs), scores NULL or (n_inputs, K). The attention selector probes
+ * as many inputs per pass as its max_tokens holds (mend_probe_attention_many:
+ * the weights are streamed once per pass, not once per input); the others
+ * pick one input at a time. Picks and scores equal mend_selector_pick's on
+ * each input (bit for bit where mend's sgemm runs, see attn_probe.h). */
+int mend_selector_pick_many(mend_selector *s, const int32_t *const *tokens, const int *n, int n_inputs, int *choice,
+                            float *scores);
 
 /* Index of the largest value, the lowest index on ties (NaN never wins);
  * -1 when n < 1. */

@@ -204,6 +204,23 @@ int main(void) {
             for (int h = 0; h < H; h++) r += mm[(size_t)h * (K + 1) + k];
             CHECK_NEAR(sc2[k], r / H, 1e-6);
         }
+        /* many inputs at once (max_tokens 4: the 9-token input is cut to its
+         * last 4, and the inputs need three probe passes): each gets the
+         * choice and scores it gets alone */
+        {
+            const int32_t *in[4] = {tok, tok + 2, tok + 5, tok + 1};
+            const int len[4] = {N, 2, 3, 1};
+            int ch[4], one;
+            float scm[4 * K], sc1[K];
+            CHECK_OK(mend_selector_pick_many(s, in, len, 4, ch, scm));
+            for (int j = 0; j < 4; j++) {
+                CHECK_OK(mend_selector_pick(s, in[j], len[j], &one, sc1));
+                CHECK(ch[j] == one);
+                for (int k = 0; k < K; k++) CHECK_NEAR(scm[j * K + k], sc1[k], 1e-6);
+            }
+            const int bad_len[2] = {2, 0};
+            CHECK_ERR(mend_selector_pick_many(s, in, bad_len, 2, ch, scm), MEND_EINVAL, "empty");
+        }
         /* layers beyond the model */
         mend_selector_free(s);
         s = NULL;

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/sgemm.h"
 #include "model/attn_probe.h"
 #include "model/model.h"
 #include "prompt/select.h"
@@ -228,6 +229,43 @@ int main(void) {
     md = 0;
     for (int i = 0; i < H * (K + 1); i++) md = fmax(md, fabs(mm1[i] - mm[(size_t)H * (K + 1) + i]));
     CHECK(md < 1e-5);
+
+    /* 3b. several inputs in one pass (different lengths, one of them a prefix
+     * of another) give each input's own masses: bit for bit where mend's
+     * sgemm runs (every product row by row in a fixed order), to rounding
+     * with BLAS */
+    {
+        enum { NI = 3 };
+        const int len[NI] = {5, 7, 3}, from[NI] = {0, 5, 0};
+        int32_t cat[16];
+        int off[NI + 1] = {0};
+        for (int j = 0; j < NI; j++) {
+            memcpy(cat + off[j], tok + from[j], sizeof(int32_t) * len[j]);
+            off[j + 1] = off[j] + len[j];
+        }
+        const size_t per = (size_t)L * H * (K + 1);
+        float *many = malloc(sizeof(float) * NI * per), *one = malloc(sizeof(float) * per);
+        CHECK_OK(mend_probe_attention_many(p, cat, off, NI, 0, L, many));
+        double dm = 0;
+        for (int j = 0; j < NI; j++) {
+            CHECK_OK(mend_probe_attention(p, tok + from[j], len[j], 0, L, one, NULL));
+            for (size_t i = 0; i < per; i++) dm = fmax(dm, fabs(many[(size_t)j * per + i] - one[i]));
+        }
+        if (mend_sgemm_available()) CHECK_MSG(dm == 0, "inputs probed together differ from alone by %g", dm);
+        else CHECK_MSG(dm < 1e-6, "inputs probed together differ from alone by %g", dm);
+        /* layers 1..2 only: per input, as alone */
+        CHECK_OK(mend_probe_attention_many(p, cat, off, NI, 1, 2, many));
+        CHECK_OK(mend_probe_attention(p, tok + 5, 7, 1, 2, mm1, NULL));
+        dm = 0;
+        for (int i = 0; i < H * (K + 1); i++) dm = fmax(dm, fabs(many[(size_t)H * (K + 1) + i] - mm1[i]));
+        CHECK_MSG(dm < 1e-6, "layer-1 many-input probe differs by %g", dm);
+        const int empty[3] = {0, 4, 4}, late[2] = {1, 4}, big[3] = {0, 10, 17};
+        CHECK_ERR(mend_probe_attention_many(p, cat, empty, 2, 0, 1, many), MEND_EINVAL, "empty");
+        CHECK_ERR(mend_probe_attention_many(p, cat, late, 1, 0, 1, many), MEND_EINVAL, "offset");
+        CHECK_ERR(mend_probe_attention_many(p, cat, big, 2, 0, 1, many), MEND_ERANGE, "input tokens");
+        free(many);
+        free(one);
+    }
 
     /* 4. bad arguments */
     CHECK_ERR(mend_probe_attention(p, tok, N, 1, 1, mm, NULL), MEND_ERANGE, "layers");
