@@ -78,12 +78,12 @@ static int mat_mul(mend_probe *p, float *out, size_t ldo, const float *x, int n,
                 failed |= mend_sgemm_xt(out + r0, ldo, p->xt, n, w + (size_t)r0 * cols, (size_t)cols, nr, cols, beta);
             }
         }
-        if (!failed) {
-            if (bias)
-                for (int i = 0; i < n; i++)
-                    for (int j = 0; j < rows; j++) out[(size_t)i * ldo + j] += bias[j];
-            return 0;
-        }
+        /* (xt exists only where the kernel runs: no partial failure) */
+        if (failed) return mend_set_error(MEND_EINVAL, "attention probe: the sgemm kernel refused a product");
+        if (bias)
+            for (int i = 0; i < n; i++)
+                for (int j = 0; j < rows; j++) out[(size_t)i * ldo + j] += bias[j];
+        return 0;
     }
     if (W->type == MEND_TYPE_F32) {
         matmul_forward(out, ldo, x, (const float *)W->data, bias, n, rows, cols, beta);
