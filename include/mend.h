@@ -120,6 +120,13 @@ typedef struct mend_row {
 } mend_row;
 int mend_forward_rows(mend_state *s, const int32_t *tokens, int n, int slot0, const mend_row *rows,
                       float *logits, const int *out_rows, int n_out);
+/* The same with each row written to its own cache slot slots[i] (distinct;
+ * e.g. one new token for each of several sequences growing in their own
+ * regions of the cache, as batched generation does). A row attends to
+ * [a0, a1), [b0, b1) and [c0, slots[i]] as the cache holds them once this
+ * call's keys and values are written. */
+int mend_forward_rows_at(mend_state *s, const int32_t *tokens, int n, const int *slots, const mend_row *rows,
+                         float *logits, const int *out_rows, int n_out);
 
 /* ---- sampling (model/sample.c) ------------------------------------------ */
 /* Picks the next token from a logits row. temperature <= 0: greedy (argmax,

@@ -24,6 +24,9 @@ static const char *CMD = "eval";
 #define MAX_TASKS 64
 /* examples handed to the scorer at once (packed into shared forwards) */
 #define EVAL_GROUP 32
+/* generation examples per call: finished answers hand their cache region
+ * to the next example, so a larger group keeps the forwards fuller */
+#define EVAL_GEN_GROUP 128
 _Static_assert(EVAL_GROUP <= CLI_IDP_BATCH, "an eval group fits an IDP batch");
 
 static void help(void) {
@@ -288,10 +291,12 @@ int cmd_eval(int argc, char **argv) {
         /* examples are scored EVAL_GROUP at a time (packed into shared forwards),
          * then written in order, one flushed line each */
         const int idp_batch = idp && cli_idp_can_batch(idp);
-        const int group = ((idp && !idp_batch) || tk->kind == MEND_TASK_GEN) ? 1 : EVAL_GROUP;
+        const int group = idp && !idp_batch                ? 1
+                          : tk->kind == MEND_TASK_GEN && !idp ? EVAL_GEN_GROUP
+                                                              : EVAL_GROUP;
         for (size_t i0 = 0; i0 < tk->n;) {
-            size_t idx[EVAL_GROUP];
-            mend_eval_result rs[EVAL_GROUP];
+            size_t idx[EVAL_GEN_GROUP];
+            mend_eval_result rs[EVAL_GEN_GROUP];
             int nb = 0;
             while (i0 < tk->n && nb < group) {
                 if (!done[t][i0]) idx[nb++] = i0;

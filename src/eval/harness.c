@@ -546,7 +546,7 @@ static int plans_run_packed(mend_eval_backend *b, int lane, ll_plan *const *ps, 
             }
         }
     }
-    if ((rc = b->forward_rows(b->user, lane, tok, n, rw, n_out ? lg : NULL, out_rows, n_out)))
+    if ((rc = b->forward_rows(b->user, lane, tok, n, NULL, rw, n_out ? lg : NULL, out_rows, n_out)))
         goto done;
     if (stats) stats->tokens_run += n;
     r = 0;
@@ -576,35 +576,88 @@ done:
 
 /* ---- generation ---------------------------------------------------------- */
 
-int mend_eval_generate(mend_eval_backend *b, const char *context, int max_tokens,
-                       const char *const *until, int n_until, char **raw, char **cut,
-                       mend_eval_stats *stats) {
-    *raw = *cut = NULL;
-    int32_t *ids = NULL;
+/* The tokens generation conditions on: the context left-truncated to
+ * window - max_tokens (counted in stats), an empty one replaced by the
+ * prefix token. *ids is malloc'd; *ctx points into it. */
+static int gen_context(const mend_eval_backend *b, const char *context, int max_tokens, int32_t **ids,
+                       const int32_t **ctx, int *n_ctx, int *truncated, mend_eval_stats *stats) {
     size_t n = 0;
-    int rc = b->tokenize(b->user, context, strlen(context), &ids, &n);
+    *ids = NULL;
+    int rc = b->tokenize(b->user, context, strlen(context), ids, &n);
     if (rc) return rc;
-    int max_ctx = b->window - max_tokens;
+    const int max_ctx = b->window - max_tokens;
     if (max_ctx <= 0) {
-        free(ids);
-        return mend_set_error(MEND_ERANGE, "generation of %d tokens does not fit the window of %d",
-                              max_tokens, b->window);
+        free(*ids);
+        *ids = NULL;
+        return mend_set_error(MEND_ERANGE, "generation of %d tokens does not fit the window of %d", max_tokens,
+                              b->window);
     }
-    int32_t *ctx = ids;
-    if (n > (size_t)max_ctx) {
-        ctx = ids + (n - (size_t)max_ctx);
+    *ctx = *ids;
+    *truncated = n > (size_t)max_ctx;
+    if (*truncated) {
+        *ctx = *ids + (n - (size_t)max_ctx);
         n = (size_t)max_ctx;
         if (stats) stats->truncated++;
     }
     if (n == 0) {
         /* an empty context conditions on the prefix token */
-        free(ids);
-        ids = malloc(sizeof *ids);
-        if (!ids) return mend_set_error(MEND_ENOMEM, "generate: out of memory");
-        ids[0] = b->prefix_token;
-        ctx = ids;
+        free(*ids);
+        *ids = malloc(sizeof **ids);
+        if (!*ids) return mend_set_error(MEND_ENOMEM, "generate: out of memory");
+        (*ids)[0] = b->prefix_token;
+        *ctx = *ids;
         n = 1;
     }
+    *n_ctx = (int)n;
+    return 0;
+}
+
+/* One greedy step of generation: am is the argmax of the last logits.
+ * Returns 1 when generation has ended (end-of-generation token, a stop
+ * string in the text so far, or max_tokens generated), 0 to go on with
+ * gen[*ng - 1], < 0 on error. *text: the decoded generation so far. */
+static int gen_step(const mend_eval_backend *b, int32_t am, int32_t *gen, int *ng, int max_tokens,
+                    const char *const *until, int n_until, char **text) {
+    if (b->is_eog && b->is_eog(b->user, am)) return 1;
+    gen[(*ng)++] = am;
+    free(*text);
+    *text = NULL;
+    int rc = b->detokenize(b->user, gen, (size_t)*ng, text);
+    if (rc) return rc;   /* the error codes are negative */
+    for (int u = 0; u < n_until; u++)
+        if (until[u][0] && strstr(*text, until[u])) return 1;
+    return *ng >= max_tokens;
+}
+
+/* lm-eval: for each stop string, generation = generation.split(term)[0].
+ * Takes text (NULL: nothing generated) into *raw; *cut is the cut copy. */
+static int gen_cut(char *text, const char *const *until, int n_until, char **raw, char **cut) {
+    if (!text) text = mend_strdup("");
+    if (!text) return mend_set_error(MEND_ENOMEM, "generate: out of memory");
+    size_t keep = strlen(text);
+    for (int u = 0; u < n_until; u++) {
+        if (!until[u][0]) continue;
+        char *hit = strstr(text, until[u]);
+        if (hit && (size_t)(hit - text) < keep) keep = (size_t)(hit - text);
+    }
+    *cut = mend_strndup(text, keep);
+    if (!*cut) {
+        free(text);
+        return mend_set_error(MEND_ENOMEM, "generate: out of memory");
+    }
+    *raw = text;
+    return 0;
+}
+
+int mend_eval_generate(mend_eval_backend *b, const char *context, int max_tokens,
+                       const char *const *until, int n_until, char **raw, char **cut,
+                       mend_eval_stats *stats) {
+    *raw = *cut = NULL;
+    int32_t *ids = NULL;
+    const int32_t *ctx = NULL;
+    int n = 0, truncated = 0;
+    int rc = gen_context(b, context, max_tokens, &ids, &ctx, &n, &truncated, stats);
+    if (rc) return rc;
     float *logits = scratch_get(b, (size_t)b->n_vocab);
     int32_t *gen = malloc((size_t)(max_tokens + 1) * sizeof(int32_t));
     char *text = NULL;
@@ -613,45 +666,24 @@ int mend_eval_generate(mend_eval_backend *b, const char *context, int max_tokens
         rc = mend_set_error(MEND_ENOMEM, "generate: out of memory");
         goto done;
     }
-    if (b->reserve && (rc = b->reserve(b->user, (int)n + max_tokens))) goto done;
+    if (b->reserve && (rc = b->reserve(b->user, n + max_tokens))) goto done;
     /* the context: all but the last token without logits, the last with */
-    if ((rc = run_span(b, ctx, 0, (int)n - 1, NULL, stats))) goto done;
-    if ((rc = b->forward(b->user, ctx + n - 1, 1, (int)n - 1, logits, 0))) goto done;
+    if ((rc = run_span(b, ctx, 0, n - 1, NULL, stats))) goto done;
+    if ((rc = b->forward(b->user, ctx + n - 1, 1, n - 1, logits, 0))) goto done;
     if (stats) stats->tokens_run++;
     for (;;) {
-        int32_t am = row_argmax(logits, b->n_vocab);
-        if (b->is_eog && b->is_eog(b->user, am)) break;
-        gen[ng++] = am;
-        free(text);
-        text = NULL;
-        if ((rc = b->detokenize(b->user, gen, (size_t)ng, &text))) goto done;
-        int stop = 0;
-        for (int u = 0; u < n_until && !stop; u++)
-            if (until[u][0] && strstr(text, until[u])) stop = 1;
-        if (stop || ng >= max_tokens) break;
-        if ((rc = b->forward(b->user, &am, 1, (int)n + ng - 1, logits, 0))) goto done;
+        int st = gen_step(b, row_argmax(logits, b->n_vocab), gen, &ng, max_tokens, until, n_until, &text);
+        if (st < 0) {
+            rc = st;
+            goto done;
+        }
+        if (st) break;
+        int32_t last = gen[ng - 1];
+        if ((rc = b->forward(b->user, &last, 1, n + ng - 1, logits, 0))) goto done;
         if (stats) stats->tokens_run++;
     }
-    if (!text) text = mend_strdup("");
-    if (!text) {
-        rc = mend_set_error(MEND_ENOMEM, "generate: out of memory");
-        goto done;
-    }
-    /* lm-eval: for each stop string, generation = generation.split(term)[0] */
-    size_t keep = strlen(text);
-    for (int u = 0; u < n_until; u++) {
-        if (!until[u][0]) continue;
-        char *hit = strstr(text, until[u]);
-        if (hit && (size_t)(hit - text) < keep) keep = (size_t)(hit - text);
-    }
-    *cut = mend_strndup(text, keep);
-    *raw = text;
+    rc = gen_cut(text, until, n_until, raw, cut);
     text = NULL;
-    if (!*cut) {
-        free(*raw);
-        *raw = NULL;
-        rc = mend_set_error(MEND_ENOMEM, "generate: out of memory");
-    }
 done:
     free(text);
     free(ids);
@@ -773,11 +805,11 @@ static int job_finish(mend_eval_backend *b, const mend_task *t, const mend_task_
     return 0;
 }
 
-static int example_generate(mend_eval_backend *b, const mend_task *t, const mend_task_ex *e,
-                            mend_eval_result *r, mend_eval_stats *stats) {
-    int rc = mend_eval_generate(b, e->context, MEND_EVAL_MAX_GEN, GEN_UNTIL, 3, &r->raw_text,
-                                &r->pred_text, stats);
-    if (rc) return mend_error_prefix(rc, "%s:%d", t->path, e->line);
+/* Exact match of a generation against the answer and its aliases; takes
+ * raw and cut (the generation cut at the stop strings) into r. */
+static int gen_result(const mend_task_ex *e, char *raw, char *cut, mend_eval_result *r) {
+    r->raw_text = raw;
+    r->pred_text = cut;
     char *stripped = mend_eval_strip(r->pred_text);
     if (!stripped) return mend_set_error(MEND_ENOMEM, "out of memory");
     free(r->pred_text);
@@ -791,6 +823,194 @@ static int example_generate(mend_eval_backend *b, const mend_task *t, const mend
     r->pred = -1;
     r->pred_norm = -1;
     return 0;
+}
+
+static int example_generate(mend_eval_backend *b, const mend_task *t, const mend_task_ex *e,
+                            mend_eval_result *r, mend_eval_stats *stats) {
+    char *raw = NULL, *cut = NULL;
+    int rc = mend_eval_generate(b, e->context, MEND_EVAL_MAX_GEN, GEN_UNTIL, 3, &raw, &cut, stats);
+    if (rc) return mend_error_prefix(rc, "%s:%d", t->path, e->line);
+    return gen_result(e, raw, cut, r);
+}
+
+/* ---- batched generation --------------------------------------------------- */
+
+/* One example of batched generation: its context and what it generated. */
+typedef struct gen_job {
+    int32_t *ids;           /* tokenized context (malloc'd) */
+    const int32_t *ctx;     /* the conditioning tokens, inside ids */
+    int n;                  /* their count */
+    int base;               /* first text slot of its region while it runs, else -1 */
+    int filled;             /* context tokens in the cache */
+    int32_t gen[MEND_EVAL_MAX_GEN + 1];
+    int ng, done;
+    char *text;             /* the generation decoded so far */
+} gen_job;
+
+/* Text slots batched generation may take in one lane's cache. */
+#define GEN_LANE_SLOTS 4096
+
+/* Greedy generation of jobs[0..n) in one lane with continuous batching:
+ * the cache is cut into n_reg regions of reg slots, a running example owns
+ * one (its context, then its generated tokens) and attends to it alone, so
+ * it generates what it generates alone (mend_eval_generate) up to float
+ * rounding. Every forward takes one row per running example that is
+ * generating, plus the context rows of examples being admitted (up to
+ * max_batch rows); a finished example frees its region for the next one, so
+ * the forwards stay full while short answers come and go. */
+static int gen_run_lane(mend_eval_backend *b, int lane, gen_job *jobs, int n, int reg, int n_reg,
+                        mend_eval_stats *stats) {
+    const int max_gen = MEND_EVAL_MAX_GEN, cap = b->max_batch > 0 ? b->max_batch : 256;
+    const size_t vocab = (size_t)b->n_vocab;
+    int rc = b->reserve_lane(b->user, lane, reg * n_reg);
+    if (rc) return rc;
+    int32_t *tok = malloc((size_t)cap * sizeof *tok);
+    int *slot = malloc((size_t)cap * sizeof *slot), *out_rows = malloc((size_t)cap * sizeof *out_rows);
+    int *who = malloc((size_t)cap * sizeof *who), *free_reg = malloc((size_t)n_reg * sizeof *free_reg);
+    mend_eval_row *rw = malloc((size_t)cap * sizeof *rw);
+    const int max_out = n_reg < cap ? n_reg : cap;
+    float *lg = lane_scratch_get(b, lane, (size_t)max_out * vocab);
+    if (!tok || !slot || !out_rows || !who || !free_reg || !rw || !lg) {
+        rc = mend_set_error(MEND_ENOMEM, "generate: out of memory");
+        goto done;
+    }
+    int n_free = n_reg;
+    for (int g = 0; g < n_reg; g++) free_reg[g] = (n_reg - 1 - g) * reg;
+    for (int k = 0; k < n; k++) jobs[k].base = -1;
+    int first = 0, next = 0;   /* jobs [first, next) were admitted */
+    while (!rc) {
+        /* admit while a region is free */
+        while (next < n && n_free > 0) {
+            jobs[next].base = free_reg[--n_free];
+            jobs[next].filled = 0;
+            next++;
+        }
+        int r = 0, o = 0;
+        for (int k = first; k < next && r < cap; k++) {
+            gen_job *J = &jobs[k];
+            if (J->base < 0) continue;
+            if (J->filled < J->n) {   /* context rows, as many as fit */
+                while (J->filled < J->n && r < cap) {
+                    const int j = J->filled++;
+                    tok[r] = J->ctx[j];
+                    slot[r] = J->base + j;
+                    rw[r] = (mend_eval_row){.pos = j, .ctx0 = 0, .ctx1 = 0, .own0 = J->base};
+                    if (J->filled == J->n) {
+                        out_rows[o] = r;
+                        who[o++] = k;
+                    }
+                    r++;
+                }
+            } else {                  /* the next token */
+                const int p = J->n + J->ng - 1;
+                tok[r] = J->gen[J->ng - 1];
+                slot[r] = J->base + p;
+                rw[r] = (mend_eval_row){.pos = p, .ctx0 = 0, .ctx1 = 0, .own0 = J->base};
+                out_rows[o] = r;
+                who[o++] = k;
+                r++;
+            }
+        }
+        if (!r) break;
+        if ((rc = b->forward_rows(b->user, lane, tok, r, slot, rw, o ? lg : NULL, out_rows, o))) break;
+        if (stats) stats->tokens_run += r;
+        for (int q = 0; q < o && !rc; q++) {
+            gen_job *J = &jobs[who[q]];
+            int st = gen_step(b, row_argmax(lg + (size_t)q * vocab, b->n_vocab), J->gen, &J->ng, max_gen,
+                              GEN_UNTIL, 3, &J->text);
+            if (st < 0) rc = st;
+            if (st == 1) {   /* finished: its region goes to the next example */
+                J->done = 1;
+                free_reg[n_free++] = J->base;
+                J->base = -1;
+            }
+        }
+        while (first < next && jobs[first].done) first++;
+    }
+done:
+    free(tok);
+    free(slot);
+    free(out_rows);
+    free(who);
+    free(free_reg);
+    free(rw);
+    return rc;
+}
+
+/* Generation examples idx[0..n): the lanes each take a contiguous share
+ * and run it with continuous batching (gen_run_lane). */
+static int gen_examples_packed(mend_eval_backend *b, const mend_task *t, const size_t *idx, int n,
+                               mend_eval_result *r, mend_eval_stats *stats) {
+    const int max_gen = MEND_EVAL_MAX_GEN;
+    gen_job *jobs = calloc((size_t)n, sizeof *jobs);
+    int rc = jobs ? 0 : mend_set_error(MEND_ENOMEM, "generate: out of memory");
+    int reg = 0;
+    for (int k = 0; k < n && !rc; k++) {
+        if (idx[k] >= t->n) {
+            rc = mend_set_error(MEND_ERANGE, "%s: example %zu of %zu", t->path, idx[k], t->n);
+            break;
+        }
+        const mend_task_ex *e = &t->ex[idx[k]];
+        r[k].kind = t->kind;
+        r[k].gold = e->gold;
+        if ((rc = gen_context(b, e->context, max_gen, &jobs[k].ids, &jobs[k].ctx, &jobs[k].n, &r[k].truncated,
+                              stats)))
+            mend_error_prefix(rc, "%s:%d", t->path, e->line);
+        else if (jobs[k].n + max_gen > reg)
+            reg = jobs[k].n + max_gen;
+    }
+    /* regions as large as the longest context needs (<= the window), as
+     * many as GEN_LANE_SLOTS and the window hold */
+    const int lane_slots = b->window > 0 && b->window < GEN_LANE_SLOTS ? b->window : GEN_LANE_SLOTS;
+    int n_reg = reg > 0 ? lane_slots / reg : 1;
+    if (n_reg < 1) n_reg = 1;
+    int lanes = b->n_lanes < MEND_EVAL_MAX_LANES ? b->n_lanes : MEND_EVAL_MAX_LANES;
+    if (lanes > n) lanes = n;
+    if (lanes < 1) lanes = 1;
+    if (!rc && lanes == 1) {
+        rc = gen_run_lane(b, 0, jobs, n, reg, n_reg, stats);
+        if (rc) mend_error_prefix(rc, "%s:%d-%d", t->path, t->ex[idx[0]].line, t->ex[idx[n - 1]].line);
+    } else if (!rc) {
+        int bad_rc = 0;
+        char bad_msg[512] = "";
+        int64_t run = 0;
+#pragma omp parallel num_threads(lanes) reduction(+ : run)
+        {
+            const int lane = omp_get_thread_num();
+            omp_set_num_threads(1);   /* this lane's forwards: one thread */
+            mend_eval_stats ls;
+            memset(&ls, 0, sizeof ls);
+            const int k0 = (int)((int64_t)n * lane / lanes), k1 = (int)((int64_t)n * (lane + 1) / lanes);
+            int e = gen_run_lane(b, lane, jobs + k0, k1 - k0, reg, n_reg, &ls);
+            if (e) {
+#pragma omp critical(mend_eval_gen_error)
+                if (!bad_rc) {
+                    bad_rc = e;
+                    snprintf(bad_msg, sizeof bad_msg, "%s", mend_last_error());
+                }
+            }
+            run += ls.tokens_run;
+        }
+        if (stats) stats->tokens_run += run;
+        if (bad_rc)
+            rc = mend_set_error(bad_rc, "%s:%d-%d: %s", t->path, t->ex[idx[0]].line, t->ex[idx[n - 1]].line,
+                                bad_msg);
+    }
+    for (int k = 0; k < n && !rc; k++) {
+        char *raw = NULL, *cut = NULL;
+        rc = gen_cut(jobs[k].text, GEN_UNTIL, 3, &raw, &cut);
+        jobs[k].text = NULL;
+        if (!rc) rc = gen_result(&t->ex[idx[k]], raw, cut, &r[k]);
+    }
+    if (jobs)
+        for (int k = 0; k < n; k++) {
+            free(jobs[k].ids);
+            free(jobs[k].text);
+        }
+    free(jobs);
+    if (rc)
+        for (int k = 0; k < n; k++) mend_eval_result_free(&r[k]);
+    return rc;
 }
 
 int mend_eval_example(mend_eval_backend *b, const mend_task *t, size_t i,
@@ -822,6 +1042,7 @@ int mend_eval_examples(mend_eval_backend *b, const mend_task *t, const size_t *i
                        mend_eval_result *r, mend_eval_stats *stats) {
     if (n <= 0) return 0;
     memset(r, 0, (size_t)n * sizeof *r);
+    if (t->kind == MEND_TASK_GEN && b->forward_rows && b->reserve_lane) return gen_examples_packed(b, t, idx, n, r, stats);
     if (!b->forward_rows || t->kind == MEND_TASK_GEN) {
         for (int k = 0; k < n; k++) {
             int rc = mend_eval_example(b, t, idx[k], &r[k], stats);
@@ -1074,26 +1295,52 @@ static int mb_forward(void *u, const int32_t *tokens, int n, int pos, float *log
     return mend_forward(mb->st, tokens, NULL, n, mb->n_virtual + pos, logits, logits_all);
 }
 
-static int mb_forward_rows(void *u, int lane, const int32_t *tokens, int n,
+static int mb_forward_rows(void *u, int lane, const int32_t *tokens, int n, const int *slots,
                            const mend_eval_row *rows, float *logits, const int *out_rows, int n_out) {
     model_be *mb = u;
     if (lane < 0 || lane >= MEND_EVAL_MAX_LANES)
         return mend_set_error(MEND_EINVAL, "forward: lane %d of %d", lane, MEND_EVAL_MAX_LANES);
     mend_state **st = lane ? &mb->lst[lane] : &mb->st;
     int *st_ctx = lane ? &mb->lst_ctx[lane] : &mb->st_ctx;
-    if (!*st || n > *st_ctx) {
+    const int nv = mb->n_virtual;
+    int *abs_slots = NULL;
+    if (slots) {
+        /* rows of a running generation group: the cache must not move */
+        abs_slots = malloc((size_t)n * sizeof *abs_slots);
+        if (!abs_slots) return mend_set_error(MEND_ENOMEM, "forward: out of memory for %d rows", n);
+        for (int i = 0; i < n; i++) {
+            if (!*st || slots[i] < 0 || slots[i] >= *st_ctx) {
+                free(abs_slots);
+                return mend_set_error(MEND_ERANGE, "forward: slot %d of lane %d is outside its reserved %d", slots[i],
+                                      lane, *st ? *st_ctx : 0);
+            }
+            abs_slots[i] = slots[i] + nv;
+        }
+    } else if (!*st || n > *st_ctx) {
         int rc = state_reserve(mb, st, st_ctx, n > mb->st_ctx ? n : mb->st_ctx);
         if (rc) return rc;
     }
     mend_row *mr = malloc((size_t)n * sizeof *mr);
-    if (!mr) return mend_set_error(MEND_ENOMEM, "forward: out of memory for %d rows", n);
-    const int nv = mb->n_virtual;
+    if (!mr) {
+        free(abs_slots);
+        return mend_set_error(MEND_ENOMEM, "forward: out of memory for %d rows", n);
+    }
     for (int i = 0; i < n; i++)
         mr[i] = (mend_row){.pos = rows[i].pos + nv, .a0 = 0, .a1 = nv, .b0 = rows[i].ctx0 + nv,
                            .b1 = rows[i].ctx1 + nv, .c0 = rows[i].own0 + nv};
-    int rc = mend_forward_rows(*st, tokens, n, nv, mr, logits, out_rows, n_out);
+    int rc = abs_slots ? mend_forward_rows_at(*st, tokens, n, abs_slots, mr, logits, out_rows, n_out)
+                       : mend_forward_rows(*st, tokens, n, nv, mr, logits, out_rows, n_out);
     free(mr);
+    free(abs_slots);
     return rc;
+}
+
+static int mb_reserve_lane(void *u, int lane, int n) {
+    model_be *mb = u;
+    if (lane < 0 || lane >= MEND_EVAL_MAX_LANES)
+        return mend_set_error(MEND_EINVAL, "reserve: lane %d of %d", lane, MEND_EVAL_MAX_LANES);
+    return lane ? state_reserve(mb, &mb->lst[lane], &mb->lst_ctx[lane], n)
+                : state_reserve(mb, &mb->st, &mb->st_ctx, n);
 }
 
 int mend_eval_backend_model(mend_eval_backend **out, const mend_model *m, const float *prompt,
@@ -1136,6 +1383,7 @@ int mend_eval_backend_model(mend_eval_backend **out, const mend_model *m, const 
     b->reserve = mb_reserve;
     b->forward = mb_forward;
     b->forward_rows = mb_forward_rows;
+    b->reserve_lane = mb_reserve_lane;
     b->n_lanes = omp_get_max_threads();
     if (b->n_lanes > MEND_EVAL_MAX_LANES) b->n_lanes = MEND_EVAL_MAX_LANES;
     b->is_eog = mb_is_eog;

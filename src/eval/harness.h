@@ -55,14 +55,21 @@ typedef struct mend_eval_backend {
     /* End-of-generation token? */
     int (*is_eog)(void *user, int32_t id);
     /* Optional: several sequences in one call. Row i is written to text slot
-     * i (the slots of earlier calls are overwritten), rotated at text position
-     * rows[i].pos, and attends to the slots [ctx0, ctx1) and [own0, i] (plus
-     * the backend's soft prompt). logits: n_out x n_vocab at the rows
-     * out_rows (increasing). n <= max_batch. When NULL, examples are scored
-     * one by one through forward. */
-    int (*forward_rows)(void *user, int lane, const int32_t *tokens, int n,
+     * slots[i] (slots NULL: slot i; the slots of earlier calls are kept
+     * unless overwritten), rotated at text position rows[i].pos, and attends
+     * to the slots [ctx0, ctx1) and [own0, its own slot] (plus the backend's
+     * soft prompt). logits: n_out x n_vocab at the rows out_rows
+     * (increasing). n <= max_batch. When NULL, examples are scored one by
+     * one through forward. */
+    int (*forward_rows)(void *user, int lane, const int32_t *tokens, int n, const int *slots,
                         const struct mend_eval_row *rows, float *logits, const int *out_rows,
                         int n_out);
+    /* Optional, with forward_rows: make the lane's cache hold n text slots,
+     * dropping what it holds (batched generation calls it before it starts,
+     * then gives its rows slots; forward_rows refuses a slot past the
+     * reserved ones rather than growing the cache under running generations).
+     * NULL: generation runs example by example. */
+    int (*reserve_lane)(void *user, int lane, int n);
     /* forward_rows lanes: independent caches that may run at the same time,
      * one call per lane (lane 0 shares its cache with forward). With more than
      * one, the packed forwards of mend_eval_examples run lanes at once, each
@@ -162,8 +169,11 @@ int mend_eval_example(mend_eval_backend *b, const mend_task *t, size_t i,
  * forward_rows: every example's shared prefix and its requests' tails are
  * packed into forwards of up to max_batch rows (an example that needs more
  * runs alone through forward), so the weights are streamed once per batch
- * rather than once per request. Results equal mend_eval_example's up to
- * float summation order. r: n results. */
+ * rather than once per request. Generation examples (with reserve_lane too)
+ * are generated together with continuous batching: each in its own region
+ * of a lane's cache, one row per generating example per forward, a
+ * finished example's region going to the next. Results equal
+ * mend_eval_example's up to float summation order. r: n results. */
 int mend_eval_examples(mend_eval_backend *b, const mend_task *t, const size_t *idx, int n,
                        mend_eval_result *r, mend_eval_stats *stats);
 void mend_eval_result_free(mend_eval_result *r);

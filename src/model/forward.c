@@ -363,7 +363,7 @@ static void rope_tables_rows(float *cos_t, float *sin_t, const mend_row *rows, i
  * slots (mend_forward_rows), spans holds n x 6 ints of scratch, and logits
  * are taken at the n_out rows out_rows. */
 static void forward_batch(mend_state *s, const int32_t *tokens, const float *embeds, int n, int pos,
-                          float *logits, int logits_all, const mend_row *rows, int *spans,
+                          float *logits, int logits_all, const mend_row *rows, const int *slots, int *spans,
                           const int *out_rows, int n_out_rows) {
     const mend_model *m = s->m;
     const mend_config *c = &m->cfg;
@@ -378,8 +378,9 @@ static void forward_batch(mend_state *s, const int32_t *tokens, const float *emb
         for (int i = 0; i < n; i++) {
             const mend_row *r = &rows[i];
             int *sp = spans + (size_t)i * 6;
-            sp[0] = r->a0, sp[1] = r->a1, sp[2] = r->b0, sp[3] = r->b1, sp[4] = r->c0, sp[5] = pos + i + 1;
-            att_work += (r->a1 - r->a0) + (r->b1 - r->b0) + (pos + i + 1 - r->c0);
+            const int self = slots ? slots[i] : pos + i;
+            sp[0] = r->a0, sp[1] = r->a1, sp[2] = r->b0, sp[3] = r->b1, sp[4] = r->c0, sp[5] = self + 1;
+            att_work += (r->a1 - r->a0) + (r->b1 - r->b0) + (self + 1 - r->c0);
         }
     }
     const int nt_att = att_work * c->n_heads * hd < (1 << 20) ? 1 : nt;
@@ -391,13 +392,21 @@ static void forward_batch(mend_state *s, const int32_t *tokens, const float *emb
     for (int l = 0; l < c->n_layers; l++) {
         const mend_layer *L = &m->layers[l];
         float *kl = s->kc + (size_t)l * T * kvd, *vl = s->vc + (size_t)l * T * kvd;
-        float *kp = kl + (size_t)pos * kvd, *vp = vl + (size_t)pos * kvd;
+        /* per-row slots: keys and values go to buffers free at this point
+         * (the attention output, the FFN gate) first, then to their slots
+         * after RoPE */
+        float *kp = slots ? s->att : kl + (size_t)pos * kvd, *vp = slots ? s->hb : vl + (size_t)pos * kvd;
 
         rmsnorm_forward(s->xb, s->x, L->attn_norm, n, dim, c->norm_eps);
         const mm_job qkv[3] = {{s->q, qd, &L->wq, L->bq}, {kp, kvd, &L->wk, L->bk}, {vp, kvd, &L->wv, L->bv}};
         mats_forward(s, s->xb, n, 0.0f, qkv, 3);
         rope_forward(s->q, n, qd, c->n_heads, hd, s->rc, s->rs, c->rope_type);
         rope_forward(kp, n, kvd, c->n_kv_heads, hd, s->rc, s->rs, c->rope_type);
+        if (slots)
+            for (int i = 0; i < n; i++) {
+                memcpy(kl + (size_t)slots[i] * kvd, kp + (size_t)i * kvd, kvd * sizeof(float));
+                memcpy(vl + (size_t)slots[i] * kvd, vp + (size_t)i * kvd, kvd * sizeof(float));
+            }
         if (rows)
             attention_forward_spans(s->att, s->q, kl, vl, n, spans, c->n_heads, c->n_kv_heads, hd, s->sc,
                                     s->n_ctx, nt_att);
@@ -455,50 +464,73 @@ int mend_forward(mend_state *s, const int32_t *tokens, const float *embeds, int 
         float *lg = NULL;
         if (logits) lg = logits_all ? logits + (size_t)c0 * n_vocab : (last ? logits : NULL);
         forward_batch(s, tokens ? tokens + c0 : NULL, embeds ? embeds + (size_t)c0 * dim : NULL, nb, pos + c0,
-                      lg, logits_all, NULL, NULL, NULL, 0);
+                      lg, logits_all, NULL, NULL, NULL, NULL, 0);
     }
     if (blas_threads != 1) openblas_set_num_threads(blas_threads);
     return 0;
 }
 
-int mend_forward_rows(mend_state *s, const int32_t *tokens, int n, int slot0, const mend_row *rows,
-                      float *logits, const int *out_rows, int n_out) {
-    if (!s) return mend_set_error(MEND_EINVAL, "mend_forward_rows: no state");
-    if (!tokens || !rows) return mend_set_error(MEND_EINVAL, "mend_forward_rows: tokens and rows are required");
+static int forward_rows(mend_state *s, const int32_t *tokens, int n, int slot0, const int *slots,
+                        const mend_row *rows, float *logits, const int *out_rows, int n_out) {
+    const char *fn = slots ? "mend_forward_rows_at" : "mend_forward_rows";
+    if (!s) return mend_set_error(MEND_EINVAL, "%s: no state", fn);
+    if (!tokens || !rows) return mend_set_error(MEND_EINVAL, "%s: tokens and rows are required", fn);
     if (n < 1 || n > s->max_batch)
-        return mend_set_error(MEND_EINVAL, "mend_forward_rows: n is %d, expected 1..%d (the state's max_batch)",
-                              n, s->max_batch);
-    if (slot0 < 0 || slot0 > s->n_ctx || n > s->n_ctx - slot0)
-        return mend_set_error(MEND_ERANGE, "mend_forward_rows: slots [%d, %lld) do not fit the context of %d",
-                              slot0, (long long)slot0 + n, s->n_ctx);
+        return mend_set_error(MEND_EINVAL, "%s: n is %d, expected 1..%d (the state's max_batch)", fn, n,
+                              s->max_batch);
+    if (!slots && (slot0 < 0 || slot0 > s->n_ctx || n > s->n_ctx - slot0))
+        return mend_set_error(MEND_ERANGE, "%s: slots [%d, %lld) do not fit the context of %d", fn, slot0,
+                              (long long)slot0 + n, s->n_ctx);
     if (s->m->cfg.head_dim > 256)
-        return mend_set_error(MEND_EUNSUPPORTED, "mend_forward_rows: head_dim %d (at most 256)",
-                              s->m->cfg.head_dim);
+        return mend_set_error(MEND_EUNSUPPORTED, "%s: head_dim %d (at most 256)", fn, s->m->cfg.head_dim);
+    if (slots && (s->kvd > s->qd || s->kvd > (size_t)s->m->cfg.hidden_dim))
+        return mend_set_error(MEND_EUNSUPPORTED, "%s: kv width %zu exceeds the query width %zu or the FFN width %d",
+                              fn, s->kvd, s->qd, s->m->cfg.hidden_dim);
     if (n_out < 0 || n_out > n || (n_out > 0 && (!out_rows || !logits)))
-        return mend_set_error(MEND_EINVAL, "mend_forward_rows: %d logits rows of %d", n_out, n);
+        return mend_set_error(MEND_EINVAL, "%s: %d logits rows of %d", fn, n_out, n);
     const int n_vocab = s->m->cfg.n_vocab;
     for (int i = 0; i < n; i++) {
         const mend_row *r = &rows[i];
-        const int self = slot0 + i;
+        const int self = slots ? slots[i] : slot0 + i;
         if (tokens[i] < 0 || tokens[i] >= n_vocab)
-            return mend_set_error(MEND_EINVAL, "mend_forward_rows: token %d (at index %d) is outside the "
-                                  "vocabulary of %d", tokens[i], i, n_vocab);
+            return mend_set_error(MEND_EINVAL, "%s: token %d (at index %d) is outside the vocabulary of %d", fn,
+                                  tokens[i], i, n_vocab);
+        if (slots) {
+            if (self < 0 || self >= s->n_ctx)
+                return mend_set_error(MEND_ERANGE, "%s: row %d's slot %d is outside the context of %d", fn, i,
+                                      self, s->n_ctx);
+            for (int j = 0; j < i; j++)
+                if (slots[j] == self)
+                    return mend_set_error(MEND_EINVAL, "%s: rows %d and %d both write slot %d", fn, j, i, self);
+        }
         const int64_t seen = (int64_t)(r->a1 - r->a0) + (r->b1 - r->b0) + (self + 1 - r->c0);
         if (r->pos < 0 || r->a0 < 0 || r->a1 < r->a0 || r->a1 > self || r->b0 < 0 || r->b1 < r->b0 ||
             r->b1 > self || r->c0 < 0 || r->c0 > self || seen > s->n_ctx)
-            return mend_set_error(MEND_EINVAL, "mend_forward_rows: row %d (slot %d, position %d) attends to "
+            return mend_set_error(MEND_EINVAL, "%s: row %d (slot %d, position %d) attends to "
                                   "[%d,%d) [%d,%d) [%d,%d]: ranges must lie before the row's slot",
-                                  i, self, r->pos, r->a0, r->a1, r->b0, r->b1, r->c0, self);
+                                  fn, i, self, r->pos, r->a0, r->a1, r->b0, r->b1, r->c0, self);
     }
     for (int k = 0; k < n_out; k++)
         if (out_rows[k] < 0 || out_rows[k] >= n || (k > 0 && out_rows[k] <= out_rows[k - 1]))
-            return mend_set_error(MEND_EINVAL, "mend_forward_rows: logits rows must increase within [0, %d)", n);
+            return mend_set_error(MEND_EINVAL, "%s: logits rows must increase within [0, %d)", fn, n);
     int *spans = malloc((size_t)n * 6 * sizeof *spans);
-    if (!spans) return mend_set_error(MEND_ENOMEM, "mend_forward_rows: out of memory");
+    if (!spans) return mend_set_error(MEND_ENOMEM, "%s: out of memory", fn);
     const int blas_threads = openblas_get_num_threads();
     if (blas_threads != 1) openblas_set_num_threads(1);
-    forward_batch(s, tokens, NULL, n, slot0, n_out ? logits : NULL, 0, rows, spans, out_rows, n_out);
+    forward_batch(s, tokens, NULL, n, slots ? 0 : slot0, n_out ? logits : NULL, 0, rows, slots, spans, out_rows,
+                  n_out);
     if (blas_threads != 1) openblas_set_num_threads(blas_threads);
     free(spans);
     return 0;
+}
+
+int mend_forward_rows(mend_state *s, const int32_t *tokens, int n, int slot0, const mend_row *rows,
+                      float *logits, const int *out_rows, int n_out) {
+    return forward_rows(s, tokens, n, slot0, NULL, rows, logits, out_rows, n_out);
+}
+
+int mend_forward_rows_at(mend_state *s, const int32_t *tokens, int n, const int *slots, const mend_row *rows,
+                         float *logits, const int *out_rows, int n_out) {
+    if (!slots) return mend_set_error(MEND_EINVAL, "mend_forward_rows_at: slots are required");
+    return forward_rows(s, tokens, n, 0, slots, rows, logits, out_rows, n_out);
 }

@@ -103,27 +103,43 @@ static int toy_forward(void *u, const int32_t *tokens, int n, int pos, float *lo
 static int toy_is_eog(void *u, int32_t id) { return id == TOK_EOG; }
 
 /* Packed rows: a row's sequence is the tokens at slots [ctx0, ctx1) then
- * [own0, itself]; its position must be that sequence's length - 1. */
-static int toy_forward_rows(void *u, int lane, const int32_t *tokens, int n, const mend_eval_row *rows,
-                            float *logits, const int *out_rows, int n_out) {
+ * [own0, its slot]; its position must be that sequence's length - 1. Rows
+ * go to slots 0..n-1, or to slots[i] (then below the reserved count). */
+static int toy_reserved;
+static int toy_forward_rows(void *u, int lane, const int32_t *tokens, int n, const int *slots,
+                            const mend_eval_row *rows, float *logits, const int *out_rows, int n_out) {
     toy *t = u;
     if (lane != 0) t->bad = 1;   /* one lane */
     if (n > 3 * 4) t->bad = 1;   /* max_batch of the packed toy */
-    memcpy(t->cache, tokens, (size_t)n * sizeof *tokens);
+    for (int i = 0; i < n; i++) {
+        const int at = slots ? slots[i] : i;
+        if (at < 0 || at >= 8192 || (slots && at >= toy_reserved)) {
+            t->bad = 1;
+            return MEND_ERANGE;
+        }
+        t->cache[at] = tokens[i];
+    }
     t->valid = n;
     t->positions += n;
     t->calls++;
     int32_t seq[8192];
     for (int k = 0; k < n_out; k++) {
-        const int i = out_rows[k];
+        const int i = out_rows[k], self = slots ? slots[i] : i;
         const mend_eval_row *r = &rows[i];
-        if (r->ctx0 > r->ctx1 || r->ctx1 > i || r->own0 > i) t->bad = 1;
+        if (r->ctx0 > r->ctx1 || r->ctx1 > self || r->own0 > self) t->bad = 1;
         int len = 0;
         for (int j = r->ctx0; j < r->ctx1; j++) seq[len++] = t->cache[j];
-        for (int j = r->own0; j <= i; j++) seq[len++] = t->cache[j];
+        for (int j = r->own0; j <= self; j++) seq[len++] = t->cache[j];
         if (len != r->pos + 1) t->bad = 1;
         toy_row(seq, len, logits + (size_t)k * TV);
     }
+    return 0;
+}
+
+static int toy_reserve_lane(void *u, int lane, int n) {
+    toy *t = u;
+    if (lane != 0 || n > 8192) t->bad = 1;
+    toy_reserved = n;
     return 0;
 }
 
@@ -394,7 +410,7 @@ static void write_text(const char *path, const char *s) {
  * one-by-one results, including an example too long for one call (run alone
  * through forward) and an LM task (greedy tokens). */
 static void test_packed(void) {
-    char files[3][64];
+    char files[4][64];
     snprintf(files[0], sizeof files[0], "/tmp/mend_packed_mc_%d.jsonl", (int)getpid());
     snprintf(files[1], sizeof files[1], "/tmp/mend_packed_schema_%d.jsonl", (int)getpid());
     snprintf(files[2], sizeof files[2], "/tmp/mend_packed_lm_%d.jsonl", (int)getpid());
@@ -411,7 +427,24 @@ static void test_packed(void) {
     write_text(files[2], "{\"context\": \"once upon a\", \"continuation\": \"time\"}\n"
                          "{\"context\": \"a b\", \"continuation\": \"c d\"}\n"
                          "{\"context\": \"xy\", \"continuation\": \"z\"}\n");
-    for (int f = 0; f < 3; f++) {
+    /* generation: contexts longer than a forward of 12 rows, an empty one,
+     * more examples than rows per step */
+    snprintf(files[3], sizeof files[3], "/tmp/mend_packed_gen_%d.jsonl", (int)getpid());
+    write_text(files[3], "{\"context\": \"Question: who wrote it?\\nAnswer:\", \"answer\": \"x\", \"aliases\": [\"x\"]}\n"
+                         "{\"context\": \"Q: a\", \"answer\": \"b\", \"aliases\": [\"zz\"]}\n"
+                         "{\"context\": \"\", \"answer\": \"c\", \"aliases\": [\"zz\"]}\n"
+                         "{\"context\": \"Question: a very long question indeed, about many things?\\nAnswer:\", \"answer\": \"d\", \"aliases\": [\"zz\"]}\n"
+                         "{\"context\": \"k l m\", \"answer\": \"n\", \"aliases\": [\"zz\"]}\n"
+                         "{\"context\": \"xy xy\", \"answer\": \"z\", \"aliases\": [\"zz\"]}\n"
+                         "{\"context\": \"p\", \"answer\": \"q\", \"aliases\": [\"zz\"]}\n"
+                         "{\"context\": \"r s t u v w\", \"answer\": \"x\", \"aliases\": [\"zz\"]}\n"
+                         "{\"context\": \"Question: and?\\nAnswer:\", \"answer\": \"y\", \"aliases\": [\"zz\"]}\n"
+                         "{\"context\": \"a\", \"answer\": \"b\", \"aliases\": [\"zz\"]}\n"
+                         "{\"context\": \"b\", \"answer\": \"c\", \"aliases\": [\"zz\"]}\n"
+                         "{\"context\": \"c\", \"answer\": \"d\", \"aliases\": [\"zz\"]}\n"
+                         "{\"context\": \"d\", \"answer\": \"e\", \"aliases\": [\"zz\"]}\n"
+                         "{\"context\": \"e f\", \"answer\": \"g\", \"aliases\": [\"zz\"]}\n");
+    for (int f = 0; f < 4; f++) {
         mend_task *t = NULL;
         CHECK_OK(mend_task_load(&t, files[f], 0));
         if (!t) continue;
@@ -430,12 +463,17 @@ static void test_packed(void) {
             CHECK_OK(mend_eval_example(&b, t, idx[k], &one[k], &s1));
         }
         b.forward_rows = toy_forward_rows;
+        b.reserve_lane = toy_reserve_lane;
         b.max_batch = 12;
         T.bad = 0;
         T.calls = 0;
         CHECK_OK(mend_eval_examples(&b, t, idx, n, all, &s2));
         CHECK(!T.bad);
-        CHECK_MSG(T.calls >= 1 && T.calls < n, "%s: %d packed calls for %d examples", files[f], T.calls, n);
+        if (t->kind == MEND_TASK_GEN)   /* contexts packed, then a forward per step for all examples */
+            CHECK_MSG(T.calls >= 1 && T.calls * 4 <= s2.tokens_run, "%s: %d packed calls for %lld positions",
+                      files[f], T.calls, (long long)s2.tokens_run);
+        else
+            CHECK_MSG(T.calls >= 1 && T.calls < n, "%s: %d packed calls for %d examples", files[f], T.calls, n);
         CHECK(s1.tokens_run == s2.tokens_run && s1.tokens_naive == s2.tokens_naive);
         for (int k = 0; k < n; k++) {
             CHECK(one[k].n == all[k].n && one[k].pred == all[k].pred && one[k].pred_norm == all[k].pred_norm);
@@ -445,6 +483,9 @@ static void test_packed(void) {
             }
             CHECK((one[k].pred_text == NULL) == (all[k].pred_text == NULL));
             if (one[k].pred_text && all[k].pred_text) CHECK(!strcmp(one[k].pred_text, all[k].pred_text));
+            CHECK((one[k].raw_text == NULL) == (all[k].raw_text == NULL));
+            if (one[k].raw_text && all[k].raw_text) CHECK(!strcmp(one[k].raw_text, all[k].raw_text));
+            CHECK(one[k].em == all[k].em);
             mend_eval_result_free(&one[k]);
             mend_eval_result_free(&all[k]);
         }
