@@ -2,9 +2,9 @@
 # Every row of the IDP study on one compressed model and its bank, each run
 # in packed forwards (the cheap way to get per-example outcomes under every
 # prompt): one `mend eval --prompt` per domain prompt, then selection runs
-# that record the picks and scores of the attention, router and loss
-# selectors (scored with the first selector named), one per probed layer
-# range. Wall and CPU seconds of each run go to OUT/TASK.time.
+# that record the picks and scores of the selectors in SELECT (default
+# attention,router; add loss for its six prefills per input; scored with the
+# first one named), one per probed layer range. Wall and CPU seconds of each run go to OUT/TASK.time.
 # bench/idp/rows_table.py builds the tables, oracle and all, from the
 # results lines. Every run appends with --resume, so a killed study resumes.
 #
@@ -34,5 +34,5 @@ for p in $prompts; do
 done
 for r in $RANGES; do
     echo "[$(date +%T)] selectors, layers $r" >&2
-    run "$DIR/rows/select-$(echo "$r" | tr : -)" --bank "$DIR/bank" --select attention,router,loss --select-layers "$r"
+    run "$DIR/rows/select-$(echo "$r" | tr : -)" --bank "$DIR/bank" --select "${SELECT:-attention,router}" --select-layers "$r"
 done
