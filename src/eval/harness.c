@@ -833,6 +833,64 @@ static int example_generate(mend_eval_backend *b, const mend_task *t, const mend
     return gen_result(e, raw, cut, r);
 }
 
+/* ---- lanes ----------------------------------------------------------------- */
+
+/* One work item (a group of examples) on a lane; stats gets its positions. */
+typedef int (*lane_item_fn)(mend_eval_backend *b, int lane, int item, void *ctx, mend_eval_stats *stats);
+
+/* Items 0..n_items-1 over the backend's lanes (at most lanes of them). One
+ * lane: in order, the forwards threaded as usual. More: each lane
+ * single-threaded (no barrier inside a forward, so a thread that loses its
+ * core holds up only its own lane), items handed out as lanes come free,
+ * the rest skipped after a failure. Returns 0, or the error of the lowest
+ * failed item (*bad) with that item's error text (which is per thread). */
+static int lanes_run(mend_eval_backend *b, int lanes, int n_items, lane_item_fn fn, void *ctx,
+                     mend_eval_stats *stats, int *bad) {
+    if (lanes > b->n_lanes) lanes = b->n_lanes;
+    if (lanes > MEND_EVAL_MAX_LANES) lanes = MEND_EVAL_MAX_LANES;
+    if (lanes > n_items) lanes = n_items;
+    if (lanes <= 1) {
+        for (int g = 0; g < n_items; g++) {
+            int rc = fn(b, 0, g, ctx, stats);
+            if (rc) {
+                *bad = g;
+                return rc;
+            }
+        }
+        return 0;
+    }
+    int bad_rc = 0;
+    char bad_msg[512] = "";
+    int64_t run = 0;
+    *bad = -1;
+#pragma omp parallel num_threads(lanes) reduction(+ : run)
+    {
+        const int lane = omp_get_thread_num();
+        omp_set_num_threads(1);   /* this lane's forwards: one thread */
+        mend_eval_stats ls;
+        memset(&ls, 0, sizeof ls);
+#pragma omp for schedule(dynamic, 1)
+        for (int g = 0; g < n_items; g++) {
+            int stop;
+#pragma omp atomic read
+            stop = bad_rc;
+            if (stop) continue;
+            int e = fn(b, lane, g, ctx, &ls);
+            if (e) {
+#pragma omp critical(mend_eval_lane_error)
+                if (!bad_rc || g < *bad) {
+                    *bad = g;
+                    bad_rc = e;
+                    snprintf(bad_msg, sizeof bad_msg, "%s", mend_last_error());
+                }
+            }
+        }
+        run += ls.tokens_run;
+    }
+    if (stats) stats->tokens_run += run;
+    return bad_rc ? mend_set_error(bad_rc, "%s", bad_msg) : 0;
+}
+
 /* ---- batched generation --------------------------------------------------- */
 
 /* One example of batched generation: its context and what it generated. */
@@ -937,6 +995,17 @@ done:
     return rc;
 }
 
+typedef struct gen_share {
+    gen_job *jobs;
+    int n, shares, reg, n_reg;
+} gen_share;
+
+static int gen_share_run(mend_eval_backend *b, int lane, int item, void *ctx, mend_eval_stats *stats) {
+    const gen_share *sh = ctx;
+    const int k0 = (int)((int64_t)sh->n * item / sh->shares), k1 = (int)((int64_t)sh->n * (item + 1) / sh->shares);
+    return gen_run_lane(b, lane, sh->jobs + k0, k1 - k0, sh->reg, sh->n_reg, stats);
+}
+
 /* Generation examples idx[0..n): the lanes each take a contiguous share
  * and run it with continuous batching (gen_run_lane). */
 static int gen_examples_packed(mend_eval_backend *b, const mend_task *t, const size_t *idx, int n,
@@ -964,37 +1033,17 @@ static int gen_examples_packed(mend_eval_backend *b, const mend_task *t, const s
     const int lane_slots = b->window > 0 && b->window < GEN_LANE_SLOTS ? b->window : GEN_LANE_SLOTS;
     int n_reg = reg > 0 ? lane_slots / reg : 1;
     if (n_reg < 1) n_reg = 1;
-    int lanes = b->n_lanes < MEND_EVAL_MAX_LANES ? b->n_lanes : MEND_EVAL_MAX_LANES;
-    if (lanes > n) lanes = n;
-    if (lanes < 1) lanes = 1;
-    if (!rc && lanes == 1) {
-        rc = gen_run_lane(b, 0, jobs, n, reg, n_reg, stats);
-        if (rc) mend_error_prefix(rc, "%s:%d-%d", t->path, t->ex[idx[0]].line, t->ex[idx[n - 1]].line);
-    } else if (!rc) {
-        int bad_rc = 0;
-        char bad_msg[512] = "";
-        int64_t run = 0;
-#pragma omp parallel num_threads(lanes) reduction(+ : run)
-        {
-            const int lane = omp_get_thread_num();
-            omp_set_num_threads(1);   /* this lane's forwards: one thread */
-            mend_eval_stats ls;
-            memset(&ls, 0, sizeof ls);
-            const int k0 = (int)((int64_t)n * lane / lanes), k1 = (int)((int64_t)n * (lane + 1) / lanes);
-            int e = gen_run_lane(b, lane, jobs + k0, k1 - k0, reg, n_reg, &ls);
-            if (e) {
-#pragma omp critical(mend_eval_gen_error)
-                if (!bad_rc) {
-                    bad_rc = e;
-                    snprintf(bad_msg, sizeof bad_msg, "%s", mend_last_error());
-                }
-            }
-            run += ls.tokens_run;
+    if (!rc) {
+        /* one contiguous share of the examples per lane */
+        int lanes = b->n_lanes < MEND_EVAL_MAX_LANES ? b->n_lanes : MEND_EVAL_MAX_LANES;
+        if (lanes > n) lanes = n;
+        if (lanes < 1) lanes = 1;
+        gen_share sh = {jobs, n, lanes, reg, n_reg};
+        int bad;
+        if ((rc = lanes_run(b, lanes, lanes, gen_share_run, &sh, stats, &bad))) {
+            const int k0 = (int)((int64_t)n * bad / lanes), k1 = (int)((int64_t)n * (bad + 1) / lanes);
+            mend_error_prefix(rc, "%s:%d-%d", t->path, t->ex[idx[k0]].line, t->ex[idx[k1 - 1]].line);
         }
-        if (stats) stats->tokens_run += run;
-        if (bad_rc)
-            rc = mend_set_error(bad_rc, "%s:%d-%d: %s", t->path, t->ex[idx[0]].line, t->ex[idx[n - 1]].line,
-                                bad_msg);
     }
     for (int k = 0; k < n && !rc; k++) {
         char *raw = NULL, *cut = NULL;
@@ -1036,6 +1085,18 @@ int mend_eval_example(mend_eval_backend *b, const mend_task *t, size_t i,
     job_free(&j);
     if (rc) mend_eval_result_free(r);
     return rc;
+}
+
+typedef struct packed_groups {
+    ll_plan **group;
+    const int *gstart;      /* group g: plans [gstart[g], gstart[g+1]) */
+    int want_argmax;
+} packed_groups;
+
+static int packed_group_run(mend_eval_backend *b, int lane, int g, void *ctx, mend_eval_stats *stats) {
+    const packed_groups *pg = ctx;
+    return plans_run_packed(b, lane, pg->group + pg->gstart[g], pg->gstart[g + 1] - pg->gstart[g], pg->want_argmax,
+                            stats);
 }
 
 int mend_eval_examples(mend_eval_backend *b, const mend_task *t, const size_t *idx, int n,
@@ -1113,53 +1174,12 @@ int mend_eval_examples(mend_eval_backend *b, const mend_task *t, const size_t *i
         gstart[n_groups + 1] = gstart[n_groups] + ng;
         n_groups++;
     }
-    int lanes = b->n_lanes < MEND_EVAL_MAX_LANES ? b->n_lanes : MEND_EVAL_MAX_LANES;
-    if (lanes > n_groups) lanes = n_groups;
-    if (lanes <= 1) {
-        for (int g = 0; g < n_groups; g++)
-            if ((rc = plans_run_packed(b, 0, group + gstart[g], gstart[g + 1] - gstart[g], want_argmax,
-                                       stats))) {
-                mend_error_prefix(rc, "%s:%d-%d", t->path, t->ex[idx[gex[gstart[g]]]].line,
-                                  t->ex[idx[gex[gstart[g + 1] - 1]]].line);
-                goto done;
-            }
-    } else {
-        /* groups over lanes; a failure is reported after the region (the
-         * error text is per thread) */
-        int bad = -1, bad_rc = 0;
-        char bad_msg[512] = "";
-        int64_t run = 0;
-#pragma omp parallel num_threads(lanes) reduction(+ : run)
-        {
-            const int lane = omp_get_thread_num();
-            omp_set_num_threads(1);   /* this lane's forwards: one thread */
-            mend_eval_stats ls;
-            memset(&ls, 0, sizeof ls);
-#pragma omp for schedule(dynamic, 1)
-            for (int g = 0; g < n_groups; g++) {
-                int stop;
-#pragma omp atomic read
-                stop = bad_rc;
-                if (stop) continue;
-                int e = plans_run_packed(b, lane, group + gstart[g], gstart[g + 1] - gstart[g], want_argmax,
-                                         &ls);
-                if (e) {
-#pragma omp critical(mend_eval_lane_error)
-                    if (!bad_rc || g < bad) {
-                        bad = g;
-                        bad_rc = e;
-                        snprintf(bad_msg, sizeof bad_msg, "%s", mend_last_error());
-                    }
-                }
-            }
-            run += ls.tokens_run;
-        }
-        if (stats) stats->tokens_run += run;
-        if (bad_rc) {
-            rc = mend_set_error(bad_rc, "%s:%d-%d: %s", t->path, t->ex[idx[gex[gstart[bad]]]].line,
-                                t->ex[idx[gex[gstart[bad + 1] - 1]]].line, bad_msg);
-            goto done;
-        }
+    packed_groups pg = {group, gstart, want_argmax};
+    int bad;
+    if ((rc = lanes_run(b, b->n_lanes, n_groups, packed_group_run, &pg, stats, &bad))) {
+        mend_error_prefix(rc, "%s:%d-%d", t->path, t->ex[idx[gex[gstart[bad]]]].line,
+                          t->ex[idx[gex[gstart[bad + 1] - 1]]].line);
+        goto done;
     }
     for (k = 0; k < n; k++)
         if ((rc = job_finish(b, t, &t->ex[idx[k]], &jobs[k], &r[k]))) goto done;

@@ -408,12 +408,14 @@ static void write_text(const char *path, const char *s) {
 
 /* Several examples packed into shared forward_rows calls give the
  * one-by-one results, including an example too long for one call (run alone
- * through forward) and an LM task (greedy tokens). */
+ * through forward), an LM task (greedy tokens) and generation (continuous
+ * batching over slots). */
 static void test_packed(void) {
     char files[4][64];
     snprintf(files[0], sizeof files[0], "/tmp/mend_packed_mc_%d.jsonl", (int)getpid());
     snprintf(files[1], sizeof files[1], "/tmp/mend_packed_schema_%d.jsonl", (int)getpid());
     snprintf(files[2], sizeof files[2], "/tmp/mend_packed_lm_%d.jsonl", (int)getpid());
+    snprintf(files[3], sizeof files[3], "/tmp/mend_packed_gen_%d.jsonl", (int)getpid());
     /* toy tokens: " " + letter is one token, "xy" one, anything else a byte */
     write_text(files[0], "{\"query\": \"Q: x\", \"choices\": [\"yes\", \"yes sir\", \"no\"], \"gold\": 1}\n"
                          "{\"query\": \"Question: pick\\nAnswer: \", \"choices\": [\"ab\", \"abc\"], \"gold\": 0}\n"
@@ -429,7 +431,6 @@ static void test_packed(void) {
                          "{\"context\": \"xy\", \"continuation\": \"z\"}\n");
     /* generation: contexts longer than a forward of 12 rows, an empty one,
      * more examples than rows per step */
-    snprintf(files[3], sizeof files[3], "/tmp/mend_packed_gen_%d.jsonl", (int)getpid());
     write_text(files[3], "{\"context\": \"Question: who wrote it?\\nAnswer:\", \"answer\": \"x\", \"aliases\": [\"x\"]}\n"
                          "{\"context\": \"Q: a\", \"answer\": \"b\", \"aliases\": [\"zz\"]}\n"
                          "{\"context\": \"\", \"answer\": \"c\", \"aliases\": [\"zz\"]}\n"
