@@ -16,6 +16,7 @@
 #include "compress/sparsegpt.h"
 #include "io/gguf.h"
 #include "kernels/quants.h"
+#include "kernels/sgemm.h"
 #include "model/layer.h"
 #include "model/model.h"
 #include "util/util.h"
@@ -287,7 +288,41 @@ typedef struct tscratch {
     mend_layer_ws ws;
     float *xb;      /* T × dim */
     float *syrk;    /* nmax × nmax */
+    float *ht;      /* nmax × T: the Hessian input transposed (own-kernel Gram), or NULL */
+    float *gx;      /* 32 × T, 64-byte aligned: one packed block of it */
 } tscratch;
+
+/* Upper triangle (with the diagonal) of S->syrk (hn, hn) = xᵀx for x (T, hn),
+ * as cblas_ssyrk would. With mend's AVX-512 sgemm: x is transposed once into
+ * ht (hn, T), and each 32-row block of the result is one product of that
+ * block (packed straight from x's columns) with ht's rows from the block on,
+ * so only the upper block triangle is computed (syrk's FLOPs). */
+static void gram_upper(tscratch *S, const float *x, int T, int64_t hn) {
+    if (S->ht) {
+        for (int t0 = 0; t0 < T; t0 += 16)
+            for (int64_t j0 = 0; j0 < hn; j0 += 16) {
+                const int t1 = t0 + 16 < T ? t0 + 16 : T;
+                const int64_t j1 = j0 + 16 < hn ? j0 + 16 : hn;
+                for (int64_t j = j0; j < j1; j++)
+                    for (int t = t0; t < t1; t++) S->ht[j * T + t] = x[(size_t)t * hn + j];
+            }
+        int ok = 1;
+        for (int64_t i0 = 0; i0 < hn && ok; i0 += 32) {
+            const int nr = hn - i0 < 32 ? (int)(hn - i0) : 32;
+            for (int t = 0; t < T; t++) {
+                float *d = S->gx + (size_t)t * 32;
+                const float *src = x + (size_t)t * hn + i0;
+                int r = 0;
+                for (; r < nr; r++) d[r] = src[r];
+                for (; r < 32; r++) d[r] = 0.0f;
+            }
+            ok = !mend_sgemm_xt(S->syrk + i0 * hn + i0, (size_t)hn, S->gx, nr, S->ht + i0 * T, (size_t)T,
+                                (int)(hn - i0), T, 0.0f);
+        }
+        if (ok) return;
+    }
+    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)hn, T, 1.0f, x, (int)hn, 0.0f, S->syrk, (int)hn);
+}
 
 /* One pass over every sample for stage st of layer l with the current
  * (partly quantized) layer Lq; adds each sample's xᵀx to H in sample order. */
@@ -319,7 +354,7 @@ static void run_pass(ctx *C, int st, const mend_layer *Lq, tscratch *ts, mend_he
                 hin = a, hn = (int64_t)qd;
                 break;
             case S_GU:
-                mend_layer_attn_out(c, Lq, a, T, x);
+                mend_layer_attn_out(c, Lq, a, T, &S->ws, x);
                 mend_layer_ffn_norm(c, Lq, x, T, S->xb);
                 hin = S->xb, hn = dim;
                 break;
@@ -329,12 +364,10 @@ static void run_pass(ctx *C, int st, const mend_layer *Lq, tscratch *ts, mend_he
                 hin = a, hn = c->hidden_dim;
                 break;
             case S_NEXT:
-                mend_layer_ffn_out(c, Lq, a, T, x);
+                mend_layer_ffn_out(c, Lq, a, T, &S->ws, x);
                 break;
             }
-            if (hin)
-                cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)hn, T, 1.0f, hin, (int)hn, 0.0f, S->syrk,
-                            (int)hn);
+            if (hin) gram_upper(S, hin, T, hn);
 #pragma omp ordered
             {
                 if (hin) {
@@ -388,6 +421,14 @@ static int gptq_run(ctx *C, int start) {
         if ((rc = mend_layer_ws_init(&ts[t].ws, c, C->T))) goto out;
         ts[t].xb = malloc((size_t)C->T * dim * sizeof(float));
         ts[t].syrk = malloc((size_t)nmax * nmax * sizeof(float));
+        if (mend_sgemm_available()) {
+            ts[t].ht = malloc((size_t)nmax * C->T * sizeof(float));
+            ts[t].gx = aligned_alloc(64, (size_t)32 * C->T * sizeof(float));
+            if (!ts[t].ht || !ts[t].gx) {
+                free(ts[t].ht), free(ts[t].gx);
+                ts[t].ht = ts[t].gx = NULL;   /* fall back to BLAS */
+            }
+        }
         if (!ts[t].xb || !ts[t].syrk) {
             rc = mend_set_error(MEND_ENOMEM, "compress: out of memory for per-thread scratch");
             goto out;
@@ -444,6 +485,8 @@ out:
         mend_layer_ws_free(&ts[t].ws);
         free(ts[t].xb);
         free(ts[t].syrk);
+        free(ts[t].ht);
+        free(ts[t].gx);
     }
     free(ts);
     for (int i = 0; i < N_MATS; i++) free(Wbuf[i]);

@@ -97,6 +97,75 @@ static int sgemm_xt_avx512(float *out, size_t ldo, const float *xt, int n, const
     }
     return 0;
 }
+
+#define NN_MR 12
+#define NN_MB 256
+
+#define ROW_FMA(r)                                              \
+    do {                                                        \
+        const __m512 b = _mm512_set1_ps(a##r[mm]);              \
+        s##r##a = _mm512_fmadd_ps(wa, b, s##r##a);              \
+        s##r##b = _mm512_fmadd_ps(wb, b, s##r##b);              \
+    } while (0)
+
+#define ROW_SAVE(r)                                                                            \
+    do {                                                                                       \
+        if ((r) < mr) {                                                                        \
+            float *o = out + (size_t)(r) * ldo;                                                \
+            __m512 ya = s##r##a, yb = s##r##b;                                                 \
+            if (mode == 1) {                                                                   \
+                ya = _mm512_add_ps(ya, _mm512_maskz_loadu_ps(ma, o));                          \
+                yb = _mm512_add_ps(yb, _mm512_maskz_loadu_ps(mb, o + 16));                     \
+            } else if (mode == 2) {                                                            \
+                ya = _mm512_fmadd_ps(vbeta, _mm512_maskz_loadu_ps(ma, o), ya);                 \
+                yb = _mm512_fmadd_ps(vbeta, _mm512_maskz_loadu_ps(mb, o + 16), yb);            \
+            }                                                                                  \
+            _mm512_mask_storeu_ps(o, ma, ya);                                                  \
+            _mm512_mask_storeu_ps(o + 16, mb, yb);                                             \
+        }                                                                                      \
+    } while (0)
+
+/* out rows [0, mr) x columns [0, nc) (nc <= 32) op= a rows [0, mr) x [0, len)
+ * · W rows [0, len) x columns [0, nc); mode 0: out = acc, 1: out += acc,
+ * 2: out = beta * out + acc. Rows past mr repeat the last row's pointer
+ * (computed, not stored). */
+T_AVX512 static void kernel_nn_12x32(float *out, size_t ldo, const float *a, size_t lda, int mr, const float *W,
+                                     size_t ldw, int len, int nc, int mode, float beta) {
+#define AROW(r) const float *a##r = a + (size_t)((r) < mr ? (r) : mr - 1) * lda
+    AROW(0); AROW(1); AROW(2); AROW(3); AROW(4); AROW(5); AROW(6); AROW(7); AROW(8); AROW(9); AROW(10); AROW(11);
+#undef AROW
+    const __mmask16 ma = nc >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nc) - 1u);
+    const __mmask16 mb16 = nc >= 32 ? (__mmask16)0xFFFF : nc <= 16 ? 0 : (__mmask16)((1u << (nc - 16)) - 1u);
+    __m512 s0a = _mm512_setzero_ps(), s0b = s0a, s1a = s0a, s1b = s0a, s2a = s0a, s2b = s0a, s3a = s0a,
+           s3b = s0a, s4a = s0a, s4b = s0a, s5a = s0a, s5b = s0a, s6a = s0a, s6b = s0a, s7a = s0a, s7b = s0a,
+           s8a = s0a, s8b = s0a, s9a = s0a, s9b = s0a, s10a = s0a, s10b = s0a, s11a = s0a, s11b = s0a;
+    for (int mm = 0; mm < len; mm++) {
+        const float *w = W + (size_t)mm * ldw;
+        const __m512 wa = _mm512_maskz_loadu_ps(ma, w), wb = _mm512_maskz_loadu_ps(mb16, w + 16);
+        ROW_FMA(0); ROW_FMA(1); ROW_FMA(2); ROW_FMA(3); ROW_FMA(4); ROW_FMA(5);
+        ROW_FMA(6); ROW_FMA(7); ROW_FMA(8); ROW_FMA(9); ROW_FMA(10); ROW_FMA(11);
+    }
+    const __m512 vbeta = _mm512_set1_ps(beta);
+    const __mmask16 mb = mb16;
+    ROW_SAVE(0); ROW_SAVE(1); ROW_SAVE(2); ROW_SAVE(3); ROW_SAVE(4); ROW_SAVE(5);
+    ROW_SAVE(6); ROW_SAVE(7); ROW_SAVE(8); ROW_SAVE(9); ROW_SAVE(10); ROW_SAVE(11);
+}
+
+static void sgemm_nn_avx512(float *out, size_t ldo, const float *a, size_t lda, int n, const float *W, size_t ldw,
+                            int m, int k, float beta) {
+    for (int m0 = 0; m0 < m; m0 += NN_MB) {
+        const int mb = m - m0 < NN_MB ? m - m0 : NN_MB;
+        const int mode = m0 > 0 ? 1 : beta == 0.0f ? 0 : 2;
+        for (int j0 = 0; j0 < k; j0 += 32) {
+            const int nc = k - j0 < 32 ? k - j0 : 32;
+            for (int i0 = 0; i0 < n; i0 += NN_MR) {
+                const int mr = n - i0 < NN_MR ? n - i0 : NN_MR;
+                kernel_nn_12x32(out + (size_t)i0 * ldo + j0, ldo, a + (size_t)i0 * lda + m0, lda, mr,
+                                W + (size_t)m0 * ldw + j0, ldw, mb, nc, mode, beta);
+            }
+        }
+    }
+}
 #endif
 
 int mend_sgemm_available(void) {
@@ -114,6 +183,18 @@ int mend_sgemm_xt(float *out, size_t ldo, const float *xt, int n, const float *W
     return sgemm_xt_avx512(out, ldo, xt, n, W, ldw, m, k, beta);
 #else
     (void)out, (void)ldo, (void)xt, (void)W, (void)ldw, (void)beta;
+    return 1;
+#endif
+}
+
+int mend_sgemm_nn(float *out, size_t ldo, const float *a, size_t lda, int n, const float *W, size_t ldw, int m,
+                  int k, float beta) {
+    if (n < 1 || m < 1 || k < 1 || !mend_sgemm_available()) return 1;
+#if defined(__x86_64__) || defined(_M_X64)
+    sgemm_nn_avx512(out, ldo, a, lda, n, W, ldw, m, k, beta);
+    return 0;
+#else
+    (void)out, (void)ldo, (void)a, (void)lda, (void)W, (void)ldw, (void)beta;
     return 1;
 #endif
 }

@@ -8,6 +8,7 @@
 
 #include "kernels/ops.h"
 #include "kernels/quants.h"
+#include "kernels/sgemm.h"
 #include "util/util.h"
 
 #define QBLOCK 128   /* query rows per attention block */
@@ -18,9 +19,12 @@ int mend_layer_ws_init(mend_layer_ws *ws, const mend_config *c, int T) {
         return mend_set_error(MEND_EINVAL, "layer workspace: %d positions, expected 1..%d", T, 1 << 24);
     const size_t t = (size_t)T, qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim;
     const size_t half = (size_t)c->head_dim / 2, hid = (size_t)c->hidden_dim;
-    size_t sz[7] = {t * qd, t * kvd, t * kvd, t * half, t * half, (size_t)QBLOCK * t, t * hid};
-    size_t off[7], total = 0;
-    for (int i = 0; i < 7; i++) {
+    size_t kmax = (size_t)c->dim > qd ? (size_t)c->dim : qd;
+    if (hid > kmax) kmax = hid;
+    const size_t xt = mend_sgemm_available() ? mend_sgemm_xt_floats(T, (int)kmax) : 0;
+    size_t sz[8] = {t * qd, t * kvd, t * kvd, t * half, t * half, (size_t)QBLOCK * t, t * hid, xt};
+    size_t off[8], total = 0;
+    for (int i = 0; i < 8; i++) {
         off[i] = total;
         if (!mend_add_ok(total, (sz[i] + 15) & ~(size_t)15, &total))
             return mend_set_error(MEND_ERANGE, "layer workspace: size overflows for %d positions", T);
@@ -40,6 +44,7 @@ int mend_layer_ws_init(mend_layer_ws *ws, const mend_config *c, int T) {
     ws->rs = f + off[4];
     ws->scores = f + off[5];
     ws->up = f + off[6];
+    ws->xt = xt ? f + off[7] : NULL;
     rope_tables(ws->rc, ws->rs, T, 0, c->head_dim, c->rope_theta);
     return 0;
 }
@@ -95,10 +100,22 @@ void mend_layer_ffn_norm(const mend_config *c, const mend_layer *L, const float 
     rmsnorm_rows(xb, x, L->ffn_norm, n, c->dim, c->norm_eps);
 }
 
-/* out (n, ldo) = x (n, k) · W (m, k)ᵀ (+ bias) with beta */
-static void linear(float *out, size_t ldo, const float *x, const mend_mat *W, const float *bias, int n, float beta) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, (int)W->rows, (int)W->cols, 1.0f, x, (int)W->cols,
-                (const float *)W->data, (int)W->cols, beta, out, (int)ldo);
+/* Pack x (n, k) for mend_sgemm_xt into ws->xt; 0 when the products run on
+ * BLAS instead (no AVX-512). */
+static int pack_x(mend_layer_ws *ws, const float *x, int n, int k) {
+    if (!ws->xt || n < 2) return 0;
+    mend_sgemm_pack_xt(ws->xt, x, (size_t)k, n, k, 0, (n + 31) / 32);
+    return 1;
+}
+
+/* out (n, ldo) = x (n, k) · W (m, k)ᵀ (+ bias) with beta; x already packed
+ * into ws->xt when packed is non-zero. */
+static void linear(mend_layer_ws *ws, int packed, float *out, size_t ldo, const float *x, const mend_mat *W,
+                   const float *bias, int n, float beta) {
+    if (!packed || mend_sgemm_xt(out, ldo, ws->xt, n, (const float *)W->data, (size_t)W->cols, (int)W->rows,
+                                 (int)W->cols, beta))
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, (int)W->rows, (int)W->cols, 1.0f, x, (int)W->cols,
+                    (const float *)W->data, (int)W->cols, beta, out, (int)ldo);
     if (bias)
         for (int i = 0; i < n; i++) {
             float *o = out + (size_t)i * ldo;
@@ -135,9 +152,10 @@ void mend_layer_attn_core(const mend_config *c, const mend_layer *L, const float
                           float *att) {
     const int hd = c->head_dim, nh = c->n_heads, nkv = c->n_kv_heads, g = nh / nkv;
     const size_t qd = (size_t)nh * hd, kvd = (size_t)nkv * hd;
-    linear(ws->q, qd, xb, &L->wq, L->bq, n, 0.0f);
-    linear(ws->k, kvd, xb, &L->wk, L->bk, n, 0.0f);
-    linear(ws->v, kvd, xb, &L->wv, L->bv, n, 0.0f);
+    const int packed = pack_x(ws, xb, n, c->dim);
+    linear(ws, packed, ws->q, qd, xb, &L->wq, L->bq, n, 0.0f);
+    linear(ws, packed, ws->k, kvd, xb, &L->wk, L->bk, n, 0.0f);
+    linear(ws, packed, ws->v, kvd, xb, &L->wv, L->bv, n, 0.0f);
     rope_rows(ws->q, n, qd, nh, hd, ws->rc, ws->rs, c->rope_type);
     rope_rows(ws->k, n, kvd, nkv, hd, ws->rc, ws->rs, c->rope_type);
     const float scale = 1.0f / sqrtf((float)hd);
@@ -148,8 +166,19 @@ void mend_layer_attn_core(const mend_config *c, const mend_layer *L, const float
         for (int h = 0; h < nh; h++) {
             const int kvh = h / g;
             float *S = ws->scores;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, i1, hd, scale, ws->q + (size_t)i0 * qd + (size_t)h * hd,
-                        (int)qd, ws->k + (size_t)kvh * hd, (int)kvd, 0.0f, S, i1);
+            const float *qb = ws->q + (size_t)i0 * qd + (size_t)h * hd, *kh = ws->k + (size_t)kvh * hd;
+            const float *vh = ws->v + (size_t)kvh * hd;
+            float *ab = att + (size_t)i0 * qd + (size_t)h * hd;
+            int own = 0;
+            if (ws->xt && nb > 1) {   /* xt is free once the q/k/v products are done */
+                mend_sgemm_pack_xt(ws->xt, qb, qd, nb, hd, 0, (nb + 31) / 32);
+                own = !mend_sgemm_xt(S, (size_t)i1, ws->xt, nb, kh, kvd, i1, hd, 0.0f);
+                if (own)
+                    for (size_t e = 0; e < (size_t)nb * i1; e++) S[e] *= scale;
+            }
+            if (!own)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, i1, hd, scale, qb, (int)qd, kh, (int)kvd,
+                            0.0f, S, i1);
             for (int r = 0; r < nb; r++) {
                 float *s = S + (size_t)r * i1;
                 const int T = i0 + r + 1;
@@ -159,21 +188,25 @@ void mend_layer_attn_core(const mend_config *c, const mend_layer *L, const float
                 for (int t = 0; t < T; t++) s[t] *= inv;
                 for (int t = T; t < i1; t++) s[t] = 0.0f;
             }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nb, hd, i1, 1.0f, S, i1, ws->v + (size_t)kvh * hd,
-                        (int)kvd, 0.0f, att + (size_t)i0 * qd + (size_t)h * hd, (int)qd);
+            if (!own || mend_sgemm_nn(ab, qd, S, (size_t)i1, nb, vh, kvd, i1, hd, 0.0f))
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nb, hd, i1, 1.0f, S, i1, vh, (int)kvd, 0.0f,
+                            ab, (int)qd);
         }
     }
 }
 
-void mend_layer_attn_out(const mend_config *c, const mend_layer *L, const float *att, int n, float *x) {
-    linear(x, (size_t)c->dim, att, &L->wo, NULL, n, 1.0f);
+void mend_layer_attn_out(const mend_config *c, const mend_layer *L, const float *att, int n, mend_layer_ws *ws,
+                         float *x) {
+    const int qd = c->n_heads * c->head_dim;
+    linear(ws, pack_x(ws, att, n, qd), x, (size_t)c->dim, att, &L->wo, NULL, n, 1.0f);
 }
 
 void mend_layer_ffn_act(const mend_config *c, const mend_layer *L, const float *xb, int n, mend_layer_ws *ws,
                         float *h) {
     const size_t hid = (size_t)c->hidden_dim;
-    linear(h, hid, xb, &L->w_gate, NULL, n, 0.0f);
-    linear(ws->up, hid, xb, &L->w_up, NULL, n, 0.0f);
+    const int packed = pack_x(ws, xb, n, c->dim);
+    linear(ws, packed, h, hid, xb, &L->w_gate, NULL, n, 0.0f);
+    linear(ws, packed, ws->up, hid, xb, &L->w_up, NULL, n, 0.0f);
     const size_t total = (size_t)n * hid;
     /* swiglu on this thread: swiglu_forward may open a parallel region for
      * long inputs, so it is called on chunks short enough to stay serial */
@@ -183,16 +216,17 @@ void mend_layer_ffn_act(const mend_config *c, const mend_layer *L, const float *
     }
 }
 
-void mend_layer_ffn_out(const mend_config *c, const mend_layer *L, const float *h, int n, float *x) {
-    linear(x, (size_t)c->dim, h, &L->w_down, NULL, n, 1.0f);
+void mend_layer_ffn_out(const mend_config *c, const mend_layer *L, const float *h, int n, mend_layer_ws *ws,
+                        float *x) {
+    linear(ws, pack_x(ws, h, n, c->hidden_dim), x, (size_t)c->dim, h, &L->w_down, NULL, n, 1.0f);
 }
 
 void mend_layer_forward_seq(const mend_config *c, const mend_layer *L, float *x, int n, mend_layer_ws *ws,
                             float *xb, float *att, float *h) {
     mend_layer_attn_norm(c, L, x, n, xb);
     mend_layer_attn_core(c, L, xb, n, ws, att);
-    mend_layer_attn_out(c, L, att, n, x);
+    mend_layer_attn_out(c, L, att, n, ws, x);
     mend_layer_ffn_norm(c, L, x, n, xb);
     mend_layer_ffn_act(c, L, xb, n, ws, h);
-    mend_layer_ffn_out(c, L, h, n, x);
+    mend_layer_ffn_out(c, L, h, n, ws, x);
 }

@@ -28,6 +28,7 @@ typedef struct mend_layer_ws {
     float *rc, *rs;         /* (T, hd/2) RoPE tables for positions 0..T-1 */
     float *scores;          /* (QBLOCK, T) one query block's scores */
     float *up;              /* (T, hidden) */
+    float *xt;              /* a product's x packed for mend_sgemm_xt (T, max cols), or NULL (BLAS) */
     void *mem;
 } mend_layer_ws;
 
@@ -44,14 +45,16 @@ void mend_layer_attn_norm(const mend_config *c, const mend_layer *L, const float
 void mend_layer_attn_core(const mend_config *c, const mend_layer *L, const float *xb, int n,
                           mend_layer_ws *ws, float *att);
 /* x (n, dim) += att (n, qd) · Woᵀ */
-void mend_layer_attn_out(const mend_config *c, const mend_layer *L, const float *att, int n, float *x);
+void mend_layer_attn_out(const mend_config *c, const mend_layer *L, const float *att, int n, mend_layer_ws *ws,
+                         float *x);
 /* x (n, dim) -> xb (n, dim) */
 void mend_layer_ffn_norm(const mend_config *c, const mend_layer *L, const float *x, int n, float *xb);
 /* xb (n, dim) -> h (n, hidden) = silu(xb Wgᵀ) * (xb Wuᵀ) */
 void mend_layer_ffn_act(const mend_config *c, const mend_layer *L, const float *xb, int n,
                         mend_layer_ws *ws, float *h);
 /* x (n, dim) += h (n, hidden) · Wdᵀ */
-void mend_layer_ffn_out(const mend_config *c, const mend_layer *L, const float *h, int n, float *x);
+void mend_layer_ffn_out(const mend_config *c, const mend_layer *L, const float *h, int n, mend_layer_ws *ws,
+                        float *x);
 
 /* The whole layer in place on x (n, dim); xb (n, dim), att (n, qd) and
  * h (n, hidden) are the caller's scratch. */

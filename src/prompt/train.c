@@ -42,8 +42,13 @@
  * thread (y = x Wᵀ, slices of W's rows); backward products dX = dY W are
  * sgemm on slices of dX's columns (slices of W's columns), so no reduction
  * across threads is needed and results do not depend on scheduling: a step
- * is bit-for-bit reproducible for a given thread count. BLAS runs
- * single-threaded inside the OpenMP threads, as in model/forward.c.
+ * is bit-for-bit reproducible for a given thread count. Both run on mend's
+ * own AVX-512 kernels (kernels/sgemm.h: x·Wᵀ on x packed once per product,
+ * dY·W in place) where the CPU has them, so the speed does not hinge on
+ * which kernels the linked BLAS picks; otherwise on BLAS, single-threaded
+ * inside the OpenMP threads, as in model/forward.c. Attention's blocked
+ * products stay on BLAS (a small share of a step). The packed x adds
+ * (max(T, HEAD_ROWS), max(dim, q dim, hidden)) floats of scratch.
  *
  * At layer 0 only the prompt rows' input gradient is formed (the text rows'
  * embeddings are not trained), which skips the q/k/v input products and the
@@ -59,6 +64,7 @@
 #include "kernels/ops.h"
 #include "kernels/ops_backward.h"
 #include "kernels/quants.h"
+#include "kernels/sgemm.h"
 #include "util/util.h"
 
 /* Rows of the output head per block: each gemm packs the whole (vocab, dim)
@@ -75,6 +81,9 @@ struct mend_trainer {
     float *xb, *att, *sw, *dx, *dh, *dq, *dk, *dv, *dg, *du;
     float *rc, *rs, *asc;
     float *logits, *tlogits, *hf, *dhf, *work;
+    float *xt;          /* packed x of a forward product (mend_sgemm), or NULL */
+    size_t xt_cols;
+    int xt_rows;
     void *mem;
     size_t bytes;
 };
@@ -96,22 +105,37 @@ static int pick_threads(const mend_trainer *t, int64_t work) {
 }
 
 /* out = beta * out + x Wᵀ (+ bias) for every job; x (n, k) shared. Each
- * thread takes a contiguous slice of every W's rows (out's columns). */
+ * thread takes a contiguous slice of every W's rows (out's columns). With
+ * mend's AVX-512 sgemm, x is packed once (the threads share the packing by
+ * row blocks) and every slice runs on it; otherwise BLAS. */
 static void mm_forward(const mend_trainer *t, const float *x, int n, float beta, const fwd_job *jobs, int n_jobs) {
     int64_t work = 0;
     for (int j = 0; j < n_jobs; j++) work += (int64_t)n * jobs[j].W->rows * jobs[j].W->cols;
     const int nt = pick_threads(t, work);
+    const int k = (int)jobs[0].W->cols;
+    const int use_xt = t->xt && n > 1 && (size_t)k <= t->xt_cols && n <= t->xt_rows;
+    const int n_blocks = use_xt ? (n + 31) / 32 : 0;
 #pragma omp parallel num_threads(nt)
     {
         const int tid = omp_get_thread_num(), T = omp_get_num_threads();
+        if (use_xt) {
+            for (int b = tid; b < n_blocks; b += T) mend_sgemm_pack_xt(t->xt, x, (size_t)k, n, k, b, b + 1);
+#pragma omp barrier
+        }
         for (int j = 0; j < n_jobs; j++) {
             const fwd_job *J = &jobs[j];
             const int rows = (int)J->W->rows, cols = (int)J->W->cols;
             const int per = (((rows + T - 1) / T) + 15) & ~15;
             const int r0 = tid * per < rows ? tid * per : rows, r1 = r0 + per < rows ? r0 + per : rows;
             if (r0 >= r1) continue;
-            matmul_forward(J->out + r0, J->ldo, x, (const float *)J->W->data + (size_t)r0 * cols,
-                           J->bias ? J->bias + r0 : NULL, n, r1 - r0, cols, beta);
+            const float *w = (const float *)J->W->data + (size_t)r0 * cols;
+            if (use_xt && !mend_sgemm_xt(J->out + r0, J->ldo, t->xt, n, w, (size_t)cols, r1 - r0, cols, beta)) {
+                if (J->bias)
+                    for (int i = 0; i < n; i++)
+                        for (int c = r0; c < r1; c++) J->out[(size_t)i * J->ldo + c] += J->bias[c];
+            } else {
+                matmul_forward(J->out + r0, J->ldo, x, w, J->bias ? J->bias + r0 : NULL, n, r1 - r0, cols, beta);
+            }
         }
     }
 }
@@ -138,8 +162,11 @@ static void mm_backward(const mend_trainer *t, float *dx, size_t ldx, int n, flo
         if (c0 < c1) {
             for (int j = 0; j < n_jobs; j++) {
                 const bwd_job *J = &jobs[j];
-                matmul_backward(dx + c0, ldx, J->dy, J->ldy, (const float *)J->W->data + c0, (size_t)k, n,
-                                (int)J->W->rows, c1 - c0, j == 0 ? beta : 1.0f);
+                const float *w = (const float *)J->W->data + c0;
+                const float b = j == 0 ? beta : 1.0f;
+                if (n == 1 || !t->xt ||
+                    mend_sgemm_nn(dx + c0, ldx, J->dy, J->ldy, n, w, (size_t)k, (int)J->W->rows, c1 - c0, b))
+                    matmul_backward(dx + c0, ldx, J->dy, J->ldy, w, (size_t)k, n, (int)J->W->rows, c1 - c0, b);
             }
         }
     }
@@ -197,7 +224,7 @@ int mend_trainer_new(mend_trainer **out, const mend_model *m, int n_virtual, int
     const size_t perlayer = 2 * D + qd + 2 * kvd + 2 * F;   /* X, XM, Q, K, V, G, U */
     /* slot sizes in floats; overflow-checked (every factor is bounded above,
      * but vocab x rows and T x perlayer x L can still be large) */
-    size_t sz[24];
+    size_t sz[25];
     int ns = 0, ok = 1;
 #define SLOT(a, b) do { size_t v_; ok = ok && mend_mul_ok((a), (b), &v_); sz[ns++] = ok ? v_ : 0; } while (0)
     SLOT((L + 1) * T, D);               /* X */
@@ -224,9 +251,12 @@ int mend_trainer_new(mend_trainer **out, const mend_model *m, int n_virtual, int
     SLOT(teacher ? HEAD_ROWS : 0, Vv);  /* teacher logits */
     SLOT(2 * HEAD_ROWS, D);             /* hf, dhf */
     SLOT((size_t)nt * 2, Vv);           /* work */
+    const int xt_rows = (int)(T > HEAD_ROWS ? T : HEAD_ROWS);
+    const size_t xt_cols = F > D ? (F > qd ? F : qd) : (D > qd ? D : qd);
+    SLOT(1, mend_sgemm_available() ? mend_sgemm_xt_floats(xt_rows, (int)xt_cols) : 0);   /* xt */
 #undef SLOT
     (void)perlayer;
-    size_t offs[24], total = 0;
+    size_t offs[25], total = 0;
     for (int i = 0; ok && i < ns; i++) {
         offs[i] = total;
         ok = mend_add_ok(total, (sz[i] + 15) & ~(size_t)15, &total);
@@ -272,6 +302,10 @@ int mend_trainer_new(mend_trainer **out, const mend_model *m, int n_virtual, int
     t->dhf = t->hf + (size_t)HEAD_ROWS * D;
     i++;
     t->work = f + offs[i++];
+    t->xt = sz[i] ? f + offs[i] : NULL;
+    t->xt_rows = xt_rows;
+    t->xt_cols = xt_cols;
+    i++;
     t->m = m;
     t->teacher = teacher;
     t->P = n_virtual;

@@ -4,3 +4,5 @@ mend_test(test_quants ${CMAKE_CURRENT_LIST_DIR}/test_quants.c LABELS unit TIMEOU
 # native products on packed blocks: quantizers, dot products (SIMD vs ref,
 # exact integer sums), threaded matmul against double references.
 mend_test(test_qmatmul ${CMAKE_CURRENT_LIST_DIR}/test_qmatmul.c LABELS unit TIMEOUT 120)
+# mend's own f32 products (forward x·Wᵀ, backward dY·W) against double references.
+mend_test(test_sgemm ${CMAKE_CURRENT_LIST_DIR}/test_sgemm.c LABELS unit TIMEOUT 120)
