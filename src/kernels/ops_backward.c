@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "kernels/ops.h"
+#include "kernels/sgemm.h"
 
 #define ATT_BLK 128
 
@@ -117,11 +118,15 @@ size_t attention_backward_scratch_floats(int T, int n_heads, int hd, int n_threa
 static void att_probs(float *P, size_t ldp, const float *q, size_t qd, const float *k, size_t kvd, int i0, int i1,
                       int hd, float scale) {
     const int nb = i1 - i0;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, i1, hd, scale, q + (size_t)i0 * qd, (int)qd, k,
-                (int)kvd, 0.0f, P, (int)ldp);
+    const int own = !mend_sgemm_nt(P, ldp, q + (size_t)i0 * qd, qd, nb, k, kvd, i1, hd, 0.0f);
+    if (!own)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, i1, hd, scale, q + (size_t)i0 * qd, (int)qd, k,
+                    (int)kvd, 0.0f, P, (int)ldp);
     for (int r = 0; r < nb; r++) {
         float *p = P + (size_t)r * ldp;
         const int n = i0 + r + 1;   /* keys 0..i0+r */
+        if (own)
+            for (int t = 0; t < n; t++) p[t] *= scale;
         float mx = p[0];
         for (int t = 1; t < n; t++) mx = p[t] > mx ? p[t] : mx;
         const float inv = 1.0f / vec_exp_sum(n, p, mx);
@@ -151,8 +156,10 @@ void attention_forward_train(float *out, const float *q, const float *k, const f
             const float *kh = k + (size_t)(h / g) * hd, *vh = v + (size_t)(h / g) * hd;
             att_probs(P, (size_t)i1, q + (size_t)h * hd, qd, kh, kvd, i0, i1, hd, scale);
             /* O[i0:i1, h] = P V[0:i1, g] */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, i1 - i0, hd, i1, 1.0f, P, i1, vh, (int)kvd,
-                        0.0f, out + (size_t)i0 * qd + (size_t)h * hd, (int)qd);
+            float *o = out + (size_t)i0 * qd + (size_t)h * hd;
+            if (mend_sgemm_nn(o, qd, P, (size_t)i1, i1 - i0, vh, kvd, i1, hd, 0.0f))
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, i1 - i0, hd, i1, 1.0f, P, i1, vh, (int)kvd,
+                            0.0f, o, (int)qd);
         }
     }
 }
@@ -185,12 +192,14 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
             const int i0 = b * blk, i1 = i0 + blk < T ? i0 + blk : T, nb = i1 - i0;
             att_probs(P, (size_t)i1, qh, qd, kh, kvd, i0, i1, hd, scale);
             /* dP = dO[i0:i1] V[0:i1]ᵀ  (nb, i1) */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, i1, hd, 1.0f, doh + (size_t)i0 * qd, (int)qd,
-                        vh, (int)kvd, 0.0f, dP, i1);
+            if (mend_sgemm_nt(dP, (size_t)i1, doh + (size_t)i0 * qd, qd, nb, vh, kvd, i1, hd, 0.0f))
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, i1, hd, 1.0f, doh + (size_t)i0 * qd,
+                            (int)qd, vh, (int)kvd, 0.0f, dP, i1);
             /* dV[0:i1] += Pᵀ dO[i0:i1]  (i1, hd) */
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, i1, hd, nb, 1.0f, P, i1, doh + (size_t)i0 * qd,
                         (int)qd, 1.0f, dv_h, hd);
-            /* dS = P ∘ (dP - rowsum(P ∘ dP)), written over dP */
+            /* dS = scale * P ∘ (dP - rowsum(P ∘ dP)) (the score scale folded
+             * in), written over dP */
             for (int r = 0; r < nb; r++) {
                 const float *p = P + (size_t)r * i1;
                 float *d = dP + (size_t)r * i1;
@@ -198,14 +207,15 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
                 double s = 0.0;
                 for (int t = 0; t < n; t++) s += (double)p[t] * d[t];
                 const float sf = (float)s;
-                for (int t = 0; t < n; t++) d[t] = p[t] * (d[t] - sf);
+                for (int t = 0; t < n; t++) d[t] = scale * (p[t] * (d[t] - sf));
                 for (int t = n; t < i1; t++) d[t] = 0.0f;
             }
-            /* dQ[i0:i1] = scale * dS K[0:i1]  (nb, hd) */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nb, hd, i1, scale, dP, i1, kh, (int)kvd, 0.0f,
-                        dqh + (size_t)i0 * qd, (int)qd);
-            /* dK[0:i1] += scale * dSᵀ Q[i0:i1]  (i1, hd) */
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, i1, hd, nb, scale, dP, i1, qh + (size_t)i0 * qd,
+            /* dQ[i0:i1] = dS K[0:i1]  (nb, hd) */
+            if (mend_sgemm_nn(dqh + (size_t)i0 * qd, qd, dP, (size_t)i1, nb, kh, kvd, i1, hd, 0.0f))
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nb, hd, i1, 1.0f, dP, i1, kh, (int)kvd, 0.0f,
+                            dqh + (size_t)i0 * qd, (int)qd);
+            /* dK[0:i1] += dSᵀ Q[i0:i1]  (i1, hd) */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, i1, hd, nb, 1.0f, dP, i1, qh + (size_t)i0 * qd,
                         (int)qd, 1.0f, dk_h, hd);
         }
     }

@@ -99,7 +99,7 @@ static int sgemm_xt_avx512(float *out, size_t ldo, const float *xt, int n, const
 }
 
 #define NN_MR 12
-#define NN_MB 256
+#define NN_MB 128
 
 #define ROW_FMA(r)                                              \
     do {                                                        \
@@ -126,11 +126,12 @@ static int sgemm_xt_avx512(float *out, size_t ldo, const float *xt, int n, const
     } while (0)
 
 /* out rows [0, mr) x columns [0, nc) (nc <= 32) op= a rows [0, mr) x [0, len)
- * · W rows [0, len) x columns [0, nc); mode 0: out = acc, 1: out += acc,
+ * · W, a packed strip (len rows of 32 floats, zero past nc, 64-byte aligned);
+ * mode 0: out = acc, 1: out += acc,
  * 2: out = beta * out + acc. Rows past mr repeat the last row's pointer
  * (computed, not stored). */
 T_AVX512 static void kernel_nn_12x32(float *out, size_t ldo, const float *a, size_t lda, int mr, const float *W,
-                                     size_t ldw, int len, int nc, int mode, float beta) {
+                                     int len, int nc, int mode, float beta) {
 #define AROW(r) const float *a##r = a + (size_t)((r) < mr ? (r) : mr - 1) * lda
     AROW(0); AROW(1); AROW(2); AROW(3); AROW(4); AROW(5); AROW(6); AROW(7); AROW(8); AROW(9); AROW(10); AROW(11);
 #undef AROW
@@ -140,8 +141,8 @@ T_AVX512 static void kernel_nn_12x32(float *out, size_t ldo, const float *a, siz
            s3b = s0a, s4a = s0a, s4b = s0a, s5a = s0a, s5b = s0a, s6a = s0a, s6b = s0a, s7a = s0a, s7b = s0a,
            s8a = s0a, s8b = s0a, s9a = s0a, s9b = s0a, s10a = s0a, s10b = s0a, s11a = s0a, s11b = s0a;
     for (int mm = 0; mm < len; mm++) {
-        const float *w = W + (size_t)mm * ldw;
-        const __m512 wa = _mm512_maskz_loadu_ps(ma, w), wb = _mm512_maskz_loadu_ps(mb16, w + 16);
+        const float *w = W + (size_t)mm * 32;
+        const __m512 wa = _mm512_load_ps(w), wb = _mm512_load_ps(w + 16);
         ROW_FMA(0); ROW_FMA(1); ROW_FMA(2); ROW_FMA(3); ROW_FMA(4); ROW_FMA(5);
         ROW_FMA(6); ROW_FMA(7); ROW_FMA(8); ROW_FMA(9); ROW_FMA(10); ROW_FMA(11);
     }
@@ -151,20 +152,55 @@ T_AVX512 static void kernel_nn_12x32(float *out, size_t ldo, const float *a, siz
     ROW_SAVE(6); ROW_SAVE(7); ROW_SAVE(8); ROW_SAVE(9); ROW_SAVE(10); ROW_SAVE(11);
 }
 
-static void sgemm_nn_avx512(float *out, size_t ldo, const float *a, size_t lda, int n, const float *W, size_t ldw,
-                            int m, int k, float beta) {
+/* This thread's buffer for packed operands, grown on demand and kept for the
+ * thread's life (a few hundred KiB). NULL when it cannot grow. */
+static float *tls_pack_buffer(size_t floats) {
+    static _Thread_local float *buf;
+    static _Thread_local size_t cap;
+    if (floats > cap) {
+        free(buf);
+        buf = aligned_alloc(64, floats * sizeof(float));
+        cap = buf ? floats : 0;
+    }
+    return buf;
+}
+
+/* W rows [0, len) x columns [0, k) -> wp[strip][row][32], zero past k. */
+static void pack_w_strips(float *wp, const float *W, size_t ldw, int len, int k) {
+    const int strips = (k + 31) / 32;
+    for (int mm = 0; mm < len; mm++) {
+        const float *w = W + (size_t)mm * ldw;
+        for (int s = 0; s < strips; s++) {
+            float *d = wp + ((size_t)s * len + mm) * 32;
+            const int c0 = s * 32, nc = k - c0 < 32 ? k - c0 : 32;
+            memcpy(d, w + c0, (size_t)nc * sizeof(float));
+            if (nc < 32) memset(d + nc, 0, (size_t)(32 - nc) * sizeof(float));
+        }
+    }
+}
+
+/* Per block of NN_MB rows of W: pack it (a sequential read of whole rows,
+ * strips of 32 columns laid out one after the other), then every strip runs
+ * past every 12-row block of a from the packed copy. */
+static int sgemm_nn_avx512(float *out, size_t ldo, const float *a, size_t lda, int n, const float *W, size_t ldw,
+                           int m, int k, float beta) {
+    const int strips = (k + 31) / 32;
+    float *wp = tls_pack_buffer((size_t)NN_MB * strips * 32);
+    if (!wp) return 1;
     for (int m0 = 0; m0 < m; m0 += NN_MB) {
         const int mb = m - m0 < NN_MB ? m - m0 : NN_MB;
         const int mode = m0 > 0 ? 1 : beta == 0.0f ? 0 : 2;
-        for (int j0 = 0; j0 < k; j0 += 32) {
-            const int nc = k - j0 < 32 ? k - j0 : 32;
+        pack_w_strips(wp, W + (size_t)m0 * ldw, ldw, mb, k);
+        for (int s = 0; s < strips; s++) {
+            const int j0 = s * 32, nc = k - j0 < 32 ? k - j0 : 32;
             for (int i0 = 0; i0 < n; i0 += NN_MR) {
                 const int mr = n - i0 < NN_MR ? n - i0 : NN_MR;
                 kernel_nn_12x32(out + (size_t)i0 * ldo + j0, ldo, a + (size_t)i0 * lda + m0, lda, mr,
-                                W + (size_t)m0 * ldw + j0, ldw, mb, nc, mode, beta);
+                                wp + (size_t)s * mb * 32, mb, nc, mode, beta);
             }
         }
     }
+    return 0;
 }
 #endif
 
@@ -191,10 +227,23 @@ int mend_sgemm_nn(float *out, size_t ldo, const float *a, size_t lda, int n, con
                   int k, float beta) {
     if (n < 1 || m < 1 || k < 1 || !mend_sgemm_available()) return 1;
 #if defined(__x86_64__) || defined(_M_X64)
-    sgemm_nn_avx512(out, ldo, a, lda, n, W, ldw, m, k, beta);
-    return 0;
+    return sgemm_nn_avx512(out, ldo, a, lda, n, W, ldw, m, k, beta);
 #else
     (void)out, (void)ldo, (void)a, (void)lda, (void)W, (void)ldw, (void)beta;
+    return 1;
+#endif
+}
+
+int mend_sgemm_nt(float *out, size_t ldo, const float *x, size_t ldx, int n, const float *W, size_t ldw, int m,
+                  int k, float beta) {
+    if (n < 1 || m < 1 || k < 1 || !mend_sgemm_available()) return 1;
+#if defined(__x86_64__) || defined(_M_X64)
+    float *xt = tls_pack_buffer(mend_sgemm_xt_floats(n, k));
+    if (!xt) return 1;
+    mend_sgemm_pack_xt(xt, x, ldx, n, k, 0, (n + MR - 1) / MR);
+    return sgemm_xt_avx512(out, ldo, xt, n, W, ldw, m, k, beta);
+#else
+    (void)out, (void)ldo, (void)x, (void)ldx, (void)W, (void)ldw, (void)beta;
     return 1;
 #endif
 }

@@ -23,13 +23,19 @@ void mend_sgemm_pack_xt(float *xt, const float *x, size_t ldx, int n, int k, int
 int mend_sgemm_xt(float *out, size_t ldo, const float *xt, int n, const float *W, size_t ldw, int m, int k,
                   float beta);
 
+/* mend_sgemm_xt for a small x (n, k; row stride ldx) packed on the fly into
+ * the calling thread's buffer (see mend_sgemm_nn): attention's blocks. */
+int mend_sgemm_nt(float *out, size_t ldo, const float *x, size_t ldx, int n, const float *W, size_t ldw, int m,
+                  int k, float beta);
+
 /* out (n, ldo) = beta * out + a (n, m; row stride lda) · W (m, k; row stride
- * ldw), both row-major and used in place: the product of the backward pass,
- * dX = dY · W. Output columns are taken 32 at a time (the last strip masked),
- * rows 12 at a time, the reduction over m in blocks of 256 so a 32-column
- * strip of W stays in L1 while the rows of a stream past. Each output element
- * is the sum over m in order. Returns non-zero (nothing done) when the kernel
- * is unavailable. */
+ * ldw), both row-major: the product of the backward pass, dX = dY · W. W is
+ * taken 128 rows at a time and packed into strips of 32 columns (a
+ * sequential read; the copy lives in a per-thread buffer of 128 x k floats
+ * rounded up, kept for the thread's life); each strip then meets the rows of
+ * a 12 at a time. Each output element is the sum over m in order. Returns
+ * non-zero (nothing done) when the kernel is unavailable or the buffer cannot
+ * be allocated. */
 int mend_sgemm_nn(float *out, size_t ldo, const float *a, size_t lda, int n, const float *W, size_t ldw, int m,
                   int k, float beta);
 

@@ -1,5 +1,6 @@
 /* mend's own f32 products (kernels/sgemm.h) against double references:
  *  - mend_sgemm_xt: out = beta * out + x · Wᵀ (the forward's shape),
+ *  - mend_sgemm_nt: the same, packing x itself (bit-identical),
  *  - mend_sgemm_nn: out = beta * out + a · W (the backward's dX = dY · W),
  * over shapes that hit every remainder: rows not a multiple of the row tile
  * (32 / 12), output columns not a multiple of the column tile (12 / 32, the
@@ -90,11 +91,17 @@ static void one_shape(int n, int m, int k, float beta) {
                 ref[(size_t)i * m + j] = s, mag[(size_t)i * m + j] = g;
             }
         if (mend_sgemm_available()) {
+            /* mend_sgemm_nt (packing on the fly) must give the same bits */
+            float *out3 = malloc(sizeof(float) * (size_t)n * ldo2);
+            memcpy(out3, out2, sizeof(float) * (size_t)n * ldo2);
             const int nb = (n + 31) / 32;
             mend_sgemm_pack_xt(xt, a, lda, n, k, 0, nb);
             CHECK(mend_sgemm_xt(out2, ldo2, xt, n, W, ldw, m, k, beta) == 0);
             CHECK_MSG(compare(out2, ref, mag, n, m, ldo2, "xt", k) == 0, "xt n=%d m=%d k=%d beta=%g", n, m, k,
                       beta);
+            CHECK(mend_sgemm_nt(out3, ldo2, a, lda, n, W, ldw, m, k, beta) == 0);
+            CHECK(memcmp(out2, out3, sizeof(float) * (size_t)n * ldo2) == 0);
+            free(out3);
         }
     }
     free(a), free(W), free(out), free(out2), free(xt), free(ref), free(mag);
