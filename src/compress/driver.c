@@ -73,6 +73,7 @@ typedef struct ctx {
     size_t a_ld;
     int64_t done, total;
     int stopped;
+    int diag_only;   /* Wanda without GPTQ reads only diag H: skip the rest of the Gram */
     int layer;
 } ctx;
 
@@ -296,8 +297,17 @@ typedef struct tscratch {
  * as cblas_ssyrk would. With mend's AVX-512 sgemm: x is transposed once into
  * ht (hn, T), and each 32-row block of the result is one product of that
  * block (packed straight from x's columns) with ht's rows from the block on,
- * so only the upper block triangle is computed (syrk's FLOPs). */
-static void gram_upper(tscratch *S, const float *x, int T, int64_t hn) {
+ * so only the upper block triangle is computed (syrk's FLOPs). diag_only:
+ * just the diagonal (sums of squares), all Wanda reads. */
+static void gram_upper(tscratch *S, const float *x, int T, int64_t hn, int diag_only) {
+    if (diag_only) {
+        for (int64_t j = 0; j < hn; j++) S->syrk[j * hn + j] = 0.0f;
+        for (int t = 0; t < T; t++) {
+            const float *r = x + (size_t)t * hn;
+            for (int64_t j = 0; j < hn; j++) S->syrk[j * hn + j] += r[j] * r[j];
+        }
+        return;
+    }
     if (S->ht) {
         for (int t0 = 0; t0 < T; t0 += 16)
             for (int64_t j0 = 0; j0 < hn; j0 += 16) {
@@ -367,12 +377,13 @@ static void run_pass(ctx *C, int st, const mend_layer *Lq, tscratch *ts, mend_he
                 mend_layer_ffn_out(c, Lq, a, T, &S->ws, x);
                 break;
             }
-            if (hin) gram_upper(S, hin, T, hn);
+            if (hin) gram_upper(S, hin, T, hn, C->diag_only);
 #pragma omp ordered
             {
                 if (hin) {
                     for (int64_t i = 0; i < hn; i++)
-                        for (int64_t j = i; j < hn; j++) H->sum[i * hn + j] += (double)S->syrk[i * hn + j];
+                        for (int64_t j = i; j < (C->diag_only ? i + 1 : hn); j++)
+                            H->sum[i * hn + j] += (double)S->syrk[i * hn + j];
                     H->nsamples += T;
                 }
                 C->done++;
@@ -639,6 +650,7 @@ int mend_compress(const char *src, const char *out, const mend_compress_opts *o,
         return mend_set_error(MEND_EINVAL, "compress: embedding type %d is not a ggml type", o->embd_type);
     const double t0 = mend_now();
     ctx C = {.o = o, .src = src};
+    C.diag_only = o->prune && o->prune->method == MEND_PRUNE_WANDA && o->method != MEND_COMPRESS_GPTQ;
     mend_load_opts lo = {0};
     int rc = mend_model_load_gguf(&C.m, src, &lo);
     if (rc) return rc;

@@ -7,6 +7,7 @@
  * reduction x = n ln2 + r, |r| <= ln2/2, with a degree-7 polynomial for e^r
  * (relative error ~2e-7, the same order as libm's expf in f32). */
 #include "kernels/ops.h"
+#include "kernels/ops_backward.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -263,6 +264,22 @@ T_AVX512 void swiglu_forward_avx512(float *out, const float *gate, const float *
         _mm512_storeu_ps(out + i, _mm512_mul_ps(y, _mm512_loadu_ps(up + i)));
     }
     swiglu_forward_ref(out + i, gate + i, up + i, n - i);
+}
+
+T_AVX512 void swiglu_backward_avx512(float *dgate, float *dup, const float *dout, const float *gate, const float *up,
+                                     int64_t n) {
+    const __m512 one = _mm512_set1_ps(1.0f), zero = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m512 g = _mm512_loadu_ps(gate + i), u = _mm512_loadu_ps(up + i), d = _mm512_loadu_ps(dout + i);
+        const __m512 sg = _mm512_div_ps(one, _mm512_add_ps(one, exp512(_mm512_sub_ps(zero, g))));
+        const __m512 dsg = _mm512_mul_ps(d, sg);
+        _mm512_storeu_ps(dup + i, _mm512_mul_ps(dsg, g));
+        /* d u sg (1 + g (1 - sg)) */
+        const __m512 t = _mm512_fmadd_ps(g, _mm512_sub_ps(one, sg), one);
+        _mm512_storeu_ps(dgate + i, _mm512_mul_ps(_mm512_mul_ps(dsg, u), t));
+    }
+    swiglu_backward_ref(dgate + i, dup + i, dout + i, gate + i, up + i, n - i);
 }
 #endif /* MEND_OPS_X86 */
 

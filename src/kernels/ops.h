@@ -39,6 +39,8 @@ void vec_dot_rows_avx512(int T, int d, const float *q, const float *K, size_t ld
 void vec_wsum_rows_avx512(int T, int d, const float *p, const float *V, size_t ldv, float *out);
 float vec_exp_sum_avx512(int64_t n, float *x, float m);
 void swiglu_forward_avx512(float *out, const float *gate, const float *up, int64_t n);
+void swiglu_backward_avx512(float *dgate, float *dup, const float *dout, const float *gate, const float *up,
+                            int64_t n);
 #define MEND_OPS_HAVE_SIMD 1
 #endif
 

@@ -164,7 +164,14 @@ static void test_swiglu(void) {
     fill(dout, n, 1.0);
     swiglu_backward(dg, du, dout, gt, up, n);
     swiglu_backward_ref(dg2, du2, dout, gt, up, n);
-    CHECK(memcmp(dg, dg2, sizeof(float) * n) == 0 && memcmp(du, du2, sizeof(float) * n) == 0);
+    /* the dispatched version (AVX-512 where the CPU has it) against the scalar
+     * one: the same formula, exp to within a few ulps */
+    double r1 = 0, r2 = 0;
+    for (int i = 0; i < n; i++) {
+        r1 = fmax(r1, fabs((double)dg[i] - dg2[i]) / fmax(1e-3, fabs((double)dg2[i])));
+        r2 = fmax(r2, fabs((double)du[i] - du2[i]) / fmax(1e-3, fabs((double)du2[i])));
+    }
+    CHECK_MSG(r1 < 1e-5 && r2 < 1e-5, "swiglu_backward vs _ref rel %g %g", r1, r2);
     double e1 = 0, e2 = 0;
     const double h = 1e-6;
     for (int i = 0; i < n; i++) {
