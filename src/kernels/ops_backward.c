@@ -27,6 +27,9 @@ void rmsnorm_backward(float *dx, const float *dy, const float *x, const float *w
         const float *xi = x + (size_t)i * dim, *dyi = dy + (size_t)i * dim;
         float *dxi = dx + (size_t)i * dim;
         double ss = 0.0, dot = 0.0;
+        /* lane-wise partial sums in double (the order is fixed by the build,
+         * so a step stays reproducible) */
+#pragma omp simd reduction(+ : ss, dot)
         for (int j = 0; j < dim; j++) {
             ss += (double)xi[j] * xi[j];
             dot += (double)w[j] * dyi[j] * xi[j];
@@ -203,8 +206,9 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, i1, hd, 1.0f, doh + (size_t)i0 * qd,
                             (int)qd, vh, (int)kvd, 0.0f, dP, i1);
             /* dV[0:i1] += Pᵀ dO[i0:i1]  (i1, hd) */
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, i1, hd, nb, 1.0f, P, i1, doh + (size_t)i0 * qd,
-                        (int)qd, 1.0f, dv_h, hd);
+            if (mend_sgemm_tn(dv_h, (size_t)hd, P, (size_t)i1, i1, doh + (size_t)i0 * qd, qd, nb, hd, 1.0f))
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, i1, hd, nb, 1.0f, P, i1, doh + (size_t)i0 * qd,
+                            (int)qd, 1.0f, dv_h, hd);
             /* dS = scale * P ∘ (dP - rowsum(P ∘ dP)) (the score scale folded
              * in), written over dP */
             for (int r = 0; r < nb; r++) {
@@ -222,8 +226,9 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nb, hd, i1, 1.0f, dP, i1, kh, (int)kvd, 0.0f,
                             dqh + (size_t)i0 * qd, (int)qd);
             /* dK[0:i1] += dSᵀ Q[i0:i1]  (i1, hd) */
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, i1, hd, nb, 1.0f, dP, i1, qh + (size_t)i0 * qd,
-                        (int)qd, 1.0f, dk_h, hd);
+            if (mend_sgemm_tn(dk_h, (size_t)hd, dP, (size_t)i1, i1, qh + (size_t)i0 * qd, qd, nb, hd, 1.0f))
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, i1, hd, nb, 1.0f, dP, i1, qh + (size_t)i0 * qd,
+                            (int)qd, 1.0f, dk_h, hd);
         }
     }
     /* sum the heads of each group into the kv head, in a fixed order */

@@ -103,7 +103,7 @@ static int sgemm_xt_avx512(float *out, size_t ldo, const float *xt, int n, const
 
 #define ROW_FMA(r)                                              \
     do {                                                        \
-        const __m512 b = _mm512_set1_ps(a##r[mm]);              \
+        const __m512 b = _mm512_set1_ps(a##r[(size_t)mm * sm]); \
         s##r##a = _mm512_fmadd_ps(wa, b, s##r##a);              \
         s##r##b = _mm512_fmadd_ps(wb, b, s##r##b);              \
     } while (0)
@@ -125,14 +125,14 @@ static int sgemm_xt_avx512(float *out, size_t ldo, const float *xt, int n, const
         }                                                                                      \
     } while (0)
 
-/* out rows [0, mr) x columns [0, nc) (nc <= 32) op= a rows [0, mr) x [0, len)
+/* out rows [0, mr) x columns [0, nc) (nc <= 32) op= A rows [0, mr) x [0, len)
  * · W, a packed strip (len rows of 32 floats, zero past nc, 64-byte aligned);
- * mode 0: out = acc, 1: out += acc,
- * 2: out = beta * out + acc. Rows past mr repeat the last row's pointer
- * (computed, not stored). */
-T_AVX512 static void kernel_nn_12x32(float *out, size_t ldo, const float *a, size_t lda, int mr, const float *W,
-                                     int len, int nc, int mode, float beta) {
-#define AROW(r) const float *a##r = a + (size_t)((r) < mr ? (r) : mr - 1) * lda
+ * A (r, mm) = a[r * sr + mm * sm] (sr = lda, sm = 1 for a; sr = 1, sm = lda
+ * for aᵀ); mode 0: out = acc, 1: out += acc, 2: out = beta * out + acc. Rows
+ * past mr repeat the last row's pointer (computed, not stored). */
+T_AVX512 static void kernel_nn_12x32(float *out, size_t ldo, const float *a, size_t sr, size_t sm, int mr,
+                                     const float *W, int len, int nc, int mode, float beta) {
+#define AROW(r) const float *a##r = a + (size_t)((r) < mr ? (r) : mr - 1) * sr
     AROW(0); AROW(1); AROW(2); AROW(3); AROW(4); AROW(5); AROW(6); AROW(7); AROW(8); AROW(9); AROW(10); AROW(11);
 #undef AROW
     const __mmask16 ma = nc >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nc) - 1u);
@@ -182,8 +182,8 @@ static void pack_w_strips(float *wp, const float *W, size_t ldw, int len, int k)
 /* Per block of NN_MB rows of W: pack it (a sequential read of whole rows,
  * strips of 32 columns laid out one after the other), then every strip runs
  * past every 12-row block of a from the packed copy. */
-static int sgemm_nn_avx512(float *out, size_t ldo, const float *a, size_t lda, int n, const float *W, size_t ldw,
-                           int m, int k, float beta) {
+static int sgemm_nn_avx512(float *out, size_t ldo, const float *a, size_t sr, size_t sm, int n, const float *W,
+                           size_t ldw, int m, int k, float beta) {
     const int strips = (k + 31) / 32;
     float *wp = tls_pack_buffer((size_t)NN_MB * strips * 32);
     if (!wp) return 1;
@@ -195,8 +195,8 @@ static int sgemm_nn_avx512(float *out, size_t ldo, const float *a, size_t lda, i
             const int j0 = s * 32, nc = k - j0 < 32 ? k - j0 : 32;
             for (int i0 = 0; i0 < n; i0 += NN_MR) {
                 const int mr = n - i0 < NN_MR ? n - i0 : NN_MR;
-                kernel_nn_12x32(out + (size_t)i0 * ldo + j0, ldo, a + (size_t)i0 * lda + m0, lda, mr,
-                                wp + (size_t)s * mb * 32, mb, nc, mode, beta);
+                kernel_nn_12x32(out + (size_t)i0 * ldo + j0, ldo, a + (size_t)i0 * sr + (size_t)m0 * sm, sr, sm,
+                                mr, wp + (size_t)s * mb * 32, mb, nc, mode, beta);
             }
         }
     }
@@ -227,7 +227,7 @@ int mend_sgemm_nn(float *out, size_t ldo, const float *a, size_t lda, int n, con
                   int k, float beta) {
     if (n < 1 || m < 1 || k < 1 || !mend_sgemm_available()) return 1;
 #if defined(__x86_64__) || defined(_M_X64)
-    return sgemm_nn_avx512(out, ldo, a, lda, n, W, ldw, m, k, beta);
+    return sgemm_nn_avx512(out, ldo, a, lda, 1, n, W, ldw, m, k, beta);
 #else
     (void)out, (void)ldo, (void)a, (void)lda, (void)W, (void)ldw, (void)beta;
     return 1;
@@ -244,6 +244,17 @@ int mend_sgemm_nt(float *out, size_t ldo, const float *x, size_t ldx, int n, con
     return sgemm_xt_avx512(out, ldo, xt, n, W, ldw, m, k, beta);
 #else
     (void)out, (void)ldo, (void)x, (void)ldx, (void)W, (void)ldw, (void)beta;
+    return 1;
+#endif
+}
+
+int mend_sgemm_tn(float *out, size_t ldo, const float *a, size_t lda, int n, const float *W, size_t ldw, int m,
+                  int k, float beta) {
+    if (n < 1 || m < 1 || k < 1 || !mend_sgemm_available()) return 1;
+#if defined(__x86_64__) || defined(_M_X64)
+    return sgemm_nn_avx512(out, ldo, a, 1, lda, n, W, ldw, m, k, beta);
+#else
+    (void)out, (void)ldo, (void)a, (void)lda, (void)W, (void)ldw, (void)beta;
     return 1;
 #endif
 }

@@ -39,4 +39,10 @@ int mend_sgemm_nt(float *out, size_t ldo, const float *x, size_t ldx, int n, con
 int mend_sgemm_nn(float *out, size_t ldo, const float *a, size_t lda, int n, const float *W, size_t ldw, int m,
                   int k, float beta);
 
+/* out (n, ldo) = beta * out + aᵀ · W with a (m, n; row stride lda) and W
+ * (m, k; row stride ldw): mend_sgemm_nn reading a by columns (attention's
+ * dV += Pᵀ dO and dK += dSᵀ Q). */
+int mend_sgemm_tn(float *out, size_t ldo, const float *a, size_t lda, int n, const float *W, size_t ldw, int m,
+                  int k, float beta);
+
 #endif

@@ -2,6 +2,7 @@
  *  - mend_sgemm_xt: out = beta * out + x · Wᵀ (the forward's shape),
  *  - mend_sgemm_nt: the same, packing x itself (bit-identical),
  *  - mend_sgemm_nn: out = beta * out + a · W (the backward's dX = dY · W),
+ *  - mend_sgemm_tn: out = beta * out + aᵀ · W (attention's dV, dK),
  * over shapes that hit every remainder: rows not a multiple of the row tile
  * (32 / 12), output columns not a multiple of the column tile (12 / 32, the
  * masked last strip), reductions across the NN kernel's 256-long blocks, row
@@ -75,6 +76,30 @@ static void one_shape(int n, int m, int k, float beta) {
         float keep = out[0];
         CHECK(mend_sgemm_nn(out, ldo, a, lda, n, W, ldw, m, k, beta) != 0);
         CHECK(out[0] == keep);
+    }
+
+    /* TN: out (n, k) = atᵀ · W with at (m, n; row stride n + 2) */
+    {
+        const size_t ldt = (size_t)n + 2;
+        float *at = malloc(sizeof(float) * (size_t)m * ldt);
+        for (size_t i = 0; i < (size_t)m * ldt; i++) at[i] = rndn();
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < k; j++) {
+                const double o = out[(size_t)i * ldo + j];
+                double s = beta * o, g = fabs(beta * o);
+                for (int p = 0; p < m; p++) {
+                    const double t = (double)at[(size_t)p * ldt + i] * W[(size_t)p * ldw + j];
+                    s += t, g += fabs(t);
+                }
+                ref[(size_t)i * k + j] = s, mag[(size_t)i * k + j] = g;
+            }
+        if (mend_sgemm_available()) {
+            CHECK(mend_sgemm_tn(out, ldo, at, ldt, n, W, ldw, m, k, beta) == 0);
+            CHECK_MSG(compare(out, ref, mag, n, k, ldo, "tn", m) == 0, "tn n=%d m=%d k=%d beta=%g", n, m, k, beta);
+        } else {
+            CHECK(mend_sgemm_tn(out, ldo, at, ldt, n, W, ldw, m, k, beta) != 0);
+        }
+        free(at);
     }
 
     /* NT reference: x = the first k columns of a's rows (needs k <= lda),
