@@ -24,16 +24,28 @@ size_t mend_sgemm_xt_floats(int n, int k) {
     return (size_t)((n + MR - 1) / MR) * MR * (size_t)k;
 }
 
+static void pack_xt_ref(float *dst, const float *x, size_t ldx, int r0, int nr, int kk0, int k) {
+    for (int kk = kk0; kk < k; kk++) {
+        float *d = dst + (size_t)kk * MR;
+        int r = 0;
+        for (; r < nr; r++) d[r] = x[(size_t)(r0 + r) * ldx + kk];
+        for (; r < MR; r++) d[r] = 0.0f;
+    }
+}
+
+#if defined(__x86_64__) || defined(_M_X64)
+static int pack_xt_avx512(float *dst, const float *x, size_t ldx, int r0, int nr, int k);
+#endif
+
 void mend_sgemm_pack_xt(float *xt, const float *x, size_t ldx, int n, int k, int b0, int b1) {
     for (int b = b0; b < b1; b++) {
         float *dst = xt + (size_t)b * MR * (size_t)k;
         const int r0 = b * MR, nr = n - r0 < MR ? n - r0 : MR;
-        for (int kk = 0; kk < k; kk++) {
-            float *d = dst + (size_t)kk * MR;
-            int r = 0;
-            for (; r < nr; r++) d[r] = x[(size_t)(r0 + r) * ldx + kk];
-            for (; r < MR; r++) d[r] = 0.0f;
-        }
+        int done = 0;
+#if defined(__x86_64__) || defined(_M_X64)
+        if (mend_sgemm_available()) done = pack_xt_avx512(dst, x, ldx, r0, nr, k);
+#endif
+        pack_xt_ref(dst, x, ldx, r0, nr, done, k);
     }
 }
 
@@ -41,6 +53,44 @@ void mend_sgemm_pack_xt(float *xt, const float *x, size_t ldx, int n, int k, int
 #include <immintrin.h>
 
 #define T_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma")))
+
+/* Columns [0, k rounded down to 16) of rows [r0, r0 + nr) of x into the
+ * packed block dst[kk][32]: 16 x 16 tiles transposed in registers (rows past
+ * nr read as zeros). Returns the columns done; the scalar loop does the rest. */
+T_AVX512 static int pack_xt_avx512(float *dst, const float *x, size_t ldx, int r0, int nr, int k) {
+    const int kf = k & ~15;
+    for (int half = 0; half < MR; half += 16) {
+        const float *rows[16];
+        for (int i = 0; i < 16; i++) rows[i] = half + i < nr ? x + (size_t)(r0 + half + i) * ldx : NULL;
+        for (int kk0 = 0; kk0 < kf; kk0 += 16) {
+            __m512 r[16];
+            for (int i = 0; i < 16; i++) r[i] = rows[i] ? _mm512_loadu_ps(rows[i] + kk0) : _mm512_setzero_ps();
+            __m512 t[16], u[16];
+            for (int i = 0; i < 16; i += 2) {
+                t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);       /* lane: a0 b0 a1 b1 */
+                t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);   /* lane: a2 b2 a3 b3 */
+            }
+            for (int q = 0; q < 4; q++) {   /* rows 4q..4q+3: columns c, c+4, c+8, c+12 per lane */
+                u[4 * q + 0] = _mm512_shuffle_ps(t[4 * q], t[4 * q + 2], _MM_SHUFFLE(1, 0, 1, 0));
+                u[4 * q + 1] = _mm512_shuffle_ps(t[4 * q], t[4 * q + 2], _MM_SHUFFLE(3, 2, 3, 2));
+                u[4 * q + 2] = _mm512_shuffle_ps(t[4 * q + 1], t[4 * q + 3], _MM_SHUFFLE(1, 0, 1, 0));
+                u[4 * q + 3] = _mm512_shuffle_ps(t[4 * q + 1], t[4 * q + 3], _MM_SHUFFLE(3, 2, 3, 2));
+            }
+            for (int c = 0; c < 4; c++) {   /* u[4q + c] holds columns c + 4j of rows 4q.. in lane j */
+                const __m512 v0 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x88);
+                const __m512 v1 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xDD);
+                const __m512 v2 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x88);
+                const __m512 v3 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xDD);
+                float *d = dst + (size_t)kk0 * MR + half;
+                _mm512_storeu_ps(d + (size_t)(c + 0) * MR, _mm512_shuffle_f32x4(v0, v2, 0x88));
+                _mm512_storeu_ps(d + (size_t)(c + 8) * MR, _mm512_shuffle_f32x4(v0, v2, 0xDD));
+                _mm512_storeu_ps(d + (size_t)(c + 4) * MR, _mm512_shuffle_f32x4(v1, v3, 0x88));
+                _mm512_storeu_ps(d + (size_t)(c + 12) * MR, _mm512_shuffle_f32x4(v1, v3, 0xDD));
+            }
+        }
+    }
+    return kf;
+}
 
 #define COL_FMA(j)                                              \
     do {                                                        \

@@ -132,7 +132,31 @@ static void one_shape(int n, int m, int k, float beta) {
     free(a), free(W), free(out), free(out2), free(xt), free(ref), free(mag);
 }
 
+/* the packed layout itself: xt[block][kk][32] = x[block * 32 + r][kk], zeros
+ * past n (the SIMD packer transposes 16 x 16 tiles, the tail is scalar) */
+static void check_pack(int n, int k, size_t ldx) {
+    float *x = malloc(sizeof(float) * (size_t)n * ldx);
+    const size_t nf = mend_sgemm_xt_floats(n, k);
+    float *xt = aligned_alloc(64, (nf * sizeof(float) + 63) / 64 * 64);
+    for (size_t i = 0; i < (size_t)n * ldx; i++) x[i] = rndn();
+    for (size_t i = 0; i < nf; i++) xt[i] = -9.0f;
+    mend_sgemm_pack_xt(xt, x, ldx, n, k, 0, (n + 31) / 32);
+    int bad = 0;
+    for (int b = 0; b < (n + 31) / 32; b++)
+        for (int kk = 0; kk < k; kk++)
+            for (int r = 0; r < 32; r++) {
+                const int row = b * 32 + r;
+                const float want = row < n ? x[(size_t)row * ldx + kk] : 0.0f;
+                bad += xt[((size_t)b * k + kk) * 32 + r] != want;
+            }
+    CHECK_MSG(bad == 0, "pack n=%d k=%d ldx=%zu: %d wrong", n, k, ldx, bad);
+    free(x), free(xt);
+}
+
 int main(void) {
+    static const int pn[] = {1, 15, 16, 17, 32, 33, 64, 77}, pk[] = {1, 15, 16, 17, 48, 100};
+    for (size_t i = 0; i < sizeof pn / sizeof *pn; i++)
+        for (size_t j = 0; j < sizeof pk / sizeof *pk; j++) check_pack(pn[i], pk[j], (size_t)pk[j] + (j & 1) * 5);
     static const int ns[] = {1, 2, 11, 12, 13, 31, 32, 33, 70};
     static const int ms[] = {1, 5, 255, 256, 257, 600};
     static const int ks[] = {1, 7, 16, 17, 31, 32, 33, 64, 95};
