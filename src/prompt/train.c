@@ -44,11 +44,12 @@
  * across threads is needed and results do not depend on scheduling: a step
  * is bit-for-bit reproducible for a given thread count. Both run on mend's
  * own AVX-512 kernels (kernels/sgemm.h: x·Wᵀ on x packed once per product,
- * dY·W in place) where the CPU has them, so the speed does not hinge on
- * which kernels the linked BLAS picks; otherwise on BLAS, single-threaded
- * inside the OpenMP threads, as in model/forward.c. Attention's blocked
- * products stay on BLAS (a small share of a step). The packed x adds
- * (max(T, HEAD_ROWS), max(dim, q dim, hidden)) floats of scratch.
+ * dY·W on W packed per block of rows), as do attention's blocked products
+ * (kernels/ops_backward.c), where the CPU has them, so the speed does not
+ * hinge on which kernels the linked BLAS picks; otherwise on BLAS,
+ * single-threaded inside the OpenMP threads, as in model/forward.c. The
+ * packed x adds (max(T, HEAD_ROWS), max(dim, q dim, hidden)) floats of
+ * scratch.
  *
  * At layer 0 only the prompt rows' input gradient is formed (the text rows'
  * embeddings are not trained), which skips the q/k/v input products and the
@@ -67,8 +68,9 @@
 #include "kernels/sgemm.h"
 #include "util/util.h"
 
-/* Rows of the output head per block: each gemm packs the whole (vocab, dim)
- * matrix, so blocks of 32 rows spent ~30% of the head re-packing it. */
+/* Rows of the output head per block: each block streams the whole (vocab,
+ * dim) matrix once forward and once backward, so short blocks re-read it
+ * often; 256 rows measured no faster than 128. */
 #define HEAD_ROWS 128
 
 struct mend_trainer {
