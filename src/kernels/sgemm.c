@@ -1,6 +1,7 @@
-/* f32 matrix product out = beta * out + x · Wᵀ on AVX-512 (see sgemm.h).
+/* f32 matrix products on AVX-512 (see sgemm.h): out = beta * out + x · Wᵀ
+ * (the forward's shape), + a · W and + aᵀ · W (the backward's shapes).
  *
- * Layout: x is packed once per product, transposed in blocks of 32 rows
+ * x · Wᵀ: x is packed once per product, transposed in blocks of 32 rows
  * (xt[block][kk][32], zero-padded past n); W is read in place, row-major.
  * The micro-kernel computes a tile of 32 rows x 12 columns of out in 24
  * registers: per k step two vector loads of xt and twelve broadcasts of
@@ -8,7 +9,11 @@
  * row blocks of xt stream past, so W needs no packing (the weight matrices
  * are large, the batches of rows short). Each output element is the plain
  * sum over k in order (float rounding differs from BLAS's blocked order by
- * a few ulps). */
+ * a few ulps).
+ *
+ * a · W: W is packed per block of 128 rows into strips of 32 columns; a
+ * 12 x 32 tile broadcasts twelve elements of a per step against two vectors
+ * of the strip. aᵀ · W is the same kernel reading a by columns. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
