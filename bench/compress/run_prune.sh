@@ -62,8 +62,8 @@ for m in sparsegpt wanda magnitude; do
     compress "$m-${s/:/of}" --prune "$m" --sparsity "$s" --method rtn --type f16
   done
 done
-compress sparsegpt-0.5-joint-q4_0 --prune sparsegpt --sparsity 0.5 --joint --method gptq --type q4_0
-compress sparsegpt-0.5-then-gptq-q4_0 --prune sparsegpt --sparsity 0.5 --method gptq --type q4_0
+compress sparsegpt-0.5-joint-q4_0 --prune sparsegpt --sparsity 0.5 --joint --method gptq --type q4_0 --no-act-order
+compress sparsegpt-0.5-then-gptq-q4_0 --prune sparsegpt --sparsity 0.5 --method gptq --type q4_0 --no-act-order
 compress gptq-q4_0 --method gptq --type q4_0
 
 [[ -n "${ONLY:-}" ]] && exit 0
