@@ -38,6 +38,19 @@ static void pack_xt_ref(float *dst, const float *x, size_t ldx, int r0, int nr, 
     }
 }
 
+/* This thread's buffer for packed operands, grown on demand and kept for the
+ * thread's life (a few hundred KiB). NULL when it cannot grow. */
+static float *tls_pack_buffer(size_t floats) {
+    static _Thread_local float *buf;
+    static _Thread_local size_t cap;
+    if (floats > cap) {
+        free(buf);
+        buf = aligned_alloc(64, floats * sizeof(float));
+        cap = buf ? floats : 0;
+    }
+    return buf;
+}
+
 #if defined(__x86_64__) || defined(_M_X64)
 static int pack_xt_avx512(float *dst, const float *x, size_t ldx, int r0, int nr, int k);
 #endif
@@ -207,19 +220,6 @@ T_AVX512 static void kernel_nn_12x32(float *out, size_t ldo, const float *a, siz
     ROW_SAVE(6); ROW_SAVE(7); ROW_SAVE(8); ROW_SAVE(9); ROW_SAVE(10); ROW_SAVE(11);
 }
 
-/* This thread's buffer for packed operands, grown on demand and kept for the
- * thread's life (a few hundred KiB). NULL when it cannot grow. */
-static float *tls_pack_buffer(size_t floats) {
-    static _Thread_local float *buf;
-    static _Thread_local size_t cap;
-    if (floats > cap) {
-        free(buf);
-        buf = aligned_alloc(64, floats * sizeof(float));
-        cap = buf ? floats : 0;
-    }
-    return buf;
-}
-
 /* W rows [0, len) x columns [0, k) -> wp[strip][row][32], zero past k. */
 static void pack_w_strips(float *wp, const float *W, size_t ldw, int len, int k) {
     const int strips = (k + 31) / 32;
@@ -278,38 +278,33 @@ int mend_sgemm_xt(float *out, size_t ldo, const float *xt, int n, const float *W
 #endif
 }
 
-int mend_sgemm_nn(float *out, size_t ldo, const float *a, size_t lda, int n, const float *W, size_t ldw, int m,
-                  int k, float beta) {
+/* a · W (sr = lda, sm = 1) and aᵀ · W (sr = 1, sm = lda) */
+static int sgemm_nn_strided(float *out, size_t ldo, const float *a, size_t sr, size_t sm, int n, const float *W,
+                            size_t ldw, int m, int k, float beta) {
     if (n < 1 || m < 1 || k < 1 || !mend_sgemm_available()) return 1;
 #if defined(__x86_64__) || defined(_M_X64)
-    return sgemm_nn_avx512(out, ldo, a, lda, 1, n, W, ldw, m, k, beta);
+    return sgemm_nn_avx512(out, ldo, a, sr, sm, n, W, ldw, m, k, beta);
 #else
-    (void)out, (void)ldo, (void)a, (void)lda, (void)W, (void)ldw, (void)beta;
+    (void)out, (void)ldo, (void)a, (void)sr, (void)sm, (void)W, (void)ldw, (void)beta;
     return 1;
 #endif
+}
+
+int mend_sgemm_nn(float *out, size_t ldo, const float *a, size_t lda, int n, const float *W, size_t ldw, int m,
+                  int k, float beta) {
+    return sgemm_nn_strided(out, ldo, a, lda, 1, n, W, ldw, m, k, beta);
+}
+
+int mend_sgemm_tn(float *out, size_t ldo, const float *a, size_t lda, int n, const float *W, size_t ldw, int m,
+                  int k, float beta) {
+    return sgemm_nn_strided(out, ldo, a, 1, lda, n, W, ldw, m, k, beta);
 }
 
 int mend_sgemm_nt(float *out, size_t ldo, const float *x, size_t ldx, int n, const float *W, size_t ldw, int m,
                   int k, float beta) {
     if (n < 1 || m < 1 || k < 1 || !mend_sgemm_available()) return 1;
-#if defined(__x86_64__) || defined(_M_X64)
     float *xt = tls_pack_buffer(mend_sgemm_xt_floats(n, k));
     if (!xt) return 1;
     mend_sgemm_pack_xt(xt, x, ldx, n, k, 0, (n + MR - 1) / MR);
-    return sgemm_xt_avx512(out, ldo, xt, n, W, ldw, m, k, beta);
-#else
-    (void)out, (void)ldo, (void)x, (void)ldx, (void)W, (void)ldw, (void)beta;
-    return 1;
-#endif
-}
-
-int mend_sgemm_tn(float *out, size_t ldo, const float *a, size_t lda, int n, const float *W, size_t ldw, int m,
-                  int k, float beta) {
-    if (n < 1 || m < 1 || k < 1 || !mend_sgemm_available()) return 1;
-#if defined(__x86_64__) || defined(_M_X64)
-    return sgemm_nn_avx512(out, ldo, a, 1, lda, n, W, ldw, m, k, beta);
-#else
-    (void)out, (void)ldo, (void)a, (void)lda, (void)W, (void)ldw, (void)beta;
-    return 1;
-#endif
+    return mend_sgemm_xt(out, ldo, xt, n, W, ldw, m, k, beta);
 }

@@ -131,13 +131,11 @@ static void mm_forward(const mend_trainer *t, const float *x, int n, float beta,
             const int r0 = tid * per < rows ? tid * per : rows, r1 = r0 + per < rows ? r0 + per : rows;
             if (r0 >= r1) continue;
             const float *w = (const float *)J->W->data + (size_t)r0 * cols;
-            if (use_xt && !mend_sgemm_xt(J->out + r0, J->ldo, t->xt, n, w, (size_t)cols, r1 - r0, cols, beta)) {
-                if (J->bias)
-                    for (int i = 0; i < n; i++)
-                        for (int c = r0; c < r1; c++) J->out[(size_t)i * J->ldo + c] += J->bias[c];
-            } else {
-                matmul_forward(J->out + r0, J->ldo, x, w, J->bias ? J->bias + r0 : NULL, n, r1 - r0, cols, beta);
-            }
+            if (!use_xt || mend_sgemm_xt(J->out + r0, J->ldo, t->xt, n, w, (size_t)cols, r1 - r0, cols, beta))
+                matmul_forward(J->out + r0, J->ldo, x, w, NULL, n, r1 - r0, cols, beta);
+            if (J->bias)
+                for (int i = 0; i < n; i++)
+                    for (int c = r0; c < r1; c++) J->out[(size_t)i * J->ldo + c] += J->bias[c];
         }
     }
 }

@@ -43,6 +43,23 @@ static int compare(const float *out, const double *ref, const double *mag, int n
     return bad;
 }
 
+/* ref, mag (n, cols) = beta * out + A · B in double, and the same sum of
+ * magnitudes; A (i, p) = a[i * a_i + p * a_p], B (p, j) = b[p * b_p + j * b_j],
+ * p < depth. */
+static void reference(double *ref, double *mag, const float *out, size_t ldo, int n, int cols, int depth,
+                      const float *a, size_t a_i, size_t a_p, const float *b, size_t b_p, size_t b_j, float beta) {
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < cols; j++) {
+            const double o = out[(size_t)i * ldo + j];
+            double s = beta * o, g = fabs(beta * o);
+            for (int p = 0; p < depth; p++) {
+                const double t = (double)a[(size_t)i * a_i + (size_t)p * a_p] * b[(size_t)p * b_p + (size_t)j * b_j];
+                s += t, g += fabs(t);
+            }
+            ref[(size_t)i * cols + j] = s, mag[(size_t)i * cols + j] = g;
+        }
+}
+
 static void one_shape(int n, int m, int k, float beta) {
     /* NN: a (n, m), W (m, k), out (n, k); NT: x (n, k), W (m, k), out2 (n, m) */
     const size_t lda = (size_t)m + 3, ldw = (size_t)k + 5, ldo = (size_t)k + 2, ldo2 = (size_t)m + 1;
@@ -59,16 +76,7 @@ static void one_shape(int n, int m, int k, float beta) {
         for (size_t j = 0; j < ldo2; j++) out2[(size_t)i * ldo2 + j] = j < (size_t)m ? rndn() : -7.0f;
 
     /* NN reference */
-    for (int i = 0; i < n; i++)
-        for (int j = 0; j < k; j++) {
-            const double o = out[(size_t)i * ldo + j];
-            double s = beta * o, g = fabs(beta * o);
-            for (int p = 0; p < m; p++) {
-                const double t = (double)a[(size_t)i * lda + p] * W[(size_t)p * ldw + j];
-                s += t, g += fabs(t);
-            }
-            ref[(size_t)i * k + j] = s, mag[(size_t)i * k + j] = g;
-        }
+    reference(ref, mag, out, ldo, n, k, m, a, lda, 1, W, ldw, 1, beta);
     if (mend_sgemm_available()) {
         CHECK(mend_sgemm_nn(out, ldo, a, lda, n, W, ldw, m, k, beta) == 0);
         CHECK_MSG(compare(out, ref, mag, n, k, ldo, "nn", m) == 0, "nn n=%d m=%d k=%d beta=%g", n, m, k, beta);
@@ -83,16 +91,7 @@ static void one_shape(int n, int m, int k, float beta) {
         const size_t ldt = (size_t)n + 2;
         float *at = malloc(sizeof(float) * (size_t)m * ldt);
         for (size_t i = 0; i < (size_t)m * ldt; i++) at[i] = rndn();
-        for (int i = 0; i < n; i++)
-            for (int j = 0; j < k; j++) {
-                const double o = out[(size_t)i * ldo + j];
-                double s = beta * o, g = fabs(beta * o);
-                for (int p = 0; p < m; p++) {
-                    const double t = (double)at[(size_t)p * ldt + i] * W[(size_t)p * ldw + j];
-                    s += t, g += fabs(t);
-                }
-                ref[(size_t)i * k + j] = s, mag[(size_t)i * k + j] = g;
-            }
+        reference(ref, mag, out, ldo, n, k, m, at, 1, ldt, W, ldw, 1, beta);
         if (mend_sgemm_available()) {
             CHECK(mend_sgemm_tn(out, ldo, at, ldt, n, W, ldw, m, k, beta) == 0);
             CHECK_MSG(compare(out, ref, mag, n, k, ldo, "tn", m) == 0, "tn n=%d m=%d k=%d beta=%g", n, m, k, beta);
@@ -105,16 +104,7 @@ static void one_shape(int n, int m, int k, float beta) {
     /* NT reference: x = the first k columns of a's rows (needs k <= lda),
      * W the same (m, k) matrix with row stride ldw */
     if ((size_t)k <= lda) {
-        for (int i = 0; i < n; i++)
-            for (int j = 0; j < m; j++) {
-                const double o = out2[(size_t)i * ldo2 + j];
-                double s = beta * o, g = fabs(beta * o);
-                for (int p = 0; p < k; p++) {
-                    const double t = (double)a[(size_t)i * lda + p] * W[(size_t)j * ldw + p];
-                    s += t, g += fabs(t);
-                }
-                ref[(size_t)i * m + j] = s, mag[(size_t)i * m + j] = g;
-            }
+        reference(ref, mag, out2, ldo2, n, m, k, a, lda, 1, W, 1, ldw, beta);
         if (mend_sgemm_available()) {
             /* mend_sgemm_nt (packing on the fly) must give the same bits */
             float *out3 = malloc(sizeof(float) * (size_t)n * ldo2);
