@@ -8,13 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <unistd.h>
 
-#include <cblas.h>
-
 #include "cli.h"
-#include "kernels/cpu.h"
 #include "mend.h"
 #include "prompt/tune.h"
 #include "util/util.h"
@@ -281,17 +277,6 @@ int cmd_tune(int argc, char **argv) {
            o.schedule == MEND_SCHED_COSINE ? "cosine" : o.schedule == MEND_SCHED_CONSTANT ? "constant" : "linear",
            o.weight_decay, o.clip, mend_get_threads(), (unsigned long long)o.seed);
     fflush(stdout);
-    /* Training is a string of f32 gemms. OpenBLAS before 0.3.22 does not
-     * know AVX-512 CPUs newer than itself (Zen 4) and runs its AVX2 kernels
-     * there; its AVX-512 ones are ~1.6x faster for this work. The choice is
-     * made when OpenBLAS loads, so only the environment can change it. */
-    if (mend_cpu_has_avx512()) {
-        const char *core = openblas_get_corename();
-        if (core && (!strcasecmp(core, "Haswell") || !strcasecmp(core, "Zen")))
-            fprintf(stderr, "note: OpenBLAS runs its %s (AVX2) kernels on this AVX-512 CPU%s; "
-                    "OPENBLAS_CORETYPE=SkylakeX makes training ~1.6x faster\n", core,
-                    getenv("OPENBLAS_CORETYPE") ? " (OPENBLAS_CORETYPE is set)" : "");
-    }
     ui u = {.tty = isatty(STDERR_FILENO), .steps = o.steps};
     mend_tune_result r;
     if (mend_tune_run(m, teacher, (const char *const *)texts, lens, n_corpus, &o, on_info, on_step, &u, &r)) {
