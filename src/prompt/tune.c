@@ -586,6 +586,9 @@ int mend_tune_run(const mend_model *m, const mend_model *teacher, const char *co
     if (o->resume && mend_file_exists(ckpt_path)) {
         if ((rc = ckpt_read(&r, ckpt_path, d.n_train))) goto done;
         resumed_from = r.step;
+        /* the checkpoint holds the loss history; a kill between writing it
+         * and loss.csv left the CSV behind, so rewrite the CSV from it */
+        if ((rc = write_csv(&r, csv_path))) goto done;
     } else {
         rng_seed(&r.rng, o->seed);
         if ((rc = init_prompt(&r, m))) goto done;

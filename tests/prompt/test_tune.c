@@ -130,6 +130,22 @@ int main(void) {
         free(c1);
         free(c2);
     }
+    /* killed between the final checkpoint and loss.csv: the CSV is behind
+     * the checkpoint; resuming (nothing left to train) restores it */
+    {
+        char *csv = mend_path_join(db, "loss.csv");
+        FILE *f = csv ? fopen(csv, "w") : NULL;
+        CHECK(f != NULL);
+        if (f) {
+            fputs("step,lr,loss,ce,grad_norm,val_loss,val_ce,elapsed_s\n", f);
+            fclose(f);
+        }
+        CHECK(!same_csv(da, db));
+        CHECK_OK(mend_tune_run(m, NULL, texts, &len, 1, &o, NULL, NULL, NULL, &rb));
+        CHECK(rb.steps_done == 7);
+        CHECK(same_csv(da, db));
+        free(csv);
+    }
     /* resuming with other options is refused */
     o.lr = 0.04;
     CHECK_ERR(mend_tune_run(m, NULL, texts, &len, 1, &o, NULL, NULL, NULL, &rb), MEND_EINVAL, "other options");
