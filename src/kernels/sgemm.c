@@ -16,7 +16,6 @@
  * of the strip. aᵀ · W is the same kernel reading a by columns. */
 #include <stdint.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "kernels/cpu.h"
 #include "kernels/sgemm.h"
@@ -167,7 +166,7 @@ static int sgemm_xt_avx512(float *out, size_t ldo, const float *xt, int n, const
 }
 
 #define NN_MR 12
-#define NN_MB 128
+#define NN_MB 512
 
 #define ROW_FMA(r)                                              \
     do {                                                        \
@@ -220,16 +219,16 @@ T_AVX512 static void kernel_nn_12x32(float *out, size_t ldo, const float *a, siz
     ROW_SAVE(6); ROW_SAVE(7); ROW_SAVE(8); ROW_SAVE(9); ROW_SAVE(10); ROW_SAVE(11);
 }
 
-/* W rows [0, len) x columns [0, k) -> wp[strip][row][32], zero past k. */
-static void pack_w_strips(float *wp, const float *W, size_t ldw, int len, int k) {
-    const int strips = (k + 31) / 32;
-    for (int mm = 0; mm < len; mm++) {
-        const float *w = W + (size_t)mm * ldw;
-        for (int s = 0; s < strips; s++) {
-            float *d = wp + ((size_t)s * len + mm) * 32;
-            const int c0 = s * 32, nc = k - c0 < 32 ? k - c0 : 32;
-            memcpy(d, w + c0, (size_t)nc * sizeof(float));
-            if (nc < 32) memset(d + nc, 0, (size_t)(32 - nc) * sizeof(float));
+/* Rows [0, mb) of the strips of W (strip s at ws + s * sstride, mb rows of
+ * 32 floats) against rows [0, n) of A: columns [0, k) of out. */
+static void nn_strips(float *out, size_t ldo, const float *a, size_t sr, size_t sm, int n, const float *ws,
+                      size_t sstride, int mb, int k, int mode, float beta) {
+    for (int s = 0; s < (k + 31) / 32; s++) {
+        const int j0 = s * 32, nc = k - j0 < 32 ? k - j0 : 32;
+        for (int i0 = 0; i0 < n; i0 += NN_MR) {
+            const int mr = n - i0 < NN_MR ? n - i0 : NN_MR;
+            kernel_nn_12x32(out + (size_t)i0 * ldo + j0, ldo, a + (size_t)i0 * sr, sr, sm, mr, ws + s * sstride, mb,
+                            nc, mode, beta);
         }
     }
 }
@@ -244,20 +243,42 @@ static int sgemm_nn_avx512(float *out, size_t ldo, const float *a, size_t sr, si
     if (!wp) return 1;
     for (int m0 = 0; m0 < m; m0 += NN_MB) {
         const int mb = m - m0 < NN_MB ? m - m0 : NN_MB;
-        const int mode = m0 > 0 ? 1 : beta == 0.0f ? 0 : 2;
-        pack_w_strips(wp, W + (size_t)m0 * ldw, ldw, mb, k);
-        for (int s = 0; s < strips; s++) {
-            const int j0 = s * 32, nc = k - j0 < 32 ? k - j0 : 32;
-            for (int i0 = 0; i0 < n; i0 += NN_MR) {
-                const int mr = n - i0 < NN_MR ? n - i0 : NN_MR;
-                kernel_nn_12x32(out + (size_t)i0 * ldo + j0, ldo, a + (size_t)i0 * sr + (size_t)m0 * sm, sr, sm,
-                                mr, wp + (size_t)s * mb * 32, mb, nc, mode, beta);
-            }
-        }
+        mend_sgemm_pack_w(wp, W + (size_t)m0 * ldw, ldw, mb, k);
+        nn_strips(out, ldo, a + (size_t)m0 * sm, sr, sm, n, wp, (size_t)mb * 32, mb, k,
+                  m0 > 0 ? 1 : beta == 0.0f ? 0 : 2, beta);
     }
     return 0;
 }
+
+/* The same blocks of NN_MB rows, read from a whole-matrix packing. */
+static void sgemm_nn_packed_avx512(float *out, size_t ldo, const float *a, size_t lda, int n, const float *wp,
+                                   int m, int k, float beta) {
+    for (int m0 = 0; m0 < m; m0 += NN_MB) {
+        const int mb = m - m0 < NN_MB ? m - m0 : NN_MB;
+        nn_strips(out, ldo, a + m0, lda, 1, n, wp + (size_t)m0 * 32, (size_t)m * 32, mb, k,
+                  m0 > 0 ? 1 : beta == 0.0f ? 0 : 2, beta);
+    }
+}
 #endif
+
+size_t mend_sgemm_wp_floats(int m, int k) {
+    if (m < 1 || k < 1) return 0;
+    return (size_t)((k + 31) / 32) * 32 * (size_t)m;
+}
+
+void mend_sgemm_pack_w(float *wp, const float *W, size_t ldw, int m, int k) {
+    const int strips = (k + 31) / 32;
+    for (int mm = 0; mm < m; mm++) {
+        const float *w = W + (size_t)mm * ldw;
+        for (int s = 0; s < strips; s++) {
+            float *d = wp + ((size_t)s * m + mm) * 32;
+            const int c0 = s * 32, nc = k - c0 < 32 ? k - c0 : 32;
+            int c = 0;
+            for (; c < nc; c++) d[c] = w[c0 + c];
+            for (; c < 32; c++) d[c] = 0.0f;
+        }
+    }
+}
 
 int mend_sgemm_available(void) {
 #if defined(__x86_64__) || defined(_M_X64)
@@ -293,6 +314,21 @@ static int sgemm_nn_strided(float *out, size_t ldo, const float *a, size_t sr, s
 int mend_sgemm_nn(float *out, size_t ldo, const float *a, size_t lda, int n, const float *W, size_t ldw, int m,
                   int k, float beta) {
     return sgemm_nn_strided(out, ldo, a, lda, 1, n, W, ldw, m, k, beta);
+}
+
+int mend_sgemm_nn_packed(float *out, size_t ldo, const float *a, size_t lda, int n, const float *wp, int m, int k,
+                         int s0, int s1, float beta) {
+    const int strips = (k + 31) / 32;
+    if (s1 > strips) s1 = strips;
+    if (n < 1 || m < 1 || k < 1 || s0 < 0 || s0 >= s1 || !mend_sgemm_available()) return 1;
+#if defined(__x86_64__) || defined(_M_X64)
+    const int j0 = s0 * 32, j1 = s1 * 32 < k ? s1 * 32 : k;
+    sgemm_nn_packed_avx512(out + j0, ldo, a, lda, n, wp + (size_t)s0 * m * 32, m, j1 - j0, beta);
+    return 0;
+#else
+    (void)out, (void)ldo, (void)a, (void)lda, (void)wp, (void)beta;
+    return 1;
+#endif
 }
 
 int mend_sgemm_tn(float *out, size_t ldo, const float *a, size_t lda, int n, const float *W, size_t ldw, int m,

@@ -39,6 +39,19 @@ int mend_sgemm_nt(float *out, size_t ldo, const float *x, size_t ldx, int n, con
 int mend_sgemm_nn(float *out, size_t ldo, const float *a, size_t lda, int n, const float *W, size_t ldw, int m,
                   int k, float beta);
 
+/* Floats of W (m, k) packed whole for mend_sgemm_nn_packed. */
+size_t mend_sgemm_wp_floats(int m, int k);
+/* W (m, k; row stride ldw) -> wp: strips of 32 columns one after the other,
+ * each m rows of 32 floats (zero past k); the layout mend_sgemm_nn packs
+ * into per block of rows, here for the whole matrix (frozen weights are
+ * packed once and reused by every product). */
+void mend_sgemm_pack_w(float *wp, const float *W, size_t ldw, int m, int k);
+/* mend_sgemm_nn on a packed W: out's columns [32 s0, min(32 s1, k)) only
+ * (out and a as in mend_sgemm_nn; out points at column 0), the same blocks
+ * and summation order, so the result is bit-identical to mend_sgemm_nn's. */
+int mend_sgemm_nn_packed(float *out, size_t ldo, const float *a, size_t lda, int n, const float *wp, int m, int k,
+                         int s0, int s1, float beta);
+
 /* out (n, ldo) = beta * out + aᵀ · W with a (m, n; row stride lda) and W
  * (m, k; row stride ldw): mend_sgemm_nn reading a by columns (attention's
  * dV += Pᵀ dO and dK += dSᵀ Q). */

@@ -2,6 +2,7 @@
  *  - mend_sgemm_xt: out = beta * out + x · Wᵀ (the forward's shape),
  *  - mend_sgemm_nt: the same, packing x itself (bit-identical),
  *  - mend_sgemm_nn: out = beta * out + a · W (the backward's dX = dY · W),
+ *    and mend_sgemm_nn_packed on W packed whole (bit-identical),
  *  - mend_sgemm_tn: out = beta * out + aᵀ · W (attention's dV, dK),
  * over shapes that hit every remainder: rows not a multiple of the row tile
  * (32 / 12), output columns not a multiple of the column tile (12 / 32, the
@@ -78,8 +79,26 @@ static void one_shape(int n, int m, int k, float beta) {
     /* NN reference */
     reference(ref, mag, out, ldo, n, k, m, a, lda, 1, W, ldw, 1, beta);
     if (mend_sgemm_available()) {
+        float *outp = malloc(sizeof(float) * (size_t)n * ldo);
+        memcpy(outp, out, sizeof(float) * (size_t)n * ldo);
         CHECK(mend_sgemm_nn(out, ldo, a, lda, n, W, ldw, m, k, beta) == 0);
         CHECK_MSG(compare(out, ref, mag, n, k, ldo, "nn", m) == 0, "nn n=%d m=%d k=%d beta=%g", n, m, k, beta);
+        /* W packed whole, the columns in two strip ranges (the second asked
+         * past the end): the same bits as mend_sgemm_nn, and the first call
+         * leaves the second range's columns alone */
+        float *wp = aligned_alloc(64, mend_sgemm_wp_floats(m, k) * sizeof(float));
+        mend_sgemm_pack_w(wp, W, ldw, m, k);
+        const int strips = (k + 31) / 32, half = strips / 2 > 0 ? strips / 2 : strips;
+        const float before = outp[(size_t)(n - 1) * ldo + (size_t)k - 1];
+        CHECK(mend_sgemm_nn_packed(outp, ldo, a, lda, n, wp, m, k, 0, half, beta) == 0);
+        if (half < strips) {
+            CHECK(outp[(size_t)(n - 1) * ldo + (size_t)k - 1] == before);
+            CHECK(mend_sgemm_nn_packed(outp, ldo, a, lda, n, wp, m, k, half, strips + 3, beta) == 0);
+        }
+        CHECK(mend_sgemm_nn_packed(outp, ldo, a, lda, n, wp, m, k, strips, strips + 1, beta) != 0);
+        CHECK_MSG(memcmp(out, outp, sizeof(float) * (size_t)n * ldo) == 0, "nn packed n=%d m=%d k=%d", n, m, k);
+        free(wp);
+        free(outp);
     } else {
         float keep = out[0];
         CHECK(mend_sgemm_nn(out, ldo, a, lda, n, W, ldw, m, k, beta) != 0);
