@@ -72,7 +72,8 @@ static int on_info(void *user, const mend_tune_info *in) {
     fprintf(stderr, "data: %d paragraphs (%d held out); train %lld tokens -> %d sequences; validation %lld tokens -> "
             "%d sequences\n", in->n_paragraphs, in->n_val_paragraphs, (long long)in->n_train_tokens, in->n_train_seqs,
             (long long)in->n_val_tokens, in->n_val_seqs);
-    fprintf(stderr, "activations: %s\n", cli_fmt_bytes((double)in->trainer_bytes, b, sizeof b));
+    fprintf(stderr, "memory:    %s (activations, scratch, packed weights)\n",
+            cli_fmt_bytes((double)in->trainer_bytes, b, sizeof b));
     return 0;
 }
 

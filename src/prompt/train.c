@@ -33,7 +33,9 @@
  *     HEAD_ROWS rows: logits (HEAD_ROWS, vocab), teacher logits, the final
  *     normed rows and their gradient, a (2 * vocab) row buffer per thread.
  * For SmolLM2-135M, P = 20 and 512 text tokens that is ~330 MB kept plus
- * ~40 MB scratch (see mend_trainer_bytes).
+ * ~40 MB scratch (see mend_trainer_bytes). With mend's AVX-512 kernels the
+ * trainer also keeps every weight matrix packed for dY·W (pack_weights): one
+ * more copy of the f32 weights, 0.54 GB for SmolLM2-135M.
  *
  * Weights: every matrix must be f32, i.e. the model is loaded with
  * keep_packed = 0 and the compressed weights are the dequantized copies in
@@ -44,7 +46,7 @@
  * across threads is needed and results do not depend on scheduling: a step
  * is bit-for-bit reproducible for a given thread count. Both run on mend's
  * own AVX-512 kernels (kernels/sgemm.h: x·Wᵀ on x packed once per product,
- * dY·W on W packed per block of rows), as do attention's blocked products
+ * dY·W on W packed once per trainer), as do attention's blocked products
  * (kernels/ops_backward.c), where the CPU has them, so the speed does not
  * hinge on which kernels the linked BLAS picks; otherwise on BLAS,
  * single-threaded inside the OpenMP threads, as in model/forward.c. The
@@ -86,6 +88,9 @@ struct mend_trainer {
     float *xt;          /* packed x of a forward product (mend_sgemm), or NULL */
     size_t xt_cols;
     int xt_rows;
+    float *wpack;       /* every weight matrix packed for dY·W (mend_sgemm_pack_w), or NULL */
+    const float **wp;   /* per matrix into wpack: layer l's seven at 7 l.., the output head last */
+    size_t wpack_bytes;
     void *mem;
     size_t bytes;
 };
@@ -144,10 +149,12 @@ typedef struct bwd_job {
     const float *dy;    /* (n, ldy), W->rows used columns */
     size_t ldy;
     const mend_mat *W;  /* (m, k) f32 */
+    const float *wp;    /* W packed whole (mend_sgemm_pack_w), or NULL */
 } bwd_job;
 
 /* dx (n, ldx) = beta * dx + sum_j dy_j W_j; every W_j has the same k
- * columns. Each thread owns a slice of dx's columns. */
+ * columns. Each thread owns a slice of dx's columns, a whole number of the
+ * packed W's 32-column strips. */
 static void mm_backward(const mend_trainer *t, float *dx, size_t ldx, int n, float beta, const bwd_job *jobs,
                         int n_jobs) {
     const int k = (int)jobs[0].W->cols;
@@ -157,16 +164,20 @@ static void mm_backward(const mend_trainer *t, float *dx, size_t ldx, int n, flo
 #pragma omp parallel num_threads(nt)
     {
         const int tid = omp_get_thread_num(), T = omp_get_num_threads();
-        const int per = (((k + T - 1) / T) + 15) & ~15;
+        const int per = (((k + T - 1) / T) + 31) & ~31;
         const int c0 = tid * per < k ? tid * per : k, c1 = c0 + per < k ? c0 + per : k;
         if (c0 < c1) {
             for (int j = 0; j < n_jobs; j++) {
                 const bwd_job *J = &jobs[j];
                 const float *w = (const float *)J->W->data + c0;
                 const float b = j == 0 ? beta : 1.0f;
+                const int rows = (int)J->W->rows;
+                if (n > 1 && J->wp && !mend_sgemm_nn_packed(dx, ldx, J->dy, J->ldy, n, J->wp, rows, k, c0 / 32,
+                                                            (c1 + 31) / 32, b))
+                    continue;
                 if (n == 1 || !t->xt ||
-                    mend_sgemm_nn(dx + c0, ldx, J->dy, J->ldy, n, w, (size_t)k, (int)J->W->rows, c1 - c0, b))
-                    matmul_backward(dx + c0, ldx, J->dy, J->ldy, w, (size_t)k, n, (int)J->W->rows, c1 - c0, b);
+                    mend_sgemm_nn(dx + c0, ldx, J->dy, J->ldy, n, w, (size_t)k, rows, c1 - c0, b))
+                    matmul_backward(dx + c0, ldx, J->dy, J->ldy, w, (size_t)k, n, rows, c1 - c0, b);
             }
         }
     }
@@ -185,6 +196,49 @@ static int check_f32(const mend_mat *w, const char *name, int layer) {
 int mend_trainer_n_scored(int objective, int n_text) {
     if (n_text < 1) return 0;
     return objective == MEND_TUNE_KL ? n_text - 1 : n_text;
+}
+
+/* The frozen matrices in the layout of dY·W (mend_sgemm_pack_w), once per
+ * trainer instead of once per product: the output head alone is streamed
+ * through the packing twice per block of HEAD_ROWS rows otherwise. A copy of
+ * every f32 weight (for SmolLM2-135M 0.54 GB); if it cannot be allocated the
+ * products pack per block as before, with the same results. */
+static void pack_weights(mend_trainer *t) {
+    const mend_model *m = t->m;
+    const int L = m->cfg.n_layers, n = 7 * L + 1;
+    const mend_mat **mats = malloc((size_t)n * sizeof *mats);
+    size_t *off = malloc((size_t)n * sizeof *off), total = 0;
+    int ok = mats && off;
+    for (int l = 0; ok && l < L; l++) {
+        const mend_layer *Ly = &m->layers[l];
+        const mend_mat *w[7] = {&Ly->wq, &Ly->wk, &Ly->wv, &Ly->wo, &Ly->w_gate, &Ly->w_up, &Ly->w_down};
+        for (int j = 0; j < 7; j++) mats[7 * l + j] = w[j];
+    }
+    if (ok) mats[7 * L] = &m->output;
+    for (int i = 0; ok && i < n; i++) {
+        off[i] = total;
+        ok = mend_add_ok(total, (mend_sgemm_wp_floats((int)mats[i]->rows, (int)mats[i]->cols) + 15) & ~(size_t)15,
+                         &total);
+    }
+    size_t bytes = 0;
+    void *mem = NULL;
+    t->wp = ok ? malloc((size_t)n * sizeof *t->wp) : NULL;
+    if (t->wp && mend_mul_ok(total, sizeof(float), &bytes) && posix_memalign(&mem, 64, bytes) == 0) {
+        t->wpack = mem;
+        t->wpack_bytes = bytes;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(t->n_threads)
+        for (int i = 0; i < n; i++) {
+            const mend_mat *W = mats[i];
+            mend_sgemm_pack_w(t->wpack + off[i], (const float *)W->data, (size_t)W->cols, (int)W->rows,
+                              (int)W->cols);
+            t->wp[i] = t->wpack + off[i];
+        }
+    } else {
+        free(t->wp);
+        t->wp = NULL;
+    }
+    free(mats);
+    free(off);
 }
 
 int mend_trainer_new(mend_trainer **out, const mend_model *m, int n_virtual, int max_text,
@@ -317,6 +371,7 @@ int mend_trainer_new(mend_trainer **out, const mend_model *m, int n_virtual, int
     t->mem = mem;
     t->bytes = bytes;
     rope_tables(t->rc, t->rs, (int)T, 0, (int)hd, c->rope_theta);
+    if (t->xt) pack_weights(t);
     if (teacher && (rc = mend_state_new(&t->tstate, teacher, max_text, HEAD_ROWS))) {
         mend_trainer_free(t);
         return rc;
@@ -328,11 +383,13 @@ int mend_trainer_new(mend_trainer **out, const mend_model *m, int n_virtual, int
 void mend_trainer_free(mend_trainer *t) {
     if (!t) return;
     if (t->tstate) mend_state_free(t->tstate);
+    free(t->wpack);
+    free(t->wp);
     free(t->mem);
     free(t);
 }
 
-size_t mend_trainer_bytes(const mend_trainer *t) { return t ? t->bytes : 0; }
+size_t mend_trainer_bytes(const mend_trainer *t) { return t ? t->bytes + t->wpack_bytes : 0; }
 
 /* ---- one sequence -------------------------------------------------------------------------- */
 
@@ -392,22 +449,26 @@ static void backward_layers(mend_trainer *t, int T) {
         const float *G = t->G + (size_t)l * Tm * F, *U = t->U + (size_t)l * Tm * F;
 
         /* FFN: d(silu(g) u) = dx Wd; then gate / up; then the norm */
-        const bwd_job jd = {t->dx, D, &Ly->w_down};
+        const float *const *wp = t->wp ? t->wp + 7 * l : NULL;
+#define WP(j) (wp ? wp[j] : NULL)
+        const bwd_job jd = {t->dx, D, &Ly->w_down, WP(6)};
         mm_backward(t, t->sw, F, T, 0.0f, &jd, 1);
         swiglu_backward(t->dg, t->du, t->sw, G, U, (int64_t)T * F);
-        const bwd_job jgu[2] = {{t->dg, F, &Ly->w_gate}, {t->du, F, &Ly->w_up}};
+        const bwd_job jgu[2] = {{t->dg, F, &Ly->w_gate, WP(4)}, {t->du, F, &Ly->w_up, WP(5)}};
         mm_backward(t, t->dh, D, T, 0.0f, jgu, 2);
         rmsnorm_backward(t->dx, t->dh, XM, Ly->ffn_norm, T, (int)D, c->norm_eps, 1.0f);
 
         /* attention: da = dx Wo; softmax attention; RoPE; q/k/v; the norm */
-        const bwd_job jo = {t->dx, D, &Ly->wo};
+        const bwd_job jo = {t->dx, D, &Ly->wo, WP(3)};
         mm_backward(t, t->att, qd, T, 0.0f, &jo, 1);
         attention_backward(t->dq, t->dk, t->dv, t->att, Q, K, V, T, c->n_heads, c->n_kv_heads, c->head_dim, t->asc,
                            nt);
         const int rows = l == 0 ? t->P : T;   /* layer 0: only the prompt rows are trained */
         rope_backward(t->dq, rows, qd, c->n_heads, c->head_dim, t->rc, t->rs, c->rope_type);
         rope_backward(t->dk, rows, kvd, c->n_kv_heads, c->head_dim, t->rc, t->rs, c->rope_type);
-        const bwd_job jqkv[3] = {{t->dq, qd, &Ly->wq}, {t->dk, kvd, &Ly->wk}, {t->dv, kvd, &Ly->wv}};
+        const bwd_job jqkv[3] = {{t->dq, qd, &Ly->wq, WP(0)}, {t->dk, kvd, &Ly->wk, WP(1)},
+                                 {t->dv, kvd, &Ly->wv, WP(2)}};
+#undef WP
         mm_backward(t, t->dh, D, rows, 0.0f, jqkv, 3);
         rmsnorm_backward(t->dx, t->dh, X, Ly->attn_norm, rows, (int)D, c->norm_eps, 1.0f);
     }
@@ -479,7 +540,7 @@ int mend_trainer_step(mend_trainer *t, const float *prompt, const int32_t *text,
         loss_sum += ls;
         ce_sum += cs;
         if (grad) {
-            const bwd_job jb = {t->logits, (size_t)Vv, &m->output};
+            const bwd_job jb = {t->logits, (size_t)Vv, &m->output, t->wp ? t->wp[7 * c->n_layers] : NULL};
             mm_backward(t, t->dhf, D, nr, 0.0f, &jb, 1);
             rmsnorm_backward(dXL + (size_t)r0 * D, t->dhf, XL + (size_t)r0 * D, m->out_norm, nr, (int)D,
                              c->norm_eps, 0.0f);
