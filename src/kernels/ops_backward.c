@@ -36,10 +36,15 @@ void rmsnorm_backward(float *dx, const float *dy, const float *x, const float *w
         }
         const double r = 1.0 / sqrt(ss / dim + (double)eps);
         const float rf = (float)r, c = (float)(r * r * r * dot / dim);
-        if (beta == 0.0f)
+        /* dx never overlaps dy, x or w: simd stops the compiler from
+         * keeping these loops scalar for fear that it might */
+        if (beta == 0.0f) {
+#pragma omp simd
             for (int j = 0; j < dim; j++) dxi[j] = rf * w[j] * dyi[j] - c * xi[j];
-        else
+        } else {
+#pragma omp simd
             for (int j = 0; j < dim; j++) dxi[j] = beta * dxi[j] + rf * w[j] * dyi[j] - c * xi[j];
+        }
     }
 }
 
@@ -135,11 +140,15 @@ static void att_probs(float *P, size_t ldp, const float *q, size_t qd, const flo
     for (int r = 0; r < nb; r++) {
         float *p = P + (size_t)r * ldp;
         const int n = i0 + r + 1;   /* keys 0..i0+r */
-        if (own)
+        if (own) {
+#pragma omp simd
             for (int t = 0; t < n; t++) p[t] *= scale;
+        }
         float mx = p[0];
+#pragma omp simd reduction(max : mx)
         for (int t = 1; t < n; t++) mx = p[t] > mx ? p[t] : mx;
         const float inv = 1.0f / vec_exp_sum(n, p, mx);
+#pragma omp simd
         for (int t = 0; t < n; t++) p[t] *= inv;
         for (int t = n; t < i1; t++) p[t] = 0.0f;
     }
@@ -216,8 +225,10 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
                 float *d = dP + (size_t)r * i1;
                 const int n = i0 + r + 1;
                 double s = 0.0;
+#pragma omp simd reduction(+ : s)
                 for (int t = 0; t < n; t++) s += (double)p[t] * d[t];
                 const float sf = (float)s;
+#pragma omp simd
                 for (int t = 0; t < n; t++) d[t] = scale * (p[t] * (d[t] - sf));
                 for (int t = n; t < i1; t++) d[t] = 0.0f;
             }
