@@ -123,9 +123,9 @@ def main(d):
         for sel in ("attention", "router", "loss"):
             if not all(sel in sr[t][i]["idp"]["picks"] for t in tasks for i in common[t]):
                 continue
-            if sel != "attention" and s != sel_dirs[0]:
-                continue  # router and loss do not depend on the probed layers
             name = "IDP %s%s" % (sel, " (layers %s)" % rng if sel == "attention" else "")
+            if name in rows:
+                continue  # router and loss do not depend on the probed layers: the first run that has them
             rows[name] = {t: [(metric(per_prompt[p][t][i]), p) for i in common[t]
                               for p in [picked(sr, sel, t, i)]] for t in tasks}
         name = "IDP attention, calibrated (layers %s; analysis)" % rng
