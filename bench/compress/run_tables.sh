@@ -14,6 +14,11 @@
 #   CHUNKS_LCPP        chunks of the llama.cpp-protocol rows (ctx 512) [6]
 #   IMATRIX_CHUNKS     calibration windows llama-imatrix reads [NSAMPLES]
 #   THREADS     [2]
+#   GPTQ_ROWS   GPTQ files to make [gptq-q4_0 gptq-q3_k gptq-q2_k gptq-int3-g64
+#               gptq-int2-g64 gptqi-q4_0 gptqi-q3_k gptqi-q2_k]; gptq-q4_0
+#               saves the calibration text llama-imatrix reads
+#   JOBS        GPTQ processes at a time [all]; with the default calibration
+#               each holds about 3 GiB
 # Results go to OUTDIR/results.tsv: compression rows
 #   compress  file  bytes  seconds
 # and perplexity rows
@@ -56,13 +61,21 @@ compress orig-f32 --method rtn --type f32 --embd-type f32
 for ty in q4_0 q3_k q2_k; do compress "rtn-$ty" --method rtn --type "$ty"; done
 compress rtn-int3-g64 --method rtn --bits 3 --group 64
 compress rtn-int2-g64 --method rtn --bits 2 --group 64
-CT=1 compress gptq-q4_0 --method gptq --type q4_0 "${CAL[@]}" --no-checkpoint --save-calib "$OUT/calib.txt" &
-CT=1 compress gptq-q3_k --method gptq --type q3_k "${CAL[@]}" --no-checkpoint &
-CT=1 compress gptq-q2_k --method gptq --type q2_k "${CAL[@]}" --no-checkpoint &
-CT=1 compress gptq-int3-g64 --method gptq --bits 3 --group 64 "${CAL[@]}" --no-checkpoint &
-CT=1 compress gptq-int2-g64 --method gptq --bits 2 --group 64 "${CAL[@]}" --no-checkpoint &
-for ty in q4_0 q3_k q2_k; do   # GPTQ on importance-weighted block fits
-  CT=1 compress "gptqi-$ty" --method gptq --type "$ty" --fit-importance "${CAL[@]}" --no-checkpoint &
+gptq_args() {  # row name -> compress options (gptqi: GPTQ on importance-weighted block fits)
+  case $1 in
+    gptq-q4_0) echo --type q4_0 --save-calib "$OUT/calib.txt" ;;
+    gptq-int3-g64) echo --bits 3 --group 64 ;;
+    gptq-int2-g64) echo --bits 2 --group 64 ;;
+    gptq-*) echo --type "${1#gptq-}" ;;
+    gptqi-*) echo --type "${1#gptqi-}" --fit-importance ;;
+    *) echo "unknown GPTQ row $1" >&2; return 1 ;;
+  esac
+}
+ROWS=(${GPTQ_ROWS:-gptq-q4_0 gptq-q3_k gptq-q2_k gptq-int3-g64 gptq-int2-g64 gptqi-q4_0 gptqi-q3_k gptqi-q2_k})
+for row in "${ROWS[@]}"; do
+  args=$(gptq_args "$row")
+  while (( $(jobs -rp | wc -l) >= ${JOBS:-${#ROWS[@]}} )); do wait -n; done
+  CT=1 compress "$row" --method gptq $args "${CAL[@]}" --no-checkpoint &
 done
 wait
 
