@@ -11,7 +11,7 @@
  * sum over k in order (float rounding differs from BLAS's blocked order by
  * a few ulps).
  *
- * a · W: W is packed per block of 128 rows into strips of 32 columns; a
+ * a · W: W is packed per block of 512 rows into strips of 32 columns; a
  * 12 x 32 tile broadcasts twelve elements of a per step against two vectors
  * of the strip. aᵀ · W is the same kernel reading a by columns. */
 #include <stdint.h>

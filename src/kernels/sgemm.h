@@ -30,8 +30,8 @@ int mend_sgemm_nt(float *out, size_t ldo, const float *x, size_t ldx, int n, con
 
 /* out (n, ldo) = beta * out + a (n, m; row stride lda) · W (m, k; row stride
  * ldw), both row-major: the product of the backward pass, dX = dY · W. W is
- * taken 128 rows at a time and packed into strips of 32 columns (a
- * sequential read; the copy lives in a per-thread buffer of 128 x k floats
+ * taken 512 rows at a time and packed into strips of 32 columns (a
+ * sequential read; the copy lives in a per-thread buffer of 512 x k floats
  * rounded up, kept for the thread's life); each strip then meets the rows of
  * a 12 at a time. Each output element is the sum over m in order. Returns
  * non-zero (nothing done) when the kernel is unavailable or the buffer cannot
