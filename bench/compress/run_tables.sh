@@ -61,21 +61,21 @@ compress orig-f32 --method rtn --type f32 --embd-type f32
 for ty in q4_0 q3_k q2_k; do compress "rtn-$ty" --method rtn --type "$ty"; done
 compress rtn-int3-g64 --method rtn --bits 3 --group 64
 compress rtn-int2-g64 --method rtn --bits 2 --group 64
-gptq_args() {  # row name -> compress options (gptqi: GPTQ on importance-weighted block fits)
+gptq_args() {  # row name -> ARGS, its compress options (gptqi: GPTQ on importance-weighted block fits)
   case $1 in
-    gptq-q4_0) echo --type q4_0 --save-calib "$OUT/calib.txt" ;;
-    gptq-int3-g64) echo --bits 3 --group 64 ;;
-    gptq-int2-g64) echo --bits 2 --group 64 ;;
-    gptq-*) echo --type "${1#gptq-}" ;;
-    gptqi-*) echo --type "${1#gptqi-}" --fit-importance ;;
+    gptq-q4_0) ARGS=(--type q4_0 --save-calib "$OUT/calib.txt") ;;
+    gptq-int3-g64) ARGS=(--bits 3 --group 64) ;;
+    gptq-int2-g64) ARGS=(--bits 2 --group 64) ;;
+    gptq-*) ARGS=(--type "${1#gptq-}") ;;
+    gptqi-*) ARGS=(--type "${1#gptqi-}" --fit-importance) ;;
     *) echo "unknown GPTQ row $1" >&2; return 1 ;;
   esac
 }
 ROWS=(${GPTQ_ROWS:-gptq-q4_0 gptq-q3_k gptq-q2_k gptq-int3-g64 gptq-int2-g64 gptqi-q4_0 gptqi-q3_k gptqi-q2_k})
 for row in "${ROWS[@]}"; do
-  args=$(gptq_args "$row")
+  gptq_args "$row"
   while (( $(jobs -rp | wc -l) >= ${JOBS:-${#ROWS[@]}} )); do wait -n; done
-  CT=1 compress "$row" --method gptq $args "${CAL[@]}" --no-checkpoint &
+  CT=1 compress "$row" --method gptq "${ARGS[@]}" "${CAL[@]}" --no-checkpoint &
 done
 wait
 
