@@ -89,7 +89,7 @@ struct mend_trainer {
     size_t xt_cols;
     int xt_rows;
     float *wpack;       /* every weight matrix packed for dY·W (mend_sgemm_pack_w), or NULL */
-    const float **wp;   /* per matrix into wpack: layer l's seven at 7 l.., the output head last */
+    const float **wp;   /* per matrix into wpack: layer l's at N_LAYER_MATS l + M_*, the output head last */
     size_t wpack_bytes;
     void *mem;
     size_t bytes;
@@ -198,6 +198,16 @@ int mend_trainer_n_scored(int objective, int n_text) {
     return objective == MEND_TUNE_KL ? n_text - 1 : n_text;
 }
 
+/* A layer's seven matrices, in the order of the names below (packed weights
+ * are indexed the same way). */
+enum { M_Q, M_K, M_V, M_O, M_GATE, M_UP, M_DOWN, N_LAYER_MATS };
+static const char *const MAT_NAMES[N_LAYER_MATS] = {"attn_q", "attn_k", "attn_v", "attn_output",
+                                                    "ffn_gate", "ffn_up", "ffn_down"};
+static void layer_mats(const mend_layer *L, const mend_mat *w[N_LAYER_MATS]) {
+    w[M_Q] = &L->wq, w[M_K] = &L->wk, w[M_V] = &L->wv, w[M_O] = &L->wo;
+    w[M_GATE] = &L->w_gate, w[M_UP] = &L->w_up, w[M_DOWN] = &L->w_down;
+}
+
 /* The frozen matrices in the layout of dY·W (mend_sgemm_pack_w), once per
  * trainer instead of once per product: the output head alone is streamed
  * through the packing twice per block of HEAD_ROWS rows otherwise. A copy of
@@ -205,16 +215,12 @@ int mend_trainer_n_scored(int objective, int n_text) {
  * products pack per block as before, with the same results. */
 static void pack_weights(mend_trainer *t) {
     const mend_model *m = t->m;
-    const int L = m->cfg.n_layers, n = 7 * L + 1;
+    const int L = m->cfg.n_layers, n = N_LAYER_MATS * L + 1;
     const mend_mat **mats = malloc((size_t)n * sizeof *mats);
     size_t *off = malloc((size_t)n * sizeof *off), total = 0;
     int ok = mats && off;
-    for (int l = 0; ok && l < L; l++) {
-        const mend_layer *Ly = &m->layers[l];
-        const mend_mat *w[7] = {&Ly->wq, &Ly->wk, &Ly->wv, &Ly->wo, &Ly->w_gate, &Ly->w_up, &Ly->w_down};
-        for (int j = 0; j < 7; j++) mats[7 * l + j] = w[j];
-    }
-    if (ok) mats[7 * L] = &m->output;
+    for (int l = 0; ok && l < L; l++) layer_mats(&m->layers[l], mats + N_LAYER_MATS * l);
+    if (ok) mats[N_LAYER_MATS * L] = &m->output;
     for (int i = 0; ok && i < n; i++) {
         off[i] = total;
         ok = mend_add_ok(total, (mend_sgemm_wp_floats((int)mats[i]->rows, (int)mats[i]->cols) + 15) & ~(size_t)15,
@@ -255,12 +261,11 @@ int mend_trainer_new(mend_trainer **out, const mend_model *m, int n_virtual, int
         return mend_set_error(MEND_EUNSUPPORTED, "mend_trainer_new: head layout %d heads / %d kv heads / dim %d",
                               c->n_heads, c->n_kv_heads, c->head_dim);
     int rc;
-    static const char *names[7] = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
     for (int l = 0; l < c->n_layers; l++) {
-        const mend_layer *L = &m->layers[l];
-        const mend_mat *ws[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
-        for (int i = 0; i < 7; i++)
-            if ((rc = check_f32(ws[i], names[i], l))) return rc;
+        const mend_mat *ws[N_LAYER_MATS];
+        layer_mats(&m->layers[l], ws);
+        for (int i = 0; i < N_LAYER_MATS; i++)
+            if ((rc = check_f32(ws[i], MAT_NAMES[i], l))) return rc;
     }
     if ((rc = check_f32(&m->output, "output", -1))) return rc;
     if (teacher) {
@@ -449,25 +454,25 @@ static void backward_layers(mend_trainer *t, int T) {
         const float *G = t->G + (size_t)l * Tm * F, *U = t->U + (size_t)l * Tm * F;
 
         /* FFN: d(silu(g) u) = dx Wd; then gate / up; then the norm */
-        const float *const *wp = t->wp ? t->wp + 7 * l : NULL;
+        const float *const *wp = t->wp ? t->wp + N_LAYER_MATS * l : NULL;
 #define WP(j) (wp ? wp[j] : NULL)
-        const bwd_job jd = {t->dx, D, &Ly->w_down, WP(6)};
+        const bwd_job jd = {t->dx, D, &Ly->w_down, WP(M_DOWN)};
         mm_backward(t, t->sw, F, T, 0.0f, &jd, 1);
         swiglu_backward(t->dg, t->du, t->sw, G, U, (int64_t)T * F);
-        const bwd_job jgu[2] = {{t->dg, F, &Ly->w_gate, WP(4)}, {t->du, F, &Ly->w_up, WP(5)}};
+        const bwd_job jgu[2] = {{t->dg, F, &Ly->w_gate, WP(M_GATE)}, {t->du, F, &Ly->w_up, WP(M_UP)}};
         mm_backward(t, t->dh, D, T, 0.0f, jgu, 2);
         rmsnorm_backward(t->dx, t->dh, XM, Ly->ffn_norm, T, (int)D, c->norm_eps, 1.0f);
 
         /* attention: da = dx Wo; softmax attention; RoPE; q/k/v; the norm */
-        const bwd_job jo = {t->dx, D, &Ly->wo, WP(3)};
+        const bwd_job jo = {t->dx, D, &Ly->wo, WP(M_O)};
         mm_backward(t, t->att, qd, T, 0.0f, &jo, 1);
         attention_backward(t->dq, t->dk, t->dv, t->att, Q, K, V, T, c->n_heads, c->n_kv_heads, c->head_dim, t->asc,
                            nt);
         const int rows = l == 0 ? t->P : T;   /* layer 0: only the prompt rows are trained */
         rope_backward(t->dq, rows, qd, c->n_heads, c->head_dim, t->rc, t->rs, c->rope_type);
         rope_backward(t->dk, rows, kvd, c->n_kv_heads, c->head_dim, t->rc, t->rs, c->rope_type);
-        const bwd_job jqkv[3] = {{t->dq, qd, &Ly->wq, WP(0)}, {t->dk, kvd, &Ly->wk, WP(1)},
-                                 {t->dv, kvd, &Ly->wv, WP(2)}};
+        const bwd_job jqkv[3] = {{t->dq, qd, &Ly->wq, WP(M_Q)}, {t->dk, kvd, &Ly->wk, WP(M_K)},
+                                 {t->dv, kvd, &Ly->wv, WP(M_V)}};
 #undef WP
         mm_backward(t, t->dh, D, rows, 0.0f, jqkv, 3);
         rmsnorm_backward(t->dx, t->dh, X, Ly->attn_norm, rows, (int)D, c->norm_eps, 1.0f);
@@ -540,7 +545,7 @@ int mend_trainer_step(mend_trainer *t, const float *prompt, const int32_t *text,
         loss_sum += ls;
         ce_sum += cs;
         if (grad) {
-            const bwd_job jb = {t->logits, (size_t)Vv, &m->output, t->wp ? t->wp[7 * c->n_layers] : NULL};
+            const bwd_job jb = {t->logits, (size_t)Vv, &m->output, t->wp ? t->wp[N_LAYER_MATS * c->n_layers] : NULL};
             mm_backward(t, t->dhf, D, nr, 0.0f, &jb, 1);
             rmsnorm_backward(dXL + (size_t)r0 * D, t->dhf, XL + (size_t)r0 * D, m->out_norm, nr, (int)D,
                              c->norm_eps, 0.0f);
