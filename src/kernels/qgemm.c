@@ -1,0 +1,265 @@
+/* Batched products on repacked weights (see qgemm.h): the repacking, the
+ * activation layout, the scalar _ref kernels (twins of qgemm_avx512.c) and
+ * the threaded driver. */
+#include "kernels/qgemm.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/cpu.h"
+#include "kernels/qmatmul.h"
+#include "kernels/quants.h"
+#include "mend.h"
+#include "util/util.h"
+
+static inline float half(mend_half h) { return mend_fp16_to_f32(h); }
+
+int mend_qgemm_supported(uint32_t wtype, int64_t rows, int64_t cols) {
+    if (rows <= 0 || cols <= 0 || rows % QGEMM_ROWS) return 0;
+    if (wtype == MEND_TYPE_Q4_0) return cols % QK4_0 == 0;
+    if (wtype == MEND_TYPE_Q2_K) return cols % QK_K == 0;
+    return 0;
+}
+
+int mend_qgemm_available(void) {
+#ifdef MEND_QGEMM_HAVE_SIMD
+    return mend_cpu_has_avx512() && mend_cpu_has_avx512_vnni();
+#else
+    return 0;
+#endif
+}
+
+/* bytes of one repacked group of 16 rows */
+static size_t group_bytes(uint32_t wtype, int64_t cols) {
+    if (wtype == MEND_TYPE_Q4_0) return (size_t)(cols / QK4_0) * (16 * sizeof(block_q4_0));
+    return (size_t)(cols / QK_K) * QGEMM_Q2K_SB;
+}
+
+size_t mend_qgemm_packed_size(uint32_t wtype, int64_t rows, int64_t cols) {
+    if (!mend_qgemm_supported(wtype, rows, cols)) return 0;
+    size_t total;
+    if (!mend_mul_ok(group_bytes(wtype, cols), (size_t)(rows / QGEMM_ROWS), &total)) return 0;
+    return total;
+}
+
+/* q2_K: weight k (0..255) of a super-block, and sub-block s's scale / min */
+static inline int q2k_q(const block_q2_K *b, int k) {
+    return (b->qs[32 * (k / 128) + k % 32] >> (2 * ((k % 128) / 32))) & 3;
+}
+
+static void pack_q4_0(uint8_t *dst, const uint8_t *w, int64_t cols, int64_t g) {
+    const int64_t nb = cols / QK4_0;
+    const size_t wrow = (size_t)nb * sizeof(block_q4_0);
+    uint8_t *qs = dst + (size_t)g * group_bytes(MEND_TYPE_Q4_0, cols);
+    mend_half *d = (mend_half *)(qs + (size_t)nb * 256);
+    for (int r = 0; r < QGEMM_ROWS; r++) {
+        const block_q4_0 *row = (const block_q4_0 *)(w + (size_t)(QGEMM_ROWS * g + r) * wrow);
+        for (int64_t b = 0; b < nb; b++) {
+            d[b * 16 + r] = row[b].d;
+            for (int L = 0; L < 4; L++) memcpy(qs + (size_t)b * 256 + 64 * L + 4 * r, row[b].qs + 4 * L, 4);
+        }
+    }
+}
+
+static void pack_q2_K(uint8_t *dst, const uint8_t *w, int64_t cols, int64_t g) {
+    const int64_t nb = cols / QK_K;
+    const size_t wrow = (size_t)nb * sizeof(block_q2_K);
+    uint8_t *base = dst + (size_t)g * group_bytes(MEND_TYPE_Q2_K, cols);
+    for (int64_t b = 0; b < nb; b++) {
+        uint8_t *sb = base + (size_t)b * QGEMM_Q2K_SB;
+        uint8_t *q = sb, *lut = sb + 1024;
+        int16_t *mins = (int16_t *)(sb + 2048);
+        mend_half *d = (mend_half *)(sb + 2560), *dmin = d + 16;
+        for (int r = 0; r < QGEMM_ROWS; r++) {
+            const block_q2_K *blk = (const block_q2_K *)(w + (size_t)(QGEMM_ROWS * g + r) * wrow) + b;
+            d[r] = blk->d;
+            dmin[r] = blk->dmin;
+            for (int s = 0; s < 16; s++) {
+                const int sc = blk->scales[s] & 0x0F, mn = blk->scales[s] >> 4;
+                for (int u = 0; u < 4; u++) {
+                    int byte = 0;
+                    for (int t = 0; t < 4; t++) byte |= q2k_q(blk, 16 * s + 4 * t + u) << (2 * t);
+                    q[64 * s + 4 * r + u] = (uint8_t)byte;
+                }
+                for (int v = 0; v < 4; v++) lut[64 * s + 16 * (r / 4) + 4 * (r % 4) + v] = (uint8_t)(v * sc);
+                mins[32 * (s / 2) + 2 * r + s % 2] = (int16_t)mn;
+            }
+        }
+    }
+}
+
+void mend_qgemm_pack(void *dst, const void *w, uint32_t wtype, int64_t rows, int64_t cols, int64_t g0, int64_t g1) {
+    if (!mend_qgemm_supported(wtype, rows, cols)) return;
+    if (g1 > rows / QGEMM_ROWS) g1 = rows / QGEMM_ROWS;
+    for (int64_t g = g0 < 0 ? 0 : g0; g < g1; g++) {
+        if (wtype == MEND_TYPE_Q4_0) pack_q4_0(dst, w, cols, g);
+        else pack_q2_K(dst, w, cols, g);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* activations                                                              */
+
+static size_t act_row_bytes(uint32_t wtype, int64_t cols) {
+    size_t b;
+    if (wtype == MEND_TYPE_Q4_0) b = (size_t)cols + (size_t)(cols / QK8_0) * 8;
+    else b = (size_t)(cols / QK_K) * sizeof(block_q8_K);
+    return (b + 63) & ~(size_t)63;
+}
+
+size_t mend_qgemm_scratch_size(uint32_t wtype, int n, int64_t cols) {
+    if (n < 0 || !mend_qgemm_supported(wtype, QGEMM_ROWS, cols)) return 0;
+    size_t total;
+    if (!mend_mul_ok(act_row_bytes(wtype, cols), (size_t)n, &total)) return 0;
+    return total;
+}
+
+void mend_qgemm_quantize_row(uint32_t wtype, const float *x, void *dst, int64_t cols, int level) {
+    mend_qdot_kernel k;
+    if (mend_qdot_kernel_get(wtype, level, &k) || !k.quantize) return;
+    if (wtype == MEND_TYPE_Q2_K) {
+        k.quantize(x, dst, cols);
+        return;
+    }
+    /* q8_0 blocks one at a time, split into [qs][d][m] */
+    const int64_t nb = cols / QK8_0;
+    int8_t *qs = dst;
+    float *d = (float *)(qs + cols);
+    int32_t *m = (int32_t *)(d + nb);
+    for (int64_t b = 0; b < nb; b++) {
+        block_q8_0 blk;
+        k.quantize(x + b * QK8_0, &blk, QK8_0);
+        memcpy(qs + b * QK8_0, blk.qs, QK8_0);
+        int s = 0;
+        for (int j = 0; j < QK8_0; j++) s += blk.qs[j];
+        d[b] = half(blk.d);
+        m[b] = -8 * s;
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* scalar twins                                                             */
+
+void qgemm_q4_0_ref(int64_t cols, const void *vg, const void *va, size_t arow, int na, float *out, size_t ldo) {
+    const int64_t nb = cols / QK4_0;
+    const uint8_t *qs = vg;
+    const mend_half *dw = (const mend_half *)(qs + (size_t)nb * 256);
+    for (int i = 0; i < na; i++) {
+        const int8_t *aq = (const int8_t *)((const uint8_t *)va + (size_t)i * arow);
+        const float *ad = (const float *)(aq + cols);
+        const int32_t *am = (const int32_t *)(ad + nb);
+        for (int r = 0; r < QGEMM_ROWS; r++) {
+            float acc = 0.0f;
+            for (int64_t b = 0; b < nb; b++) {
+                int32_t s = am[b];
+                for (int L = 0; L < 4; L++)
+                    for (int u = 0; u < 4; u++) {
+                        const uint8_t byte = qs[(size_t)b * 256 + 64 * L + 4 * r + u];
+                        s += (byte & 0x0F) * aq[b * 32 + 4 * L + u] + (byte >> 4) * aq[b * 32 + 16 + 4 * L + u];
+                    }
+                acc = fmaf((float)s, half(dw[b * 16 + r]) * ad[b], acc);
+            }
+            out[(size_t)i * ldo + r] = acc;
+        }
+    }
+}
+
+void qgemm_q2_K_ref(int64_t cols, const void *vg, const void *va, size_t arow, int na, float *out, size_t ldo) {
+    const int64_t nb = cols / QK_K;
+    for (int i = 0; i < na; i++) {
+        const block_q8_K *a = (const block_q8_K *)((const uint8_t *)va + (size_t)i * arow);
+        for (int r = 0; r < QGEMM_ROWS; r++) {
+            float acc = 0.0f;
+            for (int64_t b = 0; b < nb; b++) {
+                const uint8_t *sb = (const uint8_t *)vg + (size_t)b * QGEMM_Q2K_SB;
+                const uint8_t *q = sb, *lut = sb + 1024;
+                const int16_t *mins = (const int16_t *)(sb + 2048);
+                const mend_half *d = (const mend_half *)(sb + 2560), *dmin = d + 16;
+                int32_t s = 0, m = 0;
+                for (int sub = 0; sub < 16; sub++)
+                    for (int t = 0; t < 4; t++)
+                        for (int u = 0; u < 4; u++) {
+                            const int qv = (q[64 * sub + 4 * r + u] >> (2 * t)) & 3;
+                            s += lut[64 * sub + 16 * (r / 4) + 4 * (r % 4) + qv] * a[b].qs[16 * sub + 4 * t + u];
+                        }
+                for (int p = 0; p < 8; p++)
+                    m += mins[32 * p + 2 * r] * a[b].bsums[2 * p] + mins[32 * p + 2 * r + 1] * a[b].bsums[2 * p + 1];
+                acc = fmaf((float)s, half(d[r]) * a[b].d, acc);
+                acc = fmaf(-(float)m, half(dmin[r]) * a[b].d, acc);
+            }
+            out[(size_t)i * ldo + r] = acc;
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* driver                                                                   */
+
+static _Thread_local void *tl_scratch;
+static _Thread_local size_t tl_scratch_cap;
+
+/* Below this many multiply-adds a call stays on one thread. */
+#define QGEMM_PARALLEL_MIN_MACS (1 << 18)
+
+int mend_qgemm(float *out, size_t ldo, const float *x, size_t ldx, int n, const void *wp, uint32_t wtype,
+               int64_t rows, int64_t cols, void *scratch, size_t scratch_bytes, int n_threads, int level) {
+    const char *tn = mend_type_name(wtype);
+    if (!mend_qgemm_supported(wtype, rows, cols))
+        return mend_set_error(MEND_EUNSUPPORTED, "qgemm: no repacked kernel for %s weights of %lld x %lld",
+                              tn, (long long)rows, (long long)cols);
+    if (n < 0) return mend_set_error(MEND_EINVAL, "qgemm: negative batch %d", n);
+    if (n == 0) return 0;
+    if (!out || !x || !wp)
+        return mend_set_error(MEND_EINVAL, "qgemm: NULL %s pointer", !out ? "output" : !x ? "input" : "weight");
+    if (ldo < (uint64_t)rows || ldx < (uint64_t)cols)
+        return mend_set_error(MEND_EINVAL, "qgemm: row strides ldo %zu / ldx %zu smaller than rows %lld / cols %lld",
+                              ldo, ldx, (long long)rows, (long long)cols);
+    const size_t arow = act_row_bytes(wtype, cols);
+    size_t need, tmp;
+    if (!mend_mul_ok(arow, (size_t)n, &need) || !mend_mul_ok(ldo, (size_t)n, &tmp) ||
+        !mend_mul_ok(ldx, (size_t)n, &tmp) || need > SIZE_MAX - 64)
+        return mend_set_error(MEND_ERANGE, "qgemm: %d rows of %lld overflow size_t", n, (long long)cols);
+    if (!scratch) {
+        if (tl_scratch_cap < need) {
+            const size_t cap = (need + 63) & ~(size_t)63;
+            void *p = aligned_alloc(64, cap);
+            if (!p) return mend_set_error(MEND_ENOMEM, "qgemm: cannot allocate %zu bytes of activation scratch", cap);
+            free(tl_scratch);
+            tl_scratch = p;
+            tl_scratch_cap = cap;
+        }
+        scratch = tl_scratch;
+    } else if (scratch_bytes < need) {
+        return mend_set_error(MEND_EINVAL, "qgemm: scratch of %zu bytes is smaller than the %zu needed", scratch_bytes, need);
+    } else if ((uintptr_t)scratch & 3) {
+        return mend_set_error(MEND_EINVAL, "qgemm: scratch buffer is not 4-byte aligned");
+    }
+
+    const int have = mend_cpu_simd_level();
+    if (level < 0 || level > have) level = have;
+    mend_qgemm_tile_fn tile = wtype == MEND_TYPE_Q4_0 ? qgemm_q4_0_ref : qgemm_q2_K_ref;
+#ifdef MEND_QGEMM_HAVE_SIMD
+    if (level >= MEND_SIMD_AVX512 && mend_cpu_has_avx512_vnni())
+        tile = wtype == MEND_TYPE_Q4_0 ? qgemm_q4_0_avx512 : qgemm_q2_K_avx512;
+#endif
+    const int64_t groups = rows / QGEMM_ROWS;
+    const size_t gb = group_bytes(wtype, cols);
+    if (n_threads <= 0) n_threads = mend_get_threads();
+    if (n_threads < 1) n_threads = 1;
+    if (n_threads > groups) n_threads = (int)groups;
+    if ((double)rows * (double)cols * (double)n < QGEMM_PARALLEL_MIN_MACS) n_threads = 1;
+    uint8_t *act = scratch;
+    const uint8_t *w = wp;
+#pragma omp parallel num_threads(n_threads)
+    {
+        const int t = omp_get_thread_num(), T = omp_get_num_threads();
+        for (int i = t; i < n; i += T) mend_qgemm_quantize_row(wtype, x + (size_t)i * ldx, act + (size_t)i * arow, cols, level);
+#pragma omp barrier
+        const int64_t g0 = groups * t / T, g1 = groups * (t + 1) / T;
+        for (int64_t g = g0; g < g1; g++) tile(cols, w + (size_t)g * gb, act, arow, n, out + g * QGEMM_ROWS, ldo);
+    }
+    return 0;
+}

@@ -1,0 +1,97 @@
+/* Batched products on weights repacked for VNNI ("interleaved" layouts).
+ *
+ * mend_qmatmul (qmatmul.h) runs each weight row against each activation row
+ * in a dot product that ends in a horizontal sum per 32-block; for a batch
+ * (prompt processing) most of its instructions are unpacking and reducing,
+ * not multiplying. Here the weight rows are regrouped once, at model load,
+ * 16 rows at a time so that one 512-bit register holds 4 consecutive weights
+ * of each of 16 rows (one int32 lane per row). One vpdpbusd against 4
+ * activation bytes broadcast to every lane then advances 16 dot products at
+ * once, a block's 32 weights take 8 of them with no horizontal sum, and each
+ * unpacked register serves a whole tile of activation rows:
+ *
+ *   out[i][16g + r] = sum_b dw[r,b] * da[i,b] * sumi[r,i,b]        (q4_0)
+ *   sumi = sum_{k in b} q[r,k] * a[i,k] - 8 * sum_{k in b} a[i,k]
+ *
+ * (q4_0's nibbles are the unsigned operand as stored; the -8 comes in as the
+ * accumulator's start value, -8 times the block's activation sum, kept with
+ * the quantized activations.) q2_K keeps its 2-bit weights and turns each
+ * into q * scale (0..45, still unsigned bytes) with a vpshufb table per
+ * 16-weight sub-block, so a whole 256-weight super-block is one integer
+ * chain; its mins meet the activation block sums in vpdpwssd.
+ *
+ *   layout "q4_0x16", per group of 16 rows, nb = cols / 32 blocks:
+ *     qs  nb x 256 bytes: block b, part L (0..3): 64 bytes, dword r =
+ *         bytes 4L .. 4L+3 of row r's block b (low nibbles: weights 4L ..
+ *         4L+3, high nibbles: weights 16+4L .. 19+4L)
+ *     d   nb x 16 fp16: the rows' block scales
+ *     (the same bytes as the 16 rows in ggml's layout: 18 per block)
+ *   layout "q2_Kx16", per group of 16 rows and super-block (256 weights),
+ *   QGEMM_Q2K_SB bytes:
+ *     q    16 sub-blocks x 64 bytes: byte 4r + u of sub-block s holds in
+ *          bits 2t..2t+1 weight 16s + 4t + u of row r (t = 0..3)
+ *     lut  16 x 64 bytes: 128-bit lane l, byte 4rr + q = q * scale of row
+ *          4l + rr in sub-block s (the vpshufb table)
+ *     mins 8 x 32 int16: pair p, lane r = (min[r][2p], min[r][2p+1])
+ *     d, dmin  16 fp16 each
+ *
+ * Activations are quantized once per call exactly as mend_qmatmul does (the
+ * same q8_0 / q8_K bytes and scales), then laid out for the kernel: q4_0
+ * rows are [qs: cols bytes][d: nb floats][m: nb int32, -8 * block sum], q2_K
+ * rows are plain block_q8_K. Every SIMD kernel has a scalar _ref twin over
+ * the same layouts computing the same integer sums and the same fused float
+ * steps in the same order, so the two agree bit for bit.
+ *
+ * Only x86-64 with AVX-512 VNNI has a fast kernel; elsewhere
+ * mend_qgemm_available() answers 0 and callers keep the plain layout (the
+ * _ref twins still run anywhere, for tests). */
+#ifndef MEND_QGEMM_H
+#define MEND_QGEMM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define QGEMM_ROWS 16               /* weight rows per group */
+#define QGEMM_Q2K_SB (16 * 64 + 16 * 64 + 8 * 64 + 64)   /* bytes per q2_K group super-block */
+
+/* Non-zero when wtype (rows, cols) can be repacked: q4_0 with cols % 32,
+ * q2_K with cols % 256, rows % 16 == 0 for both. */
+int mend_qgemm_supported(uint32_t wtype, int64_t rows, int64_t cols);
+/* Non-zero when the CPU runs the SIMD kernels (AVX-512 F/BW/VL + VNNI), so
+ * repacking pays. */
+int mend_qgemm_available(void);
+/* Bytes of the repacked form (0 if unsupported or on overflow). */
+size_t mend_qgemm_packed_size(uint32_t wtype, int64_t rows, int64_t cols);
+/* Repack row groups [g0, g1) of W (rows, cols; ggml layout) into dst (the
+ * whole repacked buffer; groups land at their own offsets). */
+void mend_qgemm_pack(void *dst, const void *w, uint32_t wtype, int64_t rows, int64_t cols, int64_t g0, int64_t g1);
+
+/* Bytes of activation scratch for n rows of cols. */
+size_t mend_qgemm_scratch_size(uint32_t wtype, int n, int64_t cols);
+
+/* out (n, ldo) = x (n, ldx) · Wᵀ with W repacked (wp). Activations are
+ * quantized into scratch (>= mend_qgemm_scratch_size, 64-byte aligned is
+ * best; NULL: a per-thread buffer), the row groups are split among
+ * n_threads OpenMP threads (<= 0: mend_get_threads()), level < 0 picks the
+ * widest kernels (MEND_SIMD_SCALAR: the _ref twins). Returns 0 or a MEND_E*
+ * code. */
+int mend_qgemm(float *out, size_t ldo, const float *x, size_t ldx, int n, const void *wp, uint32_t wtype,
+               int64_t rows, int64_t cols, void *scratch, size_t scratch_bytes, int n_threads, int level);
+
+/* ---- kernels: one group of 16 weight rows against na activation rows ----
+ * g: the group's repacked bytes; a: activation rows arow bytes apart;
+ * out[i * ldo + r] for i < na, r < 16 (overwritten). */
+typedef void (*mend_qgemm_tile_fn)(int64_t cols, const void *g, const void *a, size_t arow, int na, float *out,
+                                   size_t ldo);
+void qgemm_q4_0_ref(int64_t cols, const void *g, const void *a, size_t arow, int na, float *out, size_t ldo);
+void qgemm_q2_K_ref(int64_t cols, const void *g, const void *a, size_t arow, int na, float *out, size_t ldo);
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) && !defined(MEND_NO_SIMD)
+#define MEND_QGEMM_HAVE_SIMD 1
+void qgemm_q4_0_avx512(int64_t cols, const void *g, const void *a, size_t arow, int na, float *out, size_t ldo);
+void qgemm_q2_K_avx512(int64_t cols, const void *g, const void *a, size_t arow, int na, float *out, size_t ldo);
+#endif
+
+/* Quantize one activation row x (cols) into the kernel layout at level. */
+void mend_qgemm_quantize_row(uint32_t wtype, const float *x, void *dst, int64_t cols, int level);
+
+#endif

@@ -1,0 +1,164 @@
+/* AVX-512 VNNI kernels on repacked weights (see qgemm.h); the scalar twins
+ * are in qgemm.c. Compiled for baseline x86-64 with per-function target
+ * attributes and only called when cpu.c reports AVX-512 F/BW/VL + VNNI.
+ *
+ * One call runs a group of 16 weight rows against every activation row, R
+ * activation rows at a time: the unpacked weight registers of a block serve
+ * the R rows, the R chains of vpdpbusd are independent (latency hidden), and
+ * each output row gets one float accumulator of 16 lanes (one per weight
+ * row). The group's weights stay in L1 across the activation tiles. */
+#if defined(__x86_64__) || defined(__i386__)
+
+#include <immintrin.h>
+#include <string.h>
+
+#include "kernels/qgemm.h"
+#include "kernels/quants.h"
+
+#define VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
+#define ALWAYS static inline __attribute__((always_inline))
+#define UNROLL _Pragma("GCC unroll 16")
+#define PF_BYTES 4096   /* prefetch distance in the weight stream */
+
+/* 4 bytes at p broadcast to every int32 lane */
+VNNI ALWAYS __m512i bcast4(const void *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return _mm512_set1_epi32(v);
+}
+
+/* ------------------------------------------------------------------------ */
+/* q4_0                                                                     */
+
+/* R activation rows (aq: their quants, arow bytes apart) against the group */
+VNNI ALWAYS void q40_rows(int R, int64_t cols, const uint8_t *g, const uint8_t *a, size_t arow, float *out,
+                          size_t ldo) {
+    const int64_t nb = cols / 32;
+    const uint8_t *qs = g;
+    const uint8_t *dw = g + (size_t)nb * 256;
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    __m512 acc[8];
+    UNROLL
+    for (int i = 0; i < R; i++) acc[i] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        if (R <= 2) {   /* few activation rows: the weights stream from memory; fetch ahead */
+            const uintptr_t pq = (uintptr_t)(qs + (size_t)b * 256 + PF_BYTES);
+            UNROLL
+            for (int L = 0; L < 4; L++) _mm_prefetch((const char *)(pq + 64 * L), _MM_HINT_T0);
+            _mm_prefetch((const char *)((uintptr_t)(dw + (size_t)b * 32) + PF_BYTES / 8), _MM_HINT_T0);
+        }
+        const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(dw + (size_t)b * 32)));
+        __m512i w[8];
+        UNROLL
+        for (int L = 0; L < 4; L++) {
+            const __m512i v = _mm512_loadu_si512(qs + (size_t)b * 256 + 64 * L);
+            w[L] = _mm512_and_si512(v, m4);
+            w[L + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+        }
+        UNROLL
+        for (int i = 0; i < R; i++) {
+            const uint8_t *ai = a + (size_t)i * arow;
+            const uint8_t *q = ai + (size_t)b * 32;
+            const float *ad = (const float *)(ai + cols);
+            __m512i s = bcast4(ai + cols + 4 * nb + 4 * b);   /* -8 * block sum */
+            UNROLL
+            for (int j = 0; j < 8; j++) s = _mm512_dpbusd_epi32(s, w[j], bcast4(q + 4 * j));
+            acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(d, _mm512_set1_ps(ad[b])), acc[i]);
+        }
+    }
+    UNROLL
+    for (int i = 0; i < R; i++) _mm512_storeu_ps(out + (size_t)i * ldo, acc[i]);
+}
+
+VNNI void qgemm_q4_0_avx512(int64_t cols, const void *g, const void *va, size_t arow, int na, float *out,
+                            size_t ldo) {
+    const uint8_t *a = va;
+    int i = 0;
+    for (; i + 8 <= na; i += 8) q40_rows(8, cols, g, a + (size_t)i * arow, arow, out + (size_t)i * ldo, ldo);
+    switch (na - i) {
+    case 7: q40_rows(7, cols, g, a + (size_t)i * arow, arow, out + (size_t)i * ldo, ldo); break;
+    case 6: q40_rows(6, cols, g, a + (size_t)i * arow, arow, out + (size_t)i * ldo, ldo); break;
+    case 5: q40_rows(5, cols, g, a + (size_t)i * arow, arow, out + (size_t)i * ldo, ldo); break;
+    case 4: q40_rows(4, cols, g, a + (size_t)i * arow, arow, out + (size_t)i * ldo, ldo); break;
+    case 3: q40_rows(3, cols, g, a + (size_t)i * arow, arow, out + (size_t)i * ldo, ldo); break;
+    case 2: q40_rows(2, cols, g, a + (size_t)i * arow, arow, out + (size_t)i * ldo, ldo); break;
+    case 1: q40_rows(1, cols, g, a + (size_t)i * arow, arow, out + (size_t)i * ldo, ldo); break;
+    default: break;
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* q2_K                                                                     */
+
+VNNI ALWAYS void q2k_rows(int R, int64_t cols, const uint8_t *g, const uint8_t *a, size_t arow, float *out,
+                          size_t ldo) {
+    const int64_t nb = cols / 256;
+    const __m512i m3 = _mm512_set1_epi8(3);
+    /* byte 4rr + u of each 128-bit lane -> table index 4rr (rows of the lane) */
+    const __m512i rowsel = _mm512_set4_epi32(0x0C0C0C0C, 0x08080808, 0x04040404, 0);
+    __m512 acc[8];
+    UNROLL
+    for (int i = 0; i < R; i++) acc[i] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *sb = g + (size_t)b * QGEMM_Q2K_SB;
+        __m512i s[8];
+        UNROLL
+        for (int i = 0; i < R; i++) s[i] = _mm512_setzero_si512();
+        for (int sub = 0; sub < 16; sub++) {
+            const __m512i v = _mm512_loadu_si512(sb + 64 * sub);
+            const __m512i lut = _mm512_loadu_si512(sb + 1024 + 64 * sub);
+            __m512i w[4];
+            w[0] = _mm512_shuffle_epi8(lut, _mm512_or_si512(_mm512_and_si512(v, m3), rowsel));
+            w[1] = _mm512_shuffle_epi8(lut, _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(v, 2), m3), rowsel));
+            w[2] = _mm512_shuffle_epi8(lut, _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(v, 4), m3), rowsel));
+            w[3] = _mm512_shuffle_epi8(lut, _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(v, 6), m3), rowsel));
+            UNROLL
+            for (int i = 0; i < R; i++) {
+                const int8_t *q = ((const block_q8_K *)(a + (size_t)i * arow))[b].qs + 16 * sub;
+                UNROLL
+                for (int t = 0; t < 4; t++) s[i] = _mm512_dpbusd_epi32(s[i], w[t], bcast4(q + 4 * t));
+            }
+        }
+        const __m512 dd = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(sb + 2560)));
+        const __m512 dm = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(sb + 2592)));
+        __m512i m[8];
+        UNROLL
+        for (int i = 0; i < R; i++) m[i] = _mm512_setzero_si512();
+        UNROLL
+        for (int p = 0; p < 8; p++) {
+            const __m512i mn = _mm512_loadu_si512(sb + 2048 + 64 * p);
+            UNROLL
+            for (int i = 0; i < R; i++) {
+                const block_q8_K *ab = (const block_q8_K *)(a + (size_t)i * arow) + b;
+                m[i] = _mm512_dpwssd_epi32(m[i], mn, bcast4(ab->bsums + 2 * p));
+            }
+        }
+        UNROLL
+        for (int i = 0; i < R; i++) {
+            const __m512 da = _mm512_set1_ps(((const block_q8_K *)(a + (size_t)i * arow))[b].d);
+            acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[i]), _mm512_mul_ps(dd, da), acc[i]);
+            acc[i] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(m[i]), _mm512_mul_ps(dm, da), acc[i]);
+        }
+    }
+    UNROLL
+    for (int i = 0; i < R; i++) _mm512_storeu_ps(out + (size_t)i * ldo, acc[i]);
+}
+
+VNNI void qgemm_q2_K_avx512(int64_t cols, const void *g, const void *va, size_t arow, int na, float *out,
+                            size_t ldo) {
+    const uint8_t *a = va;
+    int i = 0;
+    for (; i + 8 <= na; i += 8) q2k_rows(8, cols, g, a + (size_t)i * arow, arow, out + (size_t)i * ldo, ldo);
+    switch (na - i) {
+    case 7: q2k_rows(7, cols, g, a + (size_t)i * arow, arow, out + (size_t)i * ldo, ldo); break;
+    case 6: q2k_rows(6, cols, g, a + (size_t)i * arow, arow, out + (size_t)i * ldo, ldo); break;
+    case 5: q2k_rows(5, cols, g, a + (size_t)i * arow, arow, out + (size_t)i * ldo, ldo); break;
+    case 4: q2k_rows(4, cols, g, a + (size_t)i * arow, arow, out + (size_t)i * ldo, ldo); break;
+    case 3: q2k_rows(3, cols, g, a + (size_t)i * arow, arow, out + (size_t)i * ldo, ldo); break;
+    case 2: q2k_rows(2, cols, g, a + (size_t)i * arow, arow, out + (size_t)i * ldo, ldo); break;
+    case 1: q2k_rows(1, cols, g, a + (size_t)i * arow, arow, out + (size_t)i * ldo, ldo); break;
+    default: break;
+    }
+}
+
+#endif

@@ -1,0 +1,179 @@
+/* Batched products on repacked weights (kernels/qgemm.h):
+ *  - the SIMD kernels give the same floats, bit for bit, as their _ref twins
+ *    (same integer sums, same fused steps in the same order), for every
+ *    batch size 1..19 (full tiles and every remainder) and thread count;
+ *  - both match a double reference computed from the dequantized weights and
+ *    the dequantized activations (the same q8_0 / q8_K quantization as
+ *    mend_qmatmul) within 1e-5 relative to sum |w a|, and mend_qmatmul on the
+ *    plain layout within the same bound;
+ *  - unsupported shapes and short scratch are refused. */
+#include <stdalign.h>
+#include <stdint.h>
+
+#include "test.h"
+#include "kernels/cpu.h"
+#include "kernels/qgemm.h"
+#include "kernels/qmatmul.h"
+#include "kernels/quants.h"
+#include "util/util.h"
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+static uint32_t rnd(void) {
+    rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
+    return (uint32_t)(rng_state >> 33);
+}
+static int rndi(int lo, int hi) { return lo + (int)(rnd() % (uint32_t)(hi - lo + 1)); }
+static float rndu(void) { return (rnd() >> 8) * (1.0f / 16777216.0f); }
+static float rndn(void) { return (rndu() + rndu() + rndu() + rndu() - 2.0f) * 1.7320508f; }
+
+/* random weights (rows, cols) in wtype, 64-byte aligned */
+static void *make_w(uint32_t t, int64_t rows, int64_t cols) {
+    const size_t rs = mend_row_size(t, cols);
+    uint8_t *w = aligned_alloc(64, ((size_t)rows * rs + 63) & ~(size_t)63);
+    float *tmp = malloc((size_t)cols * sizeof(float));
+    for (int64_t r = 0; r < rows; r++) {
+        uint8_t *row = w + (size_t)r * rs;
+        if (t == MEND_TYPE_Q4_0) {
+            const float scale = ldexpf(1.0f, rndi(-3, 2));
+            for (int64_t j = 0; j < cols; j++) tmp[j] = rndn() * scale;
+            quantize_row_q4_0_ref(tmp, (block_q4_0 *)row, cols);
+        } else {   /* q2_K: random quants, scales and mins, sane fp16 d / dmin */
+            block_q2_K *b = (block_q2_K *)row;
+            for (int64_t k = 0; k < cols / QK_K; k++) {
+                for (size_t j = 0; j < sizeof b[k].qs; j++) b[k].qs[j] = (uint8_t)rnd();
+                for (int s = 0; s < 16; s++) b[k].scales[s] = (uint8_t)rnd();
+                if (k == 0) b[k].scales[3] = 0xFF;   /* largest scale and min */
+                b[k].d = mend_f32_to_fp16(ldexpf(0.5f + rndu(), rndi(-9, -6)) * (rnd() & 1 ? -1 : 1));
+                b[k].dmin = mend_f32_to_fp16(ldexpf(0.5f + rndu(), rndi(-10, -7)));
+            }
+        }
+    }
+    free(tmp);
+    return w;
+}
+
+/* out (n, rows) in double from dequantized W and the activations as the
+ * kernels see them; mag (n, rows) = sum |w a| */
+static void reference(uint32_t t, const void *w, int64_t rows, int64_t cols, const float *x, int n, double *out,
+                      double *mag) {
+    float *wd = malloc((size_t)cols * sizeof(float)), *ad = malloc((size_t)cols * sizeof(float));
+    const uint32_t at = t == MEND_TYPE_Q4_0 ? MEND_TYPE_Q8_0 : MEND_TYPE_Q8_K;
+    void *aq = malloc(mend_row_size(at, cols));
+    const size_t rs = mend_row_size(t, cols);
+    for (int i = 0; i < n; i++) {
+        mend_qdot_kernel k;
+        mend_qdot_kernel_get(t, MEND_SIMD_SCALAR, &k);
+        k.quantize(x + (size_t)i * cols, aq, cols);
+        if (at == MEND_TYPE_Q8_0) {
+            const block_q8_0 *b = aq;
+            for (int64_t j = 0; j < cols; j++) ad[j] = mend_fp16_to_f32(b[j / 32].d) * b[j / 32].qs[j % 32];
+        } else {
+            const block_q8_K *b = aq;
+            for (int64_t j = 0; j < cols; j++) ad[j] = b[j / QK_K].d * b[j / QK_K].qs[j % QK_K];
+        }
+        for (int64_t r = 0; r < rows; r++) {
+            mend_dequantize_row(t, (const uint8_t *)w + (size_t)r * rs, wd, cols);
+            double s = 0.0, m = 0.0;
+            for (int64_t j = 0; j < cols; j++) {
+                s += (double)wd[j] * ad[j];
+                m += fabs((double)wd[j] * ad[j]);
+            }
+            out[(size_t)i * rows + r] = s;
+            mag[(size_t)i * rows + r] = m;
+        }
+    }
+    free(wd);
+    free(ad);
+    free(aq);
+}
+
+static void check(uint32_t t, int64_t rows, int64_t cols, int nmax) {
+    const char *tn = mend_type_name(t);
+    CHECK(mend_qgemm_supported(t, rows, cols));
+    void *w = make_w(t, rows, cols);
+    const size_t pb = mend_qgemm_packed_size(t, rows, cols);
+    CHECK(pb > 0);
+    uint8_t *wp = aligned_alloc(64, (pb + 63) & ~(size_t)63);
+    /* in two halves, as a loader splitting the groups among threads would */
+    const int64_t G = rows / QGEMM_ROWS;
+    mend_qgemm_pack(wp, w, t, rows, cols, G / 2, G);
+    mend_qgemm_pack(wp, w, t, rows, cols, 0, G / 2);
+    float *x = malloc((size_t)nmax * cols * sizeof(float));
+    for (int64_t j = 0; j < nmax * cols; j++) x[j] = rndn() * ldexpf(1.0f, rndi(-2, 1));
+    for (int j = 32; j < 64 && j < cols; j++) x[j] = 0.0f;   /* an all-zero block in row 0 */
+    double *ref = malloc((size_t)nmax * rows * sizeof(double)), *mag = malloc((size_t)nmax * rows * sizeof(double));
+    reference(t, w, rows, cols, x, nmax, ref, mag);
+    float *o_ref = malloc((size_t)nmax * rows * sizeof(float)), *o = malloc((size_t)nmax * rows * sizeof(float));
+    float *o_mm = malloc((size_t)nmax * rows * sizeof(float));
+    const size_t sb = mend_qgemm_scratch_size(t, nmax, cols);
+    void *scratch = aligned_alloc(64, (sb + 63) & ~(size_t)63);
+    for (int n = 1; n <= nmax; n++) {
+        CHECK_OK(mend_qgemm(o_ref, rows, x, cols, n, wp, t, rows, cols, scratch, sb, 1, MEND_SIMD_SCALAR));
+        CHECK_OK(mend_qmatmul_ex(o_mm, rows, x, cols, n, w, t, rows, cols, NULL, 0, 1, -1));
+        int bad = 0;
+        for (int i = 0; i < n; i++)
+            for (int64_t r = 0; r < rows; r++) {
+                const size_t e = (size_t)i * rows + r;
+                const double tol = 1e-5 * mag[e] + 1e-30;
+                if (fabs(o_ref[e] - ref[e]) > tol || fabs(o_mm[e] - ref[e]) > tol) {
+                    if (bad++ < 3)
+                        fprintf(stderr, "%s %lldx%lld n %d: out[%d][%lld] ref-kernel %g qmatmul %g double %g\n", tn,
+                                (long long)rows, (long long)cols, n, i, (long long)r, o_ref[e], o_mm[e], ref[e]);
+                }
+            }
+        CHECK_MSG(bad == 0, "%s %lld x %lld, n %d: %d outputs off the double reference", tn, (long long)rows,
+                  (long long)cols, n, bad);
+        for (int threads = 1; threads <= 3; threads++) {
+            memset(o, 0xFF, (size_t)n * rows * sizeof(float));
+            CHECK_OK(mend_qgemm(o, rows, x, cols, n, wp, t, rows, cols, NULL, 0, threads, -1));
+            CHECK_MSG(memcmp(o, o_ref, (size_t)n * rows * sizeof(float)) == 0,
+                      "%s %lld x %lld, n %d, %d threads: widest level differs from _ref", tn, (long long)rows,
+                      (long long)cols, n, threads);
+        }
+    }
+    /* strided output: a wider ldo leaves the gaps alone */
+    {
+        const int n = 5;
+        const size_t ldo = (size_t)rows + 7;
+        float *ow = malloc((size_t)n * ldo * sizeof(float));
+        for (size_t j = 0; j < (size_t)n * ldo; j++) ow[j] = -3.0f;
+        CHECK_OK(mend_qgemm(ow, ldo, x, cols, n, wp, t, rows, cols, NULL, 0, 2, -1));
+        int bad = 0;
+        for (int i = 0; i < n; i++)
+            for (size_t r = 0; r < ldo; r++) {
+                const float v = ow[(size_t)i * ldo + r];
+                if (r < (size_t)rows ? v != o_ref[(size_t)i * rows + r] : v != -3.0f) bad++;
+            }
+        CHECK_MSG(bad == 0, "%s strided output: %d wrong", tn, bad);
+        free(ow);
+    }
+    free(w); free(wp); free(x); free(ref); free(mag); free(o_ref); free(o); free(o_mm); free(scratch);
+}
+
+static void test_errors(void) {
+    CHECK(!mend_qgemm_supported(MEND_TYPE_Q4_0, 24, 64));      /* rows not a multiple of 16 */
+    CHECK(!mend_qgemm_supported(MEND_TYPE_Q4_0, 32, 48));
+    CHECK(!mend_qgemm_supported(MEND_TYPE_Q2_K, 32, 96));
+    CHECK(!mend_qgemm_supported(MEND_TYPE_Q4_1, 32, 64));
+    CHECK(mend_qgemm_packed_size(MEND_TYPE_Q4_1, 32, 64) == 0);
+    CHECK(mend_qgemm_packed_size(MEND_TYPE_Q4_0, 32, 64) == 32 * mend_row_size(MEND_TYPE_Q4_0, 64));
+    float x[64] = {0}, out[32];
+    alignas(64) uint8_t wp[32 * 36] = {0};
+    CHECK_ERR(mend_qgemm(out, 32, x, 64, 1, wp, MEND_TYPE_Q4_0, 24, 64, NULL, 0, 1, -1), MEND_EUNSUPPORTED, "q4_0");
+    alignas(64) uint8_t small[16];
+    CHECK_ERR(mend_qgemm(out, 32, x, 64, 1, wp, MEND_TYPE_Q4_0, 32, 64, small, sizeof small, 1, -1), MEND_EINVAL,
+              "scratch");
+    CHECK_ERR(mend_qgemm(out, 16, x, 64, 1, wp, MEND_TYPE_Q4_0, 32, 64, NULL, 0, 1, -1), MEND_EINVAL, "ldo");
+    CHECK_OK(mend_qgemm(out, 32, x, 64, 0, wp, MEND_TYPE_Q4_0, 32, 64, NULL, 0, 1, -1));
+}
+
+int main(void) {
+    printf("qgemm: SIMD kernels %s\n", mend_qgemm_available() ? "available" : "not available (ref only)");
+    check(MEND_TYPE_Q4_0, 32, 64, 19);
+    check(MEND_TYPE_Q4_0, 48, 576, 11);
+    check(MEND_TYPE_Q4_0, 16, 32, 9);
+    check(MEND_TYPE_Q2_K, 32, 256, 19);
+    check(MEND_TYPE_Q2_K, 48, 768, 9);
+    test_errors();
+    return test_finish();
+}
