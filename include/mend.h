@@ -46,6 +46,10 @@ typedef struct mend_tokenizer mend_tokenizer;
 typedef struct mend_load_opts {
     int keep_packed;    /* 1: keep quantized matrices packed (native kernels);
                            0: dequantize every matrix to f32 at load */
+    int no_repack;      /* with keep_packed: 1 skips the interleaved copy of
+                           the q4_0 / q2_K layer matrices that batched products
+                           run on (same size as the q4_0 data, about 1.9x the
+                           q2_K data); made only on CPUs with AVX-512 VNNI */
 } mend_load_opts;
 
 /* Load a GGUF file or a Hugging Face directory (config.json, *.safetensors,
@@ -60,6 +64,7 @@ typedef struct mend_model_info {
     float rope_theta, norm_eps;
     int tied_embeddings;
     int64_t n_params;
+    size_t repacked_bytes;   /* the interleaved copy (mend_load_opts.no_repack) */
 } mend_model_info;
 void mend_model_get_info(const mend_model *m, mend_model_info *info);
 const mend_tokenizer *mend_model_tokenizer(const mend_model *m);

@@ -25,6 +25,8 @@ static void help(void) {
            "  -n, --n-gen N       tokens generated one at a time (default 128; 0 skips)\n"
            "  -r, --reps N        repetitions after one warm-up run (default 3)\n"
            "      --f32           dequantize weights to f32 at load\n"
+           "      --no-repack     keep q4_0 / q2_K matrices in their file layout only (no\n"
+           "                      interleaved copy for the VNNI kernels)\n"
            "  -t, --threads N     threads (default: all cores)\n"
            "  -h, --help          this help\n");
 }
@@ -38,13 +40,14 @@ static void stats(const double *v, int n, double *mean, double *sd) {
 }
 
 int cmd_bench(int argc, char **argv) {
-    enum { O_F32 = 256 };
+    enum { O_F32 = 256, O_NOREPACK };
     static const struct option longopts[] = {
         {"n-prompt", required_argument, 0, 'p'}, {"n-gen", required_argument, 0, 'n'},
         {"reps", required_argument, 0, 'r'},     {"f32", no_argument, 0, O_F32},
+        {"no-repack", no_argument, 0, O_NOREPACK},
         {"threads", required_argument, 0, 't'},  {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     long n_prompt = 512, n_gen = 128, reps = 3;
-    int f32 = 0;
+    int f32 = 0, no_repack = 0;
     optind = 0;
     opterr = 0;
     int c;
@@ -63,6 +66,7 @@ int cmd_bench(int argc, char **argv) {
                 return cli_usage_error(CMD, "-r expects a whole number from 1 to 1000, got '%s'", optarg);
             break;
         case O_F32: f32 = 1; break;
+        case O_NOREPACK: no_repack = 1; break;
         case 't':
             if (cli_set_threads(CMD, optarg)) return CLI_EXIT_USAGE;
             break;
@@ -81,7 +85,7 @@ int cmd_bench(int argc, char **argv) {
     int32_t *toks = NULL;
     float *logits = NULL;
     double *tps = NULL;
-    mend_load_opts lo = {.keep_packed = !f32};
+    mend_load_opts lo = {.keep_packed = !f32, .no_repack = no_repack};
     double tl = mend_now();
     if (mend_model_load(&m, path, &lo)) {
         rc = cli_fail(CMD, path);
@@ -110,7 +114,10 @@ int cmd_bench(int argc, char **argv) {
         toks[i] = (int32_t)(x % (uint32_t)info.n_vocab);
     }
     char name[64];
-    fprintf(stderr, "loaded %s in %.2f s; %d threads\n", path, tl, mend_get_threads());
+    fprintf(stderr, "loaded %s in %.2f s; %d threads", path, tl, mend_get_threads());
+    if (info.repacked_bytes)
+        fprintf(stderr, "; %.1f MiB of matrices repacked for VNNI", info.repacked_bytes / 1048576.0);
+    fputc('\n', stderr);
     printf("| model | params | threads | test | t/s |\n|---|---:|---:|---|---:|\n");
     fflush(stdout);
     for (int test = 0; test < 2; test++) {

@@ -273,7 +273,7 @@ int cmd_compress(int argc, char **argv) {
             k += snprintf(desc + k, sizeof desc - k, " %s", b ? b + 1 : paths[i]);
         }
         /* the tokenizer only: the driver loads the weights itself */
-        mend_load_opts lo = {1};
+        mend_load_opts lo = {.keep_packed = 1, .no_repack = 1};
         if (mend_model_load(&m, model_path, &lo)) {
             rc = cli_fail(CMD, model_path);
             goto out;

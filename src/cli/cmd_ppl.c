@@ -40,6 +40,8 @@ static void help(void) {
            "                             line, whitespace-only lines empty) and score\n"
            "                             \"\\n\\n\".join(rows), the text the GPTQ scripts use\n"
            "      --f32                dequantize weights to f32 at load\n"
+           "      --no-repack          no interleaved copy of q4_0 / q2_K matrices (the\n"
+           "                           plain-layout kernels run instead)\n"
            "      --bank DIR           prompt bank: a prompt chosen per window (docs/idp.md)\n"
            "      --select S           with --bank: attention, router, loss, fixed:NAME, none,\n"
            "                           or oracle (with --per-prompt); a comma list also\n"
@@ -125,20 +127,21 @@ static int write_json(const char *out, const char *model, const char *text, cons
 }
 
 int cmd_ppl(int argc, char **argv) {
-    enum { O_TEXT = 256, O_PROTO, O_CTX, O_CHUNKS, O_BATCH, O_HFLINES, O_F32, O_PROMPT, O_BANK, O_SELECT,
+    enum { O_TEXT = 256, O_PROTO, O_CTX, O_CHUNKS, O_BATCH, O_HFLINES, O_F32, O_NOREPACK, O_PROMPT, O_BANK, O_SELECT,
            O_SEL_LAYERS, O_SEL_TOKENS, O_PER_PROMPT, O_JSON };
     static const struct option longopts[] = {
         {"text", required_argument, 0, O_TEXT},     {"protocol", required_argument, 0, O_PROTO},
         {"ctx", required_argument, 0, O_CTX},       {"chunks", required_argument, 0, O_CHUNKS},
         {"batch", required_argument, 0, O_BATCH},   {"hf-lines", no_argument, 0, O_HFLINES},
-        {"f32", no_argument, 0, O_F32},             {"threads", required_argument, 0, 't'},
+        {"f32", no_argument, 0, O_F32},             {"no-repack", no_argument, 0, O_NOREPACK},
+        {"threads", required_argument, 0, 't'},
         {"bank", required_argument, 0, O_BANK},     {"select", required_argument, 0, O_SELECT},
         {"select-layers", required_argument, 0, O_SEL_LAYERS}, {"select-tokens", required_argument, 0, O_SEL_TOKENS},
         {"per-prompt", no_argument, 0, O_PER_PROMPT}, {"json", required_argument, 0, O_JSON},
         {"prompt", required_argument, 0, O_PROMPT}, {"soft-prompt", required_argument, 0, O_PROMPT},
         {"help", no_argument, 0, 'h'},              {0, 0, 0, 0}};
     const char *text_path = NULL, *prompt_dir = NULL, *json_path = NULL;
-    int protocol = MEND_PPL_GPTQ, hf_lines = 0, f32 = 0;
+    int protocol = MEND_PPL_GPTQ, hf_lines = 0, f32 = 0, no_repack = 0;
     long n_ctx = 0, n_chunks = 0, n_batch = 0, sel_tokens = 128;
     const char *bank_dir = NULL, *select = NULL, *sel_layers = NULL;
     int per_prompt = 0;
@@ -170,6 +173,7 @@ int cmd_ppl(int argc, char **argv) {
             break;
         case O_HFLINES: hf_lines = 1; break;
         case O_F32: f32 = 1; break;
+        case O_NOREPACK: no_repack = 1; break;
         case O_BANK: bank_dir = optarg; break;
         case O_SELECT: select = optarg; break;
         case O_SEL_LAYERS: sel_layers = optarg; break;
@@ -218,7 +222,7 @@ int cmd_ppl(int argc, char **argv) {
         }
         t = joined;
     }
-    mend_load_opts lo = {.keep_packed = !f32};
+    mend_load_opts lo = {.keep_packed = !f32, .no_repack = no_repack};
     if (mend_model_load(&m, path, &lo)) {
         rc = cli_fail(CMD, path);
         goto out;

@@ -42,6 +42,9 @@
  * Matrices kept packed (keep_packed) run on the native block kernels of
  * kernels/qmatmul.h (activations quantized to 8 bits, as llama.cpp does:
  * four to eight times less weight traffic, slightly different numbers);
+ * q4_0 / q2_K matrices the loader repacked (W->xdata, kernels/qgemm.h) run
+ * on the interleaved VNNI kernels instead, for every batch size (the same
+ * integer sums as the plain-layout kernels, summed in another float order);
  * types without a native kernel are dequantized TILE_ROWS rows at a time
  * into the thread's wtile and multiplied through BLAS. */
 #include <cblas.h>
@@ -52,6 +55,7 @@
 #include <string.h>
 
 #include "kernels/ops.h"
+#include "kernels/qgemm.h"
 #include "kernels/qmatmul.h"
 #include "kernels/quants.h"
 #include "kernels/sgemm.h"
@@ -59,6 +63,10 @@
 #include "util/util.h"
 
 #define TILE_ROWS 256
+/* batches of at least this many rows use the repacked weights (W->xdata);
+ * with the weight stream prefetched the repacked kernel is also the quicker
+ * one for single tokens (generation), so every batch takes it */
+#define QGEMM_MIN_N 1
 #define XT_MIN_ROWS 8   /* fewer rows: BLAS (sgemv at 1), the 32-row tiles would be mostly padding */
 
 struct mend_state {
@@ -103,6 +111,10 @@ static int model_has_packed(const mend_model *m, int B, size_t *qscratch) {
             packed = 1;
             if (mend_qdot_act_type(all[i]->type) >= 0) {
                 size_t b = mend_qmatmul_scratch_size(all[i]->type, B, all[i]->cols);
+                if (b > *qscratch) *qscratch = b;
+            }
+            if (all[i]->xdata) {
+                size_t b = mend_qgemm_scratch_size(all[i]->type, B, all[i]->cols);
                 if (b > *qscratch) *qscratch = b;
             }
         }
@@ -228,9 +240,14 @@ static int native_forward(mend_state *s, const mm_job *J, const float *x, int n,
     if (W->type == MEND_TYPE_F32 || !s->qscratch || mend_qdot_act_type(W->type) < 0) return 1;
     float *dst = beta != 0.0f ? s->tmp : J->out;
     const size_t ld = beta != 0.0f ? (size_t)rows : J->ldo;
-    if (mend_qmatmul_ex(dst, ld, x, (size_t)cols, n, W->data, W->type, rows, cols, s->qscratch,
-                        s->qscratch_bytes, nt, -1) != 0)
+    if (W->xdata && n >= QGEMM_MIN_N) {
+        if (mend_qgemm(dst, ld, x, (size_t)cols, n, W->xdata, W->type, rows, cols, s->qscratch, s->qscratch_bytes,
+                       nt, -1) != 0)
+            return 1;
+    } else if (mend_qmatmul_ex(dst, ld, x, (size_t)cols, n, W->data, W->type, rows, cols, s->qscratch,
+                               s->qscratch_bytes, nt, -1) != 0) {
         return 1;   /* e.g. an alignment the kernels refuse: dequantize instead */
+    }
     for (int i = 0; i < n; i++) {
         float *o = J->out + (size_t)i * J->ldo;
         const float *d = dst + (size_t)i * ld;

@@ -276,7 +276,7 @@ static int load_mat(loader *L, const char *name, int required, int64_t rows, int
     const gguf_tensor *t;
     int rc = get_tensor(L, name, required, cols, rows, &t);
     if (rc || !t) return rc;
-    *packed = (mend_mat){t->type, rows, cols, t->data, mend_row_size(t->type, cols)};
+    *packed = (mend_mat){t->type, rows, cols, t->data, mend_row_size(t->type, cols), NULL};
     if (t->type == MEND_TYPE_I8) packed->row_bytes = (size_t)t->ne[0];
     *dst = *packed;
     if ((L->keep_packed && t->type != MEND_TYPE_I8) || aligned_f32(t)) return 0;
@@ -378,7 +378,7 @@ static int convert(loader *L) {
         const float *p = base + J->off;
         if (J->vec) *J->vec = p;
         if (J->mat)
-            *J->mat = (mend_mat){MEND_TYPE_F32, J->rows, J->cols, p, (size_t)J->cols * sizeof(float)};
+            *J->mat = (mend_mat){MEND_TYPE_F32, J->rows, J->cols, p, (size_t)J->cols * sizeof(float), NULL};
     }
     return 0;
 }

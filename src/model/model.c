@@ -1,24 +1,113 @@
 /* Model lifetime and queries shared by every loader: load dispatch (GGUF file
- * or Hugging Face directory), free, info, and the shape validation every
- * loader runs last. */
+ * or Hugging Face directory), the repacked copy of the layer matrices for
+ * batched products, free, info, and the shape validation every loader runs
+ * last. */
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/qgemm.h"
+#include "io/gguf.h"
 #include "kernels/quants.h"
 #include "model/model.h"
 #include "tok/tokenizer.h"
 #include "util/util.h"
 
+/* The layer matrices kernels/qgemm.h can take (packed, right type and
+ * shape), with their twins in layers_packed; returns how many (<= cap). */
+static int repackable(mend_model *m, mend_mat **mats, mend_mat **twins, int cap) {
+    int k = 0;
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        mend_layer *Y = &m->layers[l], *P = m->layers_packed ? &m->layers_packed[l] : NULL;
+        mend_mat *y[7] = {&Y->wq, &Y->wk, &Y->wv, &Y->wo, &Y->w_gate, &Y->w_up, &Y->w_down};
+        mend_mat *p[7] = {0};
+        if (P) {
+            mend_mat *pp[7] = {&P->wq, &P->wk, &P->wv, &P->wo, &P->w_gate, &P->w_up, &P->w_down};
+            memcpy(p, pp, sizeof p);
+        }
+        for (int i = 0; i < 7; i++) {
+            if (!y[i]->data || !mend_qgemm_supported(y[i]->type, y[i]->rows, y[i]->cols)) continue;
+            if (k < cap) {
+                mats[k] = y[i];
+                twins[k] = p[i] && p[i]->data == y[i]->data ? p[i] : NULL;
+            }
+            k++;
+        }
+    }
+    return k;
+}
+
+/* Repack every matrix qgemm supports into one allocation, in parallel (row
+ * groups handed out dynamically over all matrices). */
+static int model_repack(mend_model *m) {
+    const int n = repackable(m, NULL, NULL, 0);
+    if (!n) return 0;
+    mend_mat **mats = malloc(2 * (size_t)n * sizeof *mats);
+    size_t *off = malloc(((size_t)n + 1) * sizeof *off);
+    int64_t *first = malloc(((size_t)n + 1) * sizeof *first);
+    if (!mats || !off || !first) {
+        free(mats); free(off); free(first);
+        return mend_set_error(MEND_ENOMEM, "%s: out of memory repacking %d matrices", m->path ? m->path : "model", n);
+    }
+    mend_mat **twins = mats + n;
+    repackable(m, mats, twins, n);
+    off[0] = 0;
+    first[0] = 0;
+    int ok = 1;
+    for (int i = 0; i < n; i++) {
+        const size_t b = mend_qgemm_packed_size(mats[i]->type, mats[i]->rows, mats[i]->cols);
+        ok = ok && b && mend_add_ok(off[i], (b + 63) & ~(size_t)63, &off[i + 1]);
+        first[i + 1] = first[i] + mats[i]->rows / QGEMM_ROWS;
+    }
+    void *buf = NULL;
+    const size_t bytes = ok ? off[n] : SIZE_MAX;
+    if (!ok || posix_memalign(&buf, 64, bytes ? bytes : 64) != 0) {
+        free(mats); free(off); free(first);
+        return mend_set_error(MEND_ENOMEM, "%s: cannot allocate %zu MiB for the repacked matrices",
+                              m->path ? m->path : "model", bytes >> 20);
+    }
+    const int64_t total = first[n];
+#pragma omp parallel for schedule(dynamic, 16)
+    for (int64_t gi = 0; gi < total; gi++) {
+        int i = 0;
+        while (gi >= first[i + 1]) i++;
+        const mend_mat *w = mats[i];
+        const int64_t g = gi - first[i];
+        mend_qgemm_pack((uint8_t *)buf + off[i], w->data, w->type, w->rows, w->cols, g, g + 1);
+    }
+    for (int i = 0; i < n; i++) {
+        mats[i]->xdata = (uint8_t *)buf + off[i];
+        if (twins[i]) twins[i]->xdata = mats[i]->xdata;
+        /* the forward reads only the copy now: let the file's pages go (they
+         * come back from the file if anything reads the plain layout) */
+        if (m->gguf) mend_map_release(&m->gguf->map, mats[i]->data, (size_t)mats[i]->rows * mats[i]->row_bytes);
+    }
+    m->xpack = buf;
+    m->xpack_bytes = off[n];
+    free(mats); free(off); free(first);
+    return 0;
+}
+
 int mend_model_load(mend_model **out, const char *path, const mend_load_opts *opts) {
     if (!out || !path || !*path)
         return mend_set_error(MEND_EINVAL, "mend_model_load: a model path is required");
     *out = NULL;
-    if (mend_is_dir(path)) return mend_model_load_hf(out, path, opts);
-    if (!mend_file_exists(path))
-        return mend_set_error(MEND_EIO, "%s: no such file or directory (expected a .gguf file or a "
-                              "Hugging Face model directory)", path);
-    return mend_model_load_gguf(out, path, opts);
+    int rc;
+    if (mend_is_dir(path)) {
+        rc = mend_model_load_hf(out, path, opts);
+    } else {
+        if (!mend_file_exists(path))
+            return mend_set_error(MEND_EIO, "%s: no such file or directory (expected a .gguf file or a "
+                                  "Hugging Face model directory)", path);
+        rc = mend_model_load_gguf(out, path, opts);
+    }
+    if (rc || !opts || !opts->keep_packed || opts->no_repack || !mend_qgemm_available()) return rc;
+    if ((rc = model_repack(*out))) {
+        mend_model_free(*out);
+        *out = NULL;
+    }
+    return rc;
 }
 
 void mend_model_free(mend_model *m) {
@@ -26,6 +115,7 @@ void mend_model_free(mend_model *m) {
     if (m->tok) mend_tokenizer_free(m->tok);
     free(m->layers);   /* layers_packed lives in the same allocation */
     free(m->arena);
+    free(m->xpack);
     if (m->owned && m->free_owned) m->free_owned(m->owned);
     if (m->gguf) mend_gguf_close(m->gguf);
     free(m->path);
@@ -66,6 +156,7 @@ void mend_model_get_info(const mend_model *m, mend_model_info *info) {
         if (L->bv) n += L->wv.rows;
     }
     info->n_params = n;
+    info->repacked_bytes = m->xpack_bytes;
 }
 
 /* Limits that keep every product below in range of int64 and size_t. */

@@ -35,6 +35,8 @@ typedef struct mend_mat {
     int64_t rows, cols;
     const void *data;
     size_t row_bytes;
+    const void *xdata;   /* the same weights repacked for batched products
+                            (kernels/qgemm.h, in model->xpack), or NULL */
 } mend_mat;
 
 typedef struct mend_layer {
@@ -61,6 +63,8 @@ struct mend_model {
     mend_tokenizer *tok;
     mend_gguf *gguf;               /* when loaded from GGUF (owns the map) */
     void *arena;                   /* one allocation for dequantized / converted weights */
+    void *xpack;                   /* one allocation for the repacked layer matrices */
+    size_t xpack_bytes;
     size_t arena_bytes;
     void *owned;                   /* loader-specific storage (HF maps), freed by free_owned */
     void (*free_owned)(void *);

@@ -52,6 +52,17 @@ void mend_unmap(mend_map *m) {
     m->fd = -1;
 }
 
+void mend_map_release(const mend_map *m, const void *p, size_t n) {
+    if (!m || !m->mapped || !m->data || !p) return;
+    const uintptr_t lo = (uintptr_t)m->data, hi = lo + m->size, a = (uintptr_t)p;
+    if (a < lo || a > hi || n > hi - a) return;
+    const long ps = sysconf(_SC_PAGESIZE);
+    if (ps <= 0) return;
+    const uintptr_t page = (uintptr_t)ps;
+    const uintptr_t b0 = (a + page - 1) & ~(page - 1), b1 = (a + n) & ~(page - 1);
+    if (b1 > b0) madvise((void *)b0, b1 - b0, MADV_DONTNEED);
+}
+
 int mend_read_file(const char *path, size_t max_bytes, char **buf, size_t *len) {
     *buf = NULL;
     if (len) *len = 0;

@@ -38,6 +38,11 @@ typedef struct mend_map {
 /* Map a whole file read-only. Empty files map to data == NULL, size 0. */
 int mend_map_file(mend_map *m, const char *path);
 void mend_unmap(mend_map *m);
+/* Drop the resident pages wholly inside [p, p + n) of a mapped file: they
+ * leave the process's memory and are read back from the file if touched
+ * again (the map is read-only and private, so nothing is lost). No-op for
+ * buffers that are not maps or ranges outside the map. */
+void mend_map_release(const mend_map *m, const void *p, size_t n);
 /* Read a whole file into a malloc'd buffer with a trailing NUL; fails with
  * MEND_ERANGE when it is larger than max_bytes. */
 int mend_read_file(const char *path, size_t max_bytes, char **buf, size_t *len);
