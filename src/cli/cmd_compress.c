@@ -44,6 +44,9 @@ static void help(void) {
            "      --damp F             GPTQ: dampening, fraction of mean diag(H) (default 0.01)\n"
            "      --block N            GPTQ: lazy-batch width (default 128)\n"
            "      --fit-importance     GPTQ: use diag(H) as importance when fitting block scales\n"
+           "      --sink-weight N      the first token of each calibration window counts N times in\n"
+           "                           the Hessians (it is the model's attention sink; default:\n"
+           "                           seqlen / 32, at least 1; 1 counts it once)\n"
            "Pruning (docs/prune.md):\n"
            "      --prune M            magnitude, wanda or sparsegpt, before quantization (with\n"
            "                           --method gptq: GPTQ keeps the zeros); wanda and sparsegpt\n"
@@ -104,7 +107,7 @@ int cmd_compress(int argc, char **argv) {
     enum {
         O_METHOD = 256, O_TYPE, O_BITS, O_GROUP, O_SYM, O_ASYM, O_ACT, O_DAMP, O_BLOCK, O_FITIMP, O_CALIB,
         O_NSAMPLES, O_SEQLEN, O_SEED, O_SAVECALIB, O_EMBD, O_CKPT, O_RESUME, O_RESTART, O_NOCKPT, O_STOP,
-        O_PRUNE, O_SPARSITY, O_JOINT, O_NOACT
+        O_PRUNE, O_SPARSITY, O_JOINT, O_NOACT, O_SINK
     };
     static const struct option longopts[] = {
         {"method", required_argument, 0, O_METHOD},   {"type", required_argument, 0, O_TYPE},
@@ -120,7 +123,7 @@ int cmd_compress(int argc, char **argv) {
         {"stop-after", required_argument, 0, O_STOP}, {"output", required_argument, 0, 'o'},
         {"threads", required_argument, 0, 't'},       {"help", no_argument, 0, 'h'},
         {"prune", required_argument, 0, O_PRUNE},     {"sparsity", required_argument, 0, O_SPARSITY},
-        {"joint", no_argument, 0, O_JOINT},
+        {"joint", no_argument, 0, O_JOINT},           {"sink-weight", required_argument, 0, O_SINK},
         {0, 0, 0, 0}};
     mend_prune_opts po = {MEND_PRUNE_NONE, mend_sparsity_unstructured(0.5), 0};
     const char *out_path = NULL, *type_name = NULL, *save_calib = NULL, *ckpt_arg = NULL;
@@ -166,6 +169,13 @@ int cmd_compress(int argc, char **argv) {
                 return cli_usage_error(CMD, "--block expects a whole number >= 1, got '%s'", optarg);
             break;
         case O_FITIMP: o.fit_importance = 1; break;
+        case O_SINK: {
+            long sw;
+            if (cli_parse_int(optarg, 1, 1 << 20, &sw))
+                return cli_usage_error(CMD, "--sink-weight expects a whole number >= 1, got '%s'", optarg);
+            o.sink_weight = (int)sw;
+            break;
+        }
         case O_CALIB:
             if (n_calib >= MAX_CALIB) return cli_usage_error(CMD, "at most %d --calib files", MAX_CALIB);
             calib[n_calib++] = optarg;

@@ -74,6 +74,7 @@ typedef struct ctx {
     int64_t done, total;
     int stopped;
     int diag_only;   /* Wanda without GPTQ reads only diag H: skip the rest of the Gram */
+    int sink;        /* weight of each window's first token in the Hessians (>= 1) */
     int layer;
 } ctx;
 
@@ -99,9 +100,9 @@ static void make_signature(ctx *C) {
     const uint64_t ch = o->calib ? mend_calib_hash(o->calib, (size_t)o->nsamples * (size_t)o->seqlen) : 0;
     snprintf(C->sig, sizeof C->sig,
              "mend-ckpt-1 src_bytes=%zu src_fnv=%016llx method=%d fmt=%s embd=%d damp=%.17g block=%d act=%d imp=%d "
-             "n=%d T=%d calib=%016llx",
+             "n=%d T=%d calib=%016llx sink=%d",
              mp->size, (unsigned long long)h, o->method, fmt, o->embd_type, o->damp, o->block, o->act_order,
-             o->fit_importance, o->nsamples, o->seqlen, (unsigned long long)ch);
+             o->fit_importance, o->nsamples, o->seqlen, (unsigned long long)ch, C->sink);
     if (o->prune && o->prune->method != MEND_PRUNE_NONE) {
         char sp[32];
         const size_t len = strlen(C->sig);
@@ -381,10 +382,14 @@ static void run_pass(ctx *C, int st, const mend_layer *Lq, tscratch *ts, mend_he
 #pragma omp ordered
             {
                 if (hin) {
-                    for (int64_t i = 0; i < hn; i++)
+                    /* the first token's extra weight: (sink - 1) x_0 x_0ᵀ */
+                    const double ex = (double)(C->sink - 1);
+                    for (int64_t i = 0; i < hn; i++) {
+                        const double xi = ex * (double)hin[i];
                         for (int64_t j = i; j < (C->diag_only ? i + 1 : hn); j++)
-                            H->sum[i * hn + j] += (double)S->syrk[i * hn + j];
-                    H->nsamples += T;
+                            H->sum[i * hn + j] += (double)S->syrk[i * hn + j] + xi * (double)hin[j];
+                    }
+                    H->nsamples += T + C->sink - 1;
                 }
                 C->done++;
                 if (!stopped && progress(C, STAGE_NAMES[st], 0.0)) {
@@ -558,7 +563,9 @@ static int write_output(ctx *C, const char *out, mend_compress_result *res) {
             (rc = mend_gguf_writer_set_u32(w, "mend.compress.block", (uint32_t)(o->block > 0 ? o->block : 128))) ||
             (rc = mend_gguf_writer_set_bool(w, "mend.compress.act_order", o->act_order)) ||
             (rc = mend_gguf_writer_set_u32(w, "mend.compress.nsamples", (uint32_t)o->nsamples)) ||
-            (rc = mend_gguf_writer_set_u32(w, "mend.compress.seqlen", (uint32_t)o->seqlen)))
+            (rc = mend_gguf_writer_set_u32(w, "mend.compress.seqlen", (uint32_t)o->seqlen)) ||
+            (rc = mend_gguf_writer_set_u32(w, "mend.compress.sink_weight", (uint32_t)C->sink)) ||
+            (rc = mend_gguf_writer_set_bool(w, "mend.compress.fit_importance", o->fit_importance)))
             goto out;
         if (o->calib_desc && (rc = mend_gguf_writer_set_str(w, "mend.compress.calib", o->calib_desc))) goto out;
     }
@@ -631,6 +638,10 @@ out:
 
 /* ---- entry ---------------------------------------------------------------------- */
 
+int mend_sink_weight_default(int seqlen) {
+    return seqlen / 32 > 1 ? seqlen / 32 : 1;
+}
+
 int mend_compress(const char *src, const char *out, const mend_compress_opts *o, mend_compress_result *res) {
     mend_compress_result dummy;
     if (!res) res = &dummy;
@@ -651,6 +662,9 @@ int mend_compress(const char *src, const char *out, const mend_compress_opts *o,
     const double t0 = mend_now();
     ctx C = {.o = o, .src = src};
     C.diag_only = o->prune && o->prune->method == MEND_PRUNE_WANDA && o->method != MEND_COMPRESS_GPTQ;
+    if (o->sink_weight < 0 || o->sink_weight > (1 << 20))
+        return mend_set_error(MEND_EINVAL, "compress: sink weight %d (0 for the default, or 1 to 2^20 expected)", o->sink_weight);
+    C.sink = o->sink_weight > 0 ? o->sink_weight : mend_sink_weight_default(o->seqlen);
     mend_load_opts lo = {0};
     int rc = mend_model_load_gguf(&C.m, src, &lo);
     if (rc) return rc;

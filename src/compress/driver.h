@@ -10,6 +10,10 @@
  *   4.  h = silu(xb Ŵgᵀ)(xb Ŵuᵀ); H over h             -> quantize down
  *   5.  X += h Ŵdᵀ: the next layer's input, computed with every weight of
  *       the layer quantized.
+ * Every Hessian counts each window's first token sink_weight times
+ * (default seqlen / 32): position 0 is the model's attention sink, read by
+ * every later token, and with plain weights a 2048-token window gives it
+ * 1/2048 of the objective (docs/compress.md, "The first token").
  * Samples run one per OpenMP thread with single-threaded BLAS; each
  * sample's Hessian term is added in sample order, so results do not depend
  * on the thread count.
@@ -58,6 +62,9 @@ typedef struct mend_compress_opts {
     int block;                  /* GPTQ lazy-batch width: 0 -> 128 */
     int act_order;
     int fit_importance;         /* GPTQ: diag(H) as importance in the block fits */
+    int sink_weight;            /* calibrated passes: each window's first token counts this many
+                                 * times in the Hessians (and Wanda's norms); 0 -> the default
+                                 * mend_sink_weight_default(seqlen), 1 -> plain */
     const int32_t *calib;       /* GPTQ: nsamples × seqlen tokens */
     int nsamples, seqlen;
     const char *calib_desc;     /* recorded in the output metadata (may be NULL) */
@@ -69,6 +76,10 @@ typedef struct mend_compress_opts {
      * method RTN (prune, then round or convert); magnitude needs none. */
     const struct mend_prune_opts *prune;
 } mend_compress_opts;
+
+/* The default sink weight for windows of seqlen tokens (see docs/compress.md,
+ * "The first token of a window"). */
+int mend_sink_weight_default(int seqlen);
 
 typedef struct mend_compress_result {
     int resumed_layers;         /* layers taken from a checkpoint */

@@ -23,6 +23,8 @@ int main(void) {
     expect_code("info -x a.gguf", 2, "unknown option '-x'");
     expect_code("info -t nope a.gguf", 2, "--threads");
     expect_code("ppl a.gguf", 2, "missing --text");
+    expect_code("compress a.gguf -o b.gguf --type q4_0 --sink-weight 0", 2, "--sink-weight expects a whole number >= 1");
+    expect_code("compress a.gguf -o b.gguf --type q4_0 --sink-weight 6x", 2, "--sink-weight expects");
     expect_code("ppl a.gguf --text t.txt --protocol hf", 2, "--protocol expects gptq or llamacpp");
     expect_code("ppl a.gguf --text t.txt --ctx 12x", 2, "--ctx");
     expect_code("ppl a.gguf --text t.txt --ctx 2", 2, "--ctx");

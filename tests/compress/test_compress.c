@@ -7,7 +7,9 @@
  *  - a run stopped after layer 0 resumes from its checkpoint into a file
  *    byte-identical to an uninterrupted run; the checkpoint is removed; a
  *    checkpoint of other options is refused; the thread count does not
- *    change the bytes. */
+ *    change the bytes;
+ *  - a sink weight makes GPTQ reproduce the windows' first positions more
+ *    closely (what the weight is for) and is recorded in the file. */
 #include <unistd.h>
 #include "test.h"
 #include "compress/calib.h"
@@ -87,9 +89,10 @@ static void test_layer_matches_forward(const mend_model *m) {
     free(x), free(xb), free(att), free(h), free(lg), free(ref);
 }
 
-/* Sum over layers of ||layer_q(X_l) - layer_orig(X_l)||² where X_l are the
- * original model's hidden states on the calibration tokens. */
-static double layer_error(const mend_model *orig, const mend_model *q) {
+/* Sum over layers of ||layer_q(X_l) - layer_orig(X_l)||² at positions
+ * [t0, t1) of every window, where X_l are the original model's hidden
+ * states on the calibration tokens. */
+static double layer_error_at(const mend_model *orig, const mend_model *q, int t0, int t1) {
     const mend_config *c = &orig->cfg;
     const int dim = c->dim, qd = c->n_heads * c->head_dim;
     float *x = malloc(sizeof(float) * SL * dim), *y = malloc(sizeof(float) * SL * dim);
@@ -104,13 +107,15 @@ static double layer_error(const mend_model *orig, const mend_model *q) {
             memcpy(y, x, sizeof(float) * SL * dim);
             mend_layer_forward_seq(c, &q->layers[l], y, SL, &ws, xb, att, h);
             mend_layer_forward_seq(c, &orig->layers[l], x, SL, &ws, xb, att, h);
-            for (int i = 0; i < SL * dim; i++) err += (double)(y[i] - x[i]) * (y[i] - x[i]);
+            for (int i = t0 * dim; i < t1 * dim; i++) err += (double)(y[i] - x[i]) * (y[i] - x[i]);
         }
     }
     mend_layer_ws_free(&ws);
     free(x), free(y), free(xb), free(att), free(h);
     return err;
 }
+
+static double layer_error(const mend_model *orig, const mend_model *q) { return layer_error_at(orig, q, 0, SL); }
 
 static mend_compress_opts base_opts(int method, mend_qfmt fmt) {
     mend_compress_opts o = {0};
@@ -215,6 +220,10 @@ static void test_resume(void) {
     bad.damp = 0.1;
     bad.progress = NULL;
     CHECK_ERR(mend_compress(TINY, part, &bad, NULL), MEND_EINVAL, "another source, options or calibration");
+    bad = o;
+    bad.sink_weight = 3;   /* the default at SL = 64 is 2 */
+    bad.progress = NULL;
+    CHECK_ERR(mend_compress(TINY, part, &bad, NULL), MEND_EINVAL, "another source, options or calibration");
 
     /* resumed: one layer left, same bytes */
     stopper sp2 = {100, 0};
@@ -241,6 +250,45 @@ static void test_resume(void) {
     unlink(full);
     unlink(part);
     unlink(t1);
+}
+
+static int64_t meta_int(const char *path, const char *key) {
+    mend_gguf *g = NULL;
+    int64_t v = -1;
+    CHECK_OK(mend_gguf_open(&g, path));
+    if (g) CHECK_OK(mend_gguf_get_int(g, key, &v));
+    mend_gguf_close(g);
+    return v;
+}
+
+/* Weighting each window's first token SL times: GPTQ's objective then gives
+ * position 0 as much weight as the rest of the window, so the quantized
+ * layers must reproduce position 0 better than with the plain Hessian. */
+static void test_sink_weight(const mend_model *orig) {
+    const char *plain = tmp("sink1.gguf"), *heavy = tmp("sinkSL.gguf");
+    mend_compress_opts o = base_opts(MEND_COMPRESS_GPTQ, mend_qfmt_generic(3, 32, 0));
+    o.act_order = 1;
+    o.sink_weight = 1;
+    CHECK_OK(mend_compress(TINY, plain, &o, NULL));
+    o.sink_weight = SL;
+    CHECK_OK(mend_compress(TINY, heavy, &o, NULL));
+    CHECK(meta_int(plain, "mend.compress.sink_weight") == 1);
+    CHECK(meta_int(heavy, "mend.compress.sink_weight") == SL);
+    mend_model *mp = NULL, *mh = NULL;
+    CHECK_OK(mend_model_load(&mp, plain, NULL));
+    CHECK_OK(mend_model_load(&mh, heavy, NULL));
+    if (mp && mh) {
+        const double e1 = layer_error_at(orig, mp, 0, 1), eh = layer_error_at(orig, mh, 0, 1);
+        printf("sink weight: position-0 layer-output error %.5g (weight 1) %.5g (weight %d)\n", e1, eh, SL);
+        CHECK_MSG(eh < 0.8 * e1, "sink weight %d: position-0 error %g is not clearly below %g", SL, eh, e1);
+    }
+    mend_model_free(mp);
+    mend_model_free(mh);
+    o.sink_weight = -1;
+    CHECK_ERR(mend_compress(TINY, tmp("x.gguf"), &o, NULL), MEND_EINVAL, "sink weight -1");
+    CHECK(mend_sink_weight_default(2048) == 64 && mend_sink_weight_default(512) == 16 && mend_sink_weight_default(40) == 1);
+    unlink(plain);
+    unlink(heavy);
 }
 
 static void test_bad_inputs(void) {
@@ -278,6 +326,7 @@ int main(void) {
     test_gptq_beats_rtn(orig, mend_qfmt_generic(3, 32, 0), 24, "int3-g32");
     test_gptq_beats_rtn(orig, mend_qfmt_generic(2, -1, 1), 24, "int2-row-sym");
     test_resume();
+    test_sink_weight(orig);
     test_bad_inputs();
     mend_model_free(orig);
     return test_finish();
