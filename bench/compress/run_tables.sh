@@ -19,6 +19,8 @@
 #               saves the calibration text llama-imatrix reads
 #   JOBS        GPTQ processes at a time [all]; with the default calibration
 #               each holds about 3 GiB
+#   AGREE       1: also score every llama.cpp-protocol file with mend ppl (the
+#               agreement rows) [1]; 0 skips them
 # Results go to OUTDIR/results.tsv: compression rows
 #   compress  file  bytes  seconds
 # and perplexity rows
@@ -110,10 +112,10 @@ mend_job orig "$MODEL" gptq 2048 "$CG"
 for f in rtn-q4_0 gptq-q4_0 rtn-q3_k gptq-q3_k rtn-q2_k gptq-q2_k rtn-int3-g64 gptq-int3-g64 rtn-int2-g64 gptq-int2-g64; do
   mend_job "$f" "$OUT/$f.gguf" gptq 2048 "$CG"
 done
-lcpp_job orig "$MODEL"; mend_job orig "$MODEL" llamacpp 512 "$CL"
+lcpp_job orig "$MODEL"; [[ ${AGREE:-1} == 0 ]] || mend_job orig "$MODEL" llamacpp 512 "$CL"
 for f in gptq-q4_0 gptqi-q4_0 lq-q4_0 lqi-q4_0 gptq-q3_k gptqi-q3_k lq-q3_k lqi-q3_k gptq-q2_k gptqi-q2_k lq-q2_k lqi-q2_k; do
   lcpp_job "$f" "$OUT/$f.gguf"
-  mend_job "$f" "$OUT/$f.gguf" llamacpp 512 "$CL"
+  [[ ${AGREE:-1} == 0 ]] || mend_job "$f" "$OUT/$f.gguf" llamacpp 512 "$CL"
 done
 wait
 # results.tsv: tag protocol ctx chunks ppl err bytes
