@@ -25,8 +25,8 @@ static void help(void) {
            "  -n, --n-gen N       tokens generated one at a time (default 128; 0 skips)\n"
            "  -r, --reps N        repetitions after one warm-up run (default 3)\n"
            "      --f32           dequantize weights to f32 at load\n"
-           "      --no-repack     keep q4_0 / q2_K matrices in their file layout only (no\n"
-           "                      interleaved copy for the VNNI kernels)\n"
+           "      --no-repack     no interleaved copy of q4_0 / q4_1 / q2_K matrices (the\n"
+           "                      plain-layout kernels run instead)\n"
            "  -t, --threads N     threads (default: all cores)\n"
            "  -h, --help          this help\n");
 }

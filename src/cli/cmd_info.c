@@ -215,7 +215,7 @@ int cmd_info(int argc, char **argv) {
     printf("  %-18s %s\n", "tied_embeddings", in.tied_embeddings ? "yes" : "no");
     printf("  %-18s %lld (%.2f M)\n", "parameters", (long long)in.n_params, in.n_params / 1e6);
     if (in.repacked_bytes)   /* made at load on CPUs with AVX-512 VNNI (mend_load_opts.no_repack) */
-        printf("  %-18s %s (q4_0 / q2_K layer matrices interleaved for batched products)\n", "repacked",
+        printf("  %-18s %s (q4_0 / q4_1 / q2_K layer matrices interleaved for batched products)\n", "repacked",
                cli_fmt_bytes((double)in.repacked_bytes, b1, sizeof b1));
 
     if (g) {

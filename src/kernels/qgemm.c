@@ -19,7 +19,7 @@ static inline float half(mend_half h) { return mend_fp16_to_f32(h); }
 
 int mend_qgemm_supported(uint32_t wtype, int64_t rows, int64_t cols) {
     if (rows <= 0 || cols <= 0 || rows % QGEMM_ROWS) return 0;
-    if (wtype == MEND_TYPE_Q4_0) return cols % QK4_0 == 0;
+    if (wtype == MEND_TYPE_Q4_0 || wtype == MEND_TYPE_Q4_1) return cols % 32 == 0;
     if (wtype == MEND_TYPE_Q2_K) return cols % QK_K == 0;
     return 0;
 }
@@ -35,6 +35,7 @@ int mend_qgemm_available(void) {
 /* bytes of one repacked group of 16 rows */
 static size_t group_bytes(uint32_t wtype, int64_t cols) {
     if (wtype == MEND_TYPE_Q4_0) return (size_t)(cols / QK4_0) * (16 * sizeof(block_q4_0));
+    if (wtype == MEND_TYPE_Q4_1) return (size_t)(cols / QK4_1) * (16 * sizeof(block_q4_1));
     return (size_t)(cols / QK_K) * QGEMM_Q2K_SB;
 }
 
@@ -59,6 +60,21 @@ static void pack_q4_0(uint8_t *dst, const uint8_t *w, int64_t cols, int64_t g) {
         const block_q4_0 *row = (const block_q4_0 *)(w + (size_t)(QGEMM_ROWS * g + r) * wrow);
         for (int64_t b = 0; b < nb; b++) {
             d[b * 16 + r] = row[b].d;
+            for (int L = 0; L < 4; L++) memcpy(qs + (size_t)b * 256 + 64 * L + 4 * r, row[b].qs + 4 * L, 4);
+        }
+    }
+}
+
+static void pack_q4_1(uint8_t *dst, const uint8_t *w, int64_t cols, int64_t g) {
+    const int64_t nb = cols / QK4_1;
+    const size_t wrow = (size_t)nb * sizeof(block_q4_1);
+    uint8_t *qs = dst + (size_t)g * group_bytes(MEND_TYPE_Q4_1, cols);
+    mend_half *d = (mend_half *)(qs + (size_t)nb * 256), *m = d + (size_t)nb * 16;
+    for (int r = 0; r < QGEMM_ROWS; r++) {
+        const block_q4_1 *row = (const block_q4_1 *)(w + (size_t)(QGEMM_ROWS * g + r) * wrow);
+        for (int64_t b = 0; b < nb; b++) {
+            d[b * 16 + r] = row[b].d;
+            m[b * 16 + r] = row[b].m;
             for (int L = 0; L < 4; L++) memcpy(qs + (size_t)b * 256 + 64 * L + 4 * r, row[b].qs + 4 * L, 4);
         }
     }
@@ -96,6 +112,7 @@ void mend_qgemm_pack(void *dst, const void *w, uint32_t wtype, int64_t rows, int
     if (g1 > rows / QGEMM_ROWS) g1 = rows / QGEMM_ROWS;
     for (int64_t g = g0 < 0 ? 0 : g0; g < g1; g++) {
         if (wtype == MEND_TYPE_Q4_0) pack_q4_0(dst, w, cols, g);
+        else if (wtype == MEND_TYPE_Q4_1) pack_q4_1(dst, w, cols, g);
         else pack_q2_K(dst, w, cols, g);
     }
 }
@@ -105,7 +122,7 @@ void mend_qgemm_pack(void *dst, const void *w, uint32_t wtype, int64_t rows, int
 
 static size_t act_row_bytes(uint32_t wtype, int64_t cols) {
     size_t b;
-    if (wtype == MEND_TYPE_Q4_0) b = (size_t)cols + (size_t)(cols / QK8_0) * 8;
+    if (wtype != MEND_TYPE_Q2_K) b = (size_t)cols + (size_t)(cols / 32) * 8;
     else b = (size_t)(cols / QK_K) * sizeof(block_q8_K);
     return (b + 63) & ~(size_t)63;
 }
@@ -124,11 +141,22 @@ void mend_qgemm_quantize_row(uint32_t wtype, const float *x, void *dst, int64_t 
         k.quantize(x, dst, cols);
         return;
     }
-    /* q8_0 blocks one at a time, split into [qs][d][m] */
-    const int64_t nb = cols / QK8_0;
+    /* q8_0 / q8_1 blocks one at a time, split into [qs][d][m] */
+    const int64_t nb = cols / 32;
     int8_t *qs = dst;
     float *d = (float *)(qs + cols);
-    int32_t *m = (int32_t *)(d + nb);
+    if (wtype == MEND_TYPE_Q4_1) {   /* m: the q8_1 block sums (float) */
+        float *m = d + nb;
+        for (int64_t b = 0; b < nb; b++) {
+            block_q8_1 blk;
+            k.quantize(x + b * QK8_1, &blk, QK8_1);
+            memcpy(qs + b * QK8_1, blk.qs, QK8_1);
+            d[b] = half(blk.d);
+            m[b] = half(blk.s);
+        }
+        return;
+    }
+    int32_t *m = (int32_t *)(d + nb);   /* m: -8 * the q8_0 block sums (int32) */
     for (int64_t b = 0; b < nb; b++) {
         block_q8_0 blk;
         k.quantize(x + b * QK8_0, &blk, QK8_0);
@@ -143,28 +171,40 @@ void mend_qgemm_quantize_row(uint32_t wtype, const float *x, void *dst, int64_t 
 /* ------------------------------------------------------------------------ */
 /* scalar twins                                                             */
 
-void qgemm_q4_0_ref(int64_t cols, const void *vg, const void *va, size_t arow, int na, float *out, size_t ldo) {
-    const int64_t nb = cols / QK4_0;
+/* q4_0 (mn = 0) and q4_1 (mn = 1) */
+static void q4_ref(int mn, int64_t cols, const void *vg, const void *va, size_t arow, int na, float *out,
+                   size_t ldo) {
+    const int64_t nb = cols / 32;
     const uint8_t *qs = vg;
-    const mend_half *dw = (const mend_half *)(qs + (size_t)nb * 256);
+    const mend_half *dw = (const mend_half *)(qs + (size_t)nb * 256), *mw = dw + (size_t)nb * 16;
     for (int i = 0; i < na; i++) {
         const int8_t *aq = (const int8_t *)((const uint8_t *)va + (size_t)i * arow);
         const float *ad = (const float *)(aq + cols);
         const int32_t *am = (const int32_t *)(ad + nb);
+        const float *as = ad + nb;
         for (int r = 0; r < QGEMM_ROWS; r++) {
             float acc = 0.0f;
             for (int64_t b = 0; b < nb; b++) {
-                int32_t s = am[b];
+                int32_t s = mn ? 0 : am[b];
                 for (int L = 0; L < 4; L++)
                     for (int u = 0; u < 4; u++) {
                         const uint8_t byte = qs[(size_t)b * 256 + 64 * L + 4 * r + u];
                         s += (byte & 0x0F) * aq[b * 32 + 4 * L + u] + (byte >> 4) * aq[b * 32 + 16 + 4 * L + u];
                     }
                 acc = fmaf((float)s, half(dw[b * 16 + r]) * ad[b], acc);
+                if (mn) acc = fmaf(half(mw[b * 16 + r]), as[b], acc);
             }
             out[(size_t)i * ldo + r] = acc;
         }
     }
+}
+
+void qgemm_q4_0_ref(int64_t cols, const void *g, const void *a, size_t arow, int na, float *out, size_t ldo) {
+    q4_ref(0, cols, g, a, arow, na, out, ldo);
+}
+
+void qgemm_q4_1_ref(int64_t cols, const void *g, const void *a, size_t arow, int na, float *out, size_t ldo) {
+    q4_ref(1, cols, g, a, arow, na, out, ldo);
 }
 
 void qgemm_q2_K_ref(int64_t cols, const void *vg, const void *va, size_t arow, int na, float *out, size_t ldo) {
@@ -240,10 +280,12 @@ int mend_qgemm(float *out, size_t ldo, const float *x, size_t ldx, int n, const 
 
     const int have = mend_cpu_simd_level();
     if (level < 0 || level > have) level = have;
-    mend_qgemm_tile_fn tile = wtype == MEND_TYPE_Q4_0 ? qgemm_q4_0_ref : qgemm_q2_K_ref;
+    mend_qgemm_tile_fn tile = wtype == MEND_TYPE_Q4_0 ? qgemm_q4_0_ref
+                            : wtype == MEND_TYPE_Q4_1 ? qgemm_q4_1_ref : qgemm_q2_K_ref;
 #ifdef MEND_QGEMM_HAVE_SIMD
     if (level >= MEND_SIMD_AVX512 && mend_cpu_has_avx512_vnni())
-        tile = wtype == MEND_TYPE_Q4_0 ? qgemm_q4_0_avx512 : qgemm_q2_K_avx512;
+        tile = wtype == MEND_TYPE_Q4_0 ? qgemm_q4_0_avx512
+             : wtype == MEND_TYPE_Q4_1 ? qgemm_q4_1_avx512 : qgemm_q2_K_avx512;
 #endif
     const int64_t groups = rows / QGEMM_ROWS;
     const size_t gb = group_bytes(wtype, cols);

@@ -15,7 +15,8 @@
  *
  * (q4_0's nibbles are the unsigned operand as stored; the -8 comes in as the
  * accumulator's start value, -8 times the block's activation sum, kept with
- * the quantized activations.) q2_K keeps its 2-bit weights and turns each
+ * the quantized activations. q4_1 adds mw[r,b] * sa[i,b] per block, sa the
+ * q8_1 block sum.) q2_K keeps its 2-bit weights and turns each
  * into q * scale (0..45, still unsigned bytes) with a vpshufb table per
  * 16-weight sub-block, so a whole 256-weight super-block is one integer
  * chain; its mins meet the activation block sums in vpdpwssd.
@@ -26,6 +27,7 @@
  *         4L+3, high nibbles: weights 16+4L .. 19+4L)
  *     d   nb x 16 fp16: the rows' block scales
  *     (the same bytes as the 16 rows in ggml's layout: 18 per block)
+ *   layout "q4_1x16": the same, then m  nb x 16 fp16: the rows' block mins
  *   layout "q2_Kx16", per group of 16 rows and super-block (256 weights),
  *   QGEMM_Q2K_SB bytes:
  *     q    16 sub-blocks x 64 bytes: byte 4r + u of sub-block s holds in
@@ -36,9 +38,10 @@
  *     d, dmin  16 fp16 each
  *
  * Activations are quantized once per call exactly as mend_qmatmul does (the
- * same q8_0 / q8_K bytes and scales), then laid out for the kernel: q4_0
- * rows are [qs: cols bytes][d: nb floats][m: nb int32, -8 * block sum], q2_K
- * rows are plain block_q8_K. Every SIMD kernel has a scalar _ref twin over
+ * same q8_0 / q8_1 / q8_K bytes and scales), then laid out for the kernel:
+ * q4_0 rows are [qs: cols bytes][d: nb floats][m: nb int32, -8 * block sum],
+ * q4_1 rows [qs][d: nb floats][s: nb floats, the q8_1 block sums], q2_K
+ * rows plain block_q8_K. Every SIMD kernel has a scalar _ref twin over
  * the same layouts computing the same integer sums and the same fused float
  * steps in the same order, so the two agree bit for bit.
  *
@@ -54,8 +57,8 @@
 #define QGEMM_ROWS 16               /* weight rows per group */
 #define QGEMM_Q2K_SB (16 * 64 + 16 * 64 + 8 * 64 + 64)   /* bytes per q2_K group super-block */
 
-/* Non-zero when wtype (rows, cols) can be repacked: q4_0 with cols % 32,
- * q2_K with cols % 256, rows % 16 == 0 for both. */
+/* Non-zero when wtype (rows, cols) can be repacked: q4_0 / q4_1 with
+ * cols % 32, q2_K with cols % 256, rows % 16 == 0 for all. */
 int mend_qgemm_supported(uint32_t wtype, int64_t rows, int64_t cols);
 /* Non-zero when the CPU runs the SIMD kernels (AVX-512 F/BW/VL + VNNI), so
  * repacking pays. */
@@ -84,10 +87,12 @@ int mend_qgemm(float *out, size_t ldo, const float *x, size_t ldx, int n, const 
 typedef void (*mend_qgemm_tile_fn)(int64_t cols, const void *g, const void *a, size_t arow, int na, float *out,
                                    size_t ldo);
 void qgemm_q4_0_ref(int64_t cols, const void *g, const void *a, size_t arow, int na, float *out, size_t ldo);
+void qgemm_q4_1_ref(int64_t cols, const void *g, const void *a, size_t arow, int na, float *out, size_t ldo);
 void qgemm_q2_K_ref(int64_t cols, const void *g, const void *a, size_t arow, int na, float *out, size_t ldo);
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) && !defined(MEND_NO_SIMD)
 #define MEND_QGEMM_HAVE_SIMD 1
 void qgemm_q4_0_avx512(int64_t cols, const void *g, const void *a, size_t arow, int na, float *out, size_t ldo);
+void qgemm_q4_1_avx512(int64_t cols, const void *g, const void *a, size_t arow, int na, float *out, size_t ldo);
 void qgemm_q2_K_avx512(int64_t cols, const void *g, const void *a, size_t arow, int na, float *out, size_t ldo);
 #endif
 

@@ -30,12 +30,13 @@ VNNI ALWAYS __m512i bcast4(const void *p) {
 /* ------------------------------------------------------------------------ */
 /* q4_0                                                                     */
 
-/* R activation rows (aq: their quants, arow bytes apart) against the group */
-VNNI ALWAYS void q40_rows(int R, int64_t cols, const uint8_t *g, const uint8_t *a, size_t arow, float *out,
-                          size_t ldo) {
+/* R activation rows (arow bytes apart) against the group; mn: q4_1 (a min
+ * per block, met by the activation block sums) instead of q4_0 */
+VNNI ALWAYS void q4_rows(int mn, int R, int64_t cols, const uint8_t *g, const uint8_t *a, size_t arow, float *out,
+                         size_t ldo) {
     const int64_t nb = cols / 32;
     const uint8_t *qs = g;
-    const uint8_t *dw = g + (size_t)nb * 256;
+    const uint8_t *dw = g + (size_t)nb * 256, *mw = dw + (size_t)nb * 32;
     const __m512i m4 = _mm512_set1_epi8(0x0F);
     __m512 acc[8];
     UNROLL
@@ -48,6 +49,8 @@ VNNI ALWAYS void q40_rows(int R, int64_t cols, const uint8_t *g, const uint8_t *
             _mm_prefetch((const char *)((uintptr_t)(dw + (size_t)b * 32) + PF_BYTES / 8), _MM_HINT_T0);
         }
         const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(dw + (size_t)b * 32)));
+        const __m512 m = mn ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(mw + (size_t)b * 32)))
+                            : _mm512_setzero_ps();
         __m512i w[8];
         UNROLL
         for (int L = 0; L < 4; L++) {
@@ -60,31 +63,44 @@ VNNI ALWAYS void q40_rows(int R, int64_t cols, const uint8_t *g, const uint8_t *
             const uint8_t *ai = a + (size_t)i * arow;
             const uint8_t *q = ai + (size_t)b * 32;
             const float *ad = (const float *)(ai + cols);
-            __m512i s = bcast4(ai + cols + 4 * nb + 4 * b);   /* -8 * block sum */
+            /* q4_0: -8 * block sum (int32); q4_1: 0, the block sum (float) comes below */
+            __m512i s = mn ? _mm512_setzero_si512() : bcast4(ai + cols + 4 * nb + 4 * b);
             UNROLL
             for (int j = 0; j < 8; j++) s = _mm512_dpbusd_epi32(s, w[j], bcast4(q + 4 * j));
             acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(d, _mm512_set1_ps(ad[b])), acc[i]);
+            if (mn) acc[i] = _mm512_fmadd_ps(m, _mm512_set1_ps(ad[nb + b]), acc[i]);
         }
     }
     UNROLL
     for (int i = 0; i < R; i++) _mm512_storeu_ps(out + (size_t)i * ldo, acc[i]);
 }
 
+#define ROWS_DISPATCH(body, ...)                                                                            \
+    do {                                                                                                    \
+        int i = 0;                                                                                          \
+        for (; i + 8 <= na; i += 8) body(__VA_ARGS__ 8, cols, g, a + (size_t)i * arow, arow, out + (size_t)i * ldo, ldo); \
+        switch (na - i) {                                                                                   \
+        case 7: body(__VA_ARGS__ 7, cols, g, a + (size_t)i * arow, arow, out + (size_t)i * ldo, ldo); break; \
+        case 6: body(__VA_ARGS__ 6, cols, g, a + (size_t)i * arow, arow, out + (size_t)i * ldo, ldo); break; \
+        case 5: body(__VA_ARGS__ 5, cols, g, a + (size_t)i * arow, arow, out + (size_t)i * ldo, ldo); break; \
+        case 4: body(__VA_ARGS__ 4, cols, g, a + (size_t)i * arow, arow, out + (size_t)i * ldo, ldo); break; \
+        case 3: body(__VA_ARGS__ 3, cols, g, a + (size_t)i * arow, arow, out + (size_t)i * ldo, ldo); break; \
+        case 2: body(__VA_ARGS__ 2, cols, g, a + (size_t)i * arow, arow, out + (size_t)i * ldo, ldo); break; \
+        case 1: body(__VA_ARGS__ 1, cols, g, a + (size_t)i * arow, arow, out + (size_t)i * ldo, ldo); break; \
+        default: break;                                                                                     \
+        }                                                                                                   \
+    } while (0)
+
 VNNI void qgemm_q4_0_avx512(int64_t cols, const void *g, const void *va, size_t arow, int na, float *out,
                             size_t ldo) {
     const uint8_t *a = va;
-    int i = 0;
-    for (; i + 8 <= na; i += 8) q40_rows(8, cols, g, a + (size_t)i * arow, arow, out + (size_t)i * ldo, ldo);
-    switch (na - i) {
-    case 7: q40_rows(7, cols, g, a + (size_t)i * arow, arow, out + (size_t)i * ldo, ldo); break;
-    case 6: q40_rows(6, cols, g, a + (size_t)i * arow, arow, out + (size_t)i * ldo, ldo); break;
-    case 5: q40_rows(5, cols, g, a + (size_t)i * arow, arow, out + (size_t)i * ldo, ldo); break;
-    case 4: q40_rows(4, cols, g, a + (size_t)i * arow, arow, out + (size_t)i * ldo, ldo); break;
-    case 3: q40_rows(3, cols, g, a + (size_t)i * arow, arow, out + (size_t)i * ldo, ldo); break;
-    case 2: q40_rows(2, cols, g, a + (size_t)i * arow, arow, out + (size_t)i * ldo, ldo); break;
-    case 1: q40_rows(1, cols, g, a + (size_t)i * arow, arow, out + (size_t)i * ldo, ldo); break;
-    default: break;
-    }
+    ROWS_DISPATCH(q4_rows, 0,);
+}
+
+VNNI void qgemm_q4_1_avx512(int64_t cols, const void *g, const void *va, size_t arow, int na, float *out,
+                            size_t ldo) {
+    const uint8_t *a = va;
+    ROWS_DISPATCH(q4_rows, 1,);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -147,18 +163,7 @@ VNNI ALWAYS void q2k_rows(int R, int64_t cols, const uint8_t *g, const uint8_t *
 VNNI void qgemm_q2_K_avx512(int64_t cols, const void *g, const void *va, size_t arow, int na, float *out,
                             size_t ldo) {
     const uint8_t *a = va;
-    int i = 0;
-    for (; i + 8 <= na; i += 8) q2k_rows(8, cols, g, a + (size_t)i * arow, arow, out + (size_t)i * ldo, ldo);
-    switch (na - i) {
-    case 7: q2k_rows(7, cols, g, a + (size_t)i * arow, arow, out + (size_t)i * ldo, ldo); break;
-    case 6: q2k_rows(6, cols, g, a + (size_t)i * arow, arow, out + (size_t)i * ldo, ldo); break;
-    case 5: q2k_rows(5, cols, g, a + (size_t)i * arow, arow, out + (size_t)i * ldo, ldo); break;
-    case 4: q2k_rows(4, cols, g, a + (size_t)i * arow, arow, out + (size_t)i * ldo, ldo); break;
-    case 3: q2k_rows(3, cols, g, a + (size_t)i * arow, arow, out + (size_t)i * ldo, ldo); break;
-    case 2: q2k_rows(2, cols, g, a + (size_t)i * arow, arow, out + (size_t)i * ldo, ldo); break;
-    case 1: q2k_rows(1, cols, g, a + (size_t)i * arow, arow, out + (size_t)i * ldo, ldo); break;
-    default: break;
-    }
+    ROWS_DISPATCH(q2k_rows,);
 }
 
 #endif

@@ -1,9 +1,9 @@
-/* Batched products on repacked weights (kernels/qgemm.h):
+/* Batched products on repacked q4_0 / q4_1 / q2_K weights (kernels/qgemm.h):
  *  - the SIMD kernels give the same floats, bit for bit, as their _ref twins
  *    (same integer sums, same fused steps in the same order), for every
  *    batch size 1..19 (full tiles and every remainder) and thread count;
  *  - both match a double reference computed from the dequantized weights and
- *    the dequantized activations (the same q8_0 / q8_K quantization as
+ *    the dequantized activations (the same q8_0 / q8_1 / q8_K quantization as
  *    mend_qmatmul) within 1e-5 relative to sum |w a|, and mend_qmatmul on the
  *    plain layout within the same bound;
  *  - unsupported shapes and short scratch are refused. */
@@ -33,10 +33,11 @@ static void *make_w(uint32_t t, int64_t rows, int64_t cols) {
     float *tmp = malloc((size_t)cols * sizeof(float));
     for (int64_t r = 0; r < rows; r++) {
         uint8_t *row = w + (size_t)r * rs;
-        if (t == MEND_TYPE_Q4_0) {
+        if (t == MEND_TYPE_Q4_0 || t == MEND_TYPE_Q4_1) {
             const float scale = ldexpf(1.0f, rndi(-3, 2));
-            for (int64_t j = 0; j < cols; j++) tmp[j] = rndn() * scale;
-            quantize_row_q4_0_ref(tmp, (block_q4_0 *)row, cols);
+            for (int64_t j = 0; j < cols; j++) tmp[j] = rndn() * scale + (t == MEND_TYPE_Q4_1 ? scale : 0.0f);
+            if (t == MEND_TYPE_Q4_0) quantize_row_q4_0_ref(tmp, (block_q4_0 *)row, cols);
+            else quantize_row_q4_1_ref(tmp, (block_q4_1 *)row, cols);
         } else {   /* q2_K: random quants, scales and mins, sane fp16 d / dmin */
             block_q2_K *b = (block_q2_K *)row;
             for (int64_t k = 0; k < cols / QK_K; k++) {
@@ -57,7 +58,7 @@ static void *make_w(uint32_t t, int64_t rows, int64_t cols) {
 static void reference(uint32_t t, const void *w, int64_t rows, int64_t cols, const float *x, int n, double *out,
                       double *mag) {
     float *wd = malloc((size_t)cols * sizeof(float)), *ad = malloc((size_t)cols * sizeof(float));
-    const uint32_t at = t == MEND_TYPE_Q4_0 ? MEND_TYPE_Q8_0 : MEND_TYPE_Q8_K;
+    const uint32_t at = t == MEND_TYPE_Q4_0 ? MEND_TYPE_Q8_0 : t == MEND_TYPE_Q4_1 ? MEND_TYPE_Q8_1 : MEND_TYPE_Q8_K;
     void *aq = malloc(mend_row_size(at, cols));
     const size_t rs = mend_row_size(t, cols);
     for (int i = 0; i < n; i++) {
@@ -66,6 +67,9 @@ static void reference(uint32_t t, const void *w, int64_t rows, int64_t cols, con
         k.quantize(x + (size_t)i * cols, aq, cols);
         if (at == MEND_TYPE_Q8_0) {
             const block_q8_0 *b = aq;
+            for (int64_t j = 0; j < cols; j++) ad[j] = mend_fp16_to_f32(b[j / 32].d) * b[j / 32].qs[j % 32];
+        } else if (at == MEND_TYPE_Q8_1) {
+            const block_q8_1 *b = aq;
             for (int64_t j = 0; j < cols; j++) ad[j] = mend_fp16_to_f32(b[j / 32].d) * b[j / 32].qs[j % 32];
         } else {
             const block_q8_K *b = aq;
@@ -78,6 +82,18 @@ static void reference(uint32_t t, const void *w, int64_t rows, int64_t cols, con
                 s += (double)wd[j] * ad[j];
                 m += fabs((double)wd[j] * ad[j]);
             }
+            if (at == MEND_TYPE_Q8_1) {
+                const block_q8_1 *b = aq;
+                const block_q4_1 *wb = (const block_q4_1 *)((const uint8_t *)w + (size_t)r * rs);
+                for (int64_t k = 0; k < cols / 32; k++) {
+                    int q = 0;
+                    for (int j = 0; j < 32; j++) q += b[k].qs[j];
+                    const double e = (double)mend_fp16_to_f32(b[k].s) - (double)mend_fp16_to_f32(b[k].d) * q;
+                    s += (double)mend_fp16_to_f32(wb[k].m) * e;
+                    m += fabs((double)mend_fp16_to_f32(wb[k].m) * mend_fp16_to_f32(b[k].s));
+                }
+            }
+
             out[(size_t)i * rows + r] = s;
             mag[(size_t)i * rows + r] = m;
         }
@@ -154,8 +170,9 @@ static void test_errors(void) {
     CHECK(!mend_qgemm_supported(MEND_TYPE_Q4_0, 24, 64));      /* rows not a multiple of 16 */
     CHECK(!mend_qgemm_supported(MEND_TYPE_Q4_0, 32, 48));
     CHECK(!mend_qgemm_supported(MEND_TYPE_Q2_K, 32, 96));
-    CHECK(!mend_qgemm_supported(MEND_TYPE_Q4_1, 32, 64));
-    CHECK(mend_qgemm_packed_size(MEND_TYPE_Q4_1, 32, 64) == 0);
+    CHECK(!mend_qgemm_supported(MEND_TYPE_Q5_0, 32, 64));
+    CHECK(mend_qgemm_packed_size(MEND_TYPE_Q5_0, 32, 64) == 0);
+    CHECK(mend_qgemm_packed_size(MEND_TYPE_Q4_1, 32, 64) == 32 * mend_row_size(MEND_TYPE_Q4_1, 64));
     CHECK(mend_qgemm_packed_size(MEND_TYPE_Q4_0, 32, 64) == 32 * mend_row_size(MEND_TYPE_Q4_0, 64));
     float x[64] = {0}, out[32];
     alignas(64) uint8_t wp[32 * 36] = {0};
@@ -172,6 +189,8 @@ int main(void) {
     check(MEND_TYPE_Q4_0, 32, 64, 19);
     check(MEND_TYPE_Q4_0, 48, 576, 11);
     check(MEND_TYPE_Q4_0, 16, 32, 9);
+    check(MEND_TYPE_Q4_1, 32, 64, 19);
+    check(MEND_TYPE_Q4_1, 48, 576, 11);
     check(MEND_TYPE_Q2_K, 32, 256, 19);
     check(MEND_TYPE_Q2_K, 48, 768, 9);
     test_errors();
