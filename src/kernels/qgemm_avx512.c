@@ -47,6 +47,7 @@ VNNI ALWAYS void q4_rows(int mn, int R, int64_t cols, const uint8_t *g, const ui
             UNROLL
             for (int L = 0; L < 4; L++) _mm_prefetch((const char *)(pq + 64 * L), _MM_HINT_T0);
             _mm_prefetch((const char *)((uintptr_t)(dw + (size_t)b * 32) + PF_BYTES / 8), _MM_HINT_T0);
+            if (mn) _mm_prefetch((const char *)((uintptr_t)(mw + (size_t)b * 32) + PF_BYTES / 8), _MM_HINT_T0);
         }
         const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(dw + (size_t)b * 32)));
         const __m512 m = mn ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(mw + (size_t)b * 32)))
@@ -117,6 +118,10 @@ VNNI ALWAYS void q2k_rows(int R, int64_t cols, const uint8_t *g, const uint8_t *
     for (int i = 0; i < R; i++) acc[i] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *sb = g + (size_t)b * QGEMM_Q2K_SB;
+        if (R <= 2) {   /* few activation rows: the weights stream from memory; fetch ahead */
+            const uintptr_t pf = (uintptr_t)sb + PF_BYTES;
+            for (int l = 0; l < QGEMM_Q2K_SB / 64; l++) _mm_prefetch((const char *)(pf + 64 * (uintptr_t)l), _MM_HINT_T0);
+        }
         __m512i s[8];
         UNROLL
         for (int i = 0; i < R; i++) s[i] = _mm512_setzero_si512();
