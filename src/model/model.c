@@ -38,8 +38,7 @@ static int repackable(mend_model *m, mend_mat **mats, mend_mat **twins, int cap)
     return k;
 }
 
-/* Repack every matrix qgemm supports into one allocation, in parallel (row
- * groups handed out dynamically over all matrices). */
+/* Repack every matrix qgemm supports into one allocation. */
 static int model_repack(mend_model *m) {
     const int n = repackable(m, NULL, NULL, 0);
     if (!n) return 0;
@@ -67,21 +66,19 @@ static int model_repack(mend_model *m) {
         return mend_set_error(MEND_ENOMEM, "%s: cannot allocate %zu MiB for the repacked matrices",
                               m->path ? m->path : "model", bytes >> 20);
     }
-    const int64_t total = first[n];
-#pragma omp parallel for schedule(dynamic, 16)
-    for (int64_t gi = 0; gi < total; gi++) {
-        int i = 0;
-        while (gi >= first[i + 1]) i++;
-        const mend_mat *w = mats[i];
-        const int64_t g = gi - first[i];
-        mend_qgemm_pack((uint8_t *)buf + off[i], w->data, w->type, w->rows, w->cols, g, g + 1);
-    }
+    /* matrix by matrix (row groups in parallel), each file range let go as
+     * soon as its copy is made: the forward reads only the copy, and the
+     * process never holds both whole (the pages come back from the file if
+     * anything reads the plain layout) */
     for (int i = 0; i < n; i++) {
-        mats[i]->xdata = (uint8_t *)buf + off[i];
-        if (twins[i]) twins[i]->xdata = mats[i]->xdata;
-        /* the forward reads only the copy now: let the file's pages go (they
-         * come back from the file if anything reads the plain layout) */
-        if (m->gguf) mend_map_release(&m->gguf->map, mats[i]->data, (size_t)mats[i]->rows * mats[i]->row_bytes);
+        const mend_mat *w = mats[i];
+        const int64_t groups = first[i + 1] - first[i];
+        uint8_t *dst = (uint8_t *)buf + off[i];
+#pragma omp parallel for schedule(dynamic, 8) if (groups >= 16)
+        for (int64_t g = 0; g < groups; g++) mend_qgemm_pack(dst, w->data, w->type, w->rows, w->cols, g, g + 1);
+        mats[i]->xdata = dst;
+        if (twins[i]) twins[i]->xdata = dst;
+        if (m->gguf) mend_map_release(&m->gguf->map, w->data, (size_t)w->rows * w->row_bytes);
     }
     m->xpack = buf;
     m->xpack_bytes = off[n];
