@@ -169,6 +169,7 @@ T_AVX2 void swiglu_forward_avx2(float *out, const float *gate, const float *up, 
 
 /* ---- AVX-512 ---------------------------------------------------------------- */
 #define T_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma")))
+#define UNROLL4 _Pragma("GCC unroll 4")   /* arrays of vectors stay in registers */
 
 T_AVX512 static inline __m512 exp512(__m512 x) {
     x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
@@ -234,6 +235,90 @@ T_AVX512 void vec_wsum_rows_avx512(int T, int d, const float *p, const float *V,
         for (int t = 0; t < T; t++)
             a0 = _mm512_fmadd_ps(_mm512_set1_ps(p[t]), _mm512_loadu_ps(V + (size_t)t * ldv + j0), a0);
         _mm512_storeu_ps(out + j0, a0);
+    }
+}
+
+/* G queries at once (see ops.h): per key, the row is loaded once and each
+ * query runs the single-query kernel's exact steps (FMA over d in order into
+ * one accumulator, _mm512_reduce_add_ps, times scale). */
+T_AVX512 static inline void dot_rows_heads(int G, int T, int d, const float *q, size_t qs, const float *K,
+                                           size_t ldk, float scale, float *s, size_t ss) {
+    for (int t = 0; t < T; t++) {
+        const float *k = K + (size_t)t * ldk;
+        __m512 a[4];
+        UNROLL4
+        for (int h = 0; h < 4; h++) a[h] = _mm512_setzero_ps();
+        UNROLL4
+        for (int j = 0; j < d; j += 16) {
+            const __m512 kv = _mm512_loadu_ps(k + j);
+            UNROLL4
+            for (int h = 0; h < G; h++) a[h] = _mm512_fmadd_ps(_mm512_loadu_ps(q + h * qs + j), kv, a[h]);
+        }
+        UNROLL4
+        for (int h = 0; h < G; h++) s[h * ss + t] = scale * _mm512_reduce_add_ps(a[h]);
+    }
+}
+
+T_AVX512 void vec_dot_rows_heads_avx512(int G, int T, int d, const float *q, size_t qs, const float *K, size_t ldk,
+                                        float scale, float *s, size_t ss) {
+    switch (G) {
+    case 4: dot_rows_heads(4, T, d, q, qs, K, ldk, scale, s, ss); break;
+    case 3: dot_rows_heads(3, T, d, q, qs, K, ldk, scale, s, ss); break;
+    case 2: dot_rows_heads(2, T, d, q, qs, K, ldk, scale, s, ss); break;
+    default: vec_dot_rows_avx512(T, d, q, K, ldk, scale, s); break;
+    }
+}
+
+/* per 64 columns, G x 4 accumulators over the keys in order (the
+ * single-query kernel's blocks: 64 columns, then 16 at a time) */
+T_AVX512 static inline void wsum_rows_heads(int G, int T, int d, const float *p, size_t ps, const float *V,
+                                            size_t ldv, float *out, size_t os) {
+    int j0 = 0;
+    for (; j0 + 64 <= d; j0 += 64) {
+        __m512 a[4][4];
+        UNROLL4
+        for (int h = 0; h < 4; h++)
+            UNROLL4
+            for (int c = 0; c < 4; c++) a[h][c] = _mm512_setzero_ps();
+        for (int t = 0; t < T; t++) {
+            const float *v = V + (size_t)t * ldv + j0;
+            const __m512 v0 = _mm512_loadu_ps(v), v1 = _mm512_loadu_ps(v + 16), v2 = _mm512_loadu_ps(v + 32),
+                         v3 = _mm512_loadu_ps(v + 48);
+            UNROLL4
+            for (int h = 0; h < G; h++) {
+                const __m512 w = _mm512_set1_ps(p[h * ps + t]);
+                a[h][0] = _mm512_fmadd_ps(w, v0, a[h][0]);
+                a[h][1] = _mm512_fmadd_ps(w, v1, a[h][1]);
+                a[h][2] = _mm512_fmadd_ps(w, v2, a[h][2]);
+                a[h][3] = _mm512_fmadd_ps(w, v3, a[h][3]);
+            }
+        }
+        UNROLL4
+        for (int h = 0; h < G; h++)
+            UNROLL4
+            for (int c = 0; c < 4; c++) _mm512_storeu_ps(out + h * os + j0 + 16 * c, a[h][c]);
+    }
+    for (; j0 < d; j0 += 16) {
+        __m512 a[4];
+        UNROLL4
+        for (int h = 0; h < 4; h++) a[h] = _mm512_setzero_ps();
+        for (int t = 0; t < T; t++) {
+            const __m512 v = _mm512_loadu_ps(V + (size_t)t * ldv + j0);
+            UNROLL4
+            for (int h = 0; h < G; h++) a[h] = _mm512_fmadd_ps(_mm512_set1_ps(p[h * ps + t]), v, a[h]);
+        }
+        UNROLL4
+        for (int h = 0; h < G; h++) _mm512_storeu_ps(out + h * os + j0, a[h]);
+    }
+}
+
+T_AVX512 void vec_wsum_rows_heads_avx512(int G, int T, int d, const float *p, size_t ps, const float *V, size_t ldv,
+                                         float *out, size_t os) {
+    switch (G) {
+    case 4: wsum_rows_heads(4, T, d, p, ps, V, ldv, out, os); break;
+    case 3: wsum_rows_heads(3, T, d, p, ps, V, ldv, out, os); break;
+    case 2: wsum_rows_heads(2, T, d, p, ps, V, ldv, out, os); break;
+    default: vec_wsum_rows_avx512(T, d, p, V, ldv, out); break;
     }
 }
 
@@ -422,6 +507,9 @@ void attention_forward(float *out, const float *q, const float *kc, const float 
     const int64_t n_tasks = (int64_t)n * n_kv_heads;
     if (n_threads < 1) n_threads = 1;
     if (n_tasks < n_threads) n_threads = (int)n_tasks;
+#ifdef MEND_OPS_X86
+    const int heads = g > 1 && hd % 16 == 0 && mend_cpu_simd_level() >= MEND_SIMD_AVX512;
+#endif
 #pragma omp parallel num_threads(n_threads)
     {
         float *sc = scratch + (size_t)omp_get_thread_num() * (size_t)g * n_ctx;
@@ -432,6 +520,29 @@ void attention_forward(float *out, const float *q, const float *kc, const float 
             const int kvh = (int)(task % n_kv_heads);
             const int T = pos0 + i + 1;
             const float *K = kc + (size_t)kvh * hd, *V = vc + (size_t)kvh * hd;
+#ifdef MEND_OPS_X86
+            if (heads) {   /* the group's heads in fours: each K and V row read once per four */
+                const float *qg = q + (size_t)i * qd + (size_t)kvh * g * hd;
+                float *og = out + (size_t)i * qd + (size_t)kvh * g * hd;
+                for (int h0 = 0; h0 < g; h0 += 4) {
+                    const int G = g - h0 < 4 ? g - h0 : 4;
+                    float *s = sc + (size_t)h0 * n_ctx;
+                    vec_dot_rows_heads_avx512(G, T, hd, qg + (size_t)h0 * hd, (size_t)hd, K, kvd, scale, s,
+                                              (size_t)n_ctx);
+                    float inv[4];
+                    for (int h = 0; h < G; h++) {
+                        float *sh = s + (size_t)h * n_ctx;
+                        float m = sh[0];
+                        for (int t = 1; t < T; t++) m = sh[t] > m ? sh[t] : m;
+                        inv[h] = 1.0f / vec_exp_sum(T, sh, m);
+                    }
+                    vec_wsum_rows_heads_avx512(G, T, hd, s, (size_t)n_ctx, V, kvd, og + (size_t)h0 * hd, (size_t)hd);
+                    for (int h = 0; h < G; h++)
+                        for (int j = 0; j < hd; j++) og[(size_t)(h0 + h) * hd + j] *= inv[h];
+                }
+                continue;
+            }
+#endif
             for (int hh = 0; hh < g; hh++) {
                 const int h = kvh * g + hh;
                 float *s = sc + (size_t)hh * n_ctx;

@@ -38,6 +38,15 @@ void swiglu_forward_avx2(float *out, const float *gate, const float *up, int64_t
 void vec_dot_rows_avx512(int T, int d, const float *q, const float *K, size_t ldk, float scale, float *s);
 void vec_wsum_rows_avx512(int T, int d, const float *p, const float *V, size_t ldv, float *out);
 float vec_exp_sum_avx512(int64_t n, float *x, float m);
+/* The same two row primitives for G <= 4 queries that share their keys and
+ * values (the heads of one kv head): query h at q + h * qs, its scores /
+ * weights at s + h * ss, its output at out + h * os. Each K and V row is
+ * loaded once for all G; every query's numbers are bit for bit those of
+ * vec_dot_rows_avx512 / vec_wsum_rows_avx512 on it alone. d % 16 == 0. */
+void vec_dot_rows_heads_avx512(int G, int T, int d, const float *q, size_t qs, const float *K, size_t ldk,
+                               float scale, float *s, size_t ss);
+void vec_wsum_rows_heads_avx512(int G, int T, int d, const float *p, size_t ps, const float *V, size_t ldv,
+                                float *out, size_t os);
 void swiglu_forward_avx512(float *out, const float *gate, const float *up, int64_t n);
 void swiglu_backward_avx512(float *dgate, float *dup, const float *dout, const float *gate, const float *up,
                             int64_t n);
@@ -83,7 +92,10 @@ void matmul_forward(float *out, size_t ldo, const float *x, const float *W, cons
  * query i attends to keys [0, pos0+i]. Head h reads kv head h / (n_heads/n_kv_heads).
  * -> out (n, n_heads*hd). scratch: n_threads * attention_scratch_floats(...).
  * softmax(q·kᵀ / sqrt(hd)) · v in f32, max-subtracted, parallel over
- * (kv head, position) with at most n_threads OpenMP threads. */
+ * (kv head, position) with at most n_threads OpenMP threads; on AVX-512 the
+ * heads of a kv head share each key and value row load (up to four at a
+ * time), with every head's numbers the same as alone, so the result does
+ * not depend on n or on the grouping. */
 size_t attention_scratch_floats(int n_heads, int n_kv_heads, int n_ctx);
 void attention_forward(float *out, const float *q, const float *kc, const float *vc,
                        int n, int pos0, int n_heads, int n_kv_heads, int hd,

@@ -103,6 +103,36 @@ static void test_all_primitives(void) {
     mend_cpu_force_scalar(0);
 }
 
+#ifdef MEND_OPS_HAVE_SIMD
+/* the shared-key kernels give each query exactly its single-query numbers
+ * (the forward's results must not depend on how heads are grouped) */
+static void test_heads(void) {
+    if (!mend_cpu_has_avx512()) return;
+    enum { T = 77, LD = 200, GMAX = 4, QS = 136, SS = 96 };
+    static float q[GMAX * QS], K[T * LD], p[GMAX * SS], s1[T], s2[GMAX * SS], o1[LD], o2[GMAX * QS];
+    fill(K, T * LD, 1.0f);
+    fill(q, GMAX * QS, 1.0f);
+    fill(p, GMAX * SS, 1.0f);
+    const int dims[] = {16, 48, 64, 80, 128};
+    for (int di = 0; di < 5; di++) {
+        const int d = dims[di];
+        for (int G = 1; G <= GMAX; G++)
+            for (int Tn = 1; Tn <= T; Tn += 19) {
+                vec_dot_rows_heads_avx512(G, Tn, d, q, QS, K, LD, 0.125f, s2, SS);
+                vec_wsum_rows_heads_avx512(G, Tn, d, p, SS, K, LD, o2, QS);
+                int same = 1;
+                for (int h = 0; h < G; h++) {
+                    vec_dot_rows_avx512(Tn, d, q + h * QS, K, LD, 0.125f, s1);
+                    same &= memcmp(s1, s2 + h * SS, (size_t)Tn * sizeof(float)) == 0;
+                    vec_wsum_rows_avx512(Tn, d, p + h * SS, K, LD, o1);
+                    same &= memcmp(o1, o2 + h * QS, (size_t)d * sizeof(float)) == 0;
+                }
+                CHECK_MSG(same, "heads kernels d=%d G=%d T=%d differ from the single-query ones", d, G, Tn);
+            }
+    }
+}
+#endif
+
 static void test_layers(void) {
     enum { N = 5, D = 96, H = 6, HD = 16 };
     static float x[N * D], w[D], y[N * D];
@@ -220,6 +250,9 @@ static void test_attention(void) {
 
 int main(void) {
     test_all_primitives();
+#ifdef MEND_OPS_HAVE_SIMD
+    test_heads();
+#endif
     test_layers();
     test_matmul();
     test_attention();
