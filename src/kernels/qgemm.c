@@ -241,6 +241,12 @@ void qgemm_q2_K_ref(int64_t cols, const void *vg, const void *va, size_t arow, i
 static _Thread_local void *tl_scratch;
 static _Thread_local size_t tl_scratch_cap;
 
+void mend_qgemm_release_scratch(void) {
+    free(tl_scratch);
+    tl_scratch = NULL;
+    tl_scratch_cap = 0;
+}
+
 /* Below this many multiply-adds a call stays on one thread. */
 #define QGEMM_PARALLEL_MIN_MACS (1 << 18)
 

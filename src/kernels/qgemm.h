@@ -81,6 +81,9 @@ size_t mend_qgemm_scratch_size(uint32_t wtype, int n, int64_t cols);
 int mend_qgemm(float *out, size_t ldo, const float *x, size_t ldx, int n, const void *wp, uint32_t wtype,
                int64_t rows, int64_t cols, void *scratch, size_t scratch_bytes, int n_threads, int level);
 
+/* Free the calling thread's reusable scratch buffer (scratch == NULL). */
+void mend_qgemm_release_scratch(void);
+
 /* ---- kernels: one group of 16 weight rows against na activation rows ----
  * g: the group's repacked bytes; a: activation rows arow bytes apart;
  * out[i * ldo + r] for i < na, r < 16 (overwritten). */

@@ -194,5 +194,6 @@ int main(void) {
     check(MEND_TYPE_Q2_K, 32, 256, 19);
     check(MEND_TYPE_Q2_K, 48, 768, 9);
     test_errors();
+    mend_qgemm_release_scratch();
     return test_finish();
 }
