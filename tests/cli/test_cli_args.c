@@ -3,12 +3,53 @@
 #include "test.h"
 #include "cli_run.h"
 #include <sys/stat.h>
+#include <unistd.h>
+#include "io/gguf.h"
 
 static void expect_code(const char *args, int code, const char *in_err) {
     cli_out r = cli_run(args);
     CHECK_MSG(r.code == code, "mend %s: exit %d, expected %d (stderr: %s)", args, r.code, code, r.err);
     if (in_err) CHECK_MSG(strstr(r.err, in_err) != NULL, "mend %s: stderr lacks '%s': %s", args, in_err, r.err);
     cli_free(&r);
+}
+
+/* The defaults `mend compress` records: importance-weighted fits for ggml
+ * types and plain fits for mend's generic grids (unless told otherwise),
+ * and the sink weight seqlen / 32. */
+static void compress_defaults(void) {
+    char calib[128], out[128], args[1024];
+    snprintf(calib, sizeof calib, "/tmp/mend_cli_calib_%d.txt", (int)getpid());
+    snprintf(out, sizeof out, "/tmp/mend_cli_out_%d.gguf", (int)getpid());
+    FILE *f = fopen(calib, "w");
+    if (!f) return;
+    for (int i = 0; i < 40; i++) fprintf(f, "the quick brown fox %d jumps over the lazy dog.\n\n", i);
+    fclose(f);
+    static const struct {
+        const char *opts;
+        int64_t fit, sink;
+    } cases[] = {{"--type q4_0 --seqlen 64", 1, 2},
+                 {"--type q4_0 --seqlen 64 --no-fit-importance --sink-weight 5", 0, 5},
+                 {"--bits 3 --group 32 --seqlen 16", 0, 1},
+                 {"--bits 3 --group 32 --seqlen 16 --fit-importance", 1, 1}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        snprintf(args, sizeof args, "-t 1 compress tests/fixtures/hf/llama.gguf -o %s --calib %s --nsamples 2 --no-checkpoint %s",
+                 out, calib, cases[c].opts);
+        cli_out r = cli_run(args);
+        CHECK_MSG(r.code == 0, "mend %s: exit %d (stderr: %s)", args, r.code, r.err);
+        cli_free(&r);
+        mend_gguf *g = NULL;
+        int64_t fit = -1, sink = -1;
+        CHECK_OK(mend_gguf_open(&g, out));
+        if (g) {
+            CHECK_OK(mend_gguf_get_int(g, "mend.compress.fit_importance", &fit));
+            CHECK_OK(mend_gguf_get_int(g, "mend.compress.sink_weight", &sink));
+        }
+        mend_gguf_close(g);
+        CHECK_MSG(fit == cases[c].fit && sink == cases[c].sink, "%s: fit_importance %lld sink_weight %lld", cases[c].opts,
+                  (long long)fit, (long long)sink);
+        unlink(out);
+    }
+    unlink(calib);
 }
 
 int main(void) {
@@ -89,5 +130,6 @@ int main(void) {
     cli_out r = cli_run("ppl --help");
     CHECK(strstr(r.out, "--protocol") != NULL);
     cli_free(&r);
+    compress_defaults();
     return test_finish();
 }
