@@ -63,12 +63,13 @@ compress orig-f32 --method rtn --type f32 --embd-type f32
 for ty in q4_0 q3_k q2_k; do compress "rtn-$ty" --method rtn --type "$ty"; done
 compress rtn-int3-g64 --method rtn --bits 3 --group 64
 compress rtn-int2-g64 --method rtn --bits 2 --group 64
-gptq_args() {  # row name -> ARGS, its compress options (gptqi: GPTQ on importance-weighted block fits)
+gptq_args() {  # row name -> ARGS, its compress options (gptq: ggml's plain block fits;
+               # gptqi: importance-weighted block fits, mend's default for ggml types)
   case $1 in
-    gptq-q4_0) ARGS=(--type q4_0 --save-calib "$OUT/calib.txt") ;;
+    gptq-q4_0) ARGS=(--type q4_0 --no-fit-importance --save-calib "$OUT/calib.txt") ;;
     gptq-int3-g64) ARGS=(--bits 3 --group 64) ;;
     gptq-int2-g64) ARGS=(--bits 2 --group 64) ;;
-    gptq-*) ARGS=(--type "${1#gptq-}") ;;
+    gptq-*) ARGS=(--type "${1#gptq-}" --no-fit-importance) ;;
     gptqi-*) ARGS=(--type "${1#gptqi-}" --fit-importance) ;;
     *) echo "unknown GPTQ row $1" >&2; return 1 ;;
   esac
