@@ -16,16 +16,17 @@
 
 /* The layer matrices kernels/qgemm.h can take (packed, right type and
  * shape), with their twins in layers_packed; returns how many (<= cap). */
+static void layer_mats(mend_layer *L, mend_mat *out[7]) {
+    mend_mat *all[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+    memcpy(out, all, sizeof all);
+}
+
 static int repackable(mend_model *m, mend_mat **mats, mend_mat **twins, int cap) {
     int k = 0;
     for (int l = 0; l < m->cfg.n_layers; l++) {
-        mend_layer *Y = &m->layers[l], *P = m->layers_packed ? &m->layers_packed[l] : NULL;
-        mend_mat *y[7] = {&Y->wq, &Y->wk, &Y->wv, &Y->wo, &Y->w_gate, &Y->w_up, &Y->w_down};
-        mend_mat *p[7] = {0};
-        if (P) {
-            mend_mat *pp[7] = {&P->wq, &P->wk, &P->wv, &P->wo, &P->w_gate, &P->w_up, &P->w_down};
-            memcpy(p, pp, sizeof p);
-        }
+        mend_mat *y[7], *p[7] = {0};
+        layer_mats(&m->layers[l], y);
+        if (m->layers_packed) layer_mats(&m->layers_packed[l], p);
         for (int i = 0; i < 7; i++) {
             if (!y[i]->data || !mend_qgemm_supported(y[i]->type, y[i]->rows, y[i]->cols)) continue;
             if (k < cap) {
