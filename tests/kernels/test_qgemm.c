@@ -17,14 +17,7 @@
 #include "kernels/quants.h"
 #include "util/util.h"
 
-static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
-static uint32_t rnd(void) {
-    rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
-    return (uint32_t)(rng_state >> 33);
-}
-static int rndi(int lo, int hi) { return lo + (int)(rnd() % (uint32_t)(hi - lo + 1)); }
-static float rndu(void) { return (rnd() >> 8) * (1.0f / 16777216.0f); }
-static float rndn(void) { return (rndu() + rndu() + rndu() + rndu() - 2.0f) * 1.7320508f; }
+#include "test_rng.h"
 
 /* random weights (rows, cols) in wtype, 64-byte aligned */
 static void *make_w(uint32_t t, int64_t rows, int64_t cols) {

@@ -20,15 +20,8 @@
 #include "kernels/quants.h"
 #include "util/util.h"
 
-/* ---- small deterministic generator ---- */
-static uint64_t rng_state = 0x2545F4914F6CDD1Dull;
-static uint32_t rnd(void) {
-    rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
-    return (uint32_t)(rng_state >> 33);
-}
-static int rndi(int lo, int hi) { return lo + (int)(rnd() % (uint32_t)(hi - lo + 1)); }
-static float rndu(void) { return (rnd() >> 8) * (1.0f / 16777216.0f); }
-static float rndn(void) { return (rndu() + rndu() + rndu() + rndu() - 2.0f) * 1.7320508f; }
+#define TEST_RNG_SEED 0x2545F4914F6CDD1Dull
+#include "test_rng.h"
 static void rnd_bytes(void *p, size_t n) {
     uint8_t *b = p;
     for (size_t i = 0; i < n; i++) b[i] = (uint8_t)rnd();

@@ -11,17 +11,7 @@
 #include "kernels/quants_simd.h"
 #include "util/util.h"
 
-/* ---- small deterministic generator ---- */
-static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
-static uint32_t rnd(void) {
-    rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
-    return (uint32_t)(rng_state >> 33);
-}
-static int rndi(int lo, int hi) { return lo + (int)(rnd() % (uint32_t)(hi - lo + 1)); }
-static float rndu(void) { return (rnd() >> 8) * (1.0f / 16777216.0f); }
-static float rndn(void) {   /* approximately normal: sum of 4 uniforms */
-    return (rndu() + rndu() + rndu() + rndu() - 2.0f) * 1.7320508f;
-}
+#include "test_rng.h"
 /* a sane fp16 scale: |v| in [2^-14, 2^2], random sign */
 static uint16_t rnd_half(void) {
     float v = ldexpf(1.0f + rndu(), rndi(-14, 1));
