@@ -51,31 +51,28 @@ static inline int q2k_q(const block_q2_K *b, int k) {
     return (b->qs[32 * (k / 128) + k % 32] >> (2 * ((k % 128) / 32))) & 3;
 }
 
-static void pack_q4_0(uint8_t *dst, const uint8_t *w, int64_t cols, int64_t g) {
-    const int64_t nb = cols / QK4_0;
-    const size_t wrow = (size_t)nb * sizeof(block_q4_0);
-    uint8_t *qs = dst + (size_t)g * group_bytes(MEND_TYPE_Q4_0, cols);
-    mend_half *d = (mend_half *)(qs + (size_t)nb * 256);
-    for (int r = 0; r < QGEMM_ROWS; r++) {
-        const block_q4_0 *row = (const block_q4_0 *)(w + (size_t)(QGEMM_ROWS * g + r) * wrow);
-        for (int64_t b = 0; b < nb; b++) {
-            d[b * 16 + r] = row[b].d;
-            for (int L = 0; L < 4; L++) memcpy(qs + (size_t)b * 256 + 64 * L + 4 * r, row[b].qs + 4 * L, 4);
-        }
-    }
-}
-
-static void pack_q4_1(uint8_t *dst, const uint8_t *w, int64_t cols, int64_t g) {
-    const int64_t nb = cols / QK4_1;
-    const size_t wrow = (size_t)nb * sizeof(block_q4_1);
-    uint8_t *qs = dst + (size_t)g * group_bytes(MEND_TYPE_Q4_1, cols);
+/* q4_0 and q4_1 (which adds each block's min after the scales) */
+static void pack_q4(uint8_t *dst, const uint8_t *w, uint32_t wtype, int64_t cols, int64_t g) {
+    const int has_min = wtype == MEND_TYPE_Q4_1;
+    const int64_t nb = cols / 32;
+    const size_t bs = has_min ? sizeof(block_q4_1) : sizeof(block_q4_0), wrow = (size_t)nb * bs;
+    uint8_t *qs = dst + (size_t)g * group_bytes(wtype, cols);
     mend_half *d = (mend_half *)(qs + (size_t)nb * 256), *m = d + (size_t)nb * 16;
     for (int r = 0; r < QGEMM_ROWS; r++) {
-        const block_q4_1 *row = (const block_q4_1 *)(w + (size_t)(QGEMM_ROWS * g + r) * wrow);
+        const uint8_t *row = w + (size_t)(QGEMM_ROWS * g + r) * wrow;
         for (int64_t b = 0; b < nb; b++) {
-            d[b * 16 + r] = row[b].d;
-            m[b * 16 + r] = row[b].m;
-            for (int L = 0; L < 4; L++) memcpy(qs + (size_t)b * 256 + 64 * L + 4 * r, row[b].qs + 4 * L, 4);
+            const uint8_t *src;
+            if (has_min) {
+                const block_q4_1 *blk = (const block_q4_1 *)(row + (size_t)b * bs);
+                d[b * 16 + r] = blk->d;
+                m[b * 16 + r] = blk->m;
+                src = blk->qs;
+            } else {
+                const block_q4_0 *blk = (const block_q4_0 *)(row + (size_t)b * bs);
+                d[b * 16 + r] = blk->d;
+                src = blk->qs;
+            }
+            for (int L = 0; L < 4; L++) memcpy(qs + (size_t)b * 256 + 64 * L + 4 * r, src + 4 * L, 4);
         }
     }
 }
@@ -111,9 +108,8 @@ void mend_qgemm_pack(void *dst, const void *w, uint32_t wtype, int64_t rows, int
     if (!mend_qgemm_supported(wtype, rows, cols)) return;
     if (g1 > rows / QGEMM_ROWS) g1 = rows / QGEMM_ROWS;
     for (int64_t g = g0 < 0 ? 0 : g0; g < g1; g++) {
-        if (wtype == MEND_TYPE_Q4_0) pack_q4_0(dst, w, cols, g);
-        else if (wtype == MEND_TYPE_Q4_1) pack_q4_1(dst, w, cols, g);
-        else pack_q2_K(dst, w, cols, g);
+        if (wtype == MEND_TYPE_Q2_K) pack_q2_K(dst, w, cols, g);
+        else pack_q4(dst, w, wtype, cols, g);
     }
 }
 
@@ -268,21 +264,8 @@ int mend_qgemm(float *out, size_t ldo, const float *x, size_t ldx, int n, const 
     if (!mend_mul_ok(arow, (size_t)n, &need) || !mend_mul_ok(ldo, (size_t)n, &tmp) ||
         !mend_mul_ok(ldx, (size_t)n, &tmp) || need > SIZE_MAX - 64)
         return mend_set_error(MEND_ERANGE, "qgemm: %d rows of %lld overflow size_t", n, (long long)cols);
-    if (!scratch) {
-        if (tl_scratch_cap < need) {
-            const size_t cap = (need + 63) & ~(size_t)63;
-            void *p = aligned_alloc(64, cap);
-            if (!p) return mend_set_error(MEND_ENOMEM, "qgemm: cannot allocate %zu bytes of activation scratch", cap);
-            free(tl_scratch);
-            tl_scratch = p;
-            tl_scratch_cap = cap;
-        }
-        scratch = tl_scratch;
-    } else if (scratch_bytes < need) {
-        return mend_set_error(MEND_EINVAL, "qgemm: scratch of %zu bytes is smaller than the %zu needed", scratch_bytes, need);
-    } else if ((uintptr_t)scratch & 3) {
-        return mend_set_error(MEND_EINVAL, "qgemm: scratch buffer is not 4-byte aligned");
-    }
+    int rc = mend_act_scratch(&scratch, scratch_bytes, need, &tl_scratch, &tl_scratch_cap, 0, "qgemm");
+    if (rc) return rc;
 
     const int have = mend_cpu_simd_level();
     if (level < 0 || level > have) level = have;

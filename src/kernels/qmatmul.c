@@ -492,6 +492,29 @@ void mend_qmatmul_release_scratch(void) {
 }
 
 /* bytes of one quantized activation row, 0 for f32 activations or bad shape */
+int mend_act_scratch(void **scratch, size_t scratch_bytes, size_t need, void **tl, size_t *tl_cap, size_t min_cap,
+                     const char *who) {
+    if (*scratch) {
+        if (scratch_bytes < need)
+            return mend_set_error(MEND_EINVAL, "%s: scratch of %zu bytes is smaller than the %zu needed", who, scratch_bytes,
+                                  need);
+        if ((uintptr_t)*scratch & 3) return mend_set_error(MEND_EINVAL, "%s: scratch buffer is not 4-byte aligned", who);
+        return 0;
+    }
+    if (*tl_cap < need) {
+        size_t cap = need < min_cap ? min_cap : need;
+        if (cap > SIZE_MAX - 64) return mend_set_error(MEND_ERANGE, "%s: activation scratch of %zu bytes overflows", who, need);
+        cap = (cap + 63) & ~(size_t)63;   /* aligned_alloc wants a multiple of the alignment */
+        void *p = aligned_alloc(64, cap);
+        if (!p) return mend_set_error(MEND_ENOMEM, "%s: cannot allocate %zu bytes of activation scratch", who, cap);
+        free(*tl);
+        *tl = p;
+        *tl_cap = cap;
+    }
+    *scratch = *tl;
+    return 0;
+}
+
 static size_t act_row_bytes(uint32_t atype, int64_t cols) {
     if (atype == MEND_TYPE_F32) return 0;
     return mend_row_size(atype, cols);
@@ -599,25 +622,8 @@ int mend_qmatmul_ex(float *out, size_t ldo, const float *x, size_t ldx, int n,
         size_t need;
         if (!mend_mul_ok(arow, (size_t)n, &need))
             return mend_set_error(MEND_ERANGE, "qmatmul: activation scratch for %d rows of %lld overflows", n, (long long)cols);
-        if (!scratch) {
-            if (tl_scratch_cap < need) {
-                size_t cap = need < 4096 ? 4096 : need;
-                if (cap > SIZE_MAX - 64)
-                    return mend_set_error(MEND_ERANGE, "qmatmul: activation scratch of %zu bytes overflows", need);
-                cap = (cap + 63) & ~(size_t)63;   /* aligned_alloc wants a multiple of the alignment */
-                void *p = aligned_alloc(64, cap);
-                if (!p)
-                    return mend_set_error(MEND_ENOMEM, "qmatmul: cannot allocate %zu bytes of activation scratch", cap);
-                free(tl_scratch);
-                tl_scratch = p;
-                tl_scratch_cap = cap;
-            }
-            scratch = tl_scratch;
-        } else if (scratch_bytes < need) {
-            return mend_set_error(MEND_EINVAL, "qmatmul: scratch of %zu bytes is smaller than the %zu needed", scratch_bytes, need);
-        } else if ((uintptr_t)scratch & 3) {
-            return mend_set_error(MEND_EINVAL, "qmatmul: scratch buffer is not 4-byte aligned");
-        }
+        int rc = mend_act_scratch(&scratch, scratch_bytes, need, &tl_scratch, &tl_scratch_cap, 4096, "qmatmul");
+        if (rc) return rc;
         act = scratch;
         astride = arow;
     }

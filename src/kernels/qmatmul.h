@@ -213,4 +213,11 @@ size_t mend_qmatmul_scratch_size(uint32_t wtype, int n, int64_t cols);
 /* Free the calling thread's reusable scratch buffer. */
 void mend_qmatmul_release_scratch(void);
 
+/* A product's activation buffer of need bytes: the caller's scratch (checked
+ * to hold need bytes and be 4-byte aligned), or when *scratch is NULL the
+ * thread's own buffer *tl (capacity *tl_cap), grown when short to
+ * max(need, min_cap) rounded up to 64 bytes. who prefixes the errors. */
+int mend_act_scratch(void **scratch, size_t scratch_bytes, size_t need, void **tl, size_t *tl_cap, size_t min_cap,
+                     const char *who);
+
 #endif
