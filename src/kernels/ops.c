@@ -457,12 +457,16 @@ void rope_forward(float *x, int n, size_t ldx, int n_heads, int head_dim,
     }
 }
 
+float vec_softmax_inv(int64_t n, float *x) {
+    float m = x[0];
+#pragma omp simd reduction(max : m)
+    for (int64_t i = 1; i < n; i++) m = x[i] > m ? x[i] : m;
+    return 1.0f / vec_exp_sum(n, x, m);
+}
+
 void softmax_forward(float *x, int64_t n) {
     if (n <= 0) return;
-    float m = x[0];
-    for (int64_t i = 1; i < n; i++) m = x[i] > m ? x[i] : m;
-    const float sum = vec_exp_sum(n, x, m);
-    const float inv = 1.0f / sum;
+    const float inv = vec_softmax_inv(n, x);
     for (int64_t i = 0; i < n; i++) x[i] *= inv;
 }
 
@@ -530,12 +534,7 @@ void attention_forward(float *out, const float *q, const float *kc, const float 
                     vec_dot_rows_heads_avx512(G, T, hd, qg + (size_t)h0 * hd, (size_t)hd, K, kvd, scale, s,
                                               (size_t)n_ctx);
                     float inv[4];
-                    for (int h = 0; h < G; h++) {
-                        float *sh = s + (size_t)h * n_ctx;
-                        float m = sh[0];
-                        for (int t = 1; t < T; t++) m = sh[t] > m ? sh[t] : m;
-                        inv[h] = 1.0f / vec_exp_sum(T, sh, m);
-                    }
+                    for (int h = 0; h < G; h++) inv[h] = vec_softmax_inv(T, s + (size_t)h * n_ctx);
                     vec_wsum_rows_heads_avx512(G, T, hd, s, (size_t)n_ctx, V, kvd, og + (size_t)h0 * hd, (size_t)hd);
                     for (int h = 0; h < G; h++)
                         for (int j = 0; j < hd; j++) og[(size_t)(h0 + h) * hd + j] *= inv[h];
@@ -549,9 +548,7 @@ void attention_forward(float *out, const float *q, const float *kc, const float 
                 const float *qh = q + (size_t)i * qd + (size_t)h * hd;
                 float *oh = out + (size_t)i * qd + (size_t)h * hd;
                 vec_dot_rows(T, hd, qh, K, kvd, scale, s);
-                float m = s[0];
-                for (int t = 1; t < T; t++) m = s[t] > m ? s[t] : m;
-                const float inv = 1.0f / vec_exp_sum(T, s, m);
+                const float inv = vec_softmax_inv(T, s);
                 vec_wsum_rows(T, hd, s, V, kvd, oh);
                 for (int j = 0; j < hd; j++) oh[j] *= inv;
             }
@@ -591,9 +588,7 @@ void attention_forward_spans(float *out, const float *q, const float *kc, const 
                     vec_dot_rows(len, hd, qh, kc + (size_t)a * kvd + (size_t)kvh * hd, kvd, scale, s + o);
                     o += len;
                 }
-                float m = s[0];
-                for (int t = 1; t < T; t++) m = s[t] > m ? s[t] : m;
-                const float inv = 1.0f / vec_exp_sum(T, s, m);
+                const float inv = vec_softmax_inv(T, s);
                 int first = 1;
                 o = 0;
                 for (int r = 0; r < 3; r++) {

@@ -25,6 +25,9 @@ void vec_wsum_rows_ref(int T, int d, const float *p, const float *V, size_t ldv,
 
 /* x[i] = exp(x[i] - m); returns sum_i x[i] (after the update). x (n) */
 float vec_exp_sum(int64_t n, float *x, float m);
+/* x[i] <- exp(x[i] - max x) over n >= 1 values; returns 1 / their sum (the
+ * factor that finishes a softmax) */
+float vec_softmax_inv(int64_t n, float *x);
 float vec_exp_sum_ref(int64_t n, float *x, float m);
 
 /* The SIMD versions themselves, for the tests (x86-64 only; call them only

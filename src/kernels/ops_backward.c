@@ -144,10 +144,7 @@ static void att_probs(float *P, size_t ldp, const float *q, size_t qd, const flo
 #pragma omp simd
             for (int t = 0; t < n; t++) p[t] *= scale;
         }
-        float mx = p[0];
-#pragma omp simd reduction(max : mx)
-        for (int t = 1; t < n; t++) mx = p[t] > mx ? p[t] : mx;
-        const float inv = 1.0f / vec_exp_sum(n, p, mx);
+        const float inv = vec_softmax_inv(n, p);
 #pragma omp simd
         for (int t = 0; t < n; t++) p[t] *= inv;
         for (int t = n; t < i1; t++) p[t] = 0.0f;

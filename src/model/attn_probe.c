@@ -160,9 +160,7 @@ static void attention_mass_forward(mend_probe *p, float *out, const float *q, co
                 float *oh = out + (size_t)i * qd + (size_t)h * hd;
                 if (P) vec_dot_rows(P, hd, qh, K, kvd, scale, s);
                 vec_dot_rows(no, hd, qh, K + (size_t)o * kvd, kvd, scale, s + P);
-                float mx = s[0];
-                for (int t = 1; t < T; t++) mx = s[t] > mx ? s[t] : mx;
-                const float inv = 1.0f / vec_exp_sum(T, s, mx);
+                const float inv = vec_softmax_inv(T, s);
                 for (int t = 0; t < T; t++) s[t] *= inv;
                 vec_wsum_rows(no, hd, s + P, V + (size_t)o * kvd, kvd, oh);
                 if (P) {

@@ -182,9 +182,7 @@ void mend_layer_attn_core(const mend_config *c, const mend_layer *L, const float
             for (int r = 0; r < nb; r++) {
                 float *s = S + (size_t)r * i1;
                 const int T = i0 + r + 1;
-                float m = s[0];
-                for (int t = 1; t < T; t++) m = s[t] > m ? s[t] : m;
-                const float inv = 1.0f / vec_exp_sum(T, s, m);
+                const float inv = vec_softmax_inv(T, s);
                 for (int t = 0; t < T; t++) s[t] *= inv;
                 for (int t = T; t < i1; t++) s[t] = 0.0f;
             }
