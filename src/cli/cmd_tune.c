@@ -12,6 +12,7 @@
 
 #include "cli.h"
 #include "mend.h"
+#include "prompt/adapter.h"
 #include "prompt/tune.h"
 #include "util/util.h"
 
@@ -37,6 +38,8 @@ static void help(void) {
            "      --clip X             gradient norm clip (default 1.0; 0: off)\n"
            "      --init I             vocab (default: sampled vocabulary embeddings) or random\n"
            "      --init-text TEXT     initialize from the embeddings of TEXT's tokens\n"
+           "      --init-adapter DIR   start from a trained prompt (a PEFT adapter; --tokens\n"
+           "                           defaults to its length): continue or specialize it\n"
            "      --distill TEACHER    minimize KL(teacher || model + prompt) on the text,\n"
            "                           the teacher (e.g. the uncompressed model) without prompt\n"
            "      --val-frac X         fraction of paragraphs held out (default 0.05; 0: none)\n"
@@ -139,7 +142,7 @@ static int plot(const char *dir) {
 int cmd_tune(int argc, char **argv) {
     enum { O_CORPUS = 256, O_TOKENS, O_SEQLEN, O_BATCH, O_STEPS, O_LR, O_WARMUP, O_SCHED, O_WD, O_CLIP, O_INIT,
            O_INITTEXT, O_DISTILL, O_VALFRAC, O_VALSEQS, O_EVAL, O_CKPT, O_RESUME, O_SEED, O_NOPLOT, O_STOP,
-           O_MAXMIN };
+           O_MAXMIN, O_INITAD };
     static const struct option longopts[] = {
         {"corpus", required_argument, 0, O_CORPUS}, {"out", required_argument, 0, 'o'},
         {"tokens", required_argument, 0, O_TOKENS}, {"seqlen", required_argument, 0, O_SEQLEN},
@@ -152,12 +155,12 @@ int cmd_tune(int argc, char **argv) {
         {"eval-every", required_argument, 0, O_EVAL}, {"ckpt-every", required_argument, 0, O_CKPT},
         {"resume", no_argument, 0, O_RESUME},       {"seed", required_argument, 0, O_SEED},
         {"no-plot", no_argument, 0, O_NOPLOT},      {"stop-after", required_argument, 0, O_STOP},
-        {"max-minutes", required_argument, 0, O_MAXMIN},
+        {"max-minutes", required_argument, 0, O_MAXMIN}, {"init-adapter", required_argument, 0, O_INITAD},
         {"threads", required_argument, 0, 't'},     {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     mend_tune_opts o;
     mend_tune_opts_default(&o);
-    const char *corpus[64], *teacher_path = NULL, *init_name = NULL;
-    int n_corpus = 0, no_plot = 0;
+    const char *corpus[64], *teacher_path = NULL, *init_name = NULL, *init_adapter = NULL;
+    int n_corpus = 0, no_plot = 0, tokens_given = 0;
     long v;
     double x;
     optind = 0;
@@ -176,7 +179,7 @@ int cmd_tune(int argc, char **argv) {
                                (long)(hi), optarg);                                                         \
     o.field = (int)v;                                                                                       \
     break;
-        case O_TOKENS: INTOPT(n_virtual, 1, 4096, "--tokens")
+        case O_TOKENS: tokens_given = 1; INTOPT(n_virtual, 1, 4096, "--tokens")
         case O_SEQLEN: INTOPT(seqlen, 2, 1 << 20, "--seqlen")
         case O_BATCH: INTOPT(batch, 1, 1 << 16, "--batch")
         case O_STEPS: INTOPT(steps, 1, 1 << 26, "--steps")
@@ -223,6 +226,7 @@ int cmd_tune(int argc, char **argv) {
             o.init_text = optarg;
             break;
         case O_DISTILL: teacher_path = optarg; break;
+        case O_INITAD: init_adapter = optarg; break;
         case O_RESUME: o.resume = 1; break;
         case O_SEED:
             if (cli_parse_u64(optarg, &o.seed)) return cli_usage_error(CMD, "--seed expects a non-negative whole number, got '%s'", optarg);
@@ -239,7 +243,8 @@ int cmd_tune(int argc, char **argv) {
     if (optind + 1 < argc) return cli_usage_error(CMD, "unexpected argument '%s'", argv[optind + 1]);
     if (!n_corpus) return cli_usage_error(CMD, "missing --corpus FILE");
     if (!o.out_dir) return cli_usage_error(CMD, "missing -o ADAPTER_DIR");
-    if (init_name && o.init_text) return cli_usage_error(CMD, "give --init or --init-text, not both");
+    if ((init_name != NULL) + (o.init_text != NULL) + (init_adapter != NULL) > 1)
+        return cli_usage_error(CMD, "give one of --init, --init-text and --init-adapter");
     const char *path = argv[optind];
     o.base_model = path;
     if (teacher_path) o.objective = MEND_TUNE_KL;
@@ -248,6 +253,7 @@ int cmd_tune(int argc, char **argv) {
     char *texts[64] = {0};
     size_t lens[64] = {0};
     mend_model *m = NULL, *teacher = NULL;
+    float *start = NULL;
     for (int i = 0; i < n_corpus; i++)
         if (mend_read_file(corpus[i], (size_t)2 << 30, &texts[i], &lens[i])) {
             rc = cli_fail(CMD, corpus[i]);
@@ -266,13 +272,31 @@ int cmd_tune(int argc, char **argv) {
     }
     mend_model_info info;
     mend_model_get_info(m, &info);
+    if (init_adapter) {
+        int nv = 0;
+        if (mend_adapter_read(init_adapter, info.dim, &start, &nv)) {
+            rc = cli_fail(CMD, init_adapter);
+            goto out;
+        }
+        if (tokens_given && nv != o.n_virtual) {
+            rc = cli_usage_error(CMD, "--init-adapter %s has %d virtual tokens, --tokens says %d", init_adapter, nv,
+                                 o.n_virtual);
+            goto out;
+        }
+        o.n_virtual = nv;
+        o.init = MEND_TUNE_INIT_PROMPT;
+        o.init_prompt = start;
+    }
     const int warm = o.warmup >= 0 ? o.warmup : (o.steps / 10 < 100 ? o.steps / 10 : 100);
     printf("model:     %s (%s, %d layers, dim %d)\n", path, info.arch, info.n_layers, info.dim);
     printf("objective: %s%s\n", teacher_path ? "KL(teacher || model + prompt), teacher " : "next-token cross-entropy",
            teacher_path ? teacher_path : "");
     printf("prompt:    %d virtual tokens, init %s%s%s\n", o.n_virtual,
-           o.init == MEND_TUNE_INIT_TEXT ? "text \"" : o.init == MEND_TUNE_INIT_VOCAB ? "sampled vocabulary" : "random",
-           o.init_text ? o.init_text : "", o.init_text ? "\"" : "");
+           o.init == MEND_TUNE_INIT_TEXT     ? "text \""
+           : o.init == MEND_TUNE_INIT_VOCAB  ? "sampled vocabulary"
+           : o.init == MEND_TUNE_INIT_PROMPT ? "the prompt of "
+                                             : "random",
+           o.init_text ? o.init_text : init_adapter ? init_adapter : "", o.init_text ? "\"" : "");
     printf("training:  %d steps x %d sequences x %d tokens, AdamW lr %g (warm-up %d, %s), wd %g, clip %g, "
            "%d threads, seed %llu\n", o.steps, o.batch, o.seqlen, o.lr, warm,
            o.schedule == MEND_SCHED_COSINE ? "cosine" : o.schedule == MEND_SCHED_CONSTANT ? "constant" : "linear",
@@ -306,6 +330,7 @@ int cmd_tune(int argc, char **argv) {
     rc = 0;
 out:
     for (int i = 0; i < n_corpus; i++) free(texts[i]);
+    free(start);
     if (teacher) mend_model_free(teacher);
     if (m) mend_model_free(m);
     return rc;

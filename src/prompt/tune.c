@@ -289,6 +289,8 @@ static uint64_t fingerprint(const mend_tune_opts *o, const mend_model *m, const 
     H(m->cfg.n_layers);
 #undef H
     if (o->init_text) h = fnv1a(h, o->init_text, strlen(o->init_text));
+    if (o->init == MEND_TUNE_INIT_PROMPT && o->init_prompt)
+        h = fnv1a(h, o->init_prompt, sizeof(float) * (size_t)o->n_virtual * m->cfg.dim);
     h = fnv1a(h, d->train, (size_t)d->n_train * o->seqlen * sizeof(int32_t));
     if (d->val) h = fnv1a(h, d->val, (size_t)d->n_val * o->seqlen * sizeof(int32_t));
     return h;
@@ -317,7 +319,10 @@ static int init_prompt(run *r, const mend_model *m) {
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)P);
     if (!ids) return mend_set_error(MEND_ENOMEM, "tune: out of memory");
     int rc = 0;
-    if (o->init == MEND_TUNE_INIT_VOCAB) {
+    if (o->init == MEND_TUNE_INIT_PROMPT) {
+        if (!o->init_prompt) rc = mend_set_error(MEND_EINVAL, "tune: no prompt given to start from");
+        else memcpy(r->prompt, o->init_prompt, sizeof(float) * (size_t)P * D);
+    } else if (o->init == MEND_TUNE_INIT_VOCAB) {
         for (int i = 0; i < P; i++) ids[i] = (int32_t)rng_below(&r->rng, (uint64_t)m->cfg.n_vocab);
         rc = embed_rows(m, ids, P, r->prompt);
     } else if (o->init == MEND_TUNE_INIT_TEXT) {

@@ -32,7 +32,8 @@
 enum mend_tune_init {
     MEND_TUNE_INIT_VOCAB = 0,    /* rows of randomly sampled vocabulary embeddings (PEFT SAMPLE_VOCAB) */
     MEND_TUNE_INIT_TEXT = 1,     /* embeddings of init_text's tokens, repeated / cut to n_virtual (PEFT TEXT) */
-    MEND_TUNE_INIT_RANDOM = 2    /* normal with the std of the embedding matrix (PEFT RANDOM) */
+    MEND_TUNE_INIT_RANDOM = 2,   /* normal with the std of the embedding matrix (PEFT RANDOM) */
+    MEND_TUNE_INIT_PROMPT = 3    /* a copy of init_prompt: continue or specialize a trained prompt */
 };
 enum mend_tune_schedule { MEND_SCHED_LINEAR = 0, MEND_SCHED_COSINE = 1, MEND_SCHED_CONSTANT = 2 };
 
@@ -49,6 +50,7 @@ typedef struct mend_tune_opts {
     int objective;          /* MEND_TUNE_CE or MEND_TUNE_KL (needs a teacher) */
     int init;               /* enum mend_tune_init */
     const char *init_text;  /* for MEND_TUNE_INIT_TEXT */
+    const float *init_prompt;   /* for MEND_TUNE_INIT_PROMPT: (n_virtual, dim) */
     uint64_t seed;
     double val_frac;        /* fraction of paragraphs held out (0.05; 0: none) */
     int val_seqs;           /* at most this many validation sequences (16) */
