@@ -47,6 +47,10 @@ static void help(void) {
            "      --batch N            sequences per step (default 1)\n"
            "      --lr X               peak learning rate (default 3e-3)\n"
            "      --n-virtual N        virtual tokens per prompt (default 20)\n"
+           "      --distill TEACHER    train on KL(teacher || model + prompt), the teacher (e.g. the\n"
+           "                           uncompressed model) without prompt; default: cross-entropy\n"
+           "      --init-adapter DIR   start every prompt from this trained prompt (a PEFT adapter\n"
+           "                           with --n-virtual tokens) and specialize it on its domain\n"
            "      --seed N             seed (default 1234)\n"
            "      --eval-every N       validate every N steps (default 50)\n"
            "      --val-seqs N         validation sequences (default 8)\n"
@@ -115,7 +119,7 @@ static int cmd_bank_info(int argc, char **argv) {
 
 static int cmd_bank_build(int argc, char **argv) {
     enum { O_DOMAIN = 256, O_STEPS, O_SEQLEN, O_BATCH, O_LR, O_NV, O_SEED, O_EVAL, O_VALSEQS, O_LAYERS,
-           O_RWIN, O_RTOK };
+           O_RWIN, O_RTOK, O_DISTILL, O_INITAD };
     static const struct option longopts[] = {
         {"domain", required_argument, 0, O_DOMAIN}, {"out", required_argument, 0, 'o'},
         {"steps", required_argument, 0, O_STEPS},   {"seqlen", required_argument, 0, O_SEQLEN},
@@ -123,11 +127,12 @@ static int cmd_bank_build(int argc, char **argv) {
         {"n-virtual", required_argument, 0, O_NV},  {"seed", required_argument, 0, O_SEED},
         {"eval-every", required_argument, 0, O_EVAL}, {"val-seqs", required_argument, 0, O_VALSEQS},
         {"select-layers", required_argument, 0, O_LAYERS}, {"router-windows", required_argument, 0, O_RWIN},
-        {"router-window", required_argument, 0, O_RTOK}, {"threads", required_argument, 0, 't'},
+        {"router-window", required_argument, 0, O_RTOK}, {"distill", required_argument, 0, O_DISTILL},
+        {"init-adapter", required_argument, 0, O_INITAD}, {"threads", required_argument, 0, 't'},
         {"help", no_argument, 0, 'h'},              {0, 0, 0, 0}};
     char *dom_name[MAX_DOMAINS] = {0}, *dom_file[MAX_DOMAINS] = {0};
     int n_dom = 0, l0 = 0, l1 = 3, layers_given = 0;
-    const char *out_dir = NULL;
+    const char *out_dir = NULL, *teacher_path = NULL, *init_adapter = NULL;
     long steps = 200, seqlen = 256, batch = 1, nv = 20, eval_every = 50, val_seqs = 8, rwin = 16, rtok = 256;
     double lr = 3e-3;
     uint64_t seed = 1234;
@@ -226,6 +231,8 @@ static int cmd_bank_build(int argc, char **argv) {
                 goto out;
             }
             break;
+        case O_DISTILL: teacher_path = optarg; break;
+        case O_INITAD: init_adapter = optarg; break;
         case 't':
             if (cli_set_threads(CMD, optarg)) goto out;
             break;
@@ -270,7 +277,8 @@ static int cmd_bank_build(int argc, char **argv) {
     const char *model_path = argv[optind];
     rc = CLI_EXIT_ERROR;
 
-    mend_model *m = NULL;
+    mend_model *m = NULL, *teacher = NULL;
+    float *start = NULL;
     mend_bank bank;
     memset(&bank, 0, sizeof bank);
     mend_bank_prompt *bp = calloc((size_t)n_dom, sizeof *bp);
@@ -295,8 +303,24 @@ static int cmd_bank_build(int argc, char **argv) {
         rc = cli_fail(CMD, model_path);
         goto build_out;
     }
+    if (teacher_path && mend_model_load(&teacher, teacher_path, &lo)) {
+        rc = cli_fail(CMD, teacher_path);
+        goto build_out;
+    }
     mend_model_info info;
     mend_model_get_info(m, &info);
+    if (init_adapter) {
+        int got = 0;
+        if (mend_adapter_read(init_adapter, info.dim, &start, &got)) {
+            rc = cli_fail(CMD, init_adapter);
+            goto build_out;
+        }
+        if (got != nv) {
+            rc = cli_usage_error(CMD, "--init-adapter %s has %d virtual tokens, the bank %ld (--n-virtual)",
+                                 init_adapter, got, nv);
+            goto build_out;
+        }
+    }
     if (!layers_given && l1 > info.n_layers) l1 = info.n_layers;   /* the default on a shallow model */
     if (l1 > info.n_layers) {
         rc = cli_usage_error(CMD, "--select-layers %d:%d: the model has %d layers", l0, l1, info.n_layers);
@@ -305,6 +329,9 @@ static int cmd_bank_build(int argc, char **argv) {
     printf("model:  %s (%d layers, dim %d)\n", model_path, info.n_layers, info.dim);
     printf("bank:   %s, %d prompts of %ld virtual tokens; %ld steps x %ld x %ld tokens, lr %g\n", out_dir, n_dom, nv,
            steps, batch, seqlen, lr);
+    printf("objective: %s%s; start: %s\n",
+           teacher_path ? "KL(teacher || model + prompt), teacher " : "next-token cross-entropy",
+           teacher_path ? teacher_path : "", init_adapter ? init_adapter : "sampled vocabulary");
     fflush(stdout);
     double t_all = mend_now();
     for (int k = 0; k < n_dom; k++) {
@@ -358,10 +385,15 @@ static int cmd_bank_build(int argc, char **argv) {
             o.resume = 1;
             o.out_dir = ad;
             o.base_model = base_name(model_path);
+            if (teacher) o.objective = MEND_TUNE_KL;
+            if (start) {
+                o.init = MEND_TUNE_INIT_PROMPT;
+                o.init_prompt = start;
+            }
             const char *tx = texts[k];
             mend_tune_result res;
             double t0 = mend_now();
-            if (mend_tune_run(m, NULL, &tx, &lens[k], 1, &o, on_tune_info, on_tune_progress, &cb, &res)) {
+            if (mend_tune_run(m, teacher, &tx, &lens[k], 1, &o, on_tune_info, on_tune_progress, &cb, &res)) {
                 free(ad);
                 rc = cli_fail(CMD, dom_name[k]);
                 goto build_out;
@@ -407,6 +439,8 @@ build_out:
         for (int k = 0; k < n_dom; k++) free(texts[k]);
     free(texts);
     free(lens);
+    free(start);
+    if (teacher) mend_model_free(teacher);
     if (m) mend_model_free(m);
 out:
     for (int k = 0; k < n_dom; k++) {
