@@ -36,15 +36,16 @@ static const char *CMD = "repair";
 typedef struct budget {
     const char *name;
     int nsamples, seqlen;       /* calibration */
-    int steps, batch, tseqlen;  /* prompt training (bank and single prompt) */
+    int steps, spec_steps;      /* prompt training: the shared prompt, then each domain prompt */
+    int batch, tseqlen;
     int limit;                  /* examples per task, 0: all */
     int ppl_ctx, ppl_windows;   /* WikiText-2, gptq protocol; windows 0: all */
 } budget;
 
 static const budget BUDGETS[] = {
-    {"quick", 32, 512, 40, 1, 256, 100, 512, 24},
-    {"standard", 64, 2048, 100, 1, 256, 200, 2048, 16},
-    {"full", 128, 2048, 400, 4, 256, 0, 2048, 0},
+    {"quick", 32, 512, 30, 5, 4, 256, 100, 512, 24},
+    {"standard", 64, 2048, 200, 20, 4, 256, 0, 2048, 0},
+    {"full", 128, 2048, 1000, 100, 4, 256, 0, 2048, 0},
 };
 
 static const char *const DEFAULT_DOMAINS[] = {"wiki", "news", "science", "fiction", "dialog", "lore"};
@@ -66,12 +67,17 @@ static void help(void) {
            "                           (prune, then GPTQ keeping the zeros), e.g. sparsegpt:0.5+q4_0\n"
            "  -o, --out DIR            output directory\n"
            "      --budget B           quick, standard (default) or full:\n"
-           "                             quick:    calibration 32 x 512, prompts 40 steps x 1 x 256,\n"
-           "                                       first 100 examples per task, 24 windows of 512\n"
-           "                             standard: calibration 64 x 2048, prompts 100 steps x 1 x 256,\n"
-           "                                       first 200 examples, 16 windows of 2048\n"
-           "                             full:     calibration 128 x 2048, prompts 400 steps x 4 x 256,\n"
-           "                                       every example, all windows of 2048\n"
+           "                             quick:    calibration 32 x 512, prompts 30 + 5 per domain\n"
+           "                                       steps x 4 x 256, first 100 examples per task,\n"
+           "                                       24 windows of 512\n"
+           "                             standard: calibration 64 x 2048, prompts 200 + 20 per domain\n"
+           "                                       steps x 4 x 256, every example, all windows of 2048\n"
+           "                             full:     calibration 128 x 2048, prompts 1000 + 100 per\n"
+           "                                       domain steps x 4 x 256, every example and window\n"
+           "                           Prompts are distilled from MODEL: a shared prompt on all\n"
+           "                           domains, then each domain prompt starts from it; the single\n"
+           "                           prompt continues it for the domain prompts' steps in all\n"
+           "                           (the same training tokens as the whole bank)\n"
            "      --bank-dir DIR       use this prompt bank (bank.json; DIR/single is the single\n"
            "                           prompt, trained here when missing) instead of training one\n"
            "      --bank LIST          domains of the bank to train: NAME=FILE or NAME (a corpus of\n"
@@ -84,7 +90,8 @@ static void help(void) {
            "      --limit N            examples per task (0: all), overriding the budget\n"
            "      --ppl-windows N      perplexity windows (0: all), overriding the budget\n"
            "      --ppl-ctx N          perplexity window length, overriding the budget\n"
-           "      --steps N            prompt training steps, overriding the budget\n"
+           "      --steps N            steps of the shared prompt, overriding the budget\n"
+           "      --spec-steps N       steps of each domain prompt, overriding the budget\n"
            "      --nsamples N         calibration windows, overriding the budget\n"
            "      --seqlen N           calibration window length, overriding the budget\n"
            "      --train-seqlen N     text tokens per prompt-training sequence (default 256)\n"
@@ -429,9 +436,34 @@ static int split_list(char *s, char **items, int *n, int cap, const char *what) 
     return 0;
 }
 
+/* A `mend tune` stage: a prompt distilled from teacher on every domain's
+ * corpus, from the prompt in init (NULL: sampled vocabulary). */
+static int tune_stage(repair *R, argvec *a, const budget *B, const char *name, const char *teacher,
+                      const char *cmodel, const char *out, const char *init, int steps, char *const *dom_file,
+                      int n_dom) {
+    av_push(a, "mend");
+    av_push(a, "tune");
+    av_push(a, "%s", cmodel);
+    for (int i = 0; i < n_dom; i++) av_opt(a, "--corpus", "%s", dom_file[i]);
+    av_opt(a, "-o", "%s", out);
+    av_opt(a, "--distill", "%s", teacher);
+    if (init) av_opt(a, "--init-adapter", "%s", init);
+    else av_opt(a, "--tokens", "20");
+    av_opt(a, "--steps", "%d", steps);
+    av_opt(a, "--batch", "%d", B->batch);
+    av_opt(a, "--seqlen", "%d", B->tseqlen);
+    av_opt(a, "--lr", "3e-3");
+    av_opt(a, "--val-seqs", "16");
+    av_push(a, "--resume");
+    char what[192];
+    snprintf(what, sizeof what, "%s prompt on all %d domains x %d steps%s", name, n_dom, steps,
+             init ? " from the shared prompt" : "");
+    return stage(R, name, what, a);
+}
+
 int cmd_repair(int argc, char **argv) {
     enum { O_COMPRESS = 256, O_BUDGET, O_BANKDIR, O_BANK, O_TASKS, O_PPLTEXT, O_CALIB, O_LIMIT, O_PPLWIN, O_PPLCTX,
-           O_STEPS, O_NSAMPLES, O_SEQLEN, O_TSEQLEN };
+           O_STEPS, O_NSAMPLES, O_SEQLEN, O_TSEQLEN, O_SPECSTEPS };
     static const struct option longopts[] = {
         {"compress", required_argument, 0, O_COMPRESS}, {"budget", required_argument, 0, O_BUDGET},
         {"bank-dir", required_argument, 0, O_BANKDIR},  {"bank", required_argument, 0, O_BANK},
@@ -440,7 +472,7 @@ int cmd_repair(int argc, char **argv) {
         {"limit", required_argument, 0, O_LIMIT},       {"ppl-windows", required_argument, 0, O_PPLWIN},
         {"ppl-ctx", required_argument, 0, O_PPLCTX},    {"steps", required_argument, 0, O_STEPS},
         {"nsamples", required_argument, 0, O_NSAMPLES}, {"seqlen", required_argument, 0, O_SEQLEN},
-        {"train-seqlen", required_argument, 0, O_TSEQLEN},
+        {"train-seqlen", required_argument, 0, O_TSEQLEN}, {"spec-steps", required_argument, 0, O_SPECSTEPS},
         {"out", required_argument, 0, 'o'},             {"threads", required_argument, 0, 't'},
         {"help", no_argument, 0, 'h'},                  {0, 0, 0, 0}};
     const char *spec_s = NULL, *out_dir = NULL, *bank_dir = NULL, *ppl_text = NULL, *threads = NULL;
@@ -451,10 +483,11 @@ int cmd_repair(int argc, char **argv) {
     char *lists[MAX_TASKS + 4];   /* strdup'd option values split in place */
     int n_lists = 0;
     budget B = BUDGETS[1];
-    long ov[7] = {-1, -1, -1, -1, -1, -1, -1};   /* limit, windows, ctx, steps, nsamples, seqlen, train seqlen */
+    long ov[8] = {-1, -1, -1, -1, -1, -1, -1, -1};   /* limit, windows, ctx, steps, nsamples, seqlen, train
+                                                        seqlen, spec steps */
     char *tasks[MAX_TASKS], *dom_name[MAX_DOMAINS], *dom_file[MAX_DOMAINS];
     int n_tasks = 0, n_dom = 0;
-    char *cmodel = NULL, *bank = NULL, *single = NULL;
+    char *cmodel = NULL, *bank = NULL, *single = NULL, *shared = NULL;
     argvec a = {.n = 0};
     char corpus_dir[PATH_MAX / 2] = "";
     int rc = CLI_EXIT_USAGE;
@@ -500,10 +533,11 @@ int cmd_repair(int argc, char **argv) {
             }
             calib[n_calib++] = optarg;
             break;
-        case O_LIMIT: case O_PPLWIN: case O_PPLCTX: case O_STEPS: case O_NSAMPLES: case O_SEQLEN: case O_TSEQLEN: {
+        case O_LIMIT: case O_PPLWIN: case O_PPLCTX: case O_STEPS: case O_NSAMPLES: case O_SEQLEN: case O_TSEQLEN:
+        case O_SPECSTEPS: {
             static const char *const nm[] = {"--limit", "--ppl-windows", "--ppl-ctx", "--steps", "--nsamples",
-                                             "--seqlen", "--train-seqlen"};
-            static const long lo[] = {0, 0, 16, 1, 1, 16, 8};
+                                             "--seqlen", "--train-seqlen", "--spec-steps"};
+            static const long lo[] = {0, 0, 16, 1, 1, 16, 8, 1};
             int k = c - O_LIMIT;
             if (cli_parse_int(optarg, lo[k], 1L << 30, &ov[k])) {
                 rc = cli_usage_error(CMD, "%s expects a whole number >= %ld, got '%s'", nm[k], lo[k], optarg);
@@ -552,6 +586,7 @@ int cmd_repair(int argc, char **argv) {
     if (ov[4] >= 0) B.nsamples = (int)ov[4];
     if (ov[5] >= 0) B.seqlen = (int)ov[5];
     if (ov[6] >= 0) B.tseqlen = (int)ov[6];
+    if (ov[7] >= 0) B.spec_steps = (int)ov[7];
     const char *model = argv[optind];
     rc = CLI_EXIT_ERROR;
 
@@ -644,8 +679,14 @@ int cmd_repair(int argc, char **argv) {
         snprintf(win, sizeof win, "the first %d", B.ppl_windows);
         if (bank_dir && !need_corpus) snprintf(pr, sizeof pr, "the bank %s (its bank.json says how it was trained)",
                                                bank_dir);
-        else snprintf(pr, sizeof pr, "20 virtual tokens, %d steps x %d x %d tokens, lr 3e-3%s", B.steps, B.batch,
-                      B.tseqlen, bank_dir ? " (single prompt; the domain prompts from the given bank)" : "");
+        else if (bank_dir)
+            snprintf(pr, sizeof pr, "the domain prompts of the bank %s; the single prompt distilled, 20 virtual "
+                     "tokens, %d steps x %d x %d tokens, lr 3e-3", bank_dir, B.steps + n_dom * B.spec_steps, B.batch,
+                     B.tseqlen);
+        else
+            snprintf(pr, sizeof pr, "distilled from the model, 20 virtual tokens, x %d x %d tokens per step, lr 3e-3: "
+                     "a shared prompt %d steps, each domain prompt %d more from it, the single prompt %d more from "
+                     "it", B.batch, B.tseqlen, B.steps, B.spec_steps, n_dom * B.spec_steps);
         snprintf(settings, sizeof settings,
                  "calibration %d x %d tokens; prompts: %s; %s examples per task; WikiText-2 test (gptq protocol), "
                  "%s windows of %d tokens", B.nsamples, B.seqlen, pr, B.limit ? lim : "all",
@@ -685,11 +726,12 @@ int cmd_repair(int argc, char **argv) {
     }
 
     int n_ppl = 4, n_eval = 4 * n_tasks;
-    R.n_stages = 1 + 2 + n_eval + n_ppl;
+    R.n_stages = 1 + (bank_dir ? 2 : 3) + n_eval + n_ppl;
     cmodel = cli_pathf("%s/model.gguf", R.out);
     bank = cli_pathf("%s/bank", R.out);
     single = cli_pathf("%s/bank/single", R.out);
-    if (!cmodel || !bank || !single) goto oom;
+    shared = cli_pathf("%s/bank/shared", R.out);
+    if (!cmodel || !bank || !single || !shared) goto oom;
 
     /* 1. compress */
     {
@@ -710,7 +752,14 @@ int cmd_repair(int argc, char **argv) {
         snprintf(what, sizeof what, "compress %s -> %s", spec_s, cmodel);
         if (stage(&R, "compress", what, &a)) goto stage_failed;
     }
-    /* 2. the bank: copied or trained */
+    /* 2. the prompts, distilled from the model given: a shared prompt on all
+     * domains, then the bank (each domain prompt starts from the shared
+     * one) and the single prompt (the shared one trained on for as many
+     * steps as the domain prompts took together, so that it got the same
+     * training tokens as the whole bank); or the bank copied from
+     * --bank-dir, with a single prompt trained here when it lacks one */
+    if (!bank_dir && tune_stage(&R, &a, &B, "shared", model, cmodel, shared, NULL, B.steps, dom_file, n_dom))
+        goto stage_failed;
     if (bank_dir) {
         R.stage_no++;
         char p[PATH_MAX];
@@ -730,32 +779,23 @@ int cmd_repair(int argc, char **argv) {
         av_push(&a, "build");
         av_push(&a, "%s", cmodel);
         av_opt(&a, "-o", "%s", bank);
-        av_opt(&a, "--steps", "%d", B.steps);
+        av_opt(&a, "--distill", "%s", model);
+        av_opt(&a, "--init-adapter", "%s", shared);
+        av_opt(&a, "--steps", "%d", B.spec_steps);
         av_opt(&a, "--batch", "%d", B.batch);
         av_opt(&a, "--seqlen", "%d", B.tseqlen);
         for (int i = 0; i < n_dom; i++) {
             av_opt(&a, "--domain", "%s=%s", dom_name[i], dom_file[i]);
         }
         char what[128];
-        snprintf(what, sizeof what, "prompt bank: %d domain prompts x %d steps", n_dom, B.steps);
+        snprintf(what, sizeof what, "prompt bank: %d domain prompts x %d steps from the shared prompt", n_dom,
+                 B.spec_steps);
         if (stage(&R, "bank", what, &a)) goto stage_failed;
     }
     if (need_corpus) {
-        av_push(&a, "mend");
-        av_push(&a, "tune");
-        av_push(&a, "%s", cmodel);
-        for (int i = 0; i < n_dom; i++) av_opt(&a, "--corpus", "%s", dom_file[i]);
-        av_opt(&a, "-o", "%s", single);
-        av_opt(&a, "--tokens", "20");
-        av_opt(&a, "--steps", "%d", B.steps);
-        av_opt(&a, "--batch", "%d", B.batch);
-        av_opt(&a, "--seqlen", "%d", B.tseqlen);
-        av_opt(&a, "--lr", "3e-3");
-        av_opt(&a, "--val-seqs", "8");
-        av_push(&a, "--resume");
-        char what[128];
-        snprintf(what, sizeof what, "single prompt on all %d domains x %d steps", n_dom, B.steps);
-        if (stage(&R, "single", what, &a)) goto stage_failed;
+        if (tune_stage(&R, &a, &B, "single", model, cmodel, single, bank_dir ? NULL : shared,
+                       bank_dir ? B.steps + n_dom * B.spec_steps : n_dom * B.spec_steps, dom_file, n_dom))
+            goto stage_failed;
     } else {
         R.stage_no++;
         fprintf(stderr, "[repair %d/%d] single prompt: from the bank\n", R.stage_no, R.n_stages);
@@ -845,6 +885,7 @@ out:
     free(cmodel);
     free(bank);
     free(single);
+    free(shared);
     for (int i = 0; i < n_dom; i++) free(dom_name[i]), free(dom_file[i]);
     for (int i = 0; i < n_tasks; i++) free(tasks[i]);
     for (int i = 0; i < n_lists; i++) free(lists[i]);
