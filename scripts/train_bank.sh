@@ -2,10 +2,19 @@
 # How the shipped bank banks/smollm2-135m-gptq-int3g64 was made: the model
 # that `mend repair MODEL --compress gptq:int3g64 --budget quick` writes
 # (GPTQ, 3-bit asymmetric groups of 64, 32 x 512 calibration tokens from the
-# six corpora), then one 20-token prompt per corpus (100 AdamW steps of
-# 1 x 256 tokens, lr 3e-3: the standard budget's prompt settings) and a single prompt on all six corpora together,
-# with the same settings. Writes into OUT (default out/train-bank); copy
-# OUT/bank without checkpoints (mend repair --bank-dir does that) to ship it.
+# six corpora), then the prompts of the standard budget, all distilled from
+# MODEL (KL to the original model's next-token distribution):
+#   shared  one 20-token prompt on all six corpora, 200 AdamW steps of
+#           4 x 256 tokens, lr 3e-3 (204,800 text tokens);
+#   bank    one prompt per corpus, each starting from `shared`, 20 steps of
+#           4 x 256 tokens on its own corpus (6 x 20,480 tokens);
+#   single  `shared` trained on for 120 more steps (the domain prompts'
+#           steps together) on all six corpora, so that it got the same
+#           training tokens as the whole bank (327,680).
+# These are the stages `mend repair` runs when no --bank-dir is given. One
+# thread: the trainer's sums are bit-identical for a given thread count.
+# Writes into OUT (default out/train-bank); copy OUT/bank without the
+# checkpoints (mend repair --bank-dir does that) to ship it.
 #   scripts/train_bank.sh [OUT]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,10 +22,15 @@ MODEL="$(scripts/fetch_model.sh)"
 OUT="${1:-out/train-bank}"
 DATA="${MEND_DATA:-$(pwd)/../shared/data}"
 C="$DATA/corpus"
+CORPORA=()
+for d in wiki news science fiction dialog lore; do CORPORA+=(--corpus "$C/$d.txt"); done
+TRAIN=(--batch 4 --seqlen 256)
 mkdir -p "$OUT"
 build/mend compress "$MODEL" -o "$OUT/model.gguf" --method gptq --bits 3 --group 64 --asym \
     --nsamples 32 --seqlen 512
-MEND_DATA="$DATA" build/mend bank build "$OUT/model.gguf" -o "$OUT/bank" --steps 100 --batch 1 --seqlen 256
-build/mend tune "$OUT/model.gguf" --corpus "$C/wiki.txt" --corpus "$C/news.txt" --corpus "$C/science.txt" \
-    --corpus "$C/fiction.txt" --corpus "$C/dialog.txt" --corpus "$C/lore.txt" -o "$OUT/bank/single" \
-    --tokens 20 --steps 100 --batch 1 --seqlen 256 --lr 3e-3 --val-seqs 8 --eval-every 50 --ckpt-every 50 --resume
+build/mend -t 1 tune "$OUT/model.gguf" --distill "$MODEL" "${CORPORA[@]}" -o "$OUT/bank/shared" \
+    --tokens 20 --steps 200 "${TRAIN[@]}" --lr 3e-3 --val-seqs 16 --resume
+MEND_DATA="$DATA" build/mend -t 1 bank build "$OUT/model.gguf" -o "$OUT/bank" --distill "$MODEL" \
+    --init-adapter "$OUT/bank/shared" --steps 20 "${TRAIN[@]}"
+build/mend -t 1 tune "$OUT/model.gguf" --distill "$MODEL" --init-adapter "$OUT/bank/shared" --seed 1235 \
+    "${CORPORA[@]}" -o "$OUT/bank/single" --steps 120 "${TRAIN[@]}" --lr 3e-3 --val-seqs 16 --resume
