@@ -352,7 +352,8 @@ static int copy_file(const char *src, const char *dst) {
  * into dst: each listed adapter's files and loss curve (not its
  * checkpoints), the single prompt when there is one, bank.json last. */
 static int copy_bank(const char *src, const char *dst) {
-    static const char *const KEEP[] = {"adapter_config.json", "adapter_model.safetensors", "loss.csv"};
+    static const char *const KEEP[] = {"adapter_config.json", "adapter_model.safetensors", "loss.csv",
+                                       "train.json"};
     mend_bank *bk = NULL;
     int rc = mend_bank_read(src, &bk);
     for (int i = 0; rc == 0 && i <= bk->n; i++) {
