@@ -6,6 +6,7 @@
 #define _GNU_SOURCE
 #include <jansson.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -198,6 +199,10 @@ static void cell(FILE *f, double v, double se, int digits) {
     else fprintf(f, " %.*f ± %.*f |", digits, v, digits, se);
 }
 
+static double ppl_of(const run_data *d) {
+    return d->has_ppl ? d->ppl : NAN;
+}
+
 /* ---- paired differences ---- */
 enum { PAIR_CO, PAIR_SC, PAIR_IC, PAIR_IS, NPAIRS };
 static const int PAIR_A[NPAIRS] = {REPAIR_ORIGINAL, REPAIR_COMPRESSED, REPAIR_COMPRESSED, REPAIR_SINGLE};
@@ -320,9 +325,9 @@ static int paired_section(FILE *f, const repair_report_in *in, const run_data *r
         for (int k = 0; k < NPAIRS; k++) diff_cell(f, &p[k]);
         /* the gap is real when the window NLL rose by more than twice its error */
         int real = beyond_2se(&p[PAIR_CO]) && p[PAIR_CO].diff > 0;
-        double po = rd[REPAIR_ORIGINAL].ppl, pc = rd[REPAIR_COMPRESSED].ppl;
-        recovered(f, real, pc - po, pc - rd[REPAIR_SINGLE].ppl);
-        recovered(f, real, pc - po, pc - rd[REPAIR_IDP].ppl);
+        double po = ppl_of(&rd[REPAIR_ORIGINAL]), pc = ppl_of(&rd[REPAIR_COMPRESSED]);
+        recovered(f, real, pc - po, pc - ppl_of(&rd[REPAIR_SINGLE]));
+        recovered(f, real, pc - po, pc - ppl_of(&rd[REPAIR_IDP]));
         fprintf(f, "\n");
         for (int r = 0; r < REPAIR_NRUNS; r++)
             if (rd[r].has_ppl && !rd[r].wnll)
@@ -450,7 +455,7 @@ static int repair_report(const repair_report_in *in, char **md) {
     }
     fprintf(f, "| WikiText-2 | | ppl |");
     for (int r = 0; r < REPAIR_NRUNS; r++)
-        cell(f, rd[r].has_ppl ? rd[r].ppl : NAN, rd[r].has_ppl ? rd[r].ppl_se : NAN, 3);
+        cell(f, ppl_of(&rd[r]), rd[r].has_ppl ? rd[r].ppl_se : NAN, 3);
     fprintf(f, "\n\n");
     if ((rc = paired_section(f, in, rd))) {
         fclose(f);
@@ -494,8 +499,9 @@ static int repair_report(const repair_report_in *in, char **md) {
     int have_plot = png && rd[0].n_flat > 0 && mend_report_plot(runs, REPAIR_NRUNS, png) == 0;
     if (png && !have_plot && rd[0].n_flat > 0)
         fprintf(stderr, "mend repair: no chart: %s\n", mend_last_error());
-    int have_loss = lpng && loss_plot(in, lpng) == 0 && mend_file_exists(lpng);
-    if (lpng && !have_loss) fprintf(stderr, "mend repair: no loss chart: %s\n", mend_last_error());
+    /* no loss curve at all (a bank copied without them) is no failure */
+    int lrc = lpng ? loss_plot(in, lpng) : 0, have_loss = lpng && lrc == 0 && mend_file_exists(lpng);
+    if (lrc) fprintf(stderr, "mend repair: no loss chart: %s\n", mend_last_error());
     free(png);
     free(lpng);
     fprintf(f, "\n");
