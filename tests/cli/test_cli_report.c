@@ -116,6 +116,18 @@ static cli_out report(void) {
     return cli_run(args);
 }
 
+static cli_out report_ok(void) {
+    cli_out r = report();
+    CHECK_MSG(r.code == 0, "mend report --repair: %s", r.err);
+    return r;
+}
+
+static void remove_rel(const char *rel) {
+    char p[256];
+    snprintf(p, sizeof p, "%s/%s", dir, rel);
+    CHECK_MSG(remove(p) == 0, "cannot remove %s", p);
+}
+
 static void has(const char *text, const char *want) {
     CHECK_MSG(strstr(text, want) != NULL, "the report lacks\n  %s\n---- report:\n%s", want, text);
 }
@@ -154,8 +166,7 @@ int main(void) {
         CHECK_NEAR(se, 1.0 / 6, 1e-12);
     }
 
-    cli_out r = report();
-    CHECK_MSG(r.code == 0, "mend report --repair: %s", r.err);
+    cli_out r = report_ok();
     /* mc: compressed - original -0.5 beyond 2 x 0.1890: marked; single -
      * compressed +0.25 within 2 x 0.1637 = 0.327: unmarked; IDP - compressed
      * +0.5 ± 0.1890 marked; IDP - single +0.25 ± 0.1637 unmarked. The gap
@@ -213,13 +224,8 @@ int main(void) {
      * recovered shares are dashes, IDP - single still paired; a note says why */
     write_ppl(1, 0);
     /* the bank's prompt b trained before train.json existed */
-    {
-        char p[160];
-        snprintf(p, sizeof p, "%s/bank/b/train.json", dir);
-        CHECK(remove(p) == 0);
-    }
-    r = report();
-    CHECK_MSG(r.code == 0, "mend report --repair: %s", r.err);
+    remove_rel("bank/b/train.json");
+    r = report_ok();
     has(r.out, "| WikiText-2 | 0–4 | window NLL | – | – | – | +0.1000 ± 0.0707 | – | – |");
     has(r.out, "- WikiText-2: ppl/compressed.json has no per-window NLL");
     has(r.out, "| 25600 (100 steps × 1 × 256) | unknown (1 of 2 prompts without train.json) |");
@@ -227,16 +233,11 @@ int main(void) {
     write_ppl(1, 1);
     /* no perplexity for the single prompt (its stage not run): its pairs and
      * its recovered share are dashes, IDP's stay */
-    {
-        char p[160];
-        snprintf(p, sizeof p, "%s/ppl/single.json", dir);
-        CHECK(remove(p) == 0);
-        r = report();
-        CHECK_MSG(r.code == 0, "mend report --repair: %s", r.err);
-        has(r.out, "| WikiText-2 | 0–4 | window NLL | +0.5000 ± 0.0816 * | – | -0.1000 ± 0.0408 * | – | – | 24% |");
-        cli_free(&r);
-        write_ppl(2, 1);
-    }
+    remove_rel("ppl/single.json");
+    r = report_ok();
+    has(r.out, "| WikiText-2 | 0–4 | window NLL | +0.5000 ± 0.0816 * | – | -0.1000 ± 0.0408 * | – | – | 24% |");
+    cli_free(&r);
+    write_ppl(2, 1);
 
     /* malformed input: a clear error naming file and line or field, no report */
     bad("a", "results/idp/qa.jsonl", "{\"task\":\"qa\",\"index\":6,\"kind\":\n", "results/idp/qa.jsonl:7",
