@@ -177,6 +177,8 @@ typedef struct mend_ppl_opts {
     int n_batch;        /* positions per forward call; 0: min(n_ctx, 512) */
     int32_t bos;        /* llamacpp: token placed at position 0 of every chunk
                            (the model's BOS when it adds one), -1: keep the text token */
+    double *window_nll; /* optional: receives the mean nll of each scored window, in order;
+                           room for n_chunks windows (n_tokens / n_ctx when n_chunks <= 0) */
 } mend_ppl_opts;
 typedef struct mend_ppl_result {
     double ppl;         /* the protocol's perplexity */

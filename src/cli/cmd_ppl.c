@@ -105,8 +105,10 @@ static int on_window(void *user, int done, int total, double running) {
 
 /* --json FILE: the result as one JSON object, written atomically:
  * {model, text, protocol, n_ctx, windows, scored, ppl, stderr, seconds,
- *  tokens_per_s (window tokens evaluated per second, selection included), prompt?,
- *  bank?, rows?: [{row, ppl, stderr}]} (rows with --bank --per-prompt). */
+ *  tokens_per_s (window tokens evaluated per second, selection included),
+ *  window_nll (the mean nll of each window, in text order: what a paired
+ *  comparison of two runs on the same windows needs), prompt?, bank?,
+ *  rows?: [{row, ppl, stderr}]} (rows with --bank --per-prompt). */
 static int write_json(const char *out, const char *model, const char *text, const mend_ppl_opts *o,
                       const mend_ppl_result *r, double secs, const char *prompt, const char *bank, json_t *rows) {
     json_t *j = json_pack("{s:s, s:s, s:s, s:i, s:i, s:I, s:f, s:f, s:f, s:f}", "model", model, "text", text,
@@ -115,6 +117,9 @@ static int write_json(const char *out, const char *model, const char *text, cons
                           r->ppl_err, "seconds", secs,
                           "tokens_per_s", secs > 0 ? (double)r->n_chunks * r->n_ctx / secs : 0.0);
     if (!j) return mend_set_error(MEND_ENOMEM, "%s: out of memory", out);
+    json_t *w = json_array();
+    for (int i = 0; w && o->window_nll && i < r->n_chunks; i++) json_array_append_new(w, json_real(o->window_nll[i]));
+    json_object_set_new(j, "window_nll", w);
     if (prompt) json_object_set_new(j, "prompt", json_string(prompt));
     if (bank) json_object_set_new(j, "bank", json_string(bank));
     if (json_array_size(rows)) json_object_set(j, "rows", rows);
@@ -206,6 +211,7 @@ int cmd_ppl(int argc, char **argv) {
     size_t len = 0, n_ids = 0;
     mend_model *m = NULL;
     float *prompt = NULL;
+    double *wnll = NULL;   /* each window's mean nll, for --json */
     int n_virtual = 0;
 
     if (mend_read_file(text_path, (size_t)4 << 30, &text, &len)) {
@@ -255,6 +261,11 @@ int cmd_ppl(int argc, char **argv) {
     size_t n_max = n_ids / (size_t)o.n_ctx;
     size_t n_run = o.n_chunks > 0 && (size_t)o.n_chunks < n_max ? (size_t)o.n_chunks : n_max;
     int first = mend_ppl_first(o.protocol, o.n_ctx);
+    if (!(wnll = calloc(n_run ? n_run : 1, sizeof *wnll))) {
+        fprintf(stderr, "mend %s: out of memory\n", CMD);
+        goto out;
+    }
+    o.window_nll = wnll;
     printf("model:    %s\n", path);
     printf("text:     %s (%zu bytes%s, %zu tokens)\n", text_path, len, hf_lines ? " after the row join" : "",
            n_ids);
@@ -301,6 +312,7 @@ int cmd_ppl(int argc, char **argv) {
     rc = 0;
 out:
     json_decref(rows);
+    free(wnll);
     cli_idp_close(idp);
     if (m) mend_model_free(m);
     free(prompt);

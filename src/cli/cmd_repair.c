@@ -359,7 +359,8 @@ static int copy_file(const char *src, const char *dst) {
  * into dst: each listed adapter's files and loss curve (not its
  * checkpoints), the single prompt when there is one, bank.json last. */
 static int copy_bank(const char *src, const char *dst) {
-    static const char *const KEEP[] = {"adapter_config.json", "adapter_model.safetensors", "loss.csv"};
+    static const char *const KEEP[] = {"adapter_config.json", "adapter_model.safetensors", "loss.csv",
+                                       "train.json"};
     mend_bank *bk = NULL;
     int rc = mend_bank_read(src, &bk);
     for (int i = 0; rc == 0 && i <= bk->n; i++) {
@@ -414,15 +415,6 @@ static int check_plan(const char *path, json_t *plan) {
     }
     json_decref(old);
     return rc;
-}
-
-static const char *base_of(const char *p, char *buf, size_t cap) {
-    const char *s = strrchr(p, '/');
-    s = s ? s + 1 : p;
-    size_t n = strlen(s);
-    if (n > 6 && !strcmp(s + n - 6, ".jsonl")) n -= 6;
-    snprintf(buf, cap, "%.*s", (int)n, s);
-    return buf;
 }
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
@@ -809,7 +801,7 @@ int cmd_repair(int argc, char **argv) {
     const char *run_model[REPAIR_NRUNS] = {model, cmodel, cmodel, cmodel};
     for (int t = 0; t < n_tasks; t++) {
         char tn[128];
-        base_of(tasks[t], tn, sizeof tn);
+        repair_task_name(tasks[t], tn, sizeof tn);
         for (int r = 0; r < REPAIR_NRUNS; r++) {
             av_push(&a, "mend");
             av_push(&a, "eval");
@@ -845,28 +837,10 @@ int cmd_repair(int argc, char **argv) {
         if (stage(&R, name, what, &a)) goto stage_failed;
     }
 
-    /* 4. the report */
+    /* 4. the report, from repair.json (the plan above) and what the stages wrote */
     {
-        mend_bank *bk = NULL;
-        if (mend_bank_read(bank, &bk)) {
-            rc = cli_fail(CMD, bank);
-            goto out;
-        }
-        /* the loss curves: every prompt's adapter directory, then the single prompt */
-        const char *pn[MEND_BANK_MAX_PROMPTS + 1];
-        int np = 0;
-        for (int i = 0; i < bk->n; i++) pn[np++] = bk->p[i].adapter;
-        pn[np++] = "single";
-        const char *tn[MAX_TASKS];
-        char tbuf[MAX_TASKS][128];
-        for (int t = 0; t < n_tasks; t++) tn[t] = base_of(tasks[t], tbuf[t], sizeof tbuf[t]);
-        repair_report_in in = {.out_dir = R.out, .model = model, .spec = spec_s, .budget = B.name,
-                               .settings = settings, .tasks = tn, .n_tasks = n_tasks, .prompts = pn,
-                               .n_prompts = np};
         char *md = NULL;
-        int rrc = repair_report(&in, &md);
-        mend_bank_free(bk);
-        if (rrc) {
+        if (repair_report_dir(R.out, &md)) {
             rc = cli_fail(CMD, "report");
             goto out;
         }

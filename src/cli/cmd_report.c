@@ -1,7 +1,8 @@
 /* mend report RESULTS.jsonl... [--out table.md] [--plot chart.png]: a
  * Markdown table of tasks x runs (value ± standard error), derived from the
  * results lines of `mend eval`; --plot draws the headline metrics with
- * gnuplot. */
+ * gnuplot. mend report --repair OUT_DIR: the report of a `mend repair` run
+ * rebuilt from its outputs (repair.h). */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,15 +12,20 @@
 #include "eval/report.h"
 #include "eval/results.h"
 #include "mend.h"
+#include "repair.h"
 #include "util/util.h"
 
 static const char *CMD = "report";
 
 static void help(void) {
-    printf("Usage: mend report [options] RESULTS.jsonl [RESULTS.jsonl ...]\n\n"
+    printf("Usage: mend report [options] RESULTS.jsonl [RESULTS.jsonl ...]\n"
+           "       mend report --repair OUT_DIR\n\n"
            "Summarise results files of 'mend eval' (one column per file) as a Markdown table\n"
-           "with lm-eval standard errors.\n\n"
+           "with lm-eval standard errors; or rebuild OUT_DIR/report.md of 'mend repair' from\n"
+           "the results it wrote.\n\n"
            "Options:\n"
+           "      --repair OUT_DIR     the report of a mend repair run (printed and written\n"
+           "                           to OUT_DIR/report.md, with its charts)\n"
            "      --out FILE           also write the table to FILE\n"
            "      --plot FILE.png      bar chart of acc (em for generation) with error bars\n"
            "                           (needs gnuplot)\n"
@@ -27,13 +33,14 @@ static void help(void) {
 }
 
 int cmd_report(int argc, char **argv) {
-    enum { O_OUT = 256, O_PLOT };
+    enum { O_OUT = 256, O_PLOT, O_REPAIR };
     static const struct option longopts[] = {{"out", required_argument, 0, O_OUT},
                                              {"plot", required_argument, 0, O_PLOT},
+                                             {"repair", required_argument, 0, O_REPAIR},
                                              {"threads", required_argument, 0, 't'},
                                              {"help", no_argument, 0, 'h'},
                                              {0, 0, 0, 0}};
-    const char *out_path = NULL, *plot_path = NULL;
+    const char *out_path = NULL, *plot_path = NULL, *repair_dir = NULL;
     optind = 0;
     opterr = 0;
     int c;
@@ -41,12 +48,22 @@ int cmd_report(int argc, char **argv) {
         switch (c) {
         case O_OUT: out_path = optarg; break;
         case O_PLOT: plot_path = optarg; break;
+        case O_REPAIR: repair_dir = optarg; break;
         case 't':
             if (cli_set_threads(CMD, optarg)) return CLI_EXIT_USAGE;
             break;
         case 'h': help(); return 0;
         default: return cli_getopt_error(CMD, argv, c);
         }
+    }
+    if (repair_dir) {
+        if (optind < argc || out_path || plot_path)
+            return cli_usage_error(CMD, "--repair OUT_DIR takes no results files, --out or --plot");
+        char *md = NULL;
+        if (repair_report_dir(repair_dir, &md)) return cli_fail(CMD, repair_dir);
+        fputs(md, stdout);
+        free(md);
+        return 0;
     }
     if (optind >= argc) return cli_usage_error(CMD, "missing RESULTS.jsonl");
     int n_runs = argc - optind;

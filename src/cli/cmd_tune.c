@@ -1,7 +1,7 @@
 /* mend tune MODEL --corpus FILE... -o ADAPTER_DIR: train a soft prompt for
  * a (compressed) model by backpropagation through the frozen model
  * (docs/tune.md). Progress with ETA on stderr; a summary on stdout; the
- * adapter, loss.csv, loss.png (gnuplot) and checkpoint.bin in ADAPTER_DIR. */
+ * adapter, loss.csv, train.json, loss.png (gnuplot) and checkpoint.bin in ADAPTER_DIR. */
 #include <getopt.h>
 #include <sys/resource.h>
 #include <math.h>
@@ -23,7 +23,7 @@ static void help(void) {
            "Train a soft prompt (PEFT prompt tuning) that repairs MODEL: the prompt's\n"
            "embeddings are optimized by backpropagation through the frozen model. The\n"
            "adapter (best validation loss) is written to ADAPTER_DIR, the last prompt to\n"
-           "ADAPTER_DIR/last, with loss.csv, loss.png and checkpoint.bin.\n\n"
+           "ADAPTER_DIR/last, with loss.csv, train.json, loss.png and checkpoint.bin.\n\n"
            "Options:\n"
            "      --corpus FILE        training text, paragraphs separated by blank lines\n"
            "  -o, --out DIR            adapter directory\n"

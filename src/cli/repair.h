@@ -44,19 +44,15 @@ enum { REPAIR_ORIGINAL, REPAIR_COMPRESSED, REPAIR_SINGLE, REPAIR_IDP, REPAIR_NRU
 extern const char *const repair_run_name[REPAIR_NRUNS];
 extern const char *const repair_run_title[REPAIR_NRUNS];
 
-typedef struct repair_report_in {
-    const char *out_dir;
-    const char *model, *spec, *budget;
-    const char *settings;               /* one Markdown line describing the budget's settings */
-    const char *const *tasks;           /* task names (files results/RUN/NAME.jsonl) */
-    int n_tasks;
-    const char *const *prompts;         /* bank prompt names (loss curves), then "single" */
-    int n_prompts;
-} repair_report_in;
-
 /* Read the stage outputs of out_dir and write report.md, report.png and
- * loss.png; *md gets the report (malloc'd). Everything above the heading
- * "## Cost" depends only on the results, not on timing. */
-int repair_report(const repair_report_in *in, char **md);
+ * loss.png; *md gets the report (malloc'd). The run is read back from
+ * repair.json (model, compress, budget, settings, tasks) and bank/bank.json
+ * (the prompts), so `mend report --repair` rebuilds the report of a finished
+ * run. Everything above the heading "## Cost" depends only on the results,
+ * not on timing. */
+int repair_report_dir(const char *out_dir, char **md);
+/* The name of a task file as the report and results/RUN/NAME.jsonl use it:
+ * its base name without ".jsonl" (in buf, returned). */
+const char *repair_task_name(const char *path, char *buf, size_t cap);
 
 #endif

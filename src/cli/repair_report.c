@@ -1,9 +1,12 @@
 /* The report of `mend repair` (repair.h): original / compressed / single
- * prompt / IDP per task and on WikiText-2, the recovered share of the gap,
- * IDP's prompt choices, charts, then sizes and times. */
+ * prompt / IDP per task and on WikiText-2, their paired differences on the
+ * same examples (and windows) with standard errors, the recovered share of
+ * the gap where the gap is beyond noise, IDP's prompt choices, charts, then
+ * training tokens, sizes and times. */
 #define _GNU_SOURCE
 #include <jansson.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,8 +16,19 @@
 #include "eval/report.h"
 #include "eval/results.h"
 #include "eval/tasks.h"
+#include "prompt/bank.h"
 #include "repair.h"
 #include "util/util.h"
+
+typedef struct repair_report_in {
+    const char *out_dir;
+    const char *model, *spec, *budget;
+    const char *settings;               /* one Markdown line describing the budget's settings */
+    const char *const *tasks;           /* task names (files results/RUN/NAME.jsonl) */
+    int n_tasks;
+    const char *const *prompts;         /* bank prompt names (loss curves), then "single" */
+    int n_prompts;
+} repair_report_in;
 
 const char *const repair_run_name[REPAIR_NRUNS] = {"original", "compressed", "single", "idp"};
 const char *const repair_run_title[REPAIR_NRUNS] = {"original", "compressed", "single prompt", "IDP (attention)"};
@@ -29,6 +43,9 @@ typedef struct run_data {
     size_t n_flat;
     double ppl, ppl_se, tok_s, ppl_secs;
     int has_ppl;
+    double *wnll;                   /* each window's mean nll (NULL: an older ppl file without them) */
+    size_t n_wnll;
+    long n_ctx;
     double eval_secs;
     int eval_resumed;
 } run_data;
@@ -38,6 +55,15 @@ typedef struct run_data {
 static void headline(const mend_task_summary *s, double *v, double *se, const char **name) {
     if (s->kind == MEND_TASK_GEN) *v = s->em, *se = s->em_se, *name = "em";
     else *v = s->acc, *se = s->acc_se, *name = "acc";
+}
+
+const char *repair_task_name(const char *path, char *buf, size_t cap) {
+    const char *s = strrchr(path, '/');
+    s = s ? s + 1 : path;
+    size_t n = strlen(s);
+    if (n > 6 && !strcmp(s + n - 6, ".jsonl")) n -= 6;
+    snprintf(buf, cap, "%.*s", (int)n, s);
+    return buf;
 }
 
 static double file_size(const char *path) {
@@ -59,8 +85,78 @@ static int read_ppl(const char *path, run_data *d) {
     d->ppl_se = json_number_value(e);
     d->tok_s = json_number_value(json_object_get(j, "tokens_per_s"));
     d->ppl_secs = json_number_value(json_object_get(j, "seconds"));
+    d->n_ctx = (long)json_integer_value(json_object_get(j, "n_ctx"));
     d->has_ppl = 1;
+    json_t *w = json_object_get(j, "window_nll");
+    int rc = 0;
+    if (w && !json_is_array(w)) rc = mend_set_error(MEND_EFORMAT, "%s: field 'window_nll' is not an array", path);
+    else if (w && json_array_size(w) > 0 && !(d->wnll = malloc(json_array_size(w) * sizeof *d->wnll)))
+        rc = mend_set_error(MEND_ENOMEM, "%s: out of memory", path);
+    for (size_t i = 0; rc == 0 && d->wnll && i < json_array_size(w); i++) {
+        json_t *x = json_array_get(w, i);
+        if (!json_is_number(x) || !isfinite(json_number_value(x)))
+            rc = mend_set_error(MEND_EFORMAT, "%s: field 'window_nll' item %zu is not a finite number", path, i);
+        else d->wnll[d->n_wnll++] = json_number_value(x);
+    }
     json_decref(j);
+    return rc;
+}
+
+/* train.json of the adapter dir bank/NAME (mend tune): 0 and *found = 0
+ * when there is none (an adapter trained before mend recorded it) */
+typedef struct train_rec {
+    long long tokens, steps, batch, seqlen;
+} train_rec;
+
+static int read_train(const char *out_dir, const char *name, train_rec *t, int *found) {
+    *found = 0;
+    char *path = cli_pathf("%s/bank/%s/train.json", out_dir, name);
+    if (!path) return mend_set_error(MEND_ENOMEM, "report: out of memory");
+    int rc = 0;
+    if (mend_file_exists(path)) {
+        json_error_t err;
+        json_t *j = json_load_file(path, 0, &err);
+        static const char *const F[] = {"train_tokens", "steps", "batch", "seqlen"};
+        long long *v[] = {&t->tokens, &t->steps, &t->batch, &t->seqlen};
+        if (!j) rc = mend_set_error(MEND_EFORMAT, "%s: not valid JSON: %s (line %d)", path, err.text, err.line);
+        for (int k = 0; j && rc == 0 && k < 4; k++) {
+            json_t *x = json_object_get(j, F[k]);
+            if (!json_is_integer(x) || json_integer_value(x) < 0)
+                rc = mend_set_error(MEND_EFORMAT, "%s: field '%s' is missing or not a whole number >= 0", path, F[k]);
+            else *v[k] = json_integer_value(x);
+        }
+        json_decref(j);
+        *found = rc == 0;
+    }
+    free(path);
+    return rc;
+}
+
+/* the text tokens the single prompt (single = 1) or the bank's prompts
+ * read in training, from their train.json: "unknown" when one lacks it */
+static int train_tokens(const repair_report_in *in, int single, char *buf, size_t cap) {
+    train_rec sum = {0}, first = {0};
+    int n = 0, missing = 0, same = 1;
+    for (int i = 0; i < in->n_prompts; i++) {
+        if ((strcmp(in->prompts[i], "single") == 0) != single) continue;
+        train_rec t;
+        int found, rc = read_train(in->out_dir, in->prompts[i], &t, &found);
+        if (rc) return rc;
+        if (!found) {
+            missing++;
+            continue;
+        }
+        if (n++ == 0) first = t;
+        same = same && t.steps == first.steps && t.batch == first.batch && t.seqlen == first.seqlen;
+        sum.tokens += t.tokens;
+    }
+    if (missing) snprintf(buf, cap, "unknown (%d of %d prompts without train.json)", missing, missing + n);
+    else if (n == 0) snprintf(buf, cap, "–");
+    else if (!same) snprintf(buf, cap, "%lld (%d prompts)", sum.tokens, n);
+    else if (single) snprintf(buf, cap, "%lld (%lld steps × %lld × %lld)", sum.tokens, first.steps, first.batch,
+                              first.seqlen);
+    else snprintf(buf, cap, "%lld (%d prompts × %lld steps × %lld × %lld)", sum.tokens, n, first.steps,
+                  first.batch, first.seqlen);
     return 0;
 }
 
@@ -103,12 +199,155 @@ static void cell(FILE *f, double v, double se, int digits) {
     else fprintf(f, " %.*f ± %.*f |", digits, v, digits, se);
 }
 
-static void recovered(FILE *f, double orig, double comp, double rep, int lower_better) {
-    double gap = lower_better ? comp - orig : orig - comp;
-    double won = lower_better ? comp - rep : rep - comp;
-    /* no gap to recover when compression did not make the metric worse */
-    if (isnan(orig) || isnan(comp) || isnan(rep) || gap <= 1e-12) fprintf(f, " – |");
+static double ppl_of(const run_data *d) {
+    return d->has_ppl ? d->ppl : NAN;
+}
+
+/* ---- paired differences ---- */
+enum { PAIR_CO, PAIR_SC, PAIR_IC, PAIR_IS, NPAIRS };
+static const int PAIR_A[NPAIRS] = {REPAIR_ORIGINAL, REPAIR_COMPRESSED, REPAIR_COMPRESSED, REPAIR_SINGLE};
+static const int PAIR_B[NPAIRS] = {REPAIR_COMPRESSED, REPAIR_SINGLE, REPAIR_IDP, REPAIR_IDP};
+static const char *const PAIR_TITLE[NPAIRS] = {"compressed − original", "single − compressed", "IDP − compressed",
+                                               "IDP − single"};
+
+/* the difference is more than twice its standard error */
+static int beyond_2se(const mend_paired *p) {
+    return p->n > 0 && !isnan(p->diff) && !isnan(p->se) && fabs(p->diff) > 2.0 * p->se;
+}
+
+static void diff_cell(FILE *f, const mend_paired *p) {
+    if (p->n == 0 || isnan(p->diff)) fprintf(f, " – |");
+    else if (isnan(p->se)) fprintf(f, " %+.4f |", p->diff);
+    else fprintf(f, " %+.4f ± %.4f%s |", p->diff, p->se, beyond_2se(p) ? " *" : "");
+}
+
+/* won / gap as a percentage, printed only when the gap is real: compression
+ * made the metric worse by more than twice the gap's standard error */
+static void recovered(FILE *f, int gap_real, double gap, double won) {
+    if (!gap_real || !(gap > 0) || !isfinite(won)) fprintf(f, " – |");
     else fprintf(f, " %.0f%% |", 100.0 * won / gap);
+}
+
+/* the WikiText-2 windows two runs share (the first min(n_a, n_b) of the
+ * same text and window length); n = 0 when either lacks them */
+static void paired_windows(const run_data *a, const run_data *b, mend_paired *p) {
+    size_t n = a->n_wnll < b->n_wnll ? a->n_wnll : b->n_wnll;
+    if (!a->wnll || !b->wnll || a->n_ctx != b->n_ctx) n = 0;
+    mend_paired_diff(a->wnll, b->wnll, n, p);
+    p->only_a = a->n_wnll - n;
+    p->only_b = b->n_wnll - n;
+}
+
+static int paired_section(FILE *f, const repair_report_in *in, const run_data *rd) {
+    fprintf(f, "### Paired differences\n\n"
+               "Each difference is taken example by example over the examples both runs hold (results lines "
+               "joined on their example index): the mean of the per-example differences of the headline metric "
+               "± its standard error (sample standard deviation of the differences / √n). **\\*** marks a "
+               "difference larger than twice its standard error; an unmarked difference is within the noise "
+               "of these examples. *recovered*: (repaired − compressed) / (original − compressed) from the paired "
+               "means, printed only where the compression gap original − compressed exceeds twice its standard "
+               "error; – where it does not (compression did not measurably lower the metric, so a share of it "
+               "means nothing). *mean of N tasks*: the mean of the per-task differences over the tasks with "
+               "every run, its error √(Σ SE²) / N. WikiText-2: the same for each window's mean negative "
+               "log-likelihood (lower is better; windows paired by position), and recovered the share of the "
+               "perplexity gap (compressed − repaired) / (compressed − original), printed only where the "
+               "window NLL gap compressed − original exceeds twice its standard error.\n\n");
+    fprintf(f, "| task | n | metric |");
+    for (int k = 0; k < NPAIRS; k++) fprintf(f, " %s |", PAIR_TITLE[k]);
+    fprintf(f, " recovered: single | recovered: IDP |\n|---|---:|---|");
+    for (int k = 0; k < NPAIRS + 2; k++) fprintf(f, "---:|");
+    fprintf(f, "\n");
+    mend_paired mean[NPAIRS];
+    memset(mean, 0, sizeof mean);
+    int n_mean = 0;
+    char *notes = NULL;
+    size_t notes_len = 0;
+    FILE *nf = open_memstream(&notes, &notes_len);
+    if (!nf) return mend_set_error(MEND_ENOMEM, "report: out of memory");
+    int rc = 0;
+    for (int t = 0; t < in->n_tasks && rc == 0; t++) {
+        mend_paired p[NPAIRS];
+        for (int k = 0; k < NPAIRS && rc == 0; k++)
+            rc = mend_results_paired(&rd[PAIR_A[k]].res[t], &rd[PAIR_B[k]].res[t], &p[k]);
+        if (rc) break;
+        const char *metric = "acc";
+        for (int r = 0; r < REPAIR_NRUNS; r++)
+            if (rd[r].n_sum[t] > 0 && rd[r].sum[t][0].kind == MEND_TASK_GEN) metric = "em";
+        size_t lo = p[0].n, hi = p[0].n;
+        int all = 1, apart = 0;
+        for (int k = 0; k < NPAIRS; k++) {
+            lo = p[k].n < lo ? p[k].n : lo;
+            hi = p[k].n > hi ? p[k].n : hi;
+            all = all && p[k].n >= 2;
+            apart = apart || p[k].only_a || p[k].only_b;
+        }
+        if (lo == hi) fprintf(f, "| %s | %zu | %s |", in->tasks[t], lo, metric);
+        else fprintf(f, "| %s | %zu–%zu | %s |", in->tasks[t], lo, hi, metric);
+        for (int k = 0; k < NPAIRS; k++) diff_cell(f, &p[k]);
+        recovered(f, beyond_2se(&p[PAIR_CO]), -p[PAIR_CO].diff, p[PAIR_SC].diff);
+        recovered(f, beyond_2se(&p[PAIR_CO]), -p[PAIR_CO].diff, p[PAIR_IC].diff);
+        fprintf(f, "\n");
+        if (apart) {
+            fprintf(nf, "- %s: the runs hold different examples (", in->tasks[t]);
+            for (int r = 0; r < REPAIR_NRUNS; r++)
+                fprintf(nf, "%s%s %zu", r ? ", " : "", repair_run_title[r], rd[r].n_sum[t] ? rd[r].sum[t][0].n : 0);
+            fprintf(nf, "); each difference is over the examples both of its runs hold:");
+            for (int k = 0; k < NPAIRS; k++) fprintf(nf, "%s %s %zu", k ? "," : "", PAIR_TITLE[k], p[k].n);
+            fprintf(nf, ".\n");
+        }
+        if (all) {
+            n_mean++;
+            for (int k = 0; k < NPAIRS; k++) mean[k].diff += p[k].diff, mean[k].se += p[k].se * p[k].se;
+        }
+    }
+    if (rc == 0 && n_mean > 0) {
+        fprintf(f, "| **mean of %d tasks** | | |", n_mean);
+        for (int k = 0; k < NPAIRS; k++) {
+            mean[k].n = (size_t)n_mean;
+            mean[k].diff /= n_mean;
+            mean[k].se = sqrt(mean[k].se) / n_mean;
+            diff_cell(f, &mean[k]);
+        }
+        recovered(f, beyond_2se(&mean[PAIR_CO]), -mean[PAIR_CO].diff, mean[PAIR_SC].diff);
+        recovered(f, beyond_2se(&mean[PAIR_CO]), -mean[PAIR_CO].diff, mean[PAIR_IC].diff);
+        fprintf(f, "\n");
+    }
+    if (rc == 0) {
+        mend_paired p[NPAIRS];
+        size_t lo = SIZE_MAX, hi = 0;
+        for (int k = 0; k < NPAIRS; k++) {
+            paired_windows(&rd[PAIR_A[k]], &rd[PAIR_B[k]], &p[k]);
+            lo = p[k].n < lo ? p[k].n : lo;
+            hi = p[k].n > hi ? p[k].n : hi;
+        }
+        if (lo == hi) fprintf(f, "| WikiText-2 | %zu | window NLL |", lo);
+        else fprintf(f, "| WikiText-2 | %zu–%zu | window NLL |", lo, hi);
+        for (int k = 0; k < NPAIRS; k++) diff_cell(f, &p[k]);
+        /* the gap is real when the window NLL rose by more than twice its error */
+        int real = beyond_2se(&p[PAIR_CO]) && p[PAIR_CO].diff > 0;
+        double po = ppl_of(&rd[REPAIR_ORIGINAL]), pc = ppl_of(&rd[REPAIR_COMPRESSED]);
+        recovered(f, real, pc - po, pc - ppl_of(&rd[REPAIR_SINGLE]));
+        recovered(f, real, pc - po, pc - ppl_of(&rd[REPAIR_IDP]));
+        fprintf(f, "\n");
+        for (int r = 0; r < REPAIR_NRUNS; r++)
+            if (rd[r].has_ppl && !rd[r].wnll)
+                fprintf(nf, "- WikiText-2: ppl/%s.json has no per-window NLL (written by an older `mend ppl`), "
+                            "so no paired difference with it.\n", repair_run_name[r]);
+        int apart = 0;
+        for (int r = 1; r < REPAIR_NRUNS; r++)
+            apart = apart || (rd[r].wnll && rd[0].wnll && (rd[r].n_wnll != rd[0].n_wnll || rd[r].n_ctx != rd[0].n_ctx));
+        if (apart) {
+            fprintf(nf, "- WikiText-2: the runs scored different windows (");
+            for (int r = 0; r < REPAIR_NRUNS; r++)
+                fprintf(nf, "%s%s %zu of %ld tokens", r ? ", " : "", repair_run_title[r], rd[r].n_wnll, rd[r].n_ctx);
+            fprintf(nf, "); runs with the same window length are paired over the windows both scored.\n");
+        }
+    }
+    fclose(nf);
+    if (rc == 0 && notes_len) fprintf(f, "\n%s", notes);
+    free(notes);
+    fprintf(f, "\n");
+    return rc;
 }
 
 static int loss_plot(const repair_report_in *in, const char *png) {
@@ -136,7 +375,7 @@ static int loss_plot(const repair_report_in *in, const char *png) {
     return rc;
 }
 
-int repair_report(const repair_report_in *in, char **md) {
+static int repair_report(const repair_report_in *in, char **md) {
     *md = NULL;
     if (in->n_tasks > 64) return mend_set_error(MEND_EINVAL, "report: at most 64 tasks");
     run_data *rd = calloc(REPAIR_NRUNS, sizeof *rd);
@@ -174,15 +413,13 @@ int repair_report(const repair_report_in *in, char **md) {
     fprintf(f, "- compression: `%s` -> `model.gguf` (%s)\n", in->spec, cli_fmt_bytes(csz, b2, sizeof b2));
     fprintf(f, "- budget: %s: %s\n\n", in->budget, in->settings);
     fprintf(f, "## Tasks and perplexity\n\n");
-    fprintf(f, "Accuracy (exact match for generation) ± standard error, as lm-evaluation-harness reports them. "
-               "*recovered*: the share of what compression lost that the prompt wins back, "
-               "(repaired − compressed) / (original − compressed); for perplexity "
-               "(compressed − repaired) / (compressed − original); – where compression did not lower the "
-               "metric.\n\n");
+    fprintf(f, "Accuracy (exact match for generation) ± standard error, as lm-evaluation-harness reports them; "
+               "the mean over tasks with its error from the per-task errors. Whether two runs differ is the "
+               "question of the paired differences below, not of these error bars.\n\n");
     fprintf(f, "| task | n | metric |");
     for (int r = 0; r < REPAIR_NRUNS; r++) fprintf(f, " %s |", repair_run_title[r]);
-    fprintf(f, " recovered: single | recovered: IDP |\n|---|---:|---|");
-    for (int r = 0; r < REPAIR_NRUNS + 2; r++) fprintf(f, "---:|");
+    fprintf(f, "\n|---|---:|---|");
+    for (int r = 0; r < REPAIR_NRUNS; r++) fprintf(f, "---:|");
     fprintf(f, "\n");
     double mean[REPAIR_NRUNS] = {0}, var[REPAIR_NRUNS] = {0};
     int n_mean = 0;
@@ -202,8 +439,6 @@ int repair_report(const repair_report_in *in, char **md) {
         }
         fprintf(f, "| %s | %zu | %s |", in->tasks[t], n, metric);
         for (int r = 0; r < REPAIR_NRUNS; r++) cell(f, v[r], se[r], 4);
-        recovered(f, v[0], v[1], v[2], 0);
-        recovered(f, v[0], v[1], v[3], 0);
         fprintf(f, "\n");
         if (all) {
             n_mean++;
@@ -216,16 +451,16 @@ int repair_report(const repair_report_in *in, char **md) {
             mean[r] /= n_mean;
             cell(f, mean[r], sqrt(var[r]) / n_mean, 4);
         }
-        recovered(f, mean[0], mean[1], mean[2], 0);
-        recovered(f, mean[0], mean[1], mean[3], 0);
         fprintf(f, "\n");
     }
     fprintf(f, "| WikiText-2 | | ppl |");
     for (int r = 0; r < REPAIR_NRUNS; r++)
-        cell(f, rd[r].has_ppl ? rd[r].ppl : NAN, rd[r].has_ppl ? rd[r].ppl_se : NAN, 3);
-    recovered(f, rd[0].has_ppl ? rd[0].ppl : NAN, rd[1].has_ppl ? rd[1].ppl : NAN, rd[2].has_ppl ? rd[2].ppl : NAN, 1);
-    recovered(f, rd[0].has_ppl ? rd[0].ppl : NAN, rd[1].has_ppl ? rd[1].ppl : NAN, rd[3].has_ppl ? rd[3].ppl : NAN, 1);
+        cell(f, ppl_of(&rd[r]), rd[r].has_ppl ? rd[r].ppl_se : NAN, 3);
     fprintf(f, "\n\n");
+    if ((rc = paired_section(f, in, rd))) {
+        fclose(f);
+        goto done;
+    }
 
     /* IDP's choices */
     char names[MAX_CHOICES][64];
@@ -264,8 +499,9 @@ int repair_report(const repair_report_in *in, char **md) {
     int have_plot = png && rd[0].n_flat > 0 && mend_report_plot(runs, REPAIR_NRUNS, png) == 0;
     if (png && !have_plot && rd[0].n_flat > 0)
         fprintf(stderr, "mend repair: no chart: %s\n", mend_last_error());
-    int have_loss = lpng && loss_plot(in, lpng) == 0 && mend_file_exists(lpng);
-    if (lpng && !have_loss) fprintf(stderr, "mend repair: no loss chart: %s\n", mend_last_error());
+    /* no loss curve at all (a bank copied without them) is no failure */
+    int lrc = lpng ? loss_plot(in, lpng) : 0, have_loss = lpng && lrc == 0 && mend_file_exists(lpng);
+    if (lrc) fprintf(stderr, "mend repair: no loss chart: %s\n", mend_last_error());
     free(png);
     free(lpng);
     fprintf(f, "\n");
@@ -286,6 +522,12 @@ int repair_report(const repair_report_in *in, char **md) {
     char b3[32], b4[32];
     fprintf(f, "| model file | %s | %s | + %s prompt | + %s bank |\n", cli_fmt_bytes(osz, b1, sizeof b1),
             cli_fmt_bytes(csz, b2, sizeof b2), cli_fmt_bytes(psz, b3, sizeof b3), cli_fmt_bytes(bsz, b4, sizeof b4));
+    char tt_single[128], tt_bank[128];
+    if ((rc = train_tokens(in, 1, tt_single, sizeof tt_single)) || (rc = train_tokens(in, 0, tt_bank, sizeof tt_bank))) {
+        fclose(f);
+        goto done;
+    }
+    fprintf(f, "| prompt training: text tokens | – | – | %s | %s |\n", tt_single, tt_bank);
     fprintf(f, "| perplexity: tokens/s |");
     for (int r = 0; r < REPAIR_NRUNS; r++)
         if (rd[r].has_ppl) fprintf(f, " %.1f |", rd[r].tok_s);
@@ -315,6 +557,67 @@ done:
             mend_summaries_free(rd[r].sum[t], rd[r].n_sum[t]);
             mend_results_free(&rd[r].res[t]);
         }
+    for (int r = 0; r < REPAIR_NRUNS; r++) free(rd[r].wnll);
     free(rd);
+    return rc;
+}
+
+/* a string field of repair.json */
+static int plan_str(const char *path, const json_t *plan, const char *key, const char **out) {
+    *out = json_string_value(json_object_get(plan, key));
+    return *out ? 0 : mend_set_error(MEND_EFORMAT, "%s: field '%s' is missing or not a string", path, key);
+}
+
+int repair_report_dir(const char *out_dir, char **md) {
+    *md = NULL;
+    char *path = cli_pathf("%s/repair.json", out_dir), *bdir = cli_pathf("%s/bank", out_dir);
+    char (*tbuf)[128] = calloc(64, sizeof *tbuf);
+    const char *tn[64], *pn[MEND_BANK_MAX_PROMPTS + 1];
+    json_t *plan = NULL;
+    mend_bank *bk = NULL;
+    int rc = 0, np = 0;
+    if (!path || !bdir || !tbuf) {
+        rc = mend_set_error(MEND_ENOMEM, "report: out of memory");
+        goto done;
+    }
+    json_error_t err;
+    if (!(plan = json_load_file(path, 0, &err))) {
+        rc = mend_set_error(MEND_EFORMAT, "%s: not valid JSON: %s (line %d)", path, err.text, err.line);
+        goto done;
+    }
+    repair_report_in in = {.out_dir = out_dir};
+    if ((rc = plan_str(path, plan, "model", &in.model)) || (rc = plan_str(path, plan, "compress", &in.spec)) ||
+        (rc = plan_str(path, plan, "budget", &in.budget)) || (rc = plan_str(path, plan, "settings", &in.settings)))
+        goto done;
+    const json_t *tasks = json_object_get(plan, "tasks");
+    if (!json_is_array(tasks) || json_array_size(tasks) > 64) {
+        rc = mend_set_error(MEND_EFORMAT, "%s: field 'tasks' is not an array of at most 64 task files", path);
+        goto done;
+    }
+    for (size_t i = 0; i < json_array_size(tasks); i++) {
+        const char *t = json_string_value(json_array_get(tasks, i));
+        if (!t) {
+            rc = mend_set_error(MEND_EFORMAT, "%s: field 'tasks' item %zu is not a string", path, i);
+            goto done;
+        }
+        tn[in.n_tasks++] = repair_task_name(t, tbuf[i], sizeof tbuf[i]);
+    }
+    /* the bank's prompts (loss curves, sizes, training tokens), then the single prompt */
+    char *bj = cli_pathf("%s/%s", bdir, MEND_BANK_FILE);
+    int have_bank = bj && mend_file_exists(bj);
+    free(bj);
+    if (have_bank && (rc = mend_bank_read(bdir, &bk))) goto done;
+    for (int i = 0; bk && i < bk->n; i++) pn[np++] = bk->p[i].adapter;
+    pn[np++] = "single";
+    in.tasks = tn;
+    in.prompts = pn;
+    in.n_prompts = np;
+    rc = repair_report(&in, md);
+done:
+    json_decref(plan);
+    mend_bank_free(bk);
+    free(tbuf);
+    free(path);
+    free(bdir);
     return rc;
 }

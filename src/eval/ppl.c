@@ -104,6 +104,7 @@ int mend_ppl_run(const int32_t *tokens, size_t n_tokens, const mend_ppl_opts *op
         count += n_score;
         /* GPTQ: nlls.append(loss * n_ctx) with loss = mean over the window */
         sum_window_loss += ws / n_score;
+        if (o.window_nll) o.window_nll[c] = ws / n_score;
         double running = o.protocol == MEND_PPL_GPTQ ? exp(sum_window_loss / (c + 1))
                                                      : exp(sum / (double)count);
         if (progress && progress(progress_user, c + 1, n_chunk, running)) {

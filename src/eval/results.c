@@ -212,14 +212,105 @@ fail:
     return rc;
 }
 
-double mend_mean_stderr(const double *x, size_t n) {
-    if (n < 2) return NAN;
+/* mean and standard error of the mean of x[i] - y[i] (y NULL: of x) */
+static double mean_and_stderr(const double *x, const double *y, size_t n, double *mean_out) {
     double m = 0;
-    for (size_t i = 0; i < n; i++) m += x[i];
-    m /= (double)n;
+    for (size_t i = 0; i < n; i++) m += x[i] - (y ? y[i] : 0.0);
+    m = n ? m / (double)n : NAN;
+    if (mean_out) *mean_out = m;
+    if (n < 2) return NAN;
     double ss = 0;
-    for (size_t i = 0; i < n; i++) ss += (x[i] - m) * (x[i] - m);
+    for (size_t i = 0; i < n; i++) {
+        double d = x[i] - (y ? y[i] : 0.0) - m;
+        ss += d * d;
+    }
     return sqrt(ss / (double)(n - 1)) / sqrt((double)n);
+}
+
+double mend_mean_stderr(const double *x, size_t n) {
+    return mean_and_stderr(x, NULL, n, NULL);
+}
+
+void mend_paired_diff(const double *a, const double *b, size_t n, mend_paired *out) {
+    memset(out, 0, sizeof *out);
+    out->n = n;
+    out->se = mean_and_stderr(b, a, n, &out->diff);
+}
+
+/* one results line reduced to its join key and headline metric */
+typedef struct keyed {
+    const char *task;
+    long index;
+    size_t pos;     /* line order: the first of a repeated index wins */
+    int kind, line;
+    double v;
+} keyed;
+
+static int cmp_key(const keyed *x, const keyed *y) {
+    int c = strcmp(x->task, y->task);
+    return c ? c : (x->index > y->index) - (x->index < y->index);
+}
+
+static int cmp_keyed(const void *a, const void *b) {
+    const keyed *x = a, *y = b;
+    int c = cmp_key(x, y);
+    return c ? c : (x->pos > y->pos) - (x->pos < y->pos);
+}
+
+/* the lines of r sorted by (task, index), repeated indices dropped */
+static keyed *keyed_lines(const mend_results *r, size_t *n_out) {
+    keyed *k = malloc((r->n ? r->n : 1) * sizeof *k);
+    if (!k) return NULL;
+    for (size_t i = 0; i < r->n; i++) {
+        const mend_result_rec *x = &r->rec[i];
+        k[i] = (keyed){.task = x->task, .index = x->index, .pos = i, .kind = x->kind, .line = x->line,
+                       .v = x->kind == MEND_TASK_GEN ? x->em : x->acc};
+    }
+    qsort(k, r->n, sizeof *k, cmp_keyed);
+    size_t m = 0;
+    for (size_t i = 0; i < r->n; i++)
+        if (m == 0 || cmp_key(&k[m - 1], &k[i])) k[m++] = k[i];
+    *n_out = m;
+    return k;
+}
+
+int mend_results_paired(const mend_results *a, const mend_results *b, mend_paired *out) {
+    memset(out, 0, sizeof *out);
+    out->diff = out->se = NAN;
+    size_t na = 0, nb = 0;
+    keyed *ka = keyed_lines(a, &na), *kb = keyed_lines(b, &nb);
+    double *va = malloc((na ? na : 1) * sizeof *va), *vb = malloc((na ? na : 1) * sizeof *vb);
+    int rc = 0;
+    if (!ka || !kb || !va || !vb) {
+        rc = mend_set_error(MEND_ENOMEM, "paired differences: out of memory");
+        goto done;
+    }
+    size_t i = 0, j = 0, n = 0, only_a = 0, only_b = 0;
+    while (i < na || j < nb) {
+        int c = i == na ? 1 : j == nb ? -1 : cmp_key(&ka[i], &kb[j]);
+        if (c < 0) only_a++, i++;
+        else if (c > 0) only_b++, j++;
+        else {
+            if (ka[i].kind != kb[j].kind) {
+                rc = mend_set_error(MEND_EFORMAT, "%s:%d and %s:%d: task %s example %ld is %s in one file and %s in "
+                                    "the other", a->path ? a->path : "results", ka[i].line,
+                                    b->path ? b->path : "results", kb[j].line, ka[i].task, ka[i].index,
+                                    mend_task_kind_name(ka[i].kind), mend_task_kind_name(kb[j].kind));
+                goto done;
+            }
+            va[n] = ka[i++].v;
+            vb[n++] = kb[j++].v;
+        }
+    }
+    mend_paired_diff(va, vb, n, out);
+    out->only_a = only_a;
+    out->only_b = only_b;
+done:
+    free(ka);
+    free(kb);
+    free(va);
+    free(vb);
+    return rc;
 }
 
 /* ---- lm-eval's bootstrap for perplexity ----------------------------------

@@ -66,6 +66,22 @@ typedef struct mend_task_summary {
 int mend_results_summarize(const mend_results *res, mend_task_summary **out, size_t *n_out);
 void mend_summaries_free(mend_task_summary *s, size_t n);
 double mend_mean_stderr(const double *x, size_t n);
+
+/* Two runs compared on the examples both hold: lines joined on (task,
+ * index), the first line of a repeated index kept (as in the summary), per
+ * example the headline metric (em for generation QA, acc otherwise).
+ * diff = mean over the common examples of (b - a); se = the sample standard
+ * deviation (ddof 1) of the per-example differences / sqrt(n) (NaN when
+ * n < 2). only_a / only_b count the examples one run holds and the other
+ * does not. A task scored as one kind in a and another in b is MEND_EFORMAT
+ * naming both files and lines. */
+typedef struct mend_paired {
+    size_t n, only_a, only_b;
+    double diff, se;
+} mend_paired;
+int mend_results_paired(const mend_results *a, const mend_results *b, mend_paired *out);
+/* The same on two aligned arrays: diff = mean(b - a), se as above. */
+void mend_paired_diff(const double *a, const double *b, size_t n, mend_paired *out);
 /* lm-eval's bootstrap standard error of exp(-mean ll): iters resamples in
  * chunks of 1000, chunk i drawn with Python's random.Random(i).choices
  * (MT19937), reproduced draw for draw (lm-eval's default iters: 100000). */

@@ -2,6 +2,7 @@
  * (see tune.h). */
 #include "prompt/tune.h"
 
+#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -527,6 +528,22 @@ static int write_adapters(const run *r, const mend_model *m, const mend_tune_opt
     return rc;
 }
 
+/* train.json beside the adapter: what the training cost in text tokens
+ * (steps x batch x seqlen; the virtual tokens are not counted) */
+static int write_train_json(const run *r, const mend_tune_opts *o) {
+    json_t *j = json_pack("{s:i, s:i, s:i, s:i, s:I, s:i}", "steps", r->step, "batch", o->batch, "seqlen", o->seqlen,
+                          "num_virtual_tokens", o->n_virtual, "train_tokens",
+                          (json_int_t)r->step * o->batch * o->seqlen, "best_step", r->best_step);
+    char *s = j ? json_dumps(j, JSON_INDENT(1)) : NULL;
+    char *path = mend_path_join(o->out_dir, "train.json");
+    int rc = s && path ? mend_write_file_atomic(path, s, strlen(s))
+                       : mend_set_error(MEND_ENOMEM, "tune: out of memory writing train.json");
+    json_decref(j);
+    free(s);
+    free(path);
+    return rc;
+}
+
 int mend_tune_run(const mend_model *m, const mend_model *teacher, const char *const *texts, const size_t *lens,
                   int n_texts, const mend_tune_opts *o, mend_tune_info_fn info_fn, mend_tune_progress_fn progress,
                   void *user, mend_tune_result *res) {
@@ -701,6 +718,7 @@ int mend_tune_run(const mend_model *m, const mend_model *teacher, const char *co
         if (time_up) break;
     }
     if ((rc = write_adapters(&r, m, o, have_val))) goto done;
+    if ((rc = write_train_json(&r, o))) goto done;
 stopped:
     res->steps_done = r.step;
     res->final_loss = r.n_hist ? r.hist[(size_t)(r.n_hist - 1) * HIST_COLS + 2] : NAN;

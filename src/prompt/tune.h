@@ -15,7 +15,9 @@
  *
  * Files in out_dir: the best prompt (lowest validation loss; the last one
  * when there is no validation split) as a PEFT adapter, the last prompt in
- * out_dir/last/, loss.csv (one row per step), checkpoint.bin (written
+ * out_dir/last/, loss.csv (one row per step), train.json (steps, batch,
+ * seqlen, num_virtual_tokens, train_tokens = steps x batch x seqlen text
+ * tokens, best_step; written with the adapter), checkpoint.bin (written
  * atomically every ckpt_every steps and at the end: step, prompt, AdamW
  * moments, RNG, epoch and position in the data, best prompt, the loss
  * history). Resuming from a checkpoint continues the run exactly: with the

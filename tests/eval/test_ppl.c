@@ -175,6 +175,27 @@ int main(void) {
         CHECK_OK(mend_ppl_run(tok, N, &o, fake_score, &rc, NULL, NULL, &r));
         CHECK(r.n_chunks == 10);
     }
+    /* window_nll: each window's mean nll over its scored positions, and
+     * nothing written past the windows scored */
+    {
+        rec rc = {.fail_at = -1, .nan_at = -1};
+        double w[4] = {0, 0, 0, -7};
+        mend_ppl_opts o = {.protocol = MEND_PPL_LLAMACPP, .n_ctx = 100, .n_chunks = 3, .bos = -1, .window_nll = w};
+        CHECK_OK(mend_ppl_run(tok, N, &o, fake_score, &rc, NULL, NULL, &r));
+        for (int c = 0; c < 3; c++) {
+            double s = 0;   /* positions 50..98 of window c predict 51..99 */
+            for (int p = 50; p <= 98; p++) s += fake_nll(tok[c * 100 + p], tok[c * 100 + p + 1], p);
+            CHECK_NEAR(w[c], s / 49, 1e-12);
+        }
+        CHECK(w[3] == -7);
+        /* gptq: the perplexity is exp of the mean of the window means */
+        double g[15];
+        mend_ppl_opts og = {.protocol = MEND_PPL_GPTQ, .n_ctx = 64, .window_nll = g};
+        CHECK_OK(mend_ppl_run(tok, N, &og, fake_score, &rc, NULL, NULL, &r));
+        double m = 0;
+        for (int c = 0; c < 15; c++) m += g[c] / 15;
+        CHECK_NEAR(log(r.ppl), m, 1e-12);
+    }
     /* errors: scorer failure, NaN, cancel, bad options */
     {
         rec rc = {.fail_at = 2, .nan_at = -1};

@@ -120,6 +120,16 @@ int main(void) {
     CHECK(same_file(da, db, "last/adapter_model.safetensors"));
     CHECK(same_csv(da, db));
     CHECK(ra.best_step == rb.best_step && ra.best_val == rb.best_val && ra.first_val == rb.first_val);
+    /* train.json: 7 steps x batch 2 x 24 tokens = 336 text tokens, the same
+     * after a resume (steps over all processes, not the last one's) */
+    CHECK(same_file(da, db, "train.json"));
+    {
+        size_t l;
+        char *tj = slurp(da, "train.json", &l);
+        CHECK_MSG(tj && strstr(tj, "\"train_tokens\": 336") && strstr(tj, "\"steps\": 7") &&
+                      strstr(tj, "\"batch\": 2") && strstr(tj, "\"seqlen\": 24"), "train.json: %s", tj ? tj : "missing");
+        free(tj);
+    }
     /* the resumed checkpoint equals the uninterrupted one except the elapsed
      * seconds in the history: compare everything before the history */
     {
