@@ -150,7 +150,7 @@ static void test_sample(void) {
     /* independent reader: gguf-py, when the peer venv (scripts/pyenv.sh) exists */
     const char *py = test_pyenv_python();
     if (access(py, X_OK) == 0) {
-        char cmd[2048];
+        char cmd[9216]; /* three paths of up to 4 KiB, 0.5 KiB and 4 KiB */
         snprintf(cmd, sizeof cmd, "%s %s %s", py, test_src("tests/fixtures/gguf_write/check_gguf_py.py"), path);
         CHECK_MSG(system(cmd) == 0, "gguf-py could not read %s back", path);
     } else {
