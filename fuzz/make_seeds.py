@@ -2,7 +2,7 @@
 """Seed corpora for the fuzz targets (fuzz/corpus/<target>/): small valid
 inputs of every reader, built with the gguf package and by hand, plus the
 repository's own small fixtures. Run from the repository root with the
-fixture venv: /opt/mendpy/bin/python fuzz/make_seeds.py"""
+peer venv: $(scripts/pyenv.sh) fuzz/make_seeds.py"""
 import json, os, struct, shutil
 import numpy as np
 import gguf

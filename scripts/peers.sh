@@ -14,15 +14,24 @@
 # complete. Environment:
 #   MEND_PEERS                  install prefix (default /opt/mend-peers)
 #   LLAMA_CPP_PYTHON_VERSION    sdist version (default 0.3.36; "latest" for the newest)
-#   PIP                         pip command (default: /opt/mendpy/bin/pip, else python3 -m pip)
+#   PIP                         pip command, only to download the sdist (default:
+#                               the peer venv's pip when scripts/pyenv.sh made it,
+#                               else python3 -m pip; the venv is not created for this)
 #   JOBS                        build parallelism (default 2)
+#
+# A few lines of its own go to stderr; the output of pip, cmake and the build
+# goes to $MEND_HOME/logs/peers.log (MEND_HOME defaults to ~/.cache/mend), and
+# when a step fails its end is printed (with the first compiler error) and the
+# script exits non-zero.
 set -euo pipefail
+. "$(dirname "$0")/lib/log.sh"
 
 PEERS="${MEND_PEERS:-/opt/mend-peers}"
 VERSION="${LLAMA_CPP_PYTHON_VERSION:-0.3.36}"
 JOBS="${JOBS:-2}"
 if [[ -z "${PIP:-}" ]]; then
-  if [[ -x /opt/mendpy/bin/pip ]]; then PIP=/opt/mendpy/bin/pip; else PIP="python3 -m pip"; fi
+  venv="${MEND_PYENV:-${MEND_HOME:-$HOME/.cache/mend}/pyenv}"
+  if [[ -x "$venv/bin/pip" ]]; then PIP="$venv/bin/pip"; else PIP="python3 -m pip"; fi
 fi
 
 # Tools we need, and the ones that are optional (target names differ across
@@ -30,7 +39,8 @@ fi
 REQUIRED=(llama-perplexity llama-bench llama-quantize llama-imatrix llama-simple)
 OPTIONAL=(llama-completion llama-cli)
 
-log() { printf 'peers: %s\n' "$*" >&2; }
+log_open peers
+log() { say "$@"; }
 
 stamp="llama-cpp-python ${VERSION}"
 if [[ -f "$PEERS/VERSION" && "$(cat "$PEERS/VERSION")" == "$stamp" ]]; then
@@ -52,8 +62,8 @@ if [[ "$VERSION" != latest ]]; then
   sdist=$(ls "$PEERS/src"/llama_cpp_python-"${VERSION}".tar.gz 2>/dev/null | head -1 || true)
 fi
 if [[ -z "$sdist" ]]; then
-  log "downloading $spec (sdist) from PyPI"
-  $PIP download --no-binary :all: --no-deps "$spec" -d "$PEERS/src" >&2
+  log "downloading $spec (sdist) from PyPI; log: $LOG_FILE"
+  quietly "pip download" $PIP download --no-binary :all: --no-deps "$spec" -d "$PEERS/src"
   sdist=$(ls -t "$PEERS/src"/llama_cpp_python-*.tar.gz | head -1)
 fi
 VERSION=$(basename "$sdist" .tar.gz); VERSION=${VERSION#llama_cpp_python-}
@@ -63,17 +73,17 @@ tree="$PEERS/src/llama_cpp_python-${VERSION}"
 # 2. unpack
 if [[ ! -f "$tree/vendor/llama.cpp/CMakeLists.txt" ]]; then
   log "unpacking $(basename "$sdist")"
-  tar -xzf "$sdist" -C "$PEERS/src"
+  quietly "unpacking" tar -xzf "$sdist" -C "$PEERS/src"
 fi
 [[ -f "$tree/vendor/llama.cpp/CMakeLists.txt" ]] || { log "no vendor/llama.cpp in $sdist"; exit 1; }
 
 # 3. configure + build only the tools (static, native, no network code)
 build="$PEERS/build"
-log "configuring llama.cpp from $tree/vendor/llama.cpp"
-cmake -S "$tree/vendor/llama.cpp" -B "$build" \
+log "configuring llama.cpp from $tree/vendor/llama.cpp; log: $LOG_FILE"
+quietly "cmake (configure)" cmake -S "$tree/vendor/llama.cpp" -B "$build" \
   -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
   -DBUILD_SHARED_LIBS=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=ON \
-  -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF >&2
+  -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF
 
 available=$(cmake --build "$build" --target help 2>/dev/null || true)
 targets=("${REQUIRED[@]}")
@@ -81,7 +91,7 @@ for t in "${OPTIONAL[@]}"; do
   if grep -qw -- "$t" <<<"$available"; then targets+=("$t"); fi
 done
 log "building ${targets[*]} with -j$JOBS"
-cmake --build "$build" --config Release -j "$JOBS" --target "${targets[@]}" >&2
+quietly "the build" cmake --build "$build" --config Release -j "$JOBS" --target "${targets[@]}"
 
 # 4. install into bin/
 for t in "${targets[@]}"; do

@@ -62,6 +62,17 @@ static inline const char *test_default_model(void) {
     return buf;
 }
 
+/* The python of the peer venv that scripts/pyenv.sh makes ($MEND_PYENV, else
+ * $MEND_HOME/pyenv, else ~/.cache/mend/pyenv); it may not exist. */
+static inline const char *test_pyenv_python(void) {
+    static char buf[4096];
+    const char *venv = getenv("MEND_PYENV"), *home = getenv("MEND_HOME");
+    if (venv && *venv) snprintf(buf, sizeof buf, "%s/bin/python", venv);
+    else if (home && *home) snprintf(buf, sizeof buf, "%s/pyenv/bin/python", home);
+    else snprintf(buf, sizeof buf, "%s/.cache/mend/pyenv/bin/python", getenv("HOME") ? getenv("HOME") : "/root");
+    return buf;
+}
+
 /* Path under the source tree (tests run with the source dir as cwd). */
 static inline const char *test_src(const char *rel) {
     static char buf[4][4096];

@@ -9,7 +9,8 @@
 #   LIMIT  first N examples of each task (default: all)
 #   BATCH  lm-eval --batch_size (default 1)
 # env: MEND_HF_MODEL (default ~/.cache/mend/hf/SmolLM2-135M-Instruct-Q4_1),
-#      MEND_DATA (default <repo>/../shared/data), PY (default /opt/mendpy/bin/python),
+#      MEND_DATA (default <repo>/../shared/data), PY (default: the peer venv's
+#      python, made by scripts/pyenv.sh),
 #      THREADS (default 2)
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
@@ -18,7 +19,7 @@ out=$(mkdir -p "$1" && cd "$1" && pwd)
 tasks=${2:-piqa,arc_easy,boolq,copa,hellaswag,winogrande,lambada_openai,triviaqa}
 limit=${3:-}
 batch=${4:-1}
-py=${PY:-/opt/mendpy/bin/python}
+py=${PY:-$("$repo/scripts/pyenv.sh")}
 data=${MEND_DATA:-$repo/../shared/data}
 hf=${MEND_HF_MODEL:-$HOME/.cache/mend/hf/SmolLM2-135M-Instruct-Q4_1}
 threads=${THREADS:-2}

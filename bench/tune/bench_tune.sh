@@ -7,7 +7,8 @@
 # (wall and CPU seconds per step over steps 2..STEPS; step 1 warms up).
 #
 # usage: bench/tune/bench_tune.sh MEND_BIN MODEL.gguf HF_DIR [THREADS]
-#   env: ROUNDS (2), STEPS (6), PY (/opt/mendpy/bin/python),
+#   env: ROUNDS (2), STEPS (6), PY (the peer venv's python,
+#        made by scripts/pyenv.sh),
 #        CORPUS (../shared/data/corpus/wiki.txt)
 # The environment is passed through as it is (OPENBLAS_CORETYPE included):
 # mend's linear products run on its own kernels where the CPU has AVX-512.
@@ -18,8 +19,8 @@ HF=${3:?HF export directory}
 THREADS=${4:-2}
 ROUNDS=${ROUNDS:-2}
 STEPS=${STEPS:-6}
-PY=${PY:-/opt/mendpy/bin/python}
 HERE=$(cd "$(dirname "$0")" && pwd)
+PY=${PY:-$("$HERE/../../scripts/pyenv.sh")}
 CORPUS=${CORPUS:-$HERE/../../../shared/data/corpus/wiki.txt}
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT

@@ -12,7 +12,7 @@ Prints one line per step and a summary: wall seconds per step and text
 tokens per second, and process CPU seconds per step (the fair measure on a
 shared machine), over steps 2..N (step 1 warms up).
 
-usage: /opt/mendpy/bin/python bench/tune/bench_tune_torch.py HF_DIR [--threads 2]
+usage: $(scripts/pyenv.sh) bench/tune/bench_tune_torch.py HF_DIR [--threads 2]
        [--steps 6] [--batch 4] [--seqlen 256] [--tokens 20]
 """
 import argparse

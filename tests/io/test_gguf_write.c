@@ -1,8 +1,9 @@
 /* GGUF writer: every value type and a few tensors round-trip through
  * mend_gguf_open; the default model is rewritten from a copy of its metadata
  * and tensors and reads back identical; bad arguments fail cleanly and never
- * leave a file behind. When the Python venv is present, the written sample is
- * also read by the gguf python package (tests/fixtures/gguf_write/check_gguf_py.py). */
+ * leave a file behind. When the peer venv (scripts/pyenv.sh) is present, the
+ * written sample is also read by the gguf python package
+ * (tests/fixtures/gguf_write/check_gguf_py.py). */
 #include <stdint.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -146,14 +147,14 @@ static void test_sample(void) {
     CHECK(g->data_offset % 32 == 0);
     mend_gguf_close(g);
 
-    /* independent reader: gguf-py, when the fixture venv exists */
-    const char *py = "/opt/mendpy/bin/python";
+    /* independent reader: gguf-py, when the peer venv (scripts/pyenv.sh) exists */
+    const char *py = test_pyenv_python();
     if (access(py, X_OK) == 0) {
-        char cmd[2048];
+        char cmd[9216]; /* three paths of up to 4 KiB, 0.5 KiB and 4 KiB */
         snprintf(cmd, sizeof cmd, "%s %s %s", py, test_src("tests/fixtures/gguf_write/check_gguf_py.py"), path);
         CHECK_MSG(system(cmd) == 0, "gguf-py could not read %s back", path);
     } else {
-        printf("note: %s not found, gguf-py cross-check skipped\n", py);
+        printf("note: %s not found (scripts/pyenv.sh makes it), gguf-py cross-check skipped\n", py);
     }
     unlink(path);
 }
