@@ -13,6 +13,7 @@
 #include "cli.h"
 #include "idp.h"
 #include "eval/harness.h"
+#include "prompt/adapter.h"
 #include "eval/report.h"
 #include "eval/results.h"
 #include "eval/tasks.h"
@@ -242,16 +243,20 @@ int cmd_eval(int argc, char **argv) {
     }
     mend_model_info info;
     mend_model_get_info(m, &info);
-    if (prompt_dir && mend_eval_load_prompt(prompt_dir, info.dim, &prompt, &n_virtual)) {
-        rc = cli_fail(CMD, prompt_dir);
-        goto out;
+    if (prompt_dir) {
+        mend_fp rec;
+        if (mend_adapter_read_fp(prompt_dir, info.dim, &prompt, &n_virtual, &rec)) {
+            rc = cli_fail(CMD, prompt_dir);
+            goto out;
+        }
+        cli_check_trained_on(CMD, m, model_path, 0, prompt_dir, &rec);
     }
     if (mend_eval_backend_model(&be, m, prompt, n_virtual, (int)ctx, (int)batch)) {
         rc = cli_fail(CMD, "backend");
         goto out;
     }
     if (bank_dir) {
-        if ((rc = cli_idp_open(&idp, CMD, m, bank_dir, select, sel_layers, 0, per_prompt))) goto out;
+        if ((rc = cli_idp_open(&idp, CMD, m, model_path, bank_dir, select, sel_layers, 0, per_prompt))) goto out;
         rc = CLI_EXIT_ERROR;
         if (cli_idp_eval_setup(idp, (int)ctx, (int)batch)) {
             rc = cli_fail(CMD, "prompt bank backends");

@@ -230,10 +230,12 @@ int cmd_ppl(int argc, char **argv) {
     if (prompt_dir) {
         mend_model_info mi;
         mend_model_get_info(m, &mi);
-        if (mend_adapter_read(prompt_dir, mi.dim, &prompt, &n_virtual)) {
+        mend_fp rec;
+        if (mend_adapter_read_fp(prompt_dir, mi.dim, &prompt, &n_virtual, &rec)) {
             rc = cli_fail(CMD, prompt_dir);
             goto out;
         }
+        cli_check_trained_on(CMD, m, path, 0, prompt_dir, &rec);
     }
     const mend_tokenizer *tok = mend_model_tokenizer(m);
     double t0 = mend_now();
@@ -274,7 +276,7 @@ int cmd_ppl(int argc, char **argv) {
         goto out;
     }
     if (bank_dir) {
-        if ((rc = cli_idp_open(&idp, CMD, m, bank_dir, select, sel_layers, (int)sel_tokens, per_prompt))) {
+        if ((rc = cli_idp_open(&idp, CMD, m, path, bank_dir, select, sel_layers, (int)sel_tokens, per_prompt))) {
             cli_progress_end(&pc.bar);
             goto out;
         }

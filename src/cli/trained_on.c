@@ -1,0 +1,59 @@
+/* Is a prompt or a bank used with the model it was trained on? Compares the
+ * fingerprint an adapter or bank.json records with the model's (mend.h,
+ * fingerprints) and says so on stderr; the caller goes on either way. */
+#include <stdio.h>
+
+#include "cli.h"
+#include "mend.h"
+
+const char *cli_fp_desc(const mend_fp *fp, char *buf, size_t cap) {
+    char m[17], r[17];
+    if (!fp->has_model) {
+        snprintf(buf, cap, "(none recorded)");
+        return buf;
+    }
+    mend_fp_hex(fp->model, m);
+    mend_fp_hex(fp->recipe, r);
+    snprintf(buf, cap, "%s%s%s%s", m, fp->has_recipe ? " (recipe " : "", fp->has_recipe ? r : "",
+             fp->has_recipe ? ")" : "");
+    return buf;
+}
+
+const char *cli_retrain_cmd(int bank, const char *model_path, const char *dir, char *buf, size_t cap) {
+    if (bank)
+        snprintf(buf, cap, "mend bank build %s -o %s --domain NAME=FILE ... (scripts/train_bank.sh for the shipped "
+                 "banks)", model_path, dir);
+    else
+        snprintf(buf, cap, "mend tune %s --corpus FILE -o %s", model_path, dir);
+    return buf;
+}
+
+int cli_check_trained_on(const char *cmd, const mend_model *m, const char *model_path, int bank, const char *dir,
+                         const mend_fp *rec) {
+    const char *kind = bank ? "bank" : "prompt";
+    mend_fp fp;
+    if (mend_model_fingerprint(m, &fp)) {
+        fprintf(stderr, "mend %s: note: cannot check %s %s against the model: %s\n", cmd, kind, dir,
+                mend_last_error());
+        return MEND_FP_UNKNOWN;
+    }
+    char a[64], b[64], c[1024];
+    const int match = mend_fp_compare(&fp, rec);
+    switch (match) {
+    case MEND_FP_SAME: break;
+    case MEND_FP_SAME_RECIPE:
+        fprintf(stderr, "mend %s: note: %s %s was trained on model fingerprint %s, this model is %s: another file "
+                "made by the same recipe (same source and compression settings)\n", cmd, kind, dir,
+                cli_fp_desc(rec, a, sizeof a), cli_fp_desc(&fp, b, sizeof b));
+        break;
+    case MEND_FP_OTHER:
+        fprintf(stderr, "mend %s: warning: %s %s was trained on model fingerprint %s, this model is %s: retrain it "
+                "with `%s`\n", cmd, kind, dir, cli_fp_desc(rec, a, sizeof a), cli_fp_desc(&fp, b, sizeof b),
+                cli_retrain_cmd(bank, model_path, dir, c, sizeof c));
+        break;
+    default:
+        fprintf(stderr, "mend %s: note: %s %s records no model fingerprint (made before mend recorded them), so "
+                "it cannot be checked against this model (%s)\n", cmd, kind, dir, cli_fp_desc(&fp, b, sizeof b));
+    }
+    return match;
+}
