@@ -13,7 +13,6 @@
 #include "cli.h"
 #include "idp.h"
 #include "eval/harness.h"
-#include "prompt/adapter.h"
 #include "eval/report.h"
 #include "eval/results.h"
 #include "eval/tasks.h"
@@ -243,13 +242,9 @@ int cmd_eval(int argc, char **argv) {
     }
     mend_model_info info;
     mend_model_get_info(m, &info);
-    if (prompt_dir) {
-        mend_fp rec;
-        if (mend_adapter_read_fp(prompt_dir, info.dim, &prompt, &n_virtual, &rec)) {
-            rc = cli_fail(CMD, prompt_dir);
-            goto out;
-        }
-        cli_check_trained_on(CMD, m, model_path, 0, prompt_dir, &rec);
+    if (prompt_dir && cli_read_prompt(CMD, m, model_path, prompt_dir, &prompt, &n_virtual)) {
+        rc = CLI_EXIT_ERROR;
+        goto out;
     }
     if (mend_eval_backend_model(&be, m, prompt, n_virtual, (int)ctx, (int)batch)) {
         rc = cli_fail(CMD, "backend");

@@ -155,13 +155,9 @@ int cmd_generate(int argc, char **argv) {
     mend_model_info info;
     mend_model_get_info(m, &info);
     const mend_tokenizer *tok = mend_model_tokenizer(m);
-    if (soft_dir) {
-        mend_fp rec;
-        if (mend_adapter_read_fp(soft_dir, info.dim, &soft, &n_soft, &rec)) {
-            rc = cli_fail(CMD, soft_dir);
-            goto out;
-        }
-        cli_check_trained_on(CMD, m, path, 0, soft_dir, &rec);
+    if (soft_dir && cli_read_prompt(CMD, m, path, soft_dir, &soft, &n_soft)) {
+        rc = CLI_EXIT_ERROR;
+        goto out;
     }
 
     const char *text = prompt;

@@ -227,15 +227,9 @@ int cmd_ppl(int argc, char **argv) {
         rc = cli_fail(CMD, path);
         goto out;
     }
-    if (prompt_dir) {
-        mend_model_info mi;
-        mend_model_get_info(m, &mi);
-        mend_fp rec;
-        if (mend_adapter_read_fp(prompt_dir, mi.dim, &prompt, &n_virtual, &rec)) {
-            rc = cli_fail(CMD, prompt_dir);
-            goto out;
-        }
-        cli_check_trained_on(CMD, m, path, 0, prompt_dir, &rec);
+    if (prompt_dir && cli_read_prompt(CMD, m, path, prompt_dir, &prompt, &n_virtual)) {
+        rc = CLI_EXIT_ERROR;
+        goto out;
     }
     const mend_tokenizer *tok = mend_model_tokenizer(m);
     double t0 = mend_now();
