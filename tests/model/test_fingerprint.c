@@ -72,8 +72,18 @@ static void test_gguf(void) {
         CHECK_OK(mend_gguf_writer_add_tensor(w, t->name, t->type, t->n_dims, t->ne, t->data, t->nbytes));
     }
     CHECK_OK(mend_gguf_writer_write(w, meta));
-    mend_gguf_writer_free(w);
     CHECK(fp_of(meta, 0) == a);   /* not the metadata */
+    /* a recorded recipe that is not 16 hex digits: refused, naming file and key */
+    CHECK_OK(mend_gguf_writer_set_str(w, "mend.compress.recipe", "not-a-recipe"));
+    CHECK_OK(mend_gguf_writer_write(w, meta));
+    mend_gguf_writer_free(w);
+    {
+        mend_model *m = NULL;
+        mend_fp fp;
+        CHECK_OK(mend_model_load(&m, meta, NULL));
+        if (m) CHECK_ERR(mend_model_fingerprint(m, &fp), MEND_EFORMAT, "meta.gguf: key 'mend.compress.recipe'");
+        mend_model_free(m);
+    }
 
     /* one byte of one tensor (the middle of the last one) */
     const gguf_tensor *last = &g->tensors[g->n_tensors - 1];
