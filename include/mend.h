@@ -69,6 +69,41 @@ typedef struct mend_model_info {
 void mend_model_get_info(const mend_model *m, mend_model_info *info);
 const mend_tokenizer *mend_model_tokenizer(const mend_model *m);
 
+/* ---- fingerprints (model/fingerprint.c) ----------------------------------
+ * A model's fingerprint is a 64-bit hash of its tensors as stored in the
+ * file: for each tensor in file order its type, shape and data bytes (GGUF:
+ * the tensor-info order; HF: the shards by name, each in header order). The
+ * path and the metadata do not count. Files written by `mend compress` also
+ * record the fingerprint of their source and a recipe: the hash of that
+ * source fingerprint, every mend.compress.* setting and the compressor's
+ * format version, equal for two files made by the same command from the same
+ * source even when float rounding moved a few weights. Adapters and banks
+ * record the fingerprint (and recipe) of the model they were trained on.
+ * Printed as 16 lowercase hex digits (docs/formats.md). */
+typedef struct mend_fp {
+    int has_model, has_source, has_recipe;
+    uint64_t model;     /* the model's own fingerprint */
+    uint64_t source;    /* compressed files: the source model's */
+    uint64_t recipe;    /* compressed files: source + settings + format version */
+} mend_fp;
+/* The fingerprint of a loaded model (hashed on each call for a GGUF file,
+ * about 0.05 s per 100 MB; at load for a Hugging Face directory), with the
+ * source and recipe its metadata records, each checked to be 16 hex digits. */
+int mend_model_fingerprint(const mend_model *m, mend_fp *out);
+/* 16 lowercase hex digits and a NUL. */
+void mend_fp_hex(uint64_t fp, char out[17]);
+/* Parse exactly 16 lowercase hex digits; MEND_EFORMAT otherwise. */
+int mend_fp_parse(const char *s, uint64_t *out);
+
+/* How a record (an adapter's or a bank's) relates to a model's fingerprint. */
+enum mend_fp_match {
+    MEND_FP_SAME = 0,        /* the record names this model */
+    MEND_FP_SAME_RECIPE = 1, /* another file, made from the same source with the same settings */
+    MEND_FP_OTHER = 2,       /* another model */
+    MEND_FP_UNKNOWN = 3      /* the record names no model (made before fingerprints) */
+};
+int mend_fp_compare(const mend_fp *model, const mend_fp *record);
+
 /* ---- tokenizer ---------------------------------------------------------- */
 /* Encode text. add_special: add BOS/EOS as the model's metadata says.
  * parse_special: recognise special/control token text such as "<|im_end|>".

@@ -43,6 +43,29 @@ char *cli_pathf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * directory. 0 when found (out holds it), -1 otherwise. */
 int cli_find_data(const char *sub, char *out, size_t cap);
 
+/* ---- the model a prompt was trained on (trained_on.c) ---- */
+struct mend_fp;
+struct mend_model;
+/* "0123456789abcdef (recipe fedcba9876543210)", or "(none recorded)". */
+const char *cli_fp_desc(const struct mend_fp *fp, char *buf, size_t cap);
+/* Where to retrain the prompt or bank in dir for the model: dir with the
+ * first 8 hex digits of its fingerprint appended ("bank-0123abcd"). */
+const char *cli_retrain_dir(const char *dir, const struct mend_fp *model, char *buf, size_t cap);
+/* The command that trains a prompt (bank 0) or a bank (bank 1) for the model
+ * at model_path (fingerprint model), into cli_retrain_dir(dir). */
+const char *cli_retrain_cmd(int bank, const char *model_path, const char *dir, const struct mend_fp *model,
+                            char *buf, size_t cap);
+/* Compare the model rec names with m (loaded from model_path) and print a
+ * warning (another model: with the command that retrains it) or a note
+ * (same recipe, or nothing recorded) on stderr. Returns enum mend_fp_match. */
+int cli_check_trained_on(const char *cmd, const struct mend_model *m, const char *model_path, int bank,
+                         const char *dir, const struct mend_fp *rec);
+
+/* Read the soft prompt in dir (mend_adapter_read) for m and check the model
+ * it records; 0, or CLI_EXIT_ERROR after printing the error. */
+int cli_read_prompt(const char *cmd, const struct mend_model *m, const char *model_path, const char *dir,
+                    float **emb, int *n_virtual);
+
 /* Human-readable sizes and durations into buf. */
 const char *cli_fmt_bytes(double bytes, char *buf, size_t cap);
 const char *cli_fmt_duration(double seconds, char *buf, size_t cap);

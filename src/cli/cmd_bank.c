@@ -99,6 +99,9 @@ static int cmd_bank_info(int argc, char **argv) {
     if (mend_bank_read(argv[1], &b)) return cli_fail(CMD, argv[1]);
     printf("bank:       %s\n", argv[1]);
     printf("base model: %s\n", b->base_model ? b->base_model : "(unknown)");
+    char fd[64];
+    printf("trained on: %s\n", b->trained_on.has_model ? cli_fp_desc(&b->trained_on, fd, sizeof fd)
+                                                       : "no model fingerprint recorded (built before mend recorded them)");
     printf("prompts:    %d x %d virtual tokens x dim %d\n", b->n, b->nv, b->dim);
     printf("selector:   %s (attention layers %d:%d)\n", b->default_selector, b->layer0, b->layer1);
     printf("\n| # | name | domain | steps | best val loss | centroid | adapter |\n|---|---|---|---|---|---|---|\n");
@@ -326,6 +329,11 @@ static int cmd_bank_build(int argc, char **argv) {
         rc = cli_usage_error(CMD, "--select-layers %d:%d: the model has %d layers", l0, l1, info.n_layers);
         goto build_out;
     }
+    mend_fp mfp;   /* recorded in bank.json (every adapter records it too) */
+    if (mend_model_fingerprint(m, &mfp)) {
+        rc = cli_fail(CMD, model_path);
+        goto build_out;
+    }
     printf("model:  %s (%d layers, dim %d)\n", model_path, info.n_layers, info.dim);
     printf("bank:   %s, %d prompts of %ld virtual tokens; %ld steps x %ld x %ld tokens, lr %g\n", out_dir, n_dom, nv,
            steps, batch, seqlen, lr);
@@ -357,12 +365,21 @@ static int cmd_bank_build(int argc, char **argv) {
             fprintf(stderr, "[%d/%d %s] adapter present in %s: skipped\n", k + 1, n_dom, dom_name[k], ad);
             float *e = NULL;
             int got = 0;
-            if (mend_adapter_read(ad, info.dim, &e, &got)) {
+            mend_fp rec;
+            if (mend_adapter_read_fp(ad, info.dim, &e, &got, &rec)) {
                 free(ad);
                 rc = cli_fail(CMD, "existing adapter");
                 goto build_out;
             }
             free(e);
+            if (mend_fp_compare(&mfp, &rec) != MEND_FP_SAME) {
+                char a[64], b[64];
+                fprintf(stderr, "mend bank: %s was trained on model fingerprint %s, this model is %s: remove it to "
+                                "train it for this model\n", ad, cli_fp_desc(&rec, a, sizeof a),
+                        cli_fp_desc(&mfp, b, sizeof b));
+                free(ad);
+                goto build_out;
+            }
             if (got != nv) {
                 fprintf(stderr, "mend bank: %s holds %d virtual tokens, this build uses %ld: remove it or pass "
                                 "--n-virtual %d\n", ad, got, nv, got);
@@ -417,6 +434,7 @@ static int cmd_bank_build(int argc, char **argv) {
                 used, rtok);
     }
     bank.base_model = (char *)base_name(model_path);
+    bank.trained_on = mfp;
     bank.dim = info.dim;
     bank.nv = (int)nv;
     bank.n = n_dom;

@@ -242,8 +242,8 @@ int cmd_eval(int argc, char **argv) {
     }
     mend_model_info info;
     mend_model_get_info(m, &info);
-    if (prompt_dir && mend_eval_load_prompt(prompt_dir, info.dim, &prompt, &n_virtual)) {
-        rc = cli_fail(CMD, prompt_dir);
+    if (prompt_dir && cli_read_prompt(CMD, m, model_path, prompt_dir, &prompt, &n_virtual)) {
+        rc = CLI_EXIT_ERROR;
         goto out;
     }
     if (mend_eval_backend_model(&be, m, prompt, n_virtual, (int)ctx, (int)batch)) {
@@ -251,7 +251,7 @@ int cmd_eval(int argc, char **argv) {
         goto out;
     }
     if (bank_dir) {
-        if ((rc = cli_idp_open(&idp, CMD, m, bank_dir, select, sel_layers, 0, per_prompt))) goto out;
+        if ((rc = cli_idp_open(&idp, CMD, m, model_path, bank_dir, select, sel_layers, 0, per_prompt))) goto out;
         rc = CLI_EXIT_ERROR;
         if (cli_idp_eval_setup(idp, (int)ctx, (int)batch)) {
             rc = cli_fail(CMD, "prompt bank backends");

@@ -155,8 +155,8 @@ int cmd_generate(int argc, char **argv) {
     mend_model_info info;
     mend_model_get_info(m, &info);
     const mend_tokenizer *tok = mend_model_tokenizer(m);
-    if (soft_dir && mend_adapter_read(soft_dir, info.dim, &soft, &n_soft)) {
-        rc = cli_fail(CMD, soft_dir);
+    if (soft_dir && cli_read_prompt(CMD, m, path, soft_dir, &soft, &n_soft)) {
+        rc = CLI_EXIT_ERROR;
         goto out;
     }
 
@@ -178,7 +178,7 @@ int cmd_generate(int argc, char **argv) {
         goto out;
     }
     if (bank_dir) { /* one prompt of the bank, chosen for this input */
-        if ((rc = cli_idp_open(&idp, CMD, m, bank_dir, select, sel_layers, 0, 0))) goto out;
+        if ((rc = cli_idp_open(&idp, CMD, m, path, bank_dir, select, sel_layers, 0, 0))) goto out;
         rc = CLI_EXIT_ERROR;
         int choice[CLI_IDP_MAX_SEL];
         double ts = mend_now();

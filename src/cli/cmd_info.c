@@ -200,6 +200,23 @@ int cmd_info(int argc, char **argv) {
     } else {
         printf("  %-18s Hugging Face directory\n", "format");
     }
+    mend_fp fp;
+    if (mend_model_fingerprint(m, &fp)) {
+        mend_model_free(m);
+        return cli_fail(CMD, path);
+    }
+    char hx[17];
+    mend_fp_hex(fp.model, hx);
+    printf("  %-18s %s\n", "fingerprint", hx);
+    if (fp.has_source) {
+        const char *src = mend_model_meta_str(m, "mend.compress.source");
+        mend_fp_hex(fp.source, hx);
+        printf("  %-18s %s%s%s%s\n", "source", hx, src ? " (" : "", src ? src : "", src ? ")" : "");
+    }
+    if (fp.has_recipe) {
+        mend_fp_hex(fp.recipe, hx);
+        printf("  %-18s %s\n", "recipe", hx);
+    }
     printf("architecture: %s\n", in.arch);
     printf("  %-18s %d\n", "n_vocab", in.n_vocab);
     printf("  %-18s %d\n", "dim", in.dim);

@@ -233,13 +233,9 @@ int cmd_ppl(int argc, char **argv) {
         rc = cli_fail(CMD, path);
         goto out;
     }
-    if (prompt_dir) {
-        mend_model_info mi;
-        mend_model_get_info(m, &mi);
-        if (mend_adapter_read(prompt_dir, mi.dim, &prompt, &n_virtual)) {
-            rc = cli_fail(CMD, prompt_dir);
-            goto out;
-        }
+    if (prompt_dir && cli_read_prompt(CMD, m, path, prompt_dir, &prompt, &n_virtual)) {
+        rc = CLI_EXIT_ERROR;
+        goto out;
     }
     const mend_tokenizer *tok = mend_model_tokenizer(m);
     double t0 = mend_now();
@@ -285,7 +281,7 @@ int cmd_ppl(int argc, char **argv) {
         goto out;
     }
     if (bank_dir) {
-        if ((rc = cli_idp_open(&idp, CMD, m, bank_dir, select, sel_layers, (int)sel_tokens, per_prompt))) {
+        if ((rc = cli_idp_open(&idp, CMD, m, path, bank_dir, select, sel_layers, (int)sel_tokens, per_prompt))) {
             cli_progress_end(&pc.bar);
             goto out;
         }

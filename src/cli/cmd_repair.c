@@ -28,6 +28,7 @@
 
 #include "cli.h"
 #include "repair.h"
+#include "prompt/adapter.h"
 #include "prompt/bank.h"
 #include "util/util.h"
 
@@ -382,6 +383,72 @@ static int copy_bank(const char *src, const char *dst) {
     rc = from && to ? copy_file(from, to) : mend_set_error(MEND_ENOMEM, "out of memory");
     free(from);
     free(to);
+    return rc;
+}
+
+/* ---- a given bank must fit the compressed model ---- */
+
+/* The bank in bank_dir (bank.json, and its single prompt when there is one)
+ * must have been trained on the model this run compressed: the same
+ * fingerprint, or (with a warning) the same recipe, i.e. the same source and
+ * compression settings with a few weights rounded otherwise. Anything else,
+ * a bank trained for another compression or one that records no model, is
+ * refused: its prompts would be measured on weights they were not trained
+ * for. 0, or an exit code after the message. */
+static int check_bank_model(const char *bank_dir, const char *cmodel) {
+    mend_load_opts lo = {.keep_packed = 1, .no_repack = 1};
+    mend_model *m = NULL;
+    mend_bank *bk = NULL;
+    mend_fp fp, single = {0};
+    float *emb = NULL;
+    int nv = 0;
+    if (mend_model_load(&m, cmodel, &lo) || mend_model_fingerprint(m, &fp)) {
+        mend_model_free(m);
+        return cli_fail(CMD, cmodel);
+    }
+    mend_model_info info;
+    mend_model_get_info(m, &info);
+    mend_model_free(m);
+    if (mend_bank_read(bank_dir, &bk)) return cli_fail(CMD, bank_dir);
+    char *sdir = cli_pathf("%s/single", bank_dir);
+    int has_single = sdir && mend_is_dir(sdir);
+    if (has_single && mend_adapter_read_fp(sdir, info.dim, &emb, &nv, &single)) {
+        free(sdir);
+        mend_bank_free(bk);
+        return cli_fail(CMD, "the bank's single prompt");
+    }
+    free(emb);
+    const mend_fp rec = bk->trained_on;
+    mend_bank_free(bk);
+    int match = mend_fp_compare(&fp, &rec);
+    const char *what = bank_dir;
+    if (match <= MEND_FP_SAME_RECIPE && has_single && mend_fp_compare(&fp, &single) > match) {
+        match = mend_fp_compare(&fp, &single);   /* the single prompt fits less well than the bank */
+        what = sdir;
+    }
+    const mend_fp *r = what == bank_dir ? &rec : &single;
+    char a[64], b[64], c[8192], nd[4096];
+    cli_fp_desc(r, a, sizeof a);
+    cli_fp_desc(&fp, b, sizeof b);
+    int rc = 0;
+    if (match == MEND_FP_SAME_RECIPE) {
+        fprintf(stderr, "mend %s: warning: the prompt bank %s was trained on model fingerprint %s, this run's %s is "
+                "%s: not the same bytes, but the same recipe (same source model and compression settings; float "
+                "rounding on another CPU moves a few weights), so the bank is used\n", CMD, what, a, cmodel, b);
+    } else if (match != MEND_FP_SAME) {
+        fprintf(stderr, "mend %s: the prompt bank %s %s%s, but this run compressed %s to model fingerprint %s: the "
+                "bank was trained for %s, and its prompts would be measured on weights they were not trained for.\n"
+                "Retrain it for this model: `%s` then `mend tune %s --corpus FILE ... -o %s/single` "
+                "(scripts/train_bank.sh makes the shipped bank that way), and pass --bank-dir %s; or run without "
+                "--bank-dir to train the bank in this run.\n", CMD, what,
+                match == MEND_FP_UNKNOWN ? "records no model fingerprint" : "was trained on model fingerprint ",
+                match == MEND_FP_UNKNOWN ? " (built before mend recorded them)" : a, cmodel, b,
+                match == MEND_FP_UNKNOWN ? "an unknown model" : "another model",
+                cli_retrain_cmd(1, cmodel, bank_dir, &fp, c, sizeof c), cmodel,
+                cli_retrain_dir(bank_dir, &fp, nd, sizeof nd), nd);
+        rc = CLI_EXIT_ERROR;
+    }
+    free(sdir);
     return rc;
 }
 
@@ -757,6 +824,8 @@ int cmd_repair(int argc, char **argv) {
     if (!bank_dir && tune_stage(&R, &a, &B, "shared", model, cmodel, shared, NULL, B.steps, dom_file, n_dom))
         goto stage_failed;
     if (bank_dir) {
+        if ((rc = check_bank_model(bank_dir, cmodel))) goto out;
+        rc = CLI_EXIT_ERROR;
         R.stage_no++;
         char p[PATH_MAX];
         snprintf(p, sizeof p, "%s/bank.json", bank);

@@ -90,7 +90,8 @@ static const char *base_name(const char *p, char *buf, size_t cap) {
     return buf;
 }
 
-int cli_idp_open(cli_idp **out, const char *cmd, const mend_model *m, const char *bank_dir, const char *select,
+int cli_idp_open(cli_idp **out, const char *cmd, const mend_model *m, const char *model_path, const char *bank_dir,
+                 const char *select,
                  const char *layers, int max_tokens, int per_prompt) {
     *out = NULL;
     cli_idp *x = calloc(1, sizeof *x);
@@ -106,6 +107,7 @@ int cli_idp_open(cli_idp **out, const char *cmd, const mend_model *m, const char
         cli_idp_close(x);
         return cli_fail(cmd, bank_dir);
     }
+    cli_check_trained_on(cmd, m, model_path, 1, bank_dir, &x->bank->trained_on);
     x->K = x->bank->n;
     int l0 = -1, l1 = -1;
     if (layers && mend_select_parse_layers(layers, &l0, &l1)) {

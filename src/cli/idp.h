@@ -23,11 +23,12 @@
 
 typedef struct cli_idp cli_idp;
 
-/* Load the bank and its prompts for model m, parse the selector list;
+/* Load the bank and its prompts for model m (loaded from model_path; a bank
+ * trained on another model is reported, cli_check_trained_on), parse the selector list;
  * layers: NULL or "A:B" for the attention selector; max_tokens: selection
  * inputs cut to their last max_tokens tokens (0: 512). Prints errors. */
-int cli_idp_open(cli_idp **out, const char *cmd, const mend_model *m, const char *bank_dir, const char *select,
-                 const char *layers, int max_tokens, int per_prompt);
+int cli_idp_open(cli_idp **out, const char *cmd, const mend_model *m, const char *model_path, const char *bank_dir,
+                 const char *select, const char *layers, int max_tokens, int per_prompt);
 void cli_idp_close(cli_idp *x);
 const mend_bank *cli_idp_bank(const cli_idp *x);
 /* "BANKNAME:SELECTOR" (the label of results lines) */

@@ -26,6 +26,7 @@ static const char *const MAT_NAMES[N_MATS] = {"attn_q", "attn_k", "attn_v", "att
                                               "ffn_gate", "ffn_up", "ffn_down"};
 enum { M_Q, M_K, M_V, M_O, M_G, M_U, M_D };
 #define CKPT_HIDDEN "mend.ckpt.hidden"
+#define RECIPE_SEED 0x6d656e642d726331ull   /* "mend-rc1" */
 
 static mend_mat *layer_mat(mend_layer *L, int i) {
     mend_mat *m[N_MATS] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
@@ -539,6 +540,26 @@ static int convert_embd(ctx *C, const gguf_tensor *t, const mend_mat *f32, uint3
     return 0;
 }
 
+/* The source's fingerprint, and the recipe: a hash of the compressor's
+ * format version, that fingerprint and every mend.compress.* key set so far
+ * (the settings). The source's file name is recorded but not hashed. */
+static int write_recipe(ctx *C, mend_gguf_writer *w) {
+    mend_fp src;
+    char hx[17];
+    int rc = mend_model_fingerprint(C->m, &src);
+    if (rc) return rc;
+    mend_fp_hex(src.model, hx);
+    if ((rc = mend_gguf_writer_set_str(w, "mend.compress.source_fingerprint", hx))) return rc;
+    uint64_t h = mend_hash_step(RECIPE_SEED, MEND_COMPRESS_FORMAT);
+    h = mend_hash_step(h, src.model);
+    h = mend_hash_step(h, mend_gguf_writer_hash_keys(w, "mend.compress.", RECIPE_SEED));
+    mend_fp_hex(mend_hash_fmix(h), hx);
+    const char *base = strrchr(C->src, '/');
+    base = base ? base + 1 : C->src;
+    if ((rc = mend_gguf_writer_set_str(w, "mend.compress.source", base))) return rc;
+    return mend_gguf_writer_set_str(w, "mend.compress.recipe", hx);
+}
+
 static int write_output(ctx *C, const char *out, mend_compress_result *res) {
     const mend_gguf *g = C->m->gguf;
     const mend_compress_opts *o = C->o;
@@ -548,6 +569,8 @@ static int write_output(ctx *C, const char *out, mend_compress_result *res) {
     int rc = owned ? mend_gguf_writer_init(&w) : mend_set_error(MEND_ENOMEM, "compress: out of memory");
     if (rc) goto out;
     if ((rc = mend_gguf_writer_copy_kvs(w, g))) goto out;
+    /* a compressed source's record of how it was made does not describe this file */
+    if ((rc = mend_gguf_writer_remove_prefix(w, "mend.compress."))) goto out;
     const int ft = o->fmt.type == MEND_QFMT_GENERIC ? -1 : mend_compress_file_type(o->fmt.type);
     if (ft >= 0) rc = mend_gguf_writer_set_u32(w, "general.file_type", (uint32_t)ft);
     else rc = mend_gguf_writer_remove(w, "general.file_type");
@@ -568,6 +591,13 @@ static int write_output(ctx *C, const char *out, mend_compress_result *res) {
             (rc = mend_gguf_writer_set_bool(w, "mend.compress.fit_importance", o->fit_importance)))
             goto out;
         if (o->calib_desc && (rc = mend_gguf_writer_set_str(w, "mend.compress.calib", o->calib_desc))) goto out;
+        char ch[17];
+        mend_fp_hex(mend_calib_hash(o->calib, (size_t)o->nsamples * (size_t)o->seqlen), ch);
+        if ((rc = mend_gguf_writer_set_str(w, "mend.compress.calib_tokens", ch))) goto out;
+    }
+    if (o->embd_type != MEND_EMBD_KEEP) {
+        const char *en = mend_type_name((uint32_t)o->embd_type);
+        if ((rc = mend_gguf_writer_set_str(w, "mend.compress.embd_type", en ? en : "?"))) goto out;
     }
     if ((rc = mend_qfmt_write_meta(w, &o->fmt))) goto out;
     if (o->prune && o->prune->method != MEND_PRUNE_NONE) {
@@ -577,6 +607,7 @@ static int write_output(ctx *C, const char *out, mend_compress_result *res) {
             (rc = mend_gguf_writer_set_bool(w, "mend.compress.prune_joint", o->prune->joint)))
             goto out;
     }
+    if ((rc = write_recipe(C, w))) goto out;
 
     for (uint64_t k = 0; k < g->n_tensors; k++) {
         const gguf_tensor *t = &g->tensors[k];

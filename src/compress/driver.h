@@ -54,6 +54,11 @@ typedef struct mend_compress_event {
  * layer is already on disk. */
 typedef int (*mend_compress_progress_fn)(void *user, const mend_compress_event *ev);
 
+/* The version of what mend compress writes for given settings: part of the
+ * recipe fingerprint (mend.compress.recipe), so a change to the compressor
+ * that writes other weights for the same command must increase it. */
+#define MEND_COMPRESS_FORMAT 1
+
 typedef struct mend_compress_opts {
     int method;                 /* enum mend_compress_method */
     mend_qfmt fmt;              /* target of the linear layers (K types fall back per matrix) */

@@ -94,11 +94,6 @@ int mend_eval_backend_model(mend_eval_backend **out, const mend_model *m, const 
                             int n_virtual, int window, int max_batch);
 void mend_eval_backend_free(mend_eval_backend *b);
 
-/* Soft prompt in the PEFT prompt-tuning layout: dir/adapter_model.safetensors
- * with prompt_embeddings [n_virtual, hidden] (F32, F16 or BF16) and
- * dir/adapter_config.json. hidden must equal dim. *emb is malloc'd. */
-int mend_eval_load_prompt(const char *dir, int dim, float **emb, int *n_virtual);
-
 /* lm-eval's _encode_pair: *ctx_ids and *cont_ids are malloc'd. An empty (or
  * all-whitespace) context conditions on prefix_token as lm-eval does. */
 int mend_eval_encode_pair(const mend_eval_backend *b, const char *context,

@@ -140,6 +140,11 @@ int mend_gguf_writer_set_kv(mend_gguf_writer *w, const gguf_kv *kv);
 int mend_gguf_writer_copy_kvs(mend_gguf_writer *w, const mend_gguf *g);
 /* Remove a key; 0 whether or not it was present. */
 int mend_gguf_writer_remove(mend_gguf_writer *w, const char *key);
+/* Remove every key that starts with prefix. */
+int mend_gguf_writer_remove_prefix(mend_gguf_writer *w, const char *prefix);
+/* A hash of the keys that start with prefix, in the writer's order: each
+ * key's name, type and value (mend compress's recipe). */
+uint64_t mend_gguf_writer_hash_keys(const mend_gguf_writer *w, const char *prefix, uint64_t seed);
 
 /* Add a tensor: ne[0] is the contiguous dimension; nbytes must equal the
  * size implied by type and ne. data is borrowed. */

@@ -263,17 +263,47 @@ int mend_gguf_writer_copy_kvs(mend_gguf_writer *w, const mend_gguf *g) {
     return 0;
 }
 
-int mend_gguf_writer_remove(mend_gguf_writer *w, const char *key) {
+/* Remove the keys equal to key (prefix 0) or starting with it (prefix 1). */
+static int remove_keys(mend_gguf_writer *w, const char *key, int prefix) {
     if (!w || !key) return mend_set_error(MEND_EINVAL, "gguf writer: NULL writer or key");
-    for (size_t i = 0; i < w->n_kv; i++)
-        if (strcmp(w->kv[i].key, key) == 0) {
-            wkv_clear(&w->kv[i]);
-            free(w->kv[i].key);
-            memmove(&w->kv[i], &w->kv[i + 1], (w->n_kv - i - 1) * sizeof *w->kv);
-            w->n_kv--;
-            return 0;
+    const size_t kl = strlen(key);
+    for (size_t i = 0; i < w->n_kv;) {
+        if (prefix ? strncmp(w->kv[i].key, key, kl) != 0 : strcmp(w->kv[i].key, key) != 0) {
+            i++;
+            continue;
         }
+        wkv_clear(&w->kv[i]);
+        free(w->kv[i].key);
+        memmove(&w->kv[i], &w->kv[i + 1], (w->n_kv - i - 1) * sizeof *w->kv);
+        w->n_kv--;
+    }
     return 0;
+}
+
+int mend_gguf_writer_remove(mend_gguf_writer *w, const char *key) { return remove_keys(w, key, 0); }
+int mend_gguf_writer_remove_prefix(mend_gguf_writer *w, const char *prefix) { return remove_keys(w, prefix, 1); }
+
+uint64_t mend_gguf_writer_hash_keys(const mend_gguf_writer *w, const char *prefix, uint64_t seed) {
+    uint64_t h = seed;
+    const size_t pl = strlen(prefix);
+    for (size_t i = 0; i < w->n_kv; i++) {
+        const wkv *kv = &w->kv[i];
+        if (strncmp(kv->key, prefix, pl) != 0) continue;
+        h = mend_hash_step(h, mend_hash_bytes(kv->key, strlen(kv->key), seed));
+        h = mend_hash_step(h, kv->type);
+        if (kv->type == GGUF_TYPE_STRING) {
+            h = mend_hash_step(h, mend_hash_bytes(kv->s, (size_t)kv->slen, seed));
+        } else if (kv->type == GGUF_TYPE_ARRAY) {
+            h = mend_hash_step(mend_hash_step(h, kv->arr_type), kv->n);
+            if (kv->strs)
+                for (uint64_t k = 0; k < kv->n; k++) h = mend_hash_step(h, mend_hash_bytes(kv->strs[k], (size_t)kv->lens[k], seed));
+            else
+                h = mend_hash_step(h, mend_hash_bytes(kv->raw, (size_t)kv->n * gguf_type_size(kv->arr_type), seed));
+        } else {
+            h = mend_hash_step(h, mend_hash_bytes(kv->scalar, sizeof kv->scalar, seed));
+        }
+    }
+    return mend_hash_fmix(h);
 }
 
 int mend_gguf_writer_add_tensor(mend_gguf_writer *w, const char *name, uint32_t type, uint32_t n_dims,

@@ -523,6 +523,42 @@ static int load_weights(hf_loader *L, mend_model *m, const hf_arch *A) {
     return load_all(L, m, A);
 }
 
+/* The fingerprint of the tensors as stored (mend_model_fingerprint): the
+ * shards in the order of their file names, each shard's tensors in header
+ * order. Computed here, while the shards are mapped. */
+static int weights_fingerprint(const hf_weights *w, const char *dir, uint64_t *out) {
+    size_t n = 0;
+    for (size_t i = 0; i < w->n_shards; i++) n += w->shards[i]->n_tensors;
+    size_t *order = malloc((w->n_shards ? w->n_shards : 1) * sizeof *order);
+    mend_fp_tensor *t = malloc((n ? n : 1) * sizeof *t);
+    uint64_t *scratch = malloc((n ? n : 1) * sizeof *scratch);
+    if (!order || !t || !scratch) {
+        free(order);
+        free(t);
+        free(scratch);
+        return mend_set_error(MEND_ENOMEM, "%s: out of memory hashing %zu tensors", dir, n);
+    }
+    for (size_t i = 0; i < w->n_shards; i++) {   /* insertion sort by name: a few shards */
+        size_t j = i;
+        for (; j > 0 && strcmp(w->shard_names[order[j - 1]], w->shard_names[i]) > 0; j--) order[j] = order[j - 1];
+        order[j] = i;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < w->n_shards; i++) {
+        const mend_safetensors *st = w->shards[order[i]];
+        for (size_t j = 0; j < st->n_tensors; j++, k++) {
+            const mend_st_tensor *x = &st->tensors[j];
+            const uint64_t type = x->type >= 0 ? (uint64_t)x->type : mend_hash_bytes(x->dtype, strlen(x->dtype), 0);
+            t[k] = (mend_fp_tensor){type, x->n_dims, x->shape, x->data, x->nbytes};
+        }
+    }
+    *out = mend_fp_of_tensors(t, n, scratch);
+    free(order);
+    free(t);
+    free(scratch);
+    return 0;
+}
+
 int mend_model_load_hf(mend_model **out, const char *dir, const mend_load_opts *opts) {
     (void)opts;   /* HF weights are always converted to f32 */
     if (!out || !dir) return mend_set_error(MEND_EINVAL, "mend_model_load_hf: NULL argument");
@@ -554,6 +590,8 @@ int mend_model_load_hf(mend_model **out, const char *dir, const mend_load_opts *
     if ((rc = weights_find(&L.w, "lm_head.weight", &st, &head))) goto done;
     if (!head) m->cfg.tied = 1;
     if ((rc = load_weights(&L, m, A))) goto done;
+    if ((rc = weights_fingerprint(&L.w, dir, &m->fingerprint))) goto done;
+    m->has_fingerprint = 1;
 
     if ((rc = mend_tokenizer_from_json(&m->tok, tok_path,
                                        mend_file_exists(tokcfg_path) ? tokcfg_path : NULL)))

@@ -66,6 +66,8 @@ struct mend_model {
     void *xpack;                   /* one allocation for the repacked layer matrices */
     size_t xpack_bytes;
     size_t arena_bytes;
+    uint64_t fingerprint;          /* set at load by loaders that do not keep the file */
+    int has_fingerprint;           /* (HF); GGUF files are hashed from the map on demand */
     void *owned;                   /* loader-specific storage (HF maps), freed by free_owned */
     void (*free_owned)(void *);
     char *path;
@@ -74,6 +76,17 @@ struct mend_model {
 /* Loaders (model/load_gguf.c, io/hf.c). */
 int mend_model_load_gguf(mend_model **out, const char *path, const mend_load_opts *opts);
 int mend_model_load_hf(mend_model **out, const char *dir, const mend_load_opts *opts);
+/* One tensor as stored, for the fingerprint (model/fingerprint.c). */
+typedef struct mend_fp_tensor {
+    uint64_t type;            /* ggml type id, or a hash of a dtype name */
+    int n_dims;
+    const int64_t *shape;     /* n_dims sizes, as the file writes them */
+    const void *data;
+    size_t nbytes;
+} mend_fp_tensor;
+/* The fingerprint of n tensors in this order; scratch holds n values. */
+uint64_t mend_fp_of_tensors(const mend_fp_tensor *t, size_t n, uint64_t *scratch);
+
 /* Validate shapes of a filled model (every loader calls it last). */
 int mend_model_validate(const mend_model *m);
 

@@ -14,6 +14,8 @@
 
 #define CFG_NAME "adapter_config.json"
 #define ST_NAME "adapter_model.safetensors"
+#define META_FP "mend.model_fingerprint"
+#define META_RECIPE "mend.model_recipe"
 
 static json_t *str_or_null(const char *s) { return s ? json_string(s) : json_null(); }
 
@@ -40,7 +42,21 @@ int mend_adapter_write(const char *dir, const float *emb, int n_virtual, int dim
     }
     mend_st_out t = {.name = "prompt_embeddings", .type = MEND_TYPE_F32, .n_dims = 2,
                      .shape = {n_virtual, dim}, .data = emb};
-    static const char *const md[] = {"format", "pt", NULL};
+    char fp_hex[17], recipe_hex[17];
+    const char *md[8] = {"format", "pt", NULL};
+    const mend_fp *on = meta ? meta->trained_on : NULL;
+    if (on && on->has_model) {
+        int k = 2;
+        mend_fp_hex(on->model, fp_hex);
+        md[k++] = META_FP;
+        md[k++] = fp_hex;
+        if (on->has_recipe) {
+            mend_fp_hex(on->recipe, recipe_hex);
+            md[k++] = META_RECIPE;
+            md[k++] = recipe_hex;
+        }
+        md[k] = NULL;
+    }
     if ((rc = mend_safetensors_write(st_path, &t, 1, md))) goto done;
 
     const int is_text = !strcmp(init, "TEXT");
@@ -86,10 +102,26 @@ done:
     return rc;
 }
 
+/* An optional fingerprint in the safetensors metadata. */
+static int meta_fp(const mend_safetensors *st, const char *key, int *has, uint64_t *v) {
+    const char *s = mend_safetensors_meta(st, key);
+    *has = 0;
+    if (!s) return 0;
+    int rc = mend_fp_parse(s, v);
+    if (rc) return mend_error_prefix(rc, "%s: __metadata__ \"%s\"", st->path, key);
+    *has = 1;
+    return 0;
+}
+
 int mend_adapter_read(const char *dir, int dim, float **emb, int *n_virtual) {
+    return mend_adapter_read_fp(dir, dim, emb, n_virtual, NULL);
+}
+
+int mend_adapter_read_fp(const char *dir, int dim, float **emb, int *n_virtual, mend_fp *trained_on) {
     if (!dir || !emb || !n_virtual) return mend_set_error(MEND_EINVAL, "mend_adapter_read: NULL argument");
     *emb = NULL;
     *n_virtual = 0;
+    mend_fp rec = {0};
     if (!mend_is_dir(dir)) return mend_set_error(MEND_EIO, "%s: not a directory (expected a PEFT adapter)", dir);
     char *cfg_path = mend_path_join(dir, CFG_NAME), *st_path = mend_path_join(dir, ST_NAME);
     char *cfg = NULL;
@@ -145,6 +177,13 @@ int mend_adapter_read(const char *dir, int dim, float **emb, int *n_virtual) {
         goto done;
     }
     if ((rc = mend_safetensors_open(&st, st_path))) goto done;
+    if ((rc = meta_fp(st, META_FP, &rec.has_model, &rec.model)) ||
+        (rc = meta_fp(st, META_RECIPE, &rec.has_recipe, &rec.recipe)))
+        goto done;
+    if (rec.has_recipe && !rec.has_model) {
+        rc = mend_set_error(MEND_EFORMAT, "%s: __metadata__ has \"%s\" but no \"%s\"", st_path, META_RECIPE, META_FP);
+        goto done;
+    }
     const mend_st_tensor *t = mend_safetensors_find(st, "prompt_embeddings");
     if (!t) {
         rc = mend_set_error(MEND_EFORMAT, "%s: no tensor \"prompt_embeddings\"", st_path);
@@ -175,6 +214,7 @@ int mend_adapter_read(const char *dir, int dim, float **emb, int *n_virtual) {
         }
     *emb = e;
     *n_virtual = (int)t->shape[0];
+    if (trained_on) *trained_on = rec;
     e = NULL;
 done:
     free(e);

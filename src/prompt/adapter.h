@@ -10,6 +10,10 @@
  *                              prompt_tuning_init (RANDOM | SAMPLE_VOCAB | TEXT),
  *                              prompt_tuning_init_text, tokenizer_name_or_path,
  *                              base_model_name_or_path, inference_mode true, ...
+ * The safetensors __metadata__ map holds "format": "pt" and, for prompts
+ * mend trained, "mend.model_fingerprint" and "mend.model_recipe" (16 hex
+ * digits each; the recipe only for compressed models): the model the prompt
+ * was trained on (mend.h, fingerprints). PEFT reads the tensor only,
  * so `PeftModel.from_pretrained(model, dir)` loads it, and adapters PEFT
  * writes load here. The virtual tokens come before everything else
  * (before BOS); positions count from the first virtual token. */
@@ -26,6 +30,7 @@ typedef struct mend_adapter_meta {
     const char *init_text;      /* prompt_tuning_init_text for TEXT (NULL: null) */
     int num_attention_heads;    /* of the base model */
     int num_layers;
+    const mend_fp *trained_on;  /* the model's fingerprint (and recipe), or NULL */
 } mend_adapter_meta;
 
 /* Create dir (mkdir -p) and write both files atomically (each via a
@@ -37,6 +42,9 @@ int mend_adapter_write(const char *dir, const float *emb, int n_virtual, int dim
  * dim: the model's hidden size (the tensor's second dimension must match).
  * *emb is malloc'd (n_virtual, dim) f32; every value must be finite. */
 int mend_adapter_read(const char *dir, int dim, float **emb, int *n_virtual);
+/* The same, and *trained_on (when not NULL) gets the model the adapter
+ * records (has_model 0 for adapters written before fingerprints or by PEFT). */
+int mend_adapter_read_fp(const char *dir, int dim, float **emb, int *n_virtual, mend_fp *trained_on);
 
 /* Perplexity (the protocols of mend_perplexity, same windows and scored
  * tokens) with a soft prompt before every window: the prompt's keys and

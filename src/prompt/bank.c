@@ -102,6 +102,18 @@ static int get_str(const char *path, const json_t *obj, const char *where, const
     return 0;
 }
 
+/* An optional fingerprint field: 16 hex digits, null or absent (*has 0). */
+static int get_fp(const char *path, const json_t *obj, const char *key, int *has, uint64_t *out) {
+    const json_t *v = json_object_get(obj, key);
+    *has = 0;
+    if (!v || json_is_null(v)) return 0;
+    if (!json_is_string(v)) return mend_set_error(MEND_EFORMAT, "%s: %s is not a string", path, key);
+    int rc = mend_fp_parse(json_string_value(v), out);
+    if (rc) return mend_error_prefix(rc, "%s: %s", path, key);
+    *has = 1;
+    return 0;
+}
+
 int mend_bank_parse(const char *path, const char *text, size_t len, mend_bank **out) {
     if (!out) return mend_set_error(MEND_EINVAL, "mend_bank_parse: out is NULL");
     *out = NULL;
@@ -140,6 +152,13 @@ int mend_bank_parse(const char *path, const char *text, size_t len, mend_bank **
     b->dim = (int)dim;
     b->nv = (int)nv;
     if ((rc = get_str(path, j, "", "base_model", 1, 1, &b->base_model))) goto done;
+    if ((rc = get_fp(path, j, "model_fingerprint", &b->trained_on.has_model, &b->trained_on.model)) ||
+        (rc = get_fp(path, j, "model_recipe", &b->trained_on.has_recipe, &b->trained_on.recipe)))
+        goto done;
+    if (b->trained_on.has_recipe && !b->trained_on.has_model) {
+        rc = mend_set_error(MEND_EFORMAT, "%s: model_recipe is given without model_fingerprint", path);
+        goto done;
+    }
 
     const json_t *ps = json_object_get(j, "prompts");
     if (!json_is_array(ps) || json_array_size(ps) < 1 || json_array_size(ps) > MEND_BANK_MAX_PROMPTS) {
@@ -362,6 +381,15 @@ int mend_bank_write(const char *dir, const mend_bank *b) {
     json_object_set_new(j, "format", json_string(BANK_FORMAT));
     json_object_set_new(j, "version", json_integer(1));
     json_object_set_new(j, "base_model", str_or_null(b->base_model));
+    if (b->trained_on.has_model) {
+        char hx[17];
+        mend_fp_hex(b->trained_on.model, hx);
+        json_object_set_new(j, "model_fingerprint", json_string(hx));
+        if (b->trained_on.has_recipe) {
+            mend_fp_hex(b->trained_on.recipe, hx);
+            json_object_set_new(j, "model_recipe", json_string(hx));
+        }
+    }
     json_object_set_new(j, "dim", json_integer(b->dim));
     json_object_set_new(j, "num_virtual_tokens", json_integer(b->nv));
     for (int k = 0; k < b->n; k++) {

@@ -9,6 +9,9 @@
  *   {
  *     "format": "mend-prompt-bank", "version": 1,
  *     "base_model": "SmolLM2-135M-Instruct.Q4_1.gguf",   (string or null)
+ *     "model_fingerprint": "0123456789abcdef",           (optional, string or null:
+ *     "model_recipe": "0123456789abcdef",                 the model the prompts were
+ *                                                         trained on, mend.h; 16 hex digits)
  *     "dim": 576, "num_virtual_tokens": 20,              (every prompt has this shape)
  *     "prompts": [
  *       {"name": "wiki", "adapter": "wiki", "domain": "wiki",
@@ -46,6 +49,7 @@ typedef struct mend_bank_prompt {
 typedef struct mend_bank {
     char *dir;          /* NULL for a bank built in memory */
     char *base_model;
+    mend_fp trained_on; /* has_model 0 for banks built before fingerprints */
     int dim, nv;
     int n;
     mend_bank_prompt *p;

@@ -512,14 +512,17 @@ static int validate(mend_trainer *t, const dataset *d, const mend_tune_opts *o, 
 }
 
 static int write_adapters(const run *r, const mend_model *m, const mend_tune_opts *o, int have_val) {
-    mend_adapter_meta meta = {.base_model = o->base_model,
+    mend_fp fp;   /* the model the prompt is trained on */
+    int rc = mend_model_fingerprint(m, &fp);
+    if (rc) return rc;
+    mend_adapter_meta meta = {.base_model = o->base_model, .trained_on = &fp,
                               .init = o->init == MEND_TUNE_INIT_TEXT    ? "TEXT"
                                       : o->init == MEND_TUNE_INIT_VOCAB ? "SAMPLE_VOCAB"
                                                                         : "RANDOM",
                               .init_text = o->init_text,
                               .num_attention_heads = m->cfg.n_heads,
                               .num_layers = m->cfg.n_layers};
-    int rc = mend_adapter_write(o->out_dir, have_val ? r->best : r->prompt, o->n_virtual, r->dim, &meta);
+    rc = mend_adapter_write(o->out_dir, have_val ? r->best : r->prompt, o->n_virtual, r->dim, &meta);
     if (rc) return rc;
     char *last = mend_path_join(o->out_dir, "last");
     if (!last) return mend_set_error(MEND_ENOMEM, "out of memory");

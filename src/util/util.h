@@ -110,6 +110,14 @@ static inline uint16_t mend_rd16(const void *p) { uint16_t v; memcpy(&v, p, 2); 
 static inline uint32_t mend_rd32(const void *p) { uint32_t v; memcpy(&v, p, 4); return v; }
 static inline uint64_t mend_rd64(const void *p) { uint64_t v; memcpy(&v, p, 8); return v; }
 
+/* ---- hashing (util/hash.c) ---- */
+/* 64-bit hash of n bytes (four multiply-xor lanes over 8-byte words). */
+uint64_t mend_hash_bytes(const void *data, size_t n, uint64_t seed);
+/* Fold one 64-bit value into a running hash (order matters). */
+uint64_t mend_hash_step(uint64_t h, uint64_t x);
+/* Final avalanche of a running hash. */
+uint64_t mend_hash_fmix(uint64_t h);
+
 /* Monotonic seconds. */
 double mend_now(void);
 

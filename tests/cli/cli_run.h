@@ -43,6 +43,22 @@ static cli_out cli_run(const char *args) {
     return r;
 }
 
+/* A small training / calibration text at path: the first cap bytes of
+ * corpus when it holds more than need, else made-up lines. */
+static inline void cli_make_text(const char *path, const char *corpus, size_t cap, size_t need) {
+    size_t n = 0;
+    FILE *in = fopen(corpus, "rb");
+    char *text = calloc(1, cap + 1);
+    if (in && text) n = fread(text, 1, cap, in);
+    if (in) fclose(in);
+    FILE *f = fopen(path, "wb");
+    if (f && n > need) fwrite(text, 1, n, f);
+    else if (f)
+        for (int i = 0; i < 600; i++) fprintf(f, "Line %d of a text about foxes %d.%s", i, i % 7, i % 4 == 3 ? "\n\n" : " ");
+    if (f) fclose(f);
+    free(text);
+}
+
 static void cli_free(cli_out *r) {
     free(r->out);
     free(r->err);

@@ -40,18 +40,7 @@ int main(void) {
     snprintf(dir, sizeof dir, "/tmp/mend_cli_idp_%d", (int)getpid());
     mkdir(dir, 0755);
     snprintf(calib, sizeof calib, "%s/calib.txt", dir);
-    {   /* two small domains */
-        size_t n = 0;
-        FILE *in = fopen(test_data("corpus/wiki.txt"), "rb");
-        char *text = calloc(1, 30001);
-        if (in) n = fread(text, 1, 30000, in), fclose(in);
-        FILE *f = fopen(calib, "wb");
-        if (n > 20000) fwrite(text, 1, n, f);
-        else
-            for (int i = 0; i < 600; i++) fprintf(f, "Line %d of a text about foxes %d.%s", i, i % 7, i % 4 == 3 ? "\n\n" : " ");
-        fclose(f);
-        free(text);
-    }
+    cli_make_text(calib, test_data("corpus/wiki.txt"), 30000, 20000);   /* two small domains */
     snprintf(cmd, sizeof cmd, "-t 1 bank build %s -o %s/bank --domain a=%s --domain b=%s --steps 3 --seqlen 32 "
              "--n-virtual 4 --router-windows 2 --router-window 32", test_src(TINY), dir, calib, calib);
     cli_out r = cli_run(cmd);

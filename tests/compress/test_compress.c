@@ -312,6 +312,69 @@ static void test_bad_inputs(void) {
     unlink(tmp("x.gguf"));
 }
 
+static mend_fp fp_of(const char *path) {
+    mend_fp fp = {0};
+    mend_model *m = NULL;
+    mend_load_opts lo = {.keep_packed = 1, .no_repack = 1};
+    CHECK_OK(mend_model_load(&m, path, &lo));
+    if (m) CHECK_OK(mend_model_fingerprint(m, &fp));
+    mend_model_free(m);
+    return fp;
+}
+
+/* A compressed file records its source and a recipe: the same for the same
+ * command from the same source (another path, or a few weights moved by
+ * rounding), another for other settings; compressing a compressed file
+ * keeps none of its source's mend.compress.* keys. */
+static void test_recipe(void) {
+    const char *a = tmp("ra.gguf"), *b = tmp("rb.gguf"), *c = tmp("rc.gguf"), *d = tmp("rd.gguf");
+    mend_compress_opts o = base_opts(MEND_COMPRESS_GPTQ, mend_qfmt_ggml(MEND_TYPE_Q4_0));
+    CHECK_OK(mend_compress(TINY, a, &o, NULL));
+    CHECK_OK(mend_compress(TINY, b, &o, NULL));
+    o.damp = 0.1;
+    CHECK_OK(mend_compress(TINY, c, &o, NULL));
+    const mend_fp src = fp_of(TINY), fa = fp_of(a), fb = fp_of(b), fc = fp_of(c);
+    CHECK(!src.has_source && !src.has_recipe);
+    CHECK(fa.has_source && fa.has_recipe && fa.source == src.model && fc.source == src.model);
+    CHECK(fa.model != src.model);
+    CHECK(fa.model == fb.model && fa.recipe == fb.recipe);
+    CHECK(fc.recipe != fa.recipe);
+    mend_gguf *g = NULL;
+    CHECK_OK(mend_gguf_open(&g, a));
+    const char *name = "";
+    if (g) CHECK_OK(mend_gguf_get_str(g, "mend.compress.source", &name));
+    CHECK(strcmp(name, "llama.gguf") == 0);
+    /* the same recipe when rounding moved a weight: one byte of the last tensor */
+    const long off = g ? (long)(g->data_offset + g->tensors[g->n_tensors - 1].offset) : 0;
+    mend_gguf_close(g);
+    FILE *f = fopen(a, "r+b");
+    if (f) {
+        fseek(f, off, SEEK_SET);
+        const int byte = fgetc(f);
+        fseek(f, off, SEEK_SET);
+        fputc(byte ^ 0x3c, f);
+        fclose(f);
+    }
+    const mend_fp fa2 = fp_of(a);
+    CHECK(fa2.model != fa.model && fa2.recipe == fa.recipe);
+    CHECK(mend_fp_compare(&fa2, &fa) == MEND_FP_SAME_RECIPE);
+    CHECK(mend_fp_compare(&fc, &fa) == MEND_FP_OTHER);
+    /* a compressed source: its damp does not survive an RTN pass */
+    mend_compress_opts r = base_opts(MEND_COMPRESS_RTN, mend_qfmt_ggml(MEND_TYPE_Q8_0));
+    CHECK_OK(mend_compress(c, d, &r, NULL));
+    const mend_fp fd = fp_of(d);
+    CHECK(fd.source == fc.model && fd.recipe != fc.recipe);
+    CHECK(meta_int(c, "mend.compress.block") == 128);
+    mend_gguf *gd = NULL;
+    CHECK_OK(mend_gguf_open(&gd, d));
+    if (gd) CHECK(!mend_gguf_find(gd, "mend.compress.block") && !mend_gguf_find(gd, "mend.compress.damp"));
+    mend_gguf_close(gd);
+    unlink(a);
+    unlink(b);
+    unlink(c);
+    unlink(d);
+}
+
 int main(void) {
     uint64_t s = 12345;
     for (int i = 0; i < NS * SL; i++) {
@@ -326,6 +389,7 @@ int main(void) {
     test_gptq_beats_rtn(orig, mend_qfmt_generic(3, 32, 0), 24, "int3-g32");
     test_gptq_beats_rtn(orig, mend_qfmt_generic(2, -1, 1), 24, "int2-row-sym");
     test_resume();
+    test_recipe();
     test_sink_weight(orig);
     test_bad_inputs();
     mend_model_free(orig);

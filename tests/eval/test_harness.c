@@ -553,36 +553,6 @@ static void test_results(void) {
     unlink(path);
 }
 
-static void test_prompt_loader(void) {
-    char dir[] = "/tmp/mend-test-prompt-XXXXXX";
-    CHECK(mkdtemp(dir) != NULL);
-    char *st = mend_path_join(dir, "adapter_model.safetensors");
-    char *cfg = mend_path_join(dir, "adapter_config.json");
-    float emb[3 * 8];
-    for (int i = 0; i < 24; i++) emb[i] = (float)i * 0.25f - 2.0f;
-    mend_st_out t = {.name = "prompt_embeddings", .type = MEND_TYPE_F32, .n_dims = 2,
-                     .shape = {3, 8}, .data = emb};
-    CHECK_OK(mend_safetensors_write(st, &t, 1, NULL));
-    float *e = NULL;
-    int nv = 0;
-    CHECK_ERR(mend_eval_load_prompt(dir, 8, &e, &nv), MEND_EIO, "adapter_config.json");
-    write_text(cfg, "{\"peft_type\": \"PROMPT_TUNING\", \"task_type\": \"CAUSAL_LM\", "
-                    "\"num_virtual_tokens\": 3, \"token_dim\": 8}");
-    CHECK_OK(mend_eval_load_prompt(dir, 8, &e, &nv));
-    CHECK(nv == 3 && e && memcmp(e, emb, sizeof emb) == 0);
-    free(e);
-    CHECK_ERR(mend_eval_load_prompt(dir, 16, &e, &nv), MEND_EFORMAT, "expected [n_virtual, 16]");
-    write_text(cfg, "{\"peft_type\": \"LORA\"}");
-    CHECK_ERR(mend_eval_load_prompt(dir, 8, &e, &nv), MEND_EUNSUPPORTED, "PROMPT_TUNING");
-    write_text(cfg, "{\"peft_type\": \"PROMPT_TUNING\", \"num_virtual_tokens\": 4}");
-    CHECK_ERR(mend_eval_load_prompt(dir, 8, &e, &nv), MEND_EFORMAT, "num_virtual_tokens is 4");
-    unlink(st);
-    unlink(cfg);
-    rmdir(dir);
-    free(st);
-    free(cfg);
-}
-
 int main(void) {
     test_encode_pair();
     test_sharing();
@@ -592,6 +562,5 @@ int main(void) {
     test_examples();
     test_packed();
     test_results();
-    test_prompt_loader();
     return test_finish();
 }

@@ -66,6 +66,44 @@ int main(void) {
     CHECK_OK(mend_adapter_read(dir, dim, &back, &nb));
     CHECK(nb == nv && back && memcmp(back, emb, sizeof emb) == 0);
     free(back);
+    {   /* the model it was trained on, in the safetensors __metadata__ */
+        mend_fp rec = {.has_model = 1};
+        CHECK_OK(mend_adapter_read_fp(dir, dim, &back, &nb, &rec));
+        CHECK(!rec.has_model && !rec.has_recipe);   /* none given */
+        free(back);
+        const mend_fp on = {.has_model = 1, .has_recipe = 1, .model = 0x0123456789abcdefull, .recipe = 42};
+        mend_adapter_meta m2 = meta;
+        m2.trained_on = &on;
+        CHECK_OK(mend_adapter_write(dir, emb, nv, dim, &m2));
+        CHECK_OK(mend_adapter_read_fp(dir, dim, &back, &nb, &rec));
+        CHECK(rec.has_model && rec.model == on.model && rec.has_recipe && rec.recipe == 42);
+        CHECK(nb == nv && back && memcmp(back, emb, sizeof emb) == 0);
+        free(back);
+        /* what PEFT reads is unchanged: one tensor, every metadata value a
+         * string (safetensors' rule), "format": "pt" as transformers expects */
+        char *st = mend_path_join(dir, "adapter_model.safetensors");
+        mend_safetensors *sf = NULL;
+        CHECK_OK(mend_safetensors_open(&sf, st));
+        if (sf) {
+            CHECK(sf->n_tensors == 1 && !strcmp(sf->tensors[0].name, "prompt_embeddings"));
+            CHECK(!strcmp(mend_safetensors_meta(sf, "format"), "pt"));
+            CHECK(!strcmp(mend_safetensors_meta(sf, "mend.model_fingerprint"), "0123456789abcdef"));
+            CHECK(!strcmp(mend_safetensors_meta(sf, "mend.model_recipe"), "000000000000002a"));
+        }
+        mend_safetensors_close(sf);
+        /* a malformed record is refused, naming the file and the key */
+        mend_st_out t = {.name = "prompt_embeddings", .type = MEND_TYPE_F32, .n_dims = 2, .shape = {nv, dim},
+                         .data = emb};
+        const char *md[] = {"format", "pt", "mend.model_fingerprint", "12345", NULL};
+        CHECK_OK(mend_safetensors_write(st, &t, 1, md));
+        CHECK_ERR(mend_adapter_read_fp(dir, dim, &back, &nb, &rec), MEND_EFORMAT,
+                  "adapter_model.safetensors: __metadata__ \"mend.model_fingerprint\": \"12345\" is not a fingerprint");
+        const char *md2[] = {"format", "pt", "mend.model_recipe", "0123456789abcdef", NULL};
+        CHECK_OK(mend_safetensors_write(st, &t, 1, md2));
+        CHECK_ERR(mend_adapter_read_fp(dir, dim, &back, &nb, &rec), MEND_EFORMAT, "no \"mend.model_fingerprint\"");
+        CHECK_OK(mend_adapter_write(dir, emb, nv, dim, &meta));
+        free(st);
+    }
     {   /* the config carries what PEFT's PromptTuningConfig needs */
         char *p = mend_path_join(dir, "adapter_config.json");
         json_error_t e;

@@ -32,8 +32,20 @@ int main(void) {
         CHECK(!strcmp(b->p[1].adapter, "sub/b") && b->p[1].centroid && b->p[1].centroid[3] == 4.5f);
         CHECK(!strcmp(b->default_selector, "attention") && b->layer0 == 0 && b->layer1 == 3);
         CHECK(mend_bank_find(b, "b.2") == 1 && mend_bank_find(b, "c") == -1);
+        CHECK(!b->trained_on.has_model && !b->trained_on.has_recipe);   /* an older bank */
         mend_bank_free(b);
     }
+    /* the model the bank was trained on: optional, 16 hex digits each */
+    CHECK_OK(parse(HEAD "\"model_fingerprint\": \"00000000000000ff\", \"model_recipe\": null, "
+                        "\"prompts\": [{\"name\": \"a\"}]}", &b));
+    if (b) CHECK(b->trained_on.has_model && b->trained_on.model == 255 && !b->trained_on.has_recipe);
+    mend_bank_free(b);
+    bad(HEAD "\"model_fingerprint\": \"00ff\", \"prompts\": [{\"name\": \"a\"}]}", MEND_EFORMAT,
+        "model_fingerprint: \"00ff\" is not a fingerprint");
+    bad(HEAD "\"model_fingerprint\": 255, \"prompts\": [{\"name\": \"a\"}]}", MEND_EFORMAT,
+        "model_fingerprint is not a string");
+    bad(HEAD "\"model_recipe\": \"00000000000000ff\", \"prompts\": [{\"name\": \"a\"}]}", MEND_EFORMAT,
+        "model_recipe is given without model_fingerprint");
 
     /* bad inputs, each named */
     bad("{", MEND_EFORMAT, "malformed JSON");
@@ -87,12 +99,14 @@ int main(void) {
     mend_bank_prompt ps[2] = {
         {.name = "p0", .adapter = "p0", .domain = "wiki", .corpus = "/c/wiki.txt", .steps = 10, .best_val = 3.5},
         {.name = "p1", .adapter = "p1", .domain = "news", .centroid = c1, .steps = -1, .best_val = NAN}};
-    mend_bank wb = {.base_model = "m.gguf", .dim = dim, .nv = nv, .n = 2, .p = ps, .default_selector = "router",
+    mend_bank wb = {.base_model = "m.gguf", .trained_on = {.has_model = 1, .has_recipe = 1, .model = 7, .recipe = 9},
+                    .dim = dim, .nv = nv, .n = 2, .p = ps, .default_selector = "router",
                     .layer0 = 1, .layer1 = 3, .router_tokens = 100};
     CHECK_OK(mend_bank_write(dir, &wb));
     CHECK_OK(mend_bank_read(dir, &b));
     if (b) {
         CHECK(b->n == 2 && b->dim == dim && b->nv == nv && !strcmp(b->base_model, "m.gguf"));
+        CHECK(b->trained_on.has_model && b->trained_on.model == 7 && b->trained_on.has_recipe && b->trained_on.recipe == 9);
         CHECK(!strcmp(b->p[0].domain, "wiki") && !strcmp(b->p[0].corpus, "/c/wiki.txt") && b->p[0].steps == 10);
         CHECK(b->p[0].best_val == 3.5 && isnan(b->p[1].best_val) && b->p[1].steps == -1 && !b->p[1].corpus);
         CHECK(b->p[1].centroid && !memcmp(b->p[1].centroid, c1, sizeof c1) && !b->p[0].centroid);

@@ -181,8 +181,12 @@ int main(void) {
     /* perplexity behind the trained prompt vs a direct loop */
     float *pr = NULL;
     int nv = 0;
-    CHECK_OK(mend_adapter_read(da, m->cfg.dim, &pr, &nv));
+    mend_fp rec = {0}, mfp = {0};
+    CHECK_OK(mend_adapter_read_fp(da, m->cfg.dim, &pr, &nv, &rec));
     CHECK(nv == 3);
+    /* the adapter names the model it was trained on */
+    CHECK_OK(mend_model_fingerprint(m, &mfp));
+    CHECK(rec.has_model && rec.model == mfp.model && !rec.has_recipe);
     if (pr) {
         int32_t *ids = NULL;
         size_t n_ids = 0;
