@@ -83,7 +83,7 @@ static void sha256_hex(sha256_ctx *c, char out[65]) {
 }
 
 /* sha256 of ids as little-endian int32 */
-static void sha256_ids(const int32_t *ids, size_t n, char out[65]) {
+static inline void sha256_ids(const int32_t *ids, size_t n, char out[65]) {
     sha256_ctx c;
     sha256_init(&c);
     for (size_t i = 0; i < n; i++) {
