@@ -39,6 +39,24 @@ const char *mend_strerror(int status);
 void mend_set_threads(int n);
 int mend_get_threads(void);
 
+/* ---- instruction set ---------------------------------------------------- */
+/* The widest instruction set the kernels may use: "scalar" (portable C),
+ * "avx2" (AVX2 + FMA + F16C) or "avx512" (AVX-512 F/BW/VL, with VNNI and
+ * BF16 kernels where the CPU has them). By default the widest this CPU has;
+ * a lower level runs every kernel on that level's code (for testing a
+ * narrower CPU's paths, or A/B timing). NULL or "" restores the default.
+ * Fails (MEND_EINVAL) for an unknown name and (MEND_EUNSUPPORTED) for a level
+ * this CPU lacks, leaving the level as it was. Process-wide: call it before
+ * any work starts. f32 matrix products give the same bits at every level;
+ * quantized products and activations differ by rounding between levels. */
+int mend_set_isa(const char *name);
+/* Name of the level in effect ("scalar", "avx2", "avx512"). */
+const char *mend_isa(void);
+/* The same with the extensions in use, e.g. "avx512 (vnni, bf16)". */
+const char *mend_isa_describe(void);
+/* Name of the widest level this CPU has, whatever mend_set_isa chose. */
+const char *mend_isa_detected(void);
+
 /* ---- models ------------------------------------------------------------- */
 typedef struct mend_model mend_model;
 typedef struct mend_tokenizer mend_tokenizer;

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The test suite: set up (packages, model, build), run every default test
-# (labels unit + model), then rebuild with AddressSanitizer + UBSan and run the
+# (labels unit + model), then the unit tests again on each narrower
+# instruction set the CPU has (MEND_ISA=avx2, MEND_ISA=scalar: the kernels'
+# other paths), then rebuild with AddressSanitizer + UBSan and run the
 # unit tests again under the sanitizers, then fuzz every reader briefly and
 # reproducibly (fuzz/, clang + libFuzzer: `scripts/fuzz.sh ci` replays the
 # committed seeds and crash reproducers, then runs a fixed number of
@@ -10,6 +12,22 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 ctest --test-dir build -LE slow -j2 --output-on-failure
+
+# `mend info --isa` lists the levels narrowest first; the last is the one the
+# run above used. The scalar pass leaves out the compress / prune / kill-and-
+# resume tests: minutes each on the portable kernels, and what they run on
+# top of the kernels is the same code at every level (test_sgemm and
+# test_quants compare the kernels level against level, test_cli_idp the
+# batched scoring).
+isa_levels=$(build/mend info --isa)
+isa_top=$(printf '%s\n' "$isa_levels" | tail -n 1)
+for isa in $(printf '%s\n' "$isa_levels" | tac); do
+    [ "$isa" = "$isa_top" ] && continue
+    echo "== unit tests on MEND_ISA=$isa (this CPU: $isa_top)"
+    skip=()
+    [ "$isa" = scalar ] && skip=(-E '^test_(kill_resume|compress|prune|prune_compress|gptq)$')
+    MEND_ISA=$isa ctest --test-dir build -L unit ${skip[@]+"${skip[@]}"} -j2 --output-on-failure
+done
 
 if [ "${MEND_NO_SANITIZE:-0}" != 1 ]; then
     cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DMEND_SANITIZE=ON >&2

@@ -45,6 +45,17 @@ static int t_pass = 0, t_fail = 0;
                              __FILE__, __LINE__, #a, a_, #b, b_, fabs(a_ - b_), (double)(tol)); } \
 } while (0)
 
+/* MEND_ISA=scalar|avx2|avx512 runs the whole test on that instruction set's
+ * kernels (the library never reads the environment; the CLI the tests spawn
+ * reads the same variable). A bad value fails the test before it starts. */
+__attribute__((constructor)) static void test_isa_from_env(void) {
+    const char *isa = getenv("MEND_ISA");
+    if (isa && *isa && mend_set_isa(isa)) {
+        fprintf(stderr, "MEND_ISA: %s\n", mend_last_error());
+        exit(2);
+    }
+}
+
 static inline int test_finish(void) {
     printf("%d passed, %d failed\n", t_pass, t_fail);
     return t_fail ? 1 : 0;

@@ -26,6 +26,8 @@ static void help(void) {
            "                    matrix and overall (pruned models)\n"
            "      --check       dequantize every weight and report NaN / Inf values per\n"
            "                    tensor (exit code 1 when there are any)\n"
+           "      --isa         list the instruction sets this CPU can run the kernels on,\n"
+           "                    narrowest first (no MODEL; MEND_ISA=NAME selects one)\n"
            "  -h, --help        this help\n");
 }
 
@@ -156,10 +158,23 @@ static int64_t meta_int(const mend_gguf *g, const char *key, int64_t dflt) {
     return v;
 }
 
+/* --isa: the instruction sets this CPU can run the kernels on, narrowest
+ * first, one per line (the last is the default; MEND_ISA picks another) */
+static int print_isa_levels(void) {
+    static const char *const levels[] = {"scalar", "avx2", "avx512"};
+    const char *top = mend_isa_detected();
+    for (size_t i = 0; i < sizeof levels / sizeof *levels; i++) {
+        printf("%s\n", levels[i]);
+        if (!strcmp(levels[i], top)) break;
+    }
+    return 0;
+}
+
 int cmd_info(int argc, char **argv) {
     static const struct option longopts[] = {
         {"threads", required_argument, 0, 't'}, {"help", no_argument, 0, 'h'},
-        {"sparsity", no_argument, 0, 'S'}, {"check", no_argument, 0, 'C'}, {0, 0, 0, 0}};
+        {"sparsity", no_argument, 0, 'S'}, {"check", no_argument, 0, 'C'}, {"isa", no_argument, 0, 'I'},
+        {0, 0, 0, 0}};
     int sparsity = 0, check = 0;
     optind = 0;
     opterr = 0;
@@ -172,6 +187,7 @@ int cmd_info(int argc, char **argv) {
         case 'h': help(); return 0;
         case 'S': sparsity = 1; break;
         case 'C': check = 1; break;
+        case 'I': return print_isa_levels();
         default: return cli_getopt_error(CMD, argv, c);
         }
     }
@@ -234,6 +250,7 @@ int cmd_info(int argc, char **argv) {
     if (in.repacked_bytes)   /* made at load on CPUs with AVX-512 VNNI (mend_load_opts.no_repack) */
         printf("  %-18s %s (q4_0 / q4_1 / q2_K layer matrices interleaved for batched products)\n", "repacked",
                cli_fmt_bytes((double)in.repacked_bytes, b1, sizeof b1));
+    printf("isa: %s\n", mend_isa_describe());
 
     if (g) {
         /* tensor type histogram: count and bytes per ggml type */

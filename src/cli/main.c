@@ -52,7 +52,11 @@ static void usage(FILE *f) {
             "\nGlobal options:\n"
             "  -t, --threads N   threads to use (default: all cores)\n"
             "  -h, --help        this help; 'mend <command> --help' for a command\n"
-            "      --version     print the version\n");
+            "      --version     print the version and the instruction set the kernels use\n"
+            "\nEnvironment:\n"
+            "  MEND_ISA          scalar, avx2 or avx512: run the kernels on that instruction\n"
+            "                    set instead of the widest this CPU has (%s here; now %s)\n",
+            mend_isa_detected(), mend_isa_describe());
 }
 
 int cli_usage_error(const char *cmd, const char *fmt, ...) {
@@ -166,6 +170,11 @@ const char *cli_fmt_duration(double s, char *buf, size_t cap) {
 
 int main(int argc, char **argv) {
     mend_set_threads(0);
+    const char *isa = getenv("MEND_ISA");   /* scalar | avx2 | avx512: test a narrower CPU's kernels */
+    if (isa && *isa && mend_set_isa(isa)) {
+        fprintf(stderr, "mend: MEND_ISA: %s\n", mend_last_error());
+        return CLI_EXIT_USAGE;
+    }
     int i = 1;
     for (; i < argc && argv[i][0] == '-'; i++) {
         const char *a = argv[i];
@@ -173,7 +182,7 @@ int main(int argc, char **argv) {
             usage(stdout);
             return 0;
         } else if (!strcmp(a, "--version")) {
-            printf("mend %s\n", MEND_VERSION);
+            printf("mend %s\nisa: %s\n", MEND_VERSION, mend_isa_describe());
             return 0;
         } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
             if (i + 1 >= argc) return cli_usage_error(NULL, "%s needs a value", a);

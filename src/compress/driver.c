@@ -296,7 +296,7 @@ typedef struct tscratch {
 } tscratch;
 
 /* Upper triangle (with the diagonal) of S->syrk (hn, hn) = xᵀx for x (T, hn),
- * as cblas_ssyrk would. With mend's AVX-512 sgemm: x is transposed once into
+ * as cblas_ssyrk would. With mend's sgemm: x is transposed once into
  * ht (hn, T), and each 32-row block of the result is one product of that
  * block (packed straight from x's columns) with ht's rows from the block on,
  * so only the upper block triangle is computed (syrk's FLOPs). diag_only:

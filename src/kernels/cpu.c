@@ -2,6 +2,11 @@
  * sure the OS saves the wide registers; a feature reported here is usable. */
 #include "kernels/cpu.h"
 
+#include <string.h>
+
+#include "mend.h"
+#include "util/util.h"
+
 #include <stdatomic.h>
 #include <stdint.h>
 
@@ -18,6 +23,7 @@
 
 static _Atomic unsigned g_features;     /* 0 until first detection */
 static _Atomic int g_force_scalar;
+static _Atomic int g_max_level = MEND_SIMD_AVX512;   /* the cap (mend_cpu_set_max_level) */
 
 #ifdef MEND_X86
 static uint64_t xgetbv0(void) {
@@ -50,13 +56,29 @@ static unsigned detect(void) {
     return f | F_DETECTED;
 }
 
-static unsigned features(void) {
-    if (atomic_load_explicit(&g_force_scalar, memory_order_relaxed)) return 0;
+static unsigned detected(void) {
     unsigned f = atomic_load_explicit(&g_features, memory_order_relaxed);
     if (!f) {   /* every thread computes the same value, so racing is harmless */
         f = detect();
         atomic_store_explicit(&g_features, f, memory_order_relaxed);
     }
+    return f;
+}
+
+static int level_of(unsigned f) {
+    if (f & F_AVX512) return MEND_SIMD_AVX512;
+    if (f & F_AVX2) return MEND_SIMD_AVX2;
+    return MEND_SIMD_SCALAR;
+}
+
+/* The detected features less those above the cap (VNNI and BF16 belong to
+ * the AVX-512 level) and all of them while scalar is forced. */
+static unsigned features(void) {
+    if (atomic_load_explicit(&g_force_scalar, memory_order_relaxed)) return 0;
+    unsigned f = detected();
+    const int cap = atomic_load_explicit(&g_max_level, memory_order_relaxed);
+    if (cap < MEND_SIMD_AVX512) f &= ~(F_AVX512 | F_VNNI | F_BF16);
+    if (cap < MEND_SIMD_AVX2) f &= ~F_AVX2;
     return f;
 }
 
@@ -72,17 +94,60 @@ int mend_cpu_forced_scalar(void) {
     return atomic_load_explicit(&g_force_scalar, memory_order_relaxed);
 }
 
-int mend_cpu_simd_level(void) {
-    unsigned f = features();
-    if (f & F_AVX512) return MEND_SIMD_AVX512;
-    if (f & F_AVX2) return MEND_SIMD_AVX2;
-    return MEND_SIMD_SCALAR;
+int mend_cpu_simd_level(void) { return level_of(features()); }
+
+int mend_cpu_detected_level(void) { return level_of(detected()); }
+
+int mend_cpu_set_max_level(int level) {
+    if (level < MEND_SIMD_SCALAR) level = MEND_SIMD_SCALAR;
+    if (level > MEND_SIMD_AVX512) level = MEND_SIMD_AVX512;
+    atomic_store_explicit(&g_max_level, level, memory_order_relaxed);
+    const int have = mend_cpu_detected_level();
+    return level < have ? level : have;
+}
+
+int mend_cpu_max_level(void) {
+    const int cap = atomic_load_explicit(&g_max_level, memory_order_relaxed), have = mend_cpu_detected_level();
+    return cap < have ? cap : have;
 }
 
 const char *mend_simd_level_name(int level) {
     switch (level) {
     case MEND_SIMD_AVX512: return "avx512";
     case MEND_SIMD_AVX2: return "avx2";
+    default: return "scalar";
+    }
+}
+
+/* ---- public: mend_set_isa / mend_isa (mend.h) ---------------------------- */
+
+int mend_set_isa(const char *name) {
+    int level = MEND_SIMD_AVX512;
+    if (name && *name) {
+        for (level = MEND_SIMD_SCALAR; level <= MEND_SIMD_AVX512; level++)
+            if (!strcmp(name, mend_simd_level_name(level))) break;
+        if (level > MEND_SIMD_AVX512)
+            return mend_set_error(MEND_EINVAL, "instruction set '%s' is not known (expected scalar, avx2 or avx512)",
+                                  name);
+        if (level > mend_cpu_detected_level())
+            return mend_set_error(MEND_EUNSUPPORTED, "instruction set %s is not available on this CPU (it has %s)",
+                                  name, mend_simd_level_name(mend_cpu_detected_level()));
+    }
+    mend_cpu_set_max_level(level);
+    return MEND_OK;
+}
+
+const char *mend_isa(void) { return mend_simd_level_name(mend_cpu_simd_level()); }
+
+const char *mend_isa_detected(void) { return mend_simd_level_name(mend_cpu_detected_level()); }
+
+const char *mend_isa_describe(void) {
+    switch (mend_cpu_simd_level()) {
+    case MEND_SIMD_AVX512:
+        if (mend_cpu_has_avx512_vnni())
+            return mend_cpu_has_avx512_bf16() ? "avx512 (vnni, bf16)" : "avx512 (vnni)";
+        return mend_cpu_has_avx512_bf16() ? "avx512 (bf16)" : "avx512";
+    case MEND_SIMD_AVX2: return "avx2 (fma, f16c)";
     default: return "scalar";
     }
 }

@@ -16,7 +16,9 @@ int mend_cpu_has_avx512_vnni(void);
 int mend_cpu_has_avx512_bf16(void);
 
 /* When on is non-zero every query above answers 0, so dispatchers take their
- * scalar paths; 0 restores detection. Meant for tests and A/B measurements. */
+ * scalar paths; 0 restores what detection and the cap below allow. Meant for
+ * tests and A/B measurements (a test that forces scalar and then releases it
+ * returns to the level it was run at, MEND_ISA included). */
 void mend_cpu_force_scalar(int on);
 int mend_cpu_forced_scalar(void);
 
@@ -27,6 +29,16 @@ enum mend_simd_level {
     MEND_SIMD_AVX512 = 2
 };
 int mend_cpu_simd_level(void);
+/* The widest level this CPU has, whatever the cap. */
+int mend_cpu_detected_level(void);
+/* Cap the level every query answers for (a level above the cap reads as
+ * absent: under an AVX2 cap mend_cpu_has_avx512_vnni() answers 0 too);
+ * MEND_SIMD_AVX512 lifts the cap. Returns the level now in effect, the
+ * smaller of the cap and mend_cpu_detected_level(). Process-wide; set it
+ * before starting work, not while kernels run on other threads. */
+int mend_cpu_set_max_level(int level);
+/* The smaller of the cap and the detected level (ignores force_scalar). */
+int mend_cpu_max_level(void);
 /* Name of a level: "scalar", "avx2", "avx512". */
 const char *mend_simd_level_name(int level);
 

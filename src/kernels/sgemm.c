@@ -1,27 +1,57 @@
-/* f32 matrix products on AVX-512 (see sgemm.h): out = beta * out + x · Wᵀ
- * (the forward's shape), + a · W and + aᵀ · W (the backward's shapes).
+/* f32 matrix products (see sgemm.h): out = beta * out + x · Wᵀ (the
+ * forward's shape), + a · W and + aᵀ · W (the backward's shapes), on three
+ * kernels chosen at run time: AVX-512, AVX2 + FMA and portable C (fmaf).
+ *
+ * Every level computes every output element the same way, so all three give
+ * the same bits (and a batched product the bits of its rows taken alone):
+ *  - x · Wᵀ: acc = 0, then acc = fma(x[i][kk], W[j][kk], acc) for kk in
+ *    order; out = acc (beta 0) or fma(beta, out, acc);
+ *  - a · W: per block of NN_MB rows of W, acc = 0, then acc = fma(W[mm][j],
+ *    a[i][mm], acc) for mm in order; the first block stores acc (beta 0) or
+ *    fma(beta, out, acc), each later block out + acc.
+ * Only the tiling differs, which does not touch any one element's arithmetic.
  *
  * x · Wᵀ: x is packed once per product, transposed in blocks of 32 rows
  * (xt[block][kk][32], zero-padded past n); W is read in place, row-major.
- * The micro-kernel computes a tile of 32 rows x 12 columns of out in 24
- * registers: per k step two vector loads of xt and twelve broadcasts of
+ * The AVX-512 micro-kernel computes a tile of 32 rows x 12 columns of out in
+ * 24 registers: per k step two vector loads of xt and twelve broadcasts of
  * W[j][kk], 24 FMAs. Twelve rows of W (12 k floats) stay in L1 while the
  * row blocks of xt stream past, so W needs no packing (the weight matrices
- * are large, the batches of rows short). Each output element is the plain
- * sum over k in order (float rounding differs from BLAS's blocked order by
- * a few ulps).
+ * are large, the batches of rows short). The AVX2 kernel takes the same 32
+ * rows as two halves of 16 (two ymm) against 6 columns: 12 accumulators.
  *
- * a · W: W is packed per block of 512 rows into strips of 32 columns; a
- * 12 x 32 tile broadcasts twelve elements of a per step against two vectors
- * of the strip. aᵀ · W is the same kernel reading a by columns. */
+ * a · W: W is packed per block of 512 rows into strips of 32 columns; an
+ * AVX-512 12 x 32 tile broadcasts twelve elements of a per step against two
+ * vectors of the strip; the AVX2 tile is 6 rows x 16 columns (two halves per
+ * strip). aᵀ · W is the same kernel reading a by columns. */
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 
 #include "kernels/cpu.h"
 #include "kernels/sgemm.h"
 
-#define MR 32
-#define NR 12
+#define MR 32      /* rows per packed block of x */
+#define NR 12      /* columns per x · Wᵀ tile (AVX-512, portable) */
+#define NN_MB 512  /* rows of W per block of a · W */
+
+/* The kernels of one level: xt_block computes out rows [0, mr) (mr <= 32)
+ * x columns [0, nc) (nc <= xt_cols) from one packed 32-row block; nn_tile
+ * computes out rows [0, mr) (mr <= nn_rows) x columns [0, nc) (nc <= 32) of
+ * A · (a strip of W, len rows of 32 floats, zero past nc) with mode 0: out =
+ * acc, 1: out += acc, 2: out = fma(beta, out, acc). A (r, mm) = a[r * sr +
+ * mm * sm]. Rows past mr repeat the last row's pointer (computed, not
+ * stored). */
+typedef void xt_block_fn(float *out, size_t ldo, const float *xtb, const float *W, size_t ldw, int k, int mr,
+                         int nc, float beta);
+typedef void nn_tile_fn(float *out, size_t ldo, const float *a, size_t sr, size_t sm, int mr, const float *W, int len,
+                        int nc, int mode, float beta);
+typedef struct {
+    xt_block_fn *xt_block;
+    int xt_cols;
+    nn_tile_fn *nn_tile;
+    int nn_rows;
+} sgemm_kernels;
 
 size_t mend_sgemm_xt_floats(int n, int k) {
     if (n < 1 || k < 1) return 0;
@@ -34,6 +64,51 @@ static void pack_xt_ref(float *dst, const float *x, size_t ldx, int r0, int nr, 
         int r = 0;
         for (; r < nr; r++) d[r] = x[(size_t)(r0 + r) * ldx + kk];
         for (; r < MR; r++) d[r] = 0.0f;
+    }
+}
+
+/* out rows [0, mr) x columns [0, nc) from the sums tile[c * MR + r]: the
+ * one epilogue of x · Wᵀ at every level */
+static void xt_store(float *out, size_t ldo, const float *tile, int mr, int nc, float beta) {
+    for (int r = 0; r < mr; r++) {
+        float *o = out + (size_t)r * ldo;
+        if (beta == 0.0f)
+            for (int c = 0; c < nc; c++) o[c] = tile[c * MR + r];
+        else
+            for (int c = 0; c < nc; c++) o[c] = fmaf(beta, o[c], tile[c * MR + r]);
+    }
+}
+
+/* Portable x · Wᵀ block: NR columns, each summed with fmaf in k order. */
+static void xt_block_ref(float *out, size_t ldo, const float *xtb, const float *W, size_t ldw, int k, int mr, int nc,
+                         float beta) {
+    float tile[NR * MR];
+    for (int c = 0; c < nc; c++) {
+        const float *w = W + (size_t)c * ldw;
+        float *t = tile + c * MR;
+        for (int r = 0; r < mr; r++) t[r] = 0.0f;
+        for (int kk = 0; kk < k; kk++) {
+            const float *x = xtb + (size_t)kk * MR;
+            for (int r = 0; r < mr; r++) t[r] = fmaf(x[r], w[kk], t[r]);
+        }
+    }
+    xt_store(out, ldo, tile, mr, nc, beta);
+}
+
+/* Portable a · W tile: any number of rows, one row at a time. */
+static void nn_tile_ref(float *out, size_t ldo, const float *a, size_t sr, size_t sm, int mr, const float *W, int len,
+                        int nc, int mode, float beta) {
+    float acc[32];
+    for (int r = 0; r < mr; r++) {
+        const float *ar = a + (size_t)r * sr;
+        for (int c = 0; c < nc; c++) acc[c] = 0.0f;
+        for (int mm = 0; mm < len; mm++) {
+            const float av = ar[(size_t)mm * sm], *w = W + (size_t)mm * 32;
+            for (int c = 0; c < nc; c++) acc[c] = fmaf(w[c], av, acc[c]);
+        }
+        float *o = out + (size_t)r * ldo;
+        for (int c = 0; c < nc; c++)
+            o[c] = mode == 0 ? acc[c] : mode == 1 ? o[c] + acc[c] : fmaf(beta, o[c], acc[c]);
     }
 }
 
@@ -60,7 +135,7 @@ void mend_sgemm_pack_xt(float *xt, const float *x, size_t ldx, int n, int k, int
         const int r0 = b * MR, nr = n - r0 < MR ? n - r0 : MR;
         int done = 0;
 #if defined(__x86_64__) || defined(_M_X64)
-        if (mend_sgemm_available()) done = pack_xt_avx512(dst, x, ldx, r0, nr, k);
+        if (mend_cpu_simd_level() >= MEND_SIMD_AVX512) done = pack_xt_avx512(dst, x, ldx, r0, nr, k);
 #endif
         pack_xt_ref(dst, x, ldx, r0, nr, done, k);
     }
@@ -123,7 +198,7 @@ T_AVX512 static int pack_xt_avx512(float *dst, const float *x, size_t ldx, int r
     } while (0)
 
 /* out rows [0, mr) x columns [0, nc) = beta * out + xt-block · W[0..nc)ᵀ */
-T_AVX512 static void kernel_32x12(float *out, size_t ldo, const float *xtb, const float *W, size_t ldw, int k,
+T_AVX512 static void xt_block_avx512(float *out, size_t ldo, const float *xtb, const float *W, size_t ldw, int k,
                                   int mr, int nc, float beta) {
     const float *w0 = W, *w1 = W + (size_t)(nc > 1 ? 1 : 0) * ldw, *w2 = W + (size_t)(nc > 2 ? 2 : 0) * ldw,
                 *w3 = W + (size_t)(nc > 3 ? 3 : 0) * ldw, *w4 = W + (size_t)(nc > 4 ? 4 : 0) * ldw,
@@ -142,31 +217,8 @@ T_AVX512 static void kernel_32x12(float *out, size_t ldo, const float *xtb, cons
     float tile[NR * MR] __attribute__((aligned(64)));
     COL_SAVE(0); COL_SAVE(1); COL_SAVE(2); COL_SAVE(3); COL_SAVE(4); COL_SAVE(5);
     COL_SAVE(6); COL_SAVE(7); COL_SAVE(8); COL_SAVE(9); COL_SAVE(10); COL_SAVE(11);
-    for (int r = 0; r < mr; r++) {
-        float *o = out + (size_t)r * ldo;
-        if (beta == 0.0f)
-            for (int c = 0; c < nc; c++) o[c] = tile[c * MR + r];
-        else
-            for (int c = 0; c < nc; c++) o[c] = beta * o[c] + tile[c * MR + r];
-    }
+    xt_store(out, ldo, tile, mr, nc, beta);
 }
-
-static int sgemm_xt_avx512(float *out, size_t ldo, const float *xt, int n, const float *W, size_t ldw, int m,
-                           int k, float beta) {
-    const int nb = (n + MR - 1) / MR;
-    for (int j0 = 0; j0 < m; j0 += NR) {
-        const int nc = m - j0 < NR ? m - j0 : NR;
-        for (int b = 0; b < nb; b++) {
-            const int i0 = b * MR, mr = n - i0 < MR ? n - i0 : MR;
-            kernel_32x12(out + (size_t)i0 * ldo + j0, ldo, xt + (size_t)b * MR * (size_t)k, W + (size_t)j0 * ldw,
-                         ldw, k, mr, nc, beta);
-        }
-    }
-    return 0;
-}
-
-#define NN_MR 12
-#define NN_MB 512
 
 #define ROW_FMA(r)                                              \
     do {                                                        \
@@ -197,7 +249,7 @@ static int sgemm_xt_avx512(float *out, size_t ldo, const float *xt, int n, const
  * A (r, mm) = a[r * sr + mm * sm] (sr = lda, sm = 1 for a; sr = 1, sm = lda
  * for aᵀ); mode 0: out = acc, 1: out += acc, 2: out = beta * out + acc. Rows
  * past mr repeat the last row's pointer (computed, not stored). */
-T_AVX512 static void kernel_nn_12x32(float *out, size_t ldo, const float *a, size_t sr, size_t sm, int mr,
+T_AVX512 static void nn_tile_avx512(float *out, size_t ldo, const float *a, size_t sr, size_t sm, int mr,
                                      const float *W, int len, int nc, int mode, float beta) {
 #define AROW(r) const float *a##r = a + (size_t)((r) < mr ? (r) : mr - 1) * sr
     AROW(0); AROW(1); AROW(2); AROW(3); AROW(4); AROW(5); AROW(6); AROW(7); AROW(8); AROW(9); AROW(10); AROW(11);
@@ -219,47 +271,118 @@ T_AVX512 static void kernel_nn_12x32(float *out, size_t ldo, const float *a, siz
     ROW_SAVE(6); ROW_SAVE(7); ROW_SAVE(8); ROW_SAVE(9); ROW_SAVE(10); ROW_SAVE(11);
 }
 
-/* Rows [0, mb) of the strips of W (strip s at ws + s * sstride, mb rows of
- * 32 floats) against rows [0, n) of A: columns [0, k) of out. */
-static void nn_strips(float *out, size_t ldo, const float *a, size_t sr, size_t sm, int n, const float *ws,
-                      size_t sstride, int mb, int k, int mode, float beta) {
-    for (int s = 0; s < (k + 31) / 32; s++) {
-        const int j0 = s * 32, nc = k - j0 < 32 ? k - j0 : 32;
-        for (int i0 = 0; i0 < n; i0 += NN_MR) {
-            const int mr = n - i0 < NN_MR ? n - i0 : NN_MR;
-            kernel_nn_12x32(out + (size_t)i0 * ldo + j0, ldo, a + (size_t)i0 * sr, sr, sm, mr, ws + s * sstride, mb,
-                            nc, mode, beta);
+#define T_AVX2 __attribute__((target("avx2,fma")))
+
+#define COL_FMA8(j)                                             \
+    do {                                                        \
+        const __m256 b = _mm256_broadcast_ss(w##j + kk);        \
+        s##j##a = _mm256_fmadd_ps(a0, b, s##j##a);              \
+        s##j##b = _mm256_fmadd_ps(a1, b, s##j##b);              \
+    } while (0)
+
+#define COL_SAVE8(j)                                            \
+    do {                                                        \
+        _mm256_store_ps(tile + (j) * MR + half, s##j##a);       \
+        _mm256_store_ps(tile + (j) * MR + half + 8, s##j##b);   \
+    } while (0)
+
+/* The x · Wᵀ block on AVX2: 6 columns, the 32 rows as two halves of 16 (the
+ * second skipped when mr <= 16), 12 accumulators each. */
+T_AVX2 static void xt_block_avx2(float *out, size_t ldo, const float *xtb, const float *W, size_t ldw, int k, int mr,
+                                 int nc, float beta) {
+    const float *w0 = W, *w1 = W + (size_t)(nc > 1 ? 1 : 0) * ldw, *w2 = W + (size_t)(nc > 2 ? 2 : 0) * ldw,
+                *w3 = W + (size_t)(nc > 3 ? 3 : 0) * ldw, *w4 = W + (size_t)(nc > 4 ? 4 : 0) * ldw,
+                *w5 = W + (size_t)(nc > 5 ? 5 : 0) * ldw;
+    float tile[6 * MR] __attribute__((aligned(32)));
+    for (int half = 0; half < mr; half += 16) {
+        __m256 s0a = _mm256_setzero_ps(), s0b = s0a, s1a = s0a, s1b = s0a, s2a = s0a, s2b = s0a, s3a = s0a,
+               s3b = s0a, s4a = s0a, s4b = s0a, s5a = s0a, s5b = s0a;
+        const float *x = xtb + half;
+        for (int kk = 0; kk < k; kk++, x += MR) {
+            const __m256 a0 = _mm256_load_ps(x), a1 = _mm256_load_ps(x + 8);
+            COL_FMA8(0); COL_FMA8(1); COL_FMA8(2); COL_FMA8(3); COL_FMA8(4); COL_FMA8(5);
         }
+        COL_SAVE8(0); COL_SAVE8(1); COL_SAVE8(2); COL_SAVE8(3); COL_SAVE8(4); COL_SAVE8(5);
     }
+    xt_store(out, ldo, tile, mr, nc, beta);
 }
 
-/* Per block of NN_MB rows of W: pack it (a sequential read of whole rows,
- * strips of 32 columns laid out one after the other), then every strip runs
- * past every 12-row block of a from the packed copy. */
-static int sgemm_nn_avx512(float *out, size_t ldo, const float *a, size_t sr, size_t sm, int n, const float *W,
-                           size_t ldw, int m, int k, float beta) {
-    const int strips = (k + 31) / 32;
-    float *wp = tls_pack_buffer((size_t)NN_MB * strips * 32);
-    if (!wp) return 1;
-    for (int m0 = 0; m0 < m; m0 += NN_MB) {
-        const int mb = m - m0 < NN_MB ? m - m0 : NN_MB;
-        mend_sgemm_pack_w(wp, W + (size_t)m0 * ldw, ldw, mb, k);
-        nn_strips(out, ldo, a + (size_t)m0 * sm, sr, sm, n, wp, (size_t)mb * 32, mb, k,
-                  m0 > 0 ? 1 : beta == 0.0f ? 0 : 2, beta);
-    }
-    return 0;
+#define ROW_FMA8(r)                                             \
+    do {                                                        \
+        const __m256 b = _mm256_broadcast_ss(a##r + (size_t)mm * sm); \
+        s##r##a = _mm256_fmadd_ps(wa, b, s##r##a);              \
+        s##r##b = _mm256_fmadd_ps(wb, b, s##r##b);              \
+    } while (0)
+
+#define ROW_SAVE8(r)                                                                           \
+    do {                                                                                       \
+        if ((r) < mr) {                                                                        \
+            float *o = out + (size_t)(r) * ldo + h;                                            \
+            __m256 ya = s##r##a, yb = s##r##b;                                                 \
+            if (mode == 1) {                                                                   \
+                ya = _mm256_add_ps(ya, _mm256_maskload_ps(o, ma));                             \
+                yb = _mm256_add_ps(yb, _mm256_maskload_ps(o + 8, mb));                         \
+            } else if (mode == 2) {                                                            \
+                ya = _mm256_fmadd_ps(vbeta, _mm256_maskload_ps(o, ma), ya);                    \
+                yb = _mm256_fmadd_ps(vbeta, _mm256_maskload_ps(o + 8, mb), yb);                \
+            }                                                                                  \
+            _mm256_maskstore_ps(o, ma, ya);                                                    \
+            _mm256_maskstore_ps(o + 8, mb, yb);                                                \
+        }                                                                                      \
+    } while (0)
+
+/* Lanes [0, n) (n clamped to 0..8) of a mask for maskload / maskstore. */
+T_AVX2 static __m256i lanes_avx2(int n) {
+    static const int32_t ones[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+    n = n < 0 ? 0 : n > 8 ? 8 : n;
+    return _mm256_loadu_si256((const __m256i *)(ones + 8 - n));
 }
 
-/* The same blocks of NN_MB rows, read from a whole-matrix packing. */
-static void sgemm_nn_packed_avx512(float *out, size_t ldo, const float *a, size_t lda, int n, const float *wp,
-                                   int m, int k, float beta) {
-    for (int m0 = 0; m0 < m; m0 += NN_MB) {
-        const int mb = m - m0 < NN_MB ? m - m0 : NN_MB;
-        nn_strips(out, ldo, a + m0, lda, 1, n, wp + (size_t)m0 * 32, (size_t)m * 32, mb, k,
-                  m0 > 0 ? 1 : beta == 0.0f ? 0 : 2, beta);
+/* The a · W tile on AVX2: 6 rows x the strip's 32 columns as two halves of
+ * 16 (the second skipped when nc <= 16), 12 accumulators each. */
+T_AVX2 static void nn_tile_avx2(float *out, size_t ldo, const float *a, size_t sr, size_t sm, int mr, const float *W,
+                                int len, int nc, int mode, float beta) {
+#define AROW(r) const float *a##r = a + (size_t)((r) < mr ? (r) : mr - 1) * sr
+    AROW(0); AROW(1); AROW(2); AROW(3); AROW(4); AROW(5);
+#undef AROW
+    const __m256 vbeta = _mm256_set1_ps(beta);
+    for (int h = 0; h < nc; h += 16) {
+        const __m256i ma = lanes_avx2(nc - h), mb = lanes_avx2(nc - h - 8);
+        __m256 s0a = _mm256_setzero_ps(), s0b = s0a, s1a = s0a, s1b = s0a, s2a = s0a, s2b = s0a, s3a = s0a,
+               s3b = s0a, s4a = s0a, s4b = s0a, s5a = s0a, s5b = s0a;
+        for (int mm = 0; mm < len; mm++) {
+            const float *w = W + (size_t)mm * 32 + h;
+            const __m256 wa = _mm256_loadu_ps(w), wb = _mm256_loadu_ps(w + 8);
+            ROW_FMA8(0); ROW_FMA8(1); ROW_FMA8(2); ROW_FMA8(3); ROW_FMA8(4); ROW_FMA8(5);
+        }
+        ROW_SAVE8(0); ROW_SAVE8(1); ROW_SAVE8(2); ROW_SAVE8(3); ROW_SAVE8(4); ROW_SAVE8(5);
     }
 }
 #endif
+
+/* The kernels of the level the dispatchers allow now. */
+static sgemm_kernels pick_kernels(void) {
+#if defined(__x86_64__) || defined(_M_X64)
+    const int level = mend_cpu_simd_level();
+    if (level >= MEND_SIMD_AVX512) return (sgemm_kernels){xt_block_avx512, NR, nn_tile_avx512, 12};
+    if (level >= MEND_SIMD_AVX2) return (sgemm_kernels){xt_block_avx2, 6, nn_tile_avx2, 6};
+#endif
+    return (sgemm_kernels){xt_block_ref, NR, nn_tile_ref, 12};
+}
+
+/* Rows [0, mb) of the strips of W (strip s at ws + s * sstride, mb rows of
+ * 32 floats) against rows [0, n) of A: columns [0, k) of out. */
+static void nn_strips(const sgemm_kernels *K, float *out, size_t ldo, const float *a, size_t sr, size_t sm, int n,
+                      const float *ws, size_t sstride, int mb, int k, int mode, float beta) {
+    for (int s = 0; s < (k + 31) / 32; s++) {
+        const int j0 = s * 32, nc = k - j0 < 32 ? k - j0 : 32;
+        for (int i0 = 0; i0 < n; i0 += K->nn_rows) {
+            const int mr = n - i0 < K->nn_rows ? n - i0 : K->nn_rows;
+            K->nn_tile(out + (size_t)i0 * ldo + j0, ldo, a + (size_t)i0 * sr, sr, sm, mr, ws + s * sstride, mb, nc,
+                       mode, beta);
+        }
+    }
+}
 
 size_t mend_sgemm_wp_floats(int m, int k) {
     if (m < 1 || k < 1) return 0;
@@ -280,35 +403,42 @@ void mend_sgemm_pack_w(float *wp, const float *W, size_t ldw, int m, int k) {
     }
 }
 
-int mend_sgemm_available(void) {
-#if defined(__x86_64__) || defined(_M_X64)
-    return mend_cpu_simd_level() >= MEND_SIMD_AVX512;
-#else
-    return 0;
-#endif
-}
+int mend_sgemm_available(void) { return 1; }
 
 int mend_sgemm_xt(float *out, size_t ldo, const float *xt, int n, const float *W, size_t ldw, int m, int k,
                   float beta) {
-    if (n < 1 || m < 1 || k < 1 || !mend_sgemm_available()) return 1;
-#if defined(__x86_64__) || defined(_M_X64)
-    return sgemm_xt_avx512(out, ldo, xt, n, W, ldw, m, k, beta);
-#else
-    (void)out, (void)ldo, (void)xt, (void)W, (void)ldw, (void)beta;
-    return 1;
-#endif
+    if (n < 1 || m < 1 || k < 1) return 1;
+    const sgemm_kernels K = pick_kernels();
+    const int nb = (n + MR - 1) / MR;
+    for (int j0 = 0; j0 < m; j0 += K.xt_cols) {
+        const int nc = m - j0 < K.xt_cols ? m - j0 : K.xt_cols;
+        for (int b = 0; b < nb; b++) {
+            const int i0 = b * MR, mr = n - i0 < MR ? n - i0 : MR;
+            K.xt_block(out + (size_t)i0 * ldo + j0, ldo, xt + (size_t)b * MR * (size_t)k, W + (size_t)j0 * ldw, ldw,
+                       k, mr, nc, beta);
+        }
+    }
+    return 0;
 }
 
-/* a · W (sr = lda, sm = 1) and aᵀ · W (sr = 1, sm = lda) */
+/* a · W (sr = lda, sm = 1) and aᵀ · W (sr = 1, sm = lda). Per block of NN_MB
+ * rows of W: pack it (a sequential read of whole rows, strips of 32 columns
+ * laid out one after the other), then every strip runs past every row tile
+ * of a from the packed copy. */
 static int sgemm_nn_strided(float *out, size_t ldo, const float *a, size_t sr, size_t sm, int n, const float *W,
                             size_t ldw, int m, int k, float beta) {
-    if (n < 1 || m < 1 || k < 1 || !mend_sgemm_available()) return 1;
-#if defined(__x86_64__) || defined(_M_X64)
-    return sgemm_nn_avx512(out, ldo, a, sr, sm, n, W, ldw, m, k, beta);
-#else
-    (void)out, (void)ldo, (void)a, (void)sr, (void)sm, (void)W, (void)ldw, (void)beta;
-    return 1;
-#endif
+    if (n < 1 || m < 1 || k < 1) return 1;
+    const int strips = (k + 31) / 32;
+    float *wp = tls_pack_buffer((size_t)NN_MB * strips * 32);
+    if (!wp) return 1;
+    const sgemm_kernels K = pick_kernels();
+    for (int m0 = 0; m0 < m; m0 += NN_MB) {
+        const int mb = m - m0 < NN_MB ? m - m0 : NN_MB;
+        mend_sgemm_pack_w(wp, W + (size_t)m0 * ldw, ldw, mb, k);
+        nn_strips(&K, out, ldo, a + (size_t)m0 * sm, sr, sm, n, wp, (size_t)mb * 32, mb, k,
+                  m0 > 0 ? 1 : beta == 0.0f ? 0 : 2, beta);
+    }
+    return 0;
 }
 
 int mend_sgemm_nn(float *out, size_t ldo, const float *a, size_t lda, int n, const float *W, size_t ldw, int m,
@@ -316,19 +446,21 @@ int mend_sgemm_nn(float *out, size_t ldo, const float *a, size_t lda, int n, con
     return sgemm_nn_strided(out, ldo, a, lda, 1, n, W, ldw, m, k, beta);
 }
 
+/* The same blocks of NN_MB rows, read from a whole-matrix packing. */
 int mend_sgemm_nn_packed(float *out, size_t ldo, const float *a, size_t lda, int n, const float *wp, int m, int k,
                          int s0, int s1, float beta) {
     const int strips = (k + 31) / 32;
     if (s1 > strips) s1 = strips;
-    if (n < 1 || m < 1 || k < 1 || s0 < 0 || s0 >= s1 || !mend_sgemm_available()) return 1;
-#if defined(__x86_64__) || defined(_M_X64)
+    if (n < 1 || m < 1 || k < 1 || s0 < 0 || s0 >= s1) return 1;
     const int j0 = s0 * 32, j1 = s1 * 32 < k ? s1 * 32 : k;
-    sgemm_nn_packed_avx512(out + j0, ldo, a, lda, n, wp + (size_t)s0 * m * 32, m, j1 - j0, beta);
+    const sgemm_kernels K = pick_kernels();
+    wp += (size_t)s0 * m * 32;
+    for (int m0 = 0; m0 < m; m0 += NN_MB) {
+        const int mb = m - m0 < NN_MB ? m - m0 : NN_MB;
+        nn_strips(&K, out + j0, ldo, a + m0, lda, 1, n, wp + (size_t)m0 * 32, (size_t)m * 32, mb, j1 - j0,
+                  m0 > 0 ? 1 : beta == 0.0f ? 0 : 2, beta);
+    }
     return 0;
-#else
-    (void)out, (void)ldo, (void)a, (void)lda, (void)wp, (void)beta;
-    return 1;
-#endif
 }
 
 int mend_sgemm_tn(float *out, size_t ldo, const float *a, size_t lda, int n, const float *W, size_t ldw, int m,
@@ -338,7 +470,7 @@ int mend_sgemm_tn(float *out, size_t ldo, const float *a, size_t lda, int n, con
 
 int mend_sgemm_nt(float *out, size_t ldo, const float *x, size_t ldx, int n, const float *W, size_t ldw, int m,
                   int k, float beta) {
-    if (n < 1 || m < 1 || k < 1 || !mend_sgemm_available()) return 1;
+    if (n < 1 || m < 1 || k < 1) return 1;
     float *xt = tls_pack_buffer(mend_sgemm_xt_floats(n, k));
     if (!xt) return 1;
     mend_sgemm_pack_xt(xt, x, ldx, n, k, 0, (n + MR - 1) / MR);

@@ -1,5 +1,9 @@
 /* f32 matrix product out (n, ldo) = beta * out + x (n, k) · Wᵀ with W (m, k)
- * row-major, on mend's own AVX-512 kernel (single-threaded per call).
+ * row-major, on mend's own kernels (single-threaded per call): AVX-512,
+ * AVX2 + FMA or portable C, whichever mend_cpu_simd_level() allows, all
+ * three giving the same bits (each output element is one fused
+ * multiply-add chain in a fixed order; see sgemm.c), so a batched product
+ * equals its rows taken alone on every CPU.
  *
  * Why: the BLAS a build links may be pinned to narrower kernels than the CPU
  * has (OpenBLAS with OPENBLAS_CORETYPE=Haswell runs AVX2 sgemm at about half
@@ -12,14 +16,16 @@
 
 #include <stddef.h>
 
-/* Non-zero when the kernel runs on this CPU (AVX-512 F/BW/VL). */
+/* Non-zero: the products run on every CPU (the portable kernel where there
+ * is no SIMD). Kept so callers size their packing buffers in one place. */
 int mend_sgemm_available(void);
 /* Floats of the packed form of an (n, k) x. */
 size_t mend_sgemm_xt_floats(int n, int k);
 /* Pack row blocks [b0, b1) (of 32 rows each) of x (n, k; row stride ldx). */
 void mend_sgemm_pack_xt(float *xt, const float *x, size_t ldx, int n, int k, int b0, int b1);
-/* out (n, ldo) = beta * out + x · W[0..m)ᵀ from the packed xt; W row stride
- * ldw. Returns non-zero (nothing done) when the kernel is unavailable. */
+/* out (n, ldo) = beta * out + x · W[0..m)ᵀ from the packed xt (64-byte
+ * aligned); W row stride ldw. Returns non-zero (nothing done) for an empty
+ * shape. */
 int mend_sgemm_xt(float *out, size_t ldo, const float *xt, int n, const float *W, size_t ldw, int m, int k,
                   float beta);
 
@@ -33,9 +39,9 @@ int mend_sgemm_nt(float *out, size_t ldo, const float *x, size_t ldx, int n, con
  * taken 512 rows at a time and packed into strips of 32 columns (a
  * sequential read; the copy lives in a per-thread buffer of 512 x k floats
  * rounded up, kept for the thread's life); each strip then meets the rows of
- * a 12 at a time. Each output element is the sum over m in order. Returns
- * non-zero (nothing done) when the kernel is unavailable or the buffer cannot
- * be allocated. */
+ * a, one tile of rows at a time. Each output element is the sum over m in order.
+ * Returns non-zero (nothing done) for an empty shape or when the buffer
+ * cannot be allocated (callers then fall back to BLAS). */
 int mend_sgemm_nn(float *out, size_t ldo, const float *a, size_t lda, int n, const float *W, size_t ldw, int m,
                   int k, float beta);
 

@@ -78,7 +78,7 @@ static int mat_mul(mend_probe *p, float *out, size_t ldo, const float *x, int n,
                 failed |= mend_sgemm_xt(out + r0, ldo, p->xt, n, w + (size_t)r0 * cols, (size_t)cols, nr, cols, beta);
             }
         }
-        /* (xt exists only where the kernel runs: no partial failure) */
+        /* (the kernel refuses only an empty shape: no partial failure) */
         if (failed) return mend_set_error(MEND_EINVAL, "attention probe: the sgemm kernel refused a product");
         if (bias)
             for (int i = 0; i < n; i++)

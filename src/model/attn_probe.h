@@ -27,8 +27,7 @@
  * 0), gives the mean of the input's final hidden states after the output
  * norm: the feature of the router selector.
  *
- * Matrices in any type the model holds: f32 on mend's sgemm (BLAS where the
- * CPU lacks AVX-512), packed types on
+ * Matrices in any type the model holds: f32 on mend's sgemm, packed types on
  * the native kernels of kernels/qmatmul.h (8-bit activations), others
  * dequantized row by row. Numbers agree with mend_forward to rounding. */
 #ifndef MEND_MODEL_ATTN_PROBE_H

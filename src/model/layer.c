@@ -101,7 +101,7 @@ void mend_layer_ffn_norm(const mend_config *c, const mend_layer *L, const float 
 }
 
 /* Pack x (n, k) for mend_sgemm_xt into ws->xt; 0 when the products run on
- * BLAS instead (no AVX-512). */
+ * BLAS instead (a single row, or no packing buffer). */
 static int pack_x(mend_layer_ws *ws, const float *x, int n, int k) {
     if (!ws->xt || n < 2) return 0;
     mend_sgemm_pack_xt(ws->xt, x, (size_t)k, n, k, 0, (n + 31) / 32);

@@ -52,7 +52,29 @@ static void compress_defaults(void) {
     unlink(calib);
 }
 
+/* MEND_ISA picks the kernels' instruction set: a bad value is a usage error
+ * naming it; --version and info --isa say what runs and what the CPU has. The
+ * variable this test was started with is put back afterwards. */
+static void isa_env(void) {
+    const char *was = getenv("MEND_ISA");
+    char *keep = was ? strdup(was) : NULL;
+    setenv("MEND_ISA", "avx1024", 1);
+    expect_code("--version", 2, "MEND_ISA: instruction set 'avx1024' is not known");
+    setenv("MEND_ISA", "scalar", 1);
+    cli_out r = cli_run("--version");
+    CHECK_MSG(r.code == 0 && strstr(r.out, "isa: scalar\n"), "MEND_ISA=scalar mend --version: %d %s", r.code, r.out);
+    cli_free(&r);
+    r = cli_run("info --isa");
+    CHECK_MSG(r.code == 0 && !strncmp(r.out, "scalar\n", 7) && strstr(r.out, mend_isa_detected()),
+              "mend info --isa: %d %s", r.code, r.out);
+    cli_free(&r);
+    if (keep) setenv("MEND_ISA", keep, 1);
+    else unsetenv("MEND_ISA");
+    free(keep);
+}
+
 int main(void) {
+    isa_env();
     expect_code("", 2, "Usage");
     expect_code("frobnicate", 2, "unknown command 'frobnicate'");
     expect_code("--bogus info", 2, "unknown option '--bogus'");

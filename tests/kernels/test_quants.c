@@ -139,6 +139,41 @@ static void test_cpu(void) {
     CHECK(strcmp(mend_simd_level_name(MEND_SIMD_AVX2), "avx2") == 0);
 }
 
+/* mend_set_isa caps what every query answers (MEND_ISA in the CLI and the
+ * tests): a level above the cap reads as absent, VNNI / BF16 included;
+ * forcing scalar and releasing it returns to the cap, not to detection; a
+ * name that is unknown or above the CPU is refused and changes nothing. */
+static void test_isa_cap(void) {
+    const int start = mend_cpu_simd_level(), have = mend_cpu_detected_level();
+    char start_name[32];
+    snprintf(start_name, sizeof start_name, "%s", mend_isa());
+    CHECK(strcmp(mend_isa(), mend_simd_level_name(start)) == 0);
+    CHECK(start <= have && strcmp(mend_isa_detected(), mend_simd_level_name(have)) == 0);
+    CHECK_ERR(mend_set_isa("avx1024"), MEND_EINVAL, "'avx1024' is not known");
+    CHECK_ERR(mend_set_isa("AVX2"), MEND_EINVAL, "scalar, avx2 or avx512");
+    CHECK(mend_cpu_simd_level() == start);
+    if (have < MEND_SIMD_AVX512) {
+        CHECK_ERR(mend_set_isa("avx512"), MEND_EUNSUPPORTED, "not available on this CPU");
+        CHECK(mend_cpu_simd_level() == start);
+    }
+    for (int l = MEND_SIMD_SCALAR; l <= have; l++) {
+        CHECK_OK(mend_set_isa(mend_simd_level_name(l)));
+        CHECK(mend_cpu_simd_level() == l && mend_cpu_max_level() == l && mend_cpu_detected_level() == have);
+        CHECK(strcmp(mend_isa(), mend_simd_level_name(l)) == 0);
+        CHECK(strncmp(mend_isa_describe(), mend_isa(), strlen(mend_isa())) == 0);
+        CHECK(mend_cpu_has_avx2() == (l >= MEND_SIMD_AVX2) && mend_cpu_has_avx512() == (l >= MEND_SIMD_AVX512));
+        if (l < MEND_SIMD_AVX512) CHECK(!mend_cpu_has_avx512_vnni() && !mend_cpu_has_avx512_bf16());
+        mend_cpu_force_scalar(1);
+        CHECK(mend_cpu_simd_level() == MEND_SIMD_SCALAR && mend_cpu_max_level() == l);
+        mend_cpu_force_scalar(0);
+        CHECK(mend_cpu_simd_level() == l);
+    }
+    CHECK_OK(mend_set_isa(NULL));
+    CHECK(mend_cpu_simd_level() == have && strcmp(mend_isa_describe(), "") != 0);
+    CHECK_OK(mend_set_isa(start_name));
+    CHECK(mend_cpu_simd_level() == start);
+}
+
 /* ------------------------------------------------------------------------ */
 /* hand-built blocks: logical values -> bytes by the layout description,
  * expected floats computed in double from the logical values             */
@@ -681,6 +716,7 @@ int main(void) {
     test_traits();
     test_dispatch_errors();
     test_cpu();
+    test_isa_cap();
     test_hand_simple();
     test_hand_k();
     test_fixtures();
