@@ -119,7 +119,7 @@ static float *tls_pack_buffer(size_t floats) {
     static _Thread_local size_t cap;
     if (floats > cap) {
         free(buf);
-        buf = aligned_alloc(64, floats * sizeof(float));
+        buf = aligned_alloc(64, (floats * sizeof(float) + 63) & ~(size_t)63);   /* C11: a multiple of 64 */
         cap = buf ? floats : 0;
     }
     return buf;
