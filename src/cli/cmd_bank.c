@@ -282,6 +282,7 @@ static int cmd_bank_build(int argc, char **argv) {
 
     mend_model *m = NULL, *teacher = NULL;
     float *start = NULL;
+    int64_t start_tokens = 0;
     mend_bank bank;
     memset(&bank, 0, sizeof bank);
     mend_bank_prompt *bp = calloc((size_t)n_dom, sizeof *bp);
@@ -321,6 +322,11 @@ static int cmd_bank_build(int argc, char **argv) {
         if (got != nv) {
             rc = cli_usage_error(CMD, "--init-adapter %s has %d virtual tokens, the bank %ld (--n-virtual)",
                                  init_adapter, got, nv);
+            goto build_out;
+        }
+        int found = 0;
+        if (mend_tune_read_tokens(init_adapter, &start_tokens, &found)) {
+            rc = cli_fail(CMD, init_adapter);
             goto build_out;
         }
     }
@@ -406,6 +412,7 @@ static int cmd_bank_build(int argc, char **argv) {
             if (start) {
                 o.init = MEND_TUNE_INIT_PROMPT;
                 o.init_prompt = start;
+                o.start_tokens = start_tokens;
             }
             const char *tx = texts[k];
             mend_tune_result res;

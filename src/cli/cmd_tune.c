@@ -286,6 +286,13 @@ int cmd_tune(int argc, char **argv) {
         o.n_virtual = nv;
         o.init = MEND_TUNE_INIT_PROMPT;
         o.init_prompt = start;
+        int found = 0;
+        if (mend_tune_read_tokens(init_adapter, &o.start_tokens, &found)) {
+            rc = cli_fail(CMD, init_adapter);
+            goto out;
+        }
+        if (!found) fprintf(stderr, "mend %s: note: %s has no train.json; its training tokens are not counted in "
+                                    "this prompt's total\n", CMD, init_adapter);
     }
     const int warm = o.warmup >= 0 ? o.warmup : (o.steps / 10 < 100 ? o.steps / 10 : 100);
     printf("model:     %s (%s, %d layers, dim %d)\n", path, info.arch, info.n_layers, info.dim);

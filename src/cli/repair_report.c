@@ -106,6 +106,7 @@ static int read_ppl(const char *path, run_data *d) {
  * when there is none (an adapter trained before mend recorded it) */
 typedef struct train_rec {
     long long tokens, steps, batch, seqlen;
+    long long start;    /* tokens of the prompt it started from (start_tokens; 0 when absent) */
 } train_rec;
 
 static int read_train(const char *out_dir, const char *name, train_rec *t, int *found) {
@@ -125,6 +126,10 @@ static int read_train(const char *out_dir, const char *name, train_rec *t, int *
                 rc = mend_set_error(MEND_EFORMAT, "%s: field '%s' is missing or not a whole number >= 0", path, F[k]);
             else *v[k] = json_integer_value(x);
         }
+        json_t *st = j ? json_object_get(j, "start_tokens") : NULL;
+        if (rc == 0 && st && (!json_is_integer(st) || json_integer_value(st) < 0))
+            rc = mend_set_error(MEND_EFORMAT, "%s: field 'start_tokens' is not a whole number >= 0", path);
+        t->start = rc == 0 && st ? json_integer_value(st) : 0;
         json_decref(j);
         *found = rc == 0;
     }
@@ -133,7 +138,9 @@ static int read_train(const char *out_dir, const char *name, train_rec *t, int *
 }
 
 /* the text tokens the single prompt (single = 1) or the bank's prompts
- * read in training, from their train.json: "unknown" when one lacks it */
+ * read in training, from their train.json: "unknown" when one lacks it.
+ * Prompts that started from a trained prompt add its tokens; the bank's
+ * prompts share one start, counted once. */
 static int train_tokens(const repair_report_in *in, int single, char *buf, size_t cap) {
     train_rec sum = {0}, first = {0};
     int n = 0, missing = 0, same = 1;
@@ -149,14 +156,17 @@ static int train_tokens(const repair_report_in *in, int single, char *buf, size_
         if (n++ == 0) first = t;
         same = same && t.steps == first.steps && t.batch == first.batch && t.seqlen == first.seqlen;
         sum.tokens += t.tokens;
+        if (t.start > sum.start) sum.start = t.start;
     }
+    char from[96] = "";
+    if (sum.start > 0) snprintf(from, sizeof from, " + %lld of the shared start", sum.start);
     if (missing) snprintf(buf, cap, "unknown (%d of %d prompts without train.json)", missing, missing + n);
     else if (n == 0) snprintf(buf, cap, "–");
-    else if (!same) snprintf(buf, cap, "%lld (%d prompts)", sum.tokens, n);
-    else if (single) snprintf(buf, cap, "%lld (%lld steps × %lld × %lld)", sum.tokens, first.steps, first.batch,
-                              first.seqlen);
-    else snprintf(buf, cap, "%lld (%d prompts × %lld steps × %lld × %lld)", sum.tokens, n, first.steps,
-                  first.batch, first.seqlen);
+    else if (!same) snprintf(buf, cap, "%lld (%d prompts%s)", sum.tokens + sum.start, n, from);
+    else if (single) snprintf(buf, cap, "%lld (%lld steps × %lld × %lld%s)", sum.tokens + sum.start, first.steps,
+                              first.batch, first.seqlen, from);
+    else snprintf(buf, cap, "%lld (%d prompts × %lld steps × %lld × %lld%s)", sum.tokens + sum.start, n,
+                  first.steps, first.batch, first.seqlen, from);
     return 0;
 }
 

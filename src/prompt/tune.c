@@ -531,12 +531,36 @@ static int write_adapters(const run *r, const mend_model *m, const mend_tune_opt
     return rc;
 }
 
+int mend_tune_read_tokens(const char *dir, int64_t *tokens, int *found) {
+    *tokens = 0;
+    *found = 0;
+    char *path = mend_path_join(dir, "train.json");
+    if (!path) return mend_set_error(MEND_ENOMEM, "tune: out of memory");
+    int rc = 0;
+    if (mend_file_exists(path)) {
+        json_error_t err;
+        json_t *j = json_load_file(path, 0, &err), *t = NULL;
+        if (!j) rc = mend_set_error(MEND_EFORMAT, "%s: not valid JSON: %s (line %d)", path, err.text, err.line);
+        else if (!json_is_integer(t = json_object_get(j, "total_tokens")) &&
+                 !json_is_integer(t = json_object_get(j, "train_tokens")))
+            rc = mend_set_error(MEND_EFORMAT, "%s: field 'train_tokens' is missing or not a whole number", path);
+        else if (json_integer_value(t) < 0)
+            rc = mend_set_error(MEND_EFORMAT, "%s: field '%s' is negative", path,
+                                json_object_get(j, "total_tokens") ? "total_tokens" : "train_tokens");
+        else *tokens = json_integer_value(t), *found = 1;
+        json_decref(j);
+    }
+    free(path);
+    return rc;
+}
+
 /* train.json beside the adapter: what the training cost in text tokens
  * (steps x batch x seqlen; the virtual tokens are not counted) */
 static int write_train_json(const run *r, const mend_tune_opts *o) {
-    json_t *j = json_pack("{s:i, s:i, s:i, s:i, s:I, s:i}", "steps", r->step, "batch", o->batch, "seqlen", o->seqlen,
-                          "num_virtual_tokens", o->n_virtual, "train_tokens",
-                          (json_int_t)r->step * o->batch * o->seqlen, "best_step", r->best_step);
+    const json_int_t own = (json_int_t)r->step * o->batch * o->seqlen, start = o->start_tokens;
+    json_t *j = json_pack("{s:i, s:i, s:i, s:i, s:I, s:i, s:I, s:I}", "steps", r->step, "batch", o->batch, "seqlen",
+                          o->seqlen, "num_virtual_tokens", o->n_virtual, "train_tokens", own, "best_step",
+                          r->best_step, "start_tokens", start, "total_tokens", own + start);
     char *s = j ? json_dumps(j, JSON_INDENT(1)) : NULL;
     char *path = mend_path_join(o->out_dir, "train.json");
     int rc = s && path ? mend_write_file_atomic(path, s, strlen(s))

@@ -53,6 +53,7 @@ typedef struct mend_tune_opts {
     int init;               /* enum mend_tune_init */
     const char *init_text;  /* for MEND_TUNE_INIT_TEXT */
     const float *init_prompt;   /* for MEND_TUNE_INIT_PROMPT: (n_virtual, dim) */
+    int64_t start_tokens;   /* text tokens the init_prompt was already trained on (train.json) */
     uint64_t seed;
     double val_frac;        /* fraction of paragraphs held out (0.05; 0: none) */
     int val_seqs;           /* at most this many validation sequences (16) */
@@ -66,6 +67,10 @@ typedef struct mend_tune_opts {
     const char *out_dir;
     const char *base_model; /* recorded in adapter_config.json */
 } mend_tune_opts;
+
+/* The text tokens behind the prompt in adapter dir (its train.json's
+ * total_tokens, else train_tokens); *found 0 and *tokens 0 when it has none. */
+int mend_tune_read_tokens(const char *dir, int64_t *tokens, int *found);
 
 /* Fill the defaults above (steps: 100). */
 void mend_tune_opts_default(mend_tune_opts *o);

@@ -130,6 +130,37 @@ int main(void) {
                       strstr(tj, "\"batch\": 2") && strstr(tj, "\"seqlen\": 24"), "train.json: %s", tj ? tj : "missing");
         free(tj);
     }
+    {   /* a prompt continued from a's: train.json counts a's 336 tokens as its
+         * start, 2 x 2 x 24 = 96 of its own, 432 in all */
+        int64_t st = 0;
+        int found = 0, nv = 0;
+        float *emb = NULL;
+        mend_model_info mi;
+        mend_model_get_info(m, &mi);
+        CHECK_OK(mend_tune_read_tokens(da, &st, &found));
+        CHECK(found && st == 336);
+        CHECK_OK(mend_adapter_read(da, mi.dim, &emb, &nv));
+        mend_tune_opts oc = o;
+        char *dd = mend_path_join(root, "d");
+        oc.out_dir = dd;
+        oc.resume = 0;
+        oc.steps = 2;
+        oc.init = MEND_TUNE_INIT_PROMPT;
+        oc.init_prompt = emb;
+        oc.start_tokens = st;
+        mend_tune_result rd;
+        CHECK_OK(mend_tune_run(m, NULL, texts, &len, 1, &oc, NULL, NULL, NULL, &rd));
+        int64_t tot = 0;
+        CHECK_OK(mend_tune_read_tokens(dd, &tot, &found));
+        CHECK_MSG(found && tot == 432, "continued prompt: total %lld", (long long)tot);
+        /* its first validation is the start prompt's: a's best */
+        CHECK(rd.first_val == ra.best_val);
+        int64_t none = -1;
+        CHECK_OK(mend_tune_read_tokens(root, &none, &found));
+        CHECK(!found && none == 0);
+        free(emb);
+        free(dd);
+    }
     /* the resumed checkpoint equals the uninterrupted one except the elapsed
      * seconds in the history: compare everything before the history */
     {
