@@ -9,3 +9,7 @@ mend_test(test_cli_idp ${CMAKE_CURRENT_LIST_DIR}/test_cli_idp.c LABELS unit TIME
 target_compile_definitions(test_cli_idp PRIVATE MEND_BIN="$<TARGET_FILE:mend>")
 target_link_libraries(test_cli_idp PRIVATE jansson)
 add_dependencies(test_cli_idp mend)
+mend_test(test_cli_router ${CMAKE_CURRENT_LIST_DIR}/test_cli_router.c LABELS unit TIMEOUT 300)
+target_compile_definitions(test_cli_router PRIVATE MEND_BIN="$<TARGET_FILE:mend>")
+target_link_libraries(test_cli_router PRIVATE jansson)
+add_dependencies(test_cli_router mend)
