@@ -17,24 +17,17 @@
 #include "prompt/select.h"
 #include "prompt/tune.h"
 #include "test.h"
+#include "test_rng.h"
 #include "util/util.h"
-
-static uint64_t rs = 0x2545F4914F6CDD1Dull;
-static double ur(void) {
-    rs ^= rs << 13;
-    rs ^= rs >> 7;
-    rs ^= rs << 17;
-    return (double)(rs >> 11) * 0x1.0p-53;
-}
 
 /* n points in dim around K random centres (spread s); y: the centre, or random when shuffle */
 static void clusters(float *X, int *y, int n, int dim, int K, double s, int shuffle) {
     float *c = malloc(sizeof(float) * K * dim);
-    for (int i = 0; i < K * dim; i++) c[i] = (float)(ur() - 0.5);
+    for (int i = 0; i < K * dim; i++) c[i] = (float)(rndu() - 0.5);
     for (int i = 0; i < n; i++) {
         const int k = i % K;
-        for (int j = 0; j < dim; j++) X[(size_t)i * dim + j] = c[k * dim + j] + (float)(s * (ur() - 0.5));
-        y[i] = shuffle ? (int)(ur() * K) : k;
+        for (int j = 0; j < dim; j++) X[(size_t)i * dim + j] = c[k * dim + j] + (float)(s * (rndu() - 0.5));
+        y[i] = shuffle ? (int)(rndu() * K) : k;
     }
     free(c);
 }
@@ -86,8 +79,8 @@ static char *write_corpus(const char *dir, const char *name, int digits) {
                                         "cats", "sleep", "under", "warm", "sun", "and", "birds", "sing"};
     for (int p = 0; f && p < 200; p++) {
         for (int i = 0; i < 35; i++) {
-            if (digits) fprintf(f, "%d ", (int)(ur() * 1000));
-            else fprintf(f, "%s ", words[(int)(ur() * 17)]);
+            if (digits) fprintf(f, "%d ", (int)(rndu() * 1000));
+            else fprintf(f, "%s ", words[(int)(rndu() * 17)]);
         }
         fprintf(f, ".\n\n");
     }
