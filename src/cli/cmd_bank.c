@@ -5,6 +5,9 @@
  *     trains one prompt per domain (BANK_DIR/NAME, a PEFT adapter) and writes
  *     BANK_DIR/bank.json with the router centroids. Resumable: a domain whose
  *     adapter exists is skipped, a partial one resumes from its checkpoint.
+ *   mend bank router BANK_DIR MODEL [--windows N --window-tokens T ...]
+ *     trains the learned router of an existing bank (prompt/router.h) and
+ *     adds it to BANK_DIR/bank.json; bank build does the same at its end.
  *   mend bank info BANK_DIR
  */
 #define _GNU_SOURCE
@@ -21,6 +24,7 @@
 #include "model/attn_probe.h"
 #include "prompt/adapter.h"
 #include "prompt/bank.h"
+#include "prompt/router.h"
 #include "prompt/select.h"
 #include "prompt/tune.h"
 #include "util/util.h"
@@ -32,6 +36,7 @@ static const char *const DEFAULT_DOMAINS[] = {"wiki", "news", "science", "fictio
 
 static void help(void) {
     printf("Usage: mend bank build [options] MODEL -o BANK_DIR [--domain NAME=CORPUS ...]\n"
+           "       mend bank router [options] BANK_DIR MODEL\n"
            "       mend bank info BANK_DIR\n\n"
            "build trains one soft prompt per domain on the frozen MODEL (each a PEFT adapter\n"
            "in BANK_DIR/NAME) and writes BANK_DIR/bank.json with the router centroids (mean\n"
@@ -58,6 +63,21 @@ static void help(void) {
            "                           or all layers of a shallower model)\n"
            "      --router-windows N   windows per domain for the centroids (default 16)\n"
            "      --router-window N    tokens per window (default 256)\n"
+           "      --learned-windows N  windows per domain for the learned router (default 48)\n"
+           "      --learned-window T   tokens per learned-router window (default 128)\n"
+           "      --no-learned         no learned router (add one later with mend bank router)\n\n"
+           "router trains the learned router of an existing bank: windows of T tokens at evenly\n"
+           "spaced paragraph starts of each domain's corpus, each labelled with the prompt the\n"
+           "loss selector picks for it, fit by logistic regression on the window's mean token\n"
+           "embedding (every 5th window held out); the result goes into BANK_DIR/bank.json and\n"
+           "--select learned uses it.\n\n"
+           "Options (router):\n"
+           "      --windows N          windows per domain (default 48)\n"
+           "      --window-tokens T    tokens per window (default 128)\n"
+           "      --domain NAME=FILE   a corpus (repeat); default: the corpora named in bank.json\n"
+           "      --l2 X               weight decay (default 0.01)\n"
+           "      --iters N            gradient steps (default 500)\n"
+           "      --no-normalize       the mean embedding without L2 normalisation\n"
            "  -t, --threads N          threads (default: all cores)\n"
            "  -h, --help               this help\n");
 }
@@ -92,6 +112,64 @@ static int on_tune_progress(void *user, const mend_tune_progress *p) {
     return 0;
 }
 
+/* --windows / --window-tokens style options: a whole number, >= 1 windows or >= 2 tokens */
+static int parse_router_opt(const char *name, const char *arg, int *out) {
+    long v;
+    const long lo = strstr(name, "windows") ? 1 : 2;
+    if (cli_parse_int(arg, lo, 1L << 16, &v))
+        return cli_usage_error(CMD, "%s expects a whole number from %ld to 65536, got '%s'", name, lo, arg);
+    *out = (int)v;
+    return 0;
+}
+
+static void print_learned_router(const mend_learned_router *r) {
+    if (!r) {
+        printf("learned:    none (mend bank router adds one)\n");
+        return;
+    }
+    printf("learned:    mean_token_embedding%s, %d windows, agreement with the loss selector %.3f (train) "
+           "%.3f (held out)\n", r->normalize ? " (L2-normalised)" : "", r->train_windows, r->train_acc,
+           r->heldout_acc);
+}
+
+static int on_router_progress(void *user, int done, int total) {
+    const int *every = user;
+    if (done % *every == 0 || done == total) fprintf(stderr, "[router] labelled %d/%d windows\n", done, total);
+    return 0;
+}
+
+/* Train the learned router of the bank in bank_dir on the corpora and add it
+ * to its bank.json. */
+static int learned_router_add(const char *bank_dir, const mend_model *m, const char *const *texts,
+                              const size_t *lens, int n_texts, const mend_router_opts *o) {
+    mend_bank *b = NULL;
+    mend_model_info info;
+    mend_model_get_info(m, &info);
+    if (mend_bank_read(bank_dir, &b) || mend_bank_load_prompts(b, info.dim)) {
+        mend_bank_free(b);
+        return cli_fail(CMD, bank_dir);
+    }
+    mend_router_stats st;
+    mend_learned_router *r = NULL;
+    const double t0 = mend_now();
+    if (mend_router_train(m, b, texts, lens, n_texts, o, on_router_progress, (void *)&o->n_windows, &r, &st)) {
+        mend_bank_free(b);
+        return cli_fail(CMD, "learned router");
+    }
+    mend_learned_router_free(b->learned);
+    b->learned = r;
+    printf("learned router: %d windows of %d tokens (%d trained, %d held out) in %.1f s\n", st.n_windows,
+           o->window, st.n_train, st.n_heldout, mend_now() - t0);
+    printf("agreement with the loss selector: train %.4f, held out %.4f\n", st.train_acc, st.heldout_acc);
+    printf("loss selector's picks (labels):");
+    for (int k = 0; k < b->n; k++) printf(" %s %d", b->p[k].name, st.label_hist[k]);
+    printf("\n");
+    const int rc = mend_bank_write(bank_dir, b) ? cli_fail(CMD, "bank.json") : 0;
+    if (!rc) printf("wrote %s/%s with the learned router\n", bank_dir, MEND_BANK_FILE);
+    mend_bank_free(b);
+    return rc;
+}
+
 static int cmd_bank_info(int argc, char **argv) {
     if (argc < 2) return cli_usage_error(CMD, "info needs BANK_DIR");
     if (argc > 2) return cli_usage_error(CMD, "unexpected argument '%s'", argv[2]);
@@ -104,6 +182,7 @@ static int cmd_bank_info(int argc, char **argv) {
                                                        : "no model fingerprint recorded (built before mend recorded them)");
     printf("prompts:    %d x %d virtual tokens x dim %d\n", b->n, b->nv, b->dim);
     printf("selector:   %s (attention layers %d:%d)\n", b->default_selector, b->layer0, b->layer1);
+    print_learned_router(b->learned);
     printf("\n| # | name | domain | steps | best val loss | centroid | adapter |\n|---|---|---|---|---|---|---|\n");
     for (int k = 0; k < b->n; k++) {
         const mend_bank_prompt *p = &b->p[k];
@@ -122,7 +201,7 @@ static int cmd_bank_info(int argc, char **argv) {
 
 static int cmd_bank_build(int argc, char **argv) {
     enum { O_DOMAIN = 256, O_STEPS, O_SEQLEN, O_BATCH, O_LR, O_NV, O_SEED, O_EVAL, O_VALSEQS, O_LAYERS,
-           O_RWIN, O_RTOK, O_DISTILL, O_INITAD };
+           O_RWIN, O_RTOK, O_DISTILL, O_INITAD, O_LWIN, O_LTOK, O_NOLEARN };
     static const struct option longopts[] = {
         {"domain", required_argument, 0, O_DOMAIN}, {"out", required_argument, 0, 'o'},
         {"steps", required_argument, 0, O_STEPS},   {"seqlen", required_argument, 0, O_SEQLEN},
@@ -132,6 +211,8 @@ static int cmd_bank_build(int argc, char **argv) {
         {"select-layers", required_argument, 0, O_LAYERS}, {"router-windows", required_argument, 0, O_RWIN},
         {"router-window", required_argument, 0, O_RTOK}, {"distill", required_argument, 0, O_DISTILL},
         {"init-adapter", required_argument, 0, O_INITAD}, {"threads", required_argument, 0, 't'},
+        {"learned-windows", required_argument, 0, O_LWIN}, {"learned-window", required_argument, 0, O_LTOK},
+        {"no-learned", no_argument, 0, O_NOLEARN},
         {"help", no_argument, 0, 'h'},              {0, 0, 0, 0}};
     char *dom_name[MAX_DOMAINS] = {0}, *dom_file[MAX_DOMAINS] = {0};
     int n_dom = 0, l0 = 0, l1 = 3, layers_given = 0;
@@ -139,6 +220,9 @@ static int cmd_bank_build(int argc, char **argv) {
     long steps = 200, seqlen = 256, batch = 1, nv = 20, eval_every = 50, val_seqs = 8, rwin = 16, rtok = 256;
     double lr = 3e-3;
     uint64_t seed = 1234;
+    mend_router_opts ro;
+    mend_router_opts_default(&ro);
+    int learned = 1;
     int rc = CLI_EXIT_USAGE;
     optind = 0;
     opterr = 0;
@@ -234,6 +318,12 @@ static int cmd_bank_build(int argc, char **argv) {
                 goto out;
             }
             break;
+        case O_LWIN:
+        case O_LTOK:
+            if (parse_router_opt(c == O_LWIN ? "--learned-windows" : "--learned-window", optarg,
+                                 c == O_LWIN ? &ro.n_windows : &ro.window)) goto out;
+            break;
+        case O_NOLEARN: learned = 0; break;
         case O_DISTILL: teacher_path = optarg; break;
         case O_INITAD: init_adapter = optarg; break;
         case 't':
@@ -455,7 +545,7 @@ static int cmd_bank_build(int argc, char **argv) {
         goto build_out;
     }
     printf("wrote %s/%s (%d prompts) in %.1f s\n", out_dir, MEND_BANK_FILE, n_dom, mend_now() - t_all);
-    rc = 0;
+    rc = learned ? learned_router_add(out_dir, m, (const char *const *)texts, lens, n_dom, &ro) : 0;
 build_out:
     if (bp)
         for (int k = 0; k < n_dom; k++) free(bp[k].centroid);
@@ -475,6 +565,89 @@ out:
     return rc;
 }
 
+static int cmd_bank_router(int argc, char **argv) {
+    enum { O_WIN = 256, O_TOK, O_DOMAIN, O_L2, O_ITERS, O_NONORM };
+    static const struct option longopts[] = {
+        {"windows", required_argument, 0, O_WIN}, {"window-tokens", required_argument, 0, O_TOK},
+        {"domain", required_argument, 0, O_DOMAIN}, {"l2", required_argument, 0, O_L2},
+        {"iters", required_argument, 0, O_ITERS}, {"no-normalize", no_argument, 0, O_NONORM},
+        {"threads", required_argument, 0, 't'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    mend_router_opts ro;
+    mend_router_opts_default(&ro);
+    const char *dom_file[MAX_DOMAINS];
+    int n_dom = 0, rc = CLI_EXIT_USAGE, c;
+    long iters;
+    optind = 0;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":t:h", longopts, NULL)) != -1) {
+        switch (c) {
+        case O_WIN:
+        case O_TOK:
+            if (parse_router_opt(c == O_WIN ? "--windows" : "--window-tokens", optarg,
+                                 c == O_WIN ? &ro.n_windows : &ro.window)) return CLI_EXIT_USAGE;
+            break;
+        case O_DOMAIN: {
+            const char *eq = strchr(optarg, '=');
+            if (n_dom >= MAX_DOMAINS) return cli_usage_error(CMD, "at most %d domains", MAX_DOMAINS);
+            dom_file[n_dom++] = eq && eq[1] ? eq + 1 : optarg;
+            break;
+        }
+        case O_L2:
+            if (cli_parse_double(optarg, 0.0, 1e6, &ro.l2))
+                return cli_usage_error(CMD, "--l2 expects a number >= 0, got '%s'", optarg);
+            break;
+        case O_ITERS:
+            if (cli_parse_int(optarg, 0, 1L << 20, &iters))
+                return cli_usage_error(CMD, "--iters expects a whole number >= 0, got '%s'", optarg);
+            ro.iters = (int)iters;
+            break;
+        case O_NONORM: ro.normalize = 0; break;
+        case 't':
+            if (cli_set_threads(CMD, optarg)) return CLI_EXIT_USAGE;
+            break;
+        case 'h': help(); return 0;
+        default: return cli_getopt_error(CMD, argv, c);
+        }
+    }
+    if (argc - optind != 2) return cli_usage_error(CMD, "router needs BANK_DIR and MODEL");
+    const char *bank_dir = argv[optind], *model_path = argv[optind + 1];
+    mend_bank *b = NULL;
+    if (mend_bank_read(bank_dir, &b)) return cli_fail(CMD, bank_dir);
+    if (n_dom == 0)
+        for (int k = 0; k < b->n; k++) {
+            if (!b->p[k].corpus) {
+                fprintf(stderr, "mend bank: %s/%s names no corpus for prompt '%s': pass --domain NAME=FILE\n",
+                        bank_dir, MEND_BANK_FILE, b->p[k].name);
+                mend_bank_free(b);
+                return CLI_EXIT_ERROR;
+            }
+            dom_file[n_dom++] = b->p[k].corpus;
+        }
+    char *texts[MAX_DOMAINS] = {0};
+    size_t lens[MAX_DOMAINS] = {0};
+    mend_model *m = NULL;
+    rc = CLI_EXIT_ERROR;
+    for (int k = 0; k < n_dom; k++)
+        if (mend_read_file(dom_file[k], (size_t)1 << 31, &texts[k], &lens[k])) {
+            rc = cli_fail(CMD, dom_file[k]);
+            goto done;
+        }
+    mend_load_opts lo = {.keep_packed = 0};   /* as mend eval scores: the loss labels come from this model */
+    if (mend_model_load(&m, model_path, &lo)) {
+        rc = cli_fail(CMD, model_path);
+        goto done;
+    }
+    printf("bank:   %s, %d prompts; %d corpora x %d windows of %d tokens\n", bank_dir, b->n, n_dom, ro.n_windows,
+           ro.window);
+    fflush(stdout);
+    rc = learned_router_add(bank_dir, m, (const char *const *)texts, lens, n_dom, &ro);
+done:
+    for (int k = 0; k < n_dom; k++) free(texts[k]);
+    if (m) mend_model_free(m);
+    mend_bank_free(b);
+    return rc;
+}
+
 int cmd_bank(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
         help();
@@ -482,5 +655,6 @@ int cmd_bank(int argc, char **argv) {
     }
     if (!strcmp(argv[1], "build")) return cmd_bank_build(argc - 1, argv + 1);
     if (!strcmp(argv[1], "info")) return cmd_bank_info(argc - 1, argv + 1);
-    return cli_usage_error(CMD, "unknown subcommand '%s' (build or info)", argv[1]);
+    if (!strcmp(argv[1], "router")) return cmd_bank_router(argc - 1, argv + 1);
+    return cli_usage_error(CMD, "unknown subcommand '%s' (build, router or info)", argv[1]);
 }

@@ -44,7 +44,7 @@ static void help(void) {
            "      --prompt DIR         soft prompt (PEFT prompt-tuning adapter directory) in\n"
            "                           front of every example\n"
            "      --bank DIR --select S  prompt bank with a prompt chosen per example (docs/idp.md):\n"
-           "                           S = attention, router, loss, oracle (uses the label:\n"
+           "                           S = attention, router, loss, learned, oracle (uses the label:\n"
            "                           analysis only), fixed:NAME or none; a comma list\n"
            "                           records the picks of the others too\n"
            "      --select-layers A:B  layers probed by the attention selector (default: bank.json)\n"

@@ -36,7 +36,7 @@ static void help(void) {
            "                      'mend tune') before the text (-p/--prompt is the text)\n"
            "      --bank DIR      prompt bank: one of its prompts, chosen for this input\n"
            "      --select S      with --bank: attention (default from bank.json), router,\n"
-           "                      loss, fixed:NAME or none (docs/idp.md)\n"
+           "                      loss, learned, fixed:NAME or none (docs/idp.md)\n"
            "      --select-layers A:B  attention selector layers (default: bank.json)\n"
            "  -t, --threads N     threads (default: all cores)\n"
            "  -h, --help          this help\n");

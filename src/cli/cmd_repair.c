@@ -846,6 +846,7 @@ int cmd_repair(int argc, char **argv) {
         av_opt(&a, "-o", "%s", bank);
         av_opt(&a, "--distill", "%s", model);
         av_opt(&a, "--init-adapter", "%s", shared);
+        av_push(&a, "--no-learned");   /* the IDP row is the attention rule; `mend bank router` adds one later */
         av_opt(&a, "--steps", "%d", B.spec_steps);
         av_opt(&a, "--batch", "%d", B.batch);
         av_opt(&a, "--seqlen", "%d", B.tseqlen);

@@ -586,7 +586,8 @@ int cli_idp_perplexity(cli_idp *x, const int32_t *tokens, size_t n_tokens, const
         int used = x->per_prompt;
         for (int j = 0; j < x->n_sel && !used; j++)
             used = x->spec[j].kind == MEND_SELECT_ATTENTION || x->spec[j].kind == MEND_SELECT_ROUTER ||
-                   x->spec[j].kind == MEND_SELECT_LOSS || (x->spec[j].kind == MEND_SELECT_FIXED && x->spec[j].fixed == b - 1) ||
+                   x->spec[j].kind == MEND_SELECT_LOSS || x->spec[j].kind == MEND_SELECT_LEARNED ||
+                   (x->spec[j].kind == MEND_SELECT_FIXED && x->spec[j].fixed == b - 1) ||
                    (x->spec[j].kind == MEND_SELECT_NONE && b == 0);
         if (!used) continue;
         rc = mend_state_new(&pp.st[b], x->m, P + o.n_ctx, o.n_batch > P ? o.n_batch : P);

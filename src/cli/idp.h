@@ -1,9 +1,9 @@
 /* Inference-time dynamic prompting in the CLI (idp.c): --bank DIR --select S
  * for eval, ppl and generate.
  *
- * S is one selector (attention, router, loss, oracle, fixed:NAME, none) or
- * a comma-separated list: the first is used, the others are only computed
- * and recorded (their picks, for analysis). With per_prompt (or when the
+ * S is one selector (attention, router, loss, learned, oracle, fixed:NAME,
+ * none) or a comma-separated list: the first is used, the others are only
+ * computed and recorded (their picks, for analysis). With per_prompt (or when the
  * first is oracle) every example is also scored with no prompt and with
  * every prompt of the bank, and those outcomes are recorded too. */
 #ifndef MEND_CLI_IDP_H

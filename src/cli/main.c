@@ -35,7 +35,7 @@ static const struct {
     {"eval", cmd_eval, "zero-shot task accuracy with lm-evaluation-harness rules"},
     {"report", cmd_report, "Markdown table / chart of eval results files"},
     {"compress", cmd_compress, "quantize a model (RTN or GPTQ) into a GGUF file"},
-    {"bank", cmd_bank, "train a bank of domain prompts (build) or describe one (info)"},
+    {"bank", cmd_bank, "train a bank of domain prompts (build), its learned router (router), or describe one (info)"},
     {"tune", cmd_tune, "train a soft prompt that repairs a (compressed) model"},
     {"repair", cmd_repair, "compress, repair with prompts, evaluate and report, in one resumable run"},
 };

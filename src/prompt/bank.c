@@ -55,6 +55,7 @@ void mend_bank_free(mend_bank *b) {
     free(b->base_model);
     free(b->default_selector);
     free(b->router_feature);
+    mend_learned_router_free(b->learned);
     free(b);
 }
 
@@ -112,6 +113,103 @@ static int get_fp(const char *path, const json_t *obj, const char *key, int *has
     if (rc) return mend_error_prefix(rc, "%s: %s", path, key);
     *has = 1;
     return 0;
+}
+
+/* v: an array of n floats, each finite as a float (1e39 would become Inf
+ * and every score NaN); what names the field, size_name the expected length. */
+static int get_floats(const char *path, const json_t *v, const char *what, const char *size_name, size_t n,
+                      float **out) {
+    *out = NULL;
+    if (!json_is_array(v) || json_array_size(v) != n)
+        return mend_set_error(MEND_EFORMAT, "%s: %s has %s, expected an array of %s = %zu numbers", path, what,
+                              json_is_array(v) ? "the wrong length" : "no array", size_name, n);
+    float *f = malloc((n ? n : 1) * sizeof(float));
+    if (!f) return mend_set_error(MEND_ENOMEM, "%s: out of memory", path);
+    for (size_t i = 0; i < n; i++) {
+        const json_t *x = json_array_get(v, i);
+        if (!json_is_number(x) || !isfinite(json_number_value(x)) || fabs(json_number_value(x)) > FLT_MAX) {
+            free(f);
+            return mend_set_error(MEND_EFORMAT, "%s: %s[%zu] is not a finite float", path, what, i);
+        }
+        f[i] = (float)json_number_value(x);
+    }
+    *out = f;
+    return 0;
+}
+
+/* An optional number in [lo, hi] or null (-> NaN). */
+static int get_real(const char *path, const json_t *obj, const char *where, const char *key, double lo, double hi,
+                    double *out) {
+    *out = NAN;
+    const json_t *v = json_object_get(obj, key);
+    if (!v || json_is_null(v)) return 0;
+    if (!json_is_number(v) || !(json_number_value(v) >= lo && json_number_value(v) <= hi))
+        return mend_set_error(MEND_EFORMAT, "%s: %s%s is not a number in [%g, %g]", path, where, key, lo, hi);
+    *out = json_number_value(v);
+    return 0;
+}
+
+void mend_learned_router_free(mend_learned_router *r) {
+    if (!r) return;
+    free(r->w);
+    free(r->b);
+    free(r);
+}
+
+/* "learned_router" of bank.json (optional) -> b->learned */
+static int parse_learned_router(const char *path, const json_t *j, mend_bank *b) {
+    const json_t *lr = json_object_get(j, "learned_router");
+    if (!lr || json_is_null(lr)) return 0;
+    if (!json_is_object(lr)) return mend_set_error(MEND_EFORMAT, "%s: learned_router is not an object", path);
+    const json_t *f = json_object_get(lr, "feature");
+    if (!json_is_string(f) || strcmp(json_string_value(f), "mean_token_embedding"))
+        return mend_set_error(MEND_EUNSUPPORTED, "%s: learned_router.feature is %s, expected "
+                              "\"mean_token_embedding\"", path, json_is_string(f) ? json_string_value(f) :
+                              "missing or not a string");
+    const json_t *nz = json_object_get(lr, "normalize");
+    if (nz && !json_is_boolean(nz))
+        return mend_set_error(MEND_EFORMAT, "%s: learned_router.normalize is not true or false", path);
+    mend_learned_router *r = calloc(1, sizeof *r);
+    if (!r) return mend_set_error(MEND_ENOMEM, "%s: out of memory", path);
+    r->K = b->n;
+    r->dim = b->dim;
+    r->normalize = nz && json_is_true(nz);
+    long long tw = 0;
+    char kd[32];
+    snprintf(kd, sizeof kd, "K*dim = %d*%d", b->n, b->dim);
+    int rc = get_floats(path, json_object_get(lr, "weights"), "learned_router.weights", kd,
+                        (size_t)b->n * (size_t)b->dim, &r->w);
+    if (!rc) rc = get_floats(path, json_object_get(lr, "bias"), "learned_router.bias", "K", (size_t)b->n, &r->b);
+    if (!rc) rc = get_int(path, lr, "learned_router.", "train_windows", 0, INT32_MAX, 1, &tw);
+    if (!rc) rc = get_real(path, lr, "learned_router.", "train_accuracy", 0.0, 1.0, &r->train_acc);
+    if (!rc) rc = get_real(path, lr, "learned_router.", "heldout_accuracy", 0.0, 1.0, &r->heldout_acc);
+    r->train_windows = (int)tw;
+    if (rc) {
+        mend_learned_router_free(r);
+        return rc;
+    }
+    b->learned = r;
+    return 0;
+}
+
+static json_t *real_or_null(double x) { return isfinite(x) ? json_real(x) : json_null(); }
+
+static json_t *float_array(const float *v, size_t n) {
+    json_t *a = json_array();
+    for (size_t i = 0; i < n; i++) json_array_append_new(a, json_real(v[i]));
+    return a;
+}
+
+static json_t *learned_router_json(const mend_learned_router *r) {
+    json_t *o = json_object();
+    json_object_set_new(o, "feature", json_string("mean_token_embedding"));
+    json_object_set_new(o, "normalize", json_boolean(r->normalize));
+    json_object_set_new(o, "weights", float_array(r->w, (size_t)r->K * r->dim));
+    json_object_set_new(o, "bias", float_array(r->b, (size_t)r->K));
+    json_object_set_new(o, "train_windows", json_integer(r->train_windows));
+    json_object_set_new(o, "train_accuracy", real_or_null(r->train_acc));
+    json_object_set_new(o, "heldout_accuracy", real_or_null(r->heldout_acc));
+    return o;
 }
 
 int mend_bank_parse(const char *path, const char *text, size_t len, mend_bank **out) {
@@ -226,26 +324,8 @@ int mend_bank_parse(const char *path, const char *text, size_t len, mend_bank **
         }
         const json_t *c = json_object_get(e, "centroid");
         if (c && !json_is_null(c)) {
-            if (!json_is_array(c) || json_array_size(c) != (size_t)dim) {
-                rc = mend_set_error(MEND_EFORMAT, "%s: prompts[%d].centroid has %s, expected an array of dim = %lld "
-                                    "numbers", path, k, json_is_array(c) ? "the wrong length" : "no array", dim);
-                goto done;
-            }
-            p->centroid = malloc((size_t)dim * sizeof(float));
-            if (!p->centroid) {
-                rc = mend_set_error(MEND_ENOMEM, "%s: out of memory", path);
-                goto done;
-            }
-            for (size_t i = 0; i < (size_t)dim; i++) {
-                const json_t *x = json_array_get(c, i);
-                /* finite as a float too: 1e39 would become Inf and every cosine NaN */
-                if (!json_is_number(x) || !isfinite(json_number_value(x)) || fabs(json_number_value(x)) > FLT_MAX) {
-                    rc = mend_set_error(MEND_EFORMAT, "%s: prompts[%d].centroid[%zu] is not a finite float", path,
-                                        k, i);
-                    goto done;
-                }
-                p->centroid[i] = (float)json_number_value(x);
-            }
+            snprintf(where, sizeof where, "prompts[%d].centroid", k);
+            if ((rc = get_floats(path, c, where, "dim", (size_t)dim, &p->centroid))) goto done;
         }
     }
 
@@ -309,6 +389,7 @@ int mend_bank_parse(const char *path, const char *text, size_t len, mend_bank **
         if ((rc = get_int(path, ro, "router.", "tokens", 0, 1LL << 40, 1, &tk))) goto done;
         b->router_tokens = (int)(tk > INT32_MAX ? INT32_MAX : tk);
     }
+    rc = parse_learned_router(path, j, b);
 done:
     json_decref(j);
     if (rc) {
@@ -375,6 +456,9 @@ static json_t *str_or_null(const char *s) { return s ? json_string(s) : json_nul
 int mend_bank_write(const char *dir, const mend_bank *b) {
     if (!dir || !b || b->n < 1 || b->dim < 1 || b->nv < 1)
         return mend_set_error(MEND_EINVAL, "mend_bank_write: a bank with >= 1 prompt, dim and nv is needed");
+    if (b->learned && (b->learned->K != b->n || b->learned->dim != b->dim || !b->learned->w || !b->learned->b))
+        return mend_set_error(MEND_EINVAL, "mend_bank_write: the learned router is not K = %d by dim = %d", b->n,
+                              b->dim);
     int rc = mend_mkdir_p(dir);
     if (rc) return rc;
     json_t *j = json_object(), *ps = json_array();
@@ -406,13 +490,7 @@ int mend_bank_write(const char *dir, const mend_bank *b) {
         json_object_set_new(e, "corpus", str_or_null(p->corpus));
         if (p->steps >= 0) json_object_set_new(e, "steps", json_integer(p->steps));
         json_object_set_new(e, "best_val", isfinite(p->best_val) ? json_real(p->best_val) : json_null());
-        if (p->centroid) {
-            json_t *c = json_array();
-            for (int i = 0; i < b->dim; i++) json_array_append_new(c, json_real(p->centroid[i]));
-            json_object_set_new(e, "centroid", c);
-        } else {
-            json_object_set_new(e, "centroid", json_null());
-        }
+        json_object_set_new(e, "centroid", p->centroid ? float_array(p->centroid, (size_t)b->dim) : json_null());
         json_array_append_new(ps, e);
     }
     json_object_set_new(j, "prompts", ps);
@@ -428,6 +506,7 @@ int mend_bank_write(const char *dir, const mend_bank *b) {
     json_object_set_new(ro, "metric", json_string("cosine"));
     json_object_set_new(ro, "tokens", json_integer(b->router_tokens));
     json_object_set_new(j, "router", ro);
+    if (b->learned) json_object_set_new(j, "learned_router", learned_router_json(b->learned));
     char *txt = json_dumps(j, JSON_INDENT(2) | JSON_REAL_PRECISION(9));
     json_decref(j);
     char *path = mend_path_join(dir, MEND_BANK_FILE);

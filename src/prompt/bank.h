@@ -21,7 +21,13 @@
  *     ],
  *     "selector": {"default": "attention", "layers": [0, 3]},
  *     "router": {"feature": "mean_final_norm_hidden", "metric": "cosine",
- *                "tokens": 4096}                          (optional)
+ *                "tokens": 4096},                         (optional)
+ *     "learned_router": {"feature": "mean_token_embedding",
+ *                        "normalize": true,               (L2 norm of the feature; default false)
+ *                        "weights": [K*dim floats],       (row k: prompt k's weights)
+ *                        "bias": [K floats],
+ *                        "train_windows": 288, "train_accuracy": 0.97,
+ *                        "heldout_accuracy": 0.9}         (optional; see prompt/router.h)
  *   }
  * name: 1..64 characters of [A-Za-z0-9_.-], unique; adapter: a relative path
  * inside the bank (no "..", no leading "/"); selector.default: attention,
@@ -46,6 +52,18 @@ typedef struct mend_bank_prompt {
     float *emb;         /* nv x dim, after mend_bank_load_prompts; else NULL */
 } mend_bank_prompt;
 
+/* The learned router of a bank (prompt/router.h): multinomial logistic
+ * regression on the mean token embedding of the input. */
+typedef struct mend_learned_router {
+    int K, dim;
+    int normalize;          /* L2-normalise the feature before the weights */
+    float *w;               /* (K, dim) */
+    float *b;               /* (K) */
+    int train_windows;      /* windows it was trained and held out on */
+    double train_acc;       /* agreement with the loss selector on the training windows */
+    double heldout_acc;     /* ... on the held-out windows (NaN when none) */
+} mend_learned_router;
+
 typedef struct mend_bank {
     char *dir;          /* NULL for a bank built in memory */
     char *base_model;
@@ -57,6 +75,7 @@ typedef struct mend_bank {
     int layer0, layer1;
     char *router_feature;
     int router_tokens;
+    mend_learned_router *learned;   /* NULL when the bank has none */
 } mend_bank;
 
 /* Parse bank.json text; path names the file in errors. *out is malloc'd. */
@@ -73,5 +92,6 @@ int mend_bank_find(const mend_bank *b, const char *name);
 /* Is name a valid prompt name? */
 int mend_bank_name_ok(const char *name);
 void mend_bank_free(mend_bank *b);
+void mend_learned_router_free(mend_learned_router *r);
 
 #endif

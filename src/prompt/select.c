@@ -8,6 +8,7 @@
 
 #include "model/attn_probe.h"
 #include "model/model.h"
+#include "prompt/router.h"
 #include "util/util.h"
 
 #define SELECT_DEFAULT_TOKENS 512
@@ -25,6 +26,7 @@ struct mend_selector {
     float *hidden;              /* router: (dim) */
     mend_state **states;        /* loss: one per prompt, prompt KV at [0, nv) */
     float *logits;              /* loss: (max_tokens, n_vocab) */
+    float *feat;                /* learned: (dim) */
 };
 
 const char *mend_select_kind_name(int kind) {
@@ -35,6 +37,7 @@ const char *mend_select_kind_name(int kind) {
     case MEND_SELECT_ROUTER: return "router";
     case MEND_SELECT_LOSS: return "loss";
     case MEND_SELECT_ORACLE: return "oracle";
+    case MEND_SELECT_LEARNED: return "learned";
     default: return "?";
     }
 }
@@ -65,14 +68,15 @@ int mend_select_parse(const char *s, const mend_bank *b, mend_select_spec *out) 
     else if (!strcmp(s, "router")) out->kind = MEND_SELECT_ROUTER;
     else if (!strcmp(s, "loss")) out->kind = MEND_SELECT_LOSS;
     else if (!strcmp(s, "oracle")) out->kind = MEND_SELECT_ORACLE;
+    else if (!strcmp(s, "learned")) out->kind = MEND_SELECT_LEARNED;
     else if (!strncmp(s, "fixed:", 6)) {
         out->kind = MEND_SELECT_FIXED;
         out->fixed = mend_bank_find(b, s + 6);
         if (out->fixed < 0)
             return mend_set_error(MEND_EINVAL, "select '%s': the bank has no prompt named '%s'", s, s + 6);
     } else {
-        return mend_set_error(MEND_EINVAL, "select '%s': expected attention, router, loss, oracle, fixed:NAME or "
-                              "none", s);
+        return mend_set_error(MEND_EINVAL, "select '%s': expected attention, router, loss, learned, oracle, "
+                              "fixed:NAME or none", s);
     }
     if (out->kind != MEND_SELECT_NONE && (!b || b->n < 1))
         return mend_set_error(MEND_EINVAL, "select '%s' needs a bank with prompts", s);
@@ -100,6 +104,7 @@ void mend_selector_free(mend_selector *s) {
     free(s->off_many);
     free(s->hidden);
     free(s->logits);
+    free(s->feat);
     free(s);
 }
 
@@ -161,6 +166,22 @@ int mend_selector_new(mend_selector **out, const mend_model *m, const mend_bank 
             }
         if ((rc = mend_probe_new(&s->probe, m, NULL, 0, 0, T))) goto fail;
         if (!(s->hidden = malloc((size_t)s->dim * sizeof(float)))) {
+            rc = mend_set_error(MEND_ENOMEM, "selector: out of memory");
+            goto fail;
+        }
+    } else if (spec->kind == MEND_SELECT_LEARNED) {
+        const mend_learned_router *r = b->learned;
+        if (!r) {
+            rc = mend_set_error(MEND_EINVAL, "selector learned: %s%s%s has no learned_router (add one with mend bank "
+                                "router BANK_DIR MODEL)", b->dir ? b->dir : "", b->dir ? "/" : "", MEND_BANK_FILE);
+            goto fail;
+        }
+        if (r->K != s->K || r->dim != s->dim) {
+            rc = mend_set_error(MEND_EINVAL, "selector learned: learned_router of %s is %d x %d, the bank has %d "
+                                "prompts and the model dim %d", MEND_BANK_FILE, r->K, r->dim, s->K, s->dim);
+            goto fail;
+        }
+        if (!(s->feat = malloc((size_t)s->dim * sizeof(float)))) {
             rc = mend_set_error(MEND_ENOMEM, "selector: out of memory");
             goto fail;
         }
@@ -249,6 +270,9 @@ int mend_selector_pick(mend_selector *s, const int32_t *tokens, int n, int *choi
             }
             sc[k] = hn > 0 && cn > 0 ? (float)(dot / sqrt(hn * cn)) : 0.0f;
         }
+    } else if (sp->kind == MEND_SELECT_LEARNED) {
+        if ((rc = mend_router_feature(s->m, tokens, n, s->b->learned->normalize, s->feat))) return rc;
+        mend_router_logits(s->b->learned, s->feat, sc);
     } else if (sp->kind == MEND_SELECT_LOSS) {
         if (n < 2) {   /* nothing to predict: no evidence, keep the first prompt */
             for (int k = 0; k < K; k++) sc[k] = 0.0f;
@@ -362,6 +386,31 @@ int mend_select_oracle_pick(const mend_eval_result *r, int K) {
     return best;
 }
 
+int mend_select_window(const mend_tokenizer *tok, const char *text, size_t len, int w, int n_windows, int window,
+                       int32_t **ids, int *n) {
+    *ids = NULL;
+    *n = 0;
+    if (!tok || !text || w < 0 || w >= n_windows || window < 1)
+        return mend_set_error(MEND_EINVAL, "window: tokenizer, text and a window index in [0, n_windows) needed");
+    /* a window starts at the paragraph start at or after w*len/n_windows and
+     * takes the first `window` tokens of the bytes from there */
+    size_t off = len / (size_t)n_windows * (size_t)w;
+    if (off > 0) {
+        const char *q = off < len ? memmem(text + off, len - off, "\n\n", 2) : NULL;
+        if (!q) return 0;
+        off = (size_t)(q - text);
+        while (off < len && (text[off] == '\n' || text[off] == '\r')) off++;
+    }
+    if (off >= len) return 0;
+    const size_t span = (size_t)window * 16;   /* bytes: ample for `window` tokens */
+    size_t nb = len - off < span ? len - off : span;
+    size_t n_ids = 0;
+    int rc = mend_tokenize(tok, text + off, nb, 0, 0, ids, &n_ids);
+    if (rc) return rc;
+    *n = (int)(n_ids < (size_t)window ? n_ids : (size_t)window);
+    return 0;
+}
+
 int mend_select_centroid(const mend_model *m, const char *text, size_t len, int n_windows, int window,
                          float *centroid, int *n_used) {
     if (!m || !text || !centroid || n_windows < 1 || window < 2)
@@ -380,23 +429,10 @@ int mend_select_centroid(const mend_model *m, const char *text, size_t len, int 
         goto done;
     }
     int used = 0;
-    /* a window starts at the paragraph start at or after k*len/n_windows and
-     * takes the first `window` tokens of the bytes from there */
-    const size_t span = (size_t)window * 16;   /* bytes: ample for `window` tokens */
     for (int w = 0; w < n_windows; w++) {
-        size_t off = len / (size_t)n_windows * (size_t)w;
-        if (off > 0) {
-            const char *q = off < len ? memmem(text + off, len - off, "\n\n", 2) : NULL;
-            if (!q) continue;
-            off = (size_t)(q - text);
-            while (off < len && (text[off] == '\n' || text[off] == '\r')) off++;
-        }
-        if (off >= len) continue;
-        size_t nb = len - off < span ? len - off : span;
         int32_t *ids = NULL;
-        size_t n_ids = 0;
-        if ((rc = mend_tokenize(tok, text + off, nb, 0, 0, &ids, &n_ids))) goto done;
-        int n = (int)(n_ids < (size_t)window ? n_ids : (size_t)window);
+        int n = 0;
+        if ((rc = mend_select_window(tok, text, len, w, n_windows, window, &ids, &n))) goto done;
         if (n >= 2) {
             rc = mend_probe_hidden_mean(p, ids, n, h);
             if (rc == 0) {

@@ -16,6 +16,10 @@
  *   loss        the prompt under which the input itself is most likely: mean
  *               next-token NLL of input tokens 1..n-1 behind the prompt (no
  *               labels involved); score_k = -NLL
+ *   learned     the bank's learned router (prompt/router.h): logistic
+ *               regression on the input's mean token embedding, trained to
+ *               pick what the loss selector picks; score_k = logit_k. Costs
+ *               n embedding-row lookups and K dot products.
  *   oracle      the best prompt per example by its label (analysis only:
  *               needs the answer; done by the caller, see
  *               mend_select_oracle_pick)
@@ -37,7 +41,8 @@ enum mend_select_kind {
     MEND_SELECT_ATTENTION = 2,
     MEND_SELECT_ROUTER = 3,
     MEND_SELECT_LOSS = 4,
-    MEND_SELECT_ORACLE = 5
+    MEND_SELECT_ORACLE = 5,
+    MEND_SELECT_LEARNED = 6
 };
 
 typedef struct mend_select_spec {
@@ -48,7 +53,7 @@ typedef struct mend_select_spec {
                                tokens for selection (0: 512) */
 } mend_select_spec;
 
-/* Parse "attention", "router", "loss", "oracle", "fixed:NAME", "none"
+/* Parse "attention", "router", "loss", "learned", "oracle", "fixed:NAME", "none"
  * against a bank; layers from the bank's selector settings unless the
  * caller overrides them afterwards. */
 int mend_select_parse(const char *s, const mend_bank *b, mend_select_spec *out);
@@ -89,6 +94,12 @@ int mend_select_argmax(const float *v, int n);
  * or the largest continuation ll (language modelling); then the lowest
  * index. */
 int mend_select_oracle_pick(const mend_eval_result *r, int K);
+
+/* Window w of n_windows of a text: the first `window` tokens (no BOS) from
+ * the paragraph start at or after byte w*len/n_windows. *ids malloc'd (may
+ * be set with *n == 0: no paragraph there); *n <= window. */
+int mend_select_window(const mend_tokenizer *tok, const char *text, size_t len, int w, int n_windows, int window,
+                       int32_t **ids, int *n);
 
 /* The router feature of a domain: the mean, over n_windows windows of
  * window tokens taken at evenly spaced paragraph starts of text, of

@@ -30,7 +30,7 @@ int main(void) {
         CHECK(b->n == 2 && b->dim == 4 && b->nv == 2);
         CHECK(!strcmp(b->p[0].adapter, "a") && !strcmp(b->p[0].domain, "a") && !b->p[0].centroid);
         CHECK(!strcmp(b->p[1].adapter, "sub/b") && b->p[1].centroid && b->p[1].centroid[3] == 4.5f);
-        CHECK(!strcmp(b->default_selector, "attention") && b->layer0 == 0 && b->layer1 == 3);
+        CHECK(!strcmp(b->default_selector, "attention") && b->layer0 == 0 && b->layer1 == 3 && !b->learned);
         CHECK(mend_bank_find(b, "b.2") == 1 && mend_bank_find(b, "c") == -1);
         CHECK(!b->trained_on.has_model && !b->trained_on.has_recipe);   /* an older bank */
         mend_bank_free(b);
@@ -87,6 +87,34 @@ int main(void) {
         "router.metric");
     bad(HEAD "\"prompts\": [{\"name\": \"a\"}], \"router\": {\"feature\": \"x\"}}", MEND_EUNSUPPORTED,
         "router.feature");
+
+    /* learned_router: optional (above: banks without one load, b->learned NULL), every field checked */
+#define ONE HEAD "\"prompts\": [{\"name\": \"a\"}], \"learned_router\": "
+#define LR(w, b) ONE "{\"feature\": \"mean_token_embedding\", \"weights\": " w ", \"bias\": " b
+    CHECK_OK(parse(LR("[1, 2, 3, -4.5]", "[0.25]") ", \"normalize\": true, \"train_windows\": 9, "
+                   "\"train_accuracy\": 1, \"heldout_accuracy\": null}}", &b));
+    if (b) {
+        const mend_learned_router *r = b->learned;
+        CHECK(r && r->K == 1 && r->dim == 4 && r->w[3] == -4.5f && r->b[0] == 0.25f && r->normalize == 1);
+        CHECK(r && r->train_windows == 9 && r->train_acc == 1.0 && isnan(r->heldout_acc));
+        mend_bank_free(b);
+        b = NULL;
+    }
+    bad(LR("[1, 2, 3]", "[0]") "}}", MEND_EFORMAT, "learned_router.weights has the wrong length");
+    bad(LR("[1, 2, 3, 4]", "[0, 1]") "}}", MEND_EFORMAT, "learned_router.bias has the wrong length");
+    bad(LR("[1, 2, \"3\", 4]", "[0]") "}}", MEND_EFORMAT, "learned_router.weights[2]");
+    bad(LR("[1, 2, 1e39, 4]", "[0]") "}}", MEND_EFORMAT, "learned_router.weights[2] is not a finite float");
+    bad(LR("{}", "[0]") "}}", MEND_EFORMAT, "learned_router.weights has no array");
+    bad(LR("[1, 2, 3, 4]", "[null]") "}}", MEND_EFORMAT, "learned_router.bias[0]");
+    bad(ONE "{\"weights\": [1, 2, 3, 4], \"bias\": [0]}}", MEND_EUNSUPPORTED, "learned_router.feature");
+    bad(ONE "[1]}", MEND_EFORMAT, "learned_router is not an object");
+    bad(LR("[1, 2, 3, 4]", "[0]") ", \"normalize\": 1}}", MEND_EFORMAT, "learned_router.normalize");
+    bad(LR("[1, 2, 3, 4]", "[0]") ", \"train_windows\": -1}}", MEND_EFORMAT, "learned_router.train_windows");
+    bad(LR("[1, 2, 3, 4]", "[0]") ", \"heldout_accuracy\": 1.5}}", MEND_EFORMAT,
+        "learned_router.heldout_accuracy");
+    bad(LR("[1, 2, 3, 4]", "[0]") ", \"train_accuracy\": \"x\"}}", MEND_EFORMAT, "learned_router.train_accuracy");
+#undef LR
+#undef ONE
 
     /* write -> read -> load prompts */
     char dir[] = "/tmp/mend_test_bank_XXXXXX";

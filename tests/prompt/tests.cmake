@@ -5,3 +5,4 @@ mend_test(test_select_probe ${CMAKE_CURRENT_LIST_DIR}/test_select_probe.c LABELS
 mend_test(test_bank ${CMAKE_CURRENT_LIST_DIR}/test_bank.c LABELS unit)
 mend_test(test_select ${CMAKE_CURRENT_LIST_DIR}/test_select.c LABELS unit)
 mend_test(test_adapter ${CMAKE_CURRENT_LIST_DIR}/test_adapter.c)
+mend_test(test_router ${CMAKE_CURRENT_LIST_DIR}/test_router.c LABELS unit TIMEOUT 300)
