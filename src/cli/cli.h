@@ -61,6 +61,12 @@ const char *cli_retrain_cmd(int bank, const char *model_path, const char *dir, c
 int cli_check_trained_on(const char *cmd, const struct mend_model *m, const char *model_path, int bank,
                          const char *dir, const struct mend_fp *rec);
 
+/* The teacher a prompt for m distills from when none is given: the source
+ * model m records (mend.compress.source), found beside model_path or in
+ * $MEND_HOME/models and checked against the recorded source fingerprint.
+ * 1 and its path in out; 0 after a note on stderr (train on cross-entropy). */
+int cli_default_teacher(const char *cmd, const struct mend_model *m, const char *model_path, char *out, size_t cap);
+
 /* Read the soft prompt in dir (mend_adapter_read) for m and check the model
  * it records; 0, or CLI_EXIT_ERROR after printing the error. */
 int cli_read_prompt(const char *cmd, const struct mend_model *m, const char *model_path, const char *dir,

@@ -53,7 +53,9 @@ static void help(void) {
            "      --lr X               peak learning rate (default 3e-3)\n"
            "      --n-virtual N        virtual tokens per prompt (default 20)\n"
            "      --distill TEACHER    train on KL(teacher || model + prompt), the teacher (e.g. the\n"
-           "                           uncompressed model) without prompt; default: cross-entropy\n"
+           "                           uncompressed model) without prompt; default: the source MODEL\n"
+           "                           records (mend compress), found beside it or in $MEND_HOME/models\n"
+           "      --no-distill         next-token cross-entropy instead\n"
            "      --init-adapter DIR   start every prompt from this trained prompt (a PEFT adapter\n"
            "                           with --n-virtual tokens) and specialize it on its domain\n"
            "      --seed N             seed (default 1234)\n"
@@ -201,7 +203,7 @@ static int cmd_bank_info(int argc, char **argv) {
 
 static int cmd_bank_build(int argc, char **argv) {
     enum { O_DOMAIN = 256, O_STEPS, O_SEQLEN, O_BATCH, O_LR, O_NV, O_SEED, O_EVAL, O_VALSEQS, O_LAYERS,
-           O_RWIN, O_RTOK, O_DISTILL, O_INITAD, O_LWIN, O_LTOK, O_NOLEARN };
+           O_RWIN, O_RTOK, O_DISTILL, O_INITAD, O_NODISTILL, O_LWIN, O_LTOK, O_NOLEARN };
     static const struct option longopts[] = {
         {"domain", required_argument, 0, O_DOMAIN}, {"out", required_argument, 0, 'o'},
         {"steps", required_argument, 0, O_STEPS},   {"seqlen", required_argument, 0, O_SEQLEN},
@@ -210,13 +212,15 @@ static int cmd_bank_build(int argc, char **argv) {
         {"eval-every", required_argument, 0, O_EVAL}, {"val-seqs", required_argument, 0, O_VALSEQS},
         {"select-layers", required_argument, 0, O_LAYERS}, {"router-windows", required_argument, 0, O_RWIN},
         {"router-window", required_argument, 0, O_RTOK}, {"distill", required_argument, 0, O_DISTILL},
-        {"init-adapter", required_argument, 0, O_INITAD}, {"threads", required_argument, 0, 't'},
+        {"init-adapter", required_argument, 0, O_INITAD}, {"no-distill", no_argument, 0, O_NODISTILL}, {"threads", required_argument, 0, 't'},
         {"learned-windows", required_argument, 0, O_LWIN}, {"learned-window", required_argument, 0, O_LTOK},
         {"no-learned", no_argument, 0, O_NOLEARN},
         {"help", no_argument, 0, 'h'},              {0, 0, 0, 0}};
     char *dom_name[MAX_DOMAINS] = {0}, *dom_file[MAX_DOMAINS] = {0};
     int n_dom = 0, l0 = 0, l1 = 3, layers_given = 0;
     const char *out_dir = NULL, *teacher_path = NULL, *init_adapter = NULL;
+    char teacher_buf[4096];
+    int no_distill = 0;
     long steps = 200, seqlen = 256, batch = 1, nv = 20, eval_every = 50, val_seqs = 8, rwin = 16, rtok = 256;
     double lr = 3e-3;
     uint64_t seed = 1234;
@@ -326,6 +330,7 @@ static int cmd_bank_build(int argc, char **argv) {
         case O_NOLEARN: learned = 0; break;
         case O_DISTILL: teacher_path = optarg; break;
         case O_INITAD: init_adapter = optarg; break;
+        case O_NODISTILL: no_distill = 1; break;
         case 't':
             if (cli_set_threads(CMD, optarg)) goto out;
             break;
@@ -397,6 +402,12 @@ static int cmd_bank_build(int argc, char **argv) {
         rc = cli_fail(CMD, model_path);
         goto build_out;
     }
+    if (teacher_path && no_distill) {
+        rc = cli_usage_error(CMD, "give --distill or --no-distill, not both");
+        goto build_out;
+    }
+    if (!teacher_path && !no_distill && cli_default_teacher(CMD, m, model_path, teacher_buf, sizeof teacher_buf))
+        teacher_path = teacher_buf;
     if (teacher_path && mend_model_load(&teacher, teacher_path, &lo)) {
         rc = cli_fail(CMD, teacher_path);
         goto build_out;

@@ -41,7 +41,10 @@ static void help(void) {
            "      --init-adapter DIR   start from a trained prompt (a PEFT adapter; --tokens\n"
            "                           defaults to its length): continue or specialize it\n"
            "      --distill TEACHER    minimize KL(teacher || model + prompt) on the text,\n"
-           "                           the teacher (e.g. the uncompressed model) without prompt\n"
+           "                           the teacher (e.g. the uncompressed model) without prompt;\n"
+           "                           default: the source MODEL records (mend compress), when it\n"
+           "                           is found beside MODEL or in $MEND_HOME/models\n"
+           "      --no-distill         next-token cross-entropy instead\n"
            "      --val-frac X         fraction of paragraphs held out (default 0.05; 0: none)\n"
            "      --val-seqs N         at most N validation sequences (default 16)\n"
            "      --eval-every K       validate every K steps (default 50)\n"
@@ -142,7 +145,7 @@ static int plot(const char *dir) {
 int cmd_tune(int argc, char **argv) {
     enum { O_CORPUS = 256, O_TOKENS, O_SEQLEN, O_BATCH, O_STEPS, O_LR, O_WARMUP, O_SCHED, O_WD, O_CLIP, O_INIT,
            O_INITTEXT, O_DISTILL, O_VALFRAC, O_VALSEQS, O_EVAL, O_CKPT, O_RESUME, O_SEED, O_NOPLOT, O_STOP,
-           O_MAXMIN, O_INITAD };
+           O_MAXMIN, O_INITAD, O_NODISTILL };
     static const struct option longopts[] = {
         {"corpus", required_argument, 0, O_CORPUS}, {"out", required_argument, 0, 'o'},
         {"tokens", required_argument, 0, O_TOKENS}, {"seqlen", required_argument, 0, O_SEQLEN},
@@ -156,11 +159,13 @@ int cmd_tune(int argc, char **argv) {
         {"resume", no_argument, 0, O_RESUME},       {"seed", required_argument, 0, O_SEED},
         {"no-plot", no_argument, 0, O_NOPLOT},      {"stop-after", required_argument, 0, O_STOP},
         {"max-minutes", required_argument, 0, O_MAXMIN}, {"init-adapter", required_argument, 0, O_INITAD},
+        {"no-distill", no_argument, 0, O_NODISTILL},
         {"threads", required_argument, 0, 't'},     {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     mend_tune_opts o;
     mend_tune_opts_default(&o);
     const char *corpus[64], *teacher_path = NULL, *init_name = NULL, *init_adapter = NULL;
-    int n_corpus = 0, no_plot = 0, tokens_given = 0;
+    int n_corpus = 0, no_plot = 0, tokens_given = 0, no_distill = 0;
+    char teacher_buf[4096];
     long v;
     double x;
     optind = 0;
@@ -227,6 +232,7 @@ int cmd_tune(int argc, char **argv) {
             break;
         case O_DISTILL: teacher_path = optarg; break;
         case O_INITAD: init_adapter = optarg; break;
+        case O_NODISTILL: no_distill = 1; break;
         case O_RESUME: o.resume = 1; break;
         case O_SEED:
             if (cli_parse_u64(optarg, &o.seed)) return cli_usage_error(CMD, "--seed expects a non-negative whole number, got '%s'", optarg);
@@ -247,7 +253,7 @@ int cmd_tune(int argc, char **argv) {
         return cli_usage_error(CMD, "give one of --init, --init-text and --init-adapter");
     const char *path = argv[optind];
     o.base_model = path;
-    if (teacher_path) o.objective = MEND_TUNE_KL;
+    if (teacher_path && no_distill) return cli_usage_error(CMD, "give --distill or --no-distill, not both");
 
     int rc = CLI_EXIT_ERROR;
     char *texts[64] = {0};
@@ -266,6 +272,9 @@ int cmd_tune(int argc, char **argv) {
         rc = cli_fail(CMD, path);
         goto out;
     }
+    if (!teacher_path && !no_distill && cli_default_teacher(CMD, m, path, teacher_buf, sizeof teacher_buf))
+        teacher_path = teacher_buf;
+    if (teacher_path) o.objective = MEND_TUNE_KL;
     if (teacher_path && mend_model_load(&teacher, teacher_path, &lo)) {
         rc = cli_fail(CMD, teacher_path);
         goto out;

@@ -19,3 +19,6 @@ mend_test(test_cli_router ${CMAKE_CURRENT_LIST_DIR}/test_cli_router.c LABELS uni
 target_compile_definitions(test_cli_router PRIVATE MEND_BIN="$<TARGET_FILE:mend>")
 target_link_libraries(test_cli_router PRIVATE jansson)
 add_dependencies(test_cli_router mend)
+mend_test(test_cli_distill ${CMAKE_CURRENT_LIST_DIR}/test_cli_distill.c LABELS unit TIMEOUT 120)
+target_compile_definitions(test_cli_distill PRIVATE MEND_BIN="$<TARGET_FILE:mend>")
+add_dependencies(test_cli_distill mend)
