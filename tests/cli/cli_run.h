@@ -3,6 +3,7 @@
 #ifndef MEND_TEST_CLI_RUN_H
 #define MEND_TEST_CLI_RUN_H
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +42,17 @@ static cli_out cli_run(const char *args) {
     remove(o);
     remove(e);
     return r;
+}
+
+/* cli_run of a formatted command line */
+static cli_out cli_runf(const char *fmt, ...) __attribute__((format(printf, 1, 2), unused));
+static cli_out cli_runf(const char *fmt, ...) {
+    char cmd[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    return cli_run(cmd);
 }
 
 /* A small training / calibration text at path: the first cap bytes of

@@ -31,16 +31,6 @@ static const char *P(const char *rel) {
     return buf[k];
 }
 
-static cli_out run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static cli_out run(const char *fmt, ...) {
-    char cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    return cli_run(cmd);
-}
-
 static void fp_hex_of(const char *path, char out[17]) {
     mend_model *m = NULL;
     mend_fp fp = {0};
@@ -76,24 +66,24 @@ static void test_prompts(const char *calib, const char *task) {
     fp_hex_of(P("other.gguf"), fo);
     CHECK(strcmp(ft, fo) != 0);
 
-    cli_out r = run("-t 1 tune %s --corpus %s -o %s --tokens 4 --steps 2 --seqlen 32", test_src(TINY), calib, P("p"));
+    cli_out r = cli_runf("-t 1 tune %s --corpus %s -o %s --tokens 4 --steps 2 --seqlen 32", test_src(TINY), calib, P("p"));
     CHECK_MSG(r.code == 0, "tune: %s", r.err);
     cli_free(&r);
     /* the model it was trained on: quiet */
-    r = run("-t 1 ppl %s --text %s --ctx 32 --chunks 2 --prompt %s", test_src(TINY), calib, P("p"));
+    r = cli_runf("-t 1 ppl %s --text %s --ctx 32 --chunks 2 --prompt %s", test_src(TINY), calib, P("p"));
     CHECK_MSG(r.code == 0 && !has(r.err, "warning") && !has(r.err, "note:"), "ppl, same model: %d %s", r.code, r.err);
     cli_free(&r);
     /* another model: a warning naming both fingerprints and the retraining command, and the run goes on */
     char want[256];
     snprintf(want, sizeof want, "warning: prompt %s was trained on model fingerprint %s, this model is %s: retrain it "
              "with `mend tune %s", P("p"), ft, fo, P("other.gguf"));
-    r = run("-t 1 ppl %s --text %s --ctx 32 --chunks 2 --prompt %s", P("other.gguf"), calib, P("p"));
+    r = cli_runf("-t 1 ppl %s --text %s --ctx 32 --chunks 2 --prompt %s", P("other.gguf"), calib, P("p"));
     CHECK_MSG(r.code == 0 && has(r.err, want), "ppl, other model: %d %s", r.code, r.err);
     cli_free(&r);
-    r = run("-t 1 eval %s --task %s --limit 2 --out %s --prompt %s", P("other.gguf"), task, P("e.jsonl"), P("p"));
+    r = cli_runf("-t 1 eval %s --task %s --limit 2 --out %s --prompt %s", P("other.gguf"), task, P("e.jsonl"), P("p"));
     CHECK_MSG(r.code == 0 && has(r.err, want), "eval, other model: %d %s", r.code, r.err);
     cli_free(&r);
-    r = run("-t 1 generate %s -p hello -n 2 --soft-prompt %s", P("other.gguf"), P("p"));
+    r = cli_runf("-t 1 generate %s -p hello -n 2 --soft-prompt %s", P("other.gguf"), P("p"));
     CHECK_MSG(r.code == 0 && has(r.err, want), "generate, other model: %d %s", r.code, r.err);
     cli_free(&r);
 
@@ -101,7 +91,7 @@ static void test_prompts(const char *calib, const char *task) {
     float emb[4 * 64];
     for (int i = 0; i < 4 * 64; i++) emb[i] = 0.01f * (float)(i % 13);
     CHECK_OK(mend_adapter_write(P("old"), emb, 4, 64, NULL));
-    r = run("-t 1 ppl %s --text %s --ctx 32 --chunks 2 --prompt %s", test_src(TINY), calib, P("old"));
+    r = cli_runf("-t 1 ppl %s --text %s --ctx 32 --chunks 2 --prompt %s", test_src(TINY), calib, P("old"));
     CHECK_MSG(r.code == 0 && has(r.err, "note: prompt") && has(r.err, "records no model fingerprint") &&
               !has(r.err, "warning"), "ppl, unrecorded prompt: %d %s", r.code, r.err);
     cli_free(&r);
@@ -112,7 +102,7 @@ static void test_prompts(const char *calib, const char *task) {
     mend_st_out t = {.name = "prompt_embeddings", .type = MEND_TYPE_F32, .n_dims = 2, .shape = {4, 64}, .data = emb};
     CHECK_OK(mend_safetensors_write(st, &t, 1, NULL));
     unlink(P("nan.jsonl"));
-    r = run("-t 1 eval %s --task %s --limit 2 --out %s --prompt %s", test_src(TINY), task, P("nan.jsonl"), P("old"));
+    r = cli_runf("-t 1 eval %s --task %s --limit 2 --out %s --prompt %s", test_src(TINY), task, P("nan.jsonl"), P("old"));
     CHECK_MSG(r.code == 1 && has(r.err, st) && has(r.err, "not finite"), "eval, NaN prompt: %d %s", r.code, r.err);
     struct stat sb;
     CHECK_MSG(stat(P("nan.jsonl"), &sb) != 0 || sb.st_size == 0, "eval scored a NaN prompt into %s", P("nan.jsonl"));
@@ -120,20 +110,20 @@ static void test_prompts(const char *calib, const char *task) {
     free(st);
 
     /* a bank: bank.json records the model; another model is warned about */
-    r = run("-t 1 bank build %s -o %s --domain a=%s --steps 2 --seqlen 32 --n-virtual 4 --router-windows 2 "
+    r = cli_runf("-t 1 bank build %s -o %s --domain a=%s --steps 2 --seqlen 32 --n-virtual 4 --router-windows 2 "
             "--router-window 32", test_src(TINY), P("b"), calib);
     CHECK_MSG(r.code == 0, "bank build: %s", r.err);
     cli_free(&r);
-    r = run("bank info %s", P("b"));
+    r = cli_runf("bank info %s", P("b"));
     CHECK_MSG(r.code == 0 && has(r.out, "trained on: ") && has(r.out, ft), "bank info: %s%s", r.out, r.err);
     cli_free(&r);
     snprintf(want, sizeof want, "warning: bank %s was trained on model fingerprint %s, this model is %s: retrain it "
              "with `mend bank build %s", P("b"), ft, fo, P("other.gguf"));
-    r = run("-t 1 eval %s --task %s --limit 2 --out %s --bank %s --select attention", P("other.gguf"), task,
+    r = cli_runf("-t 1 eval %s --task %s --limit 2 --out %s --bank %s --select attention", P("other.gguf"), task,
             P("eb.jsonl"), P("b"));
     CHECK_MSG(r.code == 0 && has(r.err, want), "eval --bank, other model: %d %s", r.code, r.err);
     cli_free(&r);
-    r = run("-t 1 eval %s --task %s --limit 2 --out %s --bank %s --select attention", test_src(TINY), task,
+    r = cli_runf("-t 1 eval %s --task %s --limit 2 --out %s --bank %s --select attention", test_src(TINY), task,
             P("ec.jsonl"), P("b"));
     CHECK_MSG(r.code == 0 && !has(r.err, "warning") && !has(r.err, "note:"), "eval --bank, same model: %s", r.err);
     cli_free(&r);
@@ -160,7 +150,7 @@ static void test_repair(const char *calib, const char *task) {
     char ft[17], fc[17], cmd[1024];
     fp_hex_of(test_src(TINY), ft);
     /* a bank trained on the uncompressed model: refused after the compress stage */
-    cli_out r = run("%s", repair_args(P("r1"), P("b"), calib, task));
+    cli_out r = cli_runf("%s", repair_args(P("r1"), P("b"), calib, task));
     CHECK_MSG(r.code == 1, "repair with a bank for another model exited %d: %s", r.code, r.err);
     const char *cm = P("r1/model.gguf");
     CHECK(mend_file_exists(cm));
@@ -174,11 +164,11 @@ static void test_repair(const char *calib, const char *task) {
     cli_free(&r);
 
     /* a bank (and single prompt) trained on the model repair writes */
-    r = run("-t 1 bank build %s -o %s --domain a=%s --steps 2 --seqlen 32 --n-virtual 4 --router-windows 2 "
+    r = cli_runf("-t 1 bank build %s -o %s --domain a=%s --steps 2 --seqlen 32 --n-virtual 4 --router-windows 2 "
             "--router-window 32", cm, P("bc"), calib);
     CHECK_MSG(r.code == 0, "bank build: %s", r.err);
     cli_free(&r);
-    r = run("-t 1 tune %s --corpus %s -o %s/single --tokens 4 --steps 2 --seqlen 32", cm, calib, P("bc"));
+    r = cli_runf("-t 1 tune %s --corpus %s -o %s/single --tokens 4 --steps 2 --seqlen 32", cm, calib, P("bc"));
     CHECK_MSG(r.code == 0, "tune: %s", r.err);
     cli_free(&r);
     snprintf(cmd, sizeof cmd, "cp -r %s %s && cp -r %s %s", P("bc"), P("bsame"), P("bc"), P("bnone"));
@@ -187,15 +177,15 @@ static void test_repair(const char *calib, const char *task) {
     set_key(P("bnone"), "model_fingerprint", NULL);                 /* an older bank */
     set_key(P("bnone"), "model_recipe", NULL);
 
-    r = run("%s", repair_args(P("r2"), P("bnone"), calib, task));
+    r = cli_runf("%s", repair_args(P("r2"), P("bnone"), calib, task));
     CHECK_MSG(r.code == 1 && has(r.err, "records no model fingerprint") && has(r.err, fc), "repair, unrecorded bank: %d %s",
               r.code, r.err);
     cli_free(&r);
-    r = run("%s", repair_args(P("r3"), P("bsame"), calib, task));
+    r = cli_runf("%s", repair_args(P("r3"), P("bsame"), calib, task));
     CHECK_MSG(r.code == 0 && has(r.err, "warning: the prompt bank") && has(r.err, "the same recipe"),
               "repair, same recipe: %d %s", r.code, r.err);
     cli_free(&r);
-    r = run("%s", repair_args(P("r4"), P("bc"), calib, task));
+    r = cli_runf("%s", repair_args(P("r4"), P("bc"), calib, task));
     CHECK_MSG(r.code == 0 && !has(r.err, "warning") && mend_file_exists(P("r4/report.md")), "repair, same model: %d %s",
               r.code, r.err);
     cli_free(&r);

@@ -24,16 +24,6 @@ static void line_of(FILE *f, int digits, int n, unsigned *seed) {
     }
 }
 
-/* cli_run of a formatted command line */
-static cli_out runf(const char *fmt, ...) {
-    char cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    return cli_run(cmd);
-}
-
 int main(void) {
     char dir[64], cmd[4096], path[160];
     unsigned seed = 7;
@@ -58,23 +48,23 @@ int main(void) {
     }
     if (f) fclose(f);
 
-    cli_out r = runf("-t 1 bank build %s -o %s/bank --domain digits=%s/digits.txt --domain words=%s/words.txt "
+    cli_out r = cli_runf("-t 1 bank build %s -o %s/bank --domain digits=%s/digits.txt --domain words=%s/words.txt "
              "--steps 200 --lr 0.1 --seqlen 32 --n-virtual 4 --router-windows 2 --router-window 32 --no-learned",
              test_src(TINY), dir, dir, dir);
     CHECK_MSG(r.code == 0, "bank build: %s", r.err);
     cli_free(&r);
-    r = runf("bank info %s/bank", dir);
+    r = cli_runf("bank info %s/bank", dir);
     CHECK(r.code == 0 && strstr(r.out, "learned:    none"));
     cli_free(&r);
     /* no router yet */
-    r = runf("-t 1 eval %s --task %s --out %s/r0.jsonl --bank %s/bank --select learned",
+    r = cli_runf("-t 1 eval %s --task %s --out %s/r0.jsonl --bank %s/bank --select learned",
              test_src(TINY), path, dir, dir);
     CHECK_MSG(r.code != 0 && strstr(r.err, "bank.json has no learned_router") && strstr(r.err, "mend bank router"),
               "%s", r.err);
     cli_free(&r);
 
     /* the router as a separate step, on the corpora bank.json names */
-    r = runf("-t 1 bank router %s/bank %s --windows 40 --window-tokens 32", dir, test_src(TINY));
+    r = cli_runf("-t 1 bank router %s/bank %s --windows 40 --window-tokens 32", dir, test_src(TINY));
     CHECK_MSG(r.code == 0 && strstr(r.out, "held out") && strstr(r.out, "(labels): digits "), "%s%s", r.out, r.err);
     printf("%s", r.out);
     cli_free(&r);
@@ -85,12 +75,12 @@ int main(void) {
     CHECK(json_array_size(json_object_get(lr, "weights")) == 2 * 64);
     CHECK(json_number_value(json_object_get(lr, "heldout_accuracy")) >= 0.9);
     CHECK(json_integer_value(json_object_get(lr, "train_windows")) == 80);
-    r = runf("bank info %s/bank", dir);
+    r = cli_runf("bank info %s/bank", dir);
     CHECK(r.code == 0 && strstr(r.out, "learned:    mean_token_embedding"));
     cli_free(&r);
 
     /* eval: the choice is the argmax of the learned scores, and agrees with loss */
-    r = runf("-t 1 eval %s --task %s --out %s/r1.jsonl --bank %s/bank --select learned,loss",
+    r = cli_runf("-t 1 eval %s --task %s --out %s/r1.jsonl --bank %s/bank --select learned,loss",
              test_src(TINY), path, dir, dir);
     CHECK_MSG(r.code == 0, "eval: %s", r.err);
     cli_free(&r);
@@ -122,7 +112,7 @@ int main(void) {
     json_array_remove(json_object_get(lr, "bias"), 1);
     json_dump_file(bank, bj, 0);
     json_decref(bank);
-    r = runf("bank info %s/bank", dir);
+    r = cli_runf("bank info %s/bank", dir);
     CHECK_MSG(r.code != 0 && strstr(r.err, "bank.json: learned_router.bias has the wrong length"), "%s", r.err);
     cli_free(&r);
 
