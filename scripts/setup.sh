@@ -25,7 +25,7 @@ log_open setup
 start=$SECONDS
 
 PKGS=(build-essential cmake ninja-build pkg-config git python3 python3-pip python3-venv
-      libopenblas-dev liblapacke-dev libjansson-dev libpcre2-dev gnuplot-nox clang)
+      libopenblas-dev liblapacke-dev libjansson-dev libpcre2-dev gnuplot-nox clang libomp-dev)
 read -ra extra <<< "${MEND_EXTRA_PKGS:-}"
 PKGS+=("${extra[@]}")
 

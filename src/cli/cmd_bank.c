@@ -37,7 +37,11 @@ static const char *const DEFAULT_DOMAINS[] = {"wiki", "news", "science", "fictio
 static void help(void) {
     printf("Usage: mend bank build [options] MODEL -o BANK_DIR [--domain NAME=CORPUS ...]\n"
            "       mend bank router [options] BANK_DIR MODEL\n"
+           "       mend bank calibrate [--domain NAME=CORPUS ...] BANK_DIR MODEL\n"
            "       mend bank info BANK_DIR\n\n"
+           "calibrate measures each prompt's mean attention score over 16 windows of 128\n"
+           "tokens per corpus (the attention-calibrated selector subtracts it); build does\n"
+           "it at the end too.\n\n"
            "build trains one soft prompt per domain on the frozen MODEL (each a PEFT adapter\n"
            "in BANK_DIR/NAME) and writes BANK_DIR/bank.json with the router centroids (mean\n"
            "final hidden state of each domain's text). Rerunning skips finished prompts and\n"
@@ -172,6 +176,30 @@ static int learned_router_add(const char *bank_dir, const mend_model *m, const c
     return rc;
 }
 
+/* The attention calibration of the bank in bank_dir for m (16 windows of
+ * 128 tokens per corpus), written into its bank.json. */
+static int attn_calibration_add(const char *bank_dir, const mend_model *m, const char *const *texts,
+                                const size_t *lens, int n_texts) {
+    mend_bank *b = NULL;
+    mend_model_info info;
+    mend_model_get_info(m, &info);
+    if (mend_bank_read(bank_dir, &b) || mend_bank_load_prompts(b, info.dim)) {
+        mend_bank_free(b);
+        return cli_fail(CMD, bank_dir);
+    }
+    const double t0 = mend_now();
+    int rc = mend_select_calibrate(m, b, texts, lens, n_texts, 16, 128) ? cli_fail(CMD, "attention calibration") : 0;
+    if (!rc) {
+        printf("attention calibration: %d windows, layers %d:%d, %.1f s; mean score per prompt:", b->attn_windows,
+               b->attn_layer0, b->attn_layer1, mend_now() - t0);
+        for (int k = 0; k < b->n; k++) printf(" %s %.5f", b->p[k].name, b->attn_offsets[k]);
+        printf("\n");
+        if (mend_bank_write(bank_dir, b)) rc = cli_fail(CMD, "bank.json");
+    }
+    mend_bank_free(b);
+    return rc;
+}
+
 static int cmd_bank_info(int argc, char **argv) {
     if (argc < 2) return cli_usage_error(CMD, "info needs BANK_DIR");
     if (argc > 2) return cli_usage_error(CMD, "unexpected argument '%s'", argv[2]);
@@ -183,6 +211,9 @@ static int cmd_bank_info(int argc, char **argv) {
     printf("trained on: %s\n", b->trained_on.has_model ? cli_fp_desc(&b->trained_on, fd, sizeof fd)
                                                        : "no model fingerprint recorded (built before mend recorded them)");
     printf("prompts:    %d x %d virtual tokens x dim %d\n", b->n, b->nv, b->dim);
+    if (b->attn_offsets)
+        printf("attention calibration: %d windows, layers %d:%d\n", b->attn_windows, b->attn_layer0, b->attn_layer1);
+    else printf("attention calibration: none (mend bank calibrate BANK_DIR MODEL adds one)\n");
     printf("selector:   %s (attention layers %d:%d)\n", b->default_selector, b->layer0, b->layer1);
     print_learned_router(b->learned);
     printf("\n| # | name | domain | steps | best val loss | centroid | adapter |\n|---|---|---|---|---|---|---|\n");
@@ -556,7 +587,8 @@ static int cmd_bank_build(int argc, char **argv) {
         goto build_out;
     }
     printf("wrote %s/%s (%d prompts) in %.1f s\n", out_dir, MEND_BANK_FILE, n_dom, mend_now() - t_all);
-    rc = learned ? learned_router_add(out_dir, m, (const char *const *)texts, lens, n_dom, &ro) : 0;
+    rc = attn_calibration_add(out_dir, m, (const char *const *)texts, lens, n_dom);
+    if (!rc && learned) rc = learned_router_add(out_dir, m, (const char *const *)texts, lens, n_dom, &ro);
 build_out:
     if (bp)
         for (int k = 0; k < n_dom; k++) free(bp[k].centroid);
@@ -576,7 +608,10 @@ out:
     return rc;
 }
 
-static int cmd_bank_router(int argc, char **argv) {
+/* mend bank router (calibrate_only 0) and mend bank calibrate (1): the same
+ * bank, model and corpora; router fits the learned router, calibrate
+ * measures the attention calibration */
+static int cmd_bank_router(int argc, char **argv, int calibrate_only) {
     enum { O_WIN = 256, O_TOK, O_DOMAIN, O_L2, O_ITERS, O_NONORM };
     static const struct option longopts[] = {
         {"windows", required_argument, 0, O_WIN}, {"window-tokens", required_argument, 0, O_TOK},
@@ -620,7 +655,8 @@ static int cmd_bank_router(int argc, char **argv) {
         default: return cli_getopt_error(CMD, argv, c);
         }
     }
-    if (argc - optind != 2) return cli_usage_error(CMD, "router needs BANK_DIR and MODEL");
+    if (argc - optind != 2)
+        return cli_usage_error(CMD, "%s needs BANK_DIR and MODEL", calibrate_only ? "calibrate" : "router");
     const char *bank_dir = argv[optind], *model_path = argv[optind + 1];
     mend_bank *b = NULL;
     if (mend_bank_read(bank_dir, &b)) return cli_fail(CMD, bank_dir);
@@ -651,7 +687,8 @@ static int cmd_bank_router(int argc, char **argv) {
     printf("bank:   %s, %d prompts; %d corpora x %d windows of %d tokens\n", bank_dir, b->n, n_dom, ro.n_windows,
            ro.window);
     fflush(stdout);
-    rc = learned_router_add(bank_dir, m, (const char *const *)texts, lens, n_dom, &ro);
+    rc = calibrate_only ? attn_calibration_add(bank_dir, m, (const char *const *)texts, lens, n_dom)
+                        : learned_router_add(bank_dir, m, (const char *const *)texts, lens, n_dom, &ro);
 done:
     for (int k = 0; k < n_dom; k++) free(texts[k]);
     if (m) mend_model_free(m);
@@ -666,6 +703,7 @@ int cmd_bank(int argc, char **argv) {
     }
     if (!strcmp(argv[1], "build")) return cmd_bank_build(argc - 1, argv + 1);
     if (!strcmp(argv[1], "info")) return cmd_bank_info(argc - 1, argv + 1);
-    if (!strcmp(argv[1], "router")) return cmd_bank_router(argc - 1, argv + 1);
-    return cli_usage_error(CMD, "unknown subcommand '%s' (build, router or info)", argv[1]);
+    if (!strcmp(argv[1], "router")) return cmd_bank_router(argc - 1, argv + 1, 0);
+    if (!strcmp(argv[1], "calibrate")) return cmd_bank_router(argc - 1, argv + 1, 1);
+    return cli_usage_error(CMD, "unknown subcommand '%s' (build, router, calibrate or info)", argv[1]);
 }

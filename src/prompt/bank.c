@@ -56,6 +56,7 @@ void mend_bank_free(mend_bank *b) {
     free(b->default_selector);
     free(b->router_feature);
     mend_learned_router_free(b->learned);
+    free(b->attn_offsets);
     free(b);
 }
 
@@ -189,6 +190,30 @@ static int parse_learned_router(const char *path, const json_t *j, mend_bank *b)
         return rc;
     }
     b->learned = r;
+    return 0;
+}
+
+/* "attention_calibration" of bank.json (optional) -> b->attn_* */
+static int parse_attn_calibration(const char *path, const json_t *j, mend_bank *b) {
+    const json_t *ac = json_object_get(j, "attention_calibration");
+    if (!ac || json_is_null(ac)) return 0;
+    if (!json_is_object(ac)) return mend_set_error(MEND_EFORMAT, "%s: attention_calibration is not an object", path);
+    const json_t *ly = json_object_get(ac, "layers");
+    if (!json_is_array(ly) || json_array_size(ly) != 2 || !json_is_integer(json_array_get(ly, 0)) ||
+        !json_is_integer(json_array_get(ly, 1)))
+        return mend_set_error(MEND_EFORMAT, "%s: attention_calibration.layers is not [A, B]", path);
+    const long long a = json_integer_value(json_array_get(ly, 0)), e = json_integer_value(json_array_get(ly, 1));
+    if (a < 0 || e <= a || e > 100000)
+        return mend_set_error(MEND_EFORMAT, "%s: attention_calibration.layers [%lld, %lld] is not 0 <= A < B", path,
+                              a, e);
+    long long w = 0;
+    int rc = get_int(path, ac, "attention_calibration.", "windows", 1, INT32_MAX, 0, &w);
+    if (!rc) rc = get_floats(path, json_object_get(ac, "offsets"), "attention_calibration.offsets", "the prompts",
+                             (size_t)b->n, &b->attn_offsets);
+    if (rc) return rc;
+    b->attn_layer0 = (int)a;
+    b->attn_layer1 = (int)e;
+    b->attn_windows = (int)w;
     return 0;
 }
 
@@ -390,6 +415,7 @@ int mend_bank_parse(const char *path, const char *text, size_t len, mend_bank **
         b->router_tokens = (int)(tk > INT32_MAX ? INT32_MAX : tk);
     }
     rc = parse_learned_router(path, j, b);
+    if (!rc) rc = parse_attn_calibration(path, j, b);
 done:
     json_decref(j);
     if (rc) {
@@ -507,6 +533,15 @@ int mend_bank_write(const char *dir, const mend_bank *b) {
     json_object_set_new(ro, "tokens", json_integer(b->router_tokens));
     json_object_set_new(j, "router", ro);
     if (b->learned) json_object_set_new(j, "learned_router", learned_router_json(b->learned));
+    if (b->attn_offsets) {
+        json_t *ac = json_object(), *ly = json_array();
+        json_array_append_new(ly, json_integer(b->attn_layer0));
+        json_array_append_new(ly, json_integer(b->attn_layer1));
+        json_object_set_new(ac, "layers", ly);
+        json_object_set_new(ac, "windows", json_integer(b->attn_windows));
+        json_object_set_new(ac, "offsets", float_array(b->attn_offsets, (size_t)b->n));
+        json_object_set_new(j, "attention_calibration", ac);
+    }
     char *txt = json_dumps(j, JSON_INDENT(2) | JSON_REAL_PRECISION(9));
     json_decref(j);
     char *path = mend_path_join(dir, MEND_BANK_FILE);

@@ -76,6 +76,11 @@ typedef struct mend_bank {
     char *router_feature;
     int router_tokens;
     mend_learned_router *learned;   /* NULL when the bank has none */
+    /* attention calibration (mend_select_calibrate): the mean attention
+     * score of each prompt over corpus windows, measured on layers
+     * [attn_layer0, attn_layer1); NULL when the bank has none */
+    float *attn_offsets;            /* (n) */
+    int attn_layer0, attn_layer1, attn_windows;
 } mend_bank;
 
 /* Parse bank.json text; path names the file in errors. *out is malloc'd. */
@@ -93,5 +98,8 @@ int mend_bank_find(const mend_bank *b, const char *name);
 int mend_bank_name_ok(const char *name);
 void mend_bank_free(mend_bank *b);
 void mend_learned_router_free(mend_learned_router *r);
+/* bank.json's optional "attention_calibration" object, written and read by
+ * mend_bank_write / mend_bank_parse:
+ *   {"layers": [A, B], "windows": N, "offsets": [n floats]} */
 
 #endif

@@ -65,6 +65,14 @@ int mend_select_parse(const char *s, const mend_bank *b, mend_select_spec *out) 
     out->max_tokens = SELECT_DEFAULT_TOKENS;
     if (!strcmp(s, "none")) out->kind = MEND_SELECT_NONE;
     else if (!strcmp(s, "attention")) out->kind = MEND_SELECT_ATTENTION;
+    else if (!strcmp(s, "attention-calibrated")) {
+        out->kind = MEND_SELECT_ATTENTION;
+        out->calibrated = 1;
+        if (b && !b->attn_offsets)
+            return mend_set_error(MEND_EINVAL, "select attention-calibrated: %s%s%s has no attention_calibration "
+                                  "(add one with mend bank calibrate BANK_DIR MODEL)", b->dir ? b->dir : "",
+                                  b->dir ? "/" : "", MEND_BANK_FILE);
+    }
     else if (!strcmp(s, "router")) out->kind = MEND_SELECT_ROUTER;
     else if (!strcmp(s, "loss")) out->kind = MEND_SELECT_LOSS;
     else if (!strcmp(s, "oracle")) out->kind = MEND_SELECT_ORACLE;
@@ -75,8 +83,8 @@ int mend_select_parse(const char *s, const mend_bank *b, mend_select_spec *out) 
         if (out->fixed < 0)
             return mend_set_error(MEND_EINVAL, "select '%s': the bank has no prompt named '%s'", s, s + 6);
     } else {
-        return mend_set_error(MEND_EINVAL, "select '%s': expected attention, router, loss, learned, oracle, "
-                              "fixed:NAME or none", s);
+        return mend_set_error(MEND_EINVAL, "select '%s': expected attention, attention-calibrated, router, loss, "
+                              "learned, oracle, fixed:NAME or none", s);
     }
     if (out->kind != MEND_SELECT_NONE && (!b || b->n < 1))
         return mend_set_error(MEND_EINVAL, "select '%s' needs a bank with prompts", s);
@@ -141,6 +149,13 @@ int mend_selector_new(mend_selector **out, const mend_model *m, const mend_bank 
         if (spec->layer0 < 0 || spec->layer1 <= spec->layer0 || spec->layer1 > info.n_layers) {
             rc = mend_set_error(MEND_ERANGE, "selector: attention layers [%d, %d) outside the model's %d layers",
                                 spec->layer0, spec->layer1, info.n_layers);
+            goto fail;
+        }
+        if (spec->calibrated &&
+            (!b->attn_offsets || b->attn_layer0 != spec->layer0 || b->attn_layer1 != spec->layer1)) {
+            rc = mend_set_error(MEND_EINVAL, "selector attention-calibrated: the bank's attention_calibration was "
+                                "measured on layers %d:%d, the selector probes %d:%d", b->attn_layer0,
+                                b->attn_layer1, spec->layer0, spec->layer1);
             goto fail;
         }
         const float **pr = malloc((size_t)s->K * sizeof *pr);
@@ -228,6 +243,7 @@ static void attention_scores(const mend_selector *s, const float *mass, float *s
         for (int l = 0; l < nl; l++)
             for (int h = 0; h < H; h++) acc += mass[((size_t)l * H + h) * (K + 1) + k];
         sc[k] = (float)(acc / ((double)nl * H));
+        if (s->spec.calibrated) sc[k] -= s->b->attn_offsets[k];
     }
 }
 
@@ -454,4 +470,43 @@ done:
     free(h);
     mend_probe_free(p);
     return rc;
+}
+
+int mend_select_calibrate(const mend_model *m, mend_bank *b, const char *const *texts, const size_t *lens,
+                          int n_texts, int n_windows, int window) {
+    if (!m || !b || !texts || !lens || n_texts < 1 || n_windows < 1 || window < 1)
+        return mend_set_error(MEND_EINVAL, "calibrate: model, bank, texts and >= 1 window needed");
+    mend_select_spec spec;
+    int rc = mend_select_parse("attention", b, &spec);
+    if (rc) return rc;
+    spec.max_tokens = window;
+    mend_selector *s = NULL;
+    if ((rc = mend_selector_new(&s, m, b, &spec))) return rc;
+    const int K = b->n;
+    double acc[MEND_BANK_MAX_PROMPTS] = {0};
+    float sc[MEND_BANK_MAX_PROMPTS];
+    int used = 0;
+    for (int t = 0; t < n_texts && rc == 0; t++)
+        for (int w = 0; w < n_windows && rc == 0; w++) {
+            int32_t *ids = NULL;
+            int n = 0, pick;
+            rc = mend_select_window(mend_model_tokenizer(m), texts[t], lens[t], w, n_windows, window, &ids, &n);
+            if (rc == 0 && n >= 1 && (rc = mend_selector_pick(s, ids, n, &pick, sc)) == 0) {
+                for (int k = 0; k < K; k++) acc[k] += sc[k];
+                used++;
+            }
+            free(ids);
+        }
+    mend_selector_free(s);
+    if (rc) return rc;
+    if (used == 0) return mend_set_error(MEND_EINVAL, "calibrate: the corpora have no window of text");
+    float *off = malloc((size_t)K * sizeof *off);
+    if (!off) return mend_set_error(MEND_ENOMEM, "calibrate: out of memory");
+    for (int k = 0; k < K; k++) off[k] = (float)(acc[k] / used);
+    free(b->attn_offsets);
+    b->attn_offsets = off;
+    b->attn_layer0 = spec.layer0;
+    b->attn_layer1 = spec.layer1;
+    b->attn_windows = used;
+    return 0;
 }

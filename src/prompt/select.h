@@ -49,11 +49,14 @@ typedef struct mend_select_spec {
     int kind;               /* enum mend_select_kind */
     int fixed;              /* MEND_SELECT_FIXED: prompt index */
     int layer0, layer1;     /* MEND_SELECT_ATTENTION: probed layers [layer0, layer1) */
+    int calibrated;         /* MEND_SELECT_ATTENTION ("attention-calibrated"): each score
+                               minus the prompt's mean score over corpus windows (the
+                               bank's attention_calibration, measured on these layers) */
     int max_tokens;         /* inputs longer than this are cut to their last max_tokens
                                tokens for selection (0: 512) */
 } mend_select_spec;
 
-/* Parse "attention", "router", "loss", "learned", "oracle", "fixed:NAME", "none"
+/* Parse "attention", "attention-calibrated", "router", "loss", "learned", "oracle", "fixed:NAME", "none"
  * against a bank; layers from the bank's selector settings unless the
  * caller overrides them afterwards. */
 int mend_select_parse(const char *s, const mend_bank *b, mend_select_spec *out);
@@ -98,6 +101,13 @@ int mend_select_oracle_pick(const mend_eval_result *r, int K);
 /* Window w of n_windows of a text: the first `window` tokens (no BOS) from
  * the paragraph start at or after byte w*len/n_windows. *ids malloc'd (may
  * be set with *n == 0: no paragraph there); *n <= window. */
+/* The attention calibration of bank b (prompts loaded) for model m: the
+ * mean attention score of each prompt (layers b->layer0..layer1) over
+ * n_windows windows of window tokens at evenly spaced paragraph starts of
+ * each of the n_texts corpora (mend_select_window), into b->attn_*. */
+int mend_select_calibrate(const mend_model *m, mend_bank *b, const char *const *texts, const size_t *lens,
+                          int n_texts, int n_windows, int window);
+
 int mend_select_window(const mend_tokenizer *tok, const char *text, size_t len, int w, int n_windows, int window,
                        int32_t **ids, int *n);
 

@@ -5,6 +5,7 @@
  * selector; a bank without a router, or with a malformed one, is refused
  * with the file and field named. */
 #include <jansson.h>
+#include <math.h>
 #include <stdarg.h>
 #include <sys/stat.h>
 #include "test.h"
@@ -108,12 +109,73 @@ int main(void) {
     printf("%d examples: learned agrees with loss on %d, with the context's domain on %d\n", n, agree, by_domain);
     CHECK(n == 20 && agree >= 16 && by_domain >= 16);
 
+    /* attention-calibrated: bank build measured each prompt's mean attention
+     * score on the corpora; the calibrated scores are the attention scores
+     * minus those offsets, and the pick is their argmax */
+    json_t *ac = json_object_get(bank, "attention_calibration"), *off = json_object_get(ac, "offsets");
+    CHECK_MSG(json_array_size(off) == 2 && json_integer_value(json_object_get(ac, "windows")) == 32,
+              "attention_calibration: %s", ac ? "wrong shape" : "missing");
+    r = cli_runf("-t 1 eval %s --task %s --out %s/r2.jsonl --bank %s/bank --select attention-calibrated,attention",
+                 test_src(TINY), path, dir, dir);
+    CHECK_MSG(r.code == 0, "eval attention-calibrated: %s", r.err);
+    cli_free(&r);
+    snprintf(rp, sizeof rp, "%s/r2.jsonl", dir);
+    in = fopen(rp, "r");
+    line = NULL;
+    int nc = 0, exact = 0;
+    while (in && getline(&line, &cap, in) > 0) {
+        json_t *o = json_loads(line, 0, NULL), *idp = json_object_get(o, "idp");
+        json_t *sc = json_object_get(idp, "scores"), *c = json_object_get(sc, "attention-calibrated"),
+               *a = json_object_get(sc, "attention");
+        const char *ch = json_string_value(json_object_get(idp, "choice"));
+        int ok = json_array_size(c) == 2 && json_array_size(a) == 2;
+        for (int k = 0; ok && k < 2; k++) {
+            const double want = (float)((float)json_number_value(json_array_get(a, k)) -
+                                        (float)json_number_value(json_array_get(off, k)));
+            ok = fabs(json_number_value(json_array_get(c, k)) - want) <= 1e-6 * (fabs(want) + 1e-3);
+        }
+        const int best = json_number_value(json_array_get(c, 1)) > json_number_value(json_array_get(c, 0));
+        exact += ok && ch && !strcmp(ch, best ? "words" : "digits");
+        nc++;
+        json_decref(o);
+    }
+    free(line);
+    if (in) fclose(in);
+    CHECK_MSG(nc == 20 && exact == 20, "attention-calibrated: %d of %d scores = attention - offset, argmax", exact, nc);
+    r = cli_runf("bank info %s/bank", dir);
+    CHECK(r.code == 0 && strstr(r.out, "attention calibration: 32 windows, layers 0:"));
+    cli_free(&r);
+
     /* a malformed learned_router is refused, the field named */
     json_array_remove(json_object_get(lr, "bias"), 1);
     json_dump_file(bank, bj, 0);
     json_decref(bank);
     r = cli_runf("bank info %s/bank", dir);
     CHECK_MSG(r.code != 0 && strstr(r.err, "bank.json: learned_router.bias has the wrong length"), "%s", r.err);
+    cli_free(&r);
+    /* and a malformed attention_calibration */
+    bank = json_load_file(bj, 0, NULL);
+    json_object_del(bank, "learned_router");
+    json_array_set_new(json_object_get(json_object_get(bank, "attention_calibration"), "offsets"), 0,
+                       json_string("x"));
+    json_dump_file(bank, bj, 0);
+    json_decref(bank);
+    r = cli_runf("bank info %s/bank", dir);
+    CHECK_MSG(r.code != 0 && strstr(r.err, "bank.json: attention_calibration.offsets[0] is not a finite float"), "%s",
+              r.err);
+    cli_free(&r);
+    /* the separate step puts a removed calibration back */
+    bank = json_load_file(bj, 0, NULL);
+    json_object_del(bank, "attention_calibration");
+    json_dump_file(bank, bj, 0);
+    json_decref(bank);
+    r = cli_runf("-t 1 eval %s --task %s --out %s/r3.jsonl --bank %s/bank --select attention-calibrated",
+                 test_src(TINY), path, dir, dir);
+    CHECK_MSG(r.code != 0 && strstr(r.err, "no attention_calibration") && strstr(r.err, "mend bank calibrate"), "%s",
+              r.err);
+    cli_free(&r);
+    r = cli_runf("-t 1 bank calibrate %s/bank %s", dir, test_src(TINY));
+    CHECK_MSG(r.code == 0 && strstr(r.out, "attention calibration: 32 windows"), "calibrate: %s%s", r.out, r.err);
     cli_free(&r);
 
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
