@@ -684,8 +684,8 @@ static int cmd_bank_router(int argc, char **argv, int calibrate_only) {
         rc = cli_fail(CMD, model_path);
         goto done;
     }
-    printf("bank:   %s, %d prompts; %d corpora x %d windows of %d tokens\n", bank_dir, b->n, n_dom, ro.n_windows,
-           ro.window);
+    printf("bank:   %s, %d prompts; %d corpora x %d windows of %d tokens\n", bank_dir, b->n, n_dom,
+           calibrate_only ? 16 : ro.n_windows, calibrate_only ? 128 : ro.window);
     fflush(stdout);
     rc = calibrate_only ? attn_calibration_add(bank_dir, m, (const char *const *)texts, lens, n_dom)
                         : learned_router_add(bank_dir, m, (const char *const *)texts, lens, n_dom, &ro);

@@ -28,6 +28,10 @@
  *                        "bias": [K floats],
  *                        "train_windows": 288, "train_accuracy": 0.97,
  *                        "heldout_accuracy": 0.9}         (optional; see prompt/router.h)
+ *     "attention_calibration": {"layers": [0, 3], "windows": 96,
+ *                               "offsets": [K floats]}     (optional; the mean attention
+ *                                                            score of each prompt, see
+ *                                                            mend_select_calibrate)
  *   }
  * name: 1..64 characters of [A-Za-z0-9_.-], unique; adapter: a relative path
  * inside the bank (no "..", no leading "/"); selector.default: attention,
