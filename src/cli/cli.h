@@ -37,6 +37,9 @@ int cli_getopt_error(const char *cmd, char **argv, int ret);
 /* A malloc'd string from a format (paths); NULL when out of memory. */
 char *cli_pathf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* The last component of path p (trailing slashes dropped) into buf. */
+const char *cli_base_name(const char *p, char *buf, size_t cap);
+
 /* The data directory's subdirectory sub (corpus, tasks, ppl): under
  * $MEND_DATA when set, else ../shared/data from the working directory, else
  * ../shared/data beside the source tree holding the executable's build

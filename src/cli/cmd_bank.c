@@ -89,10 +89,6 @@ static void help(void) {
 }
 
 
-static const char *base_name(const char *p) {
-    const char *s = strrchr(p, '/');
-    return s ? s + 1 : p;
-}
 
 typedef struct tune_cb {
     const char *name;
@@ -404,6 +400,8 @@ static int cmd_bank_build(int argc, char **argv) {
         }
     }
     const char *model_path = argv[optind];
+    char model_base[256];
+    cli_base_name(model_path, model_base, sizeof model_base);
     rc = CLI_EXIT_ERROR;
 
     mend_model *m = NULL, *teacher = NULL;
@@ -539,7 +537,7 @@ static int cmd_bank_build(int argc, char **argv) {
             o.ckpt_every = eval_every > 0 ? (int)eval_every : 50;
             o.resume = 1;
             o.out_dir = ad;
-            o.base_model = base_name(model_path);
+            o.base_model = model_base;
             if (teacher) o.objective = MEND_TUNE_KL;
             if (start) {
                 o.init = MEND_TUNE_INIT_PROMPT;
@@ -572,7 +570,7 @@ static int cmd_bank_build(int argc, char **argv) {
         fprintf(stderr, "[%d/%d %s] router centroid from %d windows of %ld tokens\n", k + 1, n_dom, dom_name[k],
                 used, rtok);
     }
-    bank.base_model = (char *)base_name(model_path);
+    bank.base_model = model_base;
     bank.trained_on = mfp;
     bank.dim = info.dim;
     bank.nv = (int)nv;

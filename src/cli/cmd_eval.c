@@ -62,15 +62,6 @@ static void help(void) {
            "  -h, --help               this help\n");
 }
 
-static const char *base_name(const char *p, char *buf, size_t cap) {
-    size_t n = strlen(p);
-    while (n > 1 && p[n - 1] == '/') n--;
-    size_t s = n;
-    while (s > 0 && p[s - 1] != '/') s--;
-    snprintf(buf, cap, "%.*s", (int)(n - s), p + s);
-    return buf;
-}
-
 static int str_eq_null(const char *a, const char *b) {
     if (!a || !b) return a == b;
     return strcmp(a, b) == 0;
@@ -154,13 +145,13 @@ int cmd_eval(int argc, char **argv) {
     mend_task_summary *sums = NULL;
     size_t n_sums = 0;
     char model_name[512], prompt_name[512];
-    base_name(model_path, model_name, sizeof model_name);
+    cli_base_name(model_path, model_name, sizeof model_name);
     /* packed kernels score differently: their lines must not mix with f32 ones */
     if (packed && strlen(model_name) + 8 < sizeof model_name) strcat(model_name, "+packed");
-    const char *prompt_label = prompt_dir ? base_name(prompt_dir, prompt_name, sizeof prompt_name) : NULL;
+    const char *prompt_label = prompt_dir ? cli_base_name(prompt_dir, prompt_name, sizeof prompt_name) : NULL;
     if (bank_dir) { /* "BANK:SELECTOR", the label cli_idp_label gives */
         char bn[256];
-        base_name(bank_dir, bn, sizeof bn);
+        cli_base_name(bank_dir, bn, sizeof bn);
         snprintf(prompt_name, sizeof prompt_name, "%s:%.*s", bn, (int)strcspn(select, ","), select);
         prompt_label = prompt_name;
     }
@@ -360,7 +351,7 @@ int cmd_eval(int argc, char **argv) {
         goto out;
     }
     char title[600];
-    base_name(out_path, title, sizeof title);
+    cli_base_name(out_path, title, sizeof title);
     size_t tl = strlen(title);
     if (tl > 6 && !strcmp(title + tl - 6, ".jsonl")) title[tl - 6] = 0;
     mend_report_run run = {.name = title, .s = sums, .n = n_sums};

@@ -81,15 +81,6 @@ void cli_idp_close(cli_idp *x) {
     free(x);
 }
 
-static const char *base_name(const char *p, char *buf, size_t cap) {
-    size_t n = strlen(p);
-    while (n > 1 && p[n - 1] == '/') n--;
-    size_t s = n;
-    while (s > 0 && p[s - 1] != '/') s--;
-    snprintf(buf, cap, "%.*s", (int)(n - s), p + s);
-    return buf;
-}
-
 int cli_idp_open(cli_idp **out, const char *cmd, const mend_model *m, const char *model_path, const char *bank_dir,
                  const char *select,
                  const char *layers, int max_tokens, int per_prompt) {
@@ -161,7 +152,7 @@ int cli_idp_open(cli_idp **out, const char *cmd, const mend_model *m, const char
         return CLI_EXIT_ERROR;
     }
     char bn[128];
-    snprintf(x->label, sizeof x->label, "%s:%s", base_name(bank_dir, bn, sizeof bn), x->names[0]);
+    snprintf(x->label, sizeof x->label, "%s:%s", cli_base_name(bank_dir, bn, sizeof bn), x->names[0]);
     *out = x;
     return 0;
 }
@@ -397,7 +388,7 @@ static int annotate_with(cli_idp *x, const int *choice, const float *scores_all,
     if (!o) return mend_set_error(MEND_EFORMAT, "idp: results line does not parse: %s", jerr.text);
     json_t *d = json_object();
     char bn[128];
-    json_object_set_new(d, "bank", json_string(base_name(x->bank->dir, bn, sizeof bn)));
+    json_object_set_new(d, "bank", json_string(cli_base_name(x->bank->dir, bn, sizeof bn)));
     json_object_set_new(d, "select", json_string(x->names[0]));
     json_object_set_new(d, "choice", json_string(cli_idp_prompt_name(x, choice[0])));
     if (x->spec[0].kind == MEND_SELECT_ORACLE) json_object_set_new(d, "analysis_only", json_true());

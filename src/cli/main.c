@@ -129,6 +129,15 @@ char *cli_pathf(const char *fmt, ...) {
     return p;
 }
 
+const char *cli_base_name(const char *p, char *buf, size_t cap) {
+    size_t n = strlen(p);
+    while (n > 1 && p[n - 1] == '/') n--;
+    size_t s = n;
+    while (s > 0 && p[s - 1] != '/') s--;
+    snprintf(buf, cap, "%.*s", (int)(n - s), p + s);
+    return buf;
+}
+
 int cli_find_data(const char *sub, char *out, size_t cap) {
     const char *env = getenv("MEND_DATA");
     if (env && *env) {
