@@ -455,10 +455,12 @@ static int cmd_bank_build(int argc, char **argv) {
             goto build_out;
         }
         int found = 0;
-        if (mend_tune_read_tokens(init_adapter, &start_tokens, &found)) {
+        mend_tune_record rec;
+        if (mend_tune_read_record(init_adapter, &rec, &found)) {
             rc = cli_fail(CMD, init_adapter);
             goto build_out;
         }
+        start_tokens = rec.train_tokens + rec.start_tokens;
     }
     if (!layers_given && l1 > info.n_layers) l1 = info.n_layers;   /* the default on a shallow model */
     if (l1 > info.n_layers) {

@@ -296,10 +296,12 @@ int cmd_tune(int argc, char **argv) {
         o.init = MEND_TUNE_INIT_PROMPT;
         o.init_prompt = start;
         int found = 0;
-        if (mend_tune_read_tokens(init_adapter, &o.start_tokens, &found)) {
+        mend_tune_record rec;
+        if (mend_tune_read_record(init_adapter, &rec, &found)) {
             rc = cli_fail(CMD, init_adapter);
             goto out;
         }
+        o.start_tokens = rec.train_tokens + rec.start_tokens;
         if (!found) fprintf(stderr, "mend %s: note: %s has no train.json; its training tokens are not counted in "
                                     "this prompt's total\n", CMD, init_adapter);
     }

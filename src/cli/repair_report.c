@@ -17,6 +17,7 @@
 #include "eval/results.h"
 #include "eval/tasks.h"
 #include "prompt/bank.h"
+#include "prompt/tune.h"
 #include "repair.h"
 #include "util/util.h"
 
@@ -104,36 +105,11 @@ static int read_ppl(const char *path, run_data *d) {
 
 /* train.json of the adapter dir bank/NAME (mend tune): 0 and *found = 0
  * when there is none (an adapter trained before mend recorded it) */
-typedef struct train_rec {
-    long long tokens, steps, batch, seqlen;
-    long long start;    /* tokens of the prompt it started from (start_tokens; 0 when absent) */
-} train_rec;
-
-static int read_train(const char *out_dir, const char *name, train_rec *t, int *found) {
-    *found = 0;
-    char *path = cli_pathf("%s/bank/%s/train.json", out_dir, name);
-    if (!path) return mend_set_error(MEND_ENOMEM, "report: out of memory");
-    int rc = 0;
-    if (mend_file_exists(path)) {
-        json_error_t err;
-        json_t *j = json_load_file(path, 0, &err);
-        static const char *const F[] = {"train_tokens", "steps", "batch", "seqlen"};
-        long long *v[] = {&t->tokens, &t->steps, &t->batch, &t->seqlen};
-        if (!j) rc = mend_set_error(MEND_EFORMAT, "%s: not valid JSON: %s (line %d)", path, err.text, err.line);
-        for (int k = 0; j && rc == 0 && k < 4; k++) {
-            json_t *x = json_object_get(j, F[k]);
-            if (!json_is_integer(x) || json_integer_value(x) < 0)
-                rc = mend_set_error(MEND_EFORMAT, "%s: field '%s' is missing or not a whole number >= 0", path, F[k]);
-            else *v[k] = json_integer_value(x);
-        }
-        json_t *st = j ? json_object_get(j, "start_tokens") : NULL;
-        if (rc == 0 && st && (!json_is_integer(st) || json_integer_value(st) < 0))
-            rc = mend_set_error(MEND_EFORMAT, "%s: field 'start_tokens' is not a whole number >= 0", path);
-        t->start = rc == 0 && st ? json_integer_value(st) : 0;
-        json_decref(j);
-        *found = rc == 0;
-    }
-    free(path);
+static int read_train(const char *out_dir, const char *name, mend_tune_record *t, int *found) {
+    char *dir = cli_pathf("%s/bank/%s", out_dir, name);
+    if (!dir) return mend_set_error(MEND_ENOMEM, "report: out of memory");
+    const int rc = mend_tune_read_record(dir, t, found);
+    free(dir);
     return rc;
 }
 
@@ -142,11 +118,11 @@ static int read_train(const char *out_dir, const char *name, train_rec *t, int *
  * Prompts that started from a trained prompt add its tokens; the bank's
  * prompts share one start, counted once. */
 static int train_tokens(const repair_report_in *in, int single, char *buf, size_t cap) {
-    train_rec sum = {0}, first = {0};
+    mend_tune_record sum = {0}, first = {0};
     int n = 0, missing = 0, same = 1;
     for (int i = 0; i < in->n_prompts; i++) {
         if ((strcmp(in->prompts[i], "single") == 0) != single) continue;
-        train_rec t;
+        mend_tune_record t;
         int found, rc = read_train(in->out_dir, in->prompts[i], &t, &found);
         if (rc) return rc;
         if (!found) {
@@ -155,18 +131,19 @@ static int train_tokens(const repair_report_in *in, int single, char *buf, size_
         }
         if (n++ == 0) first = t;
         same = same && t.steps == first.steps && t.batch == first.batch && t.seqlen == first.seqlen;
-        sum.tokens += t.tokens;
-        if (t.start > sum.start) sum.start = t.start;
+        sum.train_tokens += t.train_tokens;
+        if (t.start_tokens > sum.start_tokens) sum.start_tokens = t.start_tokens;
     }
+    const long long total = (long long)(sum.train_tokens + sum.start_tokens);
     char from[96] = "";
-    if (sum.start > 0) snprintf(from, sizeof from, " + %lld of the shared start", sum.start);
+    if (sum.start_tokens > 0) snprintf(from, sizeof from, " + %lld of the shared start", (long long)sum.start_tokens);
     if (missing) snprintf(buf, cap, "unknown (%d of %d prompts without train.json)", missing, missing + n);
     else if (n == 0) snprintf(buf, cap, "–");
-    else if (!same) snprintf(buf, cap, "%lld (%d prompts%s)", sum.tokens + sum.start, n, from);
-    else if (single) snprintf(buf, cap, "%lld (%lld steps × %lld × %lld%s)", sum.tokens + sum.start, first.steps,
-                              first.batch, first.seqlen, from);
-    else snprintf(buf, cap, "%lld (%d prompts × %lld steps × %lld × %lld%s)", sum.tokens + sum.start, n,
-                  first.steps, first.batch, first.seqlen, from);
+    else if (!same) snprintf(buf, cap, "%lld (%d prompts%s)", total, n, from);
+    else if (single) snprintf(buf, cap, "%lld (%lld steps × %lld × %lld%s)", total, (long long)first.steps,
+                              (long long)first.batch, (long long)first.seqlen, from);
+    else snprintf(buf, cap, "%lld (%d prompts × %lld steps × %lld × %lld%s)", total, n, (long long)first.steps,
+                  (long long)first.batch, (long long)first.seqlen, from);
     return 0;
 }
 

@@ -531,24 +531,28 @@ static int write_adapters(const run *r, const mend_model *m, const mend_tune_opt
     return rc;
 }
 
-int mend_tune_read_tokens(const char *dir, int64_t *tokens, int *found) {
-    *tokens = 0;
+int mend_tune_read_record(const char *dir, mend_tune_record *rec, int *found) {
+    memset(rec, 0, sizeof *rec);
     *found = 0;
     char *path = mend_path_join(dir, "train.json");
     if (!path) return mend_set_error(MEND_ENOMEM, "tune: out of memory");
     int rc = 0;
     if (mend_file_exists(path)) {
         json_error_t err;
-        json_t *j = json_load_file(path, 0, &err), *t = NULL;
+        json_t *j = json_load_file(path, 0, &err);
+        static const char *const F[] = {"steps", "batch", "seqlen", "train_tokens", "start_tokens"};
+        int64_t *v[] = {&rec->steps, &rec->batch, &rec->seqlen, &rec->train_tokens, &rec->start_tokens};
         if (!j) rc = mend_set_error(MEND_EFORMAT, "%s: not valid JSON: %s (line %d)", path, err.text, err.line);
-        else if (!json_is_integer(t = json_object_get(j, "total_tokens")) &&
-                 !json_is_integer(t = json_object_get(j, "train_tokens")))
-            rc = mend_set_error(MEND_EFORMAT, "%s: field 'train_tokens' is missing or not a whole number", path);
-        else if (json_integer_value(t) < 0)
-            rc = mend_set_error(MEND_EFORMAT, "%s: field '%s' is negative", path,
-                                json_object_get(j, "total_tokens") ? "total_tokens" : "train_tokens");
-        else *tokens = json_integer_value(t), *found = 1;
+        for (int k = 0; j && rc == 0 && k < 5; k++) {
+            const json_t *x = json_object_get(j, F[k]);
+            if (!x && k == 4) break;   /* start_tokens: optional */
+            if (!json_is_integer(x) || json_integer_value(x) < 0)
+                rc = mend_set_error(MEND_EFORMAT, "%s: field '%s' is missing or not a whole number >= 0", path, F[k]);
+            else *v[k] = json_integer_value(x);
+        }
         json_decref(j);
+        *found = rc == 0;
+        if (rc) memset(rec, 0, sizeof *rec);
     }
     free(path);
     return rc;

@@ -68,9 +68,16 @@ typedef struct mend_tune_opts {
     const char *base_model; /* recorded in adapter_config.json */
 } mend_tune_opts;
 
-/* The text tokens behind the prompt in adapter dir (its train.json's
- * total_tokens, else train_tokens); *found 0 and *tokens 0 when it has none. */
-int mend_tune_read_tokens(const char *dir, int64_t *tokens, int *found);
+/* What a run's train.json (written beside its adapter) records. */
+typedef struct mend_tune_record {
+    int64_t steps, batch, seqlen;
+    int64_t train_tokens;   /* text tokens this run read: steps x batch x seqlen */
+    int64_t start_tokens;   /* text tokens behind the prompt it started from (0 when absent) */
+} mend_tune_record;
+/* Read dir/train.json: steps, batch, seqlen, train_tokens required, whole
+ * numbers >= 0; start_tokens optional, the same. *found 0 (rec zeroed) when
+ * the adapter has none (trained before mend recorded it). */
+int mend_tune_read_record(const char *dir, mend_tune_record *rec, int *found);
 
 /* Fill the defaults above (steps: 100). */
 void mend_tune_opts_default(mend_tune_opts *o);

@@ -132,13 +132,14 @@ int main(void) {
     }
     {   /* a prompt continued from a's: train.json counts a's 336 tokens as its
          * start, 2 x 2 x 24 = 96 of its own, 432 in all */
-        int64_t st = 0;
+        mend_tune_record rec;
         int found = 0, nv = 0;
         float *emb = NULL;
         mend_model_info mi;
         mend_model_get_info(m, &mi);
-        CHECK_OK(mend_tune_read_tokens(da, &st, &found));
-        CHECK(found && st == 336);
+        CHECK_OK(mend_tune_read_record(da, &rec, &found));
+        CHECK(found && rec.train_tokens == 336 && rec.start_tokens == 0 && rec.steps == 7);
+        const int64_t st = rec.train_tokens + rec.start_tokens;
         CHECK_OK(mend_adapter_read(da, mi.dim, &emb, &nv));
         mend_tune_opts oc = o;
         char *dd = mend_path_join(root, "d");
@@ -150,14 +151,14 @@ int main(void) {
         oc.start_tokens = st;
         mend_tune_result rd;
         CHECK_OK(mend_tune_run(m, NULL, texts, &len, 1, &oc, NULL, NULL, NULL, &rd));
-        int64_t tot = 0;
-        CHECK_OK(mend_tune_read_tokens(dd, &tot, &found));
-        CHECK_MSG(found && tot == 432, "continued prompt: total %lld", (long long)tot);
+        CHECK_OK(mend_tune_read_record(dd, &rec, &found));
+        const int64_t tot = rec.train_tokens + rec.start_tokens;
+        CHECK_MSG(found && rec.train_tokens == 96 && tot == 432, "continued prompt: total %lld", (long long)tot);
         /* its first validation is the start prompt's: a's best */
         CHECK(rd.first_val == ra.best_val);
-        int64_t none = -1;
-        CHECK_OK(mend_tune_read_tokens(root, &none, &found));
-        CHECK(!found && none == 0);
+        rec.train_tokens = -1;
+        CHECK_OK(mend_tune_read_record(root, &rec, &found));
+        CHECK(!found && rec.train_tokens == 0);
         free(emb);
         free(dd);
     }
