@@ -140,10 +140,12 @@ static int on_router_progress(void *user, int done, int total) {
     return 0;
 }
 
-/* Train the learned router of the bank in bank_dir on the corpora and add it
- * to its bank.json. */
-static int learned_router_add(const char *bank_dir, const mend_model *m, const char *const *texts,
-                              const size_t *lens, int n_texts, const mend_router_opts *o) {
+/* The bank's trained selectors, measured on the corpora: the attention
+ * calibration (16 windows of 128 tokens per corpus; cheap) and, with o, the
+ * learned router; the bank in bank_dir is read with its prompts once and
+ * its bank.json rewritten once. */
+static int selectors_add(const char *bank_dir, const mend_model *m, const char *const *texts, const size_t *lens,
+                         int n_texts, int calibrate, const mend_router_opts *o) {
     mend_bank *b = NULL;
     mend_model_info info;
     mend_model_get_info(m, &info);
@@ -151,47 +153,38 @@ static int learned_router_add(const char *bank_dir, const mend_model *m, const c
         mend_bank_free(b);
         return cli_fail(CMD, bank_dir);
     }
-    mend_router_stats st;
-    mend_learned_router *r = NULL;
-    const double t0 = mend_now();
-    if (mend_router_train(m, b, texts, lens, n_texts, o, on_router_progress, (void *)&o->n_windows, &r, &st)) {
-        mend_bank_free(b);
-        return cli_fail(CMD, "learned router");
-    }
-    mend_learned_router_free(b->learned);
-    b->learned = r;
-    printf("learned router: %d windows of %d tokens (%d trained, %d held out) in %.1f s\n", st.n_windows,
-           o->window, st.n_train, st.n_heldout, mend_now() - t0);
-    printf("agreement with the loss selector: train %.4f, held out %.4f\n", st.train_acc, st.heldout_acc);
-    printf("loss selector's picks (labels):");
-    for (int k = 0; k < b->n; k++) printf(" %s %d", b->p[k].name, st.label_hist[k]);
-    printf("\n");
-    const int rc = mend_bank_write(bank_dir, b) ? cli_fail(CMD, "bank.json") : 0;
-    if (!rc) printf("wrote %s/%s with the learned router\n", bank_dir, MEND_BANK_FILE);
-    mend_bank_free(b);
-    return rc;
-}
-
-/* The attention calibration of the bank in bank_dir for m (16 windows of
- * 128 tokens per corpus), written into its bank.json. */
-static int attn_calibration_add(const char *bank_dir, const mend_model *m, const char *const *texts,
-                                const size_t *lens, int n_texts) {
-    mend_bank *b = NULL;
-    mend_model_info info;
-    mend_model_get_info(m, &info);
-    if (mend_bank_read(bank_dir, &b) || mend_bank_load_prompts(b, info.dim)) {
-        mend_bank_free(b);
-        return cli_fail(CMD, bank_dir);
-    }
-    const double t0 = mend_now();
-    int rc = mend_select_calibrate(m, b, texts, lens, n_texts, 16, 128) ? cli_fail(CMD, "attention calibration") : 0;
-    if (!rc) {
+    int rc = 0;
+    double t0 = mend_now();
+    if (calibrate) {
+        if (mend_select_calibrate(m, b, texts, lens, n_texts, 16, 128)) {
+            rc = cli_fail(CMD, "attention calibration");
+            goto done;
+        }
         printf("attention calibration: %d windows, layers %d:%d, %.1f s; mean score per prompt:", b->attn_windows,
                b->attn_layer0, b->attn_layer1, mend_now() - t0);
         for (int k = 0; k < b->n; k++) printf(" %s %.5f", b->p[k].name, b->attn_offsets[k]);
         printf("\n");
-        if (mend_bank_write(bank_dir, b)) rc = cli_fail(CMD, "bank.json");
     }
+    if (o) {
+        mend_router_stats st;
+        mend_learned_router *r = NULL;
+        t0 = mend_now();
+        if (mend_router_train(m, b, texts, lens, n_texts, o, on_router_progress, (void *)&o->n_windows, &r, &st)) {
+            rc = cli_fail(CMD, "learned router");
+            goto done;
+        }
+        mend_learned_router_free(b->learned);
+        b->learned = r;
+        printf("learned router: %d windows of %d tokens (%d trained, %d held out) in %.1f s\n", st.n_windows,
+               o->window, st.n_train, st.n_heldout, mend_now() - t0);
+        printf("agreement with the loss selector: train %.4f, held out %.4f\n", st.train_acc, st.heldout_acc);
+        printf("loss selector's picks (labels):");
+        for (int k = 0; k < b->n; k++) printf(" %s %d", b->p[k].name, st.label_hist[k]);
+        printf("\n");
+    }
+    if (mend_bank_write(bank_dir, b)) rc = cli_fail(CMD, "bank.json");
+    else if (o) printf("wrote %s/%s with the learned router\n", bank_dir, MEND_BANK_FILE);
+done:
     mend_bank_free(b);
     return rc;
 }
@@ -587,8 +580,7 @@ static int cmd_bank_build(int argc, char **argv) {
         goto build_out;
     }
     printf("wrote %s/%s (%d prompts) in %.1f s\n", out_dir, MEND_BANK_FILE, n_dom, mend_now() - t_all);
-    rc = attn_calibration_add(out_dir, m, (const char *const *)texts, lens, n_dom);
-    if (!rc && learned) rc = learned_router_add(out_dir, m, (const char *const *)texts, lens, n_dom, &ro);
+    rc = selectors_add(out_dir, m, (const char *const *)texts, lens, n_dom, 1, learned ? &ro : NULL);
 build_out:
     if (bp)
         for (int k = 0; k < n_dom; k++) free(bp[k].centroid);
@@ -687,8 +679,8 @@ static int cmd_bank_router(int argc, char **argv, int calibrate_only) {
     printf("bank:   %s, %d prompts; %d corpora x %d windows of %d tokens\n", bank_dir, b->n, n_dom,
            calibrate_only ? 16 : ro.n_windows, calibrate_only ? 128 : ro.window);
     fflush(stdout);
-    rc = calibrate_only ? attn_calibration_add(bank_dir, m, (const char *const *)texts, lens, n_dom)
-                        : learned_router_add(bank_dir, m, (const char *const *)texts, lens, n_dom, &ro);
+    rc = selectors_add(bank_dir, m, (const char *const *)texts, lens, n_dom, calibrate_only,
+                       calibrate_only ? NULL : &ro);
 done:
     for (int k = 0; k < n_dom; k++) free(texts[k]);
     if (m) mend_model_free(m);
