@@ -149,8 +149,14 @@ static void set_key(const char *bank, const char *key, const char *value) {
 static void test_repair(const char *calib, const char *task) {
     char ft[17], fc[17], cmd[1024];
     fp_hex_of(test_src(TINY), ft);
-    /* a bank trained on the uncompressed model: refused after the compress stage */
-    cli_out r = cli_runf("%s", repair_args(P("r1"), P("b"), calib, task));
+    /* a bank trained on the uncompressed model: refused after the compress
+     * stage (its single prompt too, so that repair needs no corpora of the
+     * data directory to train one) */
+    cli_out r = cli_runf("-t 1 tune %s --corpus %s -o %s/single --tokens 4 --steps 2 --seqlen 32", test_src(TINY),
+                         calib, P("b"));
+    CHECK_MSG(r.code == 0, "tune: %s", r.err);
+    cli_free(&r);
+    r = cli_runf("%s", repair_args(P("r1"), P("b"), calib, task));
     CHECK_MSG(r.code == 1, "repair with a bank for another model exited %d: %s", r.code, r.err);
     const char *cm = P("r1/model.gguf");
     CHECK(mend_file_exists(cm));
