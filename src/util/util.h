@@ -112,6 +112,22 @@ static inline uint64_t mend_rd64(const void *p) { uint64_t v; memcpy(&v, p, 8); 
 
 /* ---- hashing (util/hash.c) ---- */
 /* 64-bit hash of n bytes (four multiply-xor lanes over 8-byte words). */
+/* Seeded random numbers: xoshiro256** seeded by splitmix64 (util/rng.c);
+ * the same seed gives the same sequence on every machine. */
+typedef struct mend_rng {
+    uint64_t s[4];
+} mend_rng;
+void mend_rng_seed(mend_rng *r, uint64_t seed);
+uint64_t mend_rng_next(mend_rng *r);
+/* Uniform in [0, n), n > 0. */
+uint64_t mend_rng_below(mend_rng *r, uint64_t n);
+/* Uniform in [0, 1). */
+double mend_rng_unit(mend_rng *r);
+/* Standard normal. */
+double mend_rng_normal(mend_rng *r);
+/* A uniformly random permutation of a[0..n) in place (Fisher-Yates). */
+void mend_rng_shuffle(int *a, int n, mend_rng *r);
+
 uint64_t mend_hash_bytes(const void *data, size_t n, uint64_t seed);
 /* Fold one 64-bit value into a running hash (order matters). */
 uint64_t mend_hash_step(uint64_t h, uint64_t x);
