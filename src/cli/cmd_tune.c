@@ -29,6 +29,8 @@ static void help(void) {
            "  -o, --out DIR            adapter directory\n"
            "      --tokens N           virtual tokens (default 20)\n"
            "      --seqlen N           text tokens per sequence (default 512)\n"
+           "      --windows W          stream (default): the token stream cut into consecutive\n"
+           "                           sequences; paragraph: one sequence from each paragraph's start\n"
            "      --batch N            sequences per step (default 4)\n"
            "      --steps N            optimizer steps (default 100)\n"
            "      --lr X               peak learning rate (default 1e-3)\n"
@@ -145,7 +147,7 @@ static int plot(const char *dir) {
 int cmd_tune(int argc, char **argv) {
     enum { O_CORPUS = 256, O_TOKENS, O_SEQLEN, O_BATCH, O_STEPS, O_LR, O_WARMUP, O_SCHED, O_WD, O_CLIP, O_INIT,
            O_INITTEXT, O_DISTILL, O_VALFRAC, O_VALSEQS, O_EVAL, O_CKPT, O_RESUME, O_SEED, O_NOPLOT, O_STOP,
-           O_MAXMIN, O_INITAD, O_NODISTILL };
+           O_MAXMIN, O_INITAD, O_NODISTILL, O_WINDOWS };
     static const struct option longopts[] = {
         {"corpus", required_argument, 0, O_CORPUS}, {"out", required_argument, 0, 'o'},
         {"tokens", required_argument, 0, O_TOKENS}, {"seqlen", required_argument, 0, O_SEQLEN},
@@ -159,7 +161,7 @@ int cmd_tune(int argc, char **argv) {
         {"resume", no_argument, 0, O_RESUME},       {"seed", required_argument, 0, O_SEED},
         {"no-plot", no_argument, 0, O_NOPLOT},      {"stop-after", required_argument, 0, O_STOP},
         {"max-minutes", required_argument, 0, O_MAXMIN}, {"init-adapter", required_argument, 0, O_INITAD},
-        {"no-distill", no_argument, 0, O_NODISTILL},
+        {"no-distill", no_argument, 0, O_NODISTILL}, {"windows", required_argument, 0, O_WINDOWS},
         {"threads", required_argument, 0, 't'},     {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     mend_tune_opts o;
     mend_tune_opts_default(&o);
@@ -213,6 +215,11 @@ int cmd_tune(int argc, char **argv) {
         case O_VALFRAC:
             if (cli_parse_double(optarg, 0.0, 0.9, &x)) return cli_usage_error(CMD, "--val-frac expects a number from 0 to 0.9, got '%s'", optarg);
             o.val_frac = x;
+            break;
+        case O_WINDOWS:
+            if (!strcmp(optarg, "stream")) o.windows = MEND_TUNE_WINDOWS_STREAM;
+            else if (!strcmp(optarg, "paragraph")) o.windows = MEND_TUNE_WINDOWS_PARAGRAPH;
+            else return cli_usage_error(CMD, "--windows expects stream or paragraph, got '%s'", optarg);
             break;
         case O_SCHED:
             if (!strcmp(optarg, "linear")) o.schedule = MEND_SCHED_LINEAR;

@@ -40,53 +40,6 @@ void mend_tune_opts_default(mend_tune_opts *o) {
     o->ckpt_every = 50;
 }
 
-/* ---- random numbers: xoshiro256** seeded by splitmix64 ---- */
-typedef struct rng_t {
-    uint64_t s[4];
-} rng_t;
-
-static uint64_t splitmix(uint64_t *x) {
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-static void rng_seed(rng_t *r, uint64_t seed) {
-    for (int i = 0; i < 4; i++) r->s[i] = splitmix(&seed);
-}
-static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-static uint64_t rng_next(rng_t *r) {
-    uint64_t *s = r->s;
-    const uint64_t out = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 45);
-    return out;
-}
-static uint64_t rng_below(rng_t *r, uint64_t n) {   /* uniform in [0, n), n > 0, rejection */
-    const uint64_t lim = UINT64_MAX - UINT64_MAX % n;
-    uint64_t x;
-    do x = rng_next(r);
-    while (x >= lim);
-    return x % n;
-}
-static double rng_unit(rng_t *r) { return (double)(rng_next(r) >> 11) * 0x1.0p-53; }
-static double rng_normal(rng_t *r) {   /* Box-Muller, one value per call */
-    double u = rng_unit(r), v = rng_unit(r);
-    if (u < 1e-300) u = 1e-300;
-    return sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v);
-}
-static void shuffle(int *a, int n, rng_t *r) {
-    for (int i = n - 1; i > 0; i--) {
-        int j = (int)rng_below(r, (uint64_t)i + 1), t = a[i];
-        a[i] = a[j];
-        a[j] = t;
-    }
-}
-
 static uint64_t fnv1a(uint64_t h, const void *p, size_t n) {
     const uint8_t *b = p;
     for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ull;
@@ -158,17 +111,45 @@ static int split_paragraphs(const char *const *texts, const size_t *lens, int n_
     return 0;
 }
 
+/* One sequence per paragraph start (starts[0..n_starts), offsets into
+ * stream) with seqlen tokens of stream from it, at most max_seqs. */
+static int paragraph_seqs(const int32_t *stream, size_t len, const size_t *starts, int n_starts, int seqlen,
+                          int max_seqs, int32_t **seqs, int *n_seqs) {
+    int ns = 0;
+    while (ns < n_starts && starts[ns] + (size_t)seqlen <= len && (max_seqs <= 0 || ns < max_seqs)) ns++;
+    int32_t *out = malloc(((size_t)ns * seqlen + 1) * sizeof *out);
+    if (!out) return mend_set_error(MEND_ENOMEM, "tune: out of memory cutting the corpus into sequences");
+    for (int i = 0; i < ns; i++) memcpy(out + (size_t)i * seqlen, stream + starts[i], (size_t)seqlen * sizeof *out);
+    *seqs = out;
+    *n_seqs = ns;
+    return 0;
+}
+
+/* Does a stream of len tokens (paragraphs starting at starts[0..n_starts),
+ * or NULL for stream windows) already hold max_seqs > 0 sequences? */
+static int enough_tokens(const size_t *starts, int n_starts, size_t len, int seqlen, int max_seqs) {
+    if (!starts) return len >= (size_t)max_seqs * seqlen;
+    return n_starts >= max_seqs && len >= starts[max_seqs - 1] + (size_t)seqlen;
+}
+
 /* Tokenize paragraphs idx[0..n) (each + "\n\n") into a stream and cut it
- * into at most max_seqs sequences of seqlen. */
+ * into at most max_seqs sequences of seqlen (enum mend_tune_windows). */
 static int build_seqs(const mend_tokenizer *tok, const span *par, const int *idx, int n, int seqlen, int max_seqs,
-                      int32_t **seqs, int *n_seqs, int64_t *n_tokens) {
+                      int windows, int32_t **seqs, int *n_seqs, int64_t *n_tokens) {
     size_t cap = 1 << 16, len = 0;
     int32_t *stream = malloc(cap * sizeof *stream);
+    size_t *starts = windows == MEND_TUNE_WINDOWS_PARAGRAPH ? malloc(((size_t)n + 1) * sizeof *starts) : NULL;
+    int n_starts = 0;
     char *buf = NULL;
     size_t buf_cap = 0;
     int rc = 0;
-    if (!stream) return mend_set_error(MEND_ENOMEM, "tune: out of memory tokenizing the corpus");
-    for (int k = 0; k < n && (max_seqs <= 0 || len < (size_t)max_seqs * seqlen); k++) {
+    if (!stream || (windows == MEND_TUNE_WINDOWS_PARAGRAPH && !starts)) {
+        free(stream);
+        free(starts);
+        return mend_set_error(MEND_ENOMEM, "tune: out of memory tokenizing the corpus");
+    }
+    for (int k = 0; k < n && (max_seqs <= 0 || !enough_tokens(starts, n_starts, len, seqlen, max_seqs)); k++) {
+        if (starts) starts[n_starts++] = len;
         const span *p = &par[idx[k]];
         if (p->n + 3 > buf_cap) {
             buf_cap = p->n + 3 + buf_cap;
@@ -199,7 +180,12 @@ static int build_seqs(const mend_tokenizer *tok, const span *par, const int *idx
         free(ids);
     }
     free(buf);
-    if (rc) {
+    if (rc == 0 && starts) {
+        rc = paragraph_seqs(stream, len, starts, n_starts, seqlen, max_seqs, seqs, n_seqs);
+        if (rc == 0) *n_tokens = (int64_t)len;
+    }
+    free(starts);
+    if (rc || windows == MEND_TUNE_WINDOWS_PARAGRAPH) {
         free(stream);
         return rc;
     }
@@ -231,9 +217,9 @@ static int prepare_data(const mend_model *m, const char *const *texts, const siz
     for (int i = 0; i < n_par; i++) idx[i] = i;
     int n_val = 0;
     if (o->val_frac > 0 && n_par >= 2) {
-        rng_t r;
-        rng_seed(&r, o->seed ^ 0x76616c6964617465ull);   /* the split has its own stream */
-        shuffle(idx, n_par, &r);
+        mend_rng r;
+        mend_rng_seed(&r, o->seed ^ 0x76616c6964617465ull);   /* the split has its own stream */
+        mend_rng_shuffle(idx, n_par, &r);
         n_val = (int)ceil(o->val_frac * n_par);
         if (n_val >= n_par) n_val = n_par - 1;
         for (int i = 0; i < n_val; i++) is_val[idx[i]] = 1;
@@ -244,8 +230,8 @@ static int prepare_data(const mend_model *m, const char *const *texts, const siz
         else tr[nt++] = i;
     }
     const mend_tokenizer *tok = mend_model_tokenizer(m);
-    if ((rc = build_seqs(tok, par, tr, nt, o->seqlen, 0, &d->train, &d->n_train, &d->train_tokens))) goto done;
-    if (nv > 0 && (rc = build_seqs(tok, par, va, nv, o->seqlen, o->val_seqs, &d->val, &d->n_val, &d->val_tokens)))
+    if ((rc = build_seqs(tok, par, tr, nt, o->seqlen, 0, o->windows, &d->train, &d->n_train, &d->train_tokens))) goto done;
+    if (nv > 0 && (rc = build_seqs(tok, par, va, nv, o->seqlen, o->val_seqs, o->windows, &d->val, &d->n_val, &d->val_tokens)))
         goto done;
     d->n_par = n_par;
     d->n_val_par = nv;
@@ -271,7 +257,7 @@ typedef struct run {
     const mend_tune_opts *o;
     int n, dim;              /* prompt floats, hidden size */
     float *prompt, *m1, *m2, *best, *grad;
-    rng_t rng;
+    mend_rng rng;
     int step, epoch, cursor;
     int *perm;
     int best_step;
@@ -288,6 +274,7 @@ static uint64_t fingerprint(const mend_tune_opts *o, const mend_model *m, const 
     H(o->adam_eps); H(o->weight_decay); H(o->clip); H(warmup); H(o->schedule); H(o->objective); H(o->init);
     H(o->seed); H(o->val_frac); H(o->val_seqs); H(o->eval_every); H(m->cfg.dim); H(m->cfg.n_vocab);
     H(m->cfg.n_layers);
+    if (o->windows) H(o->windows);   /* absent for stream windows: older checkpoints still resume */
 #undef H
     if (o->init_text) h = fnv1a(h, o->init_text, strlen(o->init_text));
     if (o->init == MEND_TUNE_INIT_PROMPT && o->init_prompt)
@@ -299,7 +286,7 @@ static uint64_t fingerprint(const mend_tune_opts *o, const mend_model *m, const 
 
 static void new_epoch(run *r, int n_train) {
     for (int i = 0; i < n_train; i++) r->perm[i] = i;
-    shuffle(r->perm, n_train, &r->rng);
+    mend_rng_shuffle(r->perm, n_train, &r->rng);
 }
 
 static int embed_rows(const mend_model *m, const int32_t *ids, int n, float *out) {
@@ -324,7 +311,7 @@ static int init_prompt(run *r, const mend_model *m) {
         if (!o->init_prompt) rc = mend_set_error(MEND_EINVAL, "tune: no prompt given to start from");
         else memcpy(r->prompt, o->init_prompt, sizeof(float) * (size_t)P * D);
     } else if (o->init == MEND_TUNE_INIT_VOCAB) {
-        for (int i = 0; i < P; i++) ids[i] = (int32_t)rng_below(&r->rng, (uint64_t)m->cfg.n_vocab);
+        for (int i = 0; i < P; i++) ids[i] = (int32_t)mend_rng_below(&r->rng, (uint64_t)m->cfg.n_vocab);
         rc = embed_rows(m, ids, P, r->prompt);
     } else if (o->init == MEND_TUNE_INIT_TEXT) {
         int32_t *t = NULL;
@@ -353,7 +340,7 @@ static int init_prompt(run *r, const mend_model *m) {
         free(row);
         if (rc == 0) {
             const double mean = s / cnt, sd = sqrt(fmax(s2 / cnt - mean * mean, 1e-12));
-            for (int i = 0; i < P * D; i++) r->prompt[i] = (float)(sd * rng_normal(&r->rng));
+            for (int i = 0; i < P * D; i++) r->prompt[i] = (float)(sd * mend_rng_normal(&r->rng));
         }
     }
     free(ids);
@@ -565,6 +552,7 @@ static int write_train_json(const run *r, const mend_tune_opts *o) {
     json_t *j = json_pack("{s:i, s:i, s:i, s:i, s:I, s:i, s:I, s:I}", "steps", r->step, "batch", o->batch, "seqlen",
                           o->seqlen, "num_virtual_tokens", o->n_virtual, "train_tokens", own, "best_step",
                           r->best_step, "start_tokens", start, "total_tokens", own + start);
+    if (j && o->windows == MEND_TUNE_WINDOWS_PARAGRAPH) json_object_set_new(j, "windows", json_string("paragraph"));
     char *s = j ? json_dumps(j, JSON_INDENT(1)) : NULL;
     char *path = mend_path_join(o->out_dir, "train.json");
     int rc = s && path ? mend_write_file_atomic(path, s, strlen(s))
@@ -575,13 +563,14 @@ static int write_train_json(const run *r, const mend_tune_opts *o) {
     return rc;
 }
 
-int mend_tune_run(const mend_model *m, const mend_model *teacher, const char *const *texts, const size_t *lens,
-                  int n_texts, const mend_tune_opts *o, mend_tune_info_fn info_fn, mend_tune_progress_fn progress,
-                  void *user, mend_tune_result *res) {
-    if (!m || !o || !res || (n_texts > 0 && (!texts || !lens)))
-        return mend_set_error(MEND_EINVAL, "tune: model, options, texts and result must be given");
+static int check_opts(const mend_model *m, const mend_model *teacher, const mend_tune_opts *o,
+                      mend_tune_result *res) {
+    if (!m || !o || !res)
+        return mend_set_error(MEND_EINVAL, "tune: model, options and result must be given");
     memset(res, 0, sizeof *res);
     if (!o->out_dir) return mend_set_error(MEND_EINVAL, "tune: no output directory");
+    if (o->windows != MEND_TUNE_WINDOWS_STREAM && o->windows != MEND_TUNE_WINDOWS_PARAGRAPH)
+        return mend_set_error(MEND_EINVAL, "tune: windows is %d, expected stream (0) or paragraph (1)", o->windows);
     if (o->n_virtual < 1 || o->n_virtual > 4096 || o->seqlen < 2 || o->batch < 1 || o->steps < 1 || !(o->lr > 0) ||
         o->beta1 < 0 || o->beta1 >= 1 || o->beta2 < 0 || o->beta2 >= 1 || !(o->adam_eps > 0) ||
         o->weight_decay < 0 || o->clip < 0 || o->val_frac < 0 || o->val_frac >= 1)
@@ -593,11 +582,14 @@ int mend_tune_run(const mend_model *m, const mend_model *teacher, const char *co
     if (o->seqlen > m->cfg.ctx_len - o->n_virtual && m->cfg.ctx_len > 0)
         return mend_set_error(MEND_EINVAL, "tune: %d virtual + %d text tokens exceed the model's context of %d",
                               o->n_virtual, o->seqlen, m->cfg.ctx_len);
-    const int warmup = o->warmup >= 0 ? o->warmup : (o->steps / 10 < 100 ? o->steps / 10 : 100);
+    return 0;
+}
 
-    dataset d;
-    int rc = prepare_data(m, texts, lens, n_texts, o, &d);
-    if (rc) return rc;
+static int tune_on(const mend_model *m, const mend_model *teacher, const dataset *dd, const mend_tune_opts *o,
+                   mend_tune_info_fn info_fn, mend_tune_progress_fn progress, void *user, mend_tune_result *res) {
+    const int warmup = o->warmup >= 0 ? o->warmup : (o->steps / 10 < 100 ? o->steps / 10 : 100);
+    const dataset d = *dd;
+    int rc = 0;
     run r;
     memset(&r, 0, sizeof r);
     mend_trainer *t = NULL;
@@ -643,7 +635,7 @@ int mend_tune_run(const mend_model *m, const mend_model *teacher, const char *co
          * and loss.csv left the CSV behind, so rewrite the CSV from it */
         if ((rc = write_csv(&r, csv_path))) goto done;
     } else {
-        rng_seed(&r.rng, o->seed);
+        mend_rng_seed(&r.rng, o->seed);
         if ((rc = init_prompt(&r, m))) goto done;
         memcpy(r.best, r.prompt, sizeof(float) * (size_t)r.n);
         new_epoch(&r, d.n_train);
@@ -765,6 +757,50 @@ done:
     free(r.hist);
     free(ckpt_path);
     free(csv_path);
+    return rc;
+}
+
+int mend_tune_run(const mend_model *m, const mend_model *teacher, const char *const *texts, const size_t *lens,
+                  int n_texts, const mend_tune_opts *o, mend_tune_info_fn info_fn, mend_tune_progress_fn progress,
+                  void *user, mend_tune_result *res) {
+    int rc = check_opts(m, teacher, o, res);
+    if (rc) return rc;
+    if (n_texts > 0 && (!texts || !lens)) return mend_set_error(MEND_EINVAL, "tune: texts and lengths must be given");
+    dataset d;
+    if ((rc = prepare_data(m, texts, lens, n_texts, o, &d))) return rc;
+    rc = tune_on(m, teacher, &d, o, info_fn, progress, user, res);
     free_data(&d);
     return rc;
+}
+
+int mend_tune_sequences(const mend_model *m, const char *const *texts, const size_t *lens, int n_texts,
+                        const mend_tune_opts *o, int32_t **train, int *n_train, int32_t **val, int *n_val) {
+    if (!m || !o || !train || !n_train || !val || !n_val || (n_texts > 0 && (!texts || !lens)))
+        return mend_set_error(MEND_EINVAL, "tune: model, options, texts and outputs must be given");
+    if (o->seqlen < 2 || (o->windows != MEND_TUNE_WINDOWS_STREAM && o->windows != MEND_TUNE_WINDOWS_PARAGRAPH))
+        return mend_set_error(MEND_EINVAL, "tune: seqlen %d or windows %d is out of range", o->seqlen, o->windows);
+    dataset d;
+    int rc = prepare_data(m, texts, lens, n_texts, o, &d);
+    if (rc) return rc;
+    *train = d.train, *n_train = d.n_train, *val = d.val, *n_val = d.n_val;
+    return 0;
+}
+
+int mend_tune_run_seqs(const mend_model *m, const mend_model *teacher, const int32_t *train, int n_train,
+                       const int32_t *val, int n_val, const mend_tune_opts *o, mend_tune_info_fn info_fn,
+                       mend_tune_progress_fn progress, void *user, mend_tune_result *res) {
+    int rc = check_opts(m, teacher, o, res);
+    if (rc) return rc;
+    if (!train || n_train < 1 || n_val < 0 || (n_val > 0 && !val))
+        return mend_set_error(MEND_EINVAL, "tune: %d training sequences (at least 1) and %d validation sequences",
+                              n_train, n_val);
+    const int Vv = m->cfg.n_vocab;
+    for (size_t i = 0; i < (size_t)n_train * o->seqlen; i++)
+        if (train[i] < 0 || train[i] >= Vv)
+            return mend_set_error(MEND_EINVAL, "tune: training token %d (index %zu) is outside the vocabulary of %d",
+                                  train[i], i, Vv);
+    dataset d = {.train = (int32_t *)train, .val = (int32_t *)val, .n_train = n_train, .n_val = n_val,
+                 .n_par = n_train + n_val, .n_val_par = n_val, .train_tokens = (int64_t)n_train * o->seqlen,
+                 .val_tokens = (int64_t)n_val * o->seqlen};
+    return tune_on(m, teacher, &d, o, info_fn, progress, user, res);
 }

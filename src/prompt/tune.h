@@ -4,7 +4,8 @@
  * a seeded shuffle holds out val_frac of the paragraphs for validation; the
  * remaining paragraphs, in corpus order, are tokenized (each followed by
  * "\n\n", no special tokens) into one stream cut into sequences of seqlen
- * tokens. Each epoch visits the training sequences in a fresh seeded
+ * tokens: consecutive pieces, or (windows = paragraph) one per paragraph
+ * start that has seqlen tokens of stream after it. Each epoch visits the training sequences in a fresh seeded
  * permutation, batch sequences per step. Validation uses up to val_seqs
  * sequences cut the same way from the held-out paragraphs.
  *
@@ -38,10 +39,18 @@ enum mend_tune_init {
     MEND_TUNE_INIT_PROMPT = 3    /* a copy of init_prompt: continue or specialize a trained prompt */
 };
 enum mend_tune_schedule { MEND_SCHED_LINEAR = 0, MEND_SCHED_COSINE = 1, MEND_SCHED_CONSTANT = 2 };
+/* How the token stream is cut into sequences. */
+enum mend_tune_windows {
+    MEND_TUNE_WINDOWS_STREAM = 0,    /* consecutive, non-overlapping seqlen-token pieces of the stream */
+    MEND_TUNE_WINDOWS_PARAGRAPH = 1  /* one sequence per paragraph, starting at its first token and running
+                                        on into the next paragraphs for seqlen tokens: every sequence begins
+                                        where a text begins, as a task's input does right after the prompt */
+};
 
 typedef struct mend_tune_opts {
     int n_virtual;          /* 20 */
     int seqlen;             /* text tokens per sequence (512) */
+    int windows;            /* enum mend_tune_windows (stream) */
     int batch;              /* sequences per step (4) */
     int steps;              /* optimizer steps */
     double lr;              /* peak learning rate (1e-3) */
@@ -119,5 +128,18 @@ typedef struct mend_tune_result {
 int mend_tune_run(const mend_model *m, const mend_model *teacher, const char *const *texts, const size_t *lens,
                   int n_texts, const mend_tune_opts *o, mend_tune_info_fn info, mend_tune_progress_fn progress,
                   void *user, mend_tune_result *res);
+
+/* The sequences mend_tune_run trains and validates on, cut from the texts
+ * as o says (seqlen, windows, val_frac, val_seqs, seed): *train (n_train,
+ * seqlen) and *val (n_val, seqlen; NULL when none), both malloc'd. */
+int mend_tune_sequences(const mend_model *m, const char *const *texts, const size_t *lens, int n_texts,
+                        const mend_tune_opts *o, int32_t **train, int *n_train, int32_t **val, int *n_val);
+/* mend_tune_run on sequences given by the caller: n_train >= 1 of
+ * o->seqlen tokens each, and n_val >= 0 for validation (o->val_frac and
+ * o->windows are not used). The run's fingerprint covers the sequences, so
+ * a checkpoint resumes only on the same ones. */
+int mend_tune_run_seqs(const mend_model *m, const mend_model *teacher, const int32_t *train, int n_train,
+                       const int32_t *val, int n_val, const mend_tune_opts *o, mend_tune_info_fn info,
+                       mend_tune_progress_fn progress, void *user, mend_tune_result *res);
 
 #endif
