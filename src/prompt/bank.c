@@ -362,10 +362,10 @@ int mend_bank_parse(const char *path, const char *text, size_t len, mend_bank **
     if (sel) {
         if ((rc = get_str(path, sel, "selector.", "default", 1, 0, &b->default_selector))) goto done;
         const char *d = b->default_selector;
-        if (d && strcmp(d, "attention") && strcmp(d, "router") && strcmp(d, "loss") && strcmp(d, "none") &&
-            strncmp(d, "fixed:", 6)) {
-            rc = mend_set_error(MEND_EFORMAT, "%s: selector.default is \"%s\", expected attention, router, loss, "
-                                "none or fixed:NAME", path, d);
+        if (d && strcmp(d, "attention") && strcmp(d, "attention-calibrated") && strcmp(d, "router") &&
+            strcmp(d, "learned") && strcmp(d, "loss") && strcmp(d, "none") && strncmp(d, "fixed:", 6)) {
+            rc = mend_set_error(MEND_EFORMAT, "%s: selector.default is \"%s\", expected attention, "
+                                "attention-calibrated, router, learned, loss, none or fixed:NAME", path, d);
             goto done;
         }
         if (d && !strncmp(d, "fixed:", 6) && mend_bank_find(b, d + 6) < 0) {

@@ -77,6 +77,17 @@ int main(void) {
     bad(HEAD "\"prompts\": [{\"name\": \"a\", \"domain\": 5}]}", MEND_EFORMAT, "prompts[0].domain");
     bad(HEAD "\"prompts\": [{\"name\": \"a\"}], \"selector\": {\"default\": \"magic\"}}", MEND_EFORMAT,
         "selector.default");
+    /* every selector mend eval knows can be a bank's default, the ones bank build writes among them */
+    const char *defaults[] = {"attention", "attention-calibrated", "router", "learned", "loss", "none", "fixed:a"};
+    for (size_t i = 0; i < sizeof defaults / sizeof *defaults; i++) {
+        char js[256];
+        snprintf(js, sizeof js, HEAD "\"prompts\": [{\"name\": \"a\"}], \"selector\": {\"default\": \"%s\"}}",
+                 defaults[i]);
+        CHECK_OK(parse(js, &b));
+        if (b) CHECK(!strcmp(b->default_selector, defaults[i]));
+        mend_bank_free(b);
+        b = NULL;
+    }
     bad(HEAD "\"prompts\": [{\"name\": \"a\"}], \"selector\": {\"default\": \"fixed:b\"}}", MEND_EFORMAT,
         "names no prompt");
     bad(HEAD "\"prompts\": [{\"name\": \"a\"}], \"selector\": {\"layers\": [3, 3]}}", MEND_EFORMAT,
