@@ -12,6 +12,7 @@
 
 /* subcommands: argv[0] is the subcommand name */
 int cmd_info(int argc, char **argv);
+int cmd_bank_experts(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_ppl(int argc, char **argv);
 int cmd_bench(int argc, char **argv);

@@ -38,6 +38,7 @@ static void help(void) {
     printf("Usage: mend bank build [options] MODEL -o BANK_DIR [--domain NAME=CORPUS ...]\n"
            "       mend bank router [options] BANK_DIR MODEL\n"
            "       mend bank calibrate [--domain NAME=CORPUS ...] BANK_DIR MODEL\n"
+           "       mend bank experts MODEL --init-adapter DIR -o BANK_DIR [options]  (mend bank experts --help)\n"
            "       mend bank info BANK_DIR\n\n"
            "calibrate measures each prompt's mean attention score over 16 windows of 128\n"
            "tokens per corpus (the attention-calibrated selector subtracts it); build does\n"
@@ -697,5 +698,6 @@ int cmd_bank(int argc, char **argv) {
     if (!strcmp(argv[1], "info")) return cmd_bank_info(argc - 1, argv + 1);
     if (!strcmp(argv[1], "router")) return cmd_bank_router(argc - 1, argv + 1, 0);
     if (!strcmp(argv[1], "calibrate")) return cmd_bank_router(argc - 1, argv + 1, 1);
-    return cli_usage_error(CMD, "unknown subcommand '%s' (build, router, calibrate or info)", argv[1]);
+    if (!strcmp(argv[1], "experts")) return cmd_bank_experts(argc - 1, argv + 1);
+    return cli_usage_error(CMD, "unknown subcommand '%s' (build, experts, router, calibrate or info)", argv[1]);
 }

@@ -1,7 +1,8 @@
 /* mend tune / mend bank build distill by default: from the source a file
  * written by mend compress records, when that source is found beside it
  * (and its fingerprint is the recorded one); cross-entropy, with a note,
- * when it is not; --no-distill and --distill override. */
+ * when it is not; --no-distill and --distill override. bank build and
+ * bank experts take the same default. */
 #include <sys/stat.h>
 #include "test.h"
 #include "cli_run.h"
@@ -69,6 +70,23 @@ int main(void) {
     r = cli_run(cmd);
     CHECK_MSG(r.code == 0 && strstr(r.out, "objective: KL(teacher || model + prompt), teacher ") &&
                   strstr(r.out, "/src.gguf"), "bank build: %s%s", r.out, r.err);
+    cli_free(&r);
+    /* and so does the expert bank, which ends in a bank selecting by its learned router */
+    snprintf(cmd, sizeof cmd, "-t 1 bank experts %s/q.gguf -o %s/ex --init-adapter %s/p1 --corpus %s/c.txt "
+             "--experts 2 --rounds 1 --steps 3 --batch 1 --seqlen 16 --val-seqs 2", dir, dir, dir, dir);
+    r = cli_run(cmd);
+    CHECK_MSG(r.code == 0 && strstr(r.out, "objective: KL(teacher || model + prompt), teacher ") &&
+                  strstr(r.out, "/src.gguf") && strstr(r.out, "bank.json") && strstr(r.err, "ETA"),
+              "bank experts: %s%s", r.out, r.err);
+    cli_free(&r);
+    snprintf(cmd, sizeof cmd, "bank info %s/ex", dir);
+    r = cli_run(cmd);
+    CHECK_MSG(r.code == 0 && strstr(r.out, "e0") && strstr(r.out, "e1") && strstr(r.out, "learned"),
+              "bank info of the expert bank: %s%s", r.out, r.err);
+    cli_free(&r);
+    snprintf(cmd, sizeof cmd, "-t 1 bank experts %s/q.gguf -o %s/ex2 --corpus %s/c.txt", dir, dir, dir);
+    r = cli_run(cmd);
+    CHECK_MSG(r.code == 2 && strstr(r.err, "--init-adapter"), "no start prompt: %d %s", r.code, r.err);
     cli_free(&r);
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     CHECK(system(cmd) == 0);
