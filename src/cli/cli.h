@@ -28,6 +28,9 @@ int cli_fail(const char *cmd, const char *what);
 int cli_parse_int(const char *s, long lo, long hi, long *out);
 int cli_parse_u64(const char *s, uint64_t *out);
 int cli_parse_double(const char *s, double lo, double hi, double *out);
+/* An integer option's value in [lo, hi] (lo, hi within int) into *out: 0,
+ * or CLI_EXIT_USAGE after a usage error naming the option and the range. */
+int cli_int_option(const char *cmd, const char *name, const char *arg, long lo, long hi, int *out);
 
 /* -t/--threads N handling shared by every subcommand: 0 < N <= 1024. */
 int cli_set_threads(const char *cmd, const char *value);

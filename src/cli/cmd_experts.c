@@ -89,12 +89,11 @@ static int parse_opts(int argc, char **argv, mend_experts_opts *o, const char **
         {"seed", required_argument, 0, O_SEED}, {"distill", required_argument, 0, O_DISTILL},
         {"no-distill", no_argument, 0, O_NODISTILL}, {"threads", required_argument, 0, 't'},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
-    long v;
     double x;
     optind = 0;
     opterr = 0;
-    int c;
-    while ((c = getopt_long(argc, argv, ":o:t:h", longopts, NULL)) != -1) {
+    int c, rc = 0;
+    while (!rc && (c = getopt_long(argc, argv, ":o:t:h", longopts, NULL)) != -1) {
         switch (c) {
         case O_CORPUS:
             if (*n_corpus == MAX_CORPORA) return cli_usage_error(CMD, "at most %d --corpus files", MAX_CORPORA);
@@ -104,19 +103,12 @@ static int parse_opts(int argc, char **argv, mend_experts_opts *o, const char **
         case O_INITAD: *init_adapter = optarg; break;
         case O_DISTILL: *teacher = optarg; break;
         case O_NODISTILL: *no_distill = 1; break;
-#define INTOPT(field, lo, hi, name)                                                                          \
-    if (cli_parse_int(optarg, lo, hi, &v))                                                                  \
-        return cli_usage_error(CMD, "%s expects a whole number from %ld to %ld, got '%s'", name, (long)(lo), \
-                               (long)(hi), optarg);                                                         \
-    field = (int)v;                                                                                         \
-    break;
-        case O_K: INTOPT(o->n_experts, 2, MEND_BANK_MAX_PROMPTS, "--experts")
-        case O_ROUNDS: INTOPT(o->rounds, 1, 1000, "--rounds")
-        case O_STEPS: INTOPT(o->tune.steps, 1, 1 << 24, "--steps")
-        case O_BATCH: INTOPT(o->tune.batch, 1, 4096, "--batch")
-        case O_SEQLEN: INTOPT(o->tune.seqlen, 2, 1 << 16, "--seqlen")
-        case O_VALSEQS: INTOPT(o->tune.val_seqs, 0, 1 << 20, "--val-seqs")
-#undef INTOPT
+        case O_K: rc = cli_int_option(CMD, "--experts", optarg, 2, MEND_BANK_MAX_PROMPTS, &o->n_experts); break;
+        case O_ROUNDS: rc = cli_int_option(CMD, "--rounds", optarg, 1, 1000, &o->rounds); break;
+        case O_STEPS: rc = cli_int_option(CMD, "--steps", optarg, 1, 1 << 24, &o->tune.steps); break;
+        case O_BATCH: rc = cli_int_option(CMD, "--batch", optarg, 1, 4096, &o->tune.batch); break;
+        case O_SEQLEN: rc = cli_int_option(CMD, "--seqlen", optarg, 2, 1 << 16, &o->tune.seqlen); break;
+        case O_VALSEQS: rc = cli_int_option(CMD, "--val-seqs", optarg, 0, 1 << 20, &o->tune.val_seqs); break;
         case O_LR:
             if (cli_parse_double(optarg, 1e-9, 10.0, &x))
                 return cli_usage_error(CMD, "--lr expects a number in (0, 10], got '%s'", optarg);
@@ -133,6 +125,7 @@ static int parse_opts(int argc, char **argv, mend_experts_opts *o, const char **
         default: return cli_getopt_error(CMD, argv, c);
         }
     }
+    if (rc) return rc;
     if (optind >= argc) return cli_usage_error(CMD, "missing MODEL");
     if (optind + 1 < argc) return cli_usage_error(CMD, "unexpected argument '%s'", argv[optind + 1]);
     if (!o->out_dir) return cli_usage_error(CMD, "missing -o BANK_DIR");

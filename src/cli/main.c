@@ -85,6 +85,14 @@ int cli_parse_int(const char *s, long lo, long hi, long *out) {
     return 0;
 }
 
+int cli_int_option(const char *cmd, const char *name, const char *arg, long lo, long hi, int *out) {
+    long v;
+    if (cli_parse_int(arg, lo, hi, &v))
+        return cli_usage_error(cmd, "%s expects a whole number from %ld to %ld, got '%s'", name, lo, hi, arg);
+    *out = (int)v;
+    return 0;
+}
+
 int cli_parse_u64(const char *s, uint64_t *out) {
     if (!s || !*s || *s == '-') return -1;
     char *end;
