@@ -8,8 +8,11 @@
 #           4 x 256 tokens, lr 3e-3 (204,800 text tokens);
 #   bank    one prompt per corpus, each starting from `shared`, 20 steps of
 #           4 x 256 tokens on its own corpus (6 x 20,480 tokens);
-#   single  `shared` trained on for 120 more steps (the domain prompts'
-#           steps together) on all six corpora, so that it got the same
+#   single  `shared` trained on for 120 more steps on all six corpora, each
+#           step 16 windows of 64 tokens that start at a paragraph start
+#           (--windows paragraph; a task query starts a text, and windows
+#           cut from a stream mostly start mid-sentence): the same 122,880
+#           tokens as the domain prompts together, so that it got the same
 #           training tokens as the whole bank (327,680).
 # These are the stages `mend repair` runs when no --bank-dir is given. One
 # thread: the trainer's sums are bit-identical for a given thread count.
@@ -33,4 +36,5 @@ build/mend -t 1 tune "$OUT/model.gguf" --distill "$MODEL" "${CORPORA[@]}" -o "$O
 MEND_DATA="$DATA" build/mend -t 1 bank build "$OUT/model.gguf" -o "$OUT/bank" --distill "$MODEL" \
     --init-adapter "$OUT/bank/shared" --steps 20 "${TRAIN[@]}"
 build/mend -t 1 tune "$OUT/model.gguf" --distill "$MODEL" --init-adapter "$OUT/bank/shared" --seed 1235 \
-    "${CORPORA[@]}" -o "$OUT/bank/single" --steps 120 "${TRAIN[@]}" --lr 3e-3 --val-seqs 16 --resume
+    "${CORPORA[@]}" -o "$OUT/bank/single" --steps 120 --windows paragraph --batch 16 --seqlen 64 --lr 3e-3 \
+    --val-seqs 64 --resume
