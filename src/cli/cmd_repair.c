@@ -78,7 +78,8 @@ static void help(void) {
            "                           Prompts are distilled from MODEL: a shared prompt on all\n"
            "                           domains, then each domain prompt starts from it; the single\n"
            "                           prompt continues it for the domain prompts' steps in all\n"
-           "                           (the same training tokens as the whole bank)\n"
+           "                           (the same training tokens as the whole bank) on windows\n"
+           "                           that start at paragraph starts, 4x as many, 1/4 as long\n"
            "      --bank-dir DIR       use this prompt bank (bank.json; DIR/single is the single\n"
            "                           prompt, trained here when missing) instead of training one\n"
            "      --bank LIST          domains of the bank to train: NAME=FILE or NAME (a corpus of\n"
@@ -496,10 +497,13 @@ static int split_list(char *s, char **items, int *n, int cap, const char *what) 
 }
 
 /* A `mend tune` stage: a prompt distilled from teacher on every domain's
- * corpus, from the prompt in init (NULL: sampled vocabulary). */
+ * corpus, from the prompt in init (NULL: sampled vocabulary). paragraph:
+ * windows that start at paragraph starts, 4x as many of a quarter the
+ * length per step (the same tokens), as a task query starts a text
+ * (docs/results.md, "Paragraph windows"). */
 static int tune_stage(repair *R, argvec *a, const budget *B, const char *name, const char *teacher,
                       const char *cmodel, const char *out, const char *init, int steps, char *const *dom_file,
-                      int n_dom) {
+                      int n_dom, int paragraph) {
     av_push(a, "mend");
     av_push(a, "tune");
     av_push(a, "%s", cmodel);
@@ -513,10 +517,16 @@ static int tune_stage(repair *R, argvec *a, const budget *B, const char *name, c
         av_opt(a, "--tokens", "20");
     }
     av_opt(a, "--steps", "%d", steps);
-    av_opt(a, "--batch", "%d", B->batch);
-    av_opt(a, "--seqlen", "%d", B->tseqlen);
+    if (paragraph) {
+        av_opt(a, "--windows", "paragraph");
+        av_opt(a, "--batch", "%d", 4 * B->batch);
+        av_opt(a, "--seqlen", "%d", B->tseqlen / 4 > 2 ? B->tseqlen / 4 : 2);
+    } else {
+        av_opt(a, "--batch", "%d", B->batch);
+        av_opt(a, "--seqlen", "%d", B->tseqlen);
+    }
     av_opt(a, "--lr", "3e-3");
-    av_opt(a, "--val-seqs", "16");
+    av_opt(a, "--val-seqs", paragraph ? "64" : "16");
     av_push(a, "--resume");
     char what[192];
     snprintf(what, sizeof what, "%s prompt on all %d domains x %d steps%s", name, n_dom, steps,
@@ -744,12 +754,13 @@ int cmd_repair(int argc, char **argv) {
                                                bank_dir);
         else if (bank_dir)
             snprintf(pr, sizeof pr, "the domain prompts of the bank %s; the single prompt distilled, 20 virtual "
-                     "tokens, %d steps x %d x %d tokens, lr 3e-3", bank_dir, B.steps + n_dom * B.spec_steps, B.batch,
-                     B.tseqlen);
+                     "tokens, %d steps x %d paragraph windows x %d tokens, lr 3e-3", bank_dir,
+                     B.steps + n_dom * B.spec_steps, 4 * B.batch, B.tseqlen / 4 > 2 ? B.tseqlen / 4 : 2);
         else
             snprintf(pr, sizeof pr, "distilled from the model, 20 virtual tokens, x %d x %d tokens per step, lr 3e-3: "
                      "a shared prompt %d steps, each domain prompt %d more from it, the single prompt %d more from "
-                     "it", B.batch, B.tseqlen, B.steps, B.spec_steps, n_dom * B.spec_steps);
+                     "it on paragraph windows (%d x %d tokens per step)", B.batch, B.tseqlen, B.steps, B.spec_steps,
+                     n_dom * B.spec_steps, 4 * B.batch, B.tseqlen / 4 > 2 ? B.tseqlen / 4 : 2);
         snprintf(settings, sizeof settings,
                  "calibration %d x %d tokens; prompts: %s; %s examples per task; WikiText-2 test (gptq protocol), "
                  "%s windows of %d tokens", B.nsamples, B.seqlen, pr, B.limit ? lim : "all",
@@ -821,7 +832,7 @@ int cmd_repair(int argc, char **argv) {
      * steps as the domain prompts took together, so that it got the same
      * training tokens as the whole bank); or the bank copied from
      * --bank-dir, with a single prompt trained here when it lacks one */
-    if (!bank_dir && tune_stage(&R, &a, &B, "shared", model, cmodel, shared, NULL, B.steps, dom_file, n_dom))
+    if (!bank_dir && tune_stage(&R, &a, &B, "shared", model, cmodel, shared, NULL, B.steps, dom_file, n_dom, 0))
         goto stage_failed;
     if (bank_dir) {
         if ((rc = check_bank_model(bank_dir, cmodel))) goto out;
@@ -860,7 +871,7 @@ int cmd_repair(int argc, char **argv) {
     }
     if (need_corpus) {
         if (tune_stage(&R, &a, &B, "single", model, cmodel, single, bank_dir ? NULL : shared,
-                       bank_dir ? B.steps + n_dom * B.spec_steps : n_dom * B.spec_steps, dom_file, n_dom))
+                       bank_dir ? B.steps + n_dom * B.spec_steps : n_dom * B.spec_steps, dom_file, n_dom, 1))
             goto stage_failed;
     } else {
         R.stage_no++;
