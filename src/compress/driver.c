@@ -79,14 +79,6 @@ typedef struct ctx {
     int layer;
 } ctx;
 
-static uint64_t fnv(uint64_t h, const void *p, size_t n) {
-    const uint8_t *b = p;
-    for (size_t i = 0; i < n; i++) {
-        h ^= b[i];
-        h *= 0x100000001b3ULL;
-    }
-    return h;
-}
 
 /* Identity of everything the output depends on. */
 static void make_signature(ctx *C) {
@@ -94,8 +86,8 @@ static void make_signature(ctx *C) {
     const mend_map *mp = &C->m->gguf->map;
     uint64_t h = 0xcbf29ce484222325ULL;
     const size_t k = mp->size < 65536 ? mp->size : 65536;
-    h = fnv(h, mp->data, k);
-    h = fnv(h, (const uint8_t *)mp->data + mp->size - k, k);
+    h = mend_fnv1a(h, mp->data, k);
+    h = mend_fnv1a(h, (const uint8_t *)mp->data + mp->size - k, k);
     char fmt[64];
     mend_qfmt_name(&o->fmt, fmt, sizeof fmt);
     const uint64_t ch = o->calib ? mend_calib_hash(o->calib, (size_t)o->nsamples * (size_t)o->seqlen) : 0;

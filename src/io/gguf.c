@@ -204,11 +204,7 @@ void mend_gguf_close(mend_gguf *g) {
  * took 10 s to reject and the 2^20 keys the limits allow would take hours.
  * Open addressing with linear probing over at least twice as many slots as
  * names; a name is compared as a C string, as strcmp did. */
-static uint64_t name_hash(const char *s) {
-    uint64_t h = 1469598103934665603ull;   /* FNV-1a */
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
-}
+static uint64_t name_hash(const char *s) { return mend_fnv1a(MEND_FNV1A_INIT, s, strlen(s)); }
 
 static int index_new(uint32_t **slots, uint64_t *mask, uint64_t n) {
     uint64_t cap = 16;

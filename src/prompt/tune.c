@@ -40,12 +40,6 @@ void mend_tune_opts_default(mend_tune_opts *o) {
     o->ckpt_every = 50;
 }
 
-static uint64_t fnv1a(uint64_t h, const void *p, size_t n) {
-    const uint8_t *b = p;
-    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ull;
-    return h;
-}
-#define FNV0 0xcbf29ce484222325ull
 
 /* ---- data ---- */
 typedef struct span {
@@ -268,19 +262,19 @@ typedef struct run {
 } run;
 
 static uint64_t fingerprint(const mend_tune_opts *o, const mend_model *m, const dataset *d, int warmup) {
-    uint64_t h = FNV0;
-#define H(x) do { __typeof__(x) v_ = (x); h = fnv1a(h, &v_, sizeof v_); } while (0)
+    uint64_t h = MEND_FNV1A_INIT;
+#define H(x) do { __typeof__(x) v_ = (x); h = mend_fnv1a(h, &v_, sizeof v_); } while (0)
     H(o->n_virtual); H(o->seqlen); H(o->batch); H(o->steps); H(o->lr); H(o->beta1); H(o->beta2);
     H(o->adam_eps); H(o->weight_decay); H(o->clip); H(warmup); H(o->schedule); H(o->objective); H(o->init);
     H(o->seed); H(o->val_frac); H(o->val_seqs); H(o->eval_every); H(m->cfg.dim); H(m->cfg.n_vocab);
     H(m->cfg.n_layers);
     if (o->windows) H(o->windows);   /* absent for stream windows: older checkpoints still resume */
 #undef H
-    if (o->init_text) h = fnv1a(h, o->init_text, strlen(o->init_text));
+    if (o->init_text) h = mend_fnv1a(h, o->init_text, strlen(o->init_text));
     if (o->init == MEND_TUNE_INIT_PROMPT && o->init_prompt)
-        h = fnv1a(h, o->init_prompt, sizeof(float) * (size_t)o->n_virtual * m->cfg.dim);
-    h = fnv1a(h, d->train, (size_t)d->n_train * o->seqlen * sizeof(int32_t));
-    if (d->val) h = fnv1a(h, d->val, (size_t)d->n_val * o->seqlen * sizeof(int32_t));
+        h = mend_fnv1a(h, o->init_prompt, sizeof(float) * (size_t)o->n_virtual * m->cfg.dim);
+    h = mend_fnv1a(h, d->train, (size_t)d->n_train * o->seqlen * sizeof(int32_t));
+    if (d->val) h = mend_fnv1a(h, d->val, (size_t)d->n_val * o->seqlen * sizeof(int32_t));
     return h;
 }
 
@@ -397,7 +391,7 @@ static int ckpt_write(const run *r, const char *path, int n_train) {
     memcpy(p, r->best, pf), p += pf;
     memcpy(p, r->perm, permb), p += permb;
     memcpy(p, r->hist, hb), p += hb;
-    const uint64_t sum = fnv1a(FNV0, buf, (size_t)(p - buf));
+    const uint64_t sum = mend_fnv1a(MEND_FNV1A_INIT, buf, (size_t)(p - buf));
     memcpy(p, &sum, 8);
     int rc = mend_write_file_atomic(path, buf, total);
     free(buf);
@@ -419,7 +413,7 @@ static int ckpt_read(run *r, const char *path, int n_train) {
     memcpy(&sum, buf + len - 8, 8);
     if (memcmp(h.magic, CKPT_MAGIC, 8) || h.version != CKPT_VERSION) {
         rc = mend_set_error(MEND_EFORMAT, "%s: not a mend tune checkpoint (magic/version)", path);
-    } else if (fnv1a(FNV0, buf, len - 8) != sum) {
+    } else if (mend_fnv1a(MEND_FNV1A_INIT, buf, len - 8) != sum) {
         rc = mend_set_error(MEND_EFORMAT, "%s: checksum mismatch (corrupt or truncated checkpoint)", path);
     } else if (h.fingerprint != r->fingerprint || h.n_virtual != (uint32_t)r->o->n_virtual ||
                h.dim != (uint32_t)r->dim || h.n_train != (uint64_t)n_train || h.hist_cols != HIST_COLS) {

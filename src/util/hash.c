@@ -70,3 +70,9 @@ int mend_fp_parse(const char *s, uint64_t *out) {
     *out = x;
     return 0;
 }
+
+uint64_t mend_fnv1a(uint64_t h, const void *p, size_t n) {
+    const uint8_t *b = p;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ull;
+    return h;
+}

@@ -112,6 +112,16 @@ static inline uint64_t mend_rd64(const void *p) { uint64_t v; memcpy(&v, p, 8); 
 
 /* ---- hashing (util/hash.c) ---- */
 /* 64-bit hash of n bytes (four multiply-xor lanes over 8-byte words). */
+uint64_t mend_hash_bytes(const void *data, size_t n, uint64_t seed);
+/* FNV-1a (64-bit) of n bytes continuing from h, MEND_FNV1A_INIT to start:
+ * the checkpoint identities of tune and compress, gguf's name index. */
+#define MEND_FNV1A_INIT 0xcbf29ce484222325ull
+uint64_t mend_fnv1a(uint64_t h, const void *p, size_t n);
+/* Fold one 64-bit value into a running hash (order matters). */
+uint64_t mend_hash_step(uint64_t h, uint64_t x);
+/* Final avalanche of a running hash. */
+uint64_t mend_hash_fmix(uint64_t h);
+
 /* Seeded random numbers: xoshiro256** seeded by splitmix64 (util/rng.c);
  * the same seed gives the same sequence on every machine. */
 typedef struct mend_rng {
@@ -127,12 +137,6 @@ double mend_rng_unit(mend_rng *r);
 double mend_rng_normal(mend_rng *r);
 /* A uniformly random permutation of a[0..n) in place (Fisher-Yates). */
 void mend_rng_shuffle(int *a, int n, mend_rng *r);
-
-uint64_t mend_hash_bytes(const void *data, size_t n, uint64_t seed);
-/* Fold one 64-bit value into a running hash (order matters). */
-uint64_t mend_hash_step(uint64_t h, uint64_t x);
-/* Final avalanche of a running hash. */
-uint64_t mend_hash_fmix(uint64_t h);
 
 /* Monotonic seconds. */
 double mend_now(void);

@@ -133,6 +133,11 @@ static void test_hex(void) {
         }
     CHECK(same == 0);
     CHECK(mend_hash_bytes(buf, 76, 1) != h0);   /* the length counts */
+    /* FNV-1a 64: the published test vectors, and continuing equals one pass */
+    CHECK(mend_fnv1a(MEND_FNV1A_INIT, "", 0) == 0xcbf29ce484222325ull);
+    CHECK(mend_fnv1a(MEND_FNV1A_INIT, "a", 1) == 0xaf63dc4c8601ec8cull);
+    CHECK(mend_fnv1a(MEND_FNV1A_INIT, "foobar", 6) == 0x85944171f73967e8ull);
+    CHECK(mend_fnv1a(mend_fnv1a(MEND_FNV1A_INIT, "foo", 3), "bar", 3) == 0x85944171f73967e8ull);
 }
 
 static void test_compare(void) {
