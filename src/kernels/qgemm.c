@@ -26,7 +26,7 @@ int mend_qgemm_supported(uint32_t wtype, int64_t rows, int64_t cols) {
 
 int mend_qgemm_available(void) {
 #ifdef MEND_QGEMM_HAVE_SIMD
-    return mend_cpu_has_avx512() && mend_cpu_has_avx512_vnni();
+    return mend_cpu_has_avx2();
 #else
     return 0;
 #endif
@@ -243,6 +243,22 @@ void mend_qgemm_release_scratch(void) {
     tl_scratch_cap = 0;
 }
 
+/* The kernel for wtype at level: AVX-512 VNNI, AVX2 with AVX-VNNI, plain
+ * AVX2, or the scalar twin. */
+static mend_qgemm_tile_fn pick_tile(uint32_t wtype, int level) {
+    const int k = wtype == MEND_TYPE_Q4_0 ? 0 : wtype == MEND_TYPE_Q4_1 ? 1 : 2;
+    static const mend_qgemm_tile_fn ref[3] = {qgemm_q4_0_ref, qgemm_q4_1_ref, qgemm_q2_K_ref};
+#ifdef MEND_QGEMM_HAVE_SIMD
+    static const mend_qgemm_tile_fn avx512[3] = {qgemm_q4_0_avx512, qgemm_q4_1_avx512, qgemm_q2_K_avx512};
+    static const mend_qgemm_tile_fn avxvnni[3] = {qgemm_q4_0_avxvnni, qgemm_q4_1_avxvnni, qgemm_q2_K_avxvnni};
+    static const mend_qgemm_tile_fn avx2[3] = {qgemm_q4_0_avx2, qgemm_q4_1_avx2, qgemm_q2_K_avx2};
+    if (level >= MEND_SIMD_AVX512 && mend_cpu_has_avx512_vnni()) return avx512[k];
+    if (level >= MEND_SIMD_AVX2 && mend_cpu_has_avx_vnni()) return avxvnni[k];
+    if (level >= MEND_SIMD_AVX2 && mend_cpu_has_avx2()) return avx2[k];
+#endif
+    return ref[k];
+}
+
 /* Below this many multiply-adds a call stays on one thread. */
 #define QGEMM_PARALLEL_MIN_MACS (1 << 18)
 
@@ -269,13 +285,7 @@ int mend_qgemm(float *out, size_t ldo, const float *x, size_t ldx, int n, const 
 
     const int have = mend_cpu_simd_level();
     if (level < 0 || level > have) level = have;
-    mend_qgemm_tile_fn tile = wtype == MEND_TYPE_Q4_0 ? qgemm_q4_0_ref
-                            : wtype == MEND_TYPE_Q4_1 ? qgemm_q4_1_ref : qgemm_q2_K_ref;
-#ifdef MEND_QGEMM_HAVE_SIMD
-    if (level >= MEND_SIMD_AVX512 && mend_cpu_has_avx512_vnni())
-        tile = wtype == MEND_TYPE_Q4_0 ? qgemm_q4_0_avx512
-             : wtype == MEND_TYPE_Q4_1 ? qgemm_q4_1_avx512 : qgemm_q2_K_avx512;
-#endif
+    const mend_qgemm_tile_fn tile = pick_tile(wtype, level);
     const int64_t groups = rows / QGEMM_ROWS;
     const size_t gb = group_bytes(wtype, cols);
     if (n_threads <= 0) n_threads = mend_get_threads();

@@ -45,9 +45,12 @@
  * the same layouts computing the same integer sums and the same fused float
  * steps in the same order, so the two agree bit for bit.
  *
- * Only x86-64 with AVX-512 VNNI has a fast kernel; elsewhere
- * mend_qgemm_available() answers 0 and callers keep the plain layout (the
- * _ref twins still run anywhere, for tests). */
+ * x86-64 with AVX-512 VNNI runs 16 rows per zmm register (qgemm_avx512.c);
+ * with AVX2 only, each half of a group (8 rows) fills a ymm register and the
+ * byte products go through vpmaddubsw, or vpdpbusd where the CPU has AVX-VNNI
+ * (qgemm_avx2.c), on the same layouts. Elsewhere mend_qgemm_available()
+ * answers 0 and callers keep the plain layout (the _ref twins still run
+ * anywhere, for tests). */
 #ifndef MEND_QGEMM_H
 #define MEND_QGEMM_H
 
@@ -60,8 +63,8 @@
 /* Non-zero when wtype (rows, cols) can be repacked: q4_0 / q4_1 with
  * cols % 32, q2_K with cols % 256, rows % 16 == 0 for all. */
 int mend_qgemm_supported(uint32_t wtype, int64_t rows, int64_t cols);
-/* Non-zero when the CPU runs the SIMD kernels (AVX-512 F/BW/VL + VNNI), so
- * repacking pays. */
+/* Non-zero when the CPU runs the SIMD kernels (AVX-512 F/BW/VL + VNNI, or
+ * AVX2 + FMA + F16C), so repacking pays. */
 int mend_qgemm_available(void);
 /* Bytes of the repacked form (0 if unsupported or on overflow). */
 size_t mend_qgemm_packed_size(uint32_t wtype, int64_t rows, int64_t cols);
@@ -97,6 +100,13 @@ void qgemm_q2_K_ref(int64_t cols, const void *g, const void *a, size_t arow, int
 void qgemm_q4_0_avx512(int64_t cols, const void *g, const void *a, size_t arow, int na, float *out, size_t ldo);
 void qgemm_q4_1_avx512(int64_t cols, const void *g, const void *a, size_t arow, int na, float *out, size_t ldo);
 void qgemm_q2_K_avx512(int64_t cols, const void *g, const void *a, size_t arow, int na, float *out, size_t ldo);
+/* AVX2 + FMA + F16C (qgemm_avx2.c), and the same with AVX-VNNI */
+void qgemm_q4_0_avx2(int64_t cols, const void *g, const void *a, size_t arow, int na, float *out, size_t ldo);
+void qgemm_q4_1_avx2(int64_t cols, const void *g, const void *a, size_t arow, int na, float *out, size_t ldo);
+void qgemm_q2_K_avx2(int64_t cols, const void *g, const void *a, size_t arow, int na, float *out, size_t ldo);
+void qgemm_q4_0_avxvnni(int64_t cols, const void *g, const void *a, size_t arow, int na, float *out, size_t ldo);
+void qgemm_q4_1_avxvnni(int64_t cols, const void *g, const void *a, size_t arow, int na, float *out, size_t ldo);
+void qgemm_q2_K_avxvnni(int64_t cols, const void *g, const void *a, size_t arow, int na, float *out, size_t ldo);
 #endif
 
 /* Quantize one activation row x (cols) into the kernel layout at level. */

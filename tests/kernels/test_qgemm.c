@@ -1,7 +1,8 @@
 /* Batched products on repacked q4_0 / q4_1 / q2_K weights (kernels/qgemm.h):
  *  - the SIMD kernels give the same floats, bit for bit, as their _ref twins
  *    (same integer sums, same fused steps in the same order), for every
- *    batch size 1..19 (full tiles and every remainder) and thread count;
+ *    batch size 1..19 (full tiles and every remainder) and thread count, on
+ *    every variant the CPU has: AVX2 without and with AVX-VNNI, AVX-512 VNNI;
  *  - both match a double reference computed from the dequantized weights and
  *    the dequantized activations (the same q8_0 / q8_1 / q8_K quantization as
  *    mend_qmatmul) within 1e-5 relative to sum |w a|, and mend_qmatmul on the
@@ -96,6 +97,31 @@ static void reference(uint32_t t, const void *w, int64_t rows, int64_t cols, con
     free(aq);
 }
 
+/* The kernel variants this CPU has, each forced in turn: plain AVX2, AVX2
+ * with AVX-VNNI, AVX-512 VNNI (all capped by the level the test started at,
+ * MEND_ISA included). variant_set(N_VARIANTS) restores the start. */
+enum { V_AVX2, V_AVXVNNI, V_AVX512, N_VARIANTS };
+static const char *const variant_name[] = {"avx2 without avx-vnni", "avx2 with avx-vnni", "avx512"};
+static int start_level = -1;
+static int variant_tested[N_VARIANTS];
+
+static int variant_set(int v) {
+    if (start_level < 0) start_level = mend_cpu_max_level();
+    mend_cpu_disable_avx_vnni(0);
+    if (v == N_VARIANTS) {
+        mend_cpu_set_max_level(start_level);
+        return 1;
+    }
+    const int level = v == V_AVX512 ? MEND_SIMD_AVX512 : MEND_SIMD_AVX2;
+    if (level > start_level) return 0;
+    mend_cpu_set_max_level(level);
+    if (v == V_AVX2) mend_cpu_disable_avx_vnni(1);
+    const int ok = v == V_AVX2 ? mend_cpu_has_avx2()
+                 : v == V_AVXVNNI ? mend_cpu_has_avx_vnni() : mend_cpu_has_avx512_vnni();
+    variant_tested[v] |= ok;
+    return ok;
+}
+
 static void check(uint32_t t, int64_t rows, int64_t cols, int nmax) {
     const char *tn = mend_type_name(t);
     CHECK(mend_qgemm_supported(t, rows, cols));
@@ -132,13 +158,17 @@ static void check(uint32_t t, int64_t rows, int64_t cols, int nmax) {
             }
         CHECK_MSG(bad == 0, "%s %lld x %lld, n %d: %d outputs off the double reference", tn, (long long)rows,
                   (long long)cols, n, bad);
-        for (int threads = 1; threads <= 3; threads++) {
-            memset(o, 0xFF, (size_t)n * rows * sizeof(float));
-            CHECK_OK(mend_qgemm(o, rows, x, cols, n, wp, t, rows, cols, NULL, 0, threads, -1));
-            CHECK_MSG(memcmp(o, o_ref, (size_t)n * rows * sizeof(float)) == 0,
-                      "%s %lld x %lld, n %d, %d threads: widest level differs from _ref", tn, (long long)rows,
-                      (long long)cols, n, threads);
+        for (int v = 0; v < N_VARIANTS; v++) {
+            if (!variant_set(v)) continue;
+            for (int threads = 1; threads <= 3; threads++) {
+                memset(o, 0xFF, (size_t)n * rows * sizeof(float));
+                CHECK_OK(mend_qgemm(o, rows, x, cols, n, wp, t, rows, cols, NULL, 0, threads, -1));
+                CHECK_MSG(memcmp(o, o_ref, (size_t)n * rows * sizeof(float)) == 0,
+                          "%s %lld x %lld, n %d, %d threads: %s differs from _ref", tn, (long long)rows,
+                          (long long)cols, n, threads, variant_name[v]);
+            }
         }
+        variant_set(N_VARIANTS);
     }
     /* strided output: a wider ldo leaves the gaps alone */
     {
@@ -187,6 +217,8 @@ int main(void) {
     check(MEND_TYPE_Q2_K, 32, 256, 19);
     check(MEND_TYPE_Q2_K, 48, 768, 9);
     test_errors();
+    for (int v = 0; v < N_VARIANTS; v++)
+        printf("qgemm: %s kernels %s\n", variant_name[v], variant_tested[v] ? "checked bit for bit" : "absent here");
     mend_qgemm_release_scratch();
     return test_finish();
 }
