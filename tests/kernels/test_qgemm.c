@@ -1,4 +1,4 @@
-/* Batched products on repacked q4_0 / q4_1 / q2_K weights (kernels/qgemm.h):
+/* Batched products on repacked q4_0 / q4_1 / q5_0 / q2_K weights (kernels/qgemm.h):
  *  - the SIMD kernels give the same floats, bit for bit, as their _ref twins
  *    (same integer sums, same fused steps in the same order), for every
  *    batch size 1..19 (full tiles and every remainder) and thread count, on
@@ -10,6 +10,7 @@
  *  - unsupported shapes and short scratch are refused. */
 #include <stdalign.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "test.h"
 #include "kernels/cpu.h"
@@ -27,11 +28,18 @@ static void *make_w(uint32_t t, int64_t rows, int64_t cols) {
     float *tmp = malloc((size_t)cols * sizeof(float));
     for (int64_t r = 0; r < rows; r++) {
         uint8_t *row = w + (size_t)r * rs;
-        if (t == MEND_TYPE_Q4_0 || t == MEND_TYPE_Q4_1) {
+        if (t != MEND_TYPE_Q2_K) {
             const float scale = ldexpf(1.0f, rndi(-3, 2));
             for (int64_t j = 0; j < cols; j++) tmp[j] = rndn() * scale + (t == MEND_TYPE_Q4_1 ? scale : 0.0f);
             if (t == MEND_TYPE_Q4_0) quantize_row_q4_0_ref(tmp, (block_q4_0 *)row, cols);
+            else if (t == MEND_TYPE_Q5_0) quantize_row_q5_0_ref(tmp, (block_q5_0 *)row, cols);
             else quantize_row_q4_1_ref(tmp, (block_q4_1 *)row, cols);
+            if (r == 0 && t == MEND_TYPE_Q5_0) {   /* largest weights (31) meet largest activations */
+                memset(((block_q5_0 *)row)->qs, 0xFF, QK5_0 / 2);
+                memset(((block_q5_0 *)row)->qh, 0xFF, 4);
+            } else if (r == 0) {
+                memset(t == MEND_TYPE_Q4_0 ? ((block_q4_0 *)row)->qs : ((block_q4_1 *)row)->qs, 0xFF, 16);
+            }
         } else {   /* q2_K: random quants, scales and mins, sane fp16 d / dmin */
             block_q2_K *b = (block_q2_K *)row;
             for (int64_t k = 0; k < cols / QK_K; k++) {
@@ -52,7 +60,7 @@ static void *make_w(uint32_t t, int64_t rows, int64_t cols) {
 static void reference(uint32_t t, const void *w, int64_t rows, int64_t cols, const float *x, int n, double *out,
                       double *mag) {
     float *wd = malloc((size_t)cols * sizeof(float)), *ad = malloc((size_t)cols * sizeof(float));
-    const uint32_t at = t == MEND_TYPE_Q4_0 ? MEND_TYPE_Q8_0 : t == MEND_TYPE_Q4_1 ? MEND_TYPE_Q8_1 : MEND_TYPE_Q8_K;
+    const uint32_t at = t == MEND_TYPE_Q4_1 ? MEND_TYPE_Q8_1 : t == MEND_TYPE_Q2_K ? MEND_TYPE_Q8_K : MEND_TYPE_Q8_0;
     void *aq = malloc(mend_row_size(at, cols));
     const size_t rs = mend_row_size(t, cols);
     for (int i = 0; i < n; i++) {
@@ -135,6 +143,7 @@ static void check(uint32_t t, int64_t rows, int64_t cols, int nmax) {
     mend_qgemm_pack(wp, w, t, rows, cols, 0, G / 2);
     float *x = malloc((size_t)nmax * cols * sizeof(float));
     for (int64_t j = 0; j < nmax * cols; j++) x[j] = rndn() * ldexpf(1.0f, rndi(-2, 1));
+    for (int j = 0; j < 32; j++) x[j] = 0.75f;               /* all 127 after quantization */
     for (int j = 32; j < 64 && j < cols; j++) x[j] = 0.0f;   /* an all-zero block in row 0 */
     double *ref = malloc((size_t)nmax * rows * sizeof(double)), *mag = malloc((size_t)nmax * rows * sizeof(double));
     reference(t, w, rows, cols, x, nmax, ref, mag);
@@ -193,8 +202,10 @@ static void test_errors(void) {
     CHECK(!mend_qgemm_supported(MEND_TYPE_Q4_0, 24, 64));      /* rows not a multiple of 16 */
     CHECK(!mend_qgemm_supported(MEND_TYPE_Q4_0, 32, 48));
     CHECK(!mend_qgemm_supported(MEND_TYPE_Q2_K, 32, 96));
-    CHECK(!mend_qgemm_supported(MEND_TYPE_Q5_0, 32, 64));
-    CHECK(mend_qgemm_packed_size(MEND_TYPE_Q5_0, 32, 64) == 0);
+    CHECK(!mend_qgemm_supported(MEND_TYPE_Q5_0, 32, 48));
+    CHECK(!mend_qgemm_supported(MEND_TYPE_Q5_1, 32, 64));
+    CHECK(mend_qgemm_packed_size(MEND_TYPE_Q5_1, 32, 64) == 0);
+    CHECK(mend_qgemm_packed_size(MEND_TYPE_Q5_0, 32, 64) == 32 * mend_row_size(MEND_TYPE_Q5_0, 64));
     CHECK(mend_qgemm_packed_size(MEND_TYPE_Q4_1, 32, 64) == 32 * mend_row_size(MEND_TYPE_Q4_1, 64));
     CHECK(mend_qgemm_packed_size(MEND_TYPE_Q4_0, 32, 64) == 32 * mend_row_size(MEND_TYPE_Q4_0, 64));
     float x[64] = {0}, out[32];
@@ -214,6 +225,8 @@ int main(void) {
     check(MEND_TYPE_Q4_0, 16, 32, 9);
     check(MEND_TYPE_Q4_1, 32, 64, 19);
     check(MEND_TYPE_Q4_1, 48, 576, 11);
+    check(MEND_TYPE_Q5_0, 32, 64, 19);
+    check(MEND_TYPE_Q5_0, 48, 576, 11);
     check(MEND_TYPE_Q2_K, 32, 256, 19);
     check(MEND_TYPE_Q2_K, 48, 768, 9);
     test_errors();
