@@ -16,7 +16,10 @@
 #   MEND_PEERS_ISA              native (default): -march=native, whatever this CPU
 #                               has; avx2: AVX2 + FMA + F16C + BMI2 + AVX-VNNI and no
 #                               AVX-512, the peer for mend at MEND_ISA=avx2 (an
-#                               AVX2-only CPU measured on an AVX-512 one)
+#                               AVX2-only CPU measured on an AVX-512 one);
+#                               avx512: that plus AVX-512 F/BW/VL/VBMI/VNNI/BF16 and
+#                               no AMX (ggml's AMX path, which -march=native turns
+#                               on, crashed in llama-bench on a Xeon with AMX)
 #   MEND_PEERS                  install prefix (default /opt/mend-peers, or
 #                               /opt/mend-peers-<isa> for another MEND_PEERS_ISA)
 #   LLAMA_CPP_PYTHON_VERSION    sdist version (default 0.3.36; "latest" for the newest)
@@ -40,7 +43,12 @@ case "$ISA" in
           ISA_FLAGS=(-DGGML_NATIVE=OFF -DGGML_SSE42=ON -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
                      -DGGML_BMI2=ON -DGGML_AVX_VNNI=ON -DGGML_AVX512=OFF -DGGML_AVX512_VBMI=OFF
                      -DGGML_AVX512_VNNI=OFF -DGGML_AVX512_BF16=OFF) ;;
-  *) echo "peers.sh: MEND_PEERS_ISA '$ISA' is not known (expected native or avx2)" >&2; exit 2 ;;
+  avx512) PEERS="${MEND_PEERS:-/opt/mend-peers-avx512}"
+          ISA_FLAGS=(-DGGML_NATIVE=OFF -DGGML_SSE42=ON -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
+                     -DGGML_BMI2=ON -DGGML_AVX_VNNI=ON -DGGML_AVX512=ON -DGGML_AVX512_VBMI=ON
+                     -DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF
+                     -DGGML_AMX_BF16=OFF) ;;
+  *) echo "peers.sh: MEND_PEERS_ISA '$ISA' is not known (expected native, avx2 or avx512)" >&2; exit 2 ;;
 esac
 STAMP_ISA=""; [[ "$ISA" == native ]] || STAMP_ISA=" ($ISA)"
 VERSION="${LLAMA_CPP_PYTHON_VERSION:-0.3.36}"
