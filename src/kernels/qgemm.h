@@ -99,25 +99,22 @@ void mend_qgemm_release_scratch(void);
  * out[i * ldo + r] for i < na, r < 16 (overwritten). */
 typedef void (*mend_qgemm_tile_fn)(int64_t cols, const void *g, const void *a, size_t arow, int na, float *out,
                                    size_t ldo);
-void qgemm_q4_0_ref(int64_t cols, const void *g, const void *a, size_t arow, int na, float *out, size_t ldo);
-void qgemm_q4_1_ref(int64_t cols, const void *g, const void *a, size_t arow, int na, float *out, size_t ldo);
-void qgemm_q5_0_ref(int64_t cols, const void *g, const void *a, size_t arow, int na, float *out, size_t ldo);
-void qgemm_q2_K_ref(int64_t cols, const void *g, const void *a, size_t arow, int na, float *out, size_t ldo);
+/* qgemm_<type>_<variant> for q4_0, q4_1, q5_0 and q2_K */
+#define QGEMM_KERNELS(variant)                                                                              \
+    void qgemm_q4_0_##variant(int64_t cols, const void *g, const void *a, size_t arow, int na, float *out,  \
+                              size_t ldo);                                                                \
+    void qgemm_q4_1_##variant(int64_t cols, const void *g, const void *a, size_t arow, int na, float *out,  \
+                              size_t ldo);                                                                \
+    void qgemm_q5_0_##variant(int64_t cols, const void *g, const void *a, size_t arow, int na, float *out,  \
+                              size_t ldo);                                                                \
+    void qgemm_q2_K_##variant(int64_t cols, const void *g, const void *a, size_t arow, int na, float *out,  \
+                              size_t ldo);
+QGEMM_KERNELS(ref)   /* scalar twins (qgemm.c) */
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) && !defined(MEND_NO_SIMD)
 #define MEND_QGEMM_HAVE_SIMD 1
-void qgemm_q4_0_avx512(int64_t cols, const void *g, const void *a, size_t arow, int na, float *out, size_t ldo);
-void qgemm_q4_1_avx512(int64_t cols, const void *g, const void *a, size_t arow, int na, float *out, size_t ldo);
-void qgemm_q5_0_avx512(int64_t cols, const void *g, const void *a, size_t arow, int na, float *out, size_t ldo);
-void qgemm_q2_K_avx512(int64_t cols, const void *g, const void *a, size_t arow, int na, float *out, size_t ldo);
-/* AVX2 + FMA + F16C (qgemm_avx2.c), and the same with AVX-VNNI */
-void qgemm_q4_0_avx2(int64_t cols, const void *g, const void *a, size_t arow, int na, float *out, size_t ldo);
-void qgemm_q4_1_avx2(int64_t cols, const void *g, const void *a, size_t arow, int na, float *out, size_t ldo);
-void qgemm_q5_0_avx2(int64_t cols, const void *g, const void *a, size_t arow, int na, float *out, size_t ldo);
-void qgemm_q2_K_avx2(int64_t cols, const void *g, const void *a, size_t arow, int na, float *out, size_t ldo);
-void qgemm_q4_0_avxvnni(int64_t cols, const void *g, const void *a, size_t arow, int na, float *out, size_t ldo);
-void qgemm_q4_1_avxvnni(int64_t cols, const void *g, const void *a, size_t arow, int na, float *out, size_t ldo);
-void qgemm_q5_0_avxvnni(int64_t cols, const void *g, const void *a, size_t arow, int na, float *out, size_t ldo);
-void qgemm_q2_K_avxvnni(int64_t cols, const void *g, const void *a, size_t arow, int na, float *out, size_t ldo);
+QGEMM_KERNELS(avx512)    /* AVX-512 F/BW/VL + VNNI (qgemm_avx512.c) */
+QGEMM_KERNELS(avx2)      /* AVX2 + FMA + F16C (qgemm_avx2.c) */
+QGEMM_KERNELS(avxvnni)   /* the same with AVX-VNNI */
 #endif
 
 /* Quantize one activation row x (cols) into the kernel layout at level. */
