@@ -11,7 +11,12 @@
 #
 #   bench/bench_core.sh [MODEL]
 # Environment: THREADS (2), REPS (3), MEND_BIN (build/mend),
-#   MEND_PEERS (/opt/mend-peers; build with scripts/peers.sh).
+#   MEND_ISA (unset: the widest this CPU has; avx2 or avx2-novnni: mend held
+#     to AVX2, against the llama.cpp built without AVX-512),
+#   MEND_PEERS (/opt/mend-peers, or /opt/mend-peers-avx2 when MEND_ISA is
+#     avx2*, /opt/mend-peers-avx512 when it is avx512; scripts/peers.sh with
+#     MEND_PEERS_ISA=avx2 / avx512 builds those).
+# The table header names the instruction set each side ran.
 # Prints Markdown with ratios mend / llama.cpp (> 1: mend is faster / larger).
 set -euo pipefail
 
@@ -20,7 +25,12 @@ MODEL="${1:-${MEND_HOME:-$HOME/.cache/mend}/models/SmolLM2-135M-Instruct.Q4_1.gg
 THREADS="${THREADS:-2}"
 REPS="${REPS:-3}"
 MEND_BIN="${MEND_BIN:-$here/build/mend}"
-PEERS="${MEND_PEERS:-/opt/mend-peers}"
+ISA="${MEND_ISA:-}"
+case "$ISA" in
+  avx2*) PEERS="${MEND_PEERS:-/opt/mend-peers-avx2}" ;;
+  avx512) PEERS="${MEND_PEERS:-/opt/mend-peers-avx512}" ;;
+  *) PEERS="${MEND_PEERS:-/opt/mend-peers}" ;;
+esac
 LLAMA_BENCH="$PEERS/bin/llama-bench"
 NP=512
 NG=128
@@ -31,6 +41,9 @@ NG=128
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+export MEND_ISA="$ISA"
+mend_isa=$("$MEND_BIN" info "$MODEL" 2>/dev/null | sed -n 's/^isa: //p')
+[[ -n "$mend_isa" ]] || { echo "bench_core: mend info did not name its instruction set" >&2; exit 1; }
 
 # run TAG CMD...: time a process, keep its stdout
 run() {
@@ -46,9 +59,10 @@ for test in pp tg; do
   run "mend-$test" "$MEND_BIN" -t "$THREADS" bench "$MODEL" -r "$REPS" "${mp[@]}"
 done
 
-python3 - "$tmp" "$REPS" "$NP" "$NG" "$MODEL" "$THREADS" "$PEERS" <<'PY'
+python3 - "$tmp" "$REPS" "$NP" "$NG" "$MODEL" "$THREADS" "$PEERS" "$mend_isa" <<'PY'
 import csv, os, re, sys
 tmp, reps, np_, ng, model, threads, peers = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6], sys.argv[7]
+mend_isa = sys.argv[8]
 
 def timev(tag):
     t = open(os.path.join(tmp, tag + ".time")).read()
@@ -68,11 +82,16 @@ def mend(tag):
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 try: peer = open(os.path.join(peers, "VERSION")).read().strip()
 except OSError: peer = "llama.cpp"
+# the peer's build: "(avx2)" in its stamp, else native (this CPU's widest)
+m = re.search(r"\((\w+)\)$", peer)
+peer_isa = m.group(1) if m else "native"
 load = open("/proc/loadavg").read().split()[:3]
 print(f"Model `{os.path.basename(model)}`, {threads} threads, {reps} runs after a warm-up; CPU {cpu}; "
-      f"load average at the end {' '.join(load)}. Peer: llama-bench from {peer} (scripts/peers.sh, GGML_NATIVE=ON).")
+      f"load average at the end {' '.join(load)}. mend ISA: {mend_isa} (MEND_ISA={os.environ.get('MEND_ISA') or 'unset'}); "
+      f"peer: llama-bench from {peer} (scripts/peers.sh, {peer_isa} build).")
 print()
-print("| test | mend t/s | llama.cpp t/s | ratio | mend tok/CPU-s | llama.cpp tok/CPU-s | ratio | mend peak RSS | llama.cpp peak RSS |")
+print(f"| test | mend [{mend_isa}] t/s | llama.cpp [{peer_isa}] t/s | ratio | mend tok/CPU-s | llama.cpp tok/CPU-s | ratio "
+      "| mend peak RSS | llama.cpp peak RSS |")
 print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 for test, n, tokens in (("pp", np_, (reps + 1) * np_), ("tg", ng, reps * ng + 1)):
     mt, ms = mend(f"mend-{test}")

@@ -8,11 +8,20 @@
 #   build/   the CMake build directory
 #   bin/     llama-perplexity llama-bench llama-simple llama-completion
 #            llama-cli (when the tree builds it) llama-quantize llama-imatrix
-#   VERSION  "llama-cpp-python <version>" of the build in bin/
+#   VERSION  "llama-cpp-python <version>" of the build in bin/ (then " (<isa>)"
+#            unless native)
 #
 # Idempotent: re-running with the same version only checks that bin/ is
 # complete. Environment:
-#   MEND_PEERS                  install prefix (default /opt/mend-peers)
+#   MEND_PEERS_ISA              native (default): -march=native, whatever this CPU
+#                               has; avx2: AVX2 + FMA + F16C + BMI2 + AVX-VNNI and no
+#                               AVX-512, the peer for mend at MEND_ISA=avx2 (an
+#                               AVX2-only CPU measured on an AVX-512 one);
+#                               avx512: that plus AVX-512 F/BW/VL/VBMI/VNNI/BF16 and
+#                               no AMX (ggml's AMX path, which -march=native turns
+#                               on, crashed in llama-bench on a Xeon with AMX)
+#   MEND_PEERS                  install prefix (default /opt/mend-peers, or
+#                               /opt/mend-peers-<isa> for another MEND_PEERS_ISA)
 #   LLAMA_CPP_PYTHON_VERSION    sdist version (default 0.3.36; "latest" for the newest)
 #   PIP                         pip command, only to download the sdist (default:
 #                               the peer venv's pip when scripts/pyenv.sh made it,
@@ -26,7 +35,22 @@
 set -euo pipefail
 . "$(dirname "$0")/lib/log.sh"
 
-PEERS="${MEND_PEERS:-/opt/mend-peers}"
+ISA="${MEND_PEERS_ISA:-native}"
+case "$ISA" in
+  native) PEERS="${MEND_PEERS:-/opt/mend-peers}"
+          ISA_FLAGS=(-DGGML_NATIVE=ON) ;;
+  avx2)   PEERS="${MEND_PEERS:-/opt/mend-peers-avx2}"
+          ISA_FLAGS=(-DGGML_NATIVE=OFF -DGGML_SSE42=ON -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
+                     -DGGML_BMI2=ON -DGGML_AVX_VNNI=ON -DGGML_AVX512=OFF -DGGML_AVX512_VBMI=OFF
+                     -DGGML_AVX512_VNNI=OFF -DGGML_AVX512_BF16=OFF) ;;
+  avx512) PEERS="${MEND_PEERS:-/opt/mend-peers-avx512}"
+          ISA_FLAGS=(-DGGML_NATIVE=OFF -DGGML_SSE42=ON -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
+                     -DGGML_BMI2=ON -DGGML_AVX_VNNI=ON -DGGML_AVX512=ON -DGGML_AVX512_VBMI=ON
+                     -DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF
+                     -DGGML_AMX_BF16=OFF) ;;
+  *) echo "peers.sh: MEND_PEERS_ISA '$ISA' is not known (expected native, avx2 or avx512)" >&2; exit 2 ;;
+esac
+STAMP_ISA=""; [[ "$ISA" == native ]] || STAMP_ISA=" ($ISA)"
 VERSION="${LLAMA_CPP_PYTHON_VERSION:-0.3.36}"
 JOBS="${JOBS:-2}"
 if [[ -z "${PIP:-}" ]]; then
@@ -42,7 +66,7 @@ OPTIONAL=(llama-completion llama-cli)
 log_open peers
 log() { say "$@"; }
 
-stamp="llama-cpp-python ${VERSION}"
+stamp="llama-cpp-python ${VERSION}${STAMP_ISA}"
 if [[ -f "$PEERS/VERSION" && "$(cat "$PEERS/VERSION")" == "$stamp" ]]; then
   ok=1
   for t in "${REQUIRED[@]}"; do [[ -x "$PEERS/bin/$t" ]] || ok=0; done
@@ -67,7 +91,7 @@ if [[ -z "$sdist" ]]; then
   sdist=$(ls -t "$PEERS/src"/llama_cpp_python-*.tar.gz | head -1)
 fi
 VERSION=$(basename "$sdist" .tar.gz); VERSION=${VERSION#llama_cpp_python-}
-stamp="llama-cpp-python ${VERSION}"
+stamp="llama-cpp-python ${VERSION}${STAMP_ISA}"
 tree="$PEERS/src/llama_cpp_python-${VERSION}"
 
 # 2. unpack
@@ -77,11 +101,11 @@ if [[ ! -f "$tree/vendor/llama.cpp/CMakeLists.txt" ]]; then
 fi
 [[ -f "$tree/vendor/llama.cpp/CMakeLists.txt" ]] || { log "no vendor/llama.cpp in $sdist"; exit 1; }
 
-# 3. configure + build only the tools (static, native, no network code)
+# 3. configure + build only the tools (static, $ISA, no network code)
 build="$PEERS/build"
-log "configuring llama.cpp from $tree/vendor/llama.cpp; log: $LOG_FILE"
+log "configuring llama.cpp ($ISA) from $tree/vendor/llama.cpp; log: $LOG_FILE"
 quietly "cmake (configure)" cmake -S "$tree/vendor/llama.cpp" -B "$build" \
-  -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
+  -DCMAKE_BUILD_TYPE=Release "${ISA_FLAGS[@]}" -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
   -DBUILD_SHARED_LIBS=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=ON \
   -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF
 

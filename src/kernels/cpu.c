@@ -19,11 +19,13 @@
 #define F_AVX512   (1u << 1)
 #define F_VNNI     (1u << 2)
 #define F_BF16     (1u << 3)
+#define F_AVXVNNI  (1u << 4)    /* AVX-VNNI: vpdpbusd on ymm, VEX-encoded (no AVX-512) */
 #define F_DETECTED (1u << 31)
 
 static _Atomic unsigned g_features;     /* 0 until first detection */
 static _Atomic int g_force_scalar;
 static _Atomic int g_max_level = MEND_SIMD_AVX512;   /* the cap (mend_cpu_set_max_level) */
+static _Atomic int g_no_avx_vnni;                    /* mend_cpu_disable_avx_vnni */
 
 #ifdef MEND_X86
 static uint64_t xgetbv0(void) {
@@ -50,8 +52,10 @@ static unsigned detect(void) {
     if ((f & F_AVX2) && avx512f && avx512bw && avx512vl && (xcr0 & 0xE6) == 0xE6)
         f |= F_AVX512;                                          /* + opmask, ZMM state */
     if ((f & F_AVX512) && vnni) f |= F_VNNI;
-    if ((f & F_AVX512) && max7 >= 1 && __get_cpuid_count(7, 1, &a, &b, &c, &d) && ((a >> 5) & 1))
-        f |= F_BF16;
+    if (max7 >= 1 && __get_cpuid_count(7, 1, &a, &b, &c, &d)) {
+        if ((f & F_AVX512) && ((a >> 5) & 1)) f |= F_BF16;
+        if ((f & F_AVX2) && ((a >> 4) & 1)) f |= F_AVXVNNI;
+    }
 #endif
     return f | F_DETECTED;
 }
@@ -72,13 +76,15 @@ static int level_of(unsigned f) {
 }
 
 /* The detected features less those above the cap (VNNI and BF16 belong to
- * the AVX-512 level) and all of them while scalar is forced. */
+ * the AVX-512 level, AVX-VNNI to the AVX2 level), AVX-VNNI while it is
+ * disabled, and all of them while scalar is forced. */
 static unsigned features(void) {
     if (atomic_load_explicit(&g_force_scalar, memory_order_relaxed)) return 0;
     unsigned f = detected();
     const int cap = atomic_load_explicit(&g_max_level, memory_order_relaxed);
     if (cap < MEND_SIMD_AVX512) f &= ~(F_AVX512 | F_VNNI | F_BF16);
-    if (cap < MEND_SIMD_AVX2) f &= ~F_AVX2;
+    if (cap < MEND_SIMD_AVX2) f &= ~(F_AVX2 | F_AVXVNNI);
+    if (atomic_load_explicit(&g_no_avx_vnni, memory_order_relaxed)) f &= ~F_AVXVNNI;
     return f;
 }
 
@@ -86,6 +92,11 @@ int mend_cpu_has_avx2(void) { return (features() & F_AVX2) != 0; }
 int mend_cpu_has_avx512(void) { return (features() & F_AVX512) != 0; }
 int mend_cpu_has_avx512_vnni(void) { return (features() & F_VNNI) != 0; }
 int mend_cpu_has_avx512_bf16(void) { return (features() & F_BF16) != 0; }
+int mend_cpu_has_avx_vnni(void) { return (features() & F_AVXVNNI) != 0; }
+
+void mend_cpu_disable_avx_vnni(int on) {
+    atomic_store_explicit(&g_no_avx_vnni, on ? 1 : 0, memory_order_relaxed);
+}
 
 void mend_cpu_force_scalar(int on) {
     atomic_store_explicit(&g_force_scalar, on ? 1 : 0, memory_order_relaxed);
@@ -123,17 +134,22 @@ const char *mend_simd_level_name(int level) {
 
 int mend_set_isa(const char *name) {
     int level = MEND_SIMD_AVX512;
+    /* "avx2-novnni": the AVX2 level without AVX-VNNI (an AVX2 CPU that lacks it) */
+    const int novnni = name && !strcmp(name, "avx2-novnni");
+    if (novnni) name = "avx2";
     if (name && *name) {
         for (level = MEND_SIMD_SCALAR; level <= MEND_SIMD_AVX512; level++)
             if (!strcmp(name, mend_simd_level_name(level))) break;
         if (level > MEND_SIMD_AVX512)
-            return mend_set_error(MEND_EINVAL, "instruction set '%s' is not known (expected scalar, avx2 or avx512)",
+            return mend_set_error(MEND_EINVAL,
+                                  "instruction set '%s' is not known (expected scalar, avx2 or avx512, or avx2-novnni)",
                                   name);
         if (level > mend_cpu_detected_level())
             return mend_set_error(MEND_EUNSUPPORTED, "instruction set %s is not available on this CPU (it has %s)",
                                   name, mend_simd_level_name(mend_cpu_detected_level()));
     }
     mend_cpu_set_max_level(level);
+    mend_cpu_disable_avx_vnni(novnni);
     return MEND_OK;
 }
 
@@ -147,7 +163,7 @@ const char *mend_isa_describe(void) {
         if (mend_cpu_has_avx512_vnni())
             return mend_cpu_has_avx512_bf16() ? "avx512 (vnni, bf16)" : "avx512 (vnni)";
         return mend_cpu_has_avx512_bf16() ? "avx512 (bf16)" : "avx512";
-    case MEND_SIMD_AVX2: return "avx2 (fma, f16c)";
+    case MEND_SIMD_AVX2: return mend_cpu_has_avx_vnni() ? "avx2 (fma, f16c, avx-vnni)" : "avx2 (fma, f16c)";
     default: return "scalar";
     }
 }

@@ -14,6 +14,13 @@ int mend_cpu_has_avx512(void);
 int mend_cpu_has_avx512_vnni(void);
 /* AVX-512 BF16 (bf16 dot products), on top of mend_cpu_has_avx512(). */
 int mend_cpu_has_avx512_bf16(void);
+/* AVX-VNNI (vpdpbusd on 256-bit registers, VEX-encoded), on top of
+ * mend_cpu_has_avx2(); part of the AVX2 level, so an AVX2 cap keeps it. */
+int mend_cpu_has_avx_vnni(void);
+/* When on is non-zero mend_cpu_has_avx_vnni() answers 0 (the AVX2 level of
+ * a CPU without AVX-VNNI, for tests and measurements; mend_set_isa's
+ * "avx2-novnni"); 0 restores detection. */
+void mend_cpu_disable_avx_vnni(int on);
 
 /* When on is non-zero every query above answers 0, so dispatchers take their
  * scalar paths; 0 restores what detection and the cap below allow. Meant for

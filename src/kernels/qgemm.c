@@ -1,5 +1,6 @@
 /* Batched products on repacked weights (see qgemm.h): the repacking, the
- * activation layout, the scalar _ref kernels (twins of qgemm_avx512.c) and
+ * activation layout, the scalar _ref kernels (twins of qgemm_avx512.c and
+ * qgemm_avx2.c) and
  * the threaded driver. */
 #include "kernels/qgemm.h"
 
@@ -19,14 +20,14 @@ static inline float half(mend_half h) { return mend_fp16_to_f32(h); }
 
 int mend_qgemm_supported(uint32_t wtype, int64_t rows, int64_t cols) {
     if (rows <= 0 || cols <= 0 || rows % QGEMM_ROWS) return 0;
-    if (wtype == MEND_TYPE_Q4_0 || wtype == MEND_TYPE_Q4_1) return cols % 32 == 0;
+    if (wtype == MEND_TYPE_Q4_0 || wtype == MEND_TYPE_Q4_1 || wtype == MEND_TYPE_Q5_0) return cols % 32 == 0;
     if (wtype == MEND_TYPE_Q2_K) return cols % QK_K == 0;
     return 0;
 }
 
 int mend_qgemm_available(void) {
 #ifdef MEND_QGEMM_HAVE_SIMD
-    return mend_cpu_has_avx512() && mend_cpu_has_avx512_vnni();
+    return mend_cpu_has_avx2();
 #else
     return 0;
 #endif
@@ -36,6 +37,7 @@ int mend_qgemm_available(void) {
 static size_t group_bytes(uint32_t wtype, int64_t cols) {
     if (wtype == MEND_TYPE_Q4_0) return (size_t)(cols / QK4_0) * (16 * sizeof(block_q4_0));
     if (wtype == MEND_TYPE_Q4_1) return (size_t)(cols / QK4_1) * (16 * sizeof(block_q4_1));
+    if (wtype == MEND_TYPE_Q5_0) return (size_t)(cols / QK5_0) * (16 * sizeof(block_q5_0));
     return (size_t)(cols / QK_K) * QGEMM_Q2K_SB;
 }
 
@@ -77,6 +79,27 @@ static void pack_q4(uint8_t *dst, const uint8_t *w, uint32_t wtype, int64_t cols
     }
 }
 
+/* q5_0: the nibbles as q4_0's, then each row's fifth bits per part L (one
+ * byte: bit u for weight 4L + u, bit 4 + u for weight 16 + 4L + u) */
+static void pack_q5_0(uint8_t *dst, const uint8_t *w, int64_t cols, int64_t g) {
+    const int64_t nb = cols / 32;
+    const size_t wrow = (size_t)nb * sizeof(block_q5_0);
+    uint8_t *qs = dst + (size_t)g * group_bytes(MEND_TYPE_Q5_0, cols), *qh = qs + (size_t)nb * 256;
+    mend_half *d = (mend_half *)(qh + (size_t)nb * 64);
+    for (int r = 0; r < QGEMM_ROWS; r++) {
+        const block_q5_0 *blk = (const block_q5_0 *)(w + (size_t)(QGEMM_ROWS * g + r) * wrow);
+        for (int64_t b = 0; b < nb; b++) {
+            uint32_t h;
+            memcpy(&h, blk[b].qh, 4);
+            d[b * 16 + r] = blk[b].d;
+            for (int L = 0; L < 4; L++) {
+                memcpy(qs + (size_t)b * 256 + 64 * L + 4 * r, blk[b].qs + 4 * L, 4);
+                qh[(size_t)b * 64 + 16 * L + r] = (uint8_t)(((h >> 4 * L) & 0x0F) | ((h >> (16 + 4 * L)) & 0x0F) << 4);
+            }
+        }
+    }
+}
+
 static void pack_q2_K(uint8_t *dst, const uint8_t *w, int64_t cols, int64_t g) {
     const int64_t nb = cols / QK_K;
     const size_t wrow = (size_t)nb * sizeof(block_q2_K);
@@ -109,6 +132,7 @@ void mend_qgemm_pack(void *dst, const void *w, uint32_t wtype, int64_t rows, int
     if (g1 > rows / QGEMM_ROWS) g1 = rows / QGEMM_ROWS;
     for (int64_t g = g0 < 0 ? 0 : g0; g < g1; g++) {
         if (wtype == MEND_TYPE_Q2_K) pack_q2_K(dst, w, cols, g);
+        else if (wtype == MEND_TYPE_Q5_0) pack_q5_0(dst, w, cols, g);
         else pack_q4(dst, w, wtype, cols, g);
     }
 }
@@ -152,7 +176,9 @@ void mend_qgemm_quantize_row(uint32_t wtype, const float *x, void *dst, int64_t 
         }
         return;
     }
-    int32_t *m = (int32_t *)(d + nb);   /* m: -8 * the q8_0 block sums (int32) */
+    /* m: -8 (q4_0) or -16 (q5_0) times the q8_0 block sums (int32) */
+    int32_t *m = (int32_t *)(d + nb);
+    const int bias = wtype == MEND_TYPE_Q5_0 ? -16 : -8;
     for (int64_t b = 0; b < nb; b++) {
         block_q8_0 blk;
         k.quantize(x + b * QK8_0, &blk, QK8_0);
@@ -160,19 +186,20 @@ void mend_qgemm_quantize_row(uint32_t wtype, const float *x, void *dst, int64_t 
         int s = 0;
         for (int j = 0; j < QK8_0; j++) s += blk.qs[j];
         d[b] = half(blk.d);
-        m[b] = -8 * s;
+        m[b] = bias * s;
     }
 }
 
 /* ------------------------------------------------------------------------ */
 /* scalar twins                                                             */
 
-/* q4_0 (mn = 0) and q4_1 (mn = 1) */
-static void q4_ref(int mn, int64_t cols, const void *vg, const void *va, size_t arow, int na, float *out,
+/* q4_0 (mn = 0, hb = 0), q4_1 (mn = 1) and q5_0 (hb = 1: a fifth bit per
+ * weight from the qh bytes between the nibbles and the scales) */
+static void q4_ref(int mn, int hb, int64_t cols, const void *vg, const void *va, size_t arow, int na, float *out,
                    size_t ldo) {
     const int64_t nb = cols / 32;
-    const uint8_t *qs = vg;
-    const mend_half *dw = (const mend_half *)(qs + (size_t)nb * 256), *mw = dw + (size_t)nb * 16;
+    const uint8_t *qs = vg, *qh = qs + (size_t)nb * 256;
+    const mend_half *dw = (const mend_half *)(qh + (hb ? (size_t)nb * 64 : 0)), *mw = dw + (size_t)nb * 16;
     for (int i = 0; i < na; i++) {
         const int8_t *aq = (const int8_t *)((const uint8_t *)va + (size_t)i * arow);
         const float *ad = (const float *)(aq + cols);
@@ -182,11 +209,14 @@ static void q4_ref(int mn, int64_t cols, const void *vg, const void *va, size_t 
             float acc = 0.0f;
             for (int64_t b = 0; b < nb; b++) {
                 int32_t s = mn ? 0 : am[b];
-                for (int L = 0; L < 4; L++)
+                for (int L = 0; L < 4; L++) {
+                    const int h = hb ? qh[(size_t)b * 64 + 16 * L + r] : 0;
                     for (int u = 0; u < 4; u++) {
                         const uint8_t byte = qs[(size_t)b * 256 + 64 * L + 4 * r + u];
-                        s += (byte & 0x0F) * aq[b * 32 + 4 * L + u] + (byte >> 4) * aq[b * 32 + 16 + 4 * L + u];
+                        const int lo = (byte & 0x0F) | ((h >> u) & 1) << 4, hi = (byte >> 4) | ((h >> (4 + u)) & 1) << 4;
+                        s += lo * aq[b * 32 + 4 * L + u] + hi * aq[b * 32 + 16 + 4 * L + u];
                     }
+                }
                 acc = fmaf((float)s, half(dw[b * 16 + r]) * ad[b], acc);
                 if (mn) acc = fmaf(half(mw[b * 16 + r]), as[b], acc);
             }
@@ -196,11 +226,15 @@ static void q4_ref(int mn, int64_t cols, const void *vg, const void *va, size_t 
 }
 
 void qgemm_q4_0_ref(int64_t cols, const void *g, const void *a, size_t arow, int na, float *out, size_t ldo) {
-    q4_ref(0, cols, g, a, arow, na, out, ldo);
+    q4_ref(0, 0, cols, g, a, arow, na, out, ldo);
 }
 
 void qgemm_q4_1_ref(int64_t cols, const void *g, const void *a, size_t arow, int na, float *out, size_t ldo) {
-    q4_ref(1, cols, g, a, arow, na, out, ldo);
+    q4_ref(1, 0, cols, g, a, arow, na, out, ldo);
+}
+
+void qgemm_q5_0_ref(int64_t cols, const void *g, const void *a, size_t arow, int na, float *out, size_t ldo) {
+    q4_ref(0, 1, cols, g, a, arow, na, out, ldo);
 }
 
 void qgemm_q2_K_ref(int64_t cols, const void *vg, const void *va, size_t arow, int na, float *out, size_t ldo) {
@@ -243,6 +277,24 @@ void mend_qgemm_release_scratch(void) {
     tl_scratch_cap = 0;
 }
 
+/* The kernel for wtype at level: AVX-512 VNNI, AVX2 with AVX-VNNI, plain
+ * AVX2, or the scalar twin. */
+static mend_qgemm_tile_fn pick_tile(uint32_t wtype, int level) {
+    const int k = wtype == MEND_TYPE_Q4_0 ? 0 : wtype == MEND_TYPE_Q4_1 ? 1 : wtype == MEND_TYPE_Q5_0 ? 2 : 3;
+    static const mend_qgemm_tile_fn ref[4] = {qgemm_q4_0_ref, qgemm_q4_1_ref, qgemm_q5_0_ref, qgemm_q2_K_ref};
+#ifdef MEND_QGEMM_HAVE_SIMD
+    static const mend_qgemm_tile_fn avx512[4] = {qgemm_q4_0_avx512, qgemm_q4_1_avx512, qgemm_q5_0_avx512,
+                                                 qgemm_q2_K_avx512};
+    static const mend_qgemm_tile_fn avxvnni[4] = {qgemm_q4_0_avxvnni, qgemm_q4_1_avxvnni, qgemm_q5_0_avxvnni,
+                                                  qgemm_q2_K_avxvnni};
+    static const mend_qgemm_tile_fn avx2[4] = {qgemm_q4_0_avx2, qgemm_q4_1_avx2, qgemm_q5_0_avx2, qgemm_q2_K_avx2};
+    if (level >= MEND_SIMD_AVX512 && mend_cpu_has_avx512_vnni()) return avx512[k];
+    if (level >= MEND_SIMD_AVX2 && mend_cpu_has_avx_vnni()) return avxvnni[k];
+    if (level >= MEND_SIMD_AVX2 && mend_cpu_has_avx2()) return avx2[k];
+#endif
+    return ref[k];
+}
+
 /* Below this many multiply-adds a call stays on one thread. */
 #define QGEMM_PARALLEL_MIN_MACS (1 << 18)
 
@@ -269,13 +321,7 @@ int mend_qgemm(float *out, size_t ldo, const float *x, size_t ldx, int n, const 
 
     const int have = mend_cpu_simd_level();
     if (level < 0 || level > have) level = have;
-    mend_qgemm_tile_fn tile = wtype == MEND_TYPE_Q4_0 ? qgemm_q4_0_ref
-                            : wtype == MEND_TYPE_Q4_1 ? qgemm_q4_1_ref : qgemm_q2_K_ref;
-#ifdef MEND_QGEMM_HAVE_SIMD
-    if (level >= MEND_SIMD_AVX512 && mend_cpu_has_avx512_vnni())
-        tile = wtype == MEND_TYPE_Q4_0 ? qgemm_q4_0_avx512
-             : wtype == MEND_TYPE_Q4_1 ? qgemm_q4_1_avx512 : qgemm_q2_K_avx512;
-#endif
+    const mend_qgemm_tile_fn tile = pick_tile(wtype, level);
     const int64_t groups = rows / QGEMM_ROWS;
     const size_t gb = group_bytes(wtype, cols);
     if (n_threads <= 0) n_threads = mend_get_threads();

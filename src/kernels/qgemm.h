@@ -28,6 +28,12 @@
  *     d   nb x 16 fp16: the rows' block scales
  *     (the same bytes as the 16 rows in ggml's layout: 18 per block)
  *   layout "q4_1x16": the same, then m  nb x 16 fp16: the rows' block mins
+ *   layout "q5_0x16": qs as q4_0x16, then
+ *     qh  nb x 64 bytes: block b, part L: 16 bytes, byte r = the fifth bits
+ *         of row r's weights in part L (bit u: weight 4L+u, bit 4+u: weight
+ *         16+4L+u), added as 16 to the nibble after a vpshufb spreads them
+ *     d   nb x 16 fp16 (again the bytes of 16 rows in ggml's layout: 22 per
+ *         block; weights are 0..31 less 16, the -16 met like q4_0's -8)
  *   layout "q2_Kx16", per group of 16 rows and super-block (256 weights),
  *   QGEMM_Q2K_SB bytes:
  *     q    16 sub-blocks x 64 bytes: byte 4r + u of sub-block s holds in
@@ -39,15 +45,19 @@
  *
  * Activations are quantized once per call exactly as mend_qmatmul does (the
  * same q8_0 / q8_1 / q8_K bytes and scales), then laid out for the kernel:
- * q4_0 rows are [qs: cols bytes][d: nb floats][m: nb int32, -8 * block sum],
+ * q4_0 rows are [qs: cols bytes][d: nb floats][m: nb int32, -8 * block sum]
+ * (q5_0: -16 * block sum),
  * q4_1 rows [qs][d: nb floats][s: nb floats, the q8_1 block sums], q2_K
  * rows plain block_q8_K. Every SIMD kernel has a scalar _ref twin over
  * the same layouts computing the same integer sums and the same fused float
  * steps in the same order, so the two agree bit for bit.
  *
- * Only x86-64 with AVX-512 VNNI has a fast kernel; elsewhere
- * mend_qgemm_available() answers 0 and callers keep the plain layout (the
- * _ref twins still run anywhere, for tests). */
+ * x86-64 with AVX-512 VNNI runs 16 rows per zmm register (qgemm_avx512.c);
+ * with AVX2 only, each half of a group (8 rows) fills a ymm register and the
+ * byte products go through vpmaddubsw, or vpdpbusd where the CPU has AVX-VNNI
+ * (qgemm_avx2.c), on the same layouts. Elsewhere mend_qgemm_available()
+ * answers 0 and callers keep the plain layout (the _ref twins still run
+ * anywhere, for tests). */
 #ifndef MEND_QGEMM_H
 #define MEND_QGEMM_H
 
@@ -57,11 +67,11 @@
 #define QGEMM_ROWS 16               /* weight rows per group */
 #define QGEMM_Q2K_SB (16 * 64 + 16 * 64 + 8 * 64 + 64)   /* bytes per q2_K group super-block */
 
-/* Non-zero when wtype (rows, cols) can be repacked: q4_0 / q4_1 with
+/* Non-zero when wtype (rows, cols) can be repacked: q4_0 / q4_1 / q5_0 with
  * cols % 32, q2_K with cols % 256, rows % 16 == 0 for all. */
 int mend_qgemm_supported(uint32_t wtype, int64_t rows, int64_t cols);
-/* Non-zero when the CPU runs the SIMD kernels (AVX-512 F/BW/VL + VNNI), so
- * repacking pays. */
+/* Non-zero when the CPU runs the SIMD kernels (AVX-512 F/BW/VL + VNNI, or
+ * AVX2 + FMA + F16C), so repacking pays. */
 int mend_qgemm_available(void);
 /* Bytes of the repacked form (0 if unsupported or on overflow). */
 size_t mend_qgemm_packed_size(uint32_t wtype, int64_t rows, int64_t cols);
@@ -89,14 +99,22 @@ void mend_qgemm_release_scratch(void);
  * out[i * ldo + r] for i < na, r < 16 (overwritten). */
 typedef void (*mend_qgemm_tile_fn)(int64_t cols, const void *g, const void *a, size_t arow, int na, float *out,
                                    size_t ldo);
-void qgemm_q4_0_ref(int64_t cols, const void *g, const void *a, size_t arow, int na, float *out, size_t ldo);
-void qgemm_q4_1_ref(int64_t cols, const void *g, const void *a, size_t arow, int na, float *out, size_t ldo);
-void qgemm_q2_K_ref(int64_t cols, const void *g, const void *a, size_t arow, int na, float *out, size_t ldo);
+/* qgemm_<type>_<variant> for q4_0, q4_1, q5_0 and q2_K */
+#define QGEMM_KERNELS(variant)                                                                              \
+    void qgemm_q4_0_##variant(int64_t cols, const void *g, const void *a, size_t arow, int na, float *out,  \
+                              size_t ldo);                                                                \
+    void qgemm_q4_1_##variant(int64_t cols, const void *g, const void *a, size_t arow, int na, float *out,  \
+                              size_t ldo);                                                                \
+    void qgemm_q5_0_##variant(int64_t cols, const void *g, const void *a, size_t arow, int na, float *out,  \
+                              size_t ldo);                                                                \
+    void qgemm_q2_K_##variant(int64_t cols, const void *g, const void *a, size_t arow, int na, float *out,  \
+                              size_t ldo);
+QGEMM_KERNELS(ref)   /* scalar twins (qgemm.c) */
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) && !defined(MEND_NO_SIMD)
 #define MEND_QGEMM_HAVE_SIMD 1
-void qgemm_q4_0_avx512(int64_t cols, const void *g, const void *a, size_t arow, int na, float *out, size_t ldo);
-void qgemm_q4_1_avx512(int64_t cols, const void *g, const void *a, size_t arow, int na, float *out, size_t ldo);
-void qgemm_q2_K_avx512(int64_t cols, const void *g, const void *a, size_t arow, int na, float *out, size_t ldo);
+QGEMM_KERNELS(avx512)    /* AVX-512 F/BW/VL + VNNI (qgemm_avx512.c) */
+QGEMM_KERNELS(avx2)      /* AVX2 + FMA + F16C (qgemm_avx2.c) */
+QGEMM_KERNELS(avxvnni)   /* the same with AVX-VNNI */
 #endif
 
 /* Quantize one activation row x (cols) into the kernel layout at level. */

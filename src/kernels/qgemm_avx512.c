@@ -31,13 +31,21 @@ VNNI ALWAYS __m512i bcast4(const void *p) {
 /* q4_0                                                                     */
 
 /* R activation rows (arow bytes apart) against the group; mn: q4_1 (a min
- * per block, met by the activation block sums) instead of q4_0 */
-VNNI ALWAYS void q4_rows(int mn, int R, int64_t cols, const uint8_t *g, const uint8_t *a, size_t arow, float *out,
-                         size_t ldo) {
+ * per block, met by the activation block sums) instead of q4_0; hb: q5_0
+ * (a fifth bit per weight, from the qh bytes) */
+VNNI ALWAYS void q4_rows(int mn, int hb, int R, int64_t cols, const uint8_t *g, const uint8_t *a, size_t arow,
+                         float *out, size_t ldo) {
     const int64_t nb = cols / 32;
-    const uint8_t *qs = g;
-    const uint8_t *dw = g + (size_t)nb * 256, *mw = dw + (size_t)nb * 32;
+    const uint8_t *qs = g, *qh = g + (size_t)nb * 256;
+    const uint8_t *dw = hb ? qh + (size_t)nb * 64 : qh, *mw = dw + (size_t)nb * 32;
     const __m512i m4 = _mm512_set1_epi8(0x0F);
+    /* qh byte r (16 per part) to the 4 bytes of row r's dword: byte 4rr + u
+     * of 128-bit lane l <- byte 4l + rr */
+    const __m512i spread = _mm512_set_epi32(0x0F0F0F0F, 0x0E0E0E0E, 0x0D0D0D0D, 0x0C0C0C0C, 0x0B0B0B0B, 0x0A0A0A0A,
+                                            0x09090909, 0x08080808, 0x07070707, 0x06060606, 0x05050505, 0x04040404,
+                                            0x03030303, 0x02020202, 0x01010101, 0x00000000);
+    const __m512i bit_lo = _mm512_set1_epi32(0x08040201), bit_hi = _mm512_set1_epi32((int)0x80402010u);
+    const __m512i sixteen = _mm512_set1_epi8(16);
     __m512 acc[8];
     UNROLL
     for (int i = 0; i < R; i++) acc[i] = _mm512_setzero_ps();
@@ -48,6 +56,7 @@ VNNI ALWAYS void q4_rows(int mn, int R, int64_t cols, const uint8_t *g, const ui
             for (int L = 0; L < 4; L++) _mm_prefetch((const char *)(pq + 64 * L), _MM_HINT_T0);
             _mm_prefetch((const char *)((uintptr_t)(dw + (size_t)b * 32) + PF_BYTES / 8), _MM_HINT_T0);
             if (mn) _mm_prefetch((const char *)((uintptr_t)(mw + (size_t)b * 32) + PF_BYTES / 8), _MM_HINT_T0);
+            if (hb) _mm_prefetch((const char *)((uintptr_t)(qh + (size_t)b * 64) + PF_BYTES / 4), _MM_HINT_T0);
         }
         const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(dw + (size_t)b * 32)));
         const __m512 m = mn ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(mw + (size_t)b * 32)))
@@ -58,13 +67,19 @@ VNNI ALWAYS void q4_rows(int mn, int R, int64_t cols, const uint8_t *g, const ui
             const __m512i v = _mm512_loadu_si512(qs + (size_t)b * 256 + 64 * L);
             w[L] = _mm512_and_si512(v, m4);
             w[L + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+            if (hb) {
+                const __m512i h = _mm512_shuffle_epi8(
+                    _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(qh + (size_t)b * 64 + 16 * L))), spread);
+                w[L] = _mm512_mask_add_epi8(w[L], _mm512_test_epi8_mask(h, bit_lo), w[L], sixteen);
+                w[L + 4] = _mm512_mask_add_epi8(w[L + 4], _mm512_test_epi8_mask(h, bit_hi), w[L + 4], sixteen);
+            }
         }
         UNROLL
         for (int i = 0; i < R; i++) {
             const uint8_t *ai = a + (size_t)i * arow;
             const uint8_t *q = ai + (size_t)b * 32;
             const float *ad = (const float *)(ai + cols);
-            /* q4_0: -8 * block sum (int32); q4_1: 0, the block sum (float) comes below */
+            /* q4_0 / q5_0: -8 / -16 * block sum (int32); q4_1: 0, the block sum (float) comes below */
             __m512i s = mn ? _mm512_setzero_si512() : bcast4(ai + cols + 4 * nb + 4 * b);
             UNROLL
             for (int j = 0; j < 8; j++) s = _mm512_dpbusd_epi32(s, w[j], bcast4(q + 4 * j));
@@ -95,13 +110,19 @@ VNNI ALWAYS void q4_rows(int mn, int R, int64_t cols, const uint8_t *g, const ui
 VNNI void qgemm_q4_0_avx512(int64_t cols, const void *g, const void *va, size_t arow, int na, float *out,
                             size_t ldo) {
     const uint8_t *a = va;
-    ROWS_DISPATCH(q4_rows, 0,);
+    ROWS_DISPATCH(q4_rows, 0, 0,);
+}
+
+VNNI void qgemm_q5_0_avx512(int64_t cols, const void *g, const void *va, size_t arow, int na, float *out,
+                            size_t ldo) {
+    const uint8_t *a = va;
+    ROWS_DISPATCH(q4_rows, 0, 1,);
 }
 
 VNNI void qgemm_q4_1_avx512(int64_t cols, const void *g, const void *va, size_t arow, int na, float *out,
                             size_t ldo) {
     const uint8_t *a = va;
-    ROWS_DISPATCH(q4_rows, 1,);
+    ROWS_DISPATCH(q4_rows, 1, 0,);
 }
 
 /* ------------------------------------------------------------------------ */

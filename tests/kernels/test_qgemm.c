@@ -1,7 +1,8 @@
-/* Batched products on repacked q4_0 / q4_1 / q2_K weights (kernels/qgemm.h):
+/* Batched products on repacked q4_0 / q4_1 / q5_0 / q2_K weights (kernels/qgemm.h):
  *  - the SIMD kernels give the same floats, bit for bit, as their _ref twins
  *    (same integer sums, same fused steps in the same order), for every
- *    batch size 1..19 (full tiles and every remainder) and thread count;
+ *    batch size 1..19 (full tiles and every remainder) and thread count, on
+ *    every variant the CPU has: AVX2 without and with AVX-VNNI, AVX-512 VNNI;
  *  - both match a double reference computed from the dequantized weights and
  *    the dequantized activations (the same q8_0 / q8_1 / q8_K quantization as
  *    mend_qmatmul) within 1e-5 relative to sum |w a|, and mend_qmatmul on the
@@ -9,6 +10,7 @@
  *  - unsupported shapes and short scratch are refused. */
 #include <stdalign.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "test.h"
 #include "kernels/cpu.h"
@@ -26,11 +28,18 @@ static void *make_w(uint32_t t, int64_t rows, int64_t cols) {
     float *tmp = malloc((size_t)cols * sizeof(float));
     for (int64_t r = 0; r < rows; r++) {
         uint8_t *row = w + (size_t)r * rs;
-        if (t == MEND_TYPE_Q4_0 || t == MEND_TYPE_Q4_1) {
+        if (t != MEND_TYPE_Q2_K) {
             const float scale = ldexpf(1.0f, rndi(-3, 2));
             for (int64_t j = 0; j < cols; j++) tmp[j] = rndn() * scale + (t == MEND_TYPE_Q4_1 ? scale : 0.0f);
             if (t == MEND_TYPE_Q4_0) quantize_row_q4_0_ref(tmp, (block_q4_0 *)row, cols);
+            else if (t == MEND_TYPE_Q5_0) quantize_row_q5_0_ref(tmp, (block_q5_0 *)row, cols);
             else quantize_row_q4_1_ref(tmp, (block_q4_1 *)row, cols);
+            if (r == 0 && t == MEND_TYPE_Q5_0) {   /* largest weights (31) meet largest activations */
+                memset(((block_q5_0 *)row)->qs, 0xFF, QK5_0 / 2);
+                memset(((block_q5_0 *)row)->qh, 0xFF, 4);
+            } else if (r == 0) {
+                memset(t == MEND_TYPE_Q4_0 ? ((block_q4_0 *)row)->qs : ((block_q4_1 *)row)->qs, 0xFF, 16);
+            }
         } else {   /* q2_K: random quants, scales and mins, sane fp16 d / dmin */
             block_q2_K *b = (block_q2_K *)row;
             for (int64_t k = 0; k < cols / QK_K; k++) {
@@ -51,7 +60,7 @@ static void *make_w(uint32_t t, int64_t rows, int64_t cols) {
 static void reference(uint32_t t, const void *w, int64_t rows, int64_t cols, const float *x, int n, double *out,
                       double *mag) {
     float *wd = malloc((size_t)cols * sizeof(float)), *ad = malloc((size_t)cols * sizeof(float));
-    const uint32_t at = t == MEND_TYPE_Q4_0 ? MEND_TYPE_Q8_0 : t == MEND_TYPE_Q4_1 ? MEND_TYPE_Q8_1 : MEND_TYPE_Q8_K;
+    const uint32_t at = t == MEND_TYPE_Q4_1 ? MEND_TYPE_Q8_1 : t == MEND_TYPE_Q2_K ? MEND_TYPE_Q8_K : MEND_TYPE_Q8_0;
     void *aq = malloc(mend_row_size(at, cols));
     const size_t rs = mend_row_size(t, cols);
     for (int i = 0; i < n; i++) {
@@ -96,6 +105,31 @@ static void reference(uint32_t t, const void *w, int64_t rows, int64_t cols, con
     free(aq);
 }
 
+/* The kernel variants this CPU has, each forced in turn: plain AVX2, AVX2
+ * with AVX-VNNI, AVX-512 VNNI (all capped by the level the test started at,
+ * MEND_ISA included). variant_set(N_VARIANTS) restores the start. */
+enum { V_AVX2, V_AVXVNNI, V_AVX512, N_VARIANTS };
+static const char *const variant_name[] = {"avx2 without avx-vnni", "avx2 with avx-vnni", "avx512"};
+static int start_level = -1;
+static int variant_tested[N_VARIANTS];
+
+static int variant_set(int v) {
+    if (start_level < 0) start_level = mend_cpu_max_level();
+    mend_cpu_disable_avx_vnni(0);
+    if (v == N_VARIANTS) {
+        mend_cpu_set_max_level(start_level);
+        return 1;
+    }
+    const int level = v == V_AVX512 ? MEND_SIMD_AVX512 : MEND_SIMD_AVX2;
+    if (level > start_level) return 0;
+    mend_cpu_set_max_level(level);
+    if (v == V_AVX2) mend_cpu_disable_avx_vnni(1);
+    const int ok = v == V_AVX2 ? mend_cpu_has_avx2()
+                 : v == V_AVXVNNI ? mend_cpu_has_avx_vnni() : mend_cpu_has_avx512_vnni();
+    variant_tested[v] |= ok;
+    return ok;
+}
+
 static void check(uint32_t t, int64_t rows, int64_t cols, int nmax) {
     const char *tn = mend_type_name(t);
     CHECK(mend_qgemm_supported(t, rows, cols));
@@ -109,6 +143,7 @@ static void check(uint32_t t, int64_t rows, int64_t cols, int nmax) {
     mend_qgemm_pack(wp, w, t, rows, cols, 0, G / 2);
     float *x = malloc((size_t)nmax * cols * sizeof(float));
     for (int64_t j = 0; j < nmax * cols; j++) x[j] = rndn() * ldexpf(1.0f, rndi(-2, 1));
+    for (int j = 0; j < 32; j++) x[j] = 0.75f;               /* all 127 after quantization */
     for (int j = 32; j < 64 && j < cols; j++) x[j] = 0.0f;   /* an all-zero block in row 0 */
     double *ref = malloc((size_t)nmax * rows * sizeof(double)), *mag = malloc((size_t)nmax * rows * sizeof(double));
     reference(t, w, rows, cols, x, nmax, ref, mag);
@@ -132,13 +167,17 @@ static void check(uint32_t t, int64_t rows, int64_t cols, int nmax) {
             }
         CHECK_MSG(bad == 0, "%s %lld x %lld, n %d: %d outputs off the double reference", tn, (long long)rows,
                   (long long)cols, n, bad);
-        for (int threads = 1; threads <= 3; threads++) {
-            memset(o, 0xFF, (size_t)n * rows * sizeof(float));
-            CHECK_OK(mend_qgemm(o, rows, x, cols, n, wp, t, rows, cols, NULL, 0, threads, -1));
-            CHECK_MSG(memcmp(o, o_ref, (size_t)n * rows * sizeof(float)) == 0,
-                      "%s %lld x %lld, n %d, %d threads: widest level differs from _ref", tn, (long long)rows,
-                      (long long)cols, n, threads);
+        for (int v = 0; v < N_VARIANTS; v++) {
+            if (!variant_set(v)) continue;
+            for (int threads = 1; threads <= 3; threads++) {
+                memset(o, 0xFF, (size_t)n * rows * sizeof(float));
+                CHECK_OK(mend_qgemm(o, rows, x, cols, n, wp, t, rows, cols, NULL, 0, threads, -1));
+                CHECK_MSG(memcmp(o, o_ref, (size_t)n * rows * sizeof(float)) == 0,
+                          "%s %lld x %lld, n %d, %d threads: %s differs from _ref", tn, (long long)rows,
+                          (long long)cols, n, threads, variant_name[v]);
+            }
         }
+        variant_set(N_VARIANTS);
     }
     /* strided output: a wider ldo leaves the gaps alone */
     {
@@ -163,8 +202,10 @@ static void test_errors(void) {
     CHECK(!mend_qgemm_supported(MEND_TYPE_Q4_0, 24, 64));      /* rows not a multiple of 16 */
     CHECK(!mend_qgemm_supported(MEND_TYPE_Q4_0, 32, 48));
     CHECK(!mend_qgemm_supported(MEND_TYPE_Q2_K, 32, 96));
-    CHECK(!mend_qgemm_supported(MEND_TYPE_Q5_0, 32, 64));
-    CHECK(mend_qgemm_packed_size(MEND_TYPE_Q5_0, 32, 64) == 0);
+    CHECK(!mend_qgemm_supported(MEND_TYPE_Q5_0, 32, 48));
+    CHECK(!mend_qgemm_supported(MEND_TYPE_Q5_1, 32, 64));
+    CHECK(mend_qgemm_packed_size(MEND_TYPE_Q5_1, 32, 64) == 0);
+    CHECK(mend_qgemm_packed_size(MEND_TYPE_Q5_0, 32, 64) == 32 * mend_row_size(MEND_TYPE_Q5_0, 64));
     CHECK(mend_qgemm_packed_size(MEND_TYPE_Q4_1, 32, 64) == 32 * mend_row_size(MEND_TYPE_Q4_1, 64));
     CHECK(mend_qgemm_packed_size(MEND_TYPE_Q4_0, 32, 64) == 32 * mend_row_size(MEND_TYPE_Q4_0, 64));
     float x[64] = {0}, out[32];
@@ -184,9 +225,13 @@ int main(void) {
     check(MEND_TYPE_Q4_0, 16, 32, 9);
     check(MEND_TYPE_Q4_1, 32, 64, 19);
     check(MEND_TYPE_Q4_1, 48, 576, 11);
+    check(MEND_TYPE_Q5_0, 32, 64, 19);
+    check(MEND_TYPE_Q5_0, 48, 576, 11);
     check(MEND_TYPE_Q2_K, 32, 256, 19);
     check(MEND_TYPE_Q2_K, 48, 768, 9);
     test_errors();
+    for (int v = 0; v < N_VARIANTS; v++)
+        printf("qgemm: %s kernels %s\n", variant_name[v], variant_tested[v] ? "checked bit for bit" : "absent here");
     mend_qgemm_release_scratch();
     return test_finish();
 }

@@ -4,6 +4,7 @@
  * bounds, and SIMD kernels against their scalar _ref twins. */
 #include <float.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "test.h"
 #include "kernels/cpu.h"
@@ -142,7 +143,9 @@ static void test_cpu(void) {
 /* mend_set_isa caps what every query answers (MEND_ISA in the CLI and the
  * tests): a level above the cap reads as absent, VNNI / BF16 included;
  * forcing scalar and releasing it returns to the cap, not to detection; a
- * name that is unknown or above the CPU is refused and changes nothing. */
+ * name that is unknown or above the CPU is refused and changes nothing.
+ * AVX-VNNI belongs to the AVX2 level: gone below it, and "avx2-novnni"
+ * removes it (and only it) until the next mend_set_isa. */
 static void test_isa_cap(void) {
     const int start = mend_cpu_simd_level(), have = mend_cpu_detected_level();
     char start_name[32];
@@ -163,10 +166,22 @@ static void test_isa_cap(void) {
         CHECK(strncmp(mend_isa_describe(), mend_isa(), strlen(mend_isa())) == 0);
         CHECK(mend_cpu_has_avx2() == (l >= MEND_SIMD_AVX2) && mend_cpu_has_avx512() == (l >= MEND_SIMD_AVX512));
         if (l < MEND_SIMD_AVX512) CHECK(!mend_cpu_has_avx512_vnni() && !mend_cpu_has_avx512_bf16());
+        if (l < MEND_SIMD_AVX2) CHECK(!mend_cpu_has_avx_vnni());
         mend_cpu_force_scalar(1);
+        CHECK(!mend_cpu_has_avx_vnni());
         CHECK(mend_cpu_simd_level() == MEND_SIMD_SCALAR && mend_cpu_max_level() == l);
         mend_cpu_force_scalar(0);
         CHECK(mend_cpu_simd_level() == l);
+    }
+    if (have >= MEND_SIMD_AVX2) {
+        CHECK_OK(mend_set_isa("avx2"));
+        const int vnni = mend_cpu_has_avx_vnni();
+        CHECK_OK(mend_set_isa("avx2-novnni"));
+        CHECK(mend_cpu_simd_level() == MEND_SIMD_AVX2 && mend_cpu_has_avx2() && !mend_cpu_has_avx_vnni());
+        CHECK(strcmp(mend_isa(), "avx2") == 0 && strstr(mend_isa_describe(), "vnni") == NULL);
+        CHECK_OK(mend_set_isa("avx2"));
+        CHECK(mend_cpu_has_avx_vnni() == vnni);
+        printf("isa: avx-vnni %s at the avx2 level\n", vnni ? "present" : "absent");
     }
     CHECK_OK(mend_set_isa(NULL));
     CHECK(mend_cpu_simd_level() == have && strcmp(mend_isa_describe(), "") != 0);
