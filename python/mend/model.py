@@ -163,27 +163,16 @@ def ppl_run(tokens, score, protocol="gptq", n_ctx=0, n_chunks=0, n_batch=0, bos=
     return r
 
 
-class Model:
-    """A GGUF file or a Hugging Face directory, loaded by mend_model_load.
-    packed=False dequantizes every matrix to f32 at load; repack=False skips
-    the interleaved copy of q4_0/q4_1/q2_K matrices (mend_load_opts)."""
-
-    def __init__(self, path, packed=True, repack=True):
-        self.path = os.fspath(path)
-        self._m = c_void_p()
-        opts = _capi.mend_load_opts(1 if packed else 0, 0 if repack else 1)
-        check(lib.mend_model_load(byref(self._m), os.fsencode(self.path), byref(opts)))
-        self._tok = lib.mend_model_tokenizer(self._m)
-        info = _capi.mend_model_info()
-        lib.mend_model_get_info(self._m, byref(info))
-        self._info = ModelInfo(info.arch.decode(), info.n_vocab, info.dim, info.n_layers, info.n_heads,
-                               info.n_kv_heads, info.head_dim, info.hidden_dim, info.ctx_len, info.rope_theta,
-                               info.norm_eps, bool(info.tied_embeddings), info.n_params, info.repacked_bytes)
+class _Handle:
+    """A C object (self._h) that its class's _FREE function releases: at
+    close(), on leaving a with block, or when the object is collected."""
+    _FREE = None
+    _h = None
 
     def close(self):
-        if getattr(self, "_m", None):
-            lib.mend_model_free(self._m)
-            self._m = None
+        if self._h:
+            getattr(lib, self._FREE)(self._h)
+            self._h = None
 
     def __del__(self):
         self.close()
@@ -194,6 +183,25 @@ class Model:
     def __exit__(self, *exc):
         self.close()
 
+
+class Model(_Handle):
+    """A GGUF file or a Hugging Face directory, loaded by mend_model_load.
+    packed=False dequantizes every matrix to f32 at load; repack=False skips
+    the interleaved copy of q4_0/q4_1/q2_K matrices (mend_load_opts)."""
+    _FREE = "mend_model_free"
+
+    def __init__(self, path, packed=True, repack=True):
+        self.path = os.fspath(path)
+        self._h = c_void_p()
+        opts = _capi.mend_load_opts(1 if packed else 0, 0 if repack else 1)
+        check(lib.mend_model_load(byref(self._h), os.fsencode(self.path), byref(opts)))
+        self._tok = lib.mend_model_tokenizer(self._h)
+        info = _capi.mend_model_info()
+        lib.mend_model_get_info(self._h, byref(info))
+        self._info = ModelInfo(info.arch.decode(), info.n_vocab, info.dim, info.n_layers, info.n_heads,
+                               info.n_kv_heads, info.head_dim, info.hidden_dim, info.ctx_len, info.rope_theta,
+                               info.norm_eps, bool(info.tied_embeddings), info.n_params, info.repacked_bytes)
+
     def __repr__(self):
         return f"mend.Model({self.path!r})"
 
@@ -203,13 +211,13 @@ class Model:
 
     def fingerprint(self):
         fp = _capi.mend_fp()
-        check(lib.mend_model_fingerprint(self._m, byref(fp)))
+        check(lib.mend_model_fingerprint(self._h, byref(fp)))
         return Fingerprint(fp_hex(fp.model) if fp.has_model else None, fp_hex(fp.source) if fp.has_source else None,
                            fp_hex(fp.recipe) if fp.has_recipe else None)
 
     def meta(self, key):
         """A string of the model's metadata (GGUF key), or None."""
-        v = lib.mend_model_meta_str(self._m, key.encode())
+        v = lib.mend_model_meta_str(self._h, key.encode())
         return None if v is None else v.decode("utf-8", "replace")
 
     # ---- tokenizer
@@ -347,7 +355,7 @@ class Model:
         bos = self.bos if llamacpp and self._tok and self.add_bos else -1
         x, p = _ids(ids)
         opts, wnll = _ppl_opts(protocol, n_ctx, n_chunks, n_batch, bos, len(x))
-        return _ppl_call(lambda cp, res: lib.mend_perplexity(self._m, p, len(x), byref(opts), cp, None, byref(res)),
+        return _ppl_call(lambda cp, res: lib.mend_perplexity(self._h, p, len(x), byref(opts), cp, None, byref(res)),
                          progress, wnll)
 
 
@@ -359,27 +367,20 @@ def _rows(rows, n):
     return r, r.ctypes.data_as(ctypes.POINTER(_capi.mend_row))
 
 
-class State:
+class State(_Handle):
     """A run state (mend_state): KV cache for n_ctx positions, batches of up
     to max_batch positions."""
+    _FREE = "mend_state_free"
 
     def __init__(self, model, n_ctx, max_batch=512):
         self.model = model   # kept alive as long as the state
-        self._s = c_void_p()
-        check(lib.mend_state_new(byref(self._s), model._m, int(n_ctx), int(max_batch)))
+        self._h = c_void_p()
+        check(lib.mend_state_new(byref(self._h), model._h, int(n_ctx), int(max_batch)))
         self.n_vocab = model.info().n_vocab
-
-    def close(self):
-        if getattr(self, "_s", None):
-            lib.mend_state_free(self._s)
-            self._s = None
-
-    def __del__(self):
-        self.close()
 
     @property
     def n_ctx(self):
-        return lib.mend_state_n_ctx(self._s)
+        return lib.mend_state_n_ctx(self._h)
 
     def forward(self, tokens=None, embeds=None, pos=0, logits=True, logits_all=False):
         """Run tokens (ids) or embeds ((n, dim)) at positions pos.. (mend_forward);
@@ -395,7 +396,7 @@ class State:
         out = None
         if logits:
             out = np.empty((n, self.n_vocab) if logits_all else (self.n_vocab,), dtype=np.float32)
-        check(lib.mend_forward(self._s, tp, ep, n, int(pos), None if out is None else out.ctypes.data_as(_capi.f32_p),
+        check(lib.mend_forward(self._h, tp, ep, n, int(pos), None if out is None else out.ctypes.data_as(_capi.f32_p),
                                int(logits_all)))
         return out
 
@@ -410,32 +411,25 @@ class State:
         op = o.ctypes.data_as(ctypes.POINTER(c_int)) if len(o) else None
         lp = out.ctypes.data_as(_capi.f32_p) if len(o) else None
         if slots is None:
-            check(lib.mend_forward_rows(self._s, tp, len(x), int(slot0), rp, lp, op, len(o)))
+            check(lib.mend_forward_rows(self._h, tp, len(x), int(slot0), rp, lp, op, len(o)))
         else:
             s = np.ascontiguousarray(slots, dtype=np.int32).reshape(-1)
-            check(lib.mend_forward_rows_at(self._s, tp, len(x), s.ctypes.data_as(ctypes.POINTER(c_int)), rp, lp, op,
+            check(lib.mend_forward_rows_at(self._h, tp, len(x), s.ctypes.data_as(ctypes.POINTER(c_int)), rp, lp, op,
                                            len(o)))
         return out
 
 
-class Sampler:
+class Sampler(_Handle):
     """Next-token choice (mend_sampler): greedy at temperature <= 0, else
     softmax(logits / temperature) within top_k and top_p, seeded."""
+    _FREE = "mend_sampler_free"
 
     def __init__(self, n_vocab, temperature=0.0, top_p=1.0, top_k=0, seed=0):
-        self._s = c_void_p()
+        self._h = c_void_p()
         opts = _capi.mend_sampler_opts(float(temperature), float(top_p), int(top_k), int(seed))
-        check(lib.mend_sampler_new(byref(self._s), int(n_vocab), byref(opts)))
+        check(lib.mend_sampler_new(byref(self._h), int(n_vocab), byref(opts)))
         self.n_vocab = int(n_vocab)
-
-    def close(self):
-        if getattr(self, "_s", None):
-            lib.mend_sampler_free(self._s)
-            self._s = None
-
-    def __del__(self):
-        self.close()
 
     def sample(self, logits):
         row, p = _floats(logits, self.n_vocab, "Sampler.sample: logits")
-        return check(lib.mend_sample(self._s, p))
+        return check(lib.mend_sample(self._h, p))

@@ -78,3 +78,15 @@ def test_installed_package_carries_the_headers_version_and_library():
     assert mend.__version__ == want
     if not os.environ.get("MEND_LIBRARY"):
         assert os.path.dirname(mend._capi.lib._name) == os.path.dirname(mend.__file__)
+
+
+def test_close_frees_once_and_with_closes():
+    with mend.Model(HF_GGUF) as m:
+        st = m.state(n_ctx=8, max_batch=4)
+        smp = mend.Sampler(300)
+        for obj in (st, smp):
+            obj.close()
+            obj.close()
+            assert obj._h is None
+    assert m._h is None
+    m.close()
