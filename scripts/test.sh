@@ -8,6 +8,11 @@
 # committed seeds and crash reproducers, then runs a fixed number of
 # executions from a fixed seed; MEND_FUZZ_SEED picks another seed,
 # MEND_FUZZ=0 skips the stage).
+# Between the instruction-set passes and the sanitizers, the Python package:
+# scripts/python_test.sh installs ./python (pip, which builds libmend.so) into
+# a venv over the peer venv of scripts/pyenv.sh (created on first use: torch
+# and transformers, the references of python/tests) and runs pytest;
+# MEND_PYTHON=0 skips the stage.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -33,6 +38,11 @@ for isa in $(printf '%s\n' "$isa_levels" | tac); do
     fi
     MEND_ISA=$isa ctest --test-dir build "${labels[@]}" ${skip[@]+"${skip[@]}"} -j2 --output-on-failure
 done
+
+if [ "${MEND_PYTHON:-1}" != 0 ]; then
+    echo "== the Python package (python/)"
+    scripts/python_test.sh
+fi
 
 if [ "${MEND_NO_SANITIZE:-0}" != 1 ]; then
     cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DMEND_SANITIZE=ON >&2
