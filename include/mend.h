@@ -148,6 +148,7 @@ enum mend_fp_match {
     MEND_FP_OTHER = 2,       /* another model */
     MEND_FP_UNKNOWN = 3      /* the record names no model (made before fingerprints) */
 };
+/* Compare a record with a model's fingerprint: enum mend_fp_match. */
 int mend_fp_compare(const mend_fp *model, const mend_fp *record);
 
 /* ---- tokenizer ---------------------------------------------------------- */

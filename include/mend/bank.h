@@ -98,6 +98,7 @@ typedef struct mend_router_opts {
     double l2;          /* weight decay on W (default 1e-2) */
     int iters;          /* gradient steps (default 500) */
 } mend_router_opts;
+/* Fill the defaults above; call it before setting fields. */
 void mend_router_opts_default(mend_router_opts *o);
 
 typedef struct mend_router_stats {

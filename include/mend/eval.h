@@ -35,6 +35,7 @@ typedef struct mend_task_info {
     size_t n;               /* examples loaded */
     size_t n_total;         /* examples in the file (>= n when limited) */
 } mend_task_info;
+/* What t holds; the strings are borrowed from t. */
 void mend_task_get_info(const mend_task *t, mend_task_info *info);
 /* The 1-based line of example i in its file (for messages); 0 when i is
  * out of range. */

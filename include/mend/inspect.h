@@ -16,6 +16,7 @@ typedef struct mend_file_info {
     uint64_t n_tensors, n_kv; /* GGUF tensors and metadata keys */
     int rope_neox;            /* 1: rotary pairs are the two halves (neox), 0: adjacent pairs */
 } mend_file_info;
+/* The container of m: GGUF version and counts, or a Hugging Face directory. */
 void mend_model_file_info(const mend_model *m, mend_file_info *out);
 
 typedef struct mend_tensor_info {
