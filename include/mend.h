@@ -1,10 +1,30 @@
 /* mend — repair compressed LLMs with soft prompts.
  *
- * Public C API. The CLI uses only what is declared here. Every function that
- * can fail returns an int status: 0 on success, a negative MEND_E* code on
- * failure, and leaves a sentence naming the file, the field and what was
- * expected in mend_last_error(). Library code never prints, never exits and
- * never reads the environment for behaviour.
+ * Public C API, version 1 (docs/api.md). Every client (the mend command,
+ * the Python package, examples/) uses only what is declared here and in the
+ * headers under mend/ that this one includes:
+ *   mend/files.h     reading and atomically writing files, paths, sizes
+ *   mend/inspect.h   a model file's tensors, metadata, sparsity, NaN scan
+ *   mend/compress.h  RTN / GPTQ quantization, pruning, calibration
+ *   mend/tune.h      soft prompts (PEFT adapters) and prompt tuning
+ *   mend/bank.h      prompt banks, selectors, the learned router
+ *   mend/eval.h      task files, zero-shot scoring, results files, reports
+ *   mend/idp.h       inference-time dynamic prompting over a bank
+ *
+ * Every function that can fail returns an int status: 0 on success, a
+ * negative MEND_E* code on failure, and leaves a sentence naming the file,
+ * the field and what was expected in mend_last_error(). Objects are opaque
+ * handles made by a *_new / *_load / *_read / *_open function and released
+ * by the matching *_free / *_close (which accept NULL). Strings and arrays
+ * a function returns through a `const` pointer are borrowed from the
+ * handle; those returned through `char **` / `T **` are malloc'd and the
+ * caller frees them. Long jobs report progress through a callback with a
+ * `void *user` pointer; a nonzero return from it cancels the job, which
+ * then fails with MEND_EINVAL and a sentence saying it was stopped (what
+ * was checkpointed stays, so the same call with resume continues). Options
+ * structs are filled by their *_init / *_default function before fields are
+ * set, so that fields added later get their defaults. Library code never
+ * prints, never exits and never reads the environment for behaviour.
  */
 #ifndef MEND_H
 #define MEND_H
@@ -31,6 +51,14 @@ enum {
 
 /* The sentence describing the last error raised on this thread. */
 const char *mend_last_error(void);
+/* Record the sentence mend_last_error() returns (printf format) and return
+ * code: for clients and callbacks that fail with their own reason through
+ * the same channel as the library. */
+int mend_set_error(int code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
 /* Name of a status code ("EFORMAT", ...). */
 const char *mend_strerror(int status);
 
@@ -120,6 +148,7 @@ enum mend_fp_match {
     MEND_FP_OTHER = 2,       /* another model */
     MEND_FP_UNKNOWN = 3      /* the record names no model (made before fingerprints) */
 };
+/* Compare a record with a model's fingerprint: enum mend_fp_match. */
 int mend_fp_compare(const mend_fp *model, const mend_fp *record);
 
 /* ---- tokenizer ---------------------------------------------------------- */
@@ -223,6 +252,10 @@ enum mend_ppl_protocol {
     MEND_PPL_LLAMACPP = 1   /* llama.cpp perplexity: chunks of n_ctx, second half scored,
                                BOS at position 0 when the model adds BOS */
 };
+#define MEND_PPL_GPTQ_CTX      2048       /* default n_ctx of each protocol */
+#define MEND_PPL_LLAMACPP_CTX  512
+#define MEND_PPL_MAX_BATCH     512        /* default n_batch cap */
+#define MEND_PPL_MAX_CTX       (1 << 20)  /* largest n_ctx */
 typedef struct mend_ppl_opts {
     int protocol;       /* enum mend_ppl_protocol */
     int n_ctx;          /* window length; 0: 2048 (gptq) or 512 (llamacpp) */
@@ -256,6 +289,19 @@ int mend_ppl_run(const int32_t *tokens, size_t n_tokens, const mend_ppl_opts *op
 int mend_perplexity(const mend_model *m, const int32_t *tokens, size_t n_tokens,
                     const mend_ppl_opts *opts, mend_ppl_progress_fn progress, void *progress_user,
                     mend_ppl_result *res);
+/* Perplexity with a soft prompt before every window (n_virtual x dim
+ * embeddings, e.g. from mend_adapter_read): the prompt's keys and values are
+ * computed once at positions [0, n_virtual) and every window runs from
+ * position n_virtual, so only the text is scored (same windows as
+ * mend_perplexity). With a bank, see mend_idp_perplexity (mend/idp.h). */
+int mend_perplexity_prompt(const mend_model *m, const float *prompt, int n_virtual, const int32_t *tokens,
+                           size_t n_tokens, const mend_ppl_opts *opts, mend_ppl_progress_fn progress,
+                           void *progress_user, mend_ppl_result *res);
+/* opts with the defaults filled in (n_ctx, n_batch) and checked (protocol,
+ * n_ctx range: MEND_EINVAL naming the field). */
+int mend_ppl_resolve_opts(const mend_ppl_opts *in, mend_ppl_opts *out);
+/* First scored position of a window of n_ctx tokens under the protocol. */
+int mend_ppl_first(int protocol, int n_ctx);
 /* -log softmax(logits)[target] over n_vocab entries, in double. */
 double mend_nll_from_logits(const float *logits, int n_vocab, int32_t target);
 
@@ -263,4 +309,13 @@ double mend_nll_from_logits(const float *logits, int n_vocab, int32_t target);
 #ifdef __cplusplus
 }
 #endif
+
+#include "mend/files.h"
+#include "mend/inspect.h"
+#include "mend/compress.h"
+#include "mend/tune.h"
+#include "mend/bank.h"
+#include "mend/eval.h"
+#include "mend/idp.h"
+
 #endif

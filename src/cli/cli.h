@@ -41,8 +41,9 @@ int cli_getopt_error(const char *cmd, char **argv, int ret);
 /* A malloc'd string from a format (paths); NULL when out of memory. */
 char *cli_pathf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* The last component of path p (trailing slashes dropped) into buf. */
-const char *cli_base_name(const char *p, char *buf, size_t cap);
+/* The name of a task or results file for tables: its last component
+ * (mend_basename) without ".jsonl", into buf. */
+const char *cli_file_title(const char *path, char *buf, size_t cap);
 
 /* The data directory's subdirectory sub (corpus, tasks, ppl): under
  * $MEND_DATA when set, else ../shared/data from the working directory, else
@@ -79,8 +80,7 @@ int cli_default_teacher(const char *cmd, const struct mend_model *m, const char 
 int cli_read_prompt(const char *cmd, const struct mend_model *m, const char *model_path, const char *dir,
                     float **emb, int *n_virtual);
 
-/* Human-readable sizes and durations into buf. */
-const char *cli_fmt_bytes(double bytes, char *buf, size_t cap);
+/* A human-readable duration into buf (sizes: mend_fmt_bytes). */
 const char *cli_fmt_duration(double seconds, char *buf, size_t cap);
 
 /* ---- progress on stderr (progress.c) ----

@@ -21,13 +21,6 @@
 
 #include "cli.h"
 #include "mend.h"
-#include "model/attn_probe.h"
-#include "prompt/adapter.h"
-#include "prompt/bank.h"
-#include "prompt/router.h"
-#include "prompt/select.h"
-#include "prompt/tune.h"
-#include "util/util.h"
 
 static const char *CMD = "bank";
 
@@ -115,6 +108,13 @@ static int on_tune_progress(void *user, const mend_tune_progress *p) {
     return 0;
 }
 
+/* What bank build learns of one domain's prompt, for bank.json. */
+typedef struct dom_result {
+    int steps;              /* -1: unknown */
+    double best_val;        /* NaN: unknown */
+    float *centroid;        /* dim floats */
+} dom_result;
+
 /* --windows / --window-tokens style options: a whole number, >= 1 windows or >= 2 tokens */
 static int parse_router_opt(const char *name, const char *arg, int *out) {
     long v;
@@ -125,14 +125,20 @@ static int parse_router_opt(const char *name, const char *arg, int *out) {
     return 0;
 }
 
-static void print_learned_router(const mend_learned_router *r) {
-    if (!r) {
+static void print_learned_router(const mend_bank_info *bi) {
+    if (!bi->has_learned_router) {
         printf("learned:    none (mend bank router adds one)\n");
         return;
     }
     printf("learned:    mean_token_embedding%s, %d windows, agreement with the loss selector %.3f (train) "
-           "%.3f (held out)\n", r->normalize ? " (L2-normalised)" : "", r->train_windows, r->train_acc,
-           r->heldout_acc);
+           "%.3f (held out)\n", bi->learned_normalize ? " (L2-normalised)" : "", bi->learned_train_windows,
+           bi->learned_train_acc, bi->learned_heldout_acc);
+}
+
+/* Name of prompt k of b. */
+static const char *prompt_name(const mend_bank *b, int k) {
+    mend_bank_prompt_info pi;
+    return mend_bank_get_prompt(b, k, &pi) ? "?" : pi.name;
 }
 
 static int on_router_progress(void *user, int done, int total) {
@@ -155,15 +161,18 @@ static int selectors_add(const char *bank_dir, const mend_model *m, const char *
         return cli_fail(CMD, bank_dir);
     }
     int rc = 0;
+    mend_bank_info bi;
+    mend_bank_get_info(b, &bi);
     double t0 = mend_now();
     if (calibrate) {
         if (mend_select_calibrate(m, b, texts, lens, n_texts, 16, 128)) {
             rc = cli_fail(CMD, "attention calibration");
             goto done;
         }
-        printf("attention calibration: %d windows, layers %d:%d, %.1f s; mean score per prompt:", b->attn_windows,
-               b->attn_layer0, b->attn_layer1, mend_now() - t0);
-        for (int k = 0; k < b->n; k++) printf(" %s %.5f", b->p[k].name, b->attn_offsets[k]);
+        mend_bank_get_info(b, &bi);
+        printf("attention calibration: %d windows, layers %d:%d, %.1f s; mean score per prompt:", bi.attn_windows,
+               bi.attn_layer0, bi.attn_layer1, mend_now() - t0);
+        for (int k = 0; k < bi.n_prompts; k++) printf(" %s %.5f", prompt_name(b, k), bi.attn_offsets[k]);
         printf("\n");
     }
     if (o) {
@@ -174,13 +183,12 @@ static int selectors_add(const char *bank_dir, const mend_model *m, const char *
             rc = cli_fail(CMD, "learned router");
             goto done;
         }
-        mend_learned_router_free(b->learned);
-        b->learned = r;
+        mend_bank_set_learned_router(b, r);
         printf("learned router: %d windows of %d tokens (%d trained, %d held out) in %.1f s\n", st.n_windows,
                o->window, st.n_train, st.n_heldout, mend_now() - t0);
         printf("agreement with the loss selector: train %.4f, held out %.4f\n", st.train_acc, st.heldout_acc);
         printf("loss selector's picks (labels):");
-        for (int k = 0; k < b->n; k++) printf(" %s %d", b->p[k].name, st.label_hist[k]);
+        for (int k = 0; k < bi.n_prompts; k++) printf(" %s %d", prompt_name(b, k), st.label_hist[k]);
         printf("\n");
     }
     if (mend_bank_write(bank_dir, b)) rc = cli_fail(CMD, "bank.json");
@@ -195,29 +203,32 @@ static int cmd_bank_info(int argc, char **argv) {
     if (argc > 2) return cli_usage_error(CMD, "unexpected argument '%s'", argv[2]);
     mend_bank *b = NULL;
     if (mend_bank_read(argv[1], &b)) return cli_fail(CMD, argv[1]);
+    mend_bank_info bi;
+    mend_bank_get_info(b, &bi);
     printf("bank:       %s\n", argv[1]);
-    printf("base model: %s\n", b->base_model ? b->base_model : "(unknown)");
+    printf("base model: %s\n", bi.base_model ? bi.base_model : "(unknown)");
     char fd[64];
-    printf("trained on: %s\n", b->trained_on.has_model ? cli_fp_desc(&b->trained_on, fd, sizeof fd)
+    printf("trained on: %s\n", bi.trained_on.has_model ? cli_fp_desc(&bi.trained_on, fd, sizeof fd)
                                                        : "no model fingerprint recorded (built before mend recorded them)");
-    printf("prompts:    %d x %d virtual tokens x dim %d\n", b->n, b->nv, b->dim);
-    if (b->attn_offsets)
-        printf("attention calibration: %d windows, layers %d:%d\n", b->attn_windows, b->attn_layer0, b->attn_layer1);
+    printf("prompts:    %d x %d virtual tokens x dim %d\n", bi.n_prompts, bi.nv, bi.dim);
+    if (bi.has_attn_calibration)
+        printf("attention calibration: %d windows, layers %d:%d\n", bi.attn_windows, bi.attn_layer0, bi.attn_layer1);
     else printf("attention calibration: none (mend bank calibrate BANK_DIR MODEL adds one)\n");
-    printf("selector:   %s (attention layers %d:%d)\n", b->default_selector, b->layer0, b->layer1);
-    print_learned_router(b->learned);
+    printf("selector:   %s (attention layers %d:%d)\n", bi.default_selector, bi.layer0, bi.layer1);
+    print_learned_router(&bi);
     printf("\n| # | name | domain | steps | best val loss | centroid | adapter |\n|---|---|---|---|---|---|---|\n");
-    for (int k = 0; k < b->n; k++) {
-        const mend_bank_prompt *p = &b->p[k];
-        char *ad = mend_path_join(argv[1], p->adapter);
+    for (int k = 0; k < bi.n_prompts; k++) {
+        mend_bank_prompt_info p;
+        mend_bank_get_prompt(b, k, &p);
+        char *ad = mend_path_join(argv[1], p.adapter);
         const int ok = ad && mend_is_dir(ad);
         free(ad);
-        printf("| %d | %s | %s | %d | %.4f | %s | %s%s |\n", k, p->name, p->domain, p->steps, p->best_val,
-               p->centroid ? "yes" : "no", p->adapter, ok ? "" : " (missing)");
+        printf("| %d | %s | %s | %d | %.4f | %s | %s%s |\n", k, p.name, p.domain, p.steps, p.best_val,
+               p.centroid ? "yes" : "no", p.adapter, ok ? "" : " (missing)");
     }
     int rc = 0;
-    if (mend_bank_load_prompts(b, b->dim)) rc = cli_fail(CMD, "adapters");
-    else printf("\nall %d adapters read\n", b->n);
+    if (mend_bank_load_prompts(b, bi.dim)) rc = cli_fail(CMD, "adapters");
+    else printf("\nall %d adapters read\n", bi.n_prompts);
     mend_bank_free(b);
     return rc;
 }
@@ -264,8 +275,8 @@ static int cmd_bank_build(int argc, char **argv) {
                 rc = cli_usage_error(CMD, "at most %d domains", MAX_DOMAINS);
                 goto out;
             }
-            dom_name[n_dom] = mend_strndup(optarg, (size_t)(eq - optarg));
-            dom_file[n_dom] = mend_strdup(eq + 1);
+            dom_name[n_dom] = strndup(optarg, (size_t)(eq - optarg));
+            dom_file[n_dom] = strdup(eq + 1);
             if (!mend_bank_name_ok(dom_name[n_dom])) {
                 rc = cli_usage_error(CMD, "--domain name '%s' must be 1..64 characters of [A-Za-z0-9_.-]",
                                      dom_name[n_dom]);
@@ -388,22 +399,21 @@ static int cmd_bank_build(int argc, char **argv) {
         for (size_t i = 0; i < sizeof DEFAULT_DOMAINS / sizeof *DEFAULT_DOMAINS; i++) {
             char f[PATH_MAX + 32];
             snprintf(f, sizeof f, "%s/%s.txt", dir, DEFAULT_DOMAINS[i]);
-            dom_name[n_dom] = mend_strdup(DEFAULT_DOMAINS[i]);
-            dom_file[n_dom] = mend_strdup(f);
+            dom_name[n_dom] = strdup(DEFAULT_DOMAINS[i]);
+            dom_file[n_dom] = strdup(f);
             n_dom++;
         }
     }
     const char *model_path = argv[optind];
     char model_base[256];
-    cli_base_name(model_path, model_base, sizeof model_base);
+    mend_basename(model_path, model_base, sizeof model_base);
     rc = CLI_EXIT_ERROR;
 
     mend_model *m = NULL, *teacher = NULL;
     float *start = NULL;
     int64_t start_tokens = 0;
-    mend_bank bank;
-    memset(&bank, 0, sizeof bank);
-    mend_bank_prompt *bp = calloc((size_t)n_dom, sizeof *bp);
+    mend_bank *bank = NULL;
+    dom_result *bp = calloc((size_t)n_dom, sizeof *bp);
     char **texts = calloc((size_t)n_dom, sizeof *texts);
     size_t *lens = calloc((size_t)n_dom, sizeof *lens);
     if (!bp || !texts || !lens) {
@@ -475,11 +485,7 @@ static int cmd_bank_build(int argc, char **argv) {
     fflush(stdout);
     double t_all = mend_now();
     for (int k = 0; k < n_dom; k++) {
-        mend_bank_prompt *p = &bp[k];
-        p->name = dom_name[k];
-        p->adapter = dom_name[k];
-        p->domain = dom_name[k];
-        p->corpus = dom_file[k];
+        dom_result *p = &bp[k];
         p->steps = -1;
         p->best_val = NAN;
         char *ad = mend_path_join(out_dir, dom_name[k]);
@@ -566,23 +572,25 @@ static int cmd_bank_build(int argc, char **argv) {
         fprintf(stderr, "[%d/%d %s] router centroid from %d windows of %ld tokens\n", k + 1, n_dom, dom_name[k],
                 used, rtok);
     }
-    bank.base_model = model_base;
-    bank.trained_on = mfp;
-    bank.dim = info.dim;
-    bank.nv = (int)nv;
-    bank.n = n_dom;
-    bank.p = bp;
-    bank.default_selector = "attention";
-    bank.layer0 = l0;
-    bank.layer1 = l1;
-    bank.router_tokens = (int)(rwin * rtok);
-    if (mend_bank_write(out_dir, &bank)) {
+    if (mend_bank_new(&bank, info.dim, (int)nv, model_base, &mfp, l0, l1)) {
+        rc = cli_fail(CMD, "bank.json");
+        goto build_out;
+    }
+    mend_bank_set_router_tokens(bank, (int)(rwin * rtok));
+    for (int k = 0; k < n_dom; k++)
+        if (mend_bank_add_prompt(bank, dom_name[k], dom_name[k], dom_name[k], dom_file[k], bp[k].steps,
+                                 bp[k].best_val, bp[k].centroid) < 0) {
+            rc = cli_fail(CMD, "bank.json");
+            goto build_out;
+        }
+    if (mend_bank_write(out_dir, bank)) {
         rc = cli_fail(CMD, "bank.json");
         goto build_out;
     }
     printf("wrote %s/%s (%d prompts) in %.1f s\n", out_dir, MEND_BANK_FILE, n_dom, mend_now() - t_all);
     rc = selectors_add(out_dir, m, (const char *const *)texts, lens, n_dom, 1, learned ? &ro : NULL);
 build_out:
+    mend_bank_free(bank);
     if (bp)
         for (int k = 0; k < n_dom; k++) free(bp[k].centroid);
     free(bp);
@@ -653,15 +661,19 @@ static int cmd_bank_router(int argc, char **argv, int calibrate_only) {
     const char *bank_dir = argv[optind], *model_path = argv[optind + 1];
     mend_bank *b = NULL;
     if (mend_bank_read(bank_dir, &b)) return cli_fail(CMD, bank_dir);
+    mend_bank_info bi;
+    mend_bank_get_info(b, &bi);
     if (n_dom == 0)
-        for (int k = 0; k < b->n; k++) {
-            if (!b->p[k].corpus) {
+        for (int k = 0; k < bi.n_prompts; k++) {
+            mend_bank_prompt_info p;
+            mend_bank_get_prompt(b, k, &p);
+            if (!p.corpus) {
                 fprintf(stderr, "mend bank: %s/%s names no corpus for prompt '%s': pass --domain NAME=FILE\n",
-                        bank_dir, MEND_BANK_FILE, b->p[k].name);
+                        bank_dir, MEND_BANK_FILE, p.name);
                 mend_bank_free(b);
                 return CLI_EXIT_ERROR;
             }
-            dom_file[n_dom++] = b->p[k].corpus;
+            dom_file[n_dom++] = p.corpus;
         }
     char *texts[MAX_DOMAINS] = {0};
     size_t lens[MAX_DOMAINS] = {0};
@@ -677,7 +689,7 @@ static int cmd_bank_router(int argc, char **argv, int calibrate_only) {
         rc = cli_fail(CMD, model_path);
         goto done;
     }
-    printf("bank:   %s, %d prompts; %d corpora x %d windows of %d tokens\n", bank_dir, b->n, n_dom,
+    printf("bank:   %s, %d prompts; %d corpora x %d windows of %d tokens\n", bank_dir, bi.n_prompts, n_dom,
            calibrate_only ? 16 : ro.n_windows, calibrate_only ? 128 : ro.window);
     fflush(stdout);
     rc = selectors_add(bank_dir, m, (const char *const *)texts, lens, n_dom, calibrate_only,

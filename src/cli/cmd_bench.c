@@ -13,7 +13,6 @@
 
 #include "cli.h"
 #include "mend.h"
-#include "util/util.h"
 
 static const char *CMD = "bench";
 
@@ -144,8 +143,8 @@ int cmd_bench(int argc, char **argv) {
         double mean, sd;
         stats(tps, (int)reps, &mean, &sd);
         snprintf(name, sizeof name, "%s%ld", test == 0 ? "pp" : "tg", n);
-        const char *base = strrchr(path, '/');
-        printf("| %s | %.2f M | %d | %s | %.2f ± %.2f |\n", base ? base + 1 : path, info.n_params / 1e6,
+        char base[256];
+        printf("| %s | %.2f M | %d | %s | %.2f ± %.2f |\n", mend_basename(path, base, sizeof base), info.n_params / 1e6,
                mend_get_threads(), name, mean, sd);
         fflush(stdout);
     }

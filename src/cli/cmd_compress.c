@@ -10,13 +10,7 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "compress/calib.h"
-#include "compress/driver.h"
-#include "compress/quantize.h"
-#include "compress/sparsegpt.h"
-#include "kernels/quants.h"
 #include "mend.h"
-#include "util/util.h"
 
 static const char *CMD = "compress";
 
@@ -245,7 +239,7 @@ int cmd_compress(int argc, char **argv) {
     } else {
         o.fmt = mend_qfmt_generic((int)bits, (int)group, sym);
     }
-    const int is_float = o.fmt.type == MEND_TYPE_F32 || o.fmt.type == MEND_TYPE_F16 || o.fmt.type == MEND_TYPE_BF16;
+    const int is_float = mend_type_is_float(o.fmt.type);
     if (is_float) method = MEND_COMPRESS_RTN;
     o.method = method;
     /* importance-weighted block fits: measured better for every ggml type
@@ -286,8 +280,8 @@ int cmd_compress(int argc, char **argv) {
         }
         int k = snprintf(desc, sizeof desc, "seed %llu:", (unsigned long long)seed);
         for (int i = 0; i < n_paths && k < (int)sizeof desc - 2; i++) {
-            const char *b = strrchr(paths[i], '/');
-            k += snprintf(desc + k, sizeof desc - k, " %s", b ? b + 1 : paths[i]);
+            char bn[256];
+            k += snprintf(desc + k, sizeof desc - k, " %s", mend_basename(paths[i], bn, sizeof bn));
         }
         /* the tokenizer only: the driver loads the weights itself */
         mend_load_opts lo = {.keep_packed = 1, .no_repack = 1};
@@ -321,7 +315,7 @@ int cmd_compress(int argc, char **argv) {
         o.calib_desc = desc;
     }
     if (!no_ckpt) {
-        if (ckpt_arg) ckpt = mend_strdup(ckpt_arg);
+        if (ckpt_arg) ckpt = strdup(ckpt_arg);
         else if ((ckpt = malloc(strlen(out_path) + 6))) sprintf(ckpt, "%s.ckpt", out_path);
         if (!ckpt) goto out;
         if (restart) unlink(ckpt);
@@ -351,9 +345,9 @@ int cmd_compress(int argc, char **argv) {
     char fmt[64], sz[32], qsz[32], dur[32];
     mend_qfmt_name(&o.fmt, fmt, sizeof fmt);
     printf("wrote %s: %s (%s), %s\n", out_path, fmt, method == MEND_COMPRESS_GPTQ ? "gptq" : "rtn",
-           cli_fmt_bytes((double)res.file_bytes, sz, sizeof sz));
+           mend_fmt_bytes((double)res.file_bytes, sz, sizeof sz));
     printf("  linear layers: %lld weights in %s, %.3f bits per weight\n", (long long)res.n_quantized,
-           cli_fmt_bytes((double)res.bytes_quantized, qsz, sizeof qsz),
+           mend_fmt_bytes((double)res.bytes_quantized, qsz, sizeof qsz),
            res.n_quantized ? 8.0 * (double)res.bytes_quantized / (double)res.n_quantized : 0.0);
     if (res.n_fallback)
         printf("  %d matrices in %s: rows not a multiple of the %s block (llama.cpp's fallback)\n", res.n_fallback,

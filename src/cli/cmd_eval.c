@@ -12,12 +12,7 @@
 
 #include "cli.h"
 #include "idp.h"
-#include "eval/harness.h"
-#include "eval/report.h"
-#include "eval/results.h"
-#include "eval/tasks.h"
 #include "mend.h"
-#include "util/util.h"
 
 static const char *CMD = "eval";
 
@@ -27,7 +22,7 @@ static const char *CMD = "eval";
 /* generation examples per call: finished answers hand their cache region
  * to the next example, so a larger group keeps the forwards fuller */
 #define EVAL_GEN_GROUP 128
-_Static_assert(EVAL_GROUP <= CLI_IDP_BATCH, "an eval group fits an IDP batch");
+_Static_assert(EVAL_GROUP <= MEND_IDP_BATCH, "an eval group fits an IDP batch");
 
 static void help(void) {
     printf("Usage: mend eval [options] MODEL --task FILE.jsonl [--task ...] --out RESULTS.jsonl\n\n"
@@ -133,25 +128,26 @@ int cmd_eval(int argc, char **argv) {
 
     int rc = CLI_EXIT_ERROR;
     mend_task *tasks[MAX_TASKS] = {0};
+    mend_task_info ti[MAX_TASKS];
     unsigned char *done[MAX_TASKS] = {0};
     mend_results prev;
     memset(&prev, 0, sizeof prev);
     mend_model *m = NULL;
     mend_eval_backend *be = NULL;
-    cli_idp *idp = NULL;
+    mend_idp *idp = NULL;
     float *prompt = NULL;
     int n_virtual = 0;
     FILE *out = NULL;
     mend_task_summary *sums = NULL;
     size_t n_sums = 0;
     char model_name[512], prompt_name[512];
-    cli_base_name(model_path, model_name, sizeof model_name);
+    mend_basename(model_path, model_name, sizeof model_name);
     /* packed kernels score differently: their lines must not mix with f32 ones */
     if (packed && strlen(model_name) + 8 < sizeof model_name) strcat(model_name, "+packed");
-    const char *prompt_label = prompt_dir ? cli_base_name(prompt_dir, prompt_name, sizeof prompt_name) : NULL;
-    if (bank_dir) { /* "BANK:SELECTOR", the label cli_idp_label gives */
+    const char *prompt_label = prompt_dir ? mend_basename(prompt_dir, prompt_name, sizeof prompt_name) : NULL;
+    if (bank_dir) { /* "BANK:SELECTOR", the label mend_idp_label gives */
         char bn[256];
-        cli_base_name(bank_dir, bn, sizeof bn);
+        mend_basename(bank_dir, bn, sizeof bn);
         snprintf(prompt_name, sizeof prompt_name, "%s:%.*s", bn, (int)strcspn(select, ","), select);
         prompt_label = prompt_name;
     }
@@ -162,13 +158,14 @@ int cmd_eval(int argc, char **argv) {
             rc = cli_fail(CMD, "task");
             goto out;
         }
+        mend_task_get_info(tasks[t], &ti[t]);
         for (int u = 0; u < t; u++)
-            if (!strcmp(tasks[u]->name, tasks[t]->name)) {
+            if (!strcmp(ti[u].name, ti[t].name)) {
                 fprintf(stderr, "mend eval: tasks %s and %s have the same name '%s'; results lines "
-                                "are keyed by task name\n", task_paths[u], task_paths[t], tasks[t]->name);
+                                "are keyed by task name\n", task_paths[u], task_paths[t], ti[t].name);
                 goto out;
             }
-        done[t] = calloc(tasks[t]->n, 1);
+        done[t] = calloc(ti[t].n, 1);
         if (!done[t]) {
             fprintf(stderr, "mend eval: out of memory\n");
             goto out;
@@ -198,7 +195,7 @@ int cmd_eval(int argc, char **argv) {
         for (size_t i = 0; i < prev.n; i++) {
             const mend_result_rec *r = &prev.rec[i];
             for (int t = 0; t < n_tasks; t++) {
-                if (strcmp(r->task, tasks[t]->name)) continue;
+                if (strcmp(r->task, ti[t].name)) continue;
                 if (strcmp(r->model, model_name) || !str_eq_null(r->prompt, prompt_label)) {
                     fprintf(stderr, "mend eval: %s:%d: task %s was scored with model %s, prompt %s; this "
                                     "run uses model %s, prompt %s: choose another --out\n",
@@ -206,13 +203,13 @@ int cmd_eval(int argc, char **argv) {
                             model_name, prompt_label ? prompt_label : "none");
                     goto out;
                 }
-                if (r->kind != tasks[t]->kind) {
+                if (r->kind != ti[t].kind) {
                     fprintf(stderr, "mend eval: %s:%d: task %s is %s there but %s in %s\n", out_path,
                             r->line, r->task, mend_task_kind_name(r->kind),
-                            mend_task_kind_name(tasks[t]->kind), tasks[t]->path);
+                            mend_task_kind_name(ti[t].kind), ti[t].path);
                     goto out;
                 }
-                if (r->index >= 0 && (size_t)r->index < tasks[t]->n && !done[t][r->index]) {
+                if (r->index >= 0 && (size_t)r->index < ti[t].n && !done[t][r->index]) {
                     done[t][r->index] = 1;
                     skipped++;
                 }
@@ -224,7 +221,7 @@ int cmd_eval(int argc, char **argv) {
 
     size_t todo = 0;
     for (int t = 0; t < n_tasks; t++)
-        for (size_t i = 0; i < tasks[t]->n; i++) todo += !done[t][i];
+        for (size_t i = 0; i < ti[t].n; i++) todo += !done[t][i];
 
     mend_load_opts lo = {.keep_packed = packed};
     if (mend_model_load(&m, model_path, &lo)) {
@@ -244,11 +241,11 @@ int cmd_eval(int argc, char **argv) {
     if (bank_dir) {
         if ((rc = cli_idp_open(&idp, CMD, m, model_path, bank_dir, select, sel_layers, 0, per_prompt))) goto out;
         rc = CLI_EXIT_ERROR;
-        if (cli_idp_eval_setup(idp, (int)ctx, (int)batch)) {
+        if (mend_idp_eval_setup(idp, (int)ctx, (int)batch)) {
             rc = cli_fail(CMD, "prompt bank backends");
             goto out;
         }
-        be->window = cli_idp_backend(idp, -1)->window;
+        mend_eval_backend_set_window(be, mend_idp_eval_window(idp));
     }
     out = fopen(out_path, "a");
     if (!out) {
@@ -256,17 +253,17 @@ int cmd_eval(int argc, char **argv) {
         goto out;
     }
     printf("model:   %s (%s, %d layers, dim %d, window %d tokens)\n", model_path, info.arch,
-           info.n_layers, info.dim, be->window);
+           info.n_layers, info.dim, mend_eval_backend_window(be));
     printf("weights: %s\n", packed ? "packed (native quantized kernels, 8-bit activations)"
                                      : "dequantized to f32 (as lm-eval's HF backend)");
     printf("prompt:  %s\n", prompt_dir ? prompt_dir : bank_dir ? prompt_label : "none");
     for (int t = 0; t < n_tasks; t++)
-        printf("task:    %-16s %s, %zu of %zu examples (%s)\n", tasks[t]->name,
-               mend_task_kind_name(tasks[t]->kind), tasks[t]->n, tasks[t]->n_total, tasks[t]->path);
+        printf("task:    %-16s %s, %zu of %zu examples (%s)\n", ti[t].name,
+               mend_task_kind_name(ti[t].kind), ti[t].n, ti[t].n_total, ti[t].path);
     printf("results: %s (%zu examples to score)\n", out_path, todo);
     fflush(stdout);
 
-    if (prompt_dir && be->reserve(be->user, 1)) { /* the prompt's KV, once per run */
+    if (prompt_dir && mend_eval_backend_reserve(be, 1)) { /* the prompt's KV, once per run */
         rc = cli_fail(CMD, "soft prompt");
         goto out;
     }
@@ -279,27 +276,28 @@ int cmd_eval(int argc, char **argv) {
     double t0 = mend_now();
     for (int t = 0; t < n_tasks; t++) {
         mend_task *tk = tasks[t];
+        const mend_task_info *tki = &ti[t];
         /* examples are scored EVAL_GROUP at a time (packed into shared forwards),
          * then written in order, one flushed line each */
-        const int idp_batch = idp && cli_idp_can_batch(idp);
+        const int idp_batch = idp && mend_idp_can_batch(idp);
         const int group = idp && !idp_batch                ? 1
-                          : tk->kind == MEND_TASK_GEN && !idp ? EVAL_GEN_GROUP
+                          : tki->kind == MEND_TASK_GEN && !idp ? EVAL_GEN_GROUP
                                                               : EVAL_GROUP;
-        for (size_t i0 = 0; i0 < tk->n;) {
+        for (size_t i0 = 0; i0 < tki->n;) {
             size_t idx[EVAL_GEN_GROUP];
             mend_eval_result rs[EVAL_GEN_GROUP];
             int nb = 0;
-            while (i0 < tk->n && nb < group) {
+            while (i0 < tki->n && nb < group) {
                 if (!done[t][i0]) idx[nb++] = i0;
                 i0++;
             }
             if (!nb) continue;
             int64_t before = stats.truncated;
-            if (idp_batch ? cli_idp_eval_examples(idp, tk, idx, nb, rs, &stats)
-                : idp     ? cli_idp_eval_example(idp, tk, idx[0], &rs[0], &stats)
+            if (idp_batch ? mend_idp_eval_examples(idp, tk, idx, nb, rs, &stats)
+                : idp     ? mend_idp_eval_example(idp, tk, idx[0], &rs[0], &stats)
                           : mend_eval_examples(be, tk, idx, nb, rs, &stats)) {
                 cli_progress_end(&bar);
-                rc = cli_fail(CMD, tk->name);
+                rc = cli_fail(CMD, tki->name);
                 goto out;
             }
             for (int q = 0; q < nb; q++) {
@@ -308,12 +306,12 @@ int cmd_eval(int argc, char **argv) {
                 const int trunc = group == 1 ? stats.truncated > before : r->truncated > 0;
                 if (trunc && warned < 10) {
                     fprintf(stderr, "\nwarning: %s:%d: input longer than the window of %d tokens, truncated "
-                                    "from the left as lm-eval does%s\n", tk->path, tk->ex[i].line, be->window,
+                                    "from the left as lm-eval does%s\n", tki->path, mend_task_example_line(tk, i), mend_eval_backend_window(be),
                             ++warned == 10 ? " (further warnings suppressed; see the summary)" : "");
                 }
                 char *line = NULL;
                 int lerr = mend_result_json(tk, i, r, model_name, prompt_label, &line);
-                if (!lerr && idp && (idp_batch ? cli_idp_annotate_batch(idp, q, &line) : cli_idp_annotate(idp, &line)))
+                if (!lerr && idp && (idp_batch ? mend_idp_annotate_batch(idp, q, &line) : mend_idp_annotate(idp, &line)))
                     lerr = 1;
                 int werr = !lerr && (fputs(line, out) < 0 || fputc('\n', out) == EOF || fflush(out) != 0);
                 free(line);
@@ -342,7 +340,7 @@ int cmd_eval(int argc, char **argv) {
                 stats.truncated ? "" : "");
     if (stats.truncated)
         fprintf(stderr, "warning: %lld sequences were truncated from the left to the window of %d tokens\n",
-                (long long)stats.truncated, be->window);
+                (long long)stats.truncated, mend_eval_backend_window(be));
 
     /* the summary comes from the results file alone */
     mend_results_free(&prev);
@@ -351,9 +349,7 @@ int cmd_eval(int argc, char **argv) {
         goto out;
     }
     char title[600];
-    cli_base_name(out_path, title, sizeof title);
-    size_t tl = strlen(title);
-    if (tl > 6 && !strcmp(title + tl - 6, ".jsonl")) title[tl - 6] = 0;
+    cli_file_title(out_path, title, sizeof title);
     mend_report_run run = {.name = title, .s = sums, .n = n_sums};
     char *md = NULL;
     if (mend_report_markdown(&run, 1, &md)) {
@@ -365,14 +361,22 @@ int cmd_eval(int argc, char **argv) {
         if (sums[k].truncated)
             printf("note: %s: %ld sequences truncated to the window\n", sums[k].task, sums[k].truncated);
     free(md);
-    if (idp) cli_idp_print_summary(idp, stdout);
+    if (idp) {
+        char *summary = NULL;
+        if (mend_idp_summary(idp, &summary)) {
+            rc = cli_fail(CMD, "prompt bank summary");
+            goto out;
+        }
+        fputs(summary, stdout);
+        free(summary);
+    }
     rc = 0;
 out:
     if (out) fclose(out);
     mend_summaries_free(sums, n_sums);
     mend_results_free(&prev);
     mend_eval_backend_free(be);
-    cli_idp_close(idp);
+    mend_idp_close(idp);
     free(prompt);
     if (m) mend_model_free(m);
     for (int t = 0; t < n_tasks; t++) {

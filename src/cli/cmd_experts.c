@@ -10,9 +10,6 @@
 
 #include "cli.h"
 #include "mend.h"
-#include "prompt/adapter.h"
-#include "prompt/experts.h"
-#include "util/util.h"
 
 static const char *CMD = "bank experts";
 static const char *const CORPORA[] = {"wiki", "news", "science", "fiction", "dialog", "lore"};
@@ -200,7 +197,7 @@ int cmd_bank_experts(int argc, char **argv) {
     o.tune.init_prompt = start;
     o.tune.start_tokens = rec.train_tokens + rec.start_tokens;
     o.tune.objective = teacher ? MEND_TUNE_KL : MEND_TUNE_CE;
-    o.base_model = cli_base_name(model_path, base, sizeof base);
+    o.base_model = mend_basename(model_path, base, sizeof base);
     printf("model:   %s (%d layers, dim %d)\n", model_path, info.n_layers, info.dim);
     printf("experts: %d of %d virtual tokens from %s; %d rounds x %d steps x %d chunks x %d tokens, lr %g\n",
            o.n_experts, nv, init_adapter, o.rounds, o.tune.steps, o.tune.batch, o.tune.seqlen, o.tune.lr);

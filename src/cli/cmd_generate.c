@@ -10,8 +10,6 @@
 #include "cli.h"
 #include "idp.h"
 #include "mend.h"
-#include "prompt/adapter.h"
-#include "util/util.h"
 
 static const char *CMD = "generate";
 
@@ -72,7 +70,7 @@ int cmd_generate(int argc, char **argv) {
         {"select", required_argument, 0, O_SELECT}, {"select-layers", required_argument, 0, O_SEL_LAYERS},
         {0, 0, 0, 0}};
     const char *bank_dir = NULL, *select = NULL, *sel_layers = NULL;
-    cli_idp *idp = NULL;
+    mend_idp *idp = NULL;
     const char *prompt = NULL, *prompt_file = NULL, *system = NULL, *soft_dir = NULL;
     int chat = 0, f32 = 0, have_seed = 0;
     long n_predict = 128, top_k = 0;
@@ -180,23 +178,23 @@ int cmd_generate(int argc, char **argv) {
     if (bank_dir) { /* one prompt of the bank, chosen for this input */
         if ((rc = cli_idp_open(&idp, CMD, m, path, bank_dir, select, sel_layers, 0, 0))) goto out;
         rc = CLI_EXIT_ERROR;
-        int choice[CLI_IDP_MAX_SEL];
+        int choice[MEND_IDP_MAX_SEL];
         double ts = mend_now();
-        if (cli_idp_pick_all(idp, ids, (int)n_ids, choice) || choice[0] == -2) {
+        if (mend_idp_pick_all(idp, ids, (int)n_ids, choice) || choice[0] == -2) {
             if (choice[0] == -2) fprintf(stderr, "mend %s: the oracle selector needs a label; not for generate\n", CMD);
             else rc = cli_fail(CMD, "select");
             goto out;
         }
-        fprintf(stderr, "bank:       %s selected '%s' in %.3f s\n", cli_idp_label(idp),
-                cli_idp_prompt_name(idp, choice[0]), mend_now() - ts);
+        fprintf(stderr, "bank:       %s selected '%s' in %.3f s\n", mend_idp_label(idp),
+                mend_idp_prompt_name(idp, choice[0]), mend_now() - ts);
         if (choice[0] >= 0) {
-            n_soft = cli_idp_nv(idp);
+            n_soft = mend_idp_nv(idp);
             soft = malloc((size_t)n_soft * info.dim * sizeof *soft);
             if (!soft) {
                 fprintf(stderr, "mend %s: out of memory\n", CMD);
                 goto out;
             }
-            memcpy(soft, cli_idp_prompt(idp, choice[0]), (size_t)n_soft * info.dim * sizeof *soft);
+            memcpy(soft, mend_idp_prompt(idp, choice[0]), (size_t)n_soft * info.dim * sizeof *soft);
         }
     }
     long n_ctx = (long)n_soft + (long)n_ids + n_predict;
@@ -282,7 +280,7 @@ int cmd_generate(int argc, char **argv) {
     if (temp > 0) fprintf(stderr, "seed:       %llu\n", (unsigned long long)seed);
     rc = 0;
 out:
-    cli_idp_close(idp);
+    mend_idp_close(idp);
     free(piece);
     free(logits);
     free(soft);

@@ -1,6 +1,6 @@
-/* mend info MODEL: what a checkpoint is. Reads config and tokenizer through
- * the public API; tensor types and raw metadata through the GGUF reader
- * (the one place the CLI looks at internals, for reporting only). */
+/* mend info MODEL: what a checkpoint is: config, tokenizer, tensor types,
+ * metadata, sparsity and non-finite weights, all through the public API
+ * (mend.h, mend/inspect.h). */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,11 +8,7 @@
 #include <sys/stat.h>
 
 #include "cli.h"
-#include "compress/prune.h"
-#include "io/gguf.h"
-#include "kernels/quants.h"
 #include "mend.h"
-#include "model/model.h"
 
 static const char *CMD = "info";
 
@@ -58,23 +54,24 @@ static void print_token(const mend_tokenizer *tok, const char *label, int32_t id
 
 /* --sparsity: exact zeros per tensor after dequantization; totals over the
  * linear layers (blk.N.*.weight matrices) and over every tensor */
-static int print_sparsity(const mend_gguf *g) {
+static int print_sparsity(const mend_model *m, uint64_t n_tensors) {
     int64_t lz = 0, ln = 0, az = 0, an = 0;
     printf("sparsity (exact zeros after dequantization):\n");
-    for (uint64_t i = 0; i < g->n_tensors; i++) {
-        const gguf_tensor *t = &g->tensors[i];
+    for (uint64_t i = 0; i < n_tensors; i++) {
+        mend_tensor_info t;
+        if (mend_model_tensor(m, i, &t)) return cli_fail(CMD, "tensor");
         int64_t z = 0, n = 0;
-        const char *tn = mend_type_name(t->type);
-        if (mend_gguf_tensor_zeros(g, t, &z, &n)) {
-            printf("  %-28s %-6s  (%s)\n", t->name, tn ? tn : "?", mend_last_error());
+        const char *tn = mend_type_name(t.type);
+        if (mend_model_tensor_zeros(m, i, &z, &n)) {
+            printf("  %-28s %-6s  (%s)\n", t.name, tn ? tn : "?", mend_last_error());
             continue;
         }
         az += z;
         an += n;
-        const int linear = t->n_dims == 2 && !strncmp(t->name, "blk.", 4);
+        const int linear = t.n_dims == 2 && !strncmp(t.name, "blk.", 4);
         if (linear) lz += z, ln += n;
-        if (t->n_dims < 2) continue;   /* norms: only in the total */
-        printf("  %-28s %-6s %10lld / %10lld  %6.2f%%\n", t->name, tn ? tn : "?", (long long)z, (long long)n,
+        if (t.n_dims < 2) continue;   /* norms: only in the total */
+        printf("  %-28s %-6s %10lld / %10lld  %6.2f%%\n", t.name, tn ? tn : "?", (long long)z, (long long)n,
                n ? 100.0 * z / n : 0.0);
     }
     printf("  %-35s %10lld / %10lld  %6.2f%%\n", "linear layers", (long long)lz, (long long)ln, ln ? 100.0 * lz / ln : 0.0);
@@ -82,31 +79,13 @@ static int print_sparsity(const mend_gguf *g) {
     return 0;
 }
 
-/* --check: non-finite values of one f32 tensor (rows x cols, rows row_bytes
- * apart); prints the tensor when there are any. */
-static int64_t check_f32(const char *what, int layer, const float *data, int64_t rows, int64_t cols,
-                         size_t row_bytes, int64_t *n_elems) {
-    if (!data) return 0;
-    int64_t nan = 0, inf = 0, first = -1;
-    for (int64_t r = 0; r < rows; r++) {
-        const float *row = (const float *)((const char *)data + (size_t)r * row_bytes);
-        for (int64_t c = 0; c < cols; c++) {
-            float v = row[c];
-            if (v != v) nan++;
-            else if (v - v != 0.0f) inf++;
-            else continue;
-            if (first < 0) first = r * cols + c;
-        }
-    }
-    *n_elems += rows * cols;
-    if (nan + inf) {
-        char name[64];
-        if (layer >= 0) snprintf(name, sizeof name, "layer %d %s", layer, what);
-        else snprintf(name, sizeof name, "%s", what);
-        printf("  %-28s %lld NaN, %lld Inf (first at element %lld of %lld)\n", name, (long long)nan,
-               (long long)inf, (long long)first, (long long)(rows * cols));
-    }
-    return nan + inf;
+/* --check: one tensor with non-finite values. */
+static void print_nonfinite(void *user, const mend_nonfinite *t) {
+    char name[64];
+    if (t->layer >= 0) snprintf(name, sizeof name, "layer %d %s", t->layer, t->what);
+    else snprintf(name, sizeof name, "%s", t->what);
+    printf("  %-28s %lld NaN, %lld Inf (first at element %lld of %lld)\n", name, (long long)t->nan,
+           (long long)t->inf, (long long)t->first, (long long)t->n_elems);
 }
 
 /* Load path again with every matrix dequantized to f32 and scan it all. */
@@ -114,48 +93,49 @@ static int check_weights(const char *path, int *bad_out) {
     mend_load_opts lo = {.keep_packed = 0};
     mend_model *m = NULL;
     if (mend_model_load(&m, path, &lo)) return cli_fail(CMD, path);
-    const mend_config *c = &m->cfg;
-    const int64_t dim = c->dim, qd = (int64_t)c->n_heads * c->head_dim, kvd = (int64_t)c->n_kv_heads * c->head_dim;
-    int64_t bad = 0, n = 0, tensors_bad = 0, k;
+    int64_t bad = 0, n = 0, tensors_bad = 0;
     printf("check (NaN / Inf after dequantization):\n");
-#define MAT(what, layer, M) \
-    if ((k = check_f32(what, layer, (const float *)(M).data, (M).rows, (M).cols, (M).row_bytes, &n))) bad += k, tensors_bad++
-#define VEC(what, layer, V, len) \
-    if ((k = check_f32(what, layer, V, 1, len, 0, &n))) bad += k, tensors_bad++
-    MAT("token embedding", -1, m->tok_embd);
-    if (!c->tied) MAT("output head", -1, m->output);
-    VEC("output norm", -1, m->out_norm, dim);
-    for (int l = 0; l < c->n_layers; l++) {
-        const mend_layer *Y = &m->layers[l];
-        VEC("attention norm", l, Y->attn_norm, dim);
-        VEC("ffn norm", l, Y->ffn_norm, dim);
-        MAT("wq", l, Y->wq);
-        MAT("wk", l, Y->wk);
-        MAT("wv", l, Y->wv);
-        MAT("wo", l, Y->wo);
-        MAT("w_gate", l, Y->w_gate);
-        MAT("w_up", l, Y->w_up);
-        MAT("w_down", l, Y->w_down);
-        VEC("bq", l, Y->bq, qd);
-        VEC("bk", l, Y->bk, kvd);
-        VEC("bv", l, Y->bv, kvd);
-    }
-#undef MAT
-#undef VEC
+    int rc = mend_model_check_finite(m, print_nonfinite, NULL, &bad, &tensors_bad, &n);
+    mend_model_free(m);
+    if (rc) return cli_fail(CMD, path);
     if (bad)
         printf("  %-28s %lld non-finite values in %lld tensors (of %lld weights)\n", "FAILED", (long long)bad,
                (long long)tensors_bad, (long long)n);
     else
         printf("  %-28s all %lld weights are finite\n", "ok", (long long)n);
-    mend_model_free(m);
     *bad_out = bad != 0;
     return 0;
 }
 
-static int64_t meta_int(const mend_gguf *g, const char *key, int64_t dflt) {
+static int64_t meta_int(const mend_model *m, const char *key, int64_t dflt) {
     int64_t v = dflt;
-    if (g && mend_gguf_opt_int(g, key, &v)) v = dflt;
+    if (mend_model_meta_int(m, key, &v)) v = dflt;
     return v;
+}
+
+/* Count, weights and bytes of the tensors of each ggml type. */
+static void print_type_histogram(const mend_model *m, uint64_t n_tensors) {
+    enum { NT = 64 };
+    int64_t cnt[NT] = {0}, elems[NT] = {0};
+    size_t bytes[NT] = {0};
+    char b1[64];
+    for (uint64_t i = 0; i < n_tensors; i++) {
+        mend_tensor_info t;
+        if (mend_model_tensor(m, i, &t)) continue;
+        uint32_t ty = t.type < NT ? t.type : NT - 1;
+        cnt[ty]++;
+        elems[ty] += t.n_elems;
+        bytes[ty] += t.n_bytes;
+    }
+    printf("tensor types:\n");
+    for (int ty = 0; ty < NT; ty++) {
+        if (!cnt[ty]) continue;
+        const char *tn = mend_type_name((uint32_t)ty);
+        printf("  %-18s %4lld tensors  %12lld params  %s\n", tn ? tn : "unknown", (long long)cnt[ty],
+               (long long)elems[ty], mend_fmt_bytes((double)bytes[ty], b1, sizeof b1));
+    }
+    int64_t ft = meta_int(m, "general.file_type", -1);
+    if (ft >= 0) printf("  %-18s %lld\n", "general.file_type", (long long)ft);
 }
 
 /* --isa: the instruction sets this CPU can run the kernels on, narrowest
@@ -200,17 +180,19 @@ int cmd_info(int argc, char **argv) {
     if (mend_model_load(&m, path, &lo)) return cli_fail(CMD, path);
     mend_model_info in;
     mend_model_get_info(m, &in);
-    const mend_gguf *g = m->gguf;
+    mend_file_info fi;
+    mend_model_file_info(m, &fi);
+    const int g = fi.is_gguf;
     char b1[64];
 
     printf("model: %s\n", path);
     struct stat st;
     if (stat(path, &st) == 0 && S_ISREG(st.st_mode))
         printf("  %-18s %lld bytes (%s)\n", "file size", (long long)st.st_size,
-               cli_fmt_bytes((double)st.st_size, b1, sizeof b1));
+               mend_fmt_bytes((double)st.st_size, b1, sizeof b1));
     if (g) {
-        printf("  %-18s GGUF v%u, %llu tensors, %llu metadata keys\n", "format", g->version,
-               (unsigned long long)g->n_tensors, (unsigned long long)g->n_kv);
+        printf("  %-18s GGUF v%u, %llu tensors, %llu metadata keys\n", "format", fi.version,
+               (unsigned long long)fi.n_tensors, (unsigned long long)fi.n_kv);
         const char *name = mend_model_meta_str(m, "general.name");
         if (name) printf("  %-18s %s\n", "name", name);
     } else {
@@ -243,43 +225,23 @@ int cmd_info(int argc, char **argv) {
     printf("  %-18s %d\n", "hidden_dim", in.hidden_dim);
     printf("  %-18s %d\n", "ctx_len", in.ctx_len);
     printf("  %-18s %g\n", "rope_theta", in.rope_theta);
-    printf("  %-18s %s\n", "rope_type", m->cfg.rope_type == MEND_ROPE_NEOX ? "neox (halves)" : "norm (pairs)");
+    printf("  %-18s %s\n", "rope_type", fi.rope_neox ? "neox (halves)" : "norm (pairs)");
     printf("  %-18s %g\n", "norm_eps", in.norm_eps);
     printf("  %-18s %s\n", "tied_embeddings", in.tied_embeddings ? "yes" : "no");
     printf("  %-18s %lld (%.2f M)\n", "parameters", (long long)in.n_params, in.n_params / 1e6);
     if (in.repacked_bytes)   /* made at load on CPUs with AVX-512 VNNI (mend_load_opts.no_repack) */
         printf("  %-18s %s (q4_0 / q4_1 / q2_K layer matrices interleaved for batched products)\n", "repacked",
-               cli_fmt_bytes((double)in.repacked_bytes, b1, sizeof b1));
+               mend_fmt_bytes((double)in.repacked_bytes, b1, sizeof b1));
     printf("isa: %s\n", mend_isa_describe());
 
-    if (g) {
-        /* tensor type histogram: count and bytes per ggml type */
-        enum { NT = 64 };
-        int64_t cnt[NT] = {0}, elems[NT] = {0};
-        size_t bytes[NT] = {0};
-        for (uint64_t i = 0; i < g->n_tensors; i++) {
-            const gguf_tensor *t = &g->tensors[i];
-            uint32_t ty = t->type < NT ? t->type : NT - 1;
-            int64_t ne = 1;
-            for (uint32_t d = 0; d < t->n_dims && d < 4; d++) ne *= t->ne[d];
-            cnt[ty]++;
-            elems[ty] += ne;
-            bytes[ty] += t->nbytes;
-        }
-        printf("tensor types:\n");
-        for (int ty = 0; ty < NT; ty++) {
-            if (!cnt[ty]) continue;
-            const char *tn = mend_type_name((uint32_t)ty);
-            printf("  %-18s %4lld tensors  %12lld params  %s\n", tn ? tn : "unknown", (long long)cnt[ty],
-                   (long long)elems[ty], cli_fmt_bytes((double)bytes[ty], b1, sizeof b1));
-        }
-        int64_t ft = meta_int(g, "general.file_type", -1);
-        if (ft >= 0) printf("  %-18s %lld\n", "general.file_type", (long long)ft);
-    }
+    if (g) print_type_histogram(m, fi.n_tensors);
 
     if (sparsity) {
-        if (g) print_sparsity(g);
-        else printf("sparsity: only for GGUF files\n");
+        if (!g) printf("sparsity: only for GGUF files\n");
+        else if (print_sparsity(m, fi.n_tensors)) {
+            mend_model_free(m);
+            return CLI_EXIT_ERROR;
+        }
     }
 
     const mend_tokenizer *tok = mend_model_tokenizer(m);
@@ -293,9 +255,9 @@ int cmd_info(int argc, char **argv) {
         print_token(tok, "bos", mend_token_bos(tok));
         print_token(tok, "eos", mend_token_eos(tok));
         if (g) {
-            print_token(tok, "unk", (int32_t)meta_int(g, "tokenizer.ggml.unknown_token_id", -1));
-            print_token(tok, "pad", (int32_t)meta_int(g, "tokenizer.ggml.padding_token_id", -1));
-            int64_t eot = meta_int(g, "tokenizer.ggml.eot_token_id", -1);
+            print_token(tok, "unk", (int32_t)meta_int(m, "tokenizer.ggml.unknown_token_id", -1));
+            print_token(tok, "pad", (int32_t)meta_int(m, "tokenizer.ggml.padding_token_id", -1));
+            int64_t eot = meta_int(m, "tokenizer.ggml.eot_token_id", -1);
             if (eot >= 0) print_token(tok, "eot", (int32_t)eot);
         }
         printf("  %-18s %s\n", "add_bos", mend_tokenizer_add_bos(tok) ? "yes" : "no");

@@ -13,10 +13,7 @@
 
 #include "cli.h"
 #include "idp.h"
-#include "eval/ppl.h"
-#include "prompt/adapter.h"
 #include "mend.h"
-#include "util/util.h"
 
 static const char *CMD = "ppl";
 
@@ -131,6 +128,21 @@ static int write_json(const char *out, const char *model, const char *text, cons
     return rc;
 }
 
+/* The bank's report on stdout and its rows appended to the JSON array rows
+ * as {row, ppl, stderr}; -1 after printing the error. */
+static int print_idp_report(const mend_idp_ppl_report *rep, json_t *rows) {
+    fputs(rep->text, stdout);
+    for (int i = 0; i < rep->n_rows; i++) {
+        const mend_idp_ppl_row *w = &rep->rows[i];
+        json_t *o = json_pack("{s:s, s:f, s:f}", "row", w->name, "ppl", w->ppl, "stderr", w->err);
+        if (!o || json_array_append_new(rows, o)) {
+            fprintf(stderr, "mend %s: out of memory\n", CMD);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 int cmd_ppl(int argc, char **argv) {
     enum { O_TEXT = 256, O_PROTO, O_CTX, O_CHUNKS, O_BATCH, O_HFLINES, O_F32, O_NOREPACK, O_PROMPT, O_BANK, O_SELECT,
            O_SEL_LAYERS, O_SEL_TOKENS, O_PER_PROMPT, O_JSON };
@@ -150,7 +162,7 @@ int cmd_ppl(int argc, char **argv) {
     long n_ctx = 0, n_chunks = 0, n_batch = 0, sel_tokens = 128;
     const char *bank_dir = NULL, *select = NULL, *sel_layers = NULL;
     int per_prompt = 0;
-    cli_idp *idp = NULL;
+    mend_idp *idp = NULL;
     json_t *rows = NULL;
     optind = 0;
     opterr = 0;
@@ -286,7 +298,14 @@ int cmd_ppl(int argc, char **argv) {
             goto out;
         }
         rc = CLI_EXIT_ERROR;
-        prc = cli_idp_perplexity(idp, ids, n_ids, &o, (int)sel_tokens, on_window, &pc, &r, stdout, rows);
+        mend_idp_ppl_report rep;
+        prc = mend_idp_perplexity(idp, ids, n_ids, &o, (int)sel_tokens, on_window, &pc, &r, &rep);
+        int printed = prc ? 0 : print_idp_report(&rep, rows);
+        mend_idp_ppl_report_free(&rep);
+        if (printed) {
+            cli_progress_end(&pc.bar);
+            goto out;
+        }
     } else {
         prc = prompt ? mend_perplexity_prompt(m, prompt, n_virtual, ids, n_ids, &o, on_window, &pc, &r)
                      : mend_perplexity(m, ids, n_ids, &o, on_window, &pc, &r);
@@ -309,7 +328,7 @@ int cmd_ppl(int argc, char **argv) {
 out:
     json_decref(rows);
     free(wnll);
-    cli_idp_close(idp);
+    mend_idp_close(idp);
     if (m) mend_model_free(m);
     free(prompt);
     free(ids);

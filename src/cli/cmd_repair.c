@@ -27,10 +27,8 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "mend.h"
 #include "repair.h"
-#include "prompt/adapter.h"
-#include "prompt/bank.h"
-#include "util/util.h"
 
 static const char *CMD = "repair";
 
@@ -365,8 +363,12 @@ static int copy_bank(const char *src, const char *dst) {
                                        "train.json"};
     mend_bank *bk = NULL;
     int rc = mend_bank_read(src, &bk);
-    for (int i = 0; rc == 0 && i <= bk->n; i++) {
-        const char *ad = i < bk->n ? bk->p[i].adapter : "single";
+    mend_bank_info bi = {0};
+    if (rc == 0) mend_bank_get_info(bk, &bi);
+    for (int i = 0; rc == 0 && i <= bi.n_prompts; i++) {
+        mend_bank_prompt_info pi = {.adapter = "single"};
+        if (i < bi.n_prompts) mend_bank_get_prompt(bk, i, &pi);
+        const char *ad = pi.adapter;
         char *d = cli_pathf("%s/%s", dst, ad);
         rc = d ? mend_mkdir_p(d) : mend_set_error(MEND_ENOMEM, "out of memory");
         for (size_t k = 0; k < sizeof KEEP / sizeof *KEEP && rc == 0; k++) {
@@ -419,7 +421,9 @@ static int check_bank_model(const char *bank_dir, const char *cmodel) {
         return cli_fail(CMD, "the bank's single prompt");
     }
     free(emb);
-    const mend_fp rec = bk->trained_on;
+    mend_bank_info bi;
+    mend_bank_get_info(bk, &bi);
+    const mend_fp rec = bi.trained_on;
     mend_bank_free(bk);
     int match = mend_fp_compare(&fp, &rec);
     const char *what = bank_dir;
@@ -588,7 +592,7 @@ int cmd_repair(int argc, char **argv) {
                 rc = cli_usage_error(CMD, "too many --tasks/--bank options");
                 goto out;
             }
-            char *s = lists[n_lists++] = mend_strdup(optarg);
+            char *s = lists[n_lists++] = strdup(optarg);
             if (!s) goto oom;
             int r = c == O_BANK ? split_list(s, dom_arg, &n_dom_arg, MAX_DOMAINS, "bank domains")
                                 : split_list(s, task_arg, &n_task_arg, MAX_TASKS, "tasks");
@@ -665,7 +669,7 @@ int cmd_repair(int argc, char **argv) {
 
     /* data: tasks, perplexity text, bank corpora */
     char dir[PATH_MAX / 2];
-    for (int i = 0; i < n_task_arg; i++) tasks[n_tasks++] = mend_strdup(task_arg[i]);
+    for (int i = 0; i < n_task_arg; i++) tasks[n_tasks++] = strdup(task_arg[i]);
     if (n_tasks == 0) {
         if (cli_find_data("tasks", dir, sizeof dir)) {
             fprintf(stderr, "mend %s: no --tasks given and no tasks directory found: set MEND_DATA to the data "
@@ -717,15 +721,15 @@ int cmd_repair(int argc, char **argv) {
         for (int i = 0; i < n_src; i++) {
             const char *eq = strchr(src[i], '=');
             if (eq) {
-                dom_name[n_dom] = mend_strndup(src[i], (size_t)(eq - src[i]));
-                dom_file[n_dom] = mend_strdup(eq + 1);
+                dom_name[n_dom] = strndup(src[i], (size_t)(eq - src[i]));
+                dom_file[n_dom] = strdup(eq + 1);
             } else {
                 if (!corpus_dir[0] && cli_find_data("corpus", corpus_dir, sizeof corpus_dir)) {
                     fprintf(stderr, "mend %s: no corpus directory found for domain '%s': set MEND_DATA or give "
                                     "NAME=FILE\n", CMD, src[i]);
                     goto out;
                 }
-                dom_name[n_dom] = mend_strdup(src[i]);
+                dom_name[n_dom] = strdup(src[i]);
                 if (asprintf(&dom_file[n_dom], "%s/%s.txt", corpus_dir, src[i]) < 0) dom_file[n_dom] = NULL;
             }
             n_dom++;
@@ -882,7 +886,7 @@ int cmd_repair(int argc, char **argv) {
     const char *run_model[REPAIR_NRUNS] = {model, cmodel, cmodel, cmodel};
     for (int t = 0; t < n_tasks; t++) {
         char tn[128];
-        repair_task_name(tasks[t], tn, sizeof tn);
+        cli_file_title(tasks[t], tn, sizeof tn);
         for (int r = 0; r < REPAIR_NRUNS; r++) {
             av_push(&a, "mend");
             av_push(&a, "eval");

@@ -9,11 +9,8 @@
 #include <string.h>
 
 #include "cli.h"
-#include "eval/report.h"
-#include "eval/results.h"
 #include "mend.h"
 #include "repair.h"
-#include "util/util.h"
 
 static const char *CMD = "report";
 
@@ -90,11 +87,8 @@ int cmd_report(int argc, char **argv) {
             rc = cli_fail(CMD, path);
             goto out;
         }
-        const char *b = strrchr(path, '/');
-        b = b ? b + 1 : path;
-        size_t n = strlen(b);
-        if (n > 6 && !strcmp(b + n - 6, ".jsonl")) n -= 6;
-        names[r] = mend_strndup(b, n);
+        char title[256];
+        names[r] = strdup(cli_file_title(path, title, sizeof title));
         if (!names[r]) {
             fprintf(stderr, "mend report: out of memory\n");
             goto out;

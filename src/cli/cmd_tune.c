@@ -12,9 +12,6 @@
 
 #include "cli.h"
 #include "mend.h"
-#include "prompt/adapter.h"
-#include "prompt/tune.h"
-#include "util/util.h"
 
 static const char *CMD = "tune";
 
@@ -81,7 +78,7 @@ static int on_info(void *user, const mend_tune_info *in) {
             "%d sequences\n", in->n_paragraphs, in->n_val_paragraphs, (long long)in->n_train_tokens, in->n_train_seqs,
             (long long)in->n_val_tokens, in->n_val_seqs);
     fprintf(stderr, "memory:    %s (activations, scratch, packed weights)\n",
-            cli_fmt_bytes((double)in->trainer_bytes, b, sizeof b));
+            mend_fmt_bytes((double)in->trainer_bytes, b, sizeof b));
     return 0;
 }
 

@@ -14,7 +14,6 @@
 
 #include "cli.h"
 #include "mend.h"
-#include "util/util.h"
 
 int cmd_eval(int argc, char **argv);
 int cmd_report(int argc, char **argv);
@@ -137,12 +136,10 @@ char *cli_pathf(const char *fmt, ...) {
     return p;
 }
 
-const char *cli_base_name(const char *p, char *buf, size_t cap) {
-    size_t n = strlen(p);
-    while (n > 1 && p[n - 1] == '/') n--;
-    size_t s = n;
-    while (s > 0 && p[s - 1] != '/') s--;
-    snprintf(buf, cap, "%.*s", (int)(n - s), p + s);
+const char *cli_file_title(const char *path, char *buf, size_t cap) {
+    mend_basename(path, buf, cap);
+    size_t n = strlen(buf);
+    if (n > 6 && !strcmp(buf + n - 6, ".jsonl")) buf[n - 6] = 0;
     return buf;
 }
 
@@ -167,14 +164,6 @@ int cli_find_data(const char *sub, char *out, size_t cap) {
         }
     }
     return -1;
-}
-
-const char *cli_fmt_bytes(double b, char *buf, size_t cap) {
-    const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-    int i = 0;
-    while (b >= 1024.0 && i < 4) b /= 1024.0, i++;
-    snprintf(buf, cap, i ? "%.2f %s" : "%.0f %s", b, u[i]);
-    return buf;
 }
 
 const char *cli_fmt_duration(double s, char *buf, size_t cap) {

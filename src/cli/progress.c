@@ -4,7 +4,7 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "util/util.h"
+#include "mend.h"
 
 #define DRAW_INTERVAL_TTY 0.25
 #define DRAW_INTERVAL_LOG 10.0

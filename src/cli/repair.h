@@ -51,8 +51,5 @@ extern const char *const repair_run_title[REPAIR_NRUNS];
  * run. Everything above the heading "## Cost" depends only on the results,
  * not on timing. */
 int repair_report_dir(const char *out_dir, char **md);
-/* The name of a task file as the report and results/RUN/NAME.jsonl use it:
- * its base name without ".jsonl" (in buf, returned). */
-const char *repair_task_name(const char *path, char *buf, size_t cap);
 
 #endif

@@ -13,13 +13,8 @@
 #include <sys/stat.h>
 
 #include "cli.h"
-#include "eval/report.h"
-#include "eval/results.h"
-#include "eval/tasks.h"
-#include "prompt/bank.h"
-#include "prompt/tune.h"
+#include "mend.h"
 #include "repair.h"
-#include "util/util.h"
 
 typedef struct repair_report_in {
     const char *out_dir;
@@ -58,14 +53,6 @@ static void headline(const mend_task_summary *s, double *v, double *se, const ch
     else *v = s->acc, *se = s->acc_se, *name = "acc";
 }
 
-const char *repair_task_name(const char *path, char *buf, size_t cap) {
-    const char *s = strrchr(path, '/');
-    s = s ? s + 1 : path;
-    size_t n = strlen(s);
-    if (n > 6 && !strcmp(s + n - 6, ".jsonl")) n -= 6;
-    snprintf(buf, cap, "%.*s", (int)n, s);
-    return buf;
-}
 
 static double file_size(const char *path) {
     struct stat st;
@@ -396,8 +383,8 @@ static int repair_report(const repair_report_in *in, char **md) {
     free(cpath);
     char b1[32], b2[32];
     fprintf(f, "# mend repair\n\n");
-    fprintf(f, "- model: `%s` (%s)\n", in->model, cli_fmt_bytes(osz, b1, sizeof b1));
-    fprintf(f, "- compression: `%s` -> `model.gguf` (%s)\n", in->spec, cli_fmt_bytes(csz, b2, sizeof b2));
+    fprintf(f, "- model: `%s` (%s)\n", in->model, mend_fmt_bytes(osz, b1, sizeof b1));
+    fprintf(f, "- compression: `%s` -> `model.gguf` (%s)\n", in->spec, mend_fmt_bytes(csz, b2, sizeof b2));
     fprintf(f, "- budget: %s: %s\n\n", in->budget, in->settings);
     fprintf(f, "## Tasks and perplexity\n\n");
     fprintf(f, "Accuracy (exact match for generation) ± standard error, as lm-evaluation-harness reports them; "
@@ -507,8 +494,8 @@ static int repair_report(const repair_report_in *in, char **md) {
     }
     fprintf(f, "## Cost\n\n| | original | compressed | single prompt | IDP (attention) |\n|---|---:|---:|---:|---:|\n");
     char b3[32], b4[32];
-    fprintf(f, "| model file | %s | %s | + %s prompt | + %s bank |\n", cli_fmt_bytes(osz, b1, sizeof b1),
-            cli_fmt_bytes(csz, b2, sizeof b2), cli_fmt_bytes(psz, b3, sizeof b3), cli_fmt_bytes(bsz, b4, sizeof b4));
+    fprintf(f, "| model file | %s | %s | + %s prompt | + %s bank |\n", mend_fmt_bytes(osz, b1, sizeof b1),
+            mend_fmt_bytes(csz, b2, sizeof b2), mend_fmt_bytes(psz, b3, sizeof b3), mend_fmt_bytes(bsz, b4, sizeof b4));
     char tt_single[128], tt_bank[128];
     if ((rc = train_tokens(in, 1, tt_single, sizeof tt_single)) || (rc = train_tokens(in, 0, tt_bank, sizeof tt_bank))) {
         fclose(f);
@@ -587,14 +574,20 @@ int repair_report_dir(const char *out_dir, char **md) {
             rc = mend_set_error(MEND_EFORMAT, "%s: field 'tasks' item %zu is not a string", path, i);
             goto done;
         }
-        tn[in.n_tasks++] = repair_task_name(t, tbuf[i], sizeof tbuf[i]);
+        tn[in.n_tasks++] = cli_file_title(t, tbuf[i], sizeof tbuf[i]);
     }
     /* the bank's prompts (loss curves, sizes, training tokens), then the single prompt */
     char *bj = cli_pathf("%s/%s", bdir, MEND_BANK_FILE);
     int have_bank = bj && mend_file_exists(bj);
     free(bj);
     if (have_bank && (rc = mend_bank_read(bdir, &bk))) goto done;
-    for (int i = 0; bk && i < bk->n; i++) pn[np++] = bk->p[i].adapter;
+    mend_bank_info bi = {0};
+    if (bk) mend_bank_get_info(bk, &bi);
+    for (int i = 0; i < bi.n_prompts; i++) {
+        mend_bank_prompt_info p;
+        mend_bank_get_prompt(bk, i, &p);
+        pn[np++] = p.adapter;
+    }
     pn[np++] = "single";
     in.tasks = tn;
     in.prompts = pn;

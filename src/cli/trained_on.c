@@ -7,8 +7,6 @@
 
 #include "cli.h"
 #include "mend.h"
-#include "prompt/adapter.h"
-#include "util/util.h"
 
 const char *cli_fp_desc(const mend_fp *fp, char *buf, size_t cap) {
     char m[17], r[17];

@@ -16,19 +16,7 @@
 #include <stdint.h>
 #include "mend.h"
 
-typedef struct mend_calib {
-    int nsamples, seqlen;
-    int32_t *tokens;        /* nsamples × seqlen */
-    uint64_t hash;          /* FNV-1a of the tokens (checkpoint identity) */
-} mend_calib;
-
-/* Draw the samples; every file must hold at least seqlen tokens. */
-int mend_calib_build(mend_calib *c, const mend_tokenizer *tok, const char *const *paths, int n_paths,
-                     int nsamples, int seqlen, uint64_t seed);
-void mend_calib_free(mend_calib *c);
-/* The samples as text (detokenized windows separated by blank lines), e.g.
- * for llama-imatrix on the same calibration text. *text is malloc'd. */
-int mend_calib_text(const mend_calib *c, const mend_tokenizer *tok, char **text, size_t *len);
+/* mend_calib, mend_calib_build / _free / _text are public (mend/compress.h). */
 uint64_t mend_calib_hash(const int32_t *tokens, size_t n);
 
 #endif

@@ -30,24 +30,7 @@
 #include <stdint.h>
 #include "io/gguf.h"
 
-typedef struct mend_sparsity {
-    double ratio;   /* unstructured: fraction of weights pruned, 0 <= ratio < 1 */
-    int n, m;       /* N:M when m > 0: keep n of every m consecutive inputs (0 <= n < m <= 256) */
-} mend_sparsity;
-
-static inline mend_sparsity mend_sparsity_unstructured(double ratio) {
-    mend_sparsity s = {ratio, 0, 0};
-    return s;
-}
-static inline mend_sparsity mend_sparsity_nm(int n, int m) {
-    mend_sparsity s = {m > 0 ? (double)(m - n) / m : 0, n, m};
-    return s;
-}
-
-/* "0.5", "50%" (unstructured) or "2:4" (N:M, keep 2 of 4). */
-int mend_sparsity_parse(mend_sparsity *s, const char *text);
-/* "50%" / "2:4" */
-const char *mend_sparsity_name(const mend_sparsity *s, char *buf, size_t len);
+/* mend_sparsity, its constructors, parse and name are public (mend/compress.h). */
 /* Check that s applies to rows of cols inputs (N:M: m divides cols). */
 int mend_sparsity_check(const mend_sparsity *s, int64_t cols);
 

@@ -25,27 +25,9 @@
 #include "io/gguf.h"
 #include "kernels/quants.h"
 
-/* type id of the generic format in mend_qfmt.type (outside ggml's range) */
-#define MEND_QFMT_GENERIC 0x4d00u
+/* mend_qfmt, MEND_QFMT_GENERIC and their constructors are public (mend/compress.h). */
 /* ggml's I8 type id: the GGUF tensor type that holds generic rows */
 #define MEND_TYPE_I8 24u
-
-typedef struct mend_qfmt {
-    uint32_t type;   /* ggml type id, or MEND_QFMT_GENERIC */
-    int bits;        /* generic: 2, 3, 4 or 8 */
-    int group;       /* generic: 32, 64, 128 or -1 (one group per row) */
-    int sym;         /* generic: 1 symmetric (zero fixed at 2^(bits-1)), 0 asymmetric */
-} mend_qfmt;
-
-/* A ggml type as a format. */
-static inline mend_qfmt mend_qfmt_ggml(uint32_t type) {
-    mend_qfmt f = {type, 0, 0, 0};
-    return f;
-}
-static inline mend_qfmt mend_qfmt_generic(int bits, int group, int sym) {
-    mend_qfmt f = {MEND_QFMT_GENERIC, bits, group, sym};
-    return f;
-}
 
 /* Check that f can quantize rows of ncols weights (explains why not). */
 int mend_qfmt_check(const mend_qfmt *f, int64_t ncols);
@@ -58,10 +40,6 @@ size_t mend_qfmt_row_size(const mend_qfmt *f, int64_t ncols);
 int64_t mend_qfmt_cols_from_row_bytes(const mend_qfmt *f, size_t row_bytes);
 /* The GGUF tensor type that stores rows of f: the ggml type, or I8. */
 uint32_t mend_qfmt_gguf_type(const mend_qfmt *f);
-/* "q4_K" / "int4-g128-asym" / "int3-row-sym" */
-const char *mend_qfmt_name(const mend_qfmt *f, char *buf, size_t len);
-/* Parse a name as printed by mend_qfmt_name (ggml names case-insensitive). */
-int mend_qfmt_parse(mend_qfmt *f, const char *name);
 
 /* The format to use for rows of ncols weights: f itself when it fits,
  * otherwise llama.cpp's fallback for K types whose 256-weight super-blocks

@@ -71,26 +71,8 @@ int mend_gptq_quantize_masked(float *W, int64_t rows, int64_t cols, const double
 
 /* ---- one matrix of `mend compress` with pruning ---- */
 
-enum mend_prune_method {
-    MEND_PRUNE_NONE = 0,
-    MEND_PRUNE_MAGNITUDE = 1,
-    MEND_PRUNE_WANDA = 2,
-    MEND_PRUNE_SPARSEGPT = 3
-};
-
-typedef struct mend_prune_opts {
-    int method;           /* enum mend_prune_method */
-    mend_sparsity sp;
-    int joint;            /* SparseGPT followed by GPTQ: one joint pass instead */
-} mend_prune_opts;
-
-/* "none", "magnitude", "wanda", "sparsegpt" */
-const char *mend_prune_method_name(int method);
-int mend_prune_method_parse(const char *name, int *method);
-/* Wanda and SparseGPT need calibration inputs (a Hessian); magnitude does not. */
-static inline int mend_prune_needs_calib(const mend_prune_opts *p) {
-    return p && (p->method == MEND_PRUNE_WANDA || p->method == MEND_PRUNE_SPARSEGPT);
-}
+/* enum mend_prune_method, mend_prune_opts, their names and
+ * mend_prune_needs_calib are public (mend/compress.h). */
 
 /* Prune W (rows × cols) by p, then store it in q->fmt: with gptq = 0 by
  * round-to-nearest (a float format: plain conversion, zeros stay zeros),

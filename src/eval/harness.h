@@ -87,12 +87,7 @@ typedef struct mend_eval_backend {
 /* Release the logits scratch of a backend the caller built itself. */
 void mend_eval_scratch_free(mend_eval_backend *b);
 
-/* A backend over a loaded model. prompt: NULL or n_virtual x dim embeddings
- * (copied). window <= 0: the model's context length minus n_virtual.
- * max_batch <= 0: 256. */
-int mend_eval_backend_model(mend_eval_backend **out, const mend_model *m, const float *prompt,
-                            int n_virtual, int window, int max_batch);
-void mend_eval_backend_free(mend_eval_backend *b);
+/* mend_eval_backend_model and mend_eval_backend_free are public (mend/eval.h). */
 
 /* lm-eval's _encode_pair: *ctx_ids and *cont_ids are malloc'd. An empty (or
  * all-whitespace) context conditions on prefix_token as lm-eval does. */
@@ -108,11 +103,7 @@ typedef struct mend_eval_ll {
     int32_t *argmax;        /* if want_argmax: n_tokens greedy ids (malloc'd) */
 } mend_eval_ll;
 
-typedef struct mend_eval_stats {
-    int64_t tokens_run;     /* positions sent to forward */
-    int64_t tokens_naive;   /* positions a request-by-request run would send */
-    int64_t truncated;      /* sequences left-truncated */
-} mend_eval_stats;
+/* mend_eval_stats is public (mend/eval.h). */
 
 /* Score n requests sharing their common token prefix. stats may be NULL. */
 int mend_eval_loglikelihood(mend_eval_backend *b, int n, const char *const *contexts,
@@ -139,38 +130,11 @@ char *mend_eval_strip(const char *s);
 /* Unicode code points in a UTF-8 string (Python len()). */
 size_t mend_utf8_len(const char *s);
 
-/* One example's outcome. */
-typedef struct mend_eval_result {
-    int kind;               /* enum mend_task_kind */
-    int n;                  /* scored options (MC, SCHEMA); 1 for LM; 0 for GEN */
-    double *ll;
-    int *greedy;
-    int *n_tokens;
-    int *n_chars;           /* MC: length of each choice in code points */
-    int pred, pred_norm;    /* MC, SCHEMA: argmax ll; MC: argmax ll / n_chars */
-    int gold;
-    double acc, acc_norm;   /* acc_norm: MC only */
-    double em;              /* GEN */
-    char *pred_text;        /* GEN: filtered answer; LM: greedy tokens decoded */
-    char *raw_text;         /* GEN: raw generation */
-    int truncated;
-} mend_eval_result;
+/* mend_eval_result is public (mend/eval.h). */
 
 #define MEND_EVAL_MAX_GEN 32
 
-int mend_eval_example(mend_eval_backend *b, const mend_task *t, size_t i,
-                      mend_eval_result *r, mend_eval_stats *stats);
-/* Examples idx[0..n) of t, scored together when the backend has
- * forward_rows: every example's shared prefix and its requests' tails are
- * packed into forwards of up to max_batch rows (an example that needs more
- * runs alone through forward), so the weights are streamed once per batch
- * rather than once per request. Generation examples (with reserve_lane too)
- * are generated together with continuous batching: each in its own region
- * of a lane's cache, one row per generating example per forward, a
- * finished example's region going to the next. Results equal
- * mend_eval_example's up to float summation order. r: n results. */
-int mend_eval_examples(mend_eval_backend *b, const mend_task *t, const size_t *idx, int n,
-                       mend_eval_result *r, mend_eval_stats *stats);
-void mend_eval_result_free(mend_eval_result *r);
+/* mend_eval_example, mend_eval_examples and mend_eval_result_free are public
+ * (mend/eval.h). */
 
 #endif

@@ -18,14 +18,7 @@
 
 #include "mend.h"
 
-#define MEND_PPL_GPTQ_CTX      2048
-#define MEND_PPL_LLAMACPP_CTX  512
-#define MEND_PPL_MAX_BATCH     512
-#define MEND_PPL_MAX_CTX       (1 << 20)
-
-/* Fill defaults and validate (n_ctx range, protocol). Writes *out. */
-int mend_ppl_resolve_opts(const mend_ppl_opts *in, mend_ppl_opts *out);
-/* First scored position of a window under the protocol. */
-int mend_ppl_first(int protocol, int n_ctx);
+/* The protocol constants, mend_ppl_resolve_opts and mend_ppl_first are
+ * public (mend.h). */
 
 #endif

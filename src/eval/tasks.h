@@ -15,13 +15,9 @@
 #define MEND_EVAL_TASKS_H
 
 #include <stddef.h>
+#include "mend.h"
 
-enum mend_task_kind {
-    MEND_TASK_MC = 0,       /* multiple choice */
-    MEND_TASK_SCHEMA = 1,   /* partial scoring over context options */
-    MEND_TASK_LM = 2,       /* language modelling (greedy acc + perplexity) */
-    MEND_TASK_GEN = 3       /* generation QA (exact match against aliases) */
-};
+/* enum mend_task_kind is public (mend/eval.h). */
 
 typedef struct mend_task_ex {
     int line;               /* 1-based line of the record in the file */
@@ -42,11 +38,7 @@ typedef struct mend_task {
     mend_task_ex *ex;
 } mend_task;
 
-/* Load a task file; limit > 0 keeps only the first limit examples (the rest
- * are still validated for shape so that n_total is exact). */
-int mend_task_load(mend_task **out, const char *path, size_t limit);
-void mend_task_free(mend_task *t);
-const char *mend_task_kind_name(int kind);
+/* mend_task_load, _free, _kind_name and _get_info are public (mend/eval.h). */
 /* Shape from a record's keys, or -1. */
 int mend_task_kind_from_name(const char *name);
 

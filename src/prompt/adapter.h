@@ -24,34 +24,9 @@
 #include <stdint.h>
 #include "mend.h"
 
-typedef struct mend_adapter_meta {
-    const char *base_model;     /* base_model_name_or_path (NULL: null) */
-    const char *init;           /* "RANDOM", "SAMPLE_VOCAB" or "TEXT" (NULL: RANDOM) */
-    const char *init_text;      /* prompt_tuning_init_text for TEXT (NULL: null) */
-    int num_attention_heads;    /* of the base model */
-    int num_layers;
-    const mend_fp *trained_on;  /* the model's fingerprint (and recipe), or NULL */
-} mend_adapter_meta;
+/* mend_adapter_meta, mend_adapter_write, _read and _read_fp are public
+ * (mend/tune.h). */
 
-/* Create dir (mkdir -p) and write both files atomically (each via a
- * temporary file and rename). emb (n_virtual, dim) f32. */
-int mend_adapter_write(const char *dir, const float *emb, int n_virtual, int dim, const mend_adapter_meta *meta);
-
-/* Read dir/adapter_model.safetensors (+ adapter_config.json, which must say
- * PROMPT_TUNING and, when present, agree on num_virtual_tokens / token_dim).
- * dim: the model's hidden size (the tensor's second dimension must match).
- * *emb is malloc'd (n_virtual, dim) f32; every value must be finite. */
-int mend_adapter_read(const char *dir, int dim, float **emb, int *n_virtual);
-/* The same, and *trained_on (when not NULL) gets the model the adapter
- * records (has_model 0 for adapters written before fingerprints or by PEFT). */
-int mend_adapter_read_fp(const char *dir, int dim, float **emb, int *n_virtual, mend_fp *trained_on);
-
-/* Perplexity (the protocols of mend_perplexity, same windows and scored
- * tokens) with a soft prompt before every window: the prompt's keys and
- * values are computed once at positions [0, n_virtual) and every window runs
- * from position n_virtual, so only the text is scored. */
-int mend_perplexity_prompt(const mend_model *m, const float *prompt, int n_virtual, const int32_t *tokens,
-                           size_t n_tokens, const mend_ppl_opts *opts, mend_ppl_progress_fn progress,
-                           void *progress_user, mend_ppl_result *res);
+/* mend_perplexity_prompt is public (mend.h). */
 
 #endif

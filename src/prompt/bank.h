@@ -42,8 +42,8 @@
 #include <stddef.h>
 #include "mend.h"
 
-#define MEND_BANK_FILE "bank.json"
-#define MEND_BANK_MAX_PROMPTS 256
+/* MEND_BANK_FILE, MEND_BANK_MAX_PROMPTS and the functions on banks as a
+ * whole are public (mend/bank.h); the layout below is the library's. */
 
 typedef struct mend_bank_prompt {
     char *name;
@@ -89,19 +89,6 @@ typedef struct mend_bank {
 
 /* Parse bank.json text; path names the file in errors. *out is malloc'd. */
 int mend_bank_parse(const char *path, const char *json, size_t len, mend_bank **out);
-/* Read dir/bank.json (adapters are not read). */
-int mend_bank_read(const char *dir, mend_bank **out);
-/* Read every prompt's adapter into p[k].emb; dim must be the model's hidden
- * size and equal the bank's; every adapter must have nv rows. */
-int mend_bank_load_prompts(mend_bank *b, int dim);
-/* Write dir/bank.json atomically (adapters are written separately). */
-int mend_bank_write(const char *dir, const mend_bank *b);
-/* Index of the prompt called name, or -1. */
-int mend_bank_find(const mend_bank *b, const char *name);
-/* Is name a valid prompt name? */
-int mend_bank_name_ok(const char *name);
-void mend_bank_free(mend_bank *b);
-void mend_learned_router_free(mend_learned_router *r);
 /* bank.json's optional "attention_calibration" object, written and read by
  * mend_bank_write / mend_bank_parse:
  *   {"layers": [A, B], "windows": N, "offsets": [n floats]} */

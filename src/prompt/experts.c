@@ -1,6 +1,8 @@
 /* A bank of expert prompts trained by hard EM: see experts.h. */
 #define _GNU_SOURCE
 #include "prompt/experts.h"
+#include "prompt/router.h"
+#include "prompt/tune.h"
 
 #include <jansson.h>
 #include <stdarg.h>

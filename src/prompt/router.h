@@ -26,25 +26,9 @@
 #include "mend.h"
 #include "prompt/bank.h"
 
-typedef struct mend_router_opts {
-    int n_windows;      /* windows per corpus (default 48) */
-    int window;         /* tokens per window (default 128) */
-    int normalize;      /* L2-normalise the feature (default 1) */
-    double l2;          /* weight decay on W (default 1e-2) */
-    int iters;          /* gradient steps (default 500) */
-} mend_router_opts;
+/* mend_router_opts, its defaults, mend_router_stats, the progress callback
+ * and mend_router_train are public (mend/bank.h). */
 
-void mend_router_opts_default(mend_router_opts *o);
-
-typedef struct mend_router_stats {
-    int n_windows, n_train, n_heldout;
-    double train_acc, heldout_acc;          /* agreement with the loss selector (held out: NaN when none) */
-    int label_hist[MEND_BANK_MAX_PROMPTS];  /* windows the loss selector gave to each prompt */
-} mend_router_stats;
-
-/* Called after each labelled window; a nonzero return stops training
- * (MEND_EINVAL, "stopped"). */
-typedef int (*mend_router_progress_fn)(void *user, int done, int total);
 
 /* The feature of n >= 1 tokens -> x (dim). */
 int mend_router_feature(const mend_model *m, const int32_t *tokens, int n, int normalize, float *x);
@@ -56,10 +40,5 @@ void mend_router_logits(const mend_learned_router *r, const float *x, float *log
 int mend_router_fit(const float *X, const int *y, int n, int dim, int K, int normalize, const mend_router_opts *o,
                     mend_learned_router **out, mend_router_stats *st);
 
-/* Label windows of the n_texts corpora with the loss selector over the
- * bank's prompts (loaded with mend_bank_load_prompts) and fit. */
-int mend_router_train(const mend_model *m, const mend_bank *b, const char *const *texts, const size_t *lens,
-                      int n_texts, const mend_router_opts *o, mend_router_progress_fn progress, void *user,
-                      mend_learned_router **out, mend_router_stats *st);
 
 #endif

@@ -7,11 +7,7 @@
 #include <stdint.h>
 #include "model/model.h"
 
-enum mend_tune_objective {
-    MEND_TUNE_CE = 0,   /* next-token cross-entropy on the text */
-    MEND_TUNE_KL = 1    /* KL(teacher || student + prompt) on the text */
-};
-
+/* enum mend_tune_objective is public (mend/tune.h). */
 typedef struct mend_trainer mend_trainer;
 
 /* Losses of one sequence (sums over its scored positions). */

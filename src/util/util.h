@@ -14,8 +14,7 @@
 #define MEND_PRINTF(a, b)
 #endif
 
-/* Record an error sentence for mend_last_error() and return code. */
-int mend_set_error(int code, const char *fmt, ...) MEND_PRINTF(2, 3);
+/* mend_set_error is public (mend.h). */
 /* Prefix the current error sentence with "prefix: " (keeps the code). */
 int mend_error_prefix(int code, const char *fmt, ...) MEND_PRINTF(2, 3);
 
@@ -43,17 +42,9 @@ void mend_unmap(mend_map *m);
  * again (the map is read-only and private, so nothing is lost). No-op for
  * buffers that are not maps or ranges outside the map. */
 void mend_map_release(const mend_map *m, const void *p, size_t n);
-/* Read a whole file into a malloc'd buffer with a trailing NUL; fails with
- * MEND_ERANGE when it is larger than max_bytes. */
-int mend_read_file(const char *path, size_t max_bytes, char **buf, size_t *len);
-/* Write via a temporary file in the same directory, fsync, rename. */
-int mend_write_file_atomic(const char *path, const void *data, size_t len);
-int mend_file_exists(const char *path);
-int mend_is_dir(const char *path);
-/* mkdir -p */
-int mend_mkdir_p(const char *path);
-/* malloc'd "dir/name" */
-char *mend_path_join(const char *dir, const char *name);
+/* mend_read_file, mend_write_file_atomic, mend_file_exists, mend_is_dir,
+ * mend_mkdir_p, mend_path_join, mend_basename and mend_now are public
+ * (mend/files.h). */
 char *mend_strdup(const char *s);
 char *mend_strndup(const char *s, size_t n);
 
@@ -137,8 +128,5 @@ double mend_rng_unit(mend_rng *r);
 double mend_rng_normal(mend_rng *r);
 /* A uniformly random permutation of a[0..n) in place (Fisher-Yates). */
 void mend_rng_shuffle(int *a, int n, mend_rng *r);
-
-/* Monotonic seconds. */
-double mend_now(void);
 
 #endif

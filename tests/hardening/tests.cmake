@@ -8,6 +8,7 @@ foreach(t gguf safetensors hf_config adapter bank tasks tokenize)
   if(EXISTS ${src} AND (NOT t STREQUAL "bank" OR EXISTS ${CMAKE_SOURCE_DIR}/src/prompt/bank.c))
     add_executable(test_replay_${t} ${src} ${CMAKE_CURRENT_LIST_DIR}/replay_main.c)
     target_link_libraries(test_replay_${t} PRIVATE mendlib)
+    target_include_directories(test_replay_${t} PRIVATE ${CMAKE_SOURCE_DIR}/src)
     target_compile_definitions(test_replay_${t} PRIVATE MEND_SOURCE_DIR="${CMAKE_SOURCE_DIR}")
     add_test(NAME test_replay_${t} COMMAND test_replay_${t} ${CMAKE_SOURCE_DIR}/fuzz/corpus/fuzz_${t}
              ${CMAKE_CURRENT_LIST_DIR}/regressions/fuzz_${t} WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})

@@ -18,6 +18,7 @@
 #include "model/model.h"
 #include "prompt/bank.h"
 #include "prompt/experts.h"
+#include "prompt/tune.h"
 #include "util/util.h"
 #include "test.h"
 

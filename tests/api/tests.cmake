@@ -1,0 +1,13 @@
+# The public API as a client sees it: compiled with include/ (from mendlib)
+# and tests/ only, so a declaration missing from the public headers fails
+# the build.
+add_executable(test_api ${CMAKE_CURRENT_LIST_DIR}/test_api.c)
+target_link_libraries(test_api PRIVATE mendlib)
+target_include_directories(test_api PRIVATE ${CMAKE_CURRENT_SOURCE_DIR})
+target_compile_definitions(test_api PRIVATE MEND_SOURCE_DIR="${CMAKE_SOURCE_DIR}")
+add_test(NAME test_api COMMAND test_api WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+set_tests_properties(test_api PROPERTIES LABELS unit TIMEOUT 600 ENVIRONMENT "MEND_SOURCE_DIR=${CMAKE_SOURCE_DIR}")
+
+# The programs of docs/api.md compile against the public headers.
+add_test(NAME test_api_docs COMMAND sh ${CMAKE_CURRENT_LIST_DIR}/check_docs.sh ${CMAKE_C_COMPILER} ${CMAKE_SOURCE_DIR})
+set_tests_properties(test_api_docs PROPERTIES LABELS unit TIMEOUT 120)
