@@ -8,6 +8,8 @@
  *   w_i > orig_ctx / low_freq_factor    -> f_i / factor      (low band divided)
  *   otherwise, s = (orig_ctx / w_i - low) / (high - low):
  *                                       -> (1 - s) f_i / factor + s f_i
+ * llama.cpp stores the same scaling as the divisor of each frequency,
+ * tensor rope_freqs.weight: f_i / rope_freqs[i] (MEND_ROPE_SCALING_FREQS).
  * QK-norm (qwen3): q and k of every head are RMS-normalised over head_dim
  * and scaled by q_norm / k_norm before RoPE.
  * Sliding windows (mistral): a query at position p attends to keys at
@@ -22,6 +24,7 @@
 
 double mend_rope_inv_freq(const mend_config *c, int i) {
     const double f = pow((double)c->rope_theta, -2.0 * i / c->head_dim);
+    if (c->rope_scaling == MEND_ROPE_SCALING_FREQS) return f / c->rope_freqs[i];
     if (c->rope_scaling != MEND_ROPE_SCALING_LLAMA3) return f;
     const double pi = 3.14159265358979323846;
     const double wl = 2.0 * pi / f, orig = c->rope_orig_ctx, factor = c->rope_factor;
@@ -117,6 +120,7 @@ void mend_describe_features(const mend_model *m, char *buf, size_t n) {
                  c->rope_orig_ctx);
         put(buf, n, &k, t);
     }
+    if (c->rope_scaling == MEND_ROPE_SCALING_FREQS) put(buf, n, &k, " with per-frequency divisors (rope_freqs)");
     put(buf, n, &k, ", RMSNorm, SwiGLU");
     if (c->tied) put(buf, n, &k, ", tied embeddings");
 }

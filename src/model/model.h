@@ -15,7 +15,8 @@ enum mend_rope_type {
 /* RoPE frequency scalings (model/features.c) */
 enum mend_rope_scaling {
     MEND_ROPE_SCALING_NONE = 0,
-    MEND_ROPE_SCALING_LLAMA3 = 1   /* rope_type "llama3": low frequencies divided by factor, a smooth band */
+    MEND_ROPE_SCALING_LLAMA3 = 1,  /* rope_type "llama3": low frequencies divided by factor, a smooth band */
+    MEND_ROPE_SCALING_FREQS = 2    /* per-frequency divisors cfg.rope_freqs (GGUF tensor rope_freqs.weight) */
 };
 
 #define MEND_MAX_LAYERS 4096
@@ -37,6 +38,8 @@ typedef struct mend_config {
     int rope_scaling;     /* enum mend_rope_scaling */
     float rope_factor, rope_low_freq_factor, rope_high_freq_factor;   /* llama3 scaling */
     int rope_orig_ctx;    /* llama3 scaling: original_max_position_embeddings */
+    const float *rope_freqs;   /* (head_dim/2) divisors of the frequencies with MEND_ROPE_SCALING_FREQS
+                                  (in the model's file map), NULL otherwise */
     int qk_norm;          /* per-head RMSNorm of queries and keys before RoPE (qwen3) */
     int swa_window[MEND_MAX_LAYERS];   /* sliding-window attention of layer l: a query at position p
                                           sees keys at positions > p - swa_window[l]; 0 = global */
