@@ -415,6 +415,48 @@ static void check_gguf_family(const char *family, const char *feature) {
     free_golden(&g);
 }
 
+/* ---- GGUF refusals: a fixture rewritten with one tensor replaced (data,
+ * n values of f32) or dropped (data NULL) ---- */
+
+static int load_gguf_edited(const char *family, const char *tensor, const float *data, int64_t n, const char *out) {
+    char src[256];
+    snprintf(src, sizeof src, FX "%s.gguf", family);
+    mend_gguf *g = NULL;
+    mend_gguf_writer *w = NULL;
+    int rc = mend_gguf_open(&g, test_src(src));
+    if (!rc) rc = mend_gguf_writer_init(&w);
+    if (!rc) rc = mend_gguf_writer_copy_kvs(w, g);
+    for (uint64_t i = 0; !rc && i < g->n_tensors; i++) {
+        const gguf_tensor *t = &g->tensors[i];
+        if (strcmp(t->name, tensor))
+            rc = mend_gguf_writer_add_tensor(w, t->name, t->type, t->n_dims, t->ne, t->data, t->nbytes);
+        else if (data)
+            rc = mend_gguf_writer_add_tensor(w, t->name, MEND_TYPE_F32, 1, &n, data, sizeof(float) * (size_t)n);
+    }
+    if (!rc) rc = mend_gguf_writer_write(w, out);
+    mend_gguf_writer_free(w);
+    mend_gguf_close(g);
+    if (rc) return -1000;
+    mend_model *m = NULL;
+    mend_load_opts o = {.keep_packed = 0};
+    rc = mend_model_load(&m, out, &o);
+    mend_model_free(m);
+    unlink(out);
+    return rc;
+}
+
+static void check_gguf_refusals(void) {
+    char out[512];
+    snprintf(out, sizeof out, "%s/mend_families_%d_edit.gguf", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
+             (int)getpid());
+    const float three[3] = {1, 2, 3}, zero[8] = {1, 1, 1, 0, 8, 8, 8, 8};
+    CHECK_ERR(load_gguf_edited("llama3", "rope_freqs.weight", three, 3, out), MEND_EFORMAT,
+              "'rope_freqs.weight' is not 8 aligned f32 values");
+    CHECK_ERR(load_gguf_edited("llama3", "rope_freqs.weight", zero, 8, out), MEND_EFORMAT, "value 3 is 0");
+    CHECK_ERR(load_gguf_edited("qwen3", "blk.1.attn_k_norm.weight", NULL, 0, out), MEND_EFORMAT,
+              "tensor 'blk.1.attn_k_norm.weight' is missing");
+}
+
 int main(void) {
     const char *llama3 = "llama: GQA 4/2, rope norm base 10000 llama3-scaled (factor 8, low 1, high 4, original "
                          "context 64)",
@@ -438,5 +480,6 @@ int main(void) {
     check_info(FX "qwen3.gguf", qwen3);
     check_features_matter();
     check_refusals();
+    check_gguf_refusals();
     return test_finish();
 }
