@@ -216,6 +216,9 @@ int cmd_info(int argc, char **argv) {
         printf("  %-18s %s\n", "recipe", hx);
     }
     printf("architecture: %s\n", in.arch);
+    char features[512];
+    mend_describe_features(m, features, sizeof features);
+    printf("  %-18s %s\n", "features", features);
     printf("  %-18s %d\n", "n_vocab", in.n_vocab);
     printf("  %-18s %d\n", "dim", in.dim);
     printf("  %-18s %d\n", "n_layers", in.n_layers);

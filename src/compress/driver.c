@@ -354,7 +354,7 @@ static void run_pass(ctx *C, int st, const mend_layer *Lq, tscratch *ts, mend_he
                 break;
             case S_O:
                 mend_layer_attn_norm(c, Lq, x, T, S->xb);
-                mend_layer_attn_core(c, Lq, S->xb, T, &S->ws, a);
+                mend_layer_attn_core(c, Lq, C->layer, S->xb, T, &S->ws, a);
                 hin = a, hn = (int64_t)qd;
                 break;
             case S_GU:

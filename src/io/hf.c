@@ -35,12 +35,24 @@
 typedef struct hf_arch {
     const char *hf_name, *arch;
     int rope_type, permute_qk, qkv_bias;
+    int qk_norm;   /* q_norm / k_norm per head (qwen3) */
+    int fused;     /* qkv_proj and gate_up_proj stored fused (phi3), split at load */
 } hf_arch;
 
 static const hf_arch hf_archs[] = {
-    {"LlamaForCausalLM", "llama", MEND_ROPE_NORM, 1, 0},
-    {"MistralForCausalLM", "mistral", MEND_ROPE_NORM, 1, 0},
-    {"Qwen2ForCausalLM", "qwen2", MEND_ROPE_NEOX, 0, 1},
+    {"LlamaForCausalLM", "llama", MEND_ROPE_NORM, 1, 0, 0, 0},
+    {"MistralForCausalLM", "mistral", MEND_ROPE_NORM, 1, 0, 0, 0},
+    {"Qwen2ForCausalLM", "qwen2", MEND_ROPE_NEOX, 0, 1, 0, 0},
+    {"Qwen3ForCausalLM", "qwen3", MEND_ROPE_NEOX, 0, 0, 1, 0},
+    {"Phi3ForCausalLM", "phi3", MEND_ROPE_NORM, 1, 0, 0, 1},
+};
+
+/* Families mend knows but does not implement, and what they need. */
+static const char *const hf_unsupported[][2] = {
+    {"Gemma2ForCausalLM", "attention and final logit soft-capping, pre/post norms, GeGLU, sqrt(hidden) "
+                          "embedding scale and query_pre_attn_scalar"},
+    {"OPTForCausalLM", "LayerNorm with bias, learned positions offset by 2, ReLU MLP and biases on every "
+                       "linear map"},
 };
 
 static int cfg_int(const json_t *root, const char *path, const char *key, int required, int def,
@@ -92,6 +104,83 @@ static int cfg_bool(const json_t *root, const char *path, const char *key, int d
     return 0;
 }
 
+/* RoPE: base and scaling from 'rope_parameters' (transformers 5) or
+ * 'rope_theta' and 'rope_scaling' (earlier files). Types other than
+ * default and llama3, and partial rotary factors, are refused by name. */
+static int parse_rope(const json_t *root, const char *path, mend_config *cfg) {
+    const char *key = "rope_parameters";
+    const json_t *rp = json_object_get(root, key);
+    if (!rp || json_is_null(rp)) rp = json_object_get(root, key = "rope_scaling");
+    if (rp && !json_is_null(rp) && !json_is_object(rp))
+        return mend_set_error(MEND_EFORMAT, "%s: field '%s' is not an object", path, key);
+    if (json_is_null(rp)) rp = NULL;
+    double theta, x;
+    int rc = cfg_num(root, path, "rope_theta", 0, 10000.0, &theta);
+    if (!rc && rp && json_object_get(rp, "rope_theta")) rc = cfg_num(rp, path, "rope_theta", 1, 0, &theta);
+    if (rc) return rc;
+    cfg->rope_theta = (float)theta;
+    const json_t *pr = rp ? json_object_get(rp, "partial_rotary_factor") : NULL;
+    if (!pr) pr = json_object_get(root, "partial_rotary_factor");
+    if (pr && !json_is_null(pr) && (!json_is_number(pr) || json_number_value(pr) != 1.0))
+        return mend_set_error(MEND_EUNSUPPORTED, "%s: field 'partial_rotary_factor' is %g; mend rotates whole "
+                              "heads only (1.0)", path, json_is_number(pr) ? json_number_value(pr) : NAN);
+    if (!rp) return 0;
+    const char *ty = json_string_value(json_object_get(rp, "rope_type"));
+    if (!ty) ty = json_string_value(json_object_get(rp, "type"));
+    if (!ty)
+        return mend_set_error(MEND_EFORMAT, "%s: field '%s' has no string 'rope_type'", path, key);
+    if (strcmp(ty, "default") == 0) return 0;
+    if (strcmp(ty, "llama3") != 0)
+        return mend_set_error(MEND_EUNSUPPORTED, "%s: field '%s' has rope_type '%.32s'; mend implements RoPE "
+                              "types \"default\" and \"llama3\"", path, key, ty);
+    cfg->rope_scaling = MEND_ROPE_SCALING_LLAMA3;
+    if ((rc = cfg_num(rp, path, "factor", 1, 0, &x))) return rc;
+    cfg->rope_factor = (float)x;
+    if ((rc = cfg_num(rp, path, "low_freq_factor", 1, 0, &x))) return rc;
+    cfg->rope_low_freq_factor = (float)x;
+    if ((rc = cfg_num(rp, path, "high_freq_factor", 1, 0, &x))) return rc;
+    cfg->rope_high_freq_factor = (float)x;
+    if (!(cfg->rope_high_freq_factor > cfg->rope_low_freq_factor))
+        return mend_set_error(MEND_ERANGE, "%s: field '%s': high_freq_factor %g is not above low_freq_factor %g",
+                              path, key, (double)cfg->rope_high_freq_factor, (double)cfg->rope_low_freq_factor);
+    return cfg_int(rp, path, "original_max_position_embeddings", 1, 0, 1, 1 << 30, &cfg->rope_orig_ctx);
+}
+
+/* Sliding windows: 'layer_types' (transformers 5: "sliding_attention" or
+ * "full_attention" per layer) with 'sliding_window', or, without it, a
+ * 'sliding_window' for every layer (mistral, phi3). The legacy qwen2 switch
+ * 'use_sliding_window' without 'layer_types' is refused. */
+static int parse_windows(const json_t *root, const char *path, mend_config *cfg) {
+    int w = 0, use = 0, rc;
+    if ((rc = cfg_int(root, path, "sliding_window", 0, 0, 0, 1 << 30, &w))) return rc;
+    const json_t *lt = json_object_get(root, "layer_types");
+    if (lt && !json_is_null(lt)) {
+        if (!json_is_array(lt) || json_array_size(lt) != (size_t)cfg->n_layers)
+            return mend_set_error(MEND_EFORMAT, "%s: field 'layer_types' is not an array of %d strings", path,
+                                  cfg->n_layers);
+        for (int l = 0; l < cfg->n_layers; l++) {
+            const char *t = json_string_value(json_array_get(lt, (size_t)l));
+            if (t && strcmp(t, "full_attention") == 0) continue;
+            if (!t || strcmp(t, "sliding_attention") != 0)
+                return mend_set_error(MEND_EUNSUPPORTED, "%s: field 'layer_types' entry %d is '%.32s'; mend "
+                                      "implements \"full_attention\" and \"sliding_attention\"", path, l,
+                                      t ? t : "(not a string)");
+            if (w < 1)
+                return mend_set_error(MEND_EFORMAT, "%s: field 'layer_types' entry %d is \"sliding_attention\" "
+                                      "but 'sliding_window' is not a positive integer", path, l);
+            cfg->swa_window[l] = w;
+        }
+        return 0;
+    }
+    if ((rc = cfg_bool(root, path, "use_sliding_window", 0, &use))) return rc;
+    if (use)
+        return mend_set_error(MEND_EUNSUPPORTED, "%s: field 'use_sliding_window' is true without 'layer_types'; "
+                              "mend cannot tell which layers slide", path);
+    if (strcmp(cfg->arch, "qwen2") == 0 || strcmp(cfg->arch, "qwen3") == 0) return 0;   /* off unless used */
+    for (int l = 0; l < cfg->n_layers && w > 0; l++) cfg->swa_window[l] = w;
+    return 0;
+}
+
 /* Fill cfg from config.json; *arch gets the architecture entry. */
 static int parse_config(const char *path, mend_config *cfg, const hf_arch **arch) {
     char *text = NULL;
@@ -121,14 +210,22 @@ static int parse_config(const char *path, mend_config *cfg, const hf_arch **arch
     for (size_t i = 0; i < sizeof hf_archs / sizeof hf_archs[0]; i++)
         if (strcmp(an, hf_archs[i].hf_name) == 0) *arch = &hf_archs[i];
     if (!*arch) {
+        for (size_t i = 0; i < sizeof hf_unsupported / sizeof hf_unsupported[0]; i++)
+            if (strcmp(an, hf_unsupported[i][0]) == 0) {
+                rc = mend_set_error(MEND_EUNSUPPORTED, "%s: field 'architectures' names '%s', which needs %s; "
+                                    "mend does not implement these", path, an, hf_unsupported[i][1]);
+                goto done;
+            }
         rc = mend_set_error(MEND_EUNSUPPORTED, "%s: field 'architectures' names '%.64s'; mend supports "
-                            "LlamaForCausalLM, MistralForCausalLM and Qwen2ForCausalLM", path, an);
+                            "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM and "
+                            "Phi3ForCausalLM", path, an);
         goto done;
     }
     const hf_arch *A = *arch;
     memset(cfg, 0, sizeof *cfg);
     snprintf(cfg->arch, sizeof cfg->arch, "%s", A->arch);
     cfg->rope_type = A->rope_type;
+    cfg->qk_norm = A->qk_norm;
 
     if ((rc = cfg_int(root, path, "hidden_size", 1, 0, 1, HF_MAX_DIM, &cfg->dim)) ||
         (rc = cfg_int(root, path, "intermediate_size", 1, 0, 1, HF_MAX_DIM, &cfg->hidden_dim)) ||
@@ -154,17 +251,15 @@ static int parse_config(const char *path, mend_config *cfg, const hf_arch **arch
                             "'num_key_value_heads' (%d)", path, cfg->n_heads, cfg->n_kv_heads);
         goto done;
     }
-    double eps, theta;
-    if ((rc = cfg_num(root, path, "rms_norm_eps", 1, 0, &eps)) ||
-        (rc = cfg_num(root, path, "rope_theta", 0, 10000.0, &theta)))
-        goto done;
+    double eps;
+    if ((rc = cfg_num(root, path, "rms_norm_eps", 1, 0, &eps))) goto done;
     if (eps >= 1) {
         rc = mend_set_error(MEND_ERANGE, "%s: field 'rms_norm_eps' is %g, expected a small positive number",
                             path, eps);
         goto done;
     }
     cfg->norm_eps = (float)eps;
-    cfg->rope_theta = (float)theta;
+    if ((rc = parse_rope(root, path, cfg))) goto done;
     if ((rc = cfg_bool(root, path, "tie_word_embeddings", 0, &cfg->tied))) goto done;
 
     /* features mend does not implement: refuse rather than run a different model */
@@ -173,20 +268,6 @@ static int parse_config(const char *path, mend_config *cfg, const hf_arch **arch
         rc = mend_set_error(MEND_EUNSUPPORTED, "%s: field 'hidden_act' is not \"silu\"; mend implements "
                             "only the SiLU-gated MLP", path);
         goto done;
-    }
-    const json_t *rs = json_object_get(root, "rope_scaling");
-    if (rs && !json_is_null(rs)) {
-        const char *ty = NULL;
-        if (json_is_object(rs)) {
-            ty = json_string_value(json_object_get(rs, "rope_type"));
-            if (!ty) ty = json_string_value(json_object_get(rs, "type"));
-        }
-        if (!ty || strcmp(ty, "default") != 0) {
-            rc = mend_set_error(MEND_EUNSUPPORTED, "%s: field 'rope_scaling' has type '%s'; mend implements "
-                                "only unscaled RoPE (rope_scaling null or type \"default\")", path,
-                                ty ? ty : "(not a string)");
-            goto done;
-        }
     }
     int b;
     if ((rc = cfg_bool(root, path, "attention_bias", 0, &b))) goto done;
@@ -200,17 +281,7 @@ static int parse_config(const char *path, mend_config *cfg, const hf_arch **arch
         rc = mend_set_error(MEND_EUNSUPPORTED, "%s: field 'mlp_bias' is true; mend has no MLP biases", path);
         goto done;
     }
-    if ((rc = cfg_bool(root, path, "use_sliding_window", 0, &b))) goto done;
-    if (b) {
-        rc = mend_set_error(MEND_EUNSUPPORTED, "%s: field 'use_sliding_window' is true; mend implements only "
-                            "full causal attention", path);
-        goto done;
-    }
-    /* mistral's sliding window: full attention is the same model up to the window */
-    const json_t *sw = json_object_get(root, "sliding_window");
-    if (strcmp(A->arch, "mistral") == 0 && json_is_integer(sw) && json_integer_value(sw) > 0 &&
-        json_integer_value(sw) < cfg->ctx_len)
-        cfg->ctx_len = (int)json_integer_value(sw);
+    rc = parse_windows(root, path, cfg);
 done:
     json_decref(root);
     return rc;
@@ -367,11 +438,19 @@ static int arena_add(size_t *total, int64_t rows, int64_t cols) {
     return mend_add_ok(*total, n & ~(size_t)15, total);
 }
 
-/* Load tensor `name` of shape [rows, cols] (cols == 0: a vector [rows]) as f32.
+/* A slice of a tensor to load: rows [row0, row0 + rows) of a tensor of
+ * full_rows rows (a fused tensor's part), or the whole tensor. */
+typedef struct hf_part {
+    int64_t full_rows, row0;
+} hf_part;
+
+/* Load tensor `name` of shape [rows, cols] (cols == 0: a vector [rows]) as f32,
+ * or the part P of it when P is given (the tensor then has P->full_rows rows).
  * perm_heads > 0 reorders rows from HF's half layout to the pair layout per
  * head of cfg->head_dim rows. why: which config fields give the shape. */
-static int load_tensor(hf_loader *L, const char *name, int64_t rows, int64_t cols, int perm_heads,
-                       const char *why, float **out) {
+static int load_tensor(hf_loader *L, const char *name, int64_t rows, int64_t cols, const hf_part *P,
+                       int perm_heads, const char *why, float **out) {
+    const int64_t want_rows = P ? P->full_rows : rows, row0 = P ? P->row0 : 0;
     const mend_safetensors *st;
     const mend_st_tensor *t;
     int rc = weights_find(&L->w, name, &st, &t);
@@ -381,7 +460,7 @@ static int load_tensor(hf_loader *L, const char *name, int64_t rows, int64_t col
                               L->w.index_path ? " (not in weight_map of " : "",
                               L->w.index_path ? "model.safetensors.index.json)" : "");
     int want_dims = cols ? 2 : 1;
-    if (t->n_dims != want_dims || t->shape[0] != rows || (cols && t->shape[1] != cols)) {
+    if (t->n_dims != want_dims || t->shape[0] != want_rows || (cols && t->shape[1] != cols)) {
         char got[160];
         size_t k = 0;
         k += (size_t)snprintf(got + k, sizeof got - k, "[");
@@ -390,9 +469,9 @@ static int load_tensor(hf_loader *L, const char *name, int64_t rows, int64_t col
         if (k < sizeof got) snprintf(got + k, sizeof got - k, "]");
         if (cols)
             return mend_set_error(MEND_EFORMAT, "%s: tensor '%s' has shape %s, expected [%" PRId64 ", %" PRId64
-                                  "] (%s from config.json)", st->path, name, got, rows, cols, why);
+                                  "] (%s from config.json)", st->path, name, got, want_rows, cols, why);
         return mend_set_error(MEND_EFORMAT, "%s: tensor '%s' has shape %s, expected [%" PRId64 "] (%s from "
-                              "config.json)", st->path, name, got, rows, why);
+                              "config.json)", st->path, name, got, want_rows, why);
     }
     if (t->type < 0)
         return mend_set_error(MEND_EUNSUPPORTED, "%s: tensor '%s' has dtype %s; mend reads only F32, F16 and "
@@ -405,14 +484,14 @@ static int load_tensor(hf_loader *L, const char *name, int64_t rows, int64_t col
     float *dst = arena_take(L, (size_t)(rows * c));
     if (!dst) return mend_set_error(MEND_ENOMEM, "%s: arena overflow loading '%s'", L->dir, name);
     if (perm_heads <= 0) {
-        rc = mend_safetensors_read_f32(st, t, 0, rows * c, dst);
+        rc = mend_safetensors_read_f32(st, t, row0 * c, rows * c, dst);
     } else {
         const int64_t hd = L->cfg->head_dim, half = hd / 2;
         /* gguf row h*hd + 2i + j <- hf row h*hd + j*half + i */
         for (int64_t h = 0; h < perm_heads && !rc; h++)
             for (int64_t i = 0; i < half && !rc; i++)
                 for (int64_t j = 0; j < 2 && !rc; j++)
-                    rc = mend_safetensors_read_f32(st, t, (h * hd + j * half + i) * c, c,
+                    rc = mend_safetensors_read_f32(st, t, (row0 + h * hd + j * half + i) * c, c,
                                                    dst + (h * hd + 2 * i + j) * c);
     }
     if (rc) return rc;
@@ -420,10 +499,10 @@ static int load_tensor(hf_loader *L, const char *name, int64_t rows, int64_t col
     return 0;
 }
 
-static int load_mat(hf_loader *L, const char *name, int64_t rows, int64_t cols, int perm_heads,
-                    const char *why, mend_mat *m) {
+static int load_mat_part(hf_loader *L, const char *name, int64_t rows, int64_t cols, const hf_part *P,
+                         int perm_heads, const char *why, mend_mat *m) {
     float *d;
-    int rc = load_tensor(L, name, rows, cols, perm_heads, why, &d);
+    int rc = load_tensor(L, name, rows, cols, P, perm_heads, why, &d);
     if (rc) return rc;
     m->type = MEND_TYPE_F32;
     m->rows = rows;
@@ -433,51 +512,92 @@ static int load_mat(hf_loader *L, const char *name, int64_t rows, int64_t cols, 
     return 0;
 }
 
+static int load_mat(hf_loader *L, const char *name, int64_t rows, int64_t cols, int perm_heads,
+                    const char *why, mend_mat *m) {
+    return load_mat_part(L, name, rows, cols, NULL, perm_heads, why, m);
+}
+
 static int load_vec(hf_loader *L, const char *name, int64_t n, const char *why, const float **v) {
     float *d;
-    int rc = load_tensor(L, name, n, 0, 0, why, &d);
+    int rc = load_tensor(L, name, n, 0, NULL, 0, why, &d);
     if (rc == 0) *v = d;
     return rc;
+}
+
+/* Layer l's attention projections: separate q/k/v_proj, or one fused
+ * qkv_proj whose rows are q, then k, then v (phi3). */
+static int load_qkv(hf_loader *L, const mend_config *c, const hf_arch *A, int l, mend_layer *Y) {
+    const int64_t dim = c->dim, qd = (int64_t)c->n_heads * c->head_dim, kvd = (int64_t)c->n_kv_heads * c->head_dim;
+    const int perm_q = A->permute_qk ? c->n_heads : 0, perm_k = A->permute_qk ? c->n_kv_heads : 0;
+    char n[128];
+    int rc;
+#define NAME(suffix) (snprintf(n, sizeof n, "model.layers.%d.%s", l, suffix), n)
+    if (A->fused) {
+        const char *why = "(num_attention_heads + 2*num_key_value_heads)*head_dim, hidden_size";
+        const hf_part pq = {qd + 2 * kvd, 0}, pk = {qd + 2 * kvd, qd}, pv = {qd + 2 * kvd, qd + kvd};
+        if ((rc = load_mat_part(L, NAME("self_attn.qkv_proj.weight"), qd, dim, &pq, perm_q, why, &Y->wq)) ||
+            (rc = load_mat_part(L, n, kvd, dim, &pk, perm_k, why, &Y->wk)) ||
+            (rc = load_mat_part(L, n, kvd, dim, &pv, 0, why, &Y->wv)))
+            return rc;
+    } else if ((rc = load_mat(L, NAME("self_attn.q_proj.weight"), qd, dim, perm_q,
+                              "num_attention_heads*head_dim, hidden_size", &Y->wq)) ||
+               (rc = load_mat(L, NAME("self_attn.k_proj.weight"), kvd, dim, perm_k,
+                              "num_key_value_heads*head_dim, hidden_size", &Y->wk)) ||
+               (rc = load_mat(L, NAME("self_attn.v_proj.weight"), kvd, dim, 0,
+                              "num_key_value_heads*head_dim, hidden_size", &Y->wv))) {
+        return rc;
+    }
+    if (A->qkv_bias &&
+        ((rc = load_vec(L, NAME("self_attn.q_proj.bias"), qd, "num_attention_heads*head_dim", &Y->bq)) ||
+         (rc = load_vec(L, NAME("self_attn.k_proj.bias"), kvd, "num_key_value_heads*head_dim", &Y->bk)) ||
+         (rc = load_vec(L, NAME("self_attn.v_proj.bias"), kvd, "num_key_value_heads*head_dim", &Y->bv))))
+        return rc;
+    if (A->qk_norm &&
+        ((rc = load_vec(L, NAME("self_attn.q_norm.weight"), c->head_dim, "head_dim", &Y->q_norm)) ||
+         (rc = load_vec(L, NAME("self_attn.k_norm.weight"), c->head_dim, "head_dim", &Y->k_norm))))
+        return rc;
+    return 0;
+}
+
+/* Layer l's gate and up projections: separate, or one fused gate_up_proj
+ * whose rows are the gate's, then the up's (phi3). */
+static int load_gate_up(hf_loader *L, const mend_config *c, const hf_arch *A, int l, mend_layer *Y) {
+    const int64_t dim = c->dim, hid = c->hidden_dim;
+    char n[128];
+    int rc;
+    if (A->fused) {
+        const hf_part pg = {2 * hid, 0}, pu = {2 * hid, hid};
+        const char *why = "2*intermediate_size, hidden_size";
+        if ((rc = load_mat_part(L, NAME("mlp.gate_up_proj.weight"), hid, dim, &pg, 0, why, &Y->w_gate))) return rc;
+        return load_mat_part(L, n, hid, dim, &pu, 0, why, &Y->w_up);
+    }
+    if ((rc = load_mat(L, NAME("mlp.gate_proj.weight"), hid, dim, 0, "intermediate_size, hidden_size", &Y->w_gate)))
+        return rc;
+    return load_mat(L, NAME("mlp.up_proj.weight"), hid, dim, 0, "intermediate_size, hidden_size", &Y->w_up);
 }
 
 /* Every tensor of the model into the arena; with L->arena NULL only the
  * presence, shape and dtype of each tensor are checked. */
 static int load_all(hf_loader *L, mend_model *m, const hf_arch *A) {
     const mend_config *c = &m->cfg;
-    const int64_t dim = c->dim, qd = (int64_t)c->n_heads * c->head_dim,
-                  kvd = (int64_t)c->n_kv_heads * c->head_dim, hid = c->hidden_dim, nv = c->n_vocab;
+    const int64_t dim = c->dim, qd = (int64_t)c->n_heads * c->head_dim, hid = c->hidden_dim, nv = c->n_vocab;
     int rc;
     if ((rc = load_mat(L, "model.embed_tokens.weight", nv, dim, 0, "vocab_size, hidden_size", &m->tok_embd)))
         return rc;
-    const int perm_q = A->permute_qk ? c->n_heads : 0, perm_k = A->permute_qk ? c->n_kv_heads : 0;
     for (int l = 0; l < c->n_layers; l++) {
         mend_layer *Y = &m->layers[l];
         char n[128];
-#define NAME(suffix) (snprintf(n, sizeof n, "model.layers.%d.%s", l, suffix), n)
         if ((rc = load_vec(L, NAME("input_layernorm.weight"), dim, "hidden_size", &Y->attn_norm)) ||
-            (rc = load_mat(L, NAME("self_attn.q_proj.weight"), qd, dim, perm_q,
-                           "num_attention_heads*head_dim, hidden_size", &Y->wq)) ||
-            (rc = load_mat(L, NAME("self_attn.k_proj.weight"), kvd, dim, perm_k,
-                           "num_key_value_heads*head_dim, hidden_size", &Y->wk)) ||
-            (rc = load_mat(L, NAME("self_attn.v_proj.weight"), kvd, dim, 0,
-                           "num_key_value_heads*head_dim, hidden_size", &Y->wv)) ||
+            (rc = load_qkv(L, c, A, l, Y)) ||
             (rc = load_mat(L, NAME("self_attn.o_proj.weight"), dim, qd, 0,
                            "hidden_size, num_attention_heads*head_dim", &Y->wo)) ||
             (rc = load_vec(L, NAME("post_attention_layernorm.weight"), dim, "hidden_size", &Y->ffn_norm)) ||
-            (rc = load_mat(L, NAME("mlp.gate_proj.weight"), hid, dim, 0, "intermediate_size, hidden_size",
-                           &Y->w_gate)) ||
-            (rc = load_mat(L, NAME("mlp.up_proj.weight"), hid, dim, 0, "intermediate_size, hidden_size",
-                           &Y->w_up)) ||
+            (rc = load_gate_up(L, c, A, l, Y)) ||
             (rc = load_mat(L, NAME("mlp.down_proj.weight"), dim, hid, 0, "hidden_size, intermediate_size",
                            &Y->w_down)))
             return rc;
-        if (A->qkv_bias &&
-            ((rc = load_vec(L, NAME("self_attn.q_proj.bias"), qd, "num_attention_heads*head_dim", &Y->bq)) ||
-             (rc = load_vec(L, NAME("self_attn.k_proj.bias"), kvd, "num_key_value_heads*head_dim", &Y->bk)) ||
-             (rc = load_vec(L, NAME("self_attn.v_proj.bias"), kvd, "num_key_value_heads*head_dim", &Y->bv))))
-            return rc;
-#undef NAME
     }
+#undef NAME
     if ((rc = load_vec(L, "model.norm.weight", dim, "hidden_size", &m->out_norm))) return rc;
     if (c->tied) {
         m->output = m->tok_embd;
@@ -501,6 +621,7 @@ static int load_weights(hf_loader *L, mend_model *m, const hf_arch *A) {
              arena_add(&total, hid, dim) && arena_add(&total, hid, dim) && arena_add(&total, dim, hid);
         if (A->qkv_bias)
             ok = ok && arena_add(&total, qd, 1) && arena_add(&total, kvd, 1) && arena_add(&total, kvd, 1);
+        if (A->qk_norm) ok = ok && arena_add(&total, c->head_dim, 1) && arena_add(&total, c->head_dim, 1);
     }
     m->layers = calloc((size_t)c->n_layers, sizeof *m->layers);
     if (!m->layers) return mend_set_error(MEND_ENOMEM, "%s: out of memory", L->dir);

@@ -129,9 +129,9 @@ size_t attention_backward_scratch_floats(int T, int n_heads, int hd, int n_threa
 }
 
 /* P rows [i0, i1) of head h: P (i1-i0, ldp) over keys [0, i1), masked
- * entries set to zero. */
+ * entries (after the query, or before its window) set to zero. */
 static void att_probs(float *P, size_t ldp, const float *q, size_t qd, const float *k, size_t kvd, int i0, int i1,
-                      int hd, float scale) {
+                      int hd, float scale, int window) {
     const int nb = i1 - i0;
     const int own = !mend_sgemm_nt(P, ldp, q + (size_t)i0 * qd, qd, nb, k, kvd, i1, hd, 0.0f);
     if (!own)
@@ -139,20 +139,22 @@ static void att_probs(float *P, size_t ldp, const float *q, size_t qd, const flo
                     (int)kvd, 0.0f, P, (int)ldp);
     for (int r = 0; r < nb; r++) {
         float *p = P + (size_t)r * ldp;
-        const int n = i0 + r + 1;   /* keys 0..i0+r */
+        const int n = i0 + r + 1;   /* keys t0..i0+r */
+        const int t0 = window > 0 && n > window ? n - window : 0;
         if (own) {
 #pragma omp simd
-            for (int t = 0; t < n; t++) p[t] *= scale;
+            for (int t = t0; t < n; t++) p[t] *= scale;
         }
-        const float inv = vec_softmax_inv(n, p);
+        const float inv = vec_softmax_inv(n - t0, p + t0);
+        for (int t = 0; t < t0; t++) p[t] = 0.0f;
 #pragma omp simd
-        for (int t = 0; t < n; t++) p[t] *= inv;
+        for (int t = t0; t < n; t++) p[t] *= inv;
         for (int t = n; t < i1; t++) p[t] = 0.0f;
     }
 }
 
 void attention_forward_train(float *out, const float *q, const float *k, const float *v, int T, int n_heads,
-                             int n_kv_heads, int hd, float *scratch, int n_threads) {
+                             int n_kv_heads, int hd, int window, float *scratch, int n_threads) {
     const int g = n_heads / n_kv_heads;
     const size_t qd = (size_t)n_heads * hd, kvd = (size_t)n_kv_heads * hd;
     const float scale = 1.0f / sqrtf((float)hd);
@@ -170,7 +172,7 @@ void attention_forward_train(float *out, const float *q, const float *k, const f
             const int b = n_blk - 1 - task / n_heads, h = task % n_heads;
             const int i0 = b * blk, i1 = i0 + blk < T ? i0 + blk : T;
             const float *kh = k + (size_t)(h / g) * hd, *vh = v + (size_t)(h / g) * hd;
-            att_probs(P, (size_t)i1, q + (size_t)h * hd, qd, kh, kvd, i0, i1, hd, scale);
+            att_probs(P, (size_t)i1, q + (size_t)h * hd, qd, kh, kvd, i0, i1, hd, scale, window);
             /* O[i0:i1, h] = P V[0:i1, g] */
             float *o = out + (size_t)i0 * qd + (size_t)h * hd;
             if (mend_sgemm_nn(o, qd, P, (size_t)i1, i1 - i0, vh, kvd, i1, hd, 0.0f))
@@ -181,7 +183,7 @@ void attention_forward_train(float *out, const float *q, const float *k, const f
 }
 
 void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
-                        const float *v, int T, int n_heads, int n_kv_heads, int hd, float *scratch,
+                        const float *v, int T, int n_heads, int n_kv_heads, int hd, int window, float *scratch,
                         int n_threads) {
     const int g = n_heads / n_kv_heads;
     const size_t qd = (size_t)n_heads * hd, kvd = (size_t)n_kv_heads * hd;
@@ -206,7 +208,7 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
         memset(dv_h, 0, (size_t)T * hd * sizeof(float));
         for (int b = 0; b < n_blk; b++) {
             const int i0 = b * blk, i1 = i0 + blk < T ? i0 + blk : T, nb = i1 - i0;
-            att_probs(P, (size_t)i1, qh, qd, kh, kvd, i0, i1, hd, scale);
+            att_probs(P, (size_t)i1, qh, qd, kh, kvd, i0, i1, hd, scale, window);
             /* dP = dO[i0:i1] V[0:i1]ᵀ  (nb, i1) */
             if (mend_sgemm_nt(dP, (size_t)i1, doh + (size_t)i0 * qd, qd, nb, vh, kvd, i1, hd, 0.0f))
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, i1, hd, 1.0f, doh + (size_t)i0 * qd,

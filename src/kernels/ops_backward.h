@@ -50,7 +50,9 @@ void matmul_backward(float *dx, size_t ldx, const float *dy, size_t ldy, const f
                      int n, int m, int k, float beta);
 
 /* Causal grouped-query self-attention backward over a whole sequence that
- * starts at position 0 (the training layout, no cache). Forward:
+ * starts at position 0 (the training layout, no cache), within a sliding
+ * window of `window` keys (query i sees keys i-window+1 .. i; 0 = all
+ * keys before it). Forward:
  *   P_h = softmax(mask(Q_h K_gᵀ / sqrt(hd))),  O_h = P_h V_g,  g = h / (n_heads/n_kv_heads)
  * Backward, per head (P recomputed from Q and K, never stored):
  *   dP = dO_h V_gᵀ;   dS = P ∘ (dP - rowsum(P ∘ dP));
@@ -62,14 +64,14 @@ void matmul_backward(float *dx, size_t ldx, const float *dy, size_t ldy, const f
  * scratch: attention_backward_scratch_floats(...) floats. */
 size_t attention_backward_scratch_floats(int T, int n_heads, int hd, int n_threads);
 void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
-                        const float *v, int T, int n_heads, int n_kv_heads, int hd, float *scratch,
+                        const float *v, int T, int n_heads, int n_kv_heads, int hd, int window, float *scratch,
                         int n_threads);
 
 /* The same forward in the training layout (whole sequence from position 0),
  * computed with the gemms and masked softmax the backward uses, so the two
  * agree to rounding: out (T, n_heads*hd). Same scratch as the backward. */
 void attention_forward_train(float *out, const float *q, const float *k, const float *v, int T, int n_heads,
-                             int n_kv_heads, int hd, float *scratch, int n_threads);
+                             int n_kv_heads, int hd, int window, float *scratch, int n_threads);
 
 /* Softmax cross-entropy of one row, forward and backward together.
  *   loss = logsumexp(z) - z[target]          (returned, in double)

@@ -200,12 +200,12 @@ static int run_layers(mend_probe *p, int n, int pos, size_t row0, size_t kbase, 
     int rc;
     if (seg) {
         for (int j = 0; j < n_seg; j++) {
-            rope_tables(p->rc + (size_t)seg[j] * half, p->rs + (size_t)seg[j] * half, seg[j + 1] - seg[j], pos,
-                        p->hd, c->rope_theta);
+            mend_rope_tables(c, p->rc + (size_t)seg[j] * half, p->rs + (size_t)seg[j] * half, seg[j + 1] - seg[j],
+                             pos);
             for (int i = seg[j]; i < seg[j + 1]; i++) own0[i] = (int)row0 + seg[j];
         }
     } else {
-        rope_tables(p->rc, p->rs, n, pos, p->hd, c->rope_theta);
+        mend_rope_tables(c, p->rc, p->rs, n, pos);
     }
     for (int l = 0; l < l_end; l++) {
         const mend_layer *Ly = &m->layers[l];
@@ -215,6 +215,7 @@ static int run_layers(mend_probe *p, int n, int pos, size_t row0, size_t kbase, 
         if ((rc = mat_mul(p, p->q, qd, p->xb, n, &Ly->wq, Ly->bq, 0))) return rc;
         if ((rc = mat_mul(p, kp, kvd, p->xb, n, &Ly->wk, Ly->bk, 0))) return rc;
         if ((rc = mat_mul(p, vp, kvd, p->xb, n, &Ly->wv, Ly->bv, 0))) return rc;
+        mend_qk_norm(c, Ly, p->q, qd, kp, kvd, n);
         rope_forward(p->q, n, qd, p->H, p->hd, p->rc, p->rs, c->rope_type);
         rope_forward(kp, n, kvd, p->KVH, p->hd, p->rc, p->rs, c->rope_type);
         const int probed = l >= l0 && l < l1;
@@ -266,6 +267,9 @@ int mend_probe_new(mend_probe **out, const mend_model *m, const float *const *pr
         return mend_set_error(MEND_EFORMAT, "mend_probe_new: %d heads over %d kv heads", c->n_heads, c->n_kv_heads);
     if (c->head_dim < 1 || c->head_dim > 256)
         return mend_set_error(MEND_EUNSUPPORTED, "mend_probe_new: head_dim %d (1..256 supported)", c->head_dim);
+    if (mend_swa_active(c, 1 << 30))
+        return mend_set_error(MEND_EUNSUPPORTED, "mend_probe_new: the attention probe does not implement the "
+                              "sliding-window attention of %s", c->arch);
     mend_probe *p = calloc(1, sizeof *p);
     if (!p) return mend_set_error(MEND_ENOMEM, "mend_probe_new: out of memory");
     p->m = m;

@@ -3,10 +3,14 @@
  * Per layer, for a batch of n positions p = pos .. pos+n-1 (torch notation):
  *   h   = rmsnorm(x) * attn_norm
  *   q   = h @ Wq.T (+ bq);  k = h @ Wk.T (+ bk);  v = h @ Wv.T (+ bv)
- *   q,k = rope(q, p), rope(k, p)          (pairs: NORM for llama, NEOX for qwen2)
+ *   q,k = qk_norm(q), qk_norm(k)          (cfg.qk_norm, qwen3: per-head RMSNorm)
+ *   q,k = rope(q, p), rope(k, p)          (pairs: NORM for llama, NEOX for qwen2;
+ *                                          frequencies scaled by cfg.rope_scaling)
  *   K[p], V[p] = k, v                     (the cache)
  *   a   = softmax(q K[:p+1].T / sqrt(hd)) V[:p+1]   per head; head h reads
- *         kv head h / (n_heads / n_kv_heads) (grouped-query attention)
+ *         kv head h / (n_heads / n_kv_heads) (grouped-query attention);
+ *         a layer with a sliding window w (cfg.swa_window) reads K[p-w+1:p+1]
+ *         only, through attention_forward_spans
  *   x   = x + a @ Wo.T
  *   h   = rmsnorm(x) * ffn_norm
  *   x   = x + (silu(h @ Wg.T) * (h @ Wu.T)) @ Wd.T
@@ -82,6 +86,7 @@ struct mend_state {
     size_t wtile_floats;    /* per thread */
     float *tmp;             /* (B, dim) product before a residual add (native path) */
     float *xt;              /* x packed for mend_sgemm_xt (B rows, max_cols), or NULL */
+    int *swa_spans;         /* (B, 6) attention spans of sliding-window layers, or NULL */
     void *qscratch;         /* activation blocks for mend_qmatmul_ex */
     size_t qscratch_bytes;
     void *mem;
@@ -213,12 +218,17 @@ int mend_state_new(mend_state **out, const mend_model *m, int n_ctx, int max_bat
     s->qscratch_bytes = qs_floats * sizeof(float);
     s->mem = mem;
     s->bytes = bytes;
+    if (mend_swa_active(c, n_ctx) && !(s->swa_spans = malloc(B * 6 * sizeof *s->swa_spans))) {
+        mend_state_free(s);
+        return mend_set_error(MEND_ENOMEM, "mend_state_new: out of memory for sliding-window spans");
+    }
     *out = s;
     return 0;
 }
 
 void mend_state_free(mend_state *s) {
     if (!s) return;
+    free(s->swa_spans);
     free(s->mem);
     free(s);
 }
@@ -360,18 +370,32 @@ static void embed(mend_state *s, const int32_t *tokens, const float *embeds, int
     }
 }
 
-/* RoPE tables for rows at arbitrary positions (the values of rope_tables). */
-static void rope_tables_rows(float *cos_t, float *sin_t, const mend_row *rows, int n, int head_dim,
-                             float theta) {
-    const int half = head_dim / 2;
+/* RoPE tables for rows at arbitrary positions (the values of mend_rope_tables). */
+static void rope_tables_rows(float *cos_t, float *sin_t, const mend_row *rows, int n, const mend_config *c) {
+    const int half = c->head_dim / 2;
     for (int i = 0; i < half; i++) {
-        const double freq = pow((double)theta, -2.0 * i / head_dim);
+        const double freq = mend_rope_inv_freq(c, i);
         for (int p = 0; p < n; p++) {
             const double a = (double)rows[p].pos * freq;
             cos_t[(size_t)p * half + i] = (float)cos(a);
             sin_t[(size_t)p * half + i] = (float)sin(a);
         }
     }
+}
+
+/* Spans of a sliding-window layer l for rows at positions pos .. pos+n-1
+ * (slot = position): the keys from mend_swa_first to the row itself; NULL
+ * when the layer's window hides nothing of these rows. */
+static const int *window_spans(mend_state *s, int l, int n, int pos) {
+    const mend_config *c = &s->m->cfg;
+    if (!s->swa_spans || mend_swa_first(c, l, pos + n - 1) == 0) return NULL;
+    for (int i = 0; i < n; i++) {
+        int *sp = s->swa_spans + (size_t)i * 6;
+        sp[0] = sp[1] = sp[2] = sp[3] = 0;
+        sp[4] = mend_swa_first(c, l, pos + i);
+        sp[5] = pos + i + 1;
+    }
+    return s->swa_spans;
 }
 
 /* n <= max_batch positions written to cache slots pos .. pos+n-1; logits
@@ -403,8 +427,8 @@ static void forward_batch(mend_state *s, const int32_t *tokens, const float *emb
     const int nt_att = att_work * c->n_heads * hd < (1 << 20) ? 1 : nt;
 
     embed(s, tokens, embeds, n);
-    if (rows) rope_tables_rows(s->rc, s->rs, rows, n, hd, c->rope_theta);
-    else rope_tables(s->rc, s->rs, n, pos, hd, c->rope_theta);
+    if (rows) rope_tables_rows(s->rc, s->rs, rows, n, c);
+    else mend_rope_tables(c, s->rc, s->rs, n, pos);
 
     for (int l = 0; l < c->n_layers; l++) {
         const mend_layer *L = &m->layers[l];
@@ -417,6 +441,7 @@ static void forward_batch(mend_state *s, const int32_t *tokens, const float *emb
         rmsnorm_forward(s->xb, s->x, L->attn_norm, n, dim, c->norm_eps);
         const mm_job qkv[3] = {{s->q, qd, &L->wq, L->bq}, {kp, kvd, &L->wk, L->bk}, {vp, kvd, &L->wv, L->bv}};
         mats_forward(s, s->xb, n, 0.0f, qkv, 3);
+        mend_qk_norm(c, L, s->q, qd, kp, kvd, n);
         rope_forward(s->q, n, qd, c->n_heads, hd, s->rc, s->rs, c->rope_type);
         rope_forward(kp, n, kvd, c->n_kv_heads, hd, s->rc, s->rs, c->rope_type);
         if (slots)
@@ -424,8 +449,9 @@ static void forward_batch(mend_state *s, const int32_t *tokens, const float *emb
                 memcpy(kl + (size_t)slots[i] * kvd, kp + (size_t)i * kvd, kvd * sizeof(float));
                 memcpy(vl + (size_t)slots[i] * kvd, vp + (size_t)i * kvd, kvd * sizeof(float));
             }
-        if (rows)
-            attention_forward_spans(s->att, s->q, kl, vl, n, spans, c->n_heads, c->n_kv_heads, hd, s->sc,
+        const int *sp = rows ? spans : window_spans(s, l, n, pos);
+        if (sp)
+            attention_forward_spans(s->att, s->q, kl, vl, n, sp, c->n_heads, c->n_kv_heads, hd, s->sc,
                                     s->n_ctx, nt_att);
         else
             attention_forward(s->att, s->q, kl, vl, n, pos, c->n_heads, c->n_kv_heads, hd, s->sc, s->n_ctx,
@@ -503,6 +529,9 @@ static int forward_rows(mend_state *s, const int32_t *tokens, int n, int slot0, 
     if (slots && (s->kvd > s->qd || s->kvd > (size_t)s->m->cfg.hidden_dim))
         return mend_set_error(MEND_EUNSUPPORTED, "%s: kv width %zu exceeds the query width %zu or the FFN width %d",
                               fn, s->kvd, s->qd, s->m->cfg.hidden_dim);
+    if (s->swa_spans)
+        return mend_set_error(MEND_EUNSUPPORTED, "%s: the model's sliding-window attention (%s) is not "
+                              "implemented for rows with their own positions", fn, s->m->cfg.arch);
     if (n_out < 0 || n_out > n || (n_out > 0 && (!out_rows || !logits)))
         return mend_set_error(MEND_EINVAL, "%s: %d logits rows of %d", fn, n_out, n);
     const int n_vocab = s->m->cfg.n_vocab;

@@ -45,7 +45,7 @@ int mend_layer_ws_init(mend_layer_ws *ws, const mend_config *c, int T) {
     ws->scores = f + off[5];
     ws->up = f + off[6];
     ws->xt = xt ? f + off[7] : NULL;
-    rope_tables(ws->rc, ws->rs, T, 0, c->head_dim, c->rope_theta);
+    mend_rope_tables(c, ws->rc, ws->rs, T, 0);
     return 0;
 }
 
@@ -148,14 +148,15 @@ static void rope_rows(float *x, int n, size_t ldx, int n_heads, int hd, const fl
     }
 }
 
-void mend_layer_attn_core(const mend_config *c, const mend_layer *L, const float *xb, int n, mend_layer_ws *ws,
-                          float *att) {
+void mend_layer_attn_core(const mend_config *c, const mend_layer *L, int l, const float *xb, int n,
+                          mend_layer_ws *ws, float *att) {
     const int hd = c->head_dim, nh = c->n_heads, nkv = c->n_kv_heads, g = nh / nkv;
     const size_t qd = (size_t)nh * hd, kvd = (size_t)nkv * hd;
     const int packed = pack_x(ws, xb, n, c->dim);
     linear(ws, packed, ws->q, qd, xb, &L->wq, L->bq, n, 0.0f);
     linear(ws, packed, ws->k, kvd, xb, &L->wk, L->bk, n, 0.0f);
     linear(ws, packed, ws->v, kvd, xb, &L->wv, L->bv, n, 0.0f);
+    mend_qk_norm(c, L, ws->q, qd, ws->k, kvd, n);
     rope_rows(ws->q, n, qd, nh, hd, ws->rc, ws->rs, c->rope_type);
     rope_rows(ws->k, n, kvd, nkv, hd, ws->rc, ws->rs, c->rope_type);
     const float scale = 1.0f / sqrtf((float)hd);
@@ -181,9 +182,10 @@ void mend_layer_attn_core(const mend_config *c, const mend_layer *L, const float
                             0.0f, S, i1);
             for (int r = 0; r < nb; r++) {
                 float *s = S + (size_t)r * i1;
-                const int T = i0 + r + 1;
-                const float inv = vec_softmax_inv(T, s);
-                for (int t = 0; t < T; t++) s[t] *= inv;
+                const int T = i0 + r + 1, t0 = mend_swa_first(c, l, i0 + r);   /* keys [t0, T) */
+                const float inv = vec_softmax_inv(T - t0, s + t0);
+                for (int t = 0; t < t0; t++) s[t] = 0.0f;
+                for (int t = t0; t < T; t++) s[t] *= inv;
                 for (int t = T; t < i1; t++) s[t] = 0.0f;
             }
             if (!own || mend_sgemm_nn(ab, qd, S, (size_t)i1, nb, vh, kvd, i1, hd, 0.0f))
@@ -219,10 +221,10 @@ void mend_layer_ffn_out(const mend_config *c, const mend_layer *L, const float *
     linear(ws, pack_x(ws, h, n, c->hidden_dim), x, (size_t)c->dim, h, &L->w_down, NULL, n, 1.0f);
 }
 
-void mend_layer_forward_seq(const mend_config *c, const mend_layer *L, float *x, int n, mend_layer_ws *ws,
+void mend_layer_forward_seq(const mend_config *c, const mend_layer *L, int l, float *x, int n, mend_layer_ws *ws,
                             float *xb, float *att, float *h) {
     mend_layer_attn_norm(c, L, x, n, xb);
-    mend_layer_attn_core(c, L, xb, n, ws, att);
+    mend_layer_attn_core(c, L, l, xb, n, ws, att);
     mend_layer_attn_out(c, L, att, n, ws, x);
     mend_layer_ffn_norm(c, L, x, n, xb);
     mend_layer_ffn_act(c, L, xb, n, ws, h);

@@ -40,9 +40,10 @@ int mend_layer_check(const mend_config *c, const mend_layer *L, int layer_index)
 
 /* x (n, dim) -> xb (n, dim) */
 void mend_layer_attn_norm(const mend_config *c, const mend_layer *L, const float *x, int n, float *xb);
-/* xb (n, dim) -> att (n, n_heads*hd): q/k/v products (+ biases), RoPE at
- * positions 0..n-1, causal grouped-query attention. n <= ws->T. */
-void mend_layer_attn_core(const mend_config *c, const mend_layer *L, const float *xb, int n,
+/* xb (n, dim) -> att (n, n_heads*hd): q/k/v products (+ biases), QK-norm
+ * (cfg.qk_norm), RoPE at positions 0..n-1, causal grouped-query attention,
+ * within layer l's sliding window (cfg.swa_window[l]). n <= ws->T. */
+void mend_layer_attn_core(const mend_config *c, const mend_layer *L, int l, const float *xb, int n,
                           mend_layer_ws *ws, float *att);
 /* x (n, dim) += att (n, qd) · Woᵀ */
 void mend_layer_attn_out(const mend_config *c, const mend_layer *L, const float *att, int n, mend_layer_ws *ws,
@@ -56,9 +57,9 @@ void mend_layer_ffn_act(const mend_config *c, const mend_layer *L, const float *
 void mend_layer_ffn_out(const mend_config *c, const mend_layer *L, const float *h, int n, mend_layer_ws *ws,
                         float *x);
 
-/* The whole layer in place on x (n, dim); xb (n, dim), att (n, qd) and
+/* The whole layer l in place on x (n, dim); xb (n, dim), att (n, qd) and
  * h (n, hidden) are the caller's scratch. */
-void mend_layer_forward_seq(const mend_config *c, const mend_layer *L, float *x, int n, mend_layer_ws *ws,
+void mend_layer_forward_seq(const mend_config *c, const mend_layer *L, int l, float *x, int n, mend_layer_ws *ws,
                             float *xb, float *att, float *h);
 
 #endif

@@ -1,7 +1,9 @@
 /* Load a LLaMA-family model from a GGUF file.
  *
  * Config comes from the `<arch>.*` keys (llama and mistral share the llama
- * layout; qwen2 adds q/k/v biases and rotates halves, RoPE NEOX). Tensors
+ * layout; qwen2 adds q/k/v biases and rotates halves, RoPE NEOX; qwen3 rotates
+ * halves and normalises q and k per head, blk.N.attn_{q,k}_norm; a llama
+ * file's rope_freqs.weight divides the RoPE frequencies). Tensors
  * carry llama.cpp's names:
  *   token_embd, output_norm, output (absent: tied to token_embd),
  *   blk.N.{attn_norm, attn_q, attn_k, attn_v, attn_output, ffn_norm,
@@ -83,17 +85,39 @@ static int key_float(loader *L, const char *suffix, int required, double lo, dou
     return 0;
 }
 
+/* llama.cpp's form of llama3 RoPE scaling: tensor rope_freqs.weight, the
+ * f32 divisor of each of the head_dim/2 frequencies (model/features.c). */
+static int read_rope_freqs(loader *L) {
+    mend_config *c = &L->m->cfg;
+    const gguf_tensor *t = mend_gguf_find_tensor(L->g, "rope_freqs.weight");
+    if (!t) return 0;
+    const int half = c->head_dim / 2;
+    if (t->type != MEND_TYPE_F32 || t->n_dims != 1 || t->ne[0] != half ||
+        t->nbytes != (size_t)half * sizeof(float) || (uintptr_t)t->data % sizeof(float))
+        return mend_set_error(MEND_EFORMAT, "%s: tensor 'rope_freqs.weight' is not %d aligned f32 values "
+                              "(one per RoPE frequency)", L->path, half);
+    const float *f = (const float *)t->data;
+    for (int i = 0; i < half; i++)
+        if (!(f[i] > 0.0f && f[i] < 1e30f))
+            return mend_set_error(MEND_EFORMAT, "%s: tensor 'rope_freqs.weight' value %d is %g, expected a "
+                                  "positive divisor", L->path, i, (double)f[i]);
+    c->rope_scaling = MEND_ROPE_SCALING_FREQS;
+    c->rope_freqs = f;
+    return 0;
+}
+
 static int read_config(loader *L) {
     mend_config *c = &L->m->cfg;
     const char *arch;
     int rc = mend_gguf_get_str(L->g, "general.architecture", &arch);
     if (rc) return rc;
-    if (strcmp(arch, "llama") && strcmp(arch, "mistral") && strcmp(arch, "qwen2"))
+    if (strcmp(arch, "llama") && strcmp(arch, "mistral") && strcmp(arch, "qwen2") && strcmp(arch, "qwen3"))
         return mend_set_error(MEND_EUNSUPPORTED, "%s: general.architecture is '%.40s', expected llama, "
-                              "mistral or qwen2", L->path, arch);
+                              "mistral, qwen2 or qwen3", L->path, arch);
     L->arch = arch;
     snprintf(c->arch, sizeof c->arch, "%s", arch);
-    c->rope_type = strcmp(arch, "qwen2") == 0 ? MEND_ROPE_NEOX : MEND_ROPE_NORM;
+    c->qk_norm = strcmp(arch, "qwen3") == 0;
+    c->rope_type = strncmp(arch, "qwen", 4) == 0 ? MEND_ROPE_NEOX : MEND_ROPE_NORM;
 
     if ((rc = key_int(L, "embedding_length", 1, 1, 1 << 20, &c->dim))) return rc;
     if ((rc = key_int(L, "block_count", 1, 1, 4096, &c->n_layers))) return rc;
@@ -140,9 +164,7 @@ static int read_config(loader *L) {
     if (experts > 0)
         return mend_set_error(MEND_EUNSUPPORTED, "%s: %s.expert_count is %d; mixture-of-experts models are "
                               "not supported", L->path, arch, experts);
-    if (mend_gguf_find_tensor(L->g, "rope_freqs.weight"))
-        return mend_set_error(MEND_EUNSUPPORTED, "%s: tensor 'rope_freqs.weight' (per-frequency RoPE factors) "
-                              "is not supported", L->path);
+    if ((rc = read_rope_freqs(L))) return rc;
 
     /* vocabulary: the key when present, else the embedding rows */
     const gguf_tensor *te = mend_gguf_find_tensor(L->g, "token_embd.weight");
@@ -315,6 +337,9 @@ static int map_tensors(loader *L) {
         if ((rc = load_vec(L, NAME("attn_q.bias"), biases, qd, &Y->bq))) return rc;
         if ((rc = load_vec(L, NAME("attn_k.bias"), biases, kvd, &Y->bk))) return rc;
         if ((rc = load_vec(L, NAME("attn_v.bias"), biases, kvd, &Y->bv))) return rc;
+        if (c->qk_norm && ((rc = load_vec(L, NAME("attn_q_norm.weight"), 1, c->head_dim, &Y->q_norm)) ||
+                           (rc = load_vec(L, NAME("attn_k_norm.weight"), 1, c->head_dim, &Y->k_norm))))
+            return rc;
     }
 #undef NAME
     return 0;
@@ -412,6 +437,8 @@ int mend_model_load_gguf(mend_model **out, const char *path, const mend_load_opt
         P->bq = Y->bq;
         P->bk = Y->bk;
         P->bv = Y->bv;
+        P->q_norm = Y->q_norm;
+        P->k_norm = Y->k_norm;
     }
     if (mend_gguf_find(m->gguf, "tokenizer.ggml.model")) {
         if ((rc = mend_tokenizer_from_gguf(&m->tok, m->gguf))) goto fail;

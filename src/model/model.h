@@ -12,6 +12,15 @@ enum mend_rope_type {
     MEND_ROPE_NEOX = 2    /* rotate halves (x[i], x[i+d/2]); HF layout, qwen2 */
 };
 
+/* RoPE frequency scalings (model/features.c) */
+enum mend_rope_scaling {
+    MEND_ROPE_SCALING_NONE = 0,
+    MEND_ROPE_SCALING_LLAMA3 = 1,  /* rope_type "llama3": low frequencies divided by factor, a smooth band */
+    MEND_ROPE_SCALING_FREQS = 2    /* per-frequency divisors cfg.rope_freqs (GGUF tensor rope_freqs.weight) */
+};
+
+#define MEND_MAX_LAYERS 4096
+
 typedef struct mend_config {
     char arch[32];        /* "llama", "qwen2", "mistral" */
     int n_vocab;
@@ -26,6 +35,14 @@ typedef struct mend_config {
     float norm_eps;
     int rope_type;        /* enum mend_rope_type */
     int tied;             /* output head shares token embeddings */
+    int rope_scaling;     /* enum mend_rope_scaling */
+    float rope_factor, rope_low_freq_factor, rope_high_freq_factor;   /* llama3 scaling */
+    int rope_orig_ctx;    /* llama3 scaling: original_max_position_embeddings */
+    const float *rope_freqs;   /* (head_dim/2) divisors of the frequencies with MEND_ROPE_SCALING_FREQS
+                                  (in the model's file map), NULL otherwise */
+    int qk_norm;          /* per-head RMSNorm of queries and keys before RoPE (qwen3) */
+    int swa_window[MEND_MAX_LAYERS];   /* sliding-window attention of layer l: a query at position p
+                                          sees keys at positions > p - swa_window[l]; 0 = global */
 } mend_config;
 
 /* A weight matrix in row-major [rows][cols] with rows = output features, in
@@ -43,6 +60,7 @@ typedef struct mend_layer {
     const float *attn_norm;        /* (dim) */
     mend_mat wq, wk, wv, wo;       /* (n_heads*hd, dim) (kv*hd, dim) (kv*hd, dim) (dim, n_heads*hd) */
     const float *bq, *bk, *bv;     /* optional biases (qwen2), NULL otherwise */
+    const float *q_norm, *k_norm;  /* (head_dim) with cfg.qk_norm, NULL otherwise */
     const float *ffn_norm;         /* (dim) */
     mend_mat w_gate, w_up, w_down; /* (hidden, dim) (hidden, dim) (dim, hidden) */
 } mend_layer;
@@ -86,6 +104,21 @@ typedef struct mend_fp_tensor {
 } mend_fp_tensor;
 /* The fingerprint of n tensors in this order; scratch holds n values. */
 uint64_t mend_fp_of_tensors(const mend_fp_tensor *t, size_t n, uint64_t *scratch);
+
+/* Family features (model/features.c). */
+/* RoPE inverse frequency i < head_dim/2 with the config's scaling. */
+double mend_rope_inv_freq(const mend_config *c, int i);
+/* cos / sin tables (n, head_dim/2) for positions pos0 .. pos0+n-1 (rope_tables with scaling). */
+void mend_rope_tables(const mend_config *c, float *cos_t, float *sin_t, int n, int pos0);
+/* QK-norm in place on n rows: every head of q (n, ldq) and k (n, ldk); serial. */
+void mend_qk_norm(const mend_config *c, const mend_layer *L, float *q, size_t ldq, float *k, size_t ldk, int n);
+/* The first key position a query at position pos sees in layer l. */
+int mend_swa_first(const mend_config *c, int l, int pos);
+/* Does any layer's window hide keys of a context of n_ctx positions? */
+int mend_swa_active(const mend_config *c, int n_ctx);
+/* One line naming the architecture and every feature it uses, e.g.
+ * "qwen3: GQA 4/2, QK-norm, rope neox base 1e+06". */
+void mend_describe_features(const mend_model *m, char *buf, size_t n);
 
 /* Validate shapes of a filled model (every loader calls it last). */
 int mend_model_validate(const mend_model *m);

@@ -5,7 +5,9 @@
  * first prompt row (as PEFT and mend_forward do). Per layer (torch notation,
  * the same equations as model/forward.c):
  *   h = rmsnorm(x) * w_attn;  q, k, v = h Wqᵀ (+b), h Wkᵀ (+b), h Wvᵀ (+b)
+ *   q, k = qk_norm(q), qk_norm(k)  (cfg.qk_norm; QR, KR keep their inputs)
  *   q, k = rope(q), rope(k);  a = causal_gqa_softmax(q kᵀ / sqrt(hd)) v
+ *                                  (within layer l's window cfg.swa_window[l])
  *   xm = x + a Woᵀ;  h = rmsnorm(xm) * w_ffn;  g, u = h Wgᵀ, h Wuᵀ
  *   x' = xm + (silu(g) * u) Wdᵀ
  * and logits = rmsnorm(x_L) * w_out Woutᵀ for the scored rows only.
@@ -82,6 +84,7 @@ struct mend_trainer {
     int P, max_text, Tmax, n_threads;
     size_t qd, kvd;
     float *X, *XM, *Q, *K, *V, *G, *U;
+    float *QR, *KR;     /* queries / keys before QK-norm (cfg.qk_norm), or NULL */
     float *xb, *att, *sw, *dx, *dh, *dq, *dk, *dv, *dg, *du;
     float *rc, *rs, *asc;
     float *logits, *tlogits, *hf, *dhf, *work;
@@ -283,7 +286,7 @@ int mend_trainer_new(mend_trainer **out, const mend_model *m, int n_virtual, int
     const size_t perlayer = 2 * D + qd + 2 * kvd + 2 * F;   /* X, XM, Q, K, V, G, U */
     /* slot sizes in floats; overflow-checked (every factor is bounded above,
      * but vocab x rows and T x perlayer x L can still be large) */
-    size_t sz[25];
+    size_t sz[27];
     int ns = 0, ok = 1;
 #define SLOT(a, b) do { size_t v_; ok = ok && mend_mul_ok((a), (b), &v_); sz[ns++] = ok ? v_ : 0; } while (0)
     SLOT((L + 1) * T, D);               /* X */
@@ -293,6 +296,8 @@ int mend_trainer_new(mend_trainer **out, const mend_model *m, int n_virtual, int
     SLOT(L * T, kvd);                   /* V */
     SLOT(L * T, F);                     /* G */
     SLOT(L * T, F);                     /* U */
+    SLOT(c->qk_norm ? L * T : 0, qd);   /* QR */
+    SLOT(c->qk_norm ? L * T : 0, kvd);  /* KR */
     SLOT(T, D);                         /* xb */
     SLOT(T, qd);                        /* att */
     SLOT(T, F);                         /* sw */
@@ -315,7 +320,7 @@ int mend_trainer_new(mend_trainer **out, const mend_model *m, int n_virtual, int
     SLOT(1, mend_sgemm_available() ? mend_sgemm_xt_floats(xt_rows, (int)xt_cols) : 0);   /* xt */
 #undef SLOT
     (void)perlayer;
-    size_t offs[25], total = 0;
+    size_t offs[27], total = 0;
     for (int i = 0; ok && i < ns; i++) {
         offs[i] = total;
         ok = mend_add_ok(total, (sz[i] + 15) & ~(size_t)15, &total);
@@ -341,6 +346,9 @@ int mend_trainer_new(mend_trainer **out, const mend_model *m, int n_virtual, int
     t->V = f + offs[i++];
     t->G = f + offs[i++];
     t->U = f + offs[i++];
+    t->QR = c->qk_norm ? f + offs[i] : NULL;
+    t->KR = c->qk_norm ? f + offs[i + 1] : NULL;
+    i += 2;
     t->xb = f + offs[i++];
     t->att = f + offs[i++];
     t->sw = f + offs[i++];
@@ -375,7 +383,7 @@ int mend_trainer_new(mend_trainer **out, const mend_model *m, int n_virtual, int
     t->kvd = kvd;
     t->mem = mem;
     t->bytes = bytes;
-    rope_tables(t->rc, t->rs, (int)T, 0, (int)hd, c->rope_theta);
+    mend_rope_tables(c, t->rc, t->rs, (int)T, 0);
     if (t->xt) pack_weights(t);
     if (teacher && (rc = mend_state_new(&t->tstate, teacher, max_text, HEAD_ROWS))) {
         mend_trainer_free(t);
@@ -423,9 +431,15 @@ static void forward_layers(mend_trainer *t, int T) {
         rmsnorm_forward(t->xb, X, Ly->attn_norm, T, (int)D, c->norm_eps);
         const fwd_job qkv[3] = {{Q, qd, &Ly->wq, Ly->bq}, {K, kvd, &Ly->wk, Ly->bk}, {V, kvd, &Ly->wv, Ly->bv}};
         mm_forward(t, t->xb, T, 0.0f, qkv, 3);
+        if (t->QR) {   /* keep the inputs of QK-norm for its backward */
+            memcpy(t->QR + (size_t)l * Tm * qd, Q, (size_t)T * qd * sizeof(float));
+            memcpy(t->KR + (size_t)l * Tm * kvd, K, (size_t)T * kvd * sizeof(float));
+            mend_qk_norm(c, Ly, Q, qd, K, kvd, T);
+        }
         rope_forward(Q, T, qd, c->n_heads, c->head_dim, t->rc, t->rs, c->rope_type);
         rope_forward(K, T, kvd, c->n_kv_heads, c->head_dim, t->rc, t->rs, c->rope_type);
-        attention_forward_train(t->att, Q, K, V, T, c->n_heads, c->n_kv_heads, c->head_dim, t->asc, nt);
+        attention_forward_train(t->att, Q, K, V, T, c->n_heads, c->n_kv_heads, c->head_dim, c->swa_window[l], t->asc,
+                                nt);
         memcpy(XM, X, (size_t)T * D * sizeof(float));
         const fwd_job o = {XM, D, &Ly->wo, NULL};
         mm_forward(t, t->att, T, 1.0f, &o, 1);
@@ -438,6 +452,20 @@ static void forward_layers(mend_trainer *t, int T) {
         const fwd_job d = {Xn, D, &Ly->w_down, NULL};
         mm_forward(t, t->sw, T, 1.0f, &d, 1);
     }
+}
+
+/* QK-norm backward of layer l in place on dq, dk (rows rows), through the
+ * attention output buffer (free once attention_backward has read it). */
+static void qk_norm_backward(mend_trainer *t, int l, int rows) {
+    const mend_config *c = &t->m->cfg;
+    const mend_layer *Ly = &t->m->layers[l];
+    const size_t Tm = (size_t)t->Tmax, hd = (size_t)c->head_dim;
+    rmsnorm_backward(t->att, t->dk, t->KR + (size_t)l * Tm * t->kvd, Ly->k_norm, rows * c->n_kv_heads, (int)hd,
+                     c->norm_eps, 0.0f);
+    memcpy(t->dk, t->att, (size_t)rows * t->kvd * sizeof(float));
+    rmsnorm_backward(t->att, t->dq, t->QR + (size_t)l * Tm * t->qd, Ly->q_norm, rows * c->n_heads, (int)hd,
+                     c->norm_eps, 0.0f);
+    memcpy(t->dq, t->att, (size_t)rows * t->qd * sizeof(float));
 }
 
 /* dx holds dL/dX[L] on entry; on return dL/dX[0] for rows [0, P). */
@@ -466,11 +494,12 @@ static void backward_layers(mend_trainer *t, int T) {
         /* attention: da = dx Wo; softmax attention; RoPE; q/k/v; the norm */
         const bwd_job jo = {t->dx, D, &Ly->wo, WP(M_O)};
         mm_backward(t, t->att, qd, T, 0.0f, &jo, 1);
-        attention_backward(t->dq, t->dk, t->dv, t->att, Q, K, V, T, c->n_heads, c->n_kv_heads, c->head_dim, t->asc,
-                           nt);
+        attention_backward(t->dq, t->dk, t->dv, t->att, Q, K, V, T, c->n_heads, c->n_kv_heads, c->head_dim,
+                           c->swa_window[l], t->asc, nt);
         const int rows = l == 0 ? t->P : T;   /* layer 0: only the prompt rows are trained */
         rope_backward(t->dq, rows, qd, c->n_heads, c->head_dim, t->rc, t->rs, c->rope_type);
         rope_backward(t->dk, rows, kvd, c->n_kv_heads, c->head_dim, t->rc, t->rs, c->rope_type);
+        if (t->QR) qk_norm_backward(t, l, rows);
         const bwd_job jqkv[3] = {{t->dq, qd, &Ly->wq, WP(M_Q)}, {t->dk, kvd, &Ly->wk, WP(M_K)},
                                  {t->dv, kvd, &Ly->wv, WP(M_V)}};
 #undef WP

@@ -65,7 +65,7 @@ static void test_layer_matches_forward(const mend_model *m) {
     embed(m, g_calib, n, x);
     for (int l = 0; l < c->n_layers; l++) {
         CHECK_OK(mend_layer_check(c, &m->layers[l], l));
-        mend_layer_forward_seq(c, &m->layers[l], x, n, &ws, xb, att, h);
+        mend_layer_forward_seq(c, &m->layers[l], l, x, n, &ws, xb, att, h);
     }
     rmsnorm_forward(xb, x, m->out_norm, n, dim, c->norm_eps);
     for (int i = 0; i < n; i++)
@@ -105,8 +105,8 @@ static double layer_error_at(const mend_model *orig, const mend_model *q, int t0
         embed(orig, g_calib + s * SL, SL, x);
         for (int l = 0; l < c->n_layers; l++) {
             memcpy(y, x, sizeof(float) * SL * dim);
-            mend_layer_forward_seq(c, &q->layers[l], y, SL, &ws, xb, att, h);
-            mend_layer_forward_seq(c, &orig->layers[l], x, SL, &ws, xb, att, h);
+            mend_layer_forward_seq(c, &q->layers[l], l, y, SL, &ws, xb, att, h);
+            mend_layer_forward_seq(c, &orig->layers[l], l, x, SL, &ws, xb, att, h);
             for (int i = t0 * dim; i < t1 * dim; i++) err += (double)(y[i] - x[i]) * (y[i] - x[i]);
         }
     }

@@ -6,3 +6,6 @@ mend_test(test_tiny_models ${CMAKE_CURRENT_LIST_DIR}/test_tiny_models.c LABELS u
 mend_test(test_model_logits ${CMAKE_CURRENT_LIST_DIR}/test_model_logits.c LABELS model TIMEOUT 300)
 mend_test(test_model_cache ${CMAKE_CURRENT_LIST_DIR}/test_model_cache.c LABELS model TIMEOUT 600)
 mend_test(test_fingerprint ${CMAKE_CURRENT_LIST_DIR}/test_fingerprint.c LABELS unit TIMEOUT 60)
+mend_test(test_families ${CMAKE_CURRENT_LIST_DIR}/test_families.c LABELS unit TIMEOUT 600)
+target_compile_definitions(test_families PRIVATE MEND_BIN="$<TARGET_FILE:mend>")
+add_dependencies(test_families mend)

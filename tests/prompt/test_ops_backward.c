@@ -233,7 +233,7 @@ static void test_attention(int T, int H, int KH, int hd) {
     const int nt = 2;
     float *sc = malloc(sizeof(float) * attention_backward_scratch_floats(T, H, hd, nt));
     float *sc2 = malloc(sizeof(float) * nt * attention_scratch_floats(H, KH, T));
-    attention_forward_train(o1, q, k, v, T, H, KH, hd, sc, nt);
+    attention_forward_train(o1, q, k, v, T, H, KH, hd, 0, sc, nt);
     attention_forward(o2, q, k, v, T, 0, H, KH, hd, sc2, T, nt);
     tod(qd_, q, T * qd);
     tod(kd, k, T * kvd);
@@ -241,7 +241,7 @@ static void test_attention(int T, int H, int KH, int hd) {
     att_d(od, qd_, kd, vd, T, H, KH, hd);
     CHECK_MSG(rel_err(o1, od, T * qd, 1e-3) < 1e-5, "attention_forward_train vs double %g", rel_err(o1, od, T * qd, 1e-3));
     CHECK(rel_err(o2, od, T * qd, 1e-3) < 1e-5);
-    attention_backward(dq, dk, dv, dout, q, k, v, T, H, KH, hd, sc, nt);
+    attention_backward(dq, dk, dv, dout, q, k, v, T, H, KH, hd, 0, sc, nt);
     /* central differences on a sample of coordinates of q, k and v */
     const double h = 1e-5;
     double emax = 0;
@@ -270,7 +270,7 @@ static void test_attention(int T, int H, int KH, int hd) {
     CHECK_MSG(emax < 1e-4, "attention_backward T=%d H=%d KH=%d: rel err %g", T, H, KH, emax);
     /* thread count does not change the result */
     float *dq1 = malloc(sizeof(float) * T * qd);
-    attention_backward(dq1, dk, dv, dout, q, k, v, T, H, KH, hd, sc, 1);
+    attention_backward(dq1, dk, dv, dout, q, k, v, T, H, KH, hd, 0, sc, 1);
     CHECK(memcmp(dq1, dq, sizeof(float) * T * qd) == 0);
     free(dq1);
     free(sc);

@@ -1,0 +1,126 @@
+/* Features of the model families beyond LLaMA's, one small function each,
+ * shared by the inference forward (forward.c), the calibration layer
+ * (layer.c) and the prompt trainer (prompt/train.c).
+ *
+ * llama3 RoPE scaling (HF rope_type "llama3"): with wavelength
+ * w_i = 2 pi / f_i of the plain frequency f_i = theta^(-2i/hd),
+ *   w_i < orig_ctx / high_freq_factor   -> f_i               (high band kept)
+ *   w_i > orig_ctx / low_freq_factor    -> f_i / factor      (low band divided)
+ *   otherwise, s = (orig_ctx / w_i - low) / (high - low):
+ *                                       -> (1 - s) f_i / factor + s f_i
+ * llama.cpp stores the same scaling as the divisor of each frequency,
+ * tensor rope_freqs.weight: f_i / rope_freqs[i] (MEND_ROPE_SCALING_FREQS).
+ * QK-norm (qwen3): q and k of every head are RMS-normalised over head_dim
+ * and scaled by q_norm / k_norm before RoPE.
+ * Sliding windows (mistral): a query at position p attends to keys at
+ * positions p - w + 1 .. p in a layer with window w (HF's mask keeps
+ * p - key < w). */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "kernels/ops.h"
+#include "model/model.h"
+
+double mend_rope_inv_freq(const mend_config *c, int i) {
+    const double f = pow((double)c->rope_theta, -2.0 * i / c->head_dim);
+    if (c->rope_scaling == MEND_ROPE_SCALING_FREQS) return f / c->rope_freqs[i];
+    if (c->rope_scaling != MEND_ROPE_SCALING_LLAMA3) return f;
+    const double pi = 3.14159265358979323846;
+    const double wl = 2.0 * pi / f, orig = c->rope_orig_ctx, factor = c->rope_factor;
+    const double lo = c->rope_low_freq_factor, hi = c->rope_high_freq_factor;
+    if (wl < orig / hi) return f;
+    if (wl > orig / lo) return f / factor;
+    const double s = (orig / wl - lo) / (hi - lo);
+    return (1.0 - s) * f / factor + s * f;
+}
+
+void mend_rope_tables(const mend_config *c, float *cos_t, float *sin_t, int n, int pos0) {
+    if (c->rope_scaling == MEND_ROPE_SCALING_NONE) {   /* the kernel's own tables, bit for bit */
+        rope_tables(cos_t, sin_t, n, pos0, c->head_dim, c->rope_theta);
+        return;
+    }
+    const int half = c->head_dim / 2;
+    for (int i = 0; i < half; i++) {
+        const double f = mend_rope_inv_freq(c, i);
+        for (int p = 0; p < n; p++) {
+            const double a = (double)(pos0 + p) * f;
+            cos_t[(size_t)p * half + i] = (float)cos(a);
+            sin_t[(size_t)p * half + i] = (float)sin(a);
+        }
+    }
+}
+
+static void norm_heads(float *x, size_t ldx, int n, int n_heads, int hd, const float *w, float eps) {
+    for (int p = 0; p < n; p++)
+        for (int h = 0; h < n_heads; h++) {
+            float *v = x + (size_t)p * ldx + (size_t)h * hd;
+            double ss = 0.0;
+            for (int j = 0; j < hd; j++) ss += (double)v[j] * v[j];
+            const float r = (float)(1.0 / sqrt(ss / hd + (double)eps));
+            for (int j = 0; j < hd; j++) v[j] = v[j] * r * w[j];
+        }
+}
+
+void mend_qk_norm(const mend_config *c, const mend_layer *L, float *q, size_t ldq, float *k, size_t ldk, int n) {
+    if (!c->qk_norm) return;
+    norm_heads(q, ldq, n, c->n_heads, c->head_dim, L->q_norm, c->norm_eps);
+    norm_heads(k, ldk, n, c->n_kv_heads, c->head_dim, L->k_norm, c->norm_eps);
+}
+
+int mend_swa_first(const mend_config *c, int l, int pos) {
+    const int w = c->swa_window[l];
+    return w > 0 && pos - w + 1 > 0 ? pos - w + 1 : 0;
+}
+
+int mend_swa_active(const mend_config *c, int n_ctx) {
+    for (int l = 0; l < c->n_layers; l++)
+        if (c->swa_window[l] > 0 && c->swa_window[l] < n_ctx) return 1;
+    return 0;
+}
+
+/* Append to buf at *k, keeping it terminated. */
+static void put(char *buf, size_t n, size_t *k, const char *s) {
+    if (*k >= n) return;
+    const int w = snprintf(buf + *k, n - *k, "%s", s);
+    *k += w > 0 ? (size_t)w : 0;
+}
+
+static void describe_windows(const mend_config *c, char *buf, size_t n, size_t *k) {
+    int local = 0, w = 0;
+    for (int l = 0; l < c->n_layers; l++)
+        if (c->swa_window[l] > 0) local++, w = c->swa_window[l];
+    if (!local) return;
+    char t[96];
+    if (local == c->n_layers) snprintf(t, sizeof t, ", sliding window %d", w);
+    else snprintf(t, sizeof t, ", sliding window %d on %d of %d layers", w, local, c->n_layers);
+    put(buf, n, k, t);
+}
+
+void mend_describe_features(const mend_model *m, char *buf, size_t n) {
+    const mend_config *c = &m->cfg;
+    size_t k = 0;
+    char t[160];
+    if (n) buf[0] = 0;
+    put(buf, n, &k, c->arch);
+    put(buf, n, &k, ": ");
+    if (c->n_kv_heads == c->n_heads) snprintf(t, sizeof t, "MHA %d heads", c->n_heads);
+    else snprintf(t, sizeof t, "GQA %d/%d", c->n_heads, c->n_kv_heads);
+    put(buf, n, &k, t);
+    if (m->layers && m->layers[0].bq) put(buf, n, &k, ", q/k/v biases");
+    if (strcmp(c->arch, "phi3") == 0) put(buf, n, &k, ", fused qkv_proj and gate_up_proj (split at load)");
+    if (c->qk_norm) put(buf, n, &k, ", QK-norm");
+    describe_windows(c, buf, n, &k);
+    snprintf(t, sizeof t, ", rope %s base %g", c->rope_type == MEND_ROPE_NEOX ? "neox" : "norm",
+             (double)c->rope_theta);
+    put(buf, n, &k, t);
+    if (c->rope_scaling == MEND_ROPE_SCALING_LLAMA3) {
+        snprintf(t, sizeof t, " llama3-scaled (factor %g, low %g, high %g, original context %d)",
+                 (double)c->rope_factor, (double)c->rope_low_freq_factor, (double)c->rope_high_freq_factor,
+                 c->rope_orig_ctx);
+        put(buf, n, &k, t);
+    }
+    if (c->rope_scaling == MEND_ROPE_SCALING_FREQS) put(buf, n, &k, " with per-frequency divisors (rope_freqs)");
+    put(buf, n, &k, ", RMSNorm, SwiGLU");
+    if (c->tied) put(buf, n, &k, ", tied embeddings");
+}
