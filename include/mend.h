@@ -113,6 +113,10 @@ typedef struct mend_model_info {
     size_t repacked_bytes;   /* the interleaved copy (mend_load_opts.no_repack) */
 } mend_model_info;
 void mend_model_get_info(const mend_model *m, mend_model_info *info);
+/* One line naming the architecture and every feature it uses, e.g.
+ * "qwen3: GQA 4/2, QK-norm, rope neox base 1e+06", into buf (cap n,
+ * always terminated). */
+void mend_describe_features(const mend_model *m, char *buf, size_t n);
 const mend_tokenizer *mend_model_tokenizer(const mend_model *m);
 
 /* ---- fingerprints (model/fingerprint.c) ----------------------------------

@@ -116,9 +116,7 @@ void mend_qk_norm(const mend_config *c, const mend_layer *L, float *q, size_t ld
 int mend_swa_first(const mend_config *c, int l, int pos);
 /* Does any layer's window hide keys of a context of n_ctx positions? */
 int mend_swa_active(const mend_config *c, int n_ctx);
-/* One line naming the architecture and every feature it uses, e.g.
- * "qwen3: GQA 4/2, QK-norm, rope neox base 1e+06". */
-void mend_describe_features(const mend_model *m, char *buf, size_t n);
+/* mend_describe_features is public (mend.h). */
 
 /* Validate shapes of a filled model (every loader calls it last). */
 int mend_model_validate(const mend_model *m);
