@@ -339,7 +339,9 @@ int main(void) {
     test_select(m, bank_dir, info.dim);
     test_eval(m, fox, bank_dir, info.dim);
     test_ppl(m, fox, bank_dir, info.dim);
-    CHECK_ERR(mend_model_load(&m, "/nonexistent/model.gguf", NULL), MEND_EIO, "/nonexistent/model.gguf");
+    mend_model *none = NULL;   /* a failed load sets its handle to NULL: not the one in use */
+    CHECK_ERR(mend_model_load(&none, "/nonexistent/model.gguf", NULL), MEND_EIO, "/nonexistent/model.gguf");
+    CHECK(none == NULL);
     mend_model_free(m);
     free(fox);
     free(mill);
