@@ -789,10 +789,14 @@ int mend_tune_run_seqs(const mend_model *m, const mend_model *teacher, const int
         return mend_set_error(MEND_EINVAL, "tune: %d training sequences (at least 1) and %d validation sequences",
                               n_train, n_val);
     const int Vv = m->cfg.n_vocab;
-    for (size_t i = 0; i < (size_t)n_train * o->seqlen; i++)
-        if (train[i] < 0 || train[i] >= Vv)
-            return mend_set_error(MEND_EINVAL, "tune: training token %d (index %zu) is outside the vocabulary of %d",
-                                  train[i], i, Vv);
+    for (int set = 0; set < 2; set++) {
+        const int32_t *t = set ? val : train;
+        const size_t n = (size_t)(set ? n_val : n_train) * o->seqlen;
+        for (size_t i = 0; i < n; i++)
+            if (t[i] < 0 || t[i] >= Vv)
+                return mend_set_error(MEND_EINVAL, "tune: %s token %d (index %zu) is outside the vocabulary of %d",
+                                      set ? "validation" : "training", t[i], i, Vv);
+    }
     dataset d = {.train = (int32_t *)train, .val = (int32_t *)val, .n_train = n_train, .n_val = n_val,
                  .n_par = n_train + n_val, .n_val_par = n_val, .train_tokens = (int64_t)n_train * o->seqlen,
                  .val_tokens = (int64_t)n_val * o->seqlen};

@@ -133,6 +133,17 @@ static void test_paragraph_windows(const mend_model *m, const char *text, size_t
     CHECK(nt2 > 0 && !stream_at_starts);
     o.windows = 7;
     CHECK(mend_tune_sequences(m, &text, &len, 1, &o, &tr2, &nt2, &va2, &nv2) == MEND_EINVAL);
+    /* sequences a caller gives are checked against the vocabulary before training */
+    o.windows = MEND_TUNE_WINDOWS_STREAM;
+    o.out_dir = "/nonexistent/never-written";
+    int32_t bad[12];
+    memcpy(bad, tr, sizeof bad);
+    bad[5] = 1 << 30;
+    mend_tune_result tres;
+    CHECK(mend_tune_run_seqs(m, NULL, tr, 1, bad, 1, &o, NULL, NULL, NULL, &tres) == MEND_EINVAL);
+    CHECK(strstr(mend_last_error(), "validation token 1073741824 (index 5)") != NULL);
+    CHECK(mend_tune_run_seqs(m, NULL, bad, 1, NULL, 0, &o, NULL, NULL, NULL, &tres) == MEND_EINVAL);
+    CHECK(strstr(mend_last_error(), "training token") != NULL);
     free(tr);
     free(va);
     free(tr2);
