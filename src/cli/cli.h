@@ -16,6 +16,9 @@ int cmd_bank_experts(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_ppl(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+/* Run the subcommand argv[0] (e.g. "eval") with its arguments, as `mend
+ * argv...` would after the global options: its exit code. */
+int cli_command(int argc, char **argv);
 
 /* Print "mend <cmd>: <message>\nRun 'mend <cmd> --help' for usage.\n" and
  * return CLI_EXIT_USAGE. */

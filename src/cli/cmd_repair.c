@@ -2,9 +2,10 @@
  * prompt bank, evaluate original / compressed / single prompt / IDP on the
  * tasks and on WikiText-2, and write a report (repair.h has the layout).
  *
- * Every stage runs this same executable as a child (`mend compress`,
- * `mend bank build`, `mend tune`, `mend eval`, `mend ppl`), so a stage
- * behaves exactly as the command a user would type, and each is resumable
+ * Every stage is a mend command run in this process (`mend compress`,
+ * `mend bank build`, `mend tune`, `mend eval`, `mend ppl`, each a client of
+ * the library), so a stage behaves exactly as the command a user would
+ * type, its output goes to logs/STAGE.txt, and each is resumable
  * on its own: compress from its per-layer checkpoint, the bank per prompt
  * from the training checkpoints, eval per example (--resume), ppl per run.
  * A stage that finished leaves stages/STAGE.json and is skipped when the
@@ -16,14 +17,11 @@
 #include <getopt.h>
 #include <jansson.h>
 #include <limits.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -214,7 +212,7 @@ int repair_spec_args(const repair_spec *sp, char *bits_buf, char *group_buf, con
     return n;
 }
 
-/* ---- child processes ---- */
+/* ---- stages: commands run in this process ---- */
 
 typedef struct argvec {
     char *v[96];
@@ -269,36 +267,33 @@ typedef struct repair {
     double t_start;
 } repair;
 
-/* Run this executable with argv (argv[0] "mend"), its stdout into log; the
- * child dies with us (a kill of repair must not leave a stage running on
- * into the rerun). Returns the child's exit status, or -1. */
-static int run_child(char *const *argv, const char *log) {
+/* Run the command in argv (argv[0] "mend", argv[1] the subcommand) in this
+ * process, its standard output into log and its progress on our standard
+ * error, as `mend ...` typed by a user would run it. Returns its exit code,
+ * or -1 when the log cannot be opened. */
+static int run_command(char **argv, const char *log) {
+    int argc = 0;
+    while (argv[argc]) argc++;
     fflush(stdout);
-    fflush(stderr);
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid < 0) return mend_set_error(MEND_EIO, "cannot start a stage: fork: %s", strerror(errno)), -1;
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent) _exit(126);
-        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            close(fd);
-        }
-        execv("/proc/self/exe", argv);
-        fprintf(stderr, "mend repair: cannot run /proc/self/exe: %s\n", strerror(errno));
-        _exit(127);
+    int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) return mend_set_error(MEND_EIO, "cannot write %s: %s", log, strerror(errno)), -1;
+    int saved = dup(1);
+    if (saved < 0 || dup2(fd, 1) < 0) {
+        int e = errno;
+        close(fd);
+        if (saved >= 0) close(saved);
+        return mend_set_error(MEND_EIO, "cannot send a stage's output to %s: %s", log, strerror(e)), -1;
     }
-    int st = 0;
-    while (waitpid(pid, &st, 0) < 0)
-        if (errno != EINTR) return -1;
-    if (WIFEXITED(st)) return WEXITSTATUS(st);
-    return -1;
+    close(fd);
+    int rc = cli_command(argc - 1, argv + 1);
+    fflush(stdout);
+    dup2(saved, 1);
+    close(saved);
+    return rc;
 }
 
 /* Run one stage unless stages/NAME.json says it finished. The threads
- * option is added to every child. */
+ * option is added to every stage. */
 static int stage(repair *R, const char *name, const char *what, argvec *a) {
     char *done = cli_pathf("%s/stages/%s.json", R->out, name),
          *started = cli_pathf("%s/stages/%s.started", R->out, name), *log = cli_pathf("%s/logs/%s.txt", R->out, name);
@@ -324,10 +319,14 @@ static int stage(repair *R, const char *name, const char *what, argvec *a) {
         av_opt(a, "-t", "%s", R->threads);
     }
     double t0 = mend_now();
-    int st = run_child(a->v, log);
+    int st = run_command(a->v, log);
     double secs = mend_now() - t0;
+    if (st < 0) {
+        rc = -1;
+        goto out;
+    }
     if (st != 0) {
-        rc = mend_set_error(MEND_EIO, "stage '%s' failed (exit status %d); its output is in %s; run the same "
+        rc = mend_set_error(MEND_EIO, "stage '%s' failed (exit code %d); its output is in %s; run the same "
                             "command again to resume", name, st, log);
         goto out;
     }
