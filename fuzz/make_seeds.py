@@ -3,7 +3,7 @@
 inputs of every reader, built with the gguf package and by hand, plus the
 repository's own small fixtures. Run from the repository root with the
 peer venv: $(scripts/pyenv.sh) fuzz/make_seeds.py"""
-import json, os, struct, shutil
+import json, os, struct
 import numpy as np
 import gguf
 
@@ -85,10 +85,10 @@ def tiny_gguf(path, quant):
 
 
 def main():
-    if os.path.isdir(C):
-        shutil.rmtree(C)
+    # the named seeds are rewritten in place; the minimized campaign corpora
+    # committed beside them (files named by their sha1) are kept
     tmp = os.path.join(C, "tmp.gguf")
-    os.makedirs(C)
+    os.makedirs(C, exist_ok=True)
     for quant in (0, 1):
         tiny_gguf(tmp, quant)
         put("fuzz_gguf", "tiny_llama_q%d.gguf" % quant, fixture(tmp))
@@ -128,8 +128,20 @@ def main():
             "selector": {"default": "fixed:wiki", "layers": [0, 4]},
             "router": {"feature": "mean_final_norm_hidden", "metric": "cosine", "tokens": 4096}}
     put("fuzz_bank", "bank.json", json.dumps(bank, indent=1).encode())
-    put("fuzz_bank", "minimal.json", json.dumps(dict(bank, prompts=bank["prompts"][1:], router=None,
+    minimal = {k: v for k, v in bank.items() if k != "router"}
+    put("fuzz_bank", "minimal.json", json.dumps(dict(minimal, prompts=bank["prompts"][1:],
                                                      selector={"default": "attention"})).encode())
+    # the fields a bank gained later: the model it was trained on, the
+    # calibrated attention rule's offsets and the learned router
+    full = dict(bank, model_fingerprint="944dcb6b26156e39", model_recipe="f0c211ee0652d05c",
+                selector={"default": "learned", "layers": [0, 4]},
+                attention_calibration={"layers": [0, 4], "windows": 8, "offsets": [0.25, -0.125]},
+                learned_router={"feature": "mean_token_embedding", "normalize": True,
+                                "weights": [0.5, -0.5, 0.25, 0, 1, 0, -1, 0.125], "bias": [0.1, -0.1],
+                                "train_windows": 16, "train_accuracy": 0.75, "heldout_accuracy": 0.5})
+    put("fuzz_bank", "trained_on_learned.json", json.dumps(full, indent=1).encode())
+    put("fuzz_bank", "calibrated.json", json.dumps(dict(full, learned_router=None, model_recipe=None,
+                                                        selector={"default": "attention-calibrated"})).encode())
 
     for name in ["toy_gen", "toy_lm", "toy_mc", "toy_schema", "bad_gold", "bad_mixed"]:
         put("fuzz_tasks", name + ".jsonl", fixture("tests/fixtures/eval/%s.jsonl" % name))
