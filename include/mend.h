@@ -93,9 +93,9 @@ typedef struct mend_load_opts {
     int keep_packed;    /* 1: keep quantized matrices packed (native kernels);
                            0: dequantize every matrix to f32 at load */
     int no_repack;      /* with keep_packed: 1 skips the interleaved copy of
-                           the q4_0 / q4_1 / q2_K layer matrices that batched products
-                           run on (same size as the q4_0 / q4_1 data, about 1.9x the
-                           q2_K data); made only on CPUs with AVX-512 VNNI */
+                           the q4_0 / q4_1 / q5_0 / q2_K layer matrices that batched
+                           products run on (same size as the q4_0 / q4_1 data, about
+                           1.9x the q2_K data); made on CPUs with AVX2 or wider */
 } mend_load_opts;
 
 /* Load a GGUF file or a Hugging Face directory (config.json, *.safetensors,

@@ -24,7 +24,7 @@ static void help(void) {
            "  -n, --n-gen N       tokens generated one at a time (default 128; 0 skips)\n"
            "  -r, --reps N        repetitions after one warm-up run (default 3)\n"
            "      --f32           dequantize weights to f32 at load\n"
-           "      --no-repack     no interleaved copy of q4_0 / q4_1 / q2_K matrices (the\n"
+           "      --no-repack     no interleaved copy of q4_0 / q4_1 / q5_0 / q2_K matrices (the\n"
            "                      plain-layout kernels run instead)\n"
            "  -t, --threads N     threads (default: all cores)\n"
            "  -h, --help          this help\n");
@@ -115,7 +115,7 @@ int cmd_bench(int argc, char **argv) {
     char name[64];
     fprintf(stderr, "loaded %s in %.2f s; %d threads", path, tl, mend_get_threads());
     if (info.repacked_bytes)
-        fprintf(stderr, "; %.1f MiB of matrices repacked for VNNI", info.repacked_bytes / 1048576.0);
+        fprintf(stderr, "; %.1f MiB of matrices repacked for batched products", info.repacked_bytes / 1048576.0);
     fputc('\n', stderr);
     printf("| model | params | threads | test | t/s |\n|---|---:|---:|---|---:|\n");
     fflush(stdout);

@@ -37,7 +37,7 @@ static void help(void) {
            "                             line, whitespace-only lines empty) and score\n"
            "                             \"\\n\\n\".join(rows), the text the GPTQ scripts use\n"
            "      --f32                dequantize weights to f32 at load\n"
-           "      --no-repack          no interleaved copy of q4_0 / q4_1 / q2_K matrices (the\n"
+           "      --no-repack          no interleaved copy of q4_0 / q4_1 / q5_0 / q2_K matrices (the\n"
            "                           plain-layout kernels run instead)\n"
            "      --bank DIR           prompt bank: a prompt chosen per window (docs/idp.md)\n"
            "      --select S           with --bank: attention, router, loss, learned, fixed:NAME,\n"
