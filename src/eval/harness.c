@@ -13,53 +13,15 @@
 
 /* ---- text helpers -------------------------------------------------------- */
 
-size_t mend_utf8_len(const char *s) {
-    size_t n = 0;
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
-        if ((*p & 0xC0) != 0x80) n++;
-    return n;
-}
-
-/* Decode one code point; returns bytes consumed (>= 1). Invalid bytes decode
- * as themselves (U+0080..U+00FF would be wrong, so mark them -1). */
-static int utf8_next(const unsigned char *p, uint32_t *cp) {
-    if (p[0] < 0x80) { *cp = p[0]; return 1; }
-    if ((p[0] & 0xE0) == 0xC0 && (p[1] & 0xC0) == 0x80) {
-        *cp = ((uint32_t)(p[0] & 0x1F) << 6) | (p[1] & 0x3F);
-        return 2;
-    }
-    if ((p[0] & 0xF0) == 0xE0 && (p[1] & 0xC0) == 0x80 && (p[2] & 0xC0) == 0x80) {
-        *cp = ((uint32_t)(p[0] & 0x0F) << 12) | ((uint32_t)(p[1] & 0x3F) << 6) | (p[2] & 0x3F);
-        return 3;
-    }
-    if ((p[0] & 0xF8) == 0xF0 && (p[1] & 0xC0) == 0x80 && (p[2] & 0xC0) == 0x80 &&
-        (p[3] & 0xC0) == 0x80) {
-        *cp = ((uint32_t)(p[0] & 0x07) << 18) | ((uint32_t)(p[1] & 0x3F) << 12) |
-              ((uint32_t)(p[2] & 0x3F) << 6) | (p[3] & 0x3F);
-        return 4;
-    }
-    *cp = 0xFFFFFFFFu;
+/* The code point at p (NUL-terminated, end its end): its length, with
+ * *cp = MEND_EVAL_BAD_CP for a byte that does not start a well-formed
+ * sequence (decoded as one byte). */
+#define MEND_EVAL_BAD_CP 0xFFFFFFFFu
+static int utf8_next(const unsigned char *p, const unsigned char *end, uint32_t *cp) {
+    int k = mend_utf8_decode((const char *)p, (size_t)(end - p), cp);
+    if (k) return k;
+    *cp = MEND_EVAL_BAD_CP;
     return 1;
-}
-
-static int utf8_put(uint32_t cp, char *out) {
-    if (cp < 0x80) { out[0] = (char)cp; return 1; }
-    if (cp < 0x800) {
-        out[0] = (char)(0xC0 | (cp >> 6));
-        out[1] = (char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        out[0] = (char)(0xE0 | (cp >> 12));
-        out[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        out[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    out[0] = (char)(0xF0 | (cp >> 18));
-    out[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-    out[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-    out[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
 }
 
 /* Python's str.isspace() for the code points that occur in text. */
@@ -100,11 +62,11 @@ char *mend_eval_normalize(const char *s) {
     char *out = malloc(n * 2 + 1); /* a lowercase form is at most one byte longer per cp */
     if (!out) return NULL;
     size_t k = 0;
-    const unsigned char *p = (const unsigned char *)s;
+    const unsigned char *p = (const unsigned char *)s, *e = p + n;
     while (*p) {
         uint32_t c;
-        int used = utf8_next(p, &c);
-        if (c == 0xFFFFFFFFu) {
+        int used = utf8_next(p, e, &c);
+        if (c == MEND_EVAL_BAD_CP) {
             out[k++] = (char)*p;
             p += used;
             continue;
@@ -112,7 +74,7 @@ char *mend_eval_normalize(const char *s) {
         p += used;
         c = lower_cp(c);
         if (is_ascii_punct(c)) continue;
-        k += (size_t)utf8_put(c, out + k);
+        k += (size_t)mend_utf8_encode(c, out + k);
     }
     out[k] = 0;
     return out;
@@ -127,11 +89,11 @@ int mend_eval_exact_match(const char *pred, const char *ref) {
 }
 
 char *mend_eval_strip(const char *s) {
-    const unsigned char *p = (const unsigned char *)s;
+    const unsigned char *p = (const unsigned char *)s, *e = p + strlen(s);
     const unsigned char *begin = NULL, *end = p;
     while (*p) {
         uint32_t c;
-        int used = utf8_next(p, &c);
+        int used = utf8_next(p, e, &c);
         if (!is_py_space(c)) {
             if (!begin) begin = p;
             end = p + used;
@@ -147,10 +109,10 @@ char *mend_eval_strip(const char *s) {
 /* Length of the context without its trailing whitespace (Python rstrip()). */
 static size_t rstrip_len(const char *s) {
     size_t keep = 0;
-    const unsigned char *p = (const unsigned char *)s;
+    const unsigned char *p = (const unsigned char *)s, *e = p + strlen(s);
     while (*p) {
         uint32_t c;
-        int used = utf8_next(p, &c);
+        int used = utf8_next(p, e, &c);
         p += used;
         if (!is_py_space(c)) keep = (size_t)((const char *)p - s);
     }
@@ -1225,12 +1187,12 @@ static char *utf8_sanitize(const char *s) {
     char *o = malloc(n * 3 + 1);
     if (!o) return NULL;
     size_t k = 0;
-    const unsigned char *p = (const unsigned char *)s;
+    const unsigned char *p = (const unsigned char *)s, *e = p + n;
     while (*p) {
         uint32_t c;
-        int used = utf8_next(p, &c);
-        if (c == 0xFFFFFFFFu || (c >= 0xD800 && c <= 0xDFFF) || c > 0x10FFFF) {
-            k += (size_t)utf8_put(0xFFFD, o + k);
+        int used = utf8_next(p, e, &c);
+        if (c == MEND_EVAL_BAD_CP) {   /* surrogates and values past U+10FFFF included */
+            k += (size_t)mend_utf8_encode(0xFFFD, o + k);
         } else {
             memcpy(o + k, p, (size_t)used);
             k += (size_t)used;

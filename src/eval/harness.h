@@ -127,8 +127,7 @@ int mend_eval_exact_match(const char *pred, const char *ref);
 char *mend_eval_normalize(const char *s);
 /* Python str.strip() on ASCII and Unicode whitespace; malloc'd. */
 char *mend_eval_strip(const char *s);
-/* Unicode code points in a UTF-8 string (Python len()). */
-size_t mend_utf8_len(const char *s);
+/* mend_utf8_len (Python len()) is in util/util.h. */
 
 /* mend_eval_result is public (mend/eval.h). */
 

@@ -154,9 +154,6 @@ int tok_utf8_valid(const char *s, size_t n);
  * stands, which *match spells as U+E000. Codepoints above U+10FFFF (llama.cpp
  * aborts on them) become U+FFFD. Buffers are malloc'd. */
 int tok_utf8_sanitize(const char *s, size_t n, char **match, char **out, size_t *out_n);
-/* decode one codepoint (strict input assumed valid); returns bytes used */
-int tok_utf8_decode(const char *s, size_t n, uint32_t *cp);
-int tok_utf8_encode(uint32_t cp, char out[4]);
 
 /* ---- presplit.c ---- */
 /* Pre-tokenizer by name (llama.cpp's names). tok_pre_info reports the

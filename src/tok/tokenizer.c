@@ -239,8 +239,12 @@ static uint32_t decode_token(const mend_tokenizer *t, int32_t id, char *dst) {
     if (t->byte_level) {
         for (uint32_t i = 0; i < n;) {
             uint32_t cp;
-            int l = tok_utf8_decode(s + i, n - i, &cp);
-            int b = tok_unicode_to_byte(cp);   /* -1 for U+FFFD from an invalid byte too */
+            int l = mend_utf8_decode(s + i, n - i, &cp);
+            if (!l) {   /* an invalid byte stands for itself */
+                l = 1;
+                cp = 0xFFFD;
+            }
+            int b = tok_unicode_to_byte(cp);   /* -1 for U+FFFD */
             if (b >= 0) dst[k++] = (char)b;
             else { memcpy(dst + k, s + i, (size_t)l); k += (uint32_t)l; }
             i += (uint32_t)l;

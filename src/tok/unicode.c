@@ -34,67 +34,12 @@ static void ensure_map(void) {
 
 void tok_byte_to_utf8(uint8_t b, char out[4], int *n) {
     ensure_map();
-    *n = tok_utf8_encode(g_b2u[b], out);
+    *n = mend_utf8_encode(g_b2u[b], out);
 }
 
 int tok_unicode_to_byte(uint32_t cp) {
     ensure_map();
     return cp < 324 ? g_u2b[cp] : -1;
-}
-
-int tok_utf8_encode(uint32_t cp, char out[4]) {
-    if (cp < 0x80) { out[0] = (char)cp; return 1; }
-    if (cp < 0x800) {
-        out[0] = (char)(0xC0 | (cp >> 6));
-        out[1] = (char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        out[0] = (char)(0xE0 | (cp >> 12));
-        out[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        out[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    out[0] = (char)(0xF0 | (cp >> 18));
-    out[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-    out[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-    out[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
-}
-
-/* Strict decoder: returns the sequence length, or 0 when s[0..] does not
- * start a well-formed UTF-8 sequence. */
-static int strict_len(const uint8_t *s, size_t n, uint32_t *cp) {
-    uint8_t c = s[0];
-    if (c < 0x80) { *cp = c; return 1; }
-    if (c < 0xC2) return 0;
-    if (c < 0xE0) {
-        if (n < 2 || (s[1] & 0xC0) != 0x80) return 0;
-        *cp = ((uint32_t)(c & 0x1F) << 6) | (s[1] & 0x3F);
-        return 2;
-    }
-    if (c < 0xF0) {
-        if (n < 3 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80) return 0;
-        uint32_t v = ((uint32_t)(c & 0x0F) << 12) | ((uint32_t)(s[1] & 0x3F) << 6) | (s[2] & 0x3F);
-        if (v < 0x800 || (v >= 0xD800 && v <= 0xDFFF)) return 0;
-        *cp = v;
-        return 3;
-    }
-    if (c < 0xF5) {
-        if (n < 4 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80 || (s[3] & 0xC0) != 0x80) return 0;
-        uint32_t v = ((uint32_t)(c & 0x07) << 18) | ((uint32_t)(s[1] & 0x3F) << 12) |
-                     ((uint32_t)(s[2] & 0x3F) << 6) | (s[3] & 0x3F);
-        if (v < 0x10000 || v > 0x10FFFF) return 0;
-        *cp = v;
-        return 4;
-    }
-    return 0;
-}
-
-int tok_utf8_decode(const char *s, size_t n, uint32_t *cp) {
-    int k = n ? strict_len((const uint8_t *)s, n, cp) : 0;
-    if (!k) { *cp = 0xFFFD; return 1; }
-    return k;
 }
 
 int tok_utf8_valid(const char *s, size_t n) {
@@ -111,7 +56,7 @@ int tok_utf8_valid(const char *s, size_t n) {
         if (i >= n) break;
         if (p[i] < 0x80) { i++; continue; }
         uint32_t cp;
-        int k = strict_len(p + i, n - i, &cp);
+        int k = mend_utf8_decode((const char *)p + i, n - i, &cp);
         if (!k) return 0;
         i += (size_t)k;
     }
@@ -166,10 +111,10 @@ int tok_utf8_sanitize(const char *s, size_t n, char **match, char **out, size_t 
                 if (!o) { free(m); return mend_set_error(MEND_ENOMEM, "tokenizer: out of memory"); }
                 memcpy(o, m, k);
             }
-            tok_utf8_encode(cp, o + k);
-            k += (size_t)tok_utf8_encode(0xE000, m + k);
+            mend_utf8_encode(cp, o + k);
+            k += (size_t)mend_utf8_encode(0xE000, m + k);
         } else {
-            int w = tok_utf8_encode(cp, m + k);
+            int w = mend_utf8_encode(cp, m + k);
             if (o) memcpy(o + k, m + k, (size_t)w);
             k += (size_t)w;
         }

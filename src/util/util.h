@@ -113,6 +113,17 @@ uint64_t mend_hash_step(uint64_t h, uint64_t x);
 /* Final avalanche of a running hash. */
 uint64_t mend_hash_fmix(uint64_t h);
 
+/* ---- UTF-8 (util/utf8.c) ---- */
+/* Decode the code point that starts s[0..n): its length in bytes (1..4), or
+ * 0 when s does not start a well-formed sequence (a stray continuation byte,
+ * an overlong form, a surrogate, a value past U+10FFFF, or a sequence cut
+ * off by n). */
+int mend_utf8_decode(const char *s, size_t n, uint32_t *cp);
+/* Encode cp (at most U+10FFFF) into out: the bytes written (1..4). */
+int mend_utf8_encode(uint32_t cp, char out[4]);
+/* Code points in a NUL-terminated UTF-8 string (Python's len()). */
+size_t mend_utf8_len(const char *s);
+
 /* Seeded random numbers: xoshiro256** seeded by splitmix64 (util/rng.c);
  * the same seed gives the same sequence on every machine. */
 typedef struct mend_rng {

@@ -322,6 +322,26 @@ static void test_text_rules(void) {
     CHECK(strcmp(s, "Onion") == 0);
     free(s);
     CHECK(mend_utf8_len("caf\xc3\xa9 au lait") == 12);
+    /* the one UTF-8 decoder: well-formed sequences of 1..4 bytes decode,
+     * everything Python's decoder refuses is refused */
+    static const struct { const char *s; size_t n; int len; uint32_t cp; } U[] = {
+        {"A", 1, 1, 0x41}, {"\xc3\xa9", 2, 2, 0xE9}, {"\xe2\x82\xac", 3, 3, 0x20AC},
+        {"\xf0\x9f\x98\x80", 4, 4, 0x1F600}, {"\xf4\x8f\xbf\xbf", 4, 4, 0x10FFFF},
+        {"\xc0\x80", 2, 0, 0}, {"\xe0\x80\xaf", 3, 0, 0},            /* overlong */
+        {"\xed\xa0\x80", 3, 0, 0}, {"\xf4\x90\x80\x80", 4, 0, 0},  /* surrogate, > U+10FFFF */
+        {"\x80", 1, 0, 0}, {"\xe2\x82\xac", 2, 0, 0}, {"\xe2(", 2, 0, 0}, /* stray, cut off */
+    };
+    for (size_t i = 0; i < sizeof U / sizeof *U; i++) {
+        uint32_t cp = 0;
+        int k = mend_utf8_decode(U[i].s, U[i].n, &cp);
+        CHECK_MSG(k == U[i].len && (!k || cp == U[i].cp), "utf8 case %zu: %d U+%04X", i, k, (unsigned)cp);
+        char enc[4];
+        if (k) CHECK(mend_utf8_encode(cp, enc) == k && memcmp(enc, U[i].s, (size_t)k) == 0);
+    }
+    /* a byte that starts no character is kept as it is by the normalizer */
+    char *nb = mend_eval_normalize("A\xc0\x80" "b.");
+    CHECK(nb && strcmp(nb, "a\xc0\x80" "b") == 0);
+    free(nb);
 }
 
 static void test_tasks(void) {
