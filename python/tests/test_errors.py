@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 
 import mend
-from conftest import src
+from conftest import HF_GGUF, src
 
-HF_GGUF = src("tests", "fixtures", "hf", "llama.gguf")
 
 
 def test_missing_file():

@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 
 import mend
-from conftest import src
+from conftest import HF_GGUF, src
 
-HF_GGUF = src("tests", "fixtures", "hf", "llama.gguf")
 TEXT = src("tests", "fixtures", "hf", "make_hf_fixture.py")
 
 
