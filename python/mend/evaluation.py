@@ -165,6 +165,13 @@ class IDP(_Handle):
         check(lib.mend_idp_pick_all(self._h, p, len(x), ch))
         return {s: ("oracle" if c == -2 else self.prompt_name(c)) for s, c in zip(self.selectors, ch)}
 
+    def eval_setup(self, window=0, max_batch=0):
+        """Ready the scorers for evaluation (mend_idp_eval_setup) once; returns
+        the window they share."""
+        if not lib.mend_idp_eval_window(self._h):
+            check(lib.mend_idp_eval_setup(self._h, int(window), int(max_batch)))
+        return lib.mend_idp_eval_window(self._h)
+
     def summary(self):
         """The run so far as Markdown: choices per task and selector, timings."""
         out = c_void_p()
@@ -189,7 +196,8 @@ def evaluate(model, tasks, out=None, *, limit=0, prompt=None, bank=None, select=
     mend.Model (its packed setting labels the lines). tasks: a path, a
     mend.Task or a list of them. limit: the first examples of each task.
     prompt: an adapter directory; or bank (a directory) with select (a
-    selector name or a comma list), select_layers (A, B) and per_prompt.
+    selector name or a comma list), select_layers (A, B) and per_prompt, or
+    a mend.IDP (whose summary() then counts these examples).
     ctx: the window in tokens, batch: positions per forward. resume: skip
     the examples out already holds (a partial last line from a killed run is
     dropped). progress(done, total) after each example; a true return or an
@@ -198,8 +206,8 @@ def evaluate(model, tasks, out=None, *, limit=0, prompt=None, bank=None, select=
     from .model import Model
     if prompt is not None and bank is not None:
         raise MendError(EINVAL, "evaluate: give prompt or bank, not both")
-    if (select is not None or select_layers is not None or per_prompt) and bank is None:
-        raise MendError(EINVAL, "evaluate: select, select_layers and per_prompt need a bank")
+    if (select is not None or select_layers is not None or per_prompt) and (bank is None or isinstance(bank, IDP)):
+        raise MendError(EINVAL, "evaluate: select, select_layers and per_prompt go with a bank directory")
     task_list = [tasks] if isinstance(tasks, (str, os.PathLike, Task)) else list(tasks)
     owned = []
     try:
@@ -223,11 +231,13 @@ def evaluate(model, tasks, out=None, *, limit=0, prompt=None, bank=None, select=
         owned.append(scorer)
         idp = None
         prompt_label = basename(prompt) if prompt is not None else None
-        if bank is not None:
+        if isinstance(bank, IDP):
+            idp = bank
+        elif bank is not None:
             idp = IDP(m, bank, select, select_layers, 0, per_prompt)
             owned.append(idp)
-            check(lib.mend_idp_eval_setup(idp._h, int(ctx), int(batch)))
-            scorer.window = lib.mend_idp_eval_window(idp._h)
+        if idp is not None:
+            scorer.window = idp.eval_setup(ctx, batch)
             prompt_label = idp.label
         done = {t.name: set() for t in ts}
         if out is not None and os.path.exists(out):
