@@ -45,9 +45,11 @@ def corpus_file(tmp_path_factory):
     return str(path)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session", autouse=True)
 def one_thread():
-    """One thread, as the command's -t 1: equal bits need equal summation orders."""
+    """One thread, as test_api runs: the fixture model is tiny, so more threads
+    would only wait for each other on a busy machine; and the command runs
+    with -t 1 where bits are compared (equal bits need equal summation orders)."""
     import mend
     n = mend.get_threads()
     mend.set_threads(1)

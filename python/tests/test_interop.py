@@ -69,7 +69,7 @@ def cli_eval(mend_bin, out, limit, *opts):
         return f.read()
 
 
-def test_evaluate_writes_the_cli_file_with_a_prompt(mend_bin, tmp_path, one_thread):
+def test_evaluate_writes_the_cli_file_with_a_prompt(mend_bin, tmp_path):
     want = cli_eval(mend_bin, tmp_path / "cli.jsonl", 40, "--prompt", PROMPT)
     recs = mend.evaluate(HF_GGUF, tasks(), tmp_path / "py.jsonl", limit=40, prompt=PROMPT, progress=False)
     got = (tmp_path / "py.jsonl").read_bytes()
@@ -78,7 +78,7 @@ def test_evaluate_writes_the_cli_file_with_a_prompt(mend_bin, tmp_path, one_thre
     assert {r["task"] for r in recs} == {"arc_easy", "winogrande", "lambada_openai", "triviaqa"}
 
 
-def test_evaluate_resumed_after_a_stop_writes_the_cli_file(mend_bin, tmp_path, one_thread):
+def test_evaluate_resumed_after_a_stop_writes_the_cli_file(mend_bin, tmp_path):
     want = cli_eval(mend_bin, tmp_path / "cli.jsonl", 12)
     out = tmp_path / "py.jsonl"
 
@@ -100,7 +100,7 @@ def test_evaluate_resumed_after_a_stop_writes_the_cli_file(mend_bin, tmp_path, o
         mend.evaluate(HF_GGUF, tasks(), out, limit=12, prompt=PROMPT, resume=True, progress=False)
 
 
-def test_evaluate_through_a_bank_writes_the_cli_file(mend_bin, tmp_path, one_thread):
+def test_evaluate_through_a_bank_writes_the_cli_file(mend_bin, tmp_path):
     m = mend.Model(HF_GGUF, packed=False)
     corpus = tmp_path / "c.txt"
     corpus.write_text(CORPUS)
@@ -118,7 +118,7 @@ def test_evaluate_through_a_bank_writes_the_cli_file(mend_bin, tmp_path, one_thr
     assert (tmp_path / "py1.jsonl").read_bytes() == want
 
 
-def test_summaries_and_report_of_a_results_file(tmp_path, one_thread):
+def test_summaries_and_report_of_a_results_file(tmp_path):
     path = tmp_path / "r.jsonl"
     recs = mend.evaluate(HF_GGUF, [data("tasks", "arc_easy.jsonl"), data("tasks", "lambada_openai.jsonl")], path,
                          limit=6, progress=False)
@@ -144,7 +144,7 @@ def test_compress_writes_the_cli_file(mend_bin, tmp_path):
     assert (tmp_path / "py.gguf").read_bytes() == (tmp_path / "cli.gguf").read_bytes()
 
 
-def test_compress_gptq_writes_the_cli_file(mend_bin, tmp_path, corpus_file, one_thread):
+def test_compress_gptq_writes_the_cli_file(mend_bin, tmp_path, corpus_file):
     cli(mend_bin, "compress", HF_GGUF, "-o", tmp_path / "cli.gguf", "--bits", "4", "--group", "32", "--calib",
         corpus_file, "--nsamples", 4, "--seqlen", 16, "--seed", 2, "--no-checkpoint")
     mend.compress(HF_GGUF, tmp_path / "py.gguf", "int4-g32-asym", "gptq", calib=corpus_file, nsamples=4,
