@@ -312,6 +312,7 @@ _FUNCTIONS = {
                                        ppl_progress_fn, c_void_p, POINTER(mend_ppl_result)]),
     # files
     "mend_basename": (c_char_p, [c_char_p, POINTER(c_char), c_size_t]),
+    "mend_read_file": (c_int, [c_char_p, c_size_t, POINTER(c_void_p), POINTER(c_size_t)]),
     # compression (mend/compress.h)
     "mend_qfmt_name": (c_char_p, [POINTER(mend_qfmt), POINTER(c_char), c_size_t]),
     "mend_qfmt_parse": (c_int, [POINTER(mend_qfmt), c_char_p]),

@@ -14,7 +14,7 @@ from ._capi import MendError, check, lib
 from ._progress import Callback, reporter, run
 from .compression import _model
 from .model import Fingerprint, _fingerprint, _Handle, _ids
-from .tuning import _c_texts, _texts, tune
+from .tuning import _c_texts, _texts, read_file, tune
 
 EINVAL = -4
 
@@ -238,8 +238,7 @@ class Bank(_Handle):
                              ckpt_every=eval_every if eval_every > 0 else 50, resume=True, init_prompt=init_prompt,
                              base_model=os.path.basename(m.path.rstrip("/")), progress=progress)
                     got_steps, best = r.steps_done, r.best_val
-                with open(domains[name], "rb") as f:
-                    centroid = select_centroid(m, f.read(), router_windows, router_window)[0]
+                centroid = select_centroid(m, read_file(domains[name]), router_windows, router_window)[0]
                 entries.append((name, got_steps, best, centroid))
             b = cls.new(info.dim, n_virtual, os.path.basename(m.path.rstrip("/")), m, (l0, l1))
             lib.mend_bank_set_router_tokens(b._h, int(router_windows * router_window))

@@ -120,11 +120,19 @@ def read_record(adapter_dir):
     return TuneRecord(rec.steps, rec.batch, rec.seqlen, rec.train_tokens, rec.start_tokens) if found.value else None
 
 
+def read_file(path):
+    """A whole file's bytes through mend_read_file (the command's reader: its
+    errors are mend's sentences)."""
+    buf, n = ctypes.c_void_p(), c_size_t()
+    check(lib.mend_read_file(os.fsencode(path), 2 << 30, byref(buf), byref(n)))
+    try:
+        return ctypes.string_at(buf, n.value)
+    finally:
+        _capi.libc.free(buf)
+
+
 def _texts(corpus, texts):
-    out = []
-    for p in ([corpus] if isinstance(corpus, (str, os.PathLike)) else list(corpus or [])):
-        with open(p, "rb") as f:
-            out.append(f.read())
+    out = [read_file(p) for p in ([corpus] if isinstance(corpus, (str, os.PathLike)) else list(corpus or []))]
     out += [t.encode() if isinstance(t, str) else bytes(t) for t in (texts or [])]
     if not out:
         raise MendError(EINVAL, "tune: no training text (give corpus paths or texts)")
