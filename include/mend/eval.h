@@ -91,6 +91,32 @@ int mend_eval_examples(mend_eval_backend *b, const mend_task *t, const size_t *i
                        mend_eval_stats *stats);
 void mend_eval_result_free(mend_eval_result *r);
 
+/* ---- a task as `mend eval` scores it ----------------------------------------------- */
+struct mend_idp;   /* mend/idp.h */
+
+/* One scored example, handed to a mend_eval_run callback. */
+typedef struct mend_eval_line {
+    size_t index;                   /* the example's index in its task */
+    const mend_eval_result *r;      /* its outcome (borrowed for the call) */
+    const char *line;               /* its results line, no newline (borrowed for the call) */
+    int truncated;                  /* its input was left-truncated to the window */
+} mend_eval_line;
+/* Return 0 to go on. A negative return stops the run, which returns it
+ * (record the reason with mend_set_error first); a positive one stops it
+ * with MEND_EINVAL "evaluation stopped". */
+typedef int (*mend_eval_line_fn)(void *user, const mend_eval_line *l);
+
+/* Score the examples idx[0..n) of t exactly as `mend eval` does and hand
+ * each one's results line to fn, in the order of idx: through b, or with x
+ * (started, mend_idp_eval_setup done) through the bank, each line then
+ * carrying its selection record. Examples go to the scorer in the same
+ * groups as the command's (32; generation 128; one at a time for an IDP run
+ * that cannot batch), so the lines equal the command's byte for byte. model
+ * and prompt are the lines' labels (mend_result_json). stats (may be NULL)
+ * is added to. */
+int mend_eval_run(mend_eval_backend *b, struct mend_idp *x, const mend_task *t, const size_t *idx, size_t n,
+                  const char *model, const char *prompt, mend_eval_line_fn fn, void *user, mend_eval_stats *stats);
+
 /* ---- results files ------------------------------------------------------------------
  * One JSON object per evaluated example, appended as soon as it is scored,
  * so a killed run resumes (docs/eval.md lists the fields). */

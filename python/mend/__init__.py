@@ -6,14 +6,20 @@ C library libmend (include/mend.h); NumPy arrays in and out.
     print(m.info())
     logits = m.logits(m.tokenize("Hello"))
 
+The whole pipeline: mend.compress, mend.tune, mend.Bank (build, read,
+select), mend.evaluate, mend.perplexity (plain, with a prompt, with a bank).
 Errors raise mend.MendError, whose str() is mend_last_error()'s sentence.
 """
 from importlib import metadata as _metadata
 
 from ._capi import MendError, lib as _lib
+from .banks import Bank, BankInfo, BankPrompt, RouterStats, Selector, select_centroid
+from .compression import CompressEvent, CompressResult, calibration, compress, qfmt
 from .core import get_threads, isa, isa_describe, isa_detected, set_isa, set_threads, strerror
+from .evaluation import IDP, ExampleResult, Scorer, Task, TaskSummary, evaluate, report_markdown, summarize
 from .model import (Fingerprint, Model, ModelInfo, PplResult, Sampler, State, chat_format, fp_hex, fp_parse,
-                    nll_from_logits, ppl_run)
+                    nll_from_logits, perplexity, ppl_run)
+from .tuning import TuneInfo, TuneProgress, TuneRecord, TuneResult, read_prompt, read_record, tune, write_prompt
 
 try:   # the version of include/mend.h's MEND_VERSION, recorded by the build (pyproject.toml)
     __version__ = _metadata.version("mend-llm")
@@ -21,5 +27,10 @@ except _metadata.PackageNotFoundError:   # python/ used in place, not installed
     __version__ = None
 
 __all__ = ["MendError", "Model", "ModelInfo", "Fingerprint", "PplResult", "State", "Sampler", "chat_format",
-           "fp_hex", "fp_parse", "nll_from_logits", "ppl_run", "set_isa", "isa", "isa_describe", "isa_detected",
-           "set_threads", "get_threads", "strerror"]
+           "fp_hex", "fp_parse", "nll_from_logits", "ppl_run", "perplexity", "set_isa", "isa", "isa_describe",
+           "isa_detected", "set_threads", "get_threads", "strerror",
+           "compress", "calibration", "qfmt", "CompressEvent", "CompressResult",
+           "tune", "read_prompt", "write_prompt", "read_record", "TuneProgress", "TuneInfo", "TuneResult",
+           "TuneRecord",
+           "Bank", "BankInfo", "BankPrompt", "RouterStats", "Selector", "select_centroid",
+           "Task", "Scorer", "IDP", "ExampleResult", "TaskSummary", "evaluate", "summarize", "report_markdown"]

@@ -2,6 +2,7 @@
 functions declared in mend._capi. NumPy in and out: token ids are int32,
 logits and embeddings float32."""
 import ctypes
+import dataclasses
 import os
 from ctypes import byref, c_char, c_double, c_int, c_int32, c_size_t, c_uint64, c_void_p
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ import numpy as np
 
 from . import _capi
 from ._capi import MendError, check, lib, take_string
+from ._progress import Callback, reporter
 
 EINVAL = -4   # MEND_EINVAL
 PROTOCOLS = {"gptq": _capi.MEND_PPL_GPTQ, "llamacpp": _capi.MEND_PPL_LLAMACPP}
@@ -69,6 +71,21 @@ class PplResult:
     n_chunks: int       # windows scored
     n_ctx: int          # window length used
     window_nll: np.ndarray   # mean nll of each scored window
+    report: Optional[str] = None    # with a bank: Markdown (bank, timing, rows, choice histograms)
+    rows: Optional[list] = None     # with a bank and per_prompt: (name, ppl, err) of no prompt, each prompt, ...
+
+
+def _fingerprint(fp):
+    """A C mend_fp as a Fingerprint."""
+    return Fingerprint(fp_hex(fp.model) if fp.has_model else None, fp_hex(fp.source) if fp.has_source else None,
+                       fp_hex(fp.recipe) if fp.has_recipe else None)
+
+
+def basename(path):
+    """The last component of path, trailing slashes dropped (mend_basename):
+    the model and prompt labels of results lines."""
+    buf = (c_char * 4096)()
+    return lib.mend_basename(os.fsencode(path), buf, 4096).decode("utf-8", "replace")
 
 
 def fp_hex(fp):
@@ -99,25 +116,6 @@ def nll_from_logits(logits, target):
     return lib.mend_nll_from_logits(p, row.shape[1], int(target))
 
 
-class _Callback:
-    """A Python callable behind a C callback: an exception inside it cancels
-    the C loop (non-zero return) and is raised again once the call returns."""
-
-    def __init__(self, fn):
-        self.fn, self.error = fn, None
-
-    def __call__(self, *args):
-        try:
-            return 1 if self.fn(*args) else 0
-        except BaseException as e:   # noqa: B902 - re-raised by reraise()
-            self.error = e
-            return 1
-
-    def reraise(self):
-        if self.error is not None:
-            raise self.error
-
-
 def _ppl_opts(protocol, n_ctx, n_chunks, n_batch, bos, n_tokens):
     if protocol not in PROTOCOLS:
         raise MendError(EINVAL, f"perplexity: protocol '{protocol}' is not gptq or llamacpp")
@@ -129,11 +127,16 @@ def _ppl_opts(protocol, n_ctx, n_chunks, n_batch, bos, n_tokens):
 
 
 def _ppl_call(run, progress, wnll):
-    """run(progress_fn, result) with progress(done, total, running_ppl) wrapped"""
-    cb = _Callback(progress or (lambda done, total, ppl: None))
+    """run(progress_fn, result) with progress(done, total, running_ppl) wrapped
+    (a callable, True: a tqdm bar when tqdm is installed, None: nothing)"""
+    fn, close = reporter(progress, None, "ppl", "window", lambda bar, d, t, p: bar.update(d, t, ppl=f"{p:.3f}"))
+    cb = Callback(fn)
     c_progress = _capi.ppl_progress_fn(lambda user, done, total, ppl: cb(done, total, ppl))
     res = _capi.mend_ppl_result()
-    status = run(c_progress, res)
+    try:
+        status = run(c_progress, res)
+    finally:
+        close()
     cb.reraise()
     check(status)
     return PplResult(res.ppl, res.ppl_err, res.nll_sum, res.nll2_sum, res.n_scored, res.n_chunks, res.n_ctx,
@@ -155,7 +158,7 @@ def ppl_run(tokens, score, protocol="gptq", n_ctx=0, n_chunks=0, n_batch=0, bos=
         ctypes.memmove(nll, out.ctypes.data, out.nbytes)
         return 0
 
-    sc = _Callback(lambda *a: c_score(*a) != 0)
+    sc = Callback(lambda *a: c_score(*a) != 0)
     c_sc = _capi.ppl_score_fn(sc)
     r = _ppl_call(lambda cp, res: lib.mend_ppl_run(p, len(ids), byref(opts), c_sc, None, cp, None, byref(res)),
                   progress, wnll)
@@ -192,6 +195,7 @@ class Model(_Handle):
 
     def __init__(self, path, packed=True, repack=True):
         self.path = os.fspath(path)
+        self.packed = bool(packed)
         self._h = c_void_p()
         opts = _capi.mend_load_opts(1 if packed else 0, 0 if repack else 1)
         check(lib.mend_model_load(byref(self._h), os.fsencode(self.path), byref(opts)))
@@ -212,8 +216,14 @@ class Model(_Handle):
     def fingerprint(self):
         fp = _capi.mend_fp()
         check(lib.mend_model_fingerprint(self._h, byref(fp)))
-        return Fingerprint(fp_hex(fp.model) if fp.has_model else None, fp_hex(fp.source) if fp.has_source else None,
-                           fp_hex(fp.recipe) if fp.has_recipe else None)
+        return _fingerprint(fp)
+
+    def features(self):
+        """One line naming the architecture and every feature it uses, e.g.
+        "llama: GQA 4/2, rope base 10000" (mend_describe_features)."""
+        buf = (c_char * 512)()
+        lib.mend_describe_features(self._h, buf, 512)
+        return buf.value.decode("utf-8", "replace")
 
     def meta(self, key):
         """A string of the model's metadata (GGUF key), or None."""
@@ -337,16 +347,27 @@ class Model(_Handle):
         return self.detokenize(self.generate_ids(ids, n=n, **kw))
 
     # ---- perplexity
-    def perplexity(self, text=None, ids=None, protocol="gptq", n_ctx=0, n_chunks=0, n_batch=0, progress=None):
+    def perplexity(self, text=None, ids=None, protocol="gptq", n_ctx=0, n_chunks=0, n_batch=0, progress=None,
+                   prompt=None, bank=None, select=None, select_layers=None, select_tokens=128, per_prompt=False):
         """Perplexity of text (str) or of token ids under a protocol of
         docs/ppl.md, as `mend ppl` measures it: "gptq" (windows of n_ctx,
         default 2048) or "llamacpp" (chunks of n_ctx, default 512, second half
         scored, the model's BOS first; a text loses one trailing newline, as
         llama.cpp's -f). n_chunks > 0 scores only the first windows.
+        prompt: a soft prompt ((n_virtual, dim) array or an adapter
+        directory) before every window (mend_perplexity_prompt). bank: a bank
+        directory (or a mend.IDP) with a prompt chosen per window from its
+        first select_tokens tokens (as `mend ppl --select-tokens`) by select (a selector name or a
+        comma list; default the bank's), select_layers (A, B), per_prompt
+        (also every prompt alone: result.rows); result.report is the
+        Markdown `mend ppl --bank` prints (mend_idp_perplexity).
         progress(done, total, running_ppl) is called after each window; a
-        true return cancels."""
+        true return or an exception cancels; True: a tqdm bar when tqdm is
+        installed."""
         if (text is None) == (ids is None):
             raise MendError(EINVAL, "Model.perplexity: give exactly one of text and ids")
+        if prompt is not None and bank is not None:
+            raise MendError(EINVAL, "Model.perplexity: give prompt or bank, not both")
         llamacpp = protocol == "llamacpp"
         if text is not None:
             if llamacpp and text.endswith("\n"):
@@ -355,8 +376,33 @@ class Model(_Handle):
         bos = self.bos if llamacpp and self._tok and self.add_bos else -1
         x, p = _ids(ids)
         opts, wnll = _ppl_opts(protocol, n_ctx, n_chunks, n_batch, bos, len(x))
+        if bank is not None:
+            return self._ppl_bank(x, p, opts, wnll, bank, select, select_layers, select_tokens, per_prompt, progress)
+        if prompt is not None:
+            from .tuning import read_prompt
+            pr = read_prompt(prompt, self)[0] if isinstance(prompt, (str, os.PathLike)) else \
+                _floats(prompt, self._info.dim, "Model.perplexity: prompt")[0]
+            pp = pr.ctypes.data_as(_capi.f32_p)
+            return _ppl_call(lambda cp, res: lib.mend_perplexity_prompt(self._h, pp, pr.shape[0], p, len(x), byref(opts),
+                                                                        cp, None, byref(res)), progress, wnll)
         return _ppl_call(lambda cp, res: lib.mend_perplexity(self._h, p, len(x), byref(opts), cp, None, byref(res)),
                          progress, wnll)
+
+    def _ppl_bank(self, x, p, opts, wnll, bank, select, select_layers, select_tokens, per_prompt, progress):
+        from .evaluation import IDP
+        idp = bank if isinstance(bank, IDP) else IDP(self, bank, select, select_layers, select_tokens, per_prompt)
+        rep = _capi.mend_idp_ppl_report()
+        try:
+            r = _ppl_call(lambda cp, res: lib.mend_idp_perplexity(idp._h, p, len(x), byref(opts), int(select_tokens),
+                                                                  cp, None, byref(res), byref(rep)), progress, wnll)
+            text = ctypes.string_at(rep.text).decode("utf-8", "replace") if rep.text else None
+            rows = [(rep.rows[k].name.decode(), rep.rows[k].ppl, rep.rows[k].err) for k in range(rep.n_rows)] \
+                if rep.rows else None
+            return dataclasses.replace(r, report=text, rows=rows)
+        finally:
+            lib.mend_idp_ppl_report_free(byref(rep))
+            if idp is not bank:
+                idp.close()
 
 
 def _rows(rows, n):
@@ -433,3 +479,12 @@ class Sampler(_Handle):
     def sample(self, logits):
         row, p = _floats(logits, self.n_vocab, "Sampler.sample: logits")
         return check(lib.mend_sample(self._h, p))
+
+
+def perplexity(model, text=None, ids=None, **kw):
+    """Model.perplexity of a mend.Model or a model path (loaded packed, as
+    `mend ppl` loads it); the same options, with prompt= or bank=."""
+    if isinstance(model, Model):
+        return model.perplexity(text, ids, **kw)
+    with Model(model) as m:
+        return m.perplexity(text, ids, **kw)

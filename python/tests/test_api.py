@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 
 import mend
-from conftest import src
+from conftest import HF_GGUF, src
 
-HF_GGUF = src("tests", "fixtures", "hf", "llama.gguf")
 
 
 def test_info_and_fingerprint():

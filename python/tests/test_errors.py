@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 
 import mend
-from conftest import src
+from conftest import HF_GGUF, src
 
-HF_GGUF = src("tests", "fixtures", "hf", "llama.gguf")
 
 
 def test_missing_file():
@@ -64,3 +63,25 @@ def test_a_callback_exception_cancels_and_propagates():
     # a true return cancels: the library's own error
     with pytest.raises(mend.MendError, match="cancel"):
         m.perplexity(ids=ids, n_ctx=32, progress=lambda d, t, p: True)
+
+
+def test_the_pipeline_fails_with_mends_sentences(tmp_path):
+    m = mend.Model(HF_GGUF, packed=False)
+    with pytest.raises(mend.MendError, match="/nonexistent/corpus.txt") as e:
+        mend.tune(m, tmp_path / "p", "/nonexistent/corpus.txt", progress=False)
+    assert e.value.code == "EIO"
+    with pytest.raises(mend.MendError, match="/nonexistent/task.jsonl"):
+        mend.evaluate(m, "/nonexistent/task.jsonl", progress=False)
+    with pytest.raises(mend.MendError, match="/nonexistent/bank"):
+        mend.Bank("/nonexistent/bank")
+    with pytest.raises(mend.MendError, match="/nonexistent/bank"):
+        m.perplexity(ids=np.arange(64) % 300, n_ctx=16, bank="/nonexistent/bank")
+    with pytest.raises(mend.MendError, match="/nonexistent/prompt"):
+        m.perplexity(ids=np.arange(64) % 300, n_ctx=16, prompt="/nonexistent/prompt")
+    with pytest.raises(mend.MendError) as e:
+        mend.compress(HF_GGUF, tmp_path / "x.gguf", "int5-g7-asym", progress=False)
+    assert e.value.code == "EINVAL" and "group size 7" in str(e.value)
+    with pytest.raises(mend.MendError, match="toy_mc.jsonl:"):
+        bad = tmp_path / "toy_mc.jsonl"
+        bad.write_text('{"query": "q", "choices": ["a", "b"], "gold": 5}\n')
+        mend.Task(bad)

@@ -8,11 +8,9 @@ import numpy as np
 import pytest
 
 import mend
-from conftest import src
+from conftest import HF_DIR, HF_GGUF, src
 
 TOL = 2e-3
-HF_DIR = src("tests", "fixtures", "hf", "llama")
-HF_GGUF = src("tests", "fixtures", "hf", "llama.gguf")
 
 
 @pytest.fixture(scope="module")

@@ -9,15 +9,14 @@ import numpy as np
 import pytest
 
 import mend
-from conftest import src
+from conftest import HF_GGUF, src
 
-HF_GGUF = src("tests", "fixtures", "hf", "llama.gguf")
 TEXT = src("tests", "fixtures", "hf", "make_hf_fixture.py")
 
 
 def cli_ppl(mend_bin, model, text, protocol, n_ctx, n_chunks):
     out = subprocess.run([mend_bin, "ppl", model, "--text", text, "--protocol", protocol, "--ctx", str(n_ctx),
-                          "--chunks", str(n_chunks)], capture_output=True, text=True, check=True).stdout
+                          "--chunks", str(n_chunks), "-t", "1"], capture_output=True, text=True, check=True).stdout
     return float(re.search(r"^PPL = ([0-9.]+)", out, re.M).group(1))
 
 

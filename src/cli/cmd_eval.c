@@ -17,12 +17,6 @@
 static const char *CMD = "eval";
 
 #define MAX_TASKS 64
-/* examples handed to the scorer at once (packed into shared forwards) */
-#define EVAL_GROUP 32
-/* generation examples per call: finished answers hand their cache region
- * to the next example, so a larger group keeps the forwards fuller */
-#define EVAL_GEN_GROUP 128
-_Static_assert(EVAL_GROUP <= MEND_IDP_BATCH, "an eval group fits an IDP batch");
 
 static void help(void) {
     printf("Usage: mend eval [options] MODEL --task FILE.jsonl [--task ...] --out RESULTS.jsonl\n\n"
@@ -60,6 +54,33 @@ static void help(void) {
 static int str_eq_null(const char *a, const char *b) {
     if (!a || !b) return a == b;
     return strcmp(a, b) == 0;
+}
+
+/* Where mend_eval_run's lines go: appended to the results file, one flushed
+ * line each, with the progress bar and the truncation warnings. */
+typedef struct writer {
+    FILE *out;
+    const char *out_path;
+    cli_progress *bar;
+    const mend_task *task;
+    const char *path;
+    int window, warned, write_failed;
+    int64_t n_done;
+} writer;
+
+static int write_line(void *user, const mend_eval_line *l) {
+    writer *w = user;
+    if (l->truncated && w->warned < 10)
+        fprintf(stderr, "\nwarning: %s:%d: input longer than the window of %d tokens, truncated from the left as "
+                        "lm-eval does%s\n", w->path, mend_task_example_line(w->task, l->index), w->window,
+                ++w->warned == 10 ? " (further warnings suppressed; see the summary)" : "");
+    if (fputs(l->line, w->out) < 0 || fputc('\n', w->out) == EOF || fflush(w->out) != 0) {
+        w->write_failed = 1;
+        fprintf(stderr, "mend eval: cannot write to %s\n", w->out_path);
+        return MEND_EIO;
+    }
+    cli_progress_update(w->bar, ++w->n_done, NULL);
+    return 0;
 }
 
 int cmd_eval(int argc, char **argv) {
@@ -130,6 +151,7 @@ int cmd_eval(int argc, char **argv) {
     mend_task *tasks[MAX_TASKS] = {0};
     mend_task_info ti[MAX_TASKS];
     unsigned char *done[MAX_TASKS] = {0};
+    size_t *idx = NULL, max_n = 0;   /* the examples of a task still to score */
     mend_results prev;
     memset(&prev, 0, sizeof prev);
     mend_model *m = NULL;
@@ -166,6 +188,7 @@ int cmd_eval(int argc, char **argv) {
                 goto out;
             }
         done[t] = calloc(ti[t].n, 1);
+        if (ti[t].n > max_n) max_n = ti[t].n;
         if (!done[t]) {
             fprintf(stderr, "mend eval: out of memory\n");
             goto out;
@@ -219,6 +242,11 @@ int cmd_eval(int argc, char **argv) {
             fprintf(stderr, "resuming %s: %zu of the requested examples already scored\n", out_path, skipped);
     }
 
+    idx = malloc((max_n ? max_n : 1) * sizeof *idx);
+    if (!idx) {
+        fprintf(stderr, "mend eval: out of memory\n");
+        goto out;
+    }
     size_t todo = 0;
     for (int t = 0; t < n_tasks; t++)
         for (size_t i = 0; i < ti[t].n; i++) todo += !done[t][i];
@@ -271,63 +299,20 @@ int cmd_eval(int argc, char **argv) {
     memset(&stats, 0, sizeof stats);
     cli_progress bar;
     cli_progress_start(&bar, "eval", "ex", (int64_t)todo, 1000000);
-    int64_t n_done = 0;
-    int warned = 0;
+    writer w = {.out = out, .out_path = out_path, .bar = &bar, .window = mend_eval_backend_window(be)};
     double t0 = mend_now();
     for (int t = 0; t < n_tasks; t++) {
-        mend_task *tk = tasks[t];
-        const mend_task_info *tki = &ti[t];
-        /* examples are scored EVAL_GROUP at a time (packed into shared forwards),
-         * then written in order, one flushed line each */
-        const int idp_batch = idp && mend_idp_can_batch(idp);
-        const int group = idp && !idp_batch                ? 1
-                          : tki->kind == MEND_TASK_GEN && !idp ? EVAL_GEN_GROUP
-                                                              : EVAL_GROUP;
-        for (size_t i0 = 0; i0 < tki->n;) {
-            size_t idx[EVAL_GEN_GROUP];
-            mend_eval_result rs[EVAL_GEN_GROUP];
-            int nb = 0;
-            while (i0 < tki->n && nb < group) {
-                if (!done[t][i0]) idx[nb++] = i0;
-                i0++;
-            }
-            if (!nb) continue;
-            int64_t before = stats.truncated;
-            if (idp_batch ? mend_idp_eval_examples(idp, tk, idx, nb, rs, &stats)
-                : idp     ? mend_idp_eval_example(idp, tk, idx[0], &rs[0], &stats)
-                          : mend_eval_examples(be, tk, idx, nb, rs, &stats)) {
-                cli_progress_end(&bar);
-                rc = cli_fail(CMD, tki->name);
-                goto out;
-            }
-            for (int q = 0; q < nb; q++) {
-                const size_t i = idx[q];
-                mend_eval_result *r = &rs[q];
-                const int trunc = group == 1 ? stats.truncated > before : r->truncated > 0;
-                if (trunc && warned < 10) {
-                    fprintf(stderr, "\nwarning: %s:%d: input longer than the window of %d tokens, truncated "
-                                    "from the left as lm-eval does%s\n", tki->path, mend_task_example_line(tk, i), mend_eval_backend_window(be),
-                            ++warned == 10 ? " (further warnings suppressed; see the summary)" : "");
-                }
-                char *line = NULL;
-                int lerr = mend_result_json(tk, i, r, model_name, prompt_label, &line);
-                if (!lerr && idp && (idp_batch ? mend_idp_annotate_batch(idp, q, &line) : mend_idp_annotate(idp, &line)))
-                    lerr = 1;
-                int werr = !lerr && (fputs(line, out) < 0 || fputc('\n', out) == EOF || fflush(out) != 0);
-                free(line);
-                if (lerr || werr) {
-                    for (int u = q; u < nb; u++) mend_eval_result_free(&rs[u]);
-                    cli_progress_end(&bar);
-                    if (lerr) {
-                        rc = cli_fail(CMD, "results line");
-                    } else {
-                        fprintf(stderr, "mend eval: cannot write to %s\n", out_path);
-                    }
-                    goto out;
-                }
-                mend_eval_result_free(r);
-                cli_progress_update(&bar, ++n_done, NULL);
-            }
+        size_t n_idx = 0;
+        for (size_t i = 0; i < ti[t].n; i++)
+            if (!done[t][i]) idx[n_idx++] = i;
+        w.task = tasks[t];
+        w.path = ti[t].path;
+        /* examples are scored in groups (packed into shared forwards), then
+         * written in order, one flushed line each */
+        if (mend_eval_run(be, idp, tasks[t], idx, n_idx, model_name, prompt_label, write_line, &w, &stats)) {
+            cli_progress_end(&bar);
+            if (!w.write_failed) rc = cli_fail(CMD, ti[t].name);
+            goto out;
         }
     }
     cli_progress_end(&bar);
@@ -383,5 +368,6 @@ out:
         mend_task_free(tasks[t]);
         free(done[t]);
     }
+    free(idx);
     return rc;
 }

@@ -7,7 +7,9 @@
  *     it to the end; the adapter reads back;
  *   - build a bank of two prompts, write, read and load it;
  *   - selectors pick a prompt per input, equal to the argmax of their scores;
- *   - evaluate examples with a prompt and through IDP over the bank;
+ *   - evaluate examples with a prompt and through IDP over the bank, and
+ *     whole tasks as `mend eval` does (mend_eval_run), with a callback
+ *     that stops them;
  *   - perplexity plain, with a prompt and with the bank;
  *   - bad arguments fail with a status and a sentence. */
 #include <math.h>
@@ -147,6 +149,25 @@ static void test_bank(const mend_model *m, const char *bank_dir, int dim, int n_
     mend_bank_free(b);
 }
 
+/* mend_eval_run's lines, kept; stop_at > 0 stops at that line (positive
+ * return), fail_at at that one with a reason of its own. */
+typedef struct lines {
+    char text[8][4096];
+    size_t index[8];
+    int n, stop_at, fail_at;
+} lines;
+
+static int on_line(void *user, const mend_eval_line *l) {
+    lines *c = user;
+    if (c->n < 8) {
+        snprintf(c->text[c->n], sizeof c->text[c->n], "%s", l->line);
+        c->index[c->n] = l->index;
+    }
+    c->n++;
+    if (c->fail_at > 0 && c->n >= c->fail_at) return mend_set_error(MEND_EIO, "disk full at line %d", c->n);
+    return c->stop_at > 0 && c->n >= c->stop_at;
+}
+
 static int argmax(const float *x, int n) {
     int k = 0;
     for (int i = 1; i < n; i++)
@@ -209,6 +230,24 @@ static void test_eval(const mend_model *m, const char *prompt_dir, const char *b
         CHECK(line && strstr(line, "\"arc_easy\""));
         free(line);
     }
+    /* a whole task as mend eval runs it: the lines of the examples asked
+     * for, in their order, equal to the ones built above from one group */
+    char *want[4];
+    for (int q = 0; q < 4; q++) CHECK_OK(mend_result_json(t, (size_t)q, &r[q], "tiny", "p", &want[q]));
+    lines got = {0};
+    CHECK_OK(mend_eval_run(be, NULL, t, idx, 4, "tiny", "p", on_line, &got, NULL));
+    CHECK(got.n == 4);
+    for (int q = 0; q < 4 && got.n == 4; q++) CHECK_MSG(!strcmp(got.text[q], want[q]), "line %d differs", q);
+    for (int q = 0; q < 4; q++) free(want[q]);
+    size_t odd[2] = {3, 1};
+    lines some = {0};
+    CHECK_OK(mend_eval_run(be, NULL, t, odd, 2, "tiny", NULL, on_line, &some, NULL));
+    CHECK(some.n == 2 && some.index[0] == 3 && some.index[1] == 1 && strstr(some.text[0], "\"index\":3"));
+    lines stop = {.stop_at = 2}, fail = {.fail_at = 1};
+    CHECK_ERR(mend_eval_run(be, NULL, t, idx, 4, "tiny", "p", on_line, &stop, NULL), MEND_EINVAL, "stopped");
+    CHECK(stop.n == 2);
+    CHECK_ERR(mend_eval_run(be, NULL, t, idx, 4, "tiny", "p", on_line, &fail, NULL), MEND_EIO, "disk full");
+    CHECK_ERR(mend_eval_run(NULL, NULL, t, idx, 4, "tiny", "p", on_line, &got, NULL), MEND_EINVAL, "scorer");
     /* the same examples one by one give the same log-likelihoods */
     mend_eval_result one;
     CHECK_OK(mend_eval_example(be, t, 2, &one, NULL));
@@ -247,9 +286,12 @@ static void test_eval(const mend_model *m, const char *prompt_dir, const char *b
             free(line);
             mend_eval_result_free(&r[q]);
         }
+        lines banked = {0};
+        CHECK_OK(mend_eval_run(NULL, x, t, idx, 4, "tiny", mend_idp_label(x), on_line, &banked, NULL));
+        CHECK(banked.n == 4 && strstr(banked.text[3], "\"choice\":\"fox\""));
         char *summary = NULL;
         CHECK_OK(mend_idp_summary(x, &summary));
-        CHECK(summary && strstr(summary, "| arc_easy | 4 |"));
+        CHECK(summary && strstr(summary, "| arc_easy | 8 |"));
         free(summary);
         mend_eval_backend_free(bf);
         mend_idp_close(x);

@@ -1,0 +1,309 @@
+"""Prompt banks and selectors (include/mend/bank.h): read, build and write
+banks, their trained selectors, and a prompt picked per input."""
+import ctypes
+import math
+import os
+from ctypes import byref, c_int, c_void_p
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from . import _capi
+from ._capi import MendError, check, lib
+from ._progress import Callback, reporter, run
+from .compression import _model
+from .model import Fingerprint, _fingerprint, _Handle, _ids
+from .tuning import _c_texts, _texts, read_file, tune
+
+EINVAL = -4
+
+
+def _s(b):
+    return None if b is None else b.decode("utf-8", "replace")
+
+
+def _floats(ptr, n):
+    return None if not ptr else np.ctypeslib.as_array(ptr, shape=(n,)).copy()
+
+
+@dataclass(frozen=True)
+class BankInfo:
+    """Everything bank.json says (mend_bank_info)."""
+    dir: Optional[str]
+    base_model: Optional[str]
+    trained_on: Optional[Fingerprint]     # None for banks built before fingerprints
+    n_prompts: int
+    nv: int
+    dim: int
+    default_selector: str
+    layer0: int
+    layer1: int
+    router_tokens: int
+    attn_calibration: Optional[dict]      # layer0, layer1, windows, offsets (per prompt)
+    learned_router: Optional[dict]        # normalize, train_windows, train_acc, heldout_acc
+
+
+@dataclass(frozen=True)
+class BankPrompt:
+    name: str
+    adapter: str
+    domain: str
+    corpus: Optional[str]
+    steps: int                        # -1: unknown
+    best_val: float                   # nan: unknown
+    centroid: Optional[np.ndarray]    # (dim,) router centroid
+    emb: Optional[np.ndarray]         # (nv, dim) once the prompts are loaded
+
+
+@dataclass(frozen=True)
+class RouterStats:
+    n_windows: int
+    n_train: int
+    n_heldout: int
+    train_acc: float
+    heldout_acc: float
+    label_hist: list      # windows the loss selector gave to each prompt
+
+
+def _dim(model_or_dim):
+    return model_or_dim if isinstance(model_or_dim, int) else model_or_dim.info().dim
+
+
+class Bank(_Handle):
+    """A prompt bank (mend_bank): a directory with bank.json and one PEFT
+    adapter per prompt. Bank(dir) reads bank.json; Bank(dir, model) also
+    loads the prompts for that model (or a hidden size)."""
+    _FREE = "mend_bank_free"
+
+    def __init__(self, bank_dir=None, model=None, *, _handle=None):
+        self._h = c_void_p()
+        if _handle is not None:
+            self._h = _handle
+        else:
+            check(lib.mend_bank_read(os.fsencode(bank_dir), byref(self._h)))
+        self.dir = None if bank_dir is None else os.fspath(bank_dir)
+        self.loaded = False
+        if model is not None:
+            self.load_prompts(model)
+
+    def __repr__(self):
+        return f"mend.Bank({self.dir!r})"
+
+    @classmethod
+    def new(cls, dim, nv, base_model=None, trained_on=None, layers=(0, 0)):
+        """An empty bank in memory (mend_bank_new) for prompts of nv x dim; its
+        default selector is "attention" on layers [layers[0], layers[1]).
+        trained_on: a mend.Model (its fingerprint is recorded) or None."""
+        h = c_void_p()
+        fp = None
+        if trained_on is not None:
+            fp = _capi.mend_fp()
+            check(lib.mend_model_fingerprint(trained_on._h, byref(fp)))
+        check(lib.mend_bank_new(byref(h), int(dim), int(nv), None if base_model is None else str(base_model).encode(),
+                                None if fp is None else byref(fp), int(layers[0]), int(layers[1])))
+        return cls(_handle=h)
+
+    def add_prompt(self, name, adapter=None, domain=None, corpus=None, steps=-1, best_val=math.nan, centroid=None):
+        """Append a prompt (mend_bank_add_prompt): its adapter directory relative
+        to the bank (default: name), domain, corpus path, and centroid ((dim,)
+        floats or None). Returns its index."""
+        c = None if centroid is None else np.ascontiguousarray(centroid, dtype=np.float32)
+        enc = lambda v: None if v is None else os.fsencode(v)   # noqa: E731
+        return check(lib.mend_bank_add_prompt(self._h, name.encode(), enc(adapter), enc(domain), enc(corpus),
+                                              int(steps), float(best_val),
+                                              None if c is None else c.ctypes.data_as(_capi.f32_p)))
+
+    def load_prompts(self, model):
+        """Read every prompt's adapter for a model (or a hidden size)."""
+        check(lib.mend_bank_load_prompts(self._h, _dim(model)))
+        self.loaded = True
+        return self
+
+    def write(self, bank_dir=None):
+        """Write bank.json atomically into bank_dir (default: the bank's own)."""
+        d = bank_dir if bank_dir is not None else self.dir
+        if d is None:
+            raise MendError(EINVAL, "Bank.write: a bank built in memory needs a directory")
+        check(lib.mend_bank_write(os.fsencode(d), self._h))
+        self.dir = os.fspath(d)
+
+    def info(self):
+        i = _capi.mend_bank_info()
+        lib.mend_bank_get_info(self._h, byref(i))
+        attn = None
+        if i.has_attn_calibration:
+            attn = dict(layer0=i.attn_layer0, layer1=i.attn_layer1, windows=i.attn_windows,
+                        offsets=_floats(i.attn_offsets, i.n_prompts))
+        learned = None
+        if i.has_learned_router:
+            learned = dict(normalize=bool(i.learned_normalize), train_windows=i.learned_train_windows,
+                           train_acc=i.learned_train_acc, heldout_acc=i.learned_heldout_acc)
+        return BankInfo(_s(i.dir), _s(i.base_model), _fingerprint(i.trained_on) if i.trained_on.has_model else None,
+                        i.n_prompts, i.nv, i.dim, _s(i.default_selector), i.layer0, i.layer1, i.router_tokens, attn,
+                        learned)
+
+    def fingerprint(self):
+        """The Fingerprint of the model the prompts were trained on (None: not recorded)."""
+        return self.info().trained_on
+
+    def __len__(self):
+        return self.info().n_prompts
+
+    def prompt(self, k):
+        """Prompt k (an index or a name) as a BankPrompt."""
+        if isinstance(k, str):
+            name, k = k, lib.mend_bank_find(self._h, k.encode())
+            if k < 0:
+                raise MendError(EINVAL, f"{self.dir or 'bank'}: no prompt called '{name}'")
+        p, i = _capi.mend_bank_prompt_info(), self.info()
+        check(lib.mend_bank_get_prompt(self._h, int(k), byref(p)))
+        emb = None if not p.emb else np.ctypeslib.as_array(p.emb, shape=(i.nv, i.dim)).copy()
+        return BankPrompt(_s(p.name), _s(p.adapter), _s(p.domain), _s(p.corpus), p.steps, p.best_val,
+                          _floats(p.centroid, i.dim), emb)
+
+    def prompts(self):
+        return [self.prompt(k) for k in range(len(self))]
+
+    def selector(self, model, select=None, layers=None, max_tokens=0):
+        """A Selector over this bank's prompts (loaded here if they are not) for model."""
+        return Selector(model, self, select, layers, max_tokens)
+
+    # ---- trained selectors
+    def calibrate(self, model, corpus=None, texts=None, n_windows=16, window=128):
+        """Measure the attention calibration on the corpora (mend_select_calibrate);
+        write() afterwards to keep it."""
+        if not self.loaded:
+            self.load_prompts(model)
+        data = _texts(corpus, texts)
+        ct, lens = _c_texts(data)
+        check(lib.mend_select_calibrate(model._h, self._h, ct, lens, len(data), int(n_windows), int(window)))
+
+    def train_router(self, model, corpus=None, texts=None, n_windows=None, window=None, normalize=None, l2=None,
+                     iters=None, progress=True):
+        """Fit the learned router on the corpora (mend_router_train; options left
+        None keep mend_router_opts_default's) and give it to the bank; write()
+        afterwards to keep it. progress(done, total) after each labelled window;
+        a true return or an exception stops. Returns RouterStats."""
+        if not self.loaded:
+            self.load_prompts(model)
+        o = _capi.mend_router_opts()
+        lib.mend_router_opts_default(byref(o))
+        for k, v in dict(n_windows=n_windows, window=window, l2=l2, iters=iters).items():
+            if v is not None:
+                setattr(o, k, v)
+        if normalize is not None:
+            o.normalize = int(bool(normalize))
+        data = _texts(corpus, texts)
+        ct, lens = _c_texts(data)
+        fn, close = reporter(progress, None, "router", "window", lambda bar, d, t: bar.update(d, t))
+        cb = Callback(lambda user, d, t: fn(d, t))
+        r, st = c_void_p(), _capi.mend_router_stats()
+        try:
+            run(lib.mend_router_train(model._h, self._h, ct, lens, len(data), byref(o), _capi.router_progress_fn(cb),
+                                      None, byref(r), byref(st)), cb)
+        finally:
+            close()
+        lib.mend_bank_set_learned_router(self._h, r)
+        return RouterStats(st.n_windows, st.n_train, st.n_heldout, st.train_acc, st.heldout_acc,
+                           list(st.label_hist[:len(self)]))
+
+    @classmethod
+    def build(cls, model, out_dir, domains, *, teacher=None, init_prompt=None, n_virtual=20, steps=200, seqlen=256,
+              batch=1, lr=3e-3, seed=1234, eval_every=50, val_seqs=8, layers=None, router_windows=16,
+              router_window=256, learned=True, learned_windows=None, learned_window=None, progress=True):
+        """Build a bank of domain prompts, as `mend bank build` does: one prompt
+        per domain (domains: {name: corpus path}) trained with mend.tune into
+        out_dir/NAME (a finished adapter is kept, a partial one resumes), the
+        router centroid of each domain, bank.json, the attention calibration
+        and (learned) the learned router. model, teacher: mend.Model objects
+        loaded with packed=False, or paths. init_prompt: an adapter directory
+        every prompt starts from. layers: the attention selector's (A, B)
+        (default (0, 3), or all layers of a shallower model). Returns the Bank,
+        its prompts loaded."""
+        m, own = _model(model, packed=False)
+        try:
+            info = m.info()
+            l0, l1 = layers if layers is not None else (0, min(3, info.n_layers))
+            os.makedirs(out_dir, exist_ok=True)
+            names = list(domains)
+            entries = []
+            for k, name in enumerate(names):
+                ad = os.path.join(out_dir, name)
+                if os.path.exists(os.path.join(ad, "adapter_model.safetensors")):
+                    got_steps, best = steps, math.nan
+                else:
+                    r = tune(m, ad, domains[name], teacher=teacher, n_virtual=n_virtual, seqlen=seqlen, batch=batch,
+                             steps=steps, lr=lr, seed=seed + k, val_seqs=val_seqs, eval_every=eval_every,
+                             ckpt_every=eval_every if eval_every > 0 else 50, resume=True, init_prompt=init_prompt,
+                             base_model=os.path.basename(m.path.rstrip("/")), progress=progress)
+                    got_steps, best = r.steps_done, r.best_val
+                centroid = select_centroid(m, read_file(domains[name]), router_windows, router_window)[0]
+                entries.append((name, got_steps, best, centroid))
+            b = cls.new(info.dim, n_virtual, os.path.basename(m.path.rstrip("/")), m, (l0, l1))
+            lib.mend_bank_set_router_tokens(b._h, int(router_windows * router_window))
+            for name, got_steps, best, centroid in entries:
+                b.add_prompt(name, name, name, os.fspath(domains[name]), got_steps, best, centroid)
+            b.write(out_dir)
+            b.close()
+            b = cls(out_dir, m)   # read back: prompts load from a bank's directory
+            corpora = [domains[n] for n in names]
+            b.calibrate(m, corpora)
+            if learned:
+                b.train_router(m, corpora, n_windows=learned_windows, window=learned_window, progress=progress)
+            b.write(out_dir)
+            return b
+        finally:
+            if own:
+                m.close()
+
+
+class Selector(_Handle):
+    """A selector over a bank's prompts for a model (mend_selector): attention,
+    attention-calibrated, router, loss, learned, fixed:NAME or none. pick()
+    gives the chosen prompt (-1: none) and every prompt's score."""
+    _FREE = "mend_selector_free"
+
+    def __init__(self, model, bank, select=None, layers=None, max_tokens=0):
+        self.model, self.bank = model, bank   # both must outlive the selector
+        if not bank.loaded:
+            bank.load_prompts(model)
+        spec = _capi.mend_select_spec()
+        name = select if select is not None else bank.info().default_selector
+        check(lib.mend_select_parse(name.encode(), bank._h, byref(spec)))
+        if layers is not None:
+            spec.layer0, spec.layer1 = int(layers[0]), int(layers[1])
+        if max_tokens:
+            spec.max_tokens = int(max_tokens)
+        self._h = c_void_p()
+        check(lib.mend_selector_new(byref(self._h), model._h, bank._h, byref(spec)))
+        self.name = name
+        self.n_prompts = len(bank)
+
+    def pick(self, tokens):
+        """(k, scores): the chosen prompt's index (-1: none) and the (K,) scores."""
+        x, p = _ids(tokens)
+        k, scores = c_int(), np.zeros(self.n_prompts, np.float32)
+        check(lib.mend_selector_pick(self._h, p, len(x), byref(k), scores.ctypes.data_as(_capi.f32_p)))
+        return k.value, scores
+
+    def pick_many(self, inputs):
+        """(choices (n,), scores (n, K)) for a list of token arrays at once."""
+        arrs = [_ids(t)[0] for t in inputs]
+        ptrs = (_capi.i32_p * len(arrs))(*[a.ctypes.data_as(_capi.i32_p) for a in arrs])
+        ns = (c_int * len(arrs))(*[len(a) for a in arrs])
+        choice = np.zeros(len(arrs), np.int32)
+        scores = np.zeros((len(arrs), self.n_prompts), np.float32)
+        check(lib.mend_selector_pick_many(self._h, ptrs, ns, len(arrs), choice.ctypes.data_as(ctypes.POINTER(c_int)),
+                                          scores.ctypes.data_as(_capi.f32_p)))
+        return choice, scores
+
+
+def select_centroid(model, text, n_windows=16, window=256):
+    """The router feature of a domain's text (mend_select_centroid): (dim,)
+    float32 and the number of windows that had text."""
+    data = text.encode() if isinstance(text, str) else bytes(text)
+    out, used = np.zeros(model.info().dim, np.float32), c_int()
+    check(lib.mend_select_centroid(model._h, data, len(data), int(n_windows), int(window),
+                                   out.ctypes.data_as(_capi.f32_p), byref(used)))
+    return out, used.value
