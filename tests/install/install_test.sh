@@ -8,7 +8,10 @@
 #   tokens and greedy continuation checked by check_generate (the library's
 #   forward in one batch);
 #   examples/perplexity on the HF fixture's GGUF, equal to `mend ppl` under
-#   both protocols.
+#   both protocols;
+#   the command line itself (src/cli, a client of the public headers only)
+#   compiled against the prefix's headers and linked to its libmend.so, its
+#   perplexity equal to the built mend's.
 # usage: install_test.sh CMAKE BUILD_DIR SOURCE_DIR MEND_BIN CHECK_GENERATE
 set -euo pipefail
 cmake=$1 build=$2 src=$3 mend=$4 check=$5
@@ -58,3 +61,18 @@ for proto in gptq llamacpp; do
         { echo "perplexity: $proto differs"; exit 1; }
 done
 echo "install test passed"
+
+# the command line builds against the installed library alone: its own
+# sources and the prefix's headers, linked to libmend.so (jansson is the
+# command line's own dependency: repair's plan and stage files)
+cc=${CC:-cc}
+# shellcheck disable=SC2046
+"$cc" -O1 -std=gnu11 -o "$tmp/mend-installed" "$src"/src/cli/*.c -I"$src/src/cli" \
+    $(pkg-config --cflags mend) $(pkg-config --libs mend) -ljansson -lm -Wl,-rpath,"$prefix/lib"
+loaded=$(ldd "$tmp/mend-installed" | awk '$1 == "libmend.so.0" {print $3}')
+[ "$(realpath "$loaded")" = "$(realpath "$prefix/lib/libmend.so.0")" ] ||
+    { echo "command line: loads '$loaded', not $prefix/lib/libmend.so.0"; exit 1; }
+a=$(env -u MEND_ISA "$tmp/mend-installed" ppl "$hf" --text "$text" --ctx 48 --chunks 5 2>/dev/null | awk '$1 == "PPL" {print $3}')
+b=$(env -u MEND_ISA "$mend" ppl "$hf" --text "$text" --ctx 48 --chunks 5 2>/dev/null | awk '$1 == "PPL" {print $3}')
+echo "command line against the installed libmend.so: ppl $a, built mend $b"
+[ -n "$a" ] && [ "$a" = "$b" ] || { echo "command line: the installed build's ppl differs"; exit 1; }
