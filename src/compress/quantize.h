@@ -22,38 +22,11 @@
 
 #include <math.h>
 #include <stdint.h>
-#include "io/gguf.h"
+#include "kernels/qfmt.h"
 #include "kernels/quants.h"
 
-/* mend_qfmt, MEND_QFMT_GENERIC and their constructors are public (mend/compress.h). */
-/* ggml's I8 type id: the GGUF tensor type that holds generic rows */
-#define MEND_TYPE_I8 24u
-
-/* Check that f can quantize rows of ncols weights (explains why not). */
-int mend_qfmt_check(const mend_qfmt *f, int64_t ncols);
-/* Weights per block (ggml block / generic group) for rows of ncols. */
-int64_t mend_qfmt_block_elems(const mend_qfmt *f, int64_t ncols);
-/* Bytes per packed block, and per packed row of ncols weights (0 if invalid). */
-size_t mend_qfmt_block_bytes(const mend_qfmt *f, int64_t ncols);
-size_t mend_qfmt_row_size(const mend_qfmt *f, int64_t ncols);
-/* Column count of a generic row of row_bytes bytes (-1 if inconsistent). */
-int64_t mend_qfmt_cols_from_row_bytes(const mend_qfmt *f, size_t row_bytes);
-/* The GGUF tensor type that stores rows of f: the ggml type, or I8. */
-uint32_t mend_qfmt_gguf_type(const mend_qfmt *f);
-
-/* The format to use for rows of ncols weights: f itself when it fits,
- * otherwise llama.cpp's fallback for K types whose 256-weight super-blocks
- * do not divide the row (e.g. dim 576): q4_K -> q5_0, q5_K -> q5_1,
- * q6_K -> q8_0, and q2_K / q3_K -> q4_0 (llama.cpp uses iq4_nl, which mend
- * does not write). Returns 0 with *out set, or the error of mend_qfmt_check
- * when no fallback fits either. */
-int mend_qfmt_fallback(const mend_qfmt *f, int64_t ncols, mend_qfmt *out);
-
-/* GGUF metadata of a generic format (mend.quant.format/bits/group/sym, see
- * docs/formats.md); a no-op for ggml types. read_meta sets *f to the generic
- * format when the file declares one, and returns 0 with *found = 0 otherwise. */
-int mend_qfmt_write_meta(mend_gguf_writer *w, const mend_qfmt *f);
-int mend_qfmt_read_meta(const mend_gguf *g, mend_qfmt *f, int *found);
+/* The formats themselves (sizes, names, GGUF metadata, the generic
+ * dequantizer) are in kernels/qfmt.h. */
 
 /* Round-to-nearest quantization of one row of n weights (n a multiple of the
  * block size) into y (mend_row_size / mend_qfmt_row_size bytes).
@@ -63,7 +36,6 @@ int mend_qfmt_read_meta(const mend_gguf *g, mend_qfmt *f, int *found);
  * (legacy and K types); the generic format ignores it. */
 int mend_quantize_row(uint32_t type, const float *x, void *y, int64_t n, const float *importance);
 int mend_quantize_row_fmt(const mend_qfmt *f, const float *x, void *y, int64_t n, const float *importance);
-int mend_dequantize_row_fmt(const mend_qfmt *f, const void *y, float *x, int64_t n);
 
 /* ---- the grid of one block ---- */
 #define MEND_QGRID_MAXSUB 16

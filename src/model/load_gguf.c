@@ -28,7 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "compress/quantize.h"
+#include "kernels/qfmt.h"
 #include "io/gguf.h"
 #include "kernels/quants.h"
 #include "model/model.h"
