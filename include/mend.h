@@ -70,7 +70,10 @@ int mend_get_threads(void);
 /* ---- instruction set ---------------------------------------------------- */
 /* The widest instruction set the kernels may use: "scalar" (portable C),
  * "avx2" (AVX2 + FMA + F16C) or "avx512" (AVX-512 F/BW/VL, with VNNI and
- * BF16 kernels where the CPU has them). By default the widest this CPU has;
+ * BF16 kernels where the CPU has them); on ARM64 "scalar" or "neon"
+ * (Advanced SIMD, with the dot-product kernels where the CPU has the
+ * extension; "neon-nodotprod" leaves them out, "neon-dotprod" insists on
+ * them). By default the widest this CPU has;
  * a lower level runs every kernel on that level's code (for testing a
  * narrower CPU's paths, or A/B timing). NULL or "" restores the default.
  * Fails (MEND_EINVAL) for an unknown name and (MEND_EUNSUPPORTED) for a level
@@ -78,7 +81,7 @@ int mend_get_threads(void);
  * any work starts. f32 matrix products give the same bits at every level;
  * quantized products and activations differ by rounding between levels. */
 int mend_set_isa(const char *name);
-/* Name of the level in effect ("scalar", "avx2", "avx512"). */
+/* Name of the level in effect ("scalar", "avx2", "avx512"; on ARM64 "neon"). */
 const char *mend_isa(void);
 /* The same with the extensions in use, e.g. "avx512 (vnni, bf16)". */
 const char *mend_isa_describe(void);

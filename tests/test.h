@@ -45,9 +45,10 @@ static int t_pass = 0, t_fail = 0;
                              __FILE__, __LINE__, #a, a_, #b, b_, fabs(a_ - b_), (double)(tol)); } \
 } while (0)
 
-/* MEND_ISA=scalar|avx2|avx512 runs the whole test on that instruction set's
- * kernels (the library never reads the environment; the CLI the tests spawn
- * reads the same variable). A bad value fails the test before it starts. */
+/* MEND_ISA=scalar|avx2|avx512 (scalar|neon|neon-nodotprod on ARM64) runs the
+ * whole test on that instruction set's kernels (the library never reads the
+ * environment; the CLI the tests spawn reads the same variable). A bad value
+ * fails the test before it starts. */
 __attribute__((constructor)) static void test_isa_from_env(void) {
     const char *isa = getenv("MEND_ISA");
     if (isa && *isa && mend_set_isa(isa)) {

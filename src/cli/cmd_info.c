@@ -141,7 +141,11 @@ static void print_type_histogram(const mend_model *m, uint64_t n_tensors) {
 /* --isa: the instruction sets this CPU can run the kernels on, narrowest
  * first, one per line (the last is the default; MEND_ISA picks another) */
 static int print_isa_levels(void) {
+#if defined(__aarch64__)
+    static const char *const levels[] = {"scalar", "neon"};
+#else
     static const char *const levels[] = {"scalar", "avx2", "avx512"};
+#endif
     const char *top = mend_isa_detected();
     for (size_t i = 0; i < sizeof levels / sizeof *levels; i++) {
         printf("%s\n", levels[i]);

@@ -53,8 +53,9 @@ static void usage(FILE *f) {
             "  -h, --help        this help; 'mend <command> --help' for a command\n"
             "      --version     print the version and the instruction set the kernels use\n"
             "\nEnvironment:\n"
-            "  MEND_ISA          scalar, avx2 or avx512: run the kernels on that instruction\n"
-            "                    set instead of the widest this CPU has (%s here; now %s)\n",
+            "  MEND_ISA          scalar, avx2 or avx512 (scalar, neon or neon-nodotprod on\n"
+            "                    ARM64): run the kernels on that instruction set instead of\n"
+            "                    the widest this CPU has (%s here; now %s)\n",
             mend_isa_detected(), mend_isa_describe());
 }
 
@@ -182,7 +183,7 @@ int cli_command(int argc, char **argv) {
 
 int main(int argc, char **argv) {
     mend_set_threads(0);
-    const char *isa = getenv("MEND_ISA");   /* scalar | avx2 | avx512: test a narrower CPU's kernels */
+    const char *isa = getenv("MEND_ISA");   /* scalar | avx2 | avx512 | neon: test a narrower CPU's kernels */
     if (isa && *isa && mend_set_isa(isa)) {
         fprintf(stderr, "mend: MEND_ISA: %s\n", mend_last_error());
         return CLI_EXIT_USAGE;

@@ -1,5 +1,7 @@
-/* Run-time CPU feature detection (see cpu.h) from CPUID, with XGETBV to make
- * sure the OS saves the wide registers; a feature reported here is usable. */
+/* Run-time CPU feature detection (see cpu.h): on x86-64 from CPUID, with
+ * XGETBV to make sure the OS saves the wide registers; on AArch64 from what
+ * the OS reports (getauxval on Linux, sysctl on macOS). A feature reported
+ * here is usable. */
 #include "kernels/cpu.h"
 
 #include <string.h>
@@ -15,23 +17,60 @@
 #define MEND_X86 1
 #endif
 
+#if defined(__aarch64__) && defined(__GNUC__)
+#define MEND_ARM64 1
+#if defined(__linux__)
+#include <sys/auxv.h>
+#ifndef HWCAP_ASIMDDP
+#define HWCAP_ASIMDDP (1ul << 20)   /* the kernel's bit for SDOT / UDOT */
+#endif
+#elif defined(__APPLE__)
+#include <sys/sysctl.h>
+#endif
+#endif
+
+/* The levels of this architecture run from scalar to LEVEL_TOP. */
+#ifdef MEND_ARM64
+#define LEVEL_TOP MEND_SIMD_NEON
+#define LEVEL_NAMES "scalar or neon, or neon-dotprod / neon-nodotprod"
+#else
+#define LEVEL_TOP MEND_SIMD_AVX512
+#define LEVEL_NAMES "scalar, avx2 or avx512, or avx2-novnni"
+#endif
+
 #define F_AVX2     (1u << 0)
 #define F_AVX512   (1u << 1)
 #define F_VNNI     (1u << 2)
 #define F_BF16     (1u << 3)
 #define F_AVXVNNI  (1u << 4)    /* AVX-VNNI: vpdpbusd on ymm, VEX-encoded (no AVX-512) */
+#define F_NEON     (1u << 5)
+#define F_DOTPROD  (1u << 6)    /* SDOT / UDOT */
 #define F_DETECTED (1u << 31)
 
 static _Atomic unsigned g_features;     /* 0 until first detection */
 static _Atomic int g_force_scalar;
-static _Atomic int g_max_level = MEND_SIMD_AVX512;   /* the cap (mend_cpu_set_max_level) */
-static _Atomic int g_no_avx_vnni;                    /* mend_cpu_disable_avx_vnni */
+static _Atomic int g_max_level = LEVEL_TOP;   /* the cap (mend_cpu_set_max_level) */
+static _Atomic unsigned g_disabled;           /* mend_cpu_disable_avx_vnni / _dotprod */
 
 #ifdef MEND_X86
 static uint64_t xgetbv0(void) {
     uint32_t lo, hi;
     __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
     return (uint64_t)hi << 32 | lo;
+}
+#endif
+
+#ifdef MEND_ARM64
+static int arm64_dotprod(void) {
+#if defined(__linux__)
+    return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
+#elif defined(__APPLE__)
+    int v = 0;
+    size_t len = sizeof v;
+    return sysctlbyname("hw.optional.arm.FEAT_DotProd", &v, &len, NULL, 0) == 0 && v;
+#else
+    return 0;
+#endif
 }
 #endif
 
@@ -56,6 +95,9 @@ static unsigned detect(void) {
         if ((f & F_AVX512) && ((a >> 5) & 1)) f |= F_BF16;
         if ((f & F_AVX2) && ((a >> 4) & 1)) f |= F_AVXVNNI;
     }
+#elif defined(MEND_ARM64)
+    f |= F_NEON;   /* Advanced SIMD is mandatory on AArch64 */
+    if (arm64_dotprod()) f |= F_DOTPROD;
 #endif
     return f | F_DETECTED;
 }
@@ -72,20 +114,20 @@ static unsigned detected(void) {
 static int level_of(unsigned f) {
     if (f & F_AVX512) return MEND_SIMD_AVX512;
     if (f & F_AVX2) return MEND_SIMD_AVX2;
+    if (f & F_NEON) return MEND_SIMD_NEON;
     return MEND_SIMD_SCALAR;
 }
 
 /* The detected features less those above the cap (VNNI and BF16 belong to
- * the AVX-512 level, AVX-VNNI to the AVX2 level), AVX-VNNI while it is
- * disabled, and all of them while scalar is forced. */
+ * the AVX-512 level, AVX-VNNI to the AVX2 level, dotprod to the NEON
+ * level), less the disabled ones, and all of them while scalar is forced. */
 static unsigned features(void) {
     if (atomic_load_explicit(&g_force_scalar, memory_order_relaxed)) return 0;
     unsigned f = detected();
     const int cap = atomic_load_explicit(&g_max_level, memory_order_relaxed);
     if (cap < MEND_SIMD_AVX512) f &= ~(F_AVX512 | F_VNNI | F_BF16);
-    if (cap < MEND_SIMD_AVX2) f &= ~(F_AVX2 | F_AVXVNNI);
-    if (atomic_load_explicit(&g_no_avx_vnni, memory_order_relaxed)) f &= ~F_AVXVNNI;
-    return f;
+    if (cap < MEND_SIMD_AVX2) f &= ~(F_AVX2 | F_AVXVNNI | F_NEON | F_DOTPROD);
+    return f & ~atomic_load_explicit(&g_disabled, memory_order_relaxed);
 }
 
 int mend_cpu_has_avx2(void) { return (features() & F_AVX2) != 0; }
@@ -93,10 +135,15 @@ int mend_cpu_has_avx512(void) { return (features() & F_AVX512) != 0; }
 int mend_cpu_has_avx512_vnni(void) { return (features() & F_VNNI) != 0; }
 int mend_cpu_has_avx512_bf16(void) { return (features() & F_BF16) != 0; }
 int mend_cpu_has_avx_vnni(void) { return (features() & F_AVXVNNI) != 0; }
+int mend_cpu_has_neon(void) { return (features() & F_NEON) != 0; }
+int mend_cpu_has_neon_dotprod(void) { return (features() & F_DOTPROD) != 0; }
 
-void mend_cpu_disable_avx_vnni(int on) {
-    atomic_store_explicit(&g_no_avx_vnni, on ? 1 : 0, memory_order_relaxed);
+static void set_disabled(unsigned bit, int on) {
+    if (on) atomic_fetch_or_explicit(&g_disabled, bit, memory_order_relaxed);
+    else atomic_fetch_and_explicit(&g_disabled, ~bit, memory_order_relaxed);
 }
+void mend_cpu_disable_avx_vnni(int on) { set_disabled(F_AVXVNNI, on); }
+void mend_cpu_disable_dotprod(int on) { set_disabled(F_DOTPROD, on); }
 
 void mend_cpu_force_scalar(int on) {
     atomic_store_explicit(&g_force_scalar, on ? 1 : 0, memory_order_relaxed);
@@ -111,7 +158,7 @@ int mend_cpu_detected_level(void) { return level_of(detected()); }
 
 int mend_cpu_set_max_level(int level) {
     if (level < MEND_SIMD_SCALAR) level = MEND_SIMD_SCALAR;
-    if (level > MEND_SIMD_AVX512) level = MEND_SIMD_AVX512;
+    if (level > LEVEL_TOP) level = LEVEL_TOP;
     atomic_store_explicit(&g_max_level, level, memory_order_relaxed);
     const int have = mend_cpu_detected_level();
     return level < have ? level : have;
@@ -124,8 +171,12 @@ int mend_cpu_max_level(void) {
 
 const char *mend_simd_level_name(int level) {
     switch (level) {
+#ifdef MEND_ARM64
+    case MEND_SIMD_NEON: return "neon";
+#else
     case MEND_SIMD_AVX512: return "avx512";
     case MEND_SIMD_AVX2: return "avx2";
+#endif
     default: return "scalar";
     }
 }
@@ -133,23 +184,32 @@ const char *mend_simd_level_name(int level) {
 /* ---- public: mend_set_isa / mend_isa (mend.h) ---------------------------- */
 
 int mend_set_isa(const char *name) {
-    int level = MEND_SIMD_AVX512;
-    /* "avx2-novnni": the AVX2 level without AVX-VNNI (an AVX2 CPU that lacks it) */
-    const int novnni = name && !strcmp(name, "avx2-novnni");
-    if (novnni) name = "avx2";
+    int level = LEVEL_TOP;
+    /* a level less (or, for neon-dotprod, requiring) its optional extension:
+     * "avx2-novnni", the AVX2 level of a CPU without AVX-VNNI;
+     * "neon-nodotprod", the NEON level of a CPU without the dot product */
+    unsigned disable = 0, require = 0;
+#ifdef MEND_ARM64
+    if (name && !strcmp(name, "neon-nodotprod")) { name = "neon"; disable = F_DOTPROD; }
+    else if (name && !strcmp(name, "neon-dotprod")) { name = "neon"; require = F_DOTPROD; }
+#else
+    if (name && !strcmp(name, "avx2-novnni")) { name = "avx2"; disable = F_AVXVNNI; }
+#endif
     if (name && *name) {
-        for (level = MEND_SIMD_SCALAR; level <= MEND_SIMD_AVX512; level++)
+        for (level = MEND_SIMD_SCALAR; level <= LEVEL_TOP; level++)
             if (!strcmp(name, mend_simd_level_name(level))) break;
-        if (level > MEND_SIMD_AVX512)
-            return mend_set_error(MEND_EINVAL,
-                                  "instruction set '%s' is not known (expected scalar, avx2 or avx512, or avx2-novnni)",
-                                  name);
+        if (level > LEVEL_TOP)
+            return mend_set_error(MEND_EINVAL, "instruction set '%s' is not known (expected " LEVEL_NAMES ")", name);
         if (level > mend_cpu_detected_level())
             return mend_set_error(MEND_EUNSUPPORTED, "instruction set %s is not available on this CPU (it has %s)",
                                   name, mend_simd_level_name(mend_cpu_detected_level()));
+        if (require & ~detected())
+            return mend_set_error(MEND_EUNSUPPORTED, "instruction set %s-dotprod is not available on this CPU "
+                                  "(it has %s without the dot-product extension)", name, name);
     }
     mend_cpu_set_max_level(level);
-    mend_cpu_disable_avx_vnni(novnni);
+    set_disabled(F_AVXVNNI | F_DOTPROD, 0);
+    set_disabled(disable, 1);
     return MEND_OK;
 }
 
@@ -159,11 +219,15 @@ const char *mend_isa_detected(void) { return mend_simd_level_name(mend_cpu_detec
 
 const char *mend_isa_describe(void) {
     switch (mend_cpu_simd_level()) {
+#ifdef MEND_ARM64
+    case MEND_SIMD_NEON: return mend_cpu_has_neon_dotprod() ? "neon (dotprod)" : "neon";
+#else
     case MEND_SIMD_AVX512:
         if (mend_cpu_has_avx512_vnni())
             return mend_cpu_has_avx512_bf16() ? "avx512 (vnni, bf16)" : "avx512 (vnni)";
         return mend_cpu_has_avx512_bf16() ? "avx512 (bf16)" : "avx512";
     case MEND_SIMD_AVX2: return mend_cpu_has_avx_vnni() ? "avx2 (fma, f16c, avx-vnni)" : "avx2 (fma, f16c)";
+#endif
     default: return "scalar";
     }
 }

@@ -90,16 +90,19 @@ void swiglu_backward_ref(float *dgate, float *dup, const float *dout, const floa
 void swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up, int64_t n) {
 #if defined(__x86_64__) || defined(_M_X64)
     const int avx512 = mend_cpu_simd_level() >= MEND_SIMD_AVX512;
-#else
-    const int avx512 = 0;
 #endif
     const int64_t chunk = 4096;
     const int64_t n_chunks = (n + chunk - 1) / chunk;
 #pragma omp parallel for schedule(static) if (n_chunks > 4)
     for (int64_t c = 0; c < n_chunks; c++) {
         const int64_t a = c * chunk, len = n - a < chunk ? n - a : chunk;
-        if (avx512) swiglu_backward_avx512(dgate + a, dup + a, dout + a, gate + a, up + a, len);
-        else swiglu_backward_ref(dgate + a, dup + a, dout + a, gate + a, up + a, len);
+#if defined(__x86_64__) || defined(_M_X64)
+        if (avx512) {
+            swiglu_backward_avx512(dgate + a, dup + a, dout + a, gate + a, up + a, len);
+            continue;
+        }
+#endif
+        swiglu_backward_ref(dgate + a, dup + a, dout + a, gate + a, up + a, len);
     }
 }
 

@@ -460,6 +460,9 @@ WRAP(f16_avx2, mend_half) WRAP(bf16_avx2, uint16_t) WRAP(q4_0_avx2, block_q4_0)
 WRAP(q4_1_avx2, block_q4_1) WRAP(q8_0_avx2, block_q8_0)
 WRAP(f16_avx512, mend_half) WRAP(bf16_avx512, uint16_t) WRAP(q4_0_avx512, block_q4_0)
 WRAP(q4_1_avx512, block_q4_1) WRAP(q8_0_avx512, block_q8_0)
+#elif defined(__aarch64__) && defined(__ARM_NEON)
+WRAP(f16_neon, mend_half) WRAP(bf16_neon, uint16_t) WRAP(q4_0_neon, block_q4_0)
+WRAP(q4_1_neon, block_q4_1) WRAP(q8_0_neon, block_q8_0)
 #endif
 
 /* The kernel for a type at a SIMD level (NULL: no dequantizer). */
@@ -482,6 +485,17 @@ static dequant_fn pick(uint32_t type, int level) {
         case MEND_TYPE_Q4_0: return w_q4_0_avx2;
         case MEND_TYPE_Q4_1: return w_q4_1_avx2;
         case MEND_TYPE_Q8_0: return w_q8_0_avx2;
+        default: break;
+        }
+    }
+#elif defined(__aarch64__) && defined(__ARM_NEON)
+    if (level >= MEND_SIMD_NEON) {
+        switch (type) {
+        case MEND_TYPE_F16:  return w_f16_neon;
+        case MEND_TYPE_BF16: return w_bf16_neon;
+        case MEND_TYPE_Q4_0: return w_q4_0_neon;
+        case MEND_TYPE_Q4_1: return w_q4_1_neon;
+        case MEND_TYPE_Q8_0: return w_q8_0_neon;
         default: break;
         }
     }

@@ -1,9 +1,10 @@
 /* f32 matrix products (see sgemm.h): out = beta * out + x · Wᵀ (the
- * forward's shape), + a · W and + aᵀ · W (the backward's shapes), on three
- * kernels chosen at run time: AVX-512, AVX2 + FMA and portable C (fmaf).
+ * forward's shape), + a · W and + aᵀ · W (the backward's shapes), on
+ * kernels chosen at run time: AVX-512, AVX2 + FMA, NEON (sgemm_neon.c) and
+ * portable C (fmaf).
  *
- * Every level computes every output element the same way, so all three give
- * the same bits (and a batched product the bits of its rows taken alone):
+ * Every level computes every output element the same way, so all of them
+ * give the same bits (and a batched product the bits of its rows taken alone):
  *  - x · Wᵀ: acc = 0, then acc = fma(x[i][kk], W[j][kk], acc) for kk in
  *    order; out = acc (beta 0) or fma(beta, out, acc);
  *  - a · W: per block of NN_MB rows of W, acc = 0, then acc = fma(W[mm][j],
@@ -30,6 +31,7 @@
 
 #include "kernels/cpu.h"
 #include "kernels/sgemm.h"
+#include "kernels/sgemm_neon.h"
 
 #define MR 32      /* rows per packed block of x */
 #define NR 12      /* columns per x · Wᵀ tile (AVX-512, portable) */
@@ -69,7 +71,7 @@ static void pack_xt_ref(float *dst, const float *x, size_t ldx, int r0, int nr, 
 
 /* out rows [0, mr) x columns [0, nc) from the sums tile[c * MR + r]: the
  * one epilogue of x · Wᵀ at every level */
-static void xt_store(float *out, size_t ldo, const float *tile, int mr, int nc, float beta) {
+void mend_sgemm_xt_store(float *out, size_t ldo, const float *tile, int mr, int nc, float beta) {
     for (int r = 0; r < mr; r++) {
         float *o = out + (size_t)r * ldo;
         if (beta == 0.0f)
@@ -92,7 +94,7 @@ static void xt_block_ref(float *out, size_t ldo, const float *xtb, const float *
             for (int r = 0; r < mr; r++) t[r] = fmaf(x[r], w[kk], t[r]);
         }
     }
-    xt_store(out, ldo, tile, mr, nc, beta);
+    mend_sgemm_xt_store(out, ldo, tile, mr, nc, beta);
 }
 
 /* Portable a · W tile: any number of rows, one row at a time. */
@@ -217,7 +219,7 @@ T_AVX512 static void xt_block_avx512(float *out, size_t ldo, const float *xtb, c
     float tile[NR * MR] __attribute__((aligned(64)));
     COL_SAVE(0); COL_SAVE(1); COL_SAVE(2); COL_SAVE(3); COL_SAVE(4); COL_SAVE(5);
     COL_SAVE(6); COL_SAVE(7); COL_SAVE(8); COL_SAVE(9); COL_SAVE(10); COL_SAVE(11);
-    xt_store(out, ldo, tile, mr, nc, beta);
+    mend_sgemm_xt_store(out, ldo, tile, mr, nc, beta);
 }
 
 #define ROW_FMA(r)                                              \
@@ -304,7 +306,7 @@ T_AVX2 static void xt_block_avx2(float *out, size_t ldo, const float *xtb, const
         }
         COL_SAVE8(0); COL_SAVE8(1); COL_SAVE8(2); COL_SAVE8(3); COL_SAVE8(4); COL_SAVE8(5);
     }
-    xt_store(out, ldo, tile, mr, nc, beta);
+    mend_sgemm_xt_store(out, ldo, tile, mr, nc, beta);
 }
 
 #define ROW_FMA8(r)                                             \
@@ -366,6 +368,10 @@ static sgemm_kernels pick_kernels(void) {
     const int level = mend_cpu_simd_level();
     if (level >= MEND_SIMD_AVX512) return (sgemm_kernels){xt_block_avx512, NR, nn_tile_avx512, 12};
     if (level >= MEND_SIMD_AVX2) return (sgemm_kernels){xt_block_avx2, 6, nn_tile_avx2, 6};
+#elif defined(__aarch64__) && defined(__ARM_NEON)
+    if (mend_cpu_simd_level() >= MEND_SIMD_NEON)
+        return (sgemm_kernels){mend_sgemm_xt_block_neon, MEND_SGEMM_NEON_COLS, mend_sgemm_nn_tile_neon,
+                               MEND_SGEMM_NEON_ROWS};
 #endif
     return (sgemm_kernels){xt_block_ref, NR, nn_tile_ref, 12};
 }

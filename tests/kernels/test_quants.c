@@ -125,19 +125,43 @@ static void test_dispatch_errors(void) {
     CHECK_OK(mend_dequantize_row(MEND_TYPE_Q8_0, NULL, NULL, 0));
 }
 
+#if defined(__aarch64__)
+#define ISA_NAMES "scalar or neon"
+#define has_first_level mend_cpu_has_neon
+#else
+#define ISA_NAMES "scalar, avx2 or avx512"
+#define has_first_level mend_cpu_has_avx2
+#endif
+
+/* Detection: on AArch64 NEON is the one SIMD level (part of every CPU) and
+ * the dot-product extension rides on it; on x86-64 AVX-512 implies AVX2.
+ * No feature of the other architecture is ever reported, and forcing scalar
+ * hides every feature. */
 static void test_cpu(void) {
     const int lvl = mend_cpu_simd_level();
+#if defined(__aarch64__)
+    const int dp = mend_cpu_has_neon_dotprod();
+    printf("cpu: %s%s\n", mend_simd_level_name(lvl), dp ? " +dotprod" : "");
+    CHECK(mend_cpu_detected_level() == MEND_SIMD_NEON);
+    CHECK(mend_cpu_has_neon() == (lvl == MEND_SIMD_NEON) && (!dp || mend_cpu_has_neon()));
+    CHECK(!mend_cpu_has_avx2() && !mend_cpu_has_avx512() && !mend_cpu_has_avx512_vnni() &&
+          !mend_cpu_has_avx512_bf16() && !mend_cpu_has_avx_vnni());
+    CHECK(strcmp(mend_simd_level_name(MEND_SIMD_NEON), "neon") == 0);
+#else
     printf("cpu: %s%s%s\n", mend_simd_level_name(lvl), mend_cpu_has_avx512_vnni() ? " +vnni" : "",
            mend_cpu_has_avx512_bf16() ? " +bf16" : "");
     CHECK(lvl != MEND_SIMD_AVX512 || (mend_cpu_has_avx512() && mend_cpu_has_avx2()));
     CHECK(!mend_cpu_has_avx512_vnni() || mend_cpu_has_avx512());
+    CHECK(!mend_cpu_has_neon() && !mend_cpu_has_neon_dotprod());
+    CHECK(strcmp(mend_simd_level_name(MEND_SIMD_AVX2), "avx2") == 0);
+#endif
     mend_cpu_force_scalar(1);
     CHECK(mend_cpu_forced_scalar());
     CHECK(mend_cpu_simd_level() == MEND_SIMD_SCALAR);
     CHECK(!mend_cpu_has_avx2() && !mend_cpu_has_avx512() && !mend_cpu_has_avx512_vnni() && !mend_cpu_has_avx512_bf16());
+    CHECK(!mend_cpu_has_neon() && !mend_cpu_has_neon_dotprod());
     mend_cpu_force_scalar(0);
     CHECK(mend_cpu_simd_level() == lvl);
-    CHECK(strcmp(mend_simd_level_name(MEND_SIMD_AVX2), "avx2") == 0);
 }
 
 /* mend_set_isa caps what every query answers (MEND_ISA in the CLI and the
@@ -145,26 +169,36 @@ static void test_cpu(void) {
  * forcing scalar and releasing it returns to the cap, not to detection; a
  * name that is unknown or above the CPU is refused and changes nothing.
  * AVX-VNNI belongs to the AVX2 level: gone below it, and "avx2-novnni"
- * removes it (and only it) until the next mend_set_isa. */
+ * removes it (and only it) until the next mend_set_isa; the same holds for
+ * the dot-product extension at the NEON level ("neon-nodotprod"), and
+ * "neon-dotprod" is refused on a CPU without it. The test ends on the
+ * level MEND_ISA chose. */
 static void test_isa_cap(void) {
     const int start = mend_cpu_simd_level(), have = mend_cpu_detected_level();
-    char start_name[32];
-    snprintf(start_name, sizeof start_name, "%s", mend_isa());
     CHECK(strcmp(mend_isa(), mend_simd_level_name(start)) == 0);
     CHECK(start <= have && strcmp(mend_isa_detected(), mend_simd_level_name(have)) == 0);
     CHECK_ERR(mend_set_isa("avx1024"), MEND_EINVAL, "'avx1024' is not known");
-    CHECK_ERR(mend_set_isa("AVX2"), MEND_EINVAL, "scalar, avx2 or avx512");
+    CHECK_ERR(mend_set_isa("AVX2"), MEND_EINVAL, ISA_NAMES);
+    CHECK(mend_cpu_simd_level() == start);
+#if defined(__aarch64__)
+    CHECK_ERR(mend_set_isa("avx2"), MEND_EINVAL, "'avx2' is not known");
+    CHECK_ERR(mend_set_isa("avx2-novnni"), MEND_EINVAL, "'avx2-novnni' is not known");
+    CHECK(mend_cpu_simd_level() == start);
+#else
+    CHECK_ERR(mend_set_isa("neon"), MEND_EINVAL, "'neon' is not known");
+    CHECK_ERR(mend_set_isa("neon-nodotprod"), MEND_EINVAL, "'neon-nodotprod' is not known");
     CHECK(mend_cpu_simd_level() == start);
     if (have < MEND_SIMD_AVX512) {
         CHECK_ERR(mend_set_isa("avx512"), MEND_EUNSUPPORTED, "not available on this CPU");
         CHECK(mend_cpu_simd_level() == start);
     }
+#endif
     for (int l = MEND_SIMD_SCALAR; l <= have; l++) {
         CHECK_OK(mend_set_isa(mend_simd_level_name(l)));
         CHECK(mend_cpu_simd_level() == l && mend_cpu_max_level() == l && mend_cpu_detected_level() == have);
         CHECK(strcmp(mend_isa(), mend_simd_level_name(l)) == 0);
         CHECK(strncmp(mend_isa_describe(), mend_isa(), strlen(mend_isa())) == 0);
-        CHECK(mend_cpu_has_avx2() == (l >= MEND_SIMD_AVX2) && mend_cpu_has_avx512() == (l >= MEND_SIMD_AVX512));
+        CHECK(has_first_level() == (l >= MEND_SIMD_AVX2) && mend_cpu_has_avx512() == (l >= MEND_SIMD_AVX512));
         if (l < MEND_SIMD_AVX512) CHECK(!mend_cpu_has_avx512_vnni() && !mend_cpu_has_avx512_bf16());
         if (l < MEND_SIMD_AVX2) CHECK(!mend_cpu_has_avx_vnni());
         mend_cpu_force_scalar(1);
@@ -173,6 +207,25 @@ static void test_isa_cap(void) {
         mend_cpu_force_scalar(0);
         CHECK(mend_cpu_simd_level() == l);
     }
+#if defined(__aarch64__)
+    if (have >= MEND_SIMD_NEON) {
+        CHECK_OK(mend_set_isa("neon"));
+        const int dp = mend_cpu_has_neon_dotprod();
+        CHECK_OK(mend_set_isa("neon-nodotprod"));
+        CHECK(mend_cpu_simd_level() == MEND_SIMD_NEON && mend_cpu_has_neon() && !mend_cpu_has_neon_dotprod());
+        CHECK(strcmp(mend_isa(), "neon") == 0 && strcmp(mend_isa_describe(), "neon") == 0);
+        if (dp) {
+            CHECK_OK(mend_set_isa("neon-dotprod"));
+            CHECK(mend_cpu_has_neon_dotprod() && strcmp(mend_isa_describe(), "neon (dotprod)") == 0);
+        } else {
+            CHECK_ERR(mend_set_isa("neon-dotprod"), MEND_EUNSUPPORTED, "without the dot-product extension");
+            CHECK(!mend_cpu_has_neon_dotprod());
+        }
+        CHECK_OK(mend_set_isa("neon"));
+        CHECK(mend_cpu_has_neon_dotprod() == dp);
+        printf("isa: dotprod %s at the neon level\n", dp ? "present" : "absent");
+    }
+#else
     if (have >= MEND_SIMD_AVX2) {
         CHECK_OK(mend_set_isa("avx2"));
         const int vnni = mend_cpu_has_avx_vnni();
@@ -183,9 +236,10 @@ static void test_isa_cap(void) {
         CHECK(mend_cpu_has_avx_vnni() == vnni);
         printf("isa: avx-vnni %s at the avx2 level\n", vnni ? "present" : "absent");
     }
+#endif
     CHECK_OK(mend_set_isa(NULL));
     CHECK(mend_cpu_simd_level() == have && strcmp(mend_isa_describe(), "") != 0);
-    CHECK_OK(mend_set_isa(start_name));
+    CHECK_OK(mend_set_isa(getenv("MEND_ISA")));   /* back to the level the test was run at */
     CHECK(mend_cpu_simd_level() == start);
 }
 
@@ -654,20 +708,31 @@ static void test_roundtrip(void) {
 typedef void (*deq_raw)(const void *x, float *y, int64_t k);
 #define DWRAP(t, blk) static void dw_##t(const void *x, float *y, int64_t k) { dequantize_row_##t((const blk *)x, y, k); }
 DWRAP(f16_ref, mend_half) DWRAP(bf16_ref, uint16_t) DWRAP(q4_0_ref, block_q4_0) DWRAP(q4_1_ref, block_q4_1) DWRAP(q8_0_ref, block_q8_0)
+#if defined(__aarch64__)
+/* one SIMD column (NEON); the second never runs */
+DWRAP(f16_neon, mend_half) DWRAP(bf16_neon, uint16_t) DWRAP(q4_0_neon, block_q4_0) DWRAP(q4_1_neon, block_q4_1) DWRAP(q8_0_neon, block_q8_0)
+#define SIMD_A(t) dw_##t##_neon
+#define SIMD_B(t) NULL
+static const char *const simd_names[2] = {"neon", ""};
+#else
 DWRAP(f16_avx2, mend_half) DWRAP(bf16_avx2, uint16_t) DWRAP(q4_0_avx2, block_q4_0) DWRAP(q4_1_avx2, block_q4_1) DWRAP(q8_0_avx2, block_q8_0)
 DWRAP(f16_avx512, mend_half) DWRAP(bf16_avx512, uint16_t) DWRAP(q4_0_avx512, block_q4_0) DWRAP(q4_1_avx512, block_q4_1) DWRAP(q8_0_avx512, block_q8_0)
+#define SIMD_A(t) dw_##t##_avx2
+#define SIMD_B(t) dw_##t##_avx512
+static const char *const simd_names[2] = {"avx2", "avx512"};
+#endif
 
 static void test_simd(void) {
     const struct { uint32_t type; const char *name; deq_raw ref, avx2, avx512; int half_at[2]; } k[] = {
-        {MEND_TYPE_F16, "f16", dw_f16_ref, dw_f16_avx2, dw_f16_avx512, {-1, -1}},
-        {MEND_TYPE_BF16, "bf16", dw_bf16_ref, dw_bf16_avx2, dw_bf16_avx512, {-1, -1}},
-        {MEND_TYPE_Q4_0, "q4_0", dw_q4_0_ref, dw_q4_0_avx2, dw_q4_0_avx512, {0, -1}},
-        {MEND_TYPE_Q4_1, "q4_1", dw_q4_1_ref, dw_q4_1_avx2, dw_q4_1_avx512, {0, 2}},
-        {MEND_TYPE_Q8_0, "q8_0", dw_q8_0_ref, dw_q8_0_avx2, dw_q8_0_avx512, {0, -1}},
+        {MEND_TYPE_F16, "f16", dw_f16_ref, SIMD_A(f16), SIMD_B(f16), {-1, -1}},
+        {MEND_TYPE_BF16, "bf16", dw_bf16_ref, SIMD_A(bf16), SIMD_B(bf16), {-1, -1}},
+        {MEND_TYPE_Q4_0, "q4_0", dw_q4_0_ref, SIMD_A(q4_0), SIMD_B(q4_0), {0, -1}},
+        {MEND_TYPE_Q4_1, "q4_1", dw_q4_1_ref, SIMD_A(q4_1), SIMD_B(q4_1), {0, 2}},
+        {MEND_TYPE_Q8_0, "q8_0", dw_q8_0_ref, SIMD_A(q8_0), SIMD_B(q8_0), {0, -1}},
     };
-    const int has2 = mend_cpu_has_avx2(), has512 = mend_cpu_has_avx512();
-    if (!has2) printf("note: no AVX2 on this CPU, SIMD kernels not compared\n");
-    if (has2 && !has512) printf("note: no AVX-512 on this CPU, AVX-512 kernels not compared\n");
+    const int has2 = has_first_level(), has512 = mend_cpu_has_avx512();
+    if (!has2) printf("note: no %s on this CPU, SIMD kernels not compared\n", simd_names[0]);
+    if (has2 && !has512 && k[0].avx512) printf("note: no AVX-512 on this CPU, AVX-512 kernels not compared\n");
     const int64_t lens[] = {32, 64, 96, 544, 4096};
     for (size_t t = 0; t < sizeof k / sizeof k[0]; t++) {
         const mend_type_traits *tr = mend_type_get(k[t].type);
@@ -690,12 +755,12 @@ static void test_simd(void) {
             char what[96];
             if (has2) {
                 k[t].avx2(src, b, n);
-                snprintf(what, sizeof what, "%s avx2 vs ref (n=%lld)", k[t].name, (long long)n);
+                snprintf(what, sizeof what, "%s %s vs ref (n=%lld)", k[t].name, simd_names[0], (long long)n);
                 check_same(what, b, a, n);
             }
             if (has512) {
                 k[t].avx512(src, b, n);
-                snprintf(what, sizeof what, "%s avx512 vs ref (n=%lld)", k[t].name, (long long)n);
+                snprintf(what, sizeof what, "%s %s vs ref (n=%lld)", k[t].name, simd_names[1], (long long)n);
                 check_same(what, b, a, n);
             }
             /* the dispatcher on a misaligned copy (bounced through an aligned buffer) */
