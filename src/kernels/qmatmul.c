@@ -1,7 +1,7 @@
 /* Matrix products on packed ggml blocks (see qmatmul.h): the scalar
  * activation quantizers and dot products (the _ref twins of
- * qmatmul_avx2.c / qmatmul_avx512.c), the run-time kernel choice, and the
- * threaded matmul driver. */
+ * qmatmul_avx2.c / qmatmul_avx512.c / qmatmul_neon.c), the run-time kernel
+ * choice, and the threaded matmul driver. */
 #include "kernels/qmatmul.h"
 
 #include <math.h>
@@ -195,15 +195,6 @@ float vec_dot_q2_K_q8_K_ref(int64_t n, const void *vw, const void *va) {
     return sum;
 }
 
-/* the 16 six-bit q3_K scales, minus 32 (layout in quants.c) */
-static void q3k_scales(const uint8_t *sb, int8_t *sc) {
-    for (int s = 0; s < 16; s++) {
-        const int lo = (sb[s % 8] >> (4 * (s / 8))) & 0x0F;
-        const int hi = (sb[8 + s % 4] >> (2 * (s / 4))) & 3;
-        sc[s] = (int8_t)((lo | hi << 4) - 32);
-    }
-}
-
 /* q3_K: q = 2 low bits (as q2_K) minus 4 when bit (4h + g) of hmask[l] is
  * clear. dot = da*d * sum_s sc_s sum_{j in s} q_j a_j */
 float vec_dot_q3_K_q8_K_ref(int64_t n, const void *vw, const void *va) {
@@ -212,7 +203,7 @@ float vec_dot_q3_K_q8_K_ref(int64_t n, const void *vw, const void *va) {
     float sum = 0.0f;
     for (int64_t b = 0; b < n / QK_K; b++) {
         int8_t sc[16];
-        q3k_scales(w[b].scales, sc);
+        mend_q3k_scales(w[b].scales, sc);
         int isum = 0, is = 0;
         const int8_t *qa = a[b].qs;
         for (int h = 0; h < 2; h++) {
@@ -235,16 +226,6 @@ float vec_dot_q3_K_q8_K_ref(int64_t n, const void *vw, const void *va) {
     return sum;
 }
 
-/* the 8 six-bit scales and mins of q4_K / q5_K (layout in quants.c) */
-static void k4_scales(const uint8_t *q, uint8_t *sc, uint8_t *mn) {
-    for (int j = 0; j < 4; j++) {
-        sc[j] = q[j] & 63;
-        mn[j] = q[j + 4] & 63;
-        sc[j + 4] = (uint8_t)((q[j + 8] & 0x0F) | (q[j] >> 6) << 4);
-        mn[j + 4] = (uint8_t)((q[j + 8] >> 4) | (q[j + 4] >> 6) << 4);
-    }
-}
-
 /* q4_K: 8 sub-blocks of 32; chunk j of 64 weights uses qs[32j .. 32j+31],
  * low nibbles for sub-block 2j, high for 2j+1.
  * dot = da*d * sum_s sc_s sum q a - da*dmin * sum_s mn_s (bsums_2s + bsums_2s+1) */
@@ -254,7 +235,7 @@ float vec_dot_q4_K_q8_K_ref(int64_t n, const void *vw, const void *va) {
     float sum = 0.0f;
     for (int64_t b = 0; b < n / QK_K; b++) {
         uint8_t sc[8], mn[8];
-        k4_scales(w[b].scales, sc, mn);
+        mend_k4_scales(w[b].scales, sc, mn);
         int summs = 0;
         for (int s = 0; s < 8; s++) summs += mn[s] * (a[b].bsums[2 * s] + a[b].bsums[2 * s + 1]);
         int isum = 0;
@@ -281,7 +262,7 @@ float vec_dot_q5_K_q8_K_ref(int64_t n, const void *vw, const void *va) {
     float sum = 0.0f;
     for (int64_t b = 0; b < n / QK_K; b++) {
         uint8_t sc[8], mn[8];
-        k4_scales(w[b].scales, sc, mn);
+        mend_k4_scales(w[b].scales, sc, mn);
         int summs = 0;
         for (int s = 0; s < 8; s++) summs += mn[s] * (a[b].bsums[2 * s] + a[b].bsums[2 * s + 1]);
         int isum = 0;
@@ -369,6 +350,9 @@ typedef struct kentry {
     mend_vec_dotw4_fn dotw4_avx2, dotw4_avx512;
     mend_vec_dot24_fn dot24_avx2, dot24_avx512;
 #endif
+#ifdef MEND_QMATMUL_HAVE_NEON
+    mend_vec_dot_fn dot_neon, dot_neon_dot;   /* plain NEON, dot-product extension */
+#endif
 } kentry;
 
 #ifdef MEND_QMATMUL_HAVE_SIMD
@@ -391,6 +375,12 @@ typedef struct kentry {
 #define KEK(w, name) \
     {MEND_TYPE_##w, MEND_TYPE_Q8_K, vec_dot_##name##_ref, vec_dot_##name##_avx2, vec_dot_##name##_avx512, 0, \
      NULL, vec_dot4_##name##_avx512, NULL, NULL, NULL, NULL}
+#elif defined(MEND_QMATMUL_HAVE_NEON)
+#define KE(w, a, name, vnni) \
+    {MEND_TYPE_##w, MEND_TYPE_##a, vec_dot_##name##_ref, vec_dot_##name##_neon, vec_dot_##name##_neon_dot}
+#define KE32(w, a, name, vnni) KE(w, a, name, vnni)
+#define KEK(w, name) KE(w, Q8_K, name, 0)
+#define KEF(w, name) KE(w, F32, name, 0)
 #else
 #define KE(w, a, name, vnni) {MEND_TYPE_##w, MEND_TYPE_##a, vec_dot_##name##_ref}
 #define KE32(w, a, name, vnni) KE(w, a, name, vnni)
@@ -435,6 +425,16 @@ static mend_quantize_act_fn pick_quant(uint32_t atype, int level) {
         }
     }
 #endif
+#ifdef MEND_QMATMUL_HAVE_NEON
+    if (level >= MEND_SIMD_NEON) {
+        switch (atype) {
+        case MEND_TYPE_Q8_0: return quantize_act_q8_0_neon;
+        case MEND_TYPE_Q8_1: return quantize_act_q8_1_neon;
+        case MEND_TYPE_Q8_K: return quantize_act_q8_K_neon;
+        default: return NULL;
+        }
+    }
+#endif
     switch (atype) {
     case MEND_TYPE_Q8_0: return quantize_act_q8_0_ref;
     case MEND_TYPE_Q8_1: return quantize_act_q8_1_ref;
@@ -473,6 +473,14 @@ int mend_qdot_kernel_get(uint32_t wtype, int level, mend_qdot_kernel *k) {
         k->dotw4 = e->dotw4_avx2;
         k->dot24 = e->dot24_avx2;
         k->level = MEND_SIMD_AVX2;
+    }
+#endif
+#ifdef MEND_QMATMUL_HAVE_NEON
+    if (level >= MEND_SIMD_NEON) {
+        const int sdot = mend_cpu_has_neon_dotprod();
+        k->dot = sdot ? e->dot_neon_dot : e->dot_neon;
+        k->level = MEND_SIMD_NEON;
+        k->sdot = sdot && e->atype != MEND_TYPE_F32;
     }
 #endif
     k->quantize = pick_quant(e->atype, level);

@@ -14,10 +14,11 @@
  *   q6_K                   q8_K        da*d * (sumi(sc*qw, qa) - 32 * sumi(sc, bsums))
  *   f16 f32                f32         plain float dot product
  *
- * Every SIMD kernel (qmatmul_avx2.c, qmatmul_avx512.c) has a scalar _ref twin
- * computing the same integer sums; only the order of the float operations
- * around them differs. Activation quantizers give the same bytes at every
- * level. The AVX-512 level uses VNNI (vpdpbusd) for the 32-block dots; on an
+ * Every SIMD kernel (qmatmul_avx2.c, qmatmul_avx512.c, qmatmul_neon.c) has a
+ * scalar _ref twin computing the same integer sums; only the order of the
+ * float operations around them differs (the NEON quantized dots keep the
+ * _ref order too, so they give its bits). Activation quantizers give the
+ * same bytes at every level. The AVX-512 level uses VNNI (vpdpbusd) for the 32-block dots; on an
  * AVX-512 CPU without VNNI those run the AVX2 kernels. Some K-quant kernels
  * take constant offsets (q3_K's -4, q6_K's -32) through the q8_K block sums,
  * so they rely on bsums matching qs, as the q8_K quantizer guarantees.
@@ -60,6 +61,25 @@ typedef void (*mend_quantize_act_fn)(const float *x, void *y, int64_t n);
 void quantize_act_q8_0_ref(const float *x, void *y, int64_t n);
 void quantize_act_q8_1_ref(const float *x, void *y, int64_t n);
 void quantize_act_q8_K_ref(const float *x, void *y, int64_t n);
+
+/* ---- K-quant scales, unpacked (layouts in quants.c) ------------------------ */
+/* the 16 six-bit q3_K scales, minus 32 */
+static inline void mend_q3k_scales(const uint8_t *sb, int8_t *sc) {
+    for (int s = 0; s < 16; s++) {
+        const int lo = (sb[s % 8] >> (4 * (s / 8))) & 0x0F;
+        const int hi = (sb[8 + s % 4] >> (2 * (s / 4))) & 3;
+        sc[s] = (int8_t)((lo | hi << 4) - 32);
+    }
+}
+/* the 8 six-bit scales and mins of q4_K / q5_K */
+static inline void mend_k4_scales(const uint8_t *q, uint8_t *sc, uint8_t *mn) {
+    for (int j = 0; j < 4; j++) {
+        sc[j] = q[j] & 63;
+        mn[j] = q[j + 4] & 63;
+        sc[j + 4] = (uint8_t)((q[j + 8] & 0x0F) | (q[j] >> 6) << 4);
+        mn[j + 4] = (uint8_t)((q[j + 8] >> 4) | (q[j + 4] >> 6) << 4);
+    }
+}
 
 /* ---- dot products (scalar references) ------------------------------------ */
 float vec_dot_q4_0_q8_0_ref(int64_t n, const void *w, const void *a);
@@ -162,6 +182,31 @@ void vec_dot4_q5_K_q8_K_avx512(int64_t n, const void *w, const void *a, size_t a
 void vec_dot4_q6_K_q8_K_avx512(int64_t n, const void *w, const void *a, size_t astride, float *s);
 #endif
 
+/* ---- NEON twins (AArch64; qmatmul_neon.c): every dot twice, _neon on plain
+ * NEON and _neon_dot on the dot-product extension (SDOT, call only when
+ * cpu.h reports it); the quantized ones give their _ref twin's bits ---- */
+#if defined(__aarch64__) && defined(__ARM_NEON) && !defined(MEND_NO_SIMD)
+#define MEND_QMATMUL_HAVE_NEON 1
+void quantize_act_q8_0_neon(const float *x, void *y, int64_t n);
+void quantize_act_q8_1_neon(const float *x, void *y, int64_t n);
+void quantize_act_q8_K_neon(const float *x, void *y, int64_t n);
+#define MEND_QMATMUL_NEON_DOTS(v)                                         \
+    float vec_dot_q4_0_q8_0_##v(int64_t n, const void *w, const void *a); \
+    float vec_dot_q4_1_q8_1_##v(int64_t n, const void *w, const void *a); \
+    float vec_dot_q5_0_q8_0_##v(int64_t n, const void *w, const void *a); \
+    float vec_dot_q5_1_q8_1_##v(int64_t n, const void *w, const void *a); \
+    float vec_dot_q8_0_q8_0_##v(int64_t n, const void *w, const void *a); \
+    float vec_dot_q2_K_q8_K_##v(int64_t n, const void *w, const void *a); \
+    float vec_dot_q3_K_q8_K_##v(int64_t n, const void *w, const void *a); \
+    float vec_dot_q4_K_q8_K_##v(int64_t n, const void *w, const void *a); \
+    float vec_dot_q5_K_q8_K_##v(int64_t n, const void *w, const void *a); \
+    float vec_dot_q6_K_q8_K_##v(int64_t n, const void *w, const void *a); \
+    float vec_dot_f16_f32_##v(int64_t n, const void *w, const void *a);   \
+    float vec_dot_f32_f32_##v(int64_t n, const void *w, const void *a);
+MEND_QMATMUL_NEON_DOTS(neon)
+MEND_QMATMUL_NEON_DOTS(neon_dot)
+#endif
+
 /* ---- dispatcher ----------------------------------------------------------- */
 
 /* The activation type paired with a weight type (MEND_TYPE_Q8_0, _Q8_1,
@@ -172,6 +217,7 @@ typedef struct mend_qdot_kernel {
     uint32_t wtype, atype;
     int level;                      /* enum mend_simd_level actually used */
     int vnni;                       /* 1: the integer dot uses vpdpbusd */
+    int sdot;                       /* 1: the integer dot uses SDOT (AArch64 dotprod) */
     mend_quantize_act_fn quantize;  /* NULL for f32 activations (used as is) */
     mend_vec_dot_fn dot;
     mend_vec_dot4_fn dot4;          /* tiles; each may be NULL at a level */

@@ -4,7 +4,8 @@
  *  - dot products: with unit scales every result is an exact integer, so
  *    _ref and SIMD must equal sum(dequant(w) * dequant(a)) computed here in
  *    double from quants.c's dequantizers; with random scales SIMD is within
- *    1e-5 of _ref relative to sum |w a|;
+ *    1e-5 of _ref relative to sum |w a| (on AArch64 the quantized NEON dots,
+ *    plain and SDOT, must give the _ref bits);
  *  - mend_qmatmul for every type and odd shapes against a double reference
  *    from dequantized W and dequantized activations (1e-4 relative to
  *    sum |w a|), and against f32 math on the unquantized x within the
@@ -356,6 +357,17 @@ static void test_dot_random(void) {
                     CHECK_OK(mend_qdot_kernel_get(t, levels[li], &k));
                     for (int i = 0; i < 4; i++)
                         for (int q = 0; q < 4; q++) NEAR(k.dot(n, (const uint8_t *)w + i * wrow, a + q * arow), i, q, "dot");
+#if defined(__aarch64__)
+                    /* NEON (plain and SDOT): the _ref float steps in the _ref order, so its bits */
+                    if (!is_f)
+                        for (int i = 0; i < 4; i++)
+                            for (int q = 0; q < 4; q++) {
+                                const float got = k.dot(n, (const uint8_t *)w + i * wrow, a + q * arow);
+                                CHECK_MSG(got == (float)ref[i][q], "%s %s%s n=%lld [%d][%d]: %.9g, _ref %.9g",
+                                          mend_type_name(t), mend_simd_level_name(k.level), k.sdot ? " (sdot)" : "",
+                                          (long long)n, i, q, (double)got, ref[i][q]);
+                            }
+#endif
                     float s[8];
                     if (k.dot4) {
                         k.dot4(n, (const uint8_t *)w + 3 * wrow, a, arow, s);
@@ -510,7 +522,7 @@ int main(void) {
     init_levels();
     printf("SIMD levels:");
     for (int i = 0; i < n_levels; i++) printf(" %s", mend_simd_level_name(levels[i]));
-    printf("%s\n", mend_cpu_has_avx512_vnni() ? " (+vnni)" : "");
+    printf("%s%s\n", mend_cpu_has_avx512_vnni() ? " (+vnni)" : "", mend_cpu_has_neon_dotprod() ? " (+dotprod)" : "");
     test_quantizers();
     test_dot_exact();
     test_dot_random();
