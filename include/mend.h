@@ -98,7 +98,8 @@ typedef struct mend_load_opts {
     int no_repack;      /* with keep_packed: 1 skips the interleaved copy of
                            the q4_0 / q4_1 / q5_0 / q2_K layer matrices that batched
                            products run on (same size as the q4_0 / q4_1 data, about
-                           1.9x the q2_K data); made on CPUs with AVX2 or wider */
+                           1.9x the q2_K data); made on CPUs with AVX2 or wider,
+                           and on ARM64 (NEON) */
 } mend_load_opts;
 
 /* Load a GGUF file or a Hugging Face directory (config.json, *.safetensors,

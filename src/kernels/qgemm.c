@@ -1,7 +1,6 @@
 /* Batched products on repacked weights (see qgemm.h): the repacking, the
- * activation layout, the scalar _ref kernels (twins of qgemm_avx512.c and
- * qgemm_avx2.c) and
- * the threaded driver. */
+ * activation layout, the scalar _ref kernels (twins of qgemm_avx512.c,
+ * qgemm_avx2.c and qgemm_neon.c) and the threaded driver. */
 #include "kernels/qgemm.h"
 
 #include <math.h>
@@ -28,6 +27,8 @@ int mend_qgemm_supported(uint32_t wtype, int64_t rows, int64_t cols) {
 int mend_qgemm_available(void) {
 #ifdef MEND_QGEMM_HAVE_SIMD
     return mend_cpu_has_avx2();
+#elif defined(MEND_QGEMM_HAVE_NEON)
+    return mend_cpu_has_neon();
 #else
     return 0;
 #endif
@@ -278,7 +279,7 @@ void mend_qgemm_release_scratch(void) {
 }
 
 /* The kernel for wtype at level: AVX-512 VNNI, AVX2 with AVX-VNNI, plain
- * AVX2, or the scalar twin. */
+ * AVX2, NEON with or without the dot product, or the scalar twin. */
 static mend_qgemm_tile_fn pick_tile(uint32_t wtype, int level) {
     const int k = wtype == MEND_TYPE_Q4_0 ? 0 : wtype == MEND_TYPE_Q4_1 ? 1 : wtype == MEND_TYPE_Q5_0 ? 2 : 3;
     static const mend_qgemm_tile_fn ref[4] = {qgemm_q4_0_ref, qgemm_q4_1_ref, qgemm_q5_0_ref, qgemm_q2_K_ref};
@@ -291,6 +292,13 @@ static mend_qgemm_tile_fn pick_tile(uint32_t wtype, int level) {
     if (level >= MEND_SIMD_AVX512 && mend_cpu_has_avx512_vnni()) return avx512[k];
     if (level >= MEND_SIMD_AVX2 && mend_cpu_has_avx_vnni()) return avxvnni[k];
     if (level >= MEND_SIMD_AVX2 && mend_cpu_has_avx2()) return avx2[k];
+#endif
+#ifdef MEND_QGEMM_HAVE_NEON
+    static const mend_qgemm_tile_fn neon_dot[4] = {qgemm_q4_0_neon_dot, qgemm_q4_1_neon_dot, qgemm_q5_0_neon_dot,
+                                                   qgemm_q2_K_neon_dot};
+    static const mend_qgemm_tile_fn neon[4] = {qgemm_q4_0_neon, qgemm_q4_1_neon, qgemm_q5_0_neon, qgemm_q2_K_neon};
+    if (level >= MEND_SIMD_NEON && mend_cpu_has_neon_dotprod()) return neon_dot[k];
+    if (level >= MEND_SIMD_NEON && mend_cpu_has_neon()) return neon[k];
 #endif
     return ref[k];
 }

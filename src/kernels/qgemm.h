@@ -55,9 +55,13 @@
  * x86-64 with AVX-512 VNNI runs 16 rows per zmm register (qgemm_avx512.c);
  * with AVX2 only, each half of a group (8 rows) fills a ymm register and the
  * byte products go through vpmaddubsw, or vpdpbusd where the CPU has AVX-VNNI
- * (qgemm_avx2.c), on the same layouts. Elsewhere mend_qgemm_available()
- * answers 0 and callers keep the plain layout (the _ref twins still run
- * anywhere, for tests). */
+ * (qgemm_avx2.c), on the same layouts. On AArch64 a 128-bit register holds
+ * 4 rows of a part, and SDOT (the dot-product extension; SMULL and
+ * pairwise adds without it) against 4 activation bytes broadcast to every
+ * lane plays vpdpbusd's role (qgemm_neon.c; q4_0's nibbles and q2_K's
+ * q * scale are small enough to be the signed operand). Elsewhere
+ * mend_qgemm_available() answers 0 and callers keep the plain layout (the
+ * _ref twins still run anywhere, for tests). */
 #ifndef MEND_QGEMM_H
 #define MEND_QGEMM_H
 
@@ -71,7 +75,7 @@
  * cols % 32, q2_K with cols % 256, rows % 16 == 0 for all. */
 int mend_qgemm_supported(uint32_t wtype, int64_t rows, int64_t cols);
 /* Non-zero when the CPU runs the SIMD kernels (AVX-512 F/BW/VL + VNNI, or
- * AVX2 + FMA + F16C), so repacking pays. */
+ * AVX2 + FMA + F16C, or NEON), so repacking pays. */
 int mend_qgemm_available(void);
 /* Bytes of the repacked form (0 if unsupported or on overflow). */
 size_t mend_qgemm_packed_size(uint32_t wtype, int64_t rows, int64_t cols);
@@ -115,6 +119,11 @@ QGEMM_KERNELS(ref)   /* scalar twins (qgemm.c) */
 QGEMM_KERNELS(avx512)    /* AVX-512 F/BW/VL + VNNI (qgemm_avx512.c) */
 QGEMM_KERNELS(avx2)      /* AVX2 + FMA + F16C (qgemm_avx2.c) */
 QGEMM_KERNELS(avxvnni)   /* the same with AVX-VNNI */
+#endif
+#if defined(__aarch64__) && defined(__ARM_NEON) && !defined(MEND_NO_SIMD)
+#define MEND_QGEMM_HAVE_NEON 1
+QGEMM_KERNELS(neon)       /* NEON (qgemm_neon.c) */
+QGEMM_KERNELS(neon_dot)   /* the same with the dot-product extension (SDOT) */
 #endif
 
 /* Quantize one activation row x (cols) into the kernel layout at level. */

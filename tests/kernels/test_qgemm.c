@@ -2,7 +2,8 @@
  *  - the SIMD kernels give the same floats, bit for bit, as their _ref twins
  *    (same integer sums, same fused steps in the same order), for every
  *    batch size 1..19 (full tiles and every remainder) and thread count, on
- *    every variant the CPU has: AVX2 without and with AVX-VNNI, AVX-512 VNNI;
+ *    every variant the CPU has: AVX2 without and with AVX-VNNI, AVX-512 VNNI
+ *    (x86-64), NEON without and with the dot product (AArch64);
  *  - both match a double reference computed from the dequantized weights and
  *    the dequantized activations (the same q8_0 / q8_1 / q8_K quantization as
  *    mend_qmatmul) within 1e-5 relative to sum |w a|, and mend_qmatmul on the
@@ -105,27 +106,44 @@ static void reference(uint32_t t, const void *w, int64_t rows, int64_t cols, con
     free(aq);
 }
 
-/* The kernel variants this CPU has, each forced in turn: plain AVX2, AVX2
- * with AVX-VNNI, AVX-512 VNNI (all capped by the level the test started at,
- * MEND_ISA included). variant_set(N_VARIANTS) restores the start. */
+/* The kernel variants this CPU has, each forced in turn (all capped by
+ * what the test started with, MEND_ISA included): on x86-64 plain AVX2, AVX2
+ * with AVX-VNNI, AVX-512 VNNI; on AArch64 NEON without and with the dot
+ * product. variant_set(N_VARIANTS) restores the start. */
+#if defined(__aarch64__)
+enum { V_NEON, V_NEON_DOT, N_VARIANTS };
+static const char *const variant_name[] = {"neon without dotprod", "neon with dotprod"};
+#else
 enum { V_AVX2, V_AVXVNNI, V_AVX512, N_VARIANTS };
 static const char *const variant_name[] = {"avx2 without avx-vnni", "avx2 with avx-vnni", "avx512"};
-static int start_level = -1;
+#endif
+static int start_level = -1, start_dotprod;
 static int variant_tested[N_VARIANTS];
 
 static int variant_set(int v) {
-    if (start_level < 0) start_level = mend_cpu_max_level();
+    if (start_level < 0) {
+        start_level = mend_cpu_max_level();
+        start_dotprod = mend_cpu_has_neon_dotprod();
+    }
     mend_cpu_disable_avx_vnni(0);
+    mend_cpu_disable_dotprod(0);
     if (v == N_VARIANTS) {
-        mend_cpu_set_max_level(start_level);
+        mend_set_isa(getenv("MEND_ISA"));   /* the level and extensions the test was run with */
         return 1;
     }
+#if defined(__aarch64__)
+    if (MEND_SIMD_NEON > start_level || (v == V_NEON_DOT && !start_dotprod)) return 0;
+    mend_cpu_set_max_level(MEND_SIMD_NEON);
+    if (v == V_NEON) mend_cpu_disable_dotprod(1);
+    const int ok = v == V_NEON ? mend_cpu_has_neon() : mend_cpu_has_neon_dotprod();
+#else
     const int level = v == V_AVX512 ? MEND_SIMD_AVX512 : MEND_SIMD_AVX2;
     if (level > start_level) return 0;
     mend_cpu_set_max_level(level);
     if (v == V_AVX2) mend_cpu_disable_avx_vnni(1);
     const int ok = v == V_AVX2 ? mend_cpu_has_avx2()
                  : v == V_AVXVNNI ? mend_cpu_has_avx_vnni() : mend_cpu_has_avx512_vnni();
+#endif
     variant_tested[v] |= ok;
     return ok;
 }
