@@ -8,7 +8,9 @@
 # committed seeds and crash reproducers, then runs a fixed number of
 # executions from a fixed seed; MEND_FUZZ_SEED picks another seed,
 # MEND_FUZZ=0 skips the stage).
-# Between the instruction-set passes and the sanitizers, the Python package:
+# After the instruction-set passes, the ARM64 stage (scripts/test_arm64.sh:
+# cross-compiled, the kernel tests under qemu-user at every ARM level;
+# MEND_ARM64=0 skips it). Then the Python package:
 # scripts/python_test.sh installs ./python (pip, which builds libmend.so) into
 # a venv over the peer venv of scripts/pyenv.sh (created on first use: torch
 # and transformers, the references of python/tests) and runs pytest;
@@ -38,6 +40,15 @@ for isa in $(printf '%s\n' "$isa_levels" | tac); do
     fi
     MEND_ISA=$isa ctest --test-dir build "${labels[@]}" ${skip[@]+"${skip[@]}"} -j2 --output-on-failure
 done
+
+# ARM64: the kernels cross-compiled for AArch64 and their tests run under
+# qemu-user at every ARM level (neon + dotprod, neon, scalar; detection on a
+# CPU with and one without the dot product). A few minutes; MEND_ARM64=0
+# skips it.
+if [ "${MEND_ARM64:-1}" != 0 ]; then
+    echo "== ARM64 kernels (scripts/test_arm64.sh)"
+    scripts/test_arm64.sh
+fi
 
 if [ "${MEND_PYTHON:-1}" != 0 ]; then
     echo "== the Python package (python/)"

@@ -1,7 +1,7 @@
 # CLI tests run the built `mend` binary; its path is compiled in.
 function(mend_cli_test name label timeout)
   mend_test(${name} ${CMAKE_CURRENT_FUNCTION_LIST_DIR}/${name}.c LABELS ${label} TIMEOUT ${timeout})
-  target_compile_definitions(${name} PRIVATE MEND_BIN="$<TARGET_FILE:mend>")
+  target_compile_definitions(${name} PRIVATE MEND_BIN="${MEND_TEST_BIN}")
   target_link_libraries(${name} PRIVATE jansson)
   add_dependencies(${name} mend)
 endfunction()

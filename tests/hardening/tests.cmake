@@ -19,10 +19,10 @@ endforeach()
 
 # SIGKILL at random points, resume, compare with an uninterrupted run
 mend_test(test_kill_resume ${CMAKE_CURRENT_LIST_DIR}/test_kill_resume.c LABELS unit TIMEOUT 900)
-target_compile_definitions(test_kill_resume PRIVATE MEND_BIN="$<TARGET_FILE:mend>")
+target_compile_definitions(test_kill_resume PRIVATE MEND_BIN="${MEND_TEST_BIN}")
 add_dependencies(test_kill_resume mend)
 
 # mend info --check reports NaN / Inf weights
 mend_test(test_info_check ${CMAKE_CURRENT_LIST_DIR}/test_info_check.c LABELS unit TIMEOUT 120)
-target_compile_definitions(test_info_check PRIVATE MEND_BIN="$<TARGET_FILE:mend>")
+target_compile_definitions(test_info_check PRIVATE MEND_BIN="${MEND_TEST_BIN}")
 add_dependencies(test_info_check mend)

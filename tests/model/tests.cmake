@@ -7,5 +7,5 @@ mend_test(test_model_logits ${CMAKE_CURRENT_LIST_DIR}/test_model_logits.c LABELS
 mend_test(test_model_cache ${CMAKE_CURRENT_LIST_DIR}/test_model_cache.c LABELS model TIMEOUT 600)
 mend_test(test_fingerprint ${CMAKE_CURRENT_LIST_DIR}/test_fingerprint.c LABELS unit TIMEOUT 60)
 mend_test(test_families ${CMAKE_CURRENT_LIST_DIR}/test_families.c LABELS unit TIMEOUT 600)
-target_compile_definitions(test_families PRIVATE MEND_BIN="$<TARGET_FILE:mend>")
+target_compile_definitions(test_families PRIVATE MEND_BIN="${MEND_TEST_BIN}")
 add_dependencies(test_families mend)
