@@ -62,17 +62,21 @@ static inline int test_finish(void) {
     return t_fail ? 1 : 0;
 }
 
-/* Path of the default model, or NULL (test skipped) when absent. */
-static inline const char *test_default_model(void) {
+/* $MEND_HOME/models/NAME (else ~/.cache/mend/models/NAME) when it exists,
+ * else NULL. */
+static inline const char *test_model_file(const char *name) {
     static char buf[4096];
     const char *home = getenv("MEND_HOME");
-    if (home && *home) snprintf(buf, sizeof buf, "%s/models/SmolLM2-135M-Instruct.Q4_1.gguf", home);
-    else snprintf(buf, sizeof buf, "%s/.cache/mend/models/SmolLM2-135M-Instruct.Q4_1.gguf", getenv("HOME") ? getenv("HOME") : "/root");
+    if (home && *home) snprintf(buf, sizeof buf, "%s/models/%s", home, name);
+    else snprintf(buf, sizeof buf, "%s/.cache/mend/models/%s", getenv("HOME") ? getenv("HOME") : "/root", name);
     FILE *f = fopen(buf, "rb");
     if (!f) return NULL;
     fclose(f);
     return buf;
 }
+
+/* Path of the default model, or NULL (test skipped) when absent. */
+static inline const char *test_default_model(void) { return test_model_file("SmolLM2-135M-Instruct.Q4_1.gguf"); }
 
 /* The python of the peer venv that scripts/pyenv.sh makes ($MEND_PYENV, else
  * $MEND_HOME/pyenv, else ~/.cache/mend/pyenv); it may not exist. */

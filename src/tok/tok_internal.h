@@ -78,7 +78,10 @@ struct mend_tokenizer {
     /* special tokens matched in raw text, longest text first */
     int32_t *specials;
     int n_specials;
-    uint8_t special_first[256];   /* first bytes of any special text */
+    /* the ranks (indices into specials) whose text starts with byte b are
+     * by_first[first_at[b] .. first_at[b+1]), ascending */
+    int32_t *by_first;
+    int32_t first_at[257];
 
     tok_presplit split;
     int ignore_merges;        /* llama3: a word that is a token is emitted whole */

@@ -48,6 +48,7 @@ void mend_tokenizer_free(mend_tokenizer *t) {
     free(t->tab);
     free(t->pairs);
     free(t->specials);
+    free(t->by_first);
     tok_presplit_free(&t->split);
     free(t);
 }
@@ -205,6 +206,24 @@ static int is_special_type(int ty) {
     return ty == MEND_TOKEN_CONTROL || ty == MEND_TOKEN_USER_DEFINED || ty == MEND_TOKEN_UNKNOWN;
 }
 
+/* by_first / first_at: a counting sort of the ranks by first byte (vocabularies
+ * like Gemma's hold thousands of special texts; a position is tried only
+ * against those that start with its byte) */
+static int index_specials(mend_tokenizer *t, const char *origin) {
+    const int n = t->n_specials;
+    int32_t fill[256] = {0};
+    t->by_first = malloc((size_t)n * sizeof *t->by_first);
+    if (!t->by_first) return mend_set_error(MEND_ENOMEM, "%s: out of memory", origin);
+    memset(t->first_at, 0, sizeof t->first_at);
+    for (int r = 0; r < n; r++) t->first_at[(uint8_t)t->pool[t->off[t->specials[r]]] + 1]++;
+    for (int b = 0; b < 256; b++) t->first_at[b + 1] += t->first_at[b];
+    for (int r = 0; r < n; r++) {
+        const uint8_t b = (uint8_t)t->pool[t->off[t->specials[r]]];
+        t->by_first[t->first_at[b] + fill[b]++] = r;
+    }
+    return 0;
+}
+
 static int build_specials(mend_tokenizer *t, const char *origin) {
     int n = 0;
     for (int32_t id = 0; id < t->n_vocab; id++) n += is_special_type(t->type[id]) && t->len[id] > 0;
@@ -219,8 +238,7 @@ static int build_specials(mend_tokenizer *t, const char *origin) {
     for (int i = 0; i < n; i++) t->specials[i] = tmp[i].id;
     free(tmp);
     t->n_specials = n;
-    for (int i = 0; i < n; i++) t->special_first[(uint8_t)t->pool[t->off[t->specials[i]]]] = 1;
-    return 0;
+    return index_specials(t, origin);
 }
 
 /* decoded bytes of token id into dst (capacity >= len[id]); returns length */
@@ -427,9 +445,9 @@ static int partition(const mend_tokenizer *t, const char *s, size_t n, int parse
     *nf = 0;
     if (t->n_specials && n) {
         for (size_t i = 0; i < n; i++) {
-            if (!t->special_first[(uint8_t)s[i]]) continue;
-            for (int r = 0; r < t->n_specials; r++) {
-                int32_t id = t->specials[r];
+            const uint8_t b = (uint8_t)s[i];
+            for (int32_t k = t->first_at[b]; k < t->first_at[b + 1]; k++) {
+                const int32_t r = t->by_first[k], id = t->specials[r];
                 if (!parse_special && t->type[id] != MEND_TOKEN_USER_DEFINED) continue;
                 uint32_t L = t->len[id];
                 if (L > n - i || s[i] != t->pool[t->off[id]] || memcmp(s + i, t->pool + t->off[id], L)) continue;

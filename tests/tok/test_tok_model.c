@@ -1,8 +1,10 @@
-/* SmolLM2 tokenizer against llama.cpp (fixtures from
- * tests/fixtures/tok/make_tok_fixtures.py): a few hundred tricky strings with
+/* SmolLM2 and Gemma 3 tokenizers against llama.cpp (fixtures from
+ * tests/fixtures/tok/make_tok_fixtures.py and
+ * tests/fixtures/gemma3/make_gemma3_tok.py): a few hundred tricky strings with
  * parse_special off and on, the whole of wiki.test.raw (count, sha256 of the
- * ids, first 2000 ids), round trips, and the same vocabulary loaded through a
- * tokenizer.json written from the GGUF. Skipped when the model is absent. */
+ * ids, 2000-id spans), round trips, and for SmolLM2 the same vocabulary loaded
+ * through a tokenizer.json written from the GGUF. Each model is skipped when
+ * absent. */
 #include <sys/stat.h>
 #include <unistd.h>
 #include "test.h"
@@ -23,14 +25,26 @@ static void check_strings(const mend_tokenizer *t, const fx_rows *rows, const ch
     CHECK(rt == totr);
 }
 
-static void check_wiki(const mend_tokenizer *t) {
+/* ids[off..] against the fixture's array field (SPAN ids) */
+static void check_span(const int32_t *ids, size_t nid, json_t *ref, const char *field, size_t off) {
+    json_t *span = json_object_get(ref, field);
+    size_t nf = json_array_size(span), bad = 0;
+    for (size_t i = 0; i < nf; i++)
+        if (off + i >= nid || ids[off + i] != (int32_t)json_integer_value(json_array_get(span, i))) {
+            if (!bad) fprintf(stderr, "%s: first difference at id %zu\n", field, off + i);
+            bad++;
+        }
+    CHECK_MSG(nf == 2000 && bad == 0, "%s: %zu ids, %zu differ", field, nf, bad);
+}
+
+static void check_wiki(const mend_tokenizer *t, const char *fixture) {
     char *txt = NULL, *fx = NULL;
     size_t n = 0, fn = 0;
     if (mend_read_file(test_data("ppl/wiki.test.raw"), (size_t)1 << 30, &txt, &n)) {
         printf("note: %s not readable, wiki check skipped\n", test_data("ppl/wiki.test.raw"));
         return;
     }
-    CHECK_OK(mend_read_file(test_src("tests/fixtures/tok/smollm2_wiki.json"), (size_t)1 << 24, &fx, &fn));
+    CHECK_OK(mend_read_file(test_src(fixture), (size_t)1 << 24, &fx, &fn));
     json_t *ref = fx ? json_loads(fx, 0, NULL) : NULL;
     CHECK(ref != NULL);
     int32_t *ids = NULL;
@@ -46,14 +60,9 @@ static void check_wiki(const mend_tokenizer *t) {
         const char *want_hex = json_string_value(json_object_get(ref, "ids_sha256"));
         CHECK_MSG(nid == want, "count %zu, reference %zu", nid, want);
         CHECK_MSG(want_hex && !strcmp(hex, want_hex), "ids sha256 %s, reference %s", hex, want_hex ? want_hex : "?");
-        json_t *first = json_object_get(ref, "first_ids");
-        size_t nf = json_array_size(first), bad = 0;
-        for (size_t i = 0; i < nf; i++)
-            if (i >= nid || ids[i] != (int32_t)json_integer_value(json_array_get(first, i))) {
-                if (!bad) fprintf(stderr, "first difference at id %zu\n", i);
-                bad++;
-            }
-        CHECK(nf == 2000 && bad == 0);
+        check_span(ids, nid, ref, "first_ids", 0);
+        if (json_object_get(ref, "mid_ids"))
+            check_span(ids, nid, ref, "mid_ids", (size_t)json_integer_value(json_object_get(ref, "mid_offset")));
     }
     char *back = NULL;
     CHECK_OK(mend_detokenize(t, ids, nid, &back));
@@ -163,16 +172,59 @@ static void check_json_route(const mend_gguf *g, const fx_rows *rows) {
     free(p2);
 }
 
-int main(void) {
-    const char *model = test_default_model();
+/* Gemma 3: SentencePiece-style scores with byte fallback, no space prefix,
+ * BOS added */
+static void check_gemma3(void) {
+    const char *model = test_model_file("gemma-3-270m-q4_k_m.gguf");
     if (!model) {
-        printf("note: default model not found, test skipped\n");
-        return test_finish();
+        printf("note: gemma-3-270m-q4_k_m.gguf not found (scripts/fetch_model.sh gemma3-270m), gemma3 skipped\n");
+        return;
     }
     mend_gguf *g = NULL;
     mend_tokenizer *t = NULL;
     CHECK_OK(mend_gguf_open(&g, model));
-    if (!g) return test_finish();
+    double t0 = mend_now();
+    if (g) CHECK_OK(mend_tokenizer_from_gguf(&t, g));
+    printf("gemma3 tokenizer from GGUF built in %.3f s\n", mend_now() - t0);
+    fx_rows rows;
+    CHECK(fx_load(test_src("tests/fixtures/gemma3/gemma3_strings.jsonl"), &rows) == 0);
+    if (t) {
+        CHECK(mend_tokenizer_n_vocab(t) == 262144 && mend_token_bos(t) == 2 && mend_token_eos(t) == 1);
+        CHECK(mend_tokenizer_add_bos(t) == 1);
+        check_strings(t, &rows, "gemma3");
+        check_wiki(t, "tests/fixtures/gemma3/gemma3_wiki.json");
+        /* with add_special: BOS first, as llama.cpp adds it */
+        char *fx = NULL;
+        size_t fn = 0;
+        CHECK_OK(mend_read_file(test_src("tests/fixtures/gemma3/gemma3_wiki.json"), (size_t)1 << 24, &fx, &fn));
+        json_t *ref = fx ? json_loads(fx, 0, NULL) : NULL;
+        json_t *ex = json_object_get(ref, "bos_example");
+        const char *txt = json_string_value(json_object_get(ex, "text"));
+        int32_t *ids = NULL, *want = NULL;
+        size_t n = 0, nw = 0;
+        CHECK(txt && fx_ids(json_object_get(ex, "ids"), &want, &nw) == 0);
+        if (txt) CHECK_OK(mend_tokenize(t, txt, strlen(txt), 1, 0, &ids, &n));
+        CHECK(nw > 1 && want[0] == 2 && ids_equal(ids, n, want, nw));
+        free(ids);
+        free(want);
+        json_decref(ref);
+        free(fx);
+    }
+    fx_free(&rows);
+    mend_tokenizer_free(t);
+    mend_gguf_close(g);
+}
+
+static void check_smollm2(void) {
+    const char *model = test_default_model();
+    if (!model) {
+        printf("note: default model not found, SmolLM2 skipped\n");
+        return;
+    }
+    mend_gguf *g = NULL;
+    mend_tokenizer *t = NULL;
+    CHECK_OK(mend_gguf_open(&g, model));
+    if (!g) return;
     double t0 = mend_now();
     CHECK_OK(mend_tokenizer_from_gguf(&t, g));
     printf("tokenizer from GGUF built in %.3f s\n", mend_now() - t0);
@@ -181,11 +233,16 @@ int main(void) {
     if (t) {
         check_api(t);
         check_strings(t, &rows, "GGUF");
-        check_wiki(t);
+        check_wiki(t, "tests/fixtures/tok/smollm2_wiki.json");
     }
     check_json_route(g, &rows);
     fx_free(&rows);
     mend_tokenizer_free(t);
     mend_gguf_close(g);
+}
+
+int main(void) {
+    check_smollm2();
+    check_gemma3();
     return test_finish();
 }

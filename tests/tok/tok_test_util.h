@@ -98,7 +98,7 @@ static inline void sha256_ids(const int32_t *ids, size_t n, char out[65]) {
 typedef struct fx_row {
     char *bytes;
     size_t len;
-    int valid_utf8;          /* the row has a "text" field */
+    int valid_utf8;          /* the row has a "text" field and no "spm_lossy" */
     int32_t *ids, *ids_special;
     size_t n_ids, n_ids_special;
     int has_special;
@@ -155,7 +155,8 @@ static int fx_load(const char *path, fx_rows *rows) {
             r->bytes[i] = (char)v;
         }
         r->bytes[r->len] = 0;
-        r->valid_utf8 = json_object_get(o, "text") != NULL || json_object_get(o, "utf8") != NULL;
+        r->valid_utf8 = (json_object_get(o, "text") != NULL || json_object_get(o, "utf8") != NULL) &&
+                        !json_object_get(o, "spm_lossy");   /* "valid": expected to round-trip */
         fx_ids(json_object_get(o, "ids"), &r->ids, &r->n_ids);
         r->has_special = fx_ids(json_object_get(o, "ids_special"), &r->ids_special, &r->n_ids_special) == 0;
         json_decref(o);
