@@ -12,14 +12,25 @@
  * tensor rope_freqs.weight: f_i / rope_freqs[i] (MEND_ROPE_SCALING_FREQS).
  * QK-norm (qwen3): q and k of every head are RMS-normalised over head_dim
  * and scaled by q_norm / k_norm before RoPE.
- * Sliding windows (mistral): a query at position p attends to keys at
- * positions p - w + 1 .. p in a layer with window w (HF's mask keeps
- * p - key < w). */
+ * Sliding windows (mistral, gemma3): a query at position p attends to keys
+ * at positions p - w + 1 .. p in a layer with window w (HF's mask keeps
+ * p - key < w).
+ * Gemma 3 (gemma3), each a no-op or the LLaMA behaviour for the other
+ * families (their gemma3 config fields are zero):
+ *   x    = embd_scale * E[tokens]                    (a caller's vectors: as given)
+ *   q   *= attn_scale * sqrt(hd) after the QK-norm    (so that the attention's
+ *                                                      1/sqrt(hd) makes attn_scale)
+ *   RoPE base rope_theta_swa on the layers with a window, unscaled
+ *   x   += rmsnorm(att Woᵀ) * post_attn_norm          (x += att Woᵀ without post_norms)
+ *   h    = gelu_tanh(g) * u                           (silu(g) * u for MEND_ACT_SILU)
+ *   x   += rmsnorm(h Wdᵀ) * post_ffn_norm */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "kernels/geglu.h"
 #include "kernels/ops.h"
+#include "kernels/ops_backward.h"
 #include "model/model.h"
 
 double mend_rope_inv_freq(const mend_config *c, int i) {
@@ -63,9 +74,77 @@ static void norm_heads(float *x, size_t ldx, int n, int n_heads, int hd, const f
 }
 
 void mend_qk_norm(const mend_config *c, const mend_layer *L, float *q, size_t ldq, float *k, size_t ldk, int n) {
-    if (!c->qk_norm) return;
-    norm_heads(q, ldq, n, c->n_heads, c->head_dim, L->q_norm, c->norm_eps);
-    norm_heads(k, ldk, n, c->n_kv_heads, c->head_dim, L->k_norm, c->norm_eps);
+    if (c->qk_norm) {
+        norm_heads(q, ldq, n, c->n_heads, c->head_dim, L->q_norm, c->norm_eps);
+        norm_heads(k, ldk, n, c->n_kv_heads, c->head_dim, L->k_norm, c->norm_eps);
+    }
+    const float f = mend_query_scale(c);
+    if (f == 1.0f) return;
+    const size_t qd = (size_t)c->n_heads * c->head_dim;
+    for (int p = 0; p < n; p++)
+        for (size_t j = 0; j < qd; j++) q[(size_t)p * ldq + j] *= f;
+}
+
+float mend_query_scale(const mend_config *c) {
+    return c->attn_scale != 0.0f ? c->attn_scale * sqrtf((float)c->head_dim) : 1.0f;
+}
+
+int mend_rope_local(const mend_config *c, int l) { return c->rope_theta_swa > 0.0f && c->swa_window[l] > 0; }
+
+int mend_rope_has_local(const mend_config *c) {
+    for (int l = 0; l < c->n_layers; l++)
+        if (mend_rope_local(c, l)) return 1;
+    return 0;
+}
+
+double mend_rope_local_inv_freq(const mend_config *c, int i) {
+    return pow((double)c->rope_theta_swa, -2.0 * i / c->head_dim);
+}
+
+void mend_rope_local_tables(const mend_config *c, float *cos_t, float *sin_t, int n, int pos0) {
+    rope_tables(cos_t, sin_t, n, pos0, c->head_dim, c->rope_theta_swa);
+}
+
+void mend_rmsnorm_rows(float *out, const float *x, const float *w, int n, int dim, float eps) {
+    for (int i = 0; i < n; i++) {
+        const float *xi = x + (size_t)i * dim;
+        float *oi = out + (size_t)i * dim;
+        double ss = 0.0;
+        for (int j = 0; j < dim; j++) ss += (double)xi[j] * xi[j];
+        const float r = (float)(1.0 / sqrt(ss / dim + (double)eps));
+        for (int j = 0; j < dim; j++) oi[j] = xi[j] * r * w[j];
+    }
+}
+
+void mend_embed_scale(const mend_config *c, float *x, int n) {
+    if (c->embd_scale == 0.0f || c->embd_scale == 1.0f) return;
+    const size_t total = (size_t)n * c->dim;
+    for (size_t i = 0; i < total; i++) x[i] *= c->embd_scale;
+}
+
+void mend_glu_forward(const mend_config *c, float *h, const float *gate, const float *up, int64_t n, int serial) {
+    /* chunks short enough that the kernels stay on this thread when asked to */
+    const int64_t step = serial ? 4096 : n;
+    for (int64_t a = 0; a < n; a += step) {
+        const int64_t len = n - a < step ? n - a : step;
+        if (c->act == MEND_ACT_GELU_TANH) geglu_forward(h + a, gate + a, up + a, len);
+        else swiglu_forward(h + a, gate + a, up + a, len);
+    }
+}
+
+void mend_glu_backward(const mend_config *c, float *dgate, float *dup, const float *dout, const float *gate,
+                       const float *up, int64_t n) {
+    if (c->act == MEND_ACT_GELU_TANH) geglu_backward(dgate, dup, dout, gate, up, n);
+    else swiglu_backward(dgate, dup, dout, gate, up, n);
+}
+
+void mend_post_norm_add(const mend_config *c, const float *w, float *x, float *y, int n, int serial) {
+    const size_t total = (size_t)n * c->dim;
+    if (c->post_norms) {
+        if (serial) mend_rmsnorm_rows(y, y, w, n, c->dim, c->norm_eps);
+        else rmsnorm_forward(y, y, w, n, c->dim, c->norm_eps);
+    }
+    for (size_t i = 0; i < total; i++) x[i] += y[i];
 }
 
 int mend_swa_first(const mend_config *c, int l, int pos) {

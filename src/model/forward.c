@@ -3,9 +3,11 @@
  * Per layer, for a batch of n positions p = pos .. pos+n-1 (torch notation):
  *   h   = rmsnorm(x) * attn_norm
  *   q   = h @ Wq.T (+ bq);  k = h @ Wk.T (+ bk);  v = h @ Wv.T (+ bv)
- *   q,k = qk_norm(q), qk_norm(k)          (cfg.qk_norm, qwen3: per-head RMSNorm)
+ *   q,k = qk_norm(q), qk_norm(k)          (cfg.qk_norm, qwen3 and gemma3: per-head RMSNorm;
+ *                                          gemma3 then scales q by mend_query_scale)
  *   q,k = rope(q, p), rope(k, p)          (pairs: NORM for llama, NEOX for qwen2;
- *                                          frequencies scaled by cfg.rope_scaling)
+ *                                          frequencies scaled by cfg.rope_scaling;
+ *                                          gemma3's windowed layers: base rope_theta_swa)
  *   K[p], V[p] = k, v                     (the cache)
  *   a   = softmax(q K[:p+1].T / sqrt(hd)) V[:p+1]   per head; head h reads
  *         kv head h / (n_heads / n_kv_heads) (grouped-query attention);
@@ -14,7 +16,10 @@
  *   x   = x + a @ Wo.T
  *   h   = rmsnorm(x) * ffn_norm
  *   x   = x + (silu(h @ Wg.T) * (h @ Wu.T)) @ Wd.T
- * then logits = (rmsnorm(x) * out_norm) @ Wout.T.
+ * then logits = (rmsnorm(x) * out_norm) @ Wout.T. gemma3 (model/features.c)
+ * scales token embeddings by cfg.embd_scale, RMS-norms both residual
+ * branches before their adds (post_attn_norm, post_ffn_norm) and gates with
+ * gelu_tanh instead of silu.
  *
  * Memory plan. Weights: one allocation per model (model->arena, see
  * load_gguf.c). Run state: one allocation per mend_state, carved into
@@ -24,6 +29,7 @@
  *   q, att     (B, n_heads*hd)               queries, attention output
  *   hb, hb2    (B, hidden)                   FFN gate / up activations
  *   rc, rs     (B, hd/2)                     RoPE cos / sin for the batch
+ *   rc2, rs2   (B, hd/2)                     the same for the sliding-window layers' base (gemma3)
  *   sc         (threads, group, n_ctx)        attention scores per thread
  *   wtile      (threads, TILE_ROWS, max_cols) f32 rows of a packed matrix
  *   tmp        (B, dim)                      native product before a residual add
@@ -80,6 +86,7 @@ struct mend_state {
     float *kc, *vc;
     float *x, *xb, *q, *att, *hb, *hb2;
     float *rc, *rs;
+    float *rc2, *rs2;       /* (B, hd/2) RoPE tables of the sliding-window layers' base (gemma3), or NULL */
     float *sc;
     size_t sc_stride;       /* floats per thread in sc */
     float *wtile;
@@ -152,7 +159,7 @@ int mend_state_new(mend_state **out, const mend_model *m, int n_ctx, int max_bat
     const size_t sc_stride = (attention_scratch_floats(c->n_heads, c->n_kv_heads, n_ctx) + 15) & ~(size_t)15;
 
     /* sizes in floats, each slot rounded to 16 floats (64 bytes) */
-    size_t sz[11], total = 0;
+    size_t sz[13], total = 0;
     int ok = mend_mul_ok(L, T, &sz[0]) && mend_mul_ok(sz[0], kvd, &sz[0]);
     sz[1] = sz[0];
     ok = ok && mend_mul_ok(B, dim, &sz[2]);
@@ -164,12 +171,15 @@ int mend_state_new(mend_state **out, const mend_model *m, int n_ctx, int max_bat
     ok = ok && mend_mul_ok(B, hd / 2, &sz[8]);
     sz[9] = sz[8];
     ok = ok && mend_mul_ok((size_t)n_threads, sc_stride, &sz[10]);
-    size_t offs[12];
-    for (int i = 0; ok && i < 11; i++) {
+    const int local = mend_rope_has_local(c);
+    sz[11] = local ? sz[8] : 0;
+    sz[12] = sz[11];
+    size_t offs[14];
+    for (int i = 0; ok && i < 13; i++) {
         offs[i] = total;
         ok = mend_add_ok(total, (sz[i] + 15) & ~(size_t)15, &total);
     }
-    offs[11] = total;
+    offs[13] = total;
     size_t wtile_all = 0, off_tmp = 0, off_qs = 0;
     ok = ok && mend_mul_ok(wtile, (size_t)n_threads, &wtile_all) && mend_add_ok(total, wtile_all, &total);
     off_tmp = total;
@@ -209,8 +219,10 @@ int mend_state_new(mend_state **out, const mend_model *m, int n_ctx, int max_bat
     s->rc = f + offs[8];
     s->rs = f + offs[9];
     s->sc = f + offs[10];
+    s->rc2 = local ? f + offs[11] : NULL;
+    s->rs2 = local ? f + offs[12] : NULL;
     s->sc_stride = sc_stride;
-    s->wtile = wtile ? f + offs[11] : NULL;
+    s->wtile = wtile ? f + offs[13] : NULL;
     s->wtile_floats = wtile;
     s->tmp = tmp ? f + off_tmp : NULL;
     s->xt = xt_floats ? f + off_xt : NULL;
@@ -354,7 +366,19 @@ static void mat_forward(mend_state *s, float *out, size_t ldo, const float *x, c
     mats_forward(s, x, n, beta, &J, 1);
 }
 
-/* Input rows: token embeddings or the caller's vectors. x (n, dim) */
+/* x (n, dim) += in · Wᵀ, or with post_norms x += rmsnorm(in · Wᵀ) * post
+ * (the product goes through xb, free at this point). */
+static void residual_product(mend_state *s, const float *in, const mend_mat *W, const float *post, int n) {
+    const mend_config *c = &s->m->cfg;
+    if (!c->post_norms) {
+        mat_forward(s, s->x, (size_t)c->dim, in, W, NULL, n, 1.0f);
+        return;
+    }
+    mat_forward(s, s->xb, (size_t)c->dim, in, W, NULL, n, 0.0f);
+    mend_post_norm_add(c, post, s->x, s->xb, n, 0);
+}
+
+/* Input rows: token embeddings (times embd_scale) or the caller's vectors. x (n, dim) */
 static void embed(mend_state *s, const int32_t *tokens, const float *embeds, int n) {
     const mend_model *m = s->m;
     const size_t dim = (size_t)m->cfg.dim;
@@ -368,13 +392,16 @@ static void embed(mend_state *s, const int32_t *tokens, const float *embeds, int
         if (E->type == MEND_TYPE_F32) memcpy(s->x + i * dim, row, dim * sizeof(float));
         else mend_dequantize_row(E->type, row, s->x + i * dim, (int64_t)dim);
     }
+    mend_embed_scale(&m->cfg, s->x, n);
 }
 
-/* RoPE tables for rows at arbitrary positions (the values of mend_rope_tables). */
-static void rope_tables_rows(float *cos_t, float *sin_t, const mend_row *rows, int n, const mend_config *c) {
+/* RoPE tables for rows at arbitrary positions (the values of mend_rope_tables,
+ * or with local of mend_rope_local_tables). */
+static void rope_tables_rows(float *cos_t, float *sin_t, const mend_row *rows, int n, const mend_config *c,
+                             int local) {
     const int half = c->head_dim / 2;
     for (int i = 0; i < half; i++) {
-        const double freq = mend_rope_inv_freq(c, i);
+        const double freq = local ? mend_rope_local_inv_freq(c, i) : mend_rope_inv_freq(c, i);
         for (int p = 0; p < n; p++) {
             const double a = (double)rows[p].pos * freq;
             cos_t[(size_t)p * half + i] = (float)cos(a);
@@ -427,8 +454,10 @@ static void forward_batch(mend_state *s, const int32_t *tokens, const float *emb
     const int nt_att = att_work * c->n_heads * hd < (1 << 20) ? 1 : nt;
 
     embed(s, tokens, embeds, n);
-    if (rows) rope_tables_rows(s->rc, s->rs, rows, n, c);
+    if (rows) rope_tables_rows(s->rc, s->rs, rows, n, c, 0);
     else mend_rope_tables(c, s->rc, s->rs, n, pos);
+    if (s->rc2 && rows) rope_tables_rows(s->rc2, s->rs2, rows, n, c, 1);
+    else if (s->rc2) mend_rope_local_tables(c, s->rc2, s->rs2, n, pos);
 
     for (int l = 0; l < c->n_layers; l++) {
         const mend_layer *L = &m->layers[l];
@@ -438,12 +467,15 @@ static void forward_batch(mend_state *s, const int32_t *tokens, const float *emb
          * after RoPE */
         float *kp = slots ? s->att : kl + (size_t)pos * kvd, *vp = slots ? s->hb : vl + (size_t)pos * kvd;
 
+        const int local = s->rc2 && mend_rope_local(c, l);
+        const float *rc = local ? s->rc2 : s->rc, *rs = local ? s->rs2 : s->rs;
+
         rmsnorm_forward(s->xb, s->x, L->attn_norm, n, dim, c->norm_eps);
         const mm_job qkv[3] = {{s->q, qd, &L->wq, L->bq}, {kp, kvd, &L->wk, L->bk}, {vp, kvd, &L->wv, L->bv}};
         mats_forward(s, s->xb, n, 0.0f, qkv, 3);
         mend_qk_norm(c, L, s->q, qd, kp, kvd, n);
-        rope_forward(s->q, n, qd, c->n_heads, hd, s->rc, s->rs, c->rope_type);
-        rope_forward(kp, n, kvd, c->n_kv_heads, hd, s->rc, s->rs, c->rope_type);
+        rope_forward(s->q, n, qd, c->n_heads, hd, rc, rs, c->rope_type);
+        rope_forward(kp, n, kvd, c->n_kv_heads, hd, rc, rs, c->rope_type);
         if (slots)
             for (int i = 0; i < n; i++) {
                 memcpy(kl + (size_t)slots[i] * kvd, kp + (size_t)i * kvd, kvd * sizeof(float));
@@ -456,13 +488,13 @@ static void forward_batch(mend_state *s, const int32_t *tokens, const float *emb
         else
             attention_forward(s->att, s->q, kl, vl, n, pos, c->n_heads, c->n_kv_heads, hd, s->sc, s->n_ctx,
                               nt_att);
-        mat_forward(s, s->x, (size_t)dim, s->att, &L->wo, NULL, n, 1.0f);
+        residual_product(s, s->att, &L->wo, L->post_attn_norm, n);
 
         rmsnorm_forward(s->xb, s->x, L->ffn_norm, n, dim, c->norm_eps);
         const mm_job gu[2] = {{s->hb, (size_t)hid, &L->w_gate, NULL}, {s->hb2, (size_t)hid, &L->w_up, NULL}};
         mats_forward(s, s->xb, n, 0.0f, gu, 2);
-        swiglu_forward(s->hb, s->hb, s->hb2, (int64_t)n * hid);
-        mat_forward(s, s->x, (size_t)dim, s->hb, &L->w_down, NULL, n, 1.0f);
+        mend_glu_forward(c, s->hb, s->hb, s->hb2, (int64_t)n * hid, 0);
+        residual_product(s, s->hb, &L->w_down, L->post_ffn_norm, n);
     }
 
     if (!logits) return;

@@ -22,9 +22,12 @@ int mend_layer_ws_init(mend_layer_ws *ws, const mend_config *c, int T) {
     size_t kmax = (size_t)c->dim > qd ? (size_t)c->dim : qd;
     if (hid > kmax) kmax = hid;
     const size_t xt = mend_sgemm_available() ? mend_sgemm_xt_floats(T, (int)kmax) : 0;
-    size_t sz[8] = {t * qd, t * kvd, t * kvd, t * half, t * half, (size_t)QBLOCK * t, t * hid, xt};
-    size_t off[8], total = 0;
-    for (int i = 0; i < 8; i++) {
+    /* up doubles as the (T, dim) product before a post-norm */
+    const size_t up = hid > (size_t)c->dim ? hid : (size_t)c->dim, two = mend_rope_has_local(c);
+    size_t sz[10] = {t * qd, t * kvd, t * kvd, t * half, t * half, (size_t)QBLOCK * t, t * up, xt,
+                     two * t * half, two * t * half};
+    size_t off[10], total = 0;
+    for (int i = 0; i < 10; i++) {
         off[i] = total;
         if (!mend_add_ok(total, (sz[i] + 15) & ~(size_t)15, &total))
             return mend_set_error(MEND_ERANGE, "layer workspace: size overflows for %d positions", T);
@@ -45,7 +48,10 @@ int mend_layer_ws_init(mend_layer_ws *ws, const mend_config *c, int T) {
     ws->scores = f + off[5];
     ws->up = f + off[6];
     ws->xt = xt ? f + off[7] : NULL;
+    ws->rc2 = two ? f + off[8] : NULL;
+    ws->rs2 = two ? f + off[9] : NULL;
     mend_rope_tables(c, ws->rc, ws->rs, T, 0);
+    if (two) mend_rope_local_tables(c, ws->rc2, ws->rs2, T, 0);
     return 0;
 }
 
@@ -76,28 +82,18 @@ int mend_layer_check(const mend_config *c, const mend_layer *L, int l) {
     if ((rc = check_mat(&L->w_gate, hid, dim, l, "ffn_gate"))) return rc;
     if ((rc = check_mat(&L->w_up, hid, dim, l, "ffn_up"))) return rc;
     if ((rc = check_mat(&L->w_down, dim, hid, l, "ffn_down"))) return rc;
-    if (!L->attn_norm || !L->ffn_norm) return mend_set_error(MEND_EINVAL, "layer %d: a norm vector is missing", l);
+    if (!L->attn_norm || !L->ffn_norm || (c->qk_norm && (!L->q_norm || !L->k_norm)) ||
+        (c->post_norms && (!L->post_attn_norm || !L->post_ffn_norm)))
+        return mend_set_error(MEND_EINVAL, "layer %d: a norm vector is missing", l);
     return 0;
 }
 
-/* x (n, dim) -> xb: the row loop of rmsnorm_forward, on this thread. */
-static void rmsnorm_rows(float *out, const float *x, const float *w, int n, int dim, float eps) {
-    for (int i = 0; i < n; i++) {
-        const float *xi = x + (size_t)i * dim;
-        float *oi = out + (size_t)i * dim;
-        double ss = 0.0;
-        for (int j = 0; j < dim; j++) ss += (double)xi[j] * xi[j];
-        const float r = (float)(1.0 / sqrt(ss / dim + (double)eps));
-        for (int j = 0; j < dim; j++) oi[j] = xi[j] * r * w[j];
-    }
-}
-
 void mend_layer_attn_norm(const mend_config *c, const mend_layer *L, const float *x, int n, float *xb) {
-    rmsnorm_rows(xb, x, L->attn_norm, n, c->dim, c->norm_eps);
+    mend_rmsnorm_rows(xb, x, L->attn_norm, n, c->dim, c->norm_eps);
 }
 
 void mend_layer_ffn_norm(const mend_config *c, const mend_layer *L, const float *x, int n, float *xb) {
-    rmsnorm_rows(xb, x, L->ffn_norm, n, c->dim, c->norm_eps);
+    mend_rmsnorm_rows(xb, x, L->ffn_norm, n, c->dim, c->norm_eps);
 }
 
 /* Pack x (n, k) for mend_sgemm_xt into ws->xt; 0 when the products run on
@@ -157,8 +153,10 @@ void mend_layer_attn_core(const mend_config *c, const mend_layer *L, int l, cons
     linear(ws, packed, ws->k, kvd, xb, &L->wk, L->bk, n, 0.0f);
     linear(ws, packed, ws->v, kvd, xb, &L->wv, L->bv, n, 0.0f);
     mend_qk_norm(c, L, ws->q, qd, ws->k, kvd, n);
-    rope_rows(ws->q, n, qd, nh, hd, ws->rc, ws->rs, c->rope_type);
-    rope_rows(ws->k, n, kvd, nkv, hd, ws->rc, ws->rs, c->rope_type);
+    const int local = ws->rc2 && mend_rope_local(c, l);
+    const float *rc = local ? ws->rc2 : ws->rc, *rs = local ? ws->rs2 : ws->rs;
+    rope_rows(ws->q, n, qd, nh, hd, rc, rs, c->rope_type);
+    rope_rows(ws->k, n, kvd, nkv, hd, rc, rs, c->rope_type);
     const float scale = 1.0f / sqrtf((float)hd);
     /* per query block [i0, i1) and head: S = scale · Q Kᵀ over keys [0, i1),
      * causal mask, row softmax, att = S V */
@@ -195,10 +193,22 @@ void mend_layer_attn_core(const mend_config *c, const mend_layer *L, int l, cons
     }
 }
 
+/* x (n, dim) += in (n, k) · Wᵀ, through a post-norm when the config has them */
+static void residual(const mend_config *c, mend_layer_ws *ws, float *x, const float *in, int k, const mend_mat *W,
+                     const float *post, int n) {
+    const int packed = pack_x(ws, in, n, k);
+    if (!c->post_norms) {
+        linear(ws, packed, x, (size_t)c->dim, in, W, NULL, n, 1.0f);
+        return;
+    }
+    linear(ws, packed, ws->up, (size_t)c->dim, in, W, NULL, n, 0.0f);
+    mend_post_norm_add(c, post, x, ws->up, n, 1);
+}
+
 void mend_layer_attn_out(const mend_config *c, const mend_layer *L, const float *att, int n, mend_layer_ws *ws,
                          float *x) {
     const int qd = c->n_heads * c->head_dim;
-    linear(ws, pack_x(ws, att, n, qd), x, (size_t)c->dim, att, &L->wo, NULL, n, 1.0f);
+    residual(c, ws, x, att, qd, &L->wo, L->post_attn_norm, n);
 }
 
 void mend_layer_ffn_act(const mend_config *c, const mend_layer *L, const float *xb, int n, mend_layer_ws *ws,
@@ -207,18 +217,12 @@ void mend_layer_ffn_act(const mend_config *c, const mend_layer *L, const float *
     const int packed = pack_x(ws, xb, n, c->dim);
     linear(ws, packed, h, hid, xb, &L->w_gate, NULL, n, 0.0f);
     linear(ws, packed, ws->up, hid, xb, &L->w_up, NULL, n, 0.0f);
-    const size_t total = (size_t)n * hid;
-    /* swiglu on this thread: swiglu_forward may open a parallel region for
-     * long inputs, so it is called on chunks short enough to stay serial */
-    for (size_t a = 0; a < total; a += 4096) {
-        const size_t len = total - a < 4096 ? total - a : 4096;
-        swiglu_forward(h + a, h + a, ws->up + a, (int64_t)len);
-    }
+    mend_glu_forward(c, h, h, ws->up, (int64_t)n * hid, 1);
 }
 
 void mend_layer_ffn_out(const mend_config *c, const mend_layer *L, const float *h, int n, mend_layer_ws *ws,
                         float *x) {
-    linear(ws, pack_x(ws, h, n, c->hidden_dim), x, (size_t)c->dim, h, &L->w_down, NULL, n, 1.0f);
+    residual(c, ws, x, h, c->hidden_dim, &L->w_down, L->post_ffn_norm, n);
 }
 
 void mend_layer_forward_seq(const mend_config *c, const mend_layer *L, int l, float *x, int n, mend_layer_ws *ws,

@@ -10,6 +10,10 @@
  *   h   = silu(xb Wgᵀ) * (xb Wuᵀ)                      mend_layer_ffn_act
  *   x  += h Wdᵀ                                        mend_layer_ffn_out
  *
+ * with the family features (model/features.c) where the config has them:
+ * QK-norm, layer l's window and, for gemma3, its RoPE base, the query scale,
+ * post-norms on the two residual branches and GeGLU.
+ *
  * Matrices must be F32 (a model loaded without keep_packed, or the caller's
  * own f32 copies); mend_layer_check says why not. Every function runs on the
  * calling thread only (BLAS as configured by the caller), so a caller can run
@@ -29,6 +33,7 @@ typedef struct mend_layer_ws {
     float *scores;          /* (QBLOCK, T) one query block's scores */
     float *up;              /* (T, hidden) */
     float *xt;              /* a product's x packed for mend_sgemm_xt (T, max cols), or NULL (BLAS) */
+    float *rc2, *rs2;       /* (T, hd/2) tables of the sliding-window layers' RoPE base, or NULL */
     void *mem;
 } mend_layer_ws;
 

@@ -22,6 +22,7 @@
  * in the map are used in place; norms and biases in other types are converted
  * into the arena. With keep_packed the matrices stay in the map and only
  * non-f32 vectors use the arena. */
+#include <math.h>
 #include <omp.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -106,18 +107,53 @@ static int read_rope_freqs(loader *L) {
     return 0;
 }
 
+/* Gemma 3, as llama.cpp runs it: with gemma3.attention.sliding_window set,
+ * five layers of every six see a window of that many positions with the
+ * RoPE base 10000 and every sixth (layers 5, 11, ...) is global with
+ * gemma3.rope.freq_base; q and k are RMS-normed per head; the attention and
+ * FFN outputs are RMS-normed before their residual adds; the FFN is GeGLU
+ * with the tanh GELU; token embeddings are scaled by sqrt(dim). The
+ * attention scale is 1/sqrt(query_pre_attn_scalar), which the GGUF does not
+ * store: it is the head size for every size but the 27B (62 layers), where
+ * it is dim / n_heads. The norm weights are stored as 1 + w (the converter
+ * adds the 1 that Gemma's RMSNorm applies), so the plain RMSNorm applies. */
+static int read_gemma3_config(loader *L) {
+    mend_config *c = &L->m->cfg;
+    float softcap = 0.0f;
+    int rc, window = 0;
+    if ((rc = key_float(L, "final_logit_softcapping", 0, 0.0, 1e6, &softcap))) return rc;
+    if (softcap > 0.0f)
+        return mend_set_error(MEND_EUNSUPPORTED, "%s: gemma3.final_logit_softcapping is %g; logit soft-capping "
+                              "is not supported for gemma3", L->path, (double)softcap);
+    if ((rc = key_float(L, "attn_logit_softcapping", 0, 0.0, 1e6, &softcap))) return rc;
+    if (softcap > 0.0f)
+        return mend_set_error(MEND_EUNSUPPORTED, "%s: gemma3.attn_logit_softcapping is %g; attention soft-capping "
+                              "is not supported", L->path, (double)softcap);
+    if ((rc = key_int(L, "attention.sliding_window", 0, 0, 1 << 30, &window))) return rc;
+    c->qk_norm = 1;
+    c->post_norms = 1;
+    c->act = MEND_ACT_GELU_TANH;
+    c->embd_scale = sqrtf((float)c->dim);
+    const int pre_attn = c->n_layers == 62 ? c->dim / c->n_heads : c->head_dim;
+    c->attn_scale = 1.0f / sqrtf((float)pre_attn);
+    c->rope_theta_swa = 10000.0f;
+    for (int l = 0; l < c->n_layers && window > 0; l++) c->swa_window[l] = l % 6 < 5 ? window : 0;
+    return 0;
+}
+
 static int read_config(loader *L) {
     mend_config *c = &L->m->cfg;
     const char *arch;
     int rc = mend_gguf_get_str(L->g, "general.architecture", &arch);
     if (rc) return rc;
-    if (strcmp(arch, "llama") && strcmp(arch, "mistral") && strcmp(arch, "qwen2") && strcmp(arch, "qwen3"))
+    if (strcmp(arch, "llama") && strcmp(arch, "mistral") && strcmp(arch, "qwen2") && strcmp(arch, "qwen3") &&
+        strcmp(arch, "gemma3"))
         return mend_set_error(MEND_EUNSUPPORTED, "%s: general.architecture is '%.40s', expected llama, "
-                              "mistral, qwen2 or qwen3", L->path, arch);
+                              "mistral, qwen2, qwen3 or gemma3", L->path, arch);
     L->arch = arch;
     snprintf(c->arch, sizeof c->arch, "%s", arch);
     c->qk_norm = strcmp(arch, "qwen3") == 0;
-    c->rope_type = strncmp(arch, "qwen", 4) == 0 ? MEND_ROPE_NEOX : MEND_ROPE_NORM;
+    c->rope_type = strncmp(arch, "qwen", 4) == 0 || strcmp(arch, "gemma3") == 0 ? MEND_ROPE_NEOX : MEND_ROPE_NORM;
 
     if ((rc = key_int(L, "embedding_length", 1, 1, 1 << 20, &c->dim))) return rc;
     if ((rc = key_int(L, "block_count", 1, 1, 4096, &c->n_layers))) return rc;
@@ -179,7 +215,7 @@ static int read_config(loader *L) {
     if (kv_vocab != c->n_vocab)
         return mend_set_error(MEND_EFORMAT, "%s: %s.vocab_size is %d but tensor 'token_embd.weight' has %d rows",
                               L->path, arch, kv_vocab, c->n_vocab);
-    return 0;
+    return strcmp(arch, "gemma3") == 0 ? read_gemma3_config(L) : 0;
 }
 
 /* ---- tensors --------------------------------------------------------------------- */
@@ -340,6 +376,9 @@ static int map_tensors(loader *L) {
         if (c->qk_norm && ((rc = load_vec(L, NAME("attn_q_norm.weight"), 1, c->head_dim, &Y->q_norm)) ||
                            (rc = load_vec(L, NAME("attn_k_norm.weight"), 1, c->head_dim, &Y->k_norm))))
             return rc;
+        if (c->post_norms && ((rc = load_vec(L, NAME("post_attention_norm.weight"), 1, dim, &Y->post_attn_norm)) ||
+                              (rc = load_vec(L, NAME("post_ffw_norm.weight"), 1, dim, &Y->post_ffn_norm))))
+            return rc;
     }
 #undef NAME
     return 0;
@@ -439,6 +478,8 @@ int mend_model_load_gguf(mend_model **out, const char *path, const mend_load_opt
         P->bv = Y->bv;
         P->q_norm = Y->q_norm;
         P->k_norm = Y->k_norm;
+        P->post_attn_norm = Y->post_attn_norm;
+        P->post_ffn_norm = Y->post_ffn_norm;
     }
     if (mend_gguf_find(m->gguf, "tokenizer.ggml.model")) {
         if ((rc = mend_tokenizer_from_gguf(&m->tok, m->gguf))) goto fail;

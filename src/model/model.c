@@ -248,6 +248,11 @@ int mend_model_validate(const mend_model *m) {
         if ((rc = check_mat(m, "w_gate", l, &L->w_gate, hid, dim))) return rc;
         if ((rc = check_mat(m, "w_up", l, &L->w_up, hid, dim))) return rc;
         if ((rc = check_mat(m, "w_down", l, &L->w_down, dim, hid))) return rc;
+        if (c->qk_norm && (!L->q_norm || !L->k_norm))
+            return mend_set_error(MEND_EFORMAT, "%s: layer %d lacks the q/k norms its config asks for", src, l);
+        if (c->post_norms && (!L->post_attn_norm || !L->post_ffn_norm))
+            return mend_set_error(MEND_EFORMAT, "%s: layer %d lacks the post-attention/FFN norms its config "
+                                  "asks for", src, l);
         if ((L->bq != NULL) != (L->bk != NULL) || (L->bq != NULL) != (L->bv != NULL))
             return mend_set_error(MEND_EFORMAT, "%s: layer %d has some but not all of the q/k/v biases",
                                   src, l);

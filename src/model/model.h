@@ -22,7 +22,7 @@ enum mend_rope_scaling {
 #define MEND_MAX_LAYERS 4096
 
 typedef struct mend_config {
-    char arch[32];        /* "llama", "qwen2", "mistral" */
+    char arch[32];        /* "llama", "qwen2", "mistral", "gemma3", ... */
     int n_vocab;
     int dim;              /* hidden size */
     int n_layers;
@@ -40,10 +40,25 @@ typedef struct mend_config {
     int rope_orig_ctx;    /* llama3 scaling: original_max_position_embeddings */
     const float *rope_freqs;   /* (head_dim/2) divisors of the frequencies with MEND_ROPE_SCALING_FREQS
                                   (in the model's file map), NULL otherwise */
-    int qk_norm;          /* per-head RMSNorm of queries and keys before RoPE (qwen3) */
+    int qk_norm;          /* per-head RMSNorm of queries and keys before RoPE (qwen3, gemma3) */
     int swa_window[MEND_MAX_LAYERS];   /* sliding-window attention of layer l: a query at position p
                                           sees keys at positions > p - swa_window[l]; 0 = global */
+
+    /* Gemma 3 ("gemma3"). Zero for the other families, which keeps their
+     * math unchanged. */
+    int post_norms;       /* RMSNorm on the attention and FFN outputs before their residual adds
+                             (post_attention_norm, post_ffw_norm) */
+    int act;              /* enum mend_act: the gate's activation */
+    float embd_scale;     /* looked-up token embeddings are multiplied by this (0: by 1) */
+    float attn_scale;     /* attention logits are q·k times this (0: 1/sqrt(head_dim)) */
+    float rope_theta_swa; /* RoPE base (unscaled) of the layers with a sliding window; 0: rope_theta
+                             on every layer */
 } mend_config;
+
+enum mend_act {
+    MEND_ACT_SILU = 0,       /* SwiGLU: silu(g) * u */
+    MEND_ACT_GELU_TANH = 1   /* GeGLU: gelu(g) * u with the tanh approximation */
+};
 
 /* A weight matrix in row-major [rows][cols] with rows = output features, in
  * any ggml type (F32 when dequantized). ggml's ne[0] == cols, ne[1] == rows. */
@@ -63,6 +78,7 @@ typedef struct mend_layer {
     const float *q_norm, *k_norm;  /* (head_dim) with cfg.qk_norm, NULL otherwise */
     const float *ffn_norm;         /* (dim) */
     mend_mat w_gate, w_up, w_down; /* (hidden, dim) (hidden, dim) (dim, hidden) */
+    const float *post_attn_norm, *post_ffn_norm;  /* (dim) with cfg.post_norms (gemma3), NULL otherwise */
 } mend_layer;
 
 struct mend_model {
@@ -110,12 +126,37 @@ uint64_t mend_fp_of_tensors(const mend_fp_tensor *t, size_t n, uint64_t *scratch
 double mend_rope_inv_freq(const mend_config *c, int i);
 /* cos / sin tables (n, head_dim/2) for positions pos0 .. pos0+n-1 (rope_tables with scaling). */
 void mend_rope_tables(const mend_config *c, float *cos_t, float *sin_t, int n, int pos0);
-/* QK-norm in place on n rows: every head of q (n, ldq) and k (n, ldk); serial. */
+/* QK-norm in place on n rows: every head of q (n, ldq) and k (n, ldk);
+ * then q *= mend_query_scale (gemma3's attention scale); serial. */
 void mend_qk_norm(const mend_config *c, const mend_layer *L, float *q, size_t ldq, float *k, size_t ldk, int n);
+/* attn_scale * sqrt(head_dim), the factor on queries that turns the
+ * attention's 1/sqrt(head_dim) into attn_scale; 1 without attn_scale. */
+float mend_query_scale(const mend_config *c);
 /* The first key position a query at position pos sees in layer l. */
 int mend_swa_first(const mend_config *c, int l, int pos);
 /* Does any layer's window hide keys of a context of n_ctx positions? */
 int mend_swa_active(const mend_config *c, int n_ctx);
+/* Does layer l rotate with the base rope_theta_swa (gemma3's sliding-window
+ * layers), and does any layer (a second pair of RoPE tables is needed)? */
+int mend_rope_local(const mend_config *c, int l);
+int mend_rope_has_local(const mend_config *c);
+/* mend_rope_inv_freq and mend_rope_tables of those layers' base. */
+double mend_rope_local_inv_freq(const mend_config *c, int i);
+void mend_rope_local_tables(const mend_config *c, float *cos_t, float *sin_t, int n, int pos0);
+/* RMSNorm of n rows on the calling thread: x (n, dim) -> out = x / rms(x) * w,
+ * may alias. */
+void mend_rmsnorm_rows(float *out, const float *x, const float *w, int n, int dim, float eps);
+/* x (n, dim) *= embd_scale (token embeddings only). */
+void mend_embed_scale(const mend_config *c, float *x, int n);
+/* h = act(gate) * up, (n) each, by cfg.act; h may alias gate. serial: stay
+ * on this thread. */
+void mend_glu_forward(const mend_config *c, float *h, const float *gate, const float *up, int64_t n, int serial);
+/* Its backward: dgate, dup from dout (n each); dgate may alias dout. */
+void mend_glu_backward(const mend_config *c, float *dgate, float *dup, const float *dout, const float *gate,
+                       const float *up, int64_t n);
+/* x (n, dim) += rmsnorm(y) * w with cfg.post_norms (y is overwritten), else
+ * x += y. serial as above. */
+void mend_post_norm_add(const mend_config *c, const float *w, float *x, float *y, int n, int serial);
 /* mend_describe_features is public (mend.h). */
 
 /* Validate shapes of a filled model (every loader calls it last). */

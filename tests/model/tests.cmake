@@ -9,3 +9,4 @@ mend_test(test_fingerprint ${CMAKE_CURRENT_LIST_DIR}/test_fingerprint.c LABELS u
 mend_test(test_families ${CMAKE_CURRENT_LIST_DIR}/test_families.c LABELS unit TIMEOUT 600)
 target_compile_definitions(test_families PRIVATE MEND_BIN="${MEND_TEST_BIN}")
 add_dependencies(test_families mend)
+mend_test(test_gemma3_logits ${CMAKE_CURRENT_LIST_DIR}/test_gemma3_logits.c LABELS model TIMEOUT 600)
