@@ -5,12 +5,17 @@
  * first prompt row (as PEFT and mend_forward do). Per layer (torch notation,
  * the same equations as model/forward.c):
  *   h = rmsnorm(x) * w_attn;  q, k, v = h Wqᵀ (+b), h Wkᵀ (+b), h Wvᵀ (+b)
- *   q, k = qk_norm(q), qk_norm(k)  (cfg.qk_norm; QR, KR keep their inputs)
+ *   q, k = qk_norm(q), qk_norm(k)  (cfg.qk_norm; QR, KR keep their inputs;
+ *                                   then q *= mend_query_scale)
  *   q, k = rope(q), rope(k);  a = causal_gqa_softmax(q kᵀ / sqrt(hd)) v
- *                                  (within layer l's window cfg.swa_window[l])
+ *                                  (within layer l's window cfg.swa_window[l];
+ *                                   gemma3's windowed layers rotate with rope_theta_swa)
  *   xm = x + a Woᵀ;  h = rmsnorm(xm) * w_ffn;  g, u = h Wgᵀ, h Wuᵀ
  *   x' = xm + (silu(g) * u) Wdᵀ
- * and logits = rmsnorm(x_L) * w_out Woutᵀ for the scored rows only.
+ * and logits = rmsnorm(x_L) * w_out Woutᵀ for the scored rows only. gemma3
+ * (model/features.c) also has text embeddings times embd_scale (the prompt
+ * rows are used as given), xm = x + rmsnorm(a Woᵀ) * post_attn_norm,
+ * x' = xm + rmsnorm((gelu_tanh(g) * u) Wdᵀ) * post_ffn_norm.
  *
  * Memory plan (floats; T = P + max_text, all in one allocation made by
  * mend_trainer_new; nothing is allocated during a step):
@@ -20,18 +25,22 @@
  *     Q[l]   (T, qd)      queries after RoPE
  *     K[l], V[l] (T, kvd) keys after RoPE, values
  *     G[l], U[l] (T, hidden)  FFN gate / up pre-activations
+ *     QR[l], KR[l]       queries / keys before QK-norm (cfg.qk_norm only)
+ *     YA[l], YF[l] (T, dim)   attention / FFN outputs before their post-norms
+ *                        (cfg.post_norms only)
  *   recomputed in the backward:
  *     the normalized inputs (rmsnorm_backward recomputes 1/rms from X / XM),
  *     the attention probabilities (from Q and K, one block of 128 query rows
  *     per head at a time; never T x T x heads per layer),
- *     silu(g) (from G).
+ *     silu(g) or gelu_tanh(g) (from G).
  *   not needed at all: the normalized matmul inputs and the attention and
  *     FFN outputs - with frozen weights only input gradients flow, and
  *     dX = dY W needs W, not X.
  *   scratch shared by all layers: xb (T, dim), att (T, qd), sw (T, hidden),
  *     dx, dh (T, dim), dq (T, qd), dk, dv (T, kvd), dg, du (T, hidden),
  *     attention scratch (per-head dK/dV and per-thread probability blocks),
- *     RoPE tables for positions 0..T-1, and for the output head blocks of
+ *     RoPE tables for positions 0..T-1 (two pairs for gemma3's two bases),
+ *     and for the output head blocks of
  *     HEAD_ROWS rows: logits (HEAD_ROWS, vocab), teacher logits, the final
  *     normed rows and their gradient, a (2 * vocab) row buffer per thread.
  * For SmolLM2-135M, P = 20 and 512 text tokens that is ~330 MB kept plus
@@ -85,6 +94,8 @@ struct mend_trainer {
     size_t qd, kvd;
     float *X, *XM, *Q, *K, *V, *G, *U;
     float *QR, *KR;     /* queries / keys before QK-norm (cfg.qk_norm), or NULL */
+    float *YA, *YF;     /* attention / FFN outputs before their post-norms (cfg.post_norms), or NULL */
+    float *rc2, *rs2;   /* RoPE tables of the sliding-window layers' base (gemma3), or NULL */
     float *xb, *att, *sw, *dx, *dh, *dq, *dk, *dv, *dg, *du;
     float *rc, *rs, *asc;
     float *logits, *tlogits, *hf, *dhf, *work;
@@ -286,7 +297,7 @@ int mend_trainer_new(mend_trainer **out, const mend_model *m, int n_virtual, int
     const size_t perlayer = 2 * D + qd + 2 * kvd + 2 * F;   /* X, XM, Q, K, V, G, U */
     /* slot sizes in floats; overflow-checked (every factor is bounded above,
      * but vocab x rows and T x perlayer x L can still be large) */
-    size_t sz[27];
+    size_t sz[31];
     int ns = 0, ok = 1;
 #define SLOT(a, b) do { size_t v_; ok = ok && mend_mul_ok((a), (b), &v_); sz[ns++] = ok ? v_ : 0; } while (0)
     SLOT((L + 1) * T, D);               /* X */
@@ -298,6 +309,11 @@ int mend_trainer_new(mend_trainer **out, const mend_model *m, int n_virtual, int
     SLOT(L * T, F);                     /* U */
     SLOT(c->qk_norm ? L * T : 0, qd);   /* QR */
     SLOT(c->qk_norm ? L * T : 0, kvd);  /* KR */
+    SLOT(c->post_norms ? L * T : 0, D); /* YA */
+    SLOT(c->post_norms ? L * T : 0, D); /* YF */
+    const size_t local = mend_rope_has_local(c) ? T : 0;
+    SLOT(local, hd / 2);                /* rc2 */
+    SLOT(local, hd / 2);                /* rs2 */
     SLOT(T, D);                         /* xb */
     SLOT(T, qd);                        /* att */
     SLOT(T, F);                         /* sw */
@@ -320,7 +336,7 @@ int mend_trainer_new(mend_trainer **out, const mend_model *m, int n_virtual, int
     SLOT(1, mend_sgemm_available() ? mend_sgemm_xt_floats(xt_rows, (int)xt_cols) : 0);   /* xt */
 #undef SLOT
     (void)perlayer;
-    size_t offs[27], total = 0;
+    size_t offs[31], total = 0;
     for (int i = 0; ok && i < ns; i++) {
         offs[i] = total;
         ok = mend_add_ok(total, (sz[i] + 15) & ~(size_t)15, &total);
@@ -348,6 +364,12 @@ int mend_trainer_new(mend_trainer **out, const mend_model *m, int n_virtual, int
     t->U = f + offs[i++];
     t->QR = c->qk_norm ? f + offs[i] : NULL;
     t->KR = c->qk_norm ? f + offs[i + 1] : NULL;
+    i += 2;
+    t->YA = c->post_norms ? f + offs[i] : NULL;
+    t->YF = c->post_norms ? f + offs[i + 1] : NULL;
+    i += 2;
+    t->rc2 = local ? f + offs[i] : NULL;
+    t->rs2 = local ? f + offs[i + 1] : NULL;
     i += 2;
     t->xb = f + offs[i++];
     t->att = f + offs[i++];
@@ -384,6 +406,7 @@ int mend_trainer_new(mend_trainer **out, const mend_model *m, int n_virtual, int
     t->mem = mem;
     t->bytes = bytes;
     mend_rope_tables(c, t->rc, t->rs, (int)T, 0);
+    if (local) mend_rope_local_tables(c, t->rc2, t->rs2, (int)T, 0);
     if (t->xt) pack_weights(t);
     if (teacher && (rc = mend_state_new(&t->tstate, teacher, max_text, HEAD_ROWS))) {
         mend_trainer_free(t);
@@ -415,6 +438,35 @@ static void embed_text(const mend_trainer *t, float *x, const int32_t *text, int
         if (E->type == MEND_TYPE_F32) memcpy(x + (size_t)i * D, row, D * sizeof(float));
         else mend_dequantize_row(E->type, row, x + (size_t)i * D, (int64_t)D);
     }
+    mend_embed_scale(&t->m->cfg, x, n);   /* text rows only: the prompt rows are used as given */
+}
+
+/* layer l's RoPE tables */
+static void layer_rope(const mend_trainer *t, int l, const float **rc, const float **rs) {
+    const int local = t->rc2 && mend_rope_local(&t->m->cfg, l);
+    *rc = local ? t->rc2 : t->rc;
+    *rs = local ? t->rs2 : t->rs;
+}
+
+/* xres (T, dim) += x Wᵀ, or += rmsnorm(Y) * post with Y = x Wᵀ kept (post_norms) */
+static void residual_forward(mend_trainer *t, float *xres, const float *x, const mend_mat *W, float *Y,
+                             const float *post, int T) {
+    const mend_config *c = &t->m->cfg;
+    const size_t D = (size_t)c->dim;
+    const fwd_job j = {Y ? Y : xres, D, W, NULL};
+    mm_forward(t, x, T, Y ? 0.0f : 1.0f, &j, 1);
+    if (!Y) return;
+    memcpy(t->xb, Y, (size_t)T * D * sizeof(float));
+    mend_post_norm_add(c, post, xres, t->xb, T, 0);
+}
+
+/* the gradient of a residual branch's product output: dx itself, or through
+ * the post-norm into dh */
+static const float *post_norm_backward(mend_trainer *t, const float *Y, const float *post, int T) {
+    const mend_config *c = &t->m->cfg;
+    if (!Y) return t->dx;
+    rmsnorm_backward(t->dh, t->dx, Y, post, T, c->dim, c->norm_eps, 0.0f);
+    return t->dh;
 }
 
 static void forward_layers(mend_trainer *t, int T) {
@@ -427,6 +479,9 @@ static void forward_layers(mend_trainer *t, int T) {
         float *X = t->X + (size_t)l * Tm * D, *Xn = X + Tm * D, *XM = t->XM + (size_t)l * Tm * D;
         float *Q = t->Q + (size_t)l * Tm * qd, *K = t->K + (size_t)l * Tm * kvd, *V = t->V + (size_t)l * Tm * kvd;
         float *G = t->G + (size_t)l * Tm * F, *U = t->U + (size_t)l * Tm * F;
+        float *YA = t->YA ? t->YA + (size_t)l * Tm * D : NULL, *YF = t->YF ? t->YF + (size_t)l * Tm * D : NULL;
+        const float *rc, *rs;
+        layer_rope(t, l, &rc, &rs);
 
         rmsnorm_forward(t->xb, X, Ly->attn_norm, T, (int)D, c->norm_eps);
         const fwd_job qkv[3] = {{Q, qd, &Ly->wq, Ly->bq}, {K, kvd, &Ly->wk, Ly->bk}, {V, kvd, &Ly->wv, Ly->bv}};
@@ -434,32 +489,34 @@ static void forward_layers(mend_trainer *t, int T) {
         if (t->QR) {   /* keep the inputs of QK-norm for its backward */
             memcpy(t->QR + (size_t)l * Tm * qd, Q, (size_t)T * qd * sizeof(float));
             memcpy(t->KR + (size_t)l * Tm * kvd, K, (size_t)T * kvd * sizeof(float));
-            mend_qk_norm(c, Ly, Q, qd, K, kvd, T);
         }
-        rope_forward(Q, T, qd, c->n_heads, c->head_dim, t->rc, t->rs, c->rope_type);
-        rope_forward(K, T, kvd, c->n_kv_heads, c->head_dim, t->rc, t->rs, c->rope_type);
+        mend_qk_norm(c, Ly, Q, qd, K, kvd, T);
+        rope_forward(Q, T, qd, c->n_heads, c->head_dim, rc, rs, c->rope_type);
+        rope_forward(K, T, kvd, c->n_kv_heads, c->head_dim, rc, rs, c->rope_type);
         attention_forward_train(t->att, Q, K, V, T, c->n_heads, c->n_kv_heads, c->head_dim, c->swa_window[l], t->asc,
                                 nt);
         memcpy(XM, X, (size_t)T * D * sizeof(float));
-        const fwd_job o = {XM, D, &Ly->wo, NULL};
-        mm_forward(t, t->att, T, 1.0f, &o, 1);
+        residual_forward(t, XM, t->att, &Ly->wo, YA, Ly->post_attn_norm, T);
 
         rmsnorm_forward(t->xb, XM, Ly->ffn_norm, T, (int)D, c->norm_eps);
         const fwd_job gu[2] = {{G, F, &Ly->w_gate, NULL}, {U, F, &Ly->w_up, NULL}};
         mm_forward(t, t->xb, T, 0.0f, gu, 2);
-        swiglu_forward(t->sw, G, U, (int64_t)T * F);
+        mend_glu_forward(c, t->sw, G, U, (int64_t)T * F, 0);
         memcpy(Xn, XM, (size_t)T * D * sizeof(float));
-        const fwd_job d = {Xn, D, &Ly->w_down, NULL};
-        mm_forward(t, t->sw, T, 1.0f, &d, 1);
+        residual_forward(t, Xn, t->sw, &Ly->w_down, YF, Ly->post_ffn_norm, T);
     }
 }
 
-/* QK-norm backward of layer l in place on dq, dk (rows rows), through the
- * attention output buffer (free once attention_backward has read it). */
+/* QK-norm backward of layer l in place on dq, dk (rows rows): the query
+ * scale, then the norms through the attention output buffer (free once
+ * attention_backward has read it). */
 static void qk_norm_backward(mend_trainer *t, int l, int rows) {
     const mend_config *c = &t->m->cfg;
     const mend_layer *Ly = &t->m->layers[l];
     const size_t Tm = (size_t)t->Tmax, hd = (size_t)c->head_dim;
+    const float f = mend_query_scale(c);   /* q was scaled after its norm */
+    for (size_t i = 0; f != 1.0f && i < (size_t)rows * t->qd; i++) t->dq[i] *= f;
+    if (!t->QR) return;
     rmsnorm_backward(t->att, t->dk, t->KR + (size_t)l * Tm * t->kvd, Ly->k_norm, rows * c->n_kv_heads, (int)hd,
                      c->norm_eps, 0.0f);
     memcpy(t->dk, t->att, (size_t)rows * t->kvd * sizeof(float));
@@ -480,26 +537,29 @@ static void backward_layers(mend_trainer *t, int T) {
         const float *Q = t->Q + (size_t)l * Tm * qd, *K = t->K + (size_t)l * Tm * kvd;
         const float *V = t->V + (size_t)l * Tm * kvd;
         const float *G = t->G + (size_t)l * Tm * F, *U = t->U + (size_t)l * Tm * F;
+        const float *YA = t->YA ? t->YA + (size_t)l * Tm * D : NULL, *YF = t->YF ? t->YF + (size_t)l * Tm * D : NULL;
+        const float *rc, *rs;
+        layer_rope(t, l, &rc, &rs);
 
-        /* FFN: d(silu(g) u) = dx Wd; then gate / up; then the norm */
+        /* FFN: d(act(g) u) = dx Wd (through the post-norm); then gate / up; then the norm */
         const float *const *wp = t->wp ? t->wp + N_LAYER_MATS * l : NULL;
 #define WP(j) (wp ? wp[j] : NULL)
-        const bwd_job jd = {t->dx, D, &Ly->w_down, WP(M_DOWN)};
+        const bwd_job jd = {post_norm_backward(t, YF, Ly->post_ffn_norm, T), D, &Ly->w_down, WP(M_DOWN)};
         mm_backward(t, t->sw, F, T, 0.0f, &jd, 1);
-        swiglu_backward(t->dg, t->du, t->sw, G, U, (int64_t)T * F);
+        mend_glu_backward(c, t->dg, t->du, t->sw, G, U, (int64_t)T * F);
         const bwd_job jgu[2] = {{t->dg, F, &Ly->w_gate, WP(M_GATE)}, {t->du, F, &Ly->w_up, WP(M_UP)}};
         mm_backward(t, t->dh, D, T, 0.0f, jgu, 2);
         rmsnorm_backward(t->dx, t->dh, XM, Ly->ffn_norm, T, (int)D, c->norm_eps, 1.0f);
 
         /* attention: da = dx Wo; softmax attention; RoPE; q/k/v; the norm */
-        const bwd_job jo = {t->dx, D, &Ly->wo, WP(M_O)};
+        const bwd_job jo = {post_norm_backward(t, YA, Ly->post_attn_norm, T), D, &Ly->wo, WP(M_O)};
         mm_backward(t, t->att, qd, T, 0.0f, &jo, 1);
         attention_backward(t->dq, t->dk, t->dv, t->att, Q, K, V, T, c->n_heads, c->n_kv_heads, c->head_dim,
                            c->swa_window[l], t->asc, nt);
         const int rows = l == 0 ? t->P : T;   /* layer 0: only the prompt rows are trained */
-        rope_backward(t->dq, rows, qd, c->n_heads, c->head_dim, t->rc, t->rs, c->rope_type);
-        rope_backward(t->dk, rows, kvd, c->n_kv_heads, c->head_dim, t->rc, t->rs, c->rope_type);
-        if (t->QR) qk_norm_backward(t, l, rows);
+        rope_backward(t->dq, rows, qd, c->n_heads, c->head_dim, rc, rs, c->rope_type);
+        rope_backward(t->dk, rows, kvd, c->n_kv_heads, c->head_dim, rc, rs, c->rope_type);
+        qk_norm_backward(t, l, rows);
         const bwd_job jqkv[3] = {{t->dq, qd, &Ly->wq, WP(M_Q)}, {t->dk, kvd, &Ly->wk, WP(M_K)},
                                  {t->dv, kvd, &Ly->wv, WP(M_V)}};
 #undef WP

@@ -283,6 +283,8 @@ static void new_epoch(run *r, int n_train) {
     mend_rng_shuffle(r->perm, n_train, &r->rng);
 }
 
+/* token embeddings as the model's first layer sees them (gemma3: times
+ * sqrt(dim), as PEFT's prompt init takes them from the scaled embedding) */
 static int embed_rows(const mend_model *m, const int32_t *ids, int n, float *out) {
     const mend_mat *E = &m->tok_embd;
     for (int i = 0; i < n; i++) {
@@ -292,6 +294,7 @@ static int embed_rows(const mend_model *m, const int32_t *ids, int n, float *out
         int rc = mend_dequantize_row(E->type, row, out + (size_t)i * m->cfg.dim, m->cfg.dim);
         if (rc) return rc;
     }
+    mend_embed_scale(&m->cfg, out, n);
     return 0;
 }
 
