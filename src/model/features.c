@@ -63,14 +63,7 @@ void mend_rope_tables(const mend_config *c, float *cos_t, float *sin_t, int n, i
 }
 
 static void norm_heads(float *x, size_t ldx, int n, int n_heads, int hd, const float *w, float eps) {
-    for (int p = 0; p < n; p++)
-        for (int h = 0; h < n_heads; h++) {
-            float *v = x + (size_t)p * ldx + (size_t)h * hd;
-            double ss = 0.0;
-            for (int j = 0; j < hd; j++) ss += (double)v[j] * v[j];
-            const float r = (float)(1.0 / sqrt(ss / hd + (double)eps));
-            for (int j = 0; j < hd; j++) v[j] = v[j] * r * w[j];
-        }
+    for (int p = 0; p < n; p++) mend_rmsnorm_rows(x + (size_t)p * ldx, x + (size_t)p * ldx, w, n_heads, hd, eps);
 }
 
 void mend_qk_norm(const mend_config *c, const mend_layer *L, float *q, size_t ldq, float *k, size_t ldk, int n) {
@@ -106,14 +99,8 @@ void mend_rope_local_tables(const mend_config *c, float *cos_t, float *sin_t, in
 }
 
 void mend_rmsnorm_rows(float *out, const float *x, const float *w, int n, int dim, float eps) {
-    for (int i = 0; i < n; i++) {
-        const float *xi = x + (size_t)i * dim;
-        float *oi = out + (size_t)i * dim;
-        double ss = 0.0;
-        for (int j = 0; j < dim; j++) ss += (double)xi[j] * xi[j];
-        const float r = (float)(1.0 / sqrt(ss / dim + (double)eps));
-        for (int j = 0; j < dim; j++) oi[j] = xi[j] * r * w[j];
-    }
+    /* one row per call stays under rmsnorm_forward's threshold for threads */
+    for (int i = 0; i < n; i++) rmsnorm_forward(out + (size_t)i * dim, x + (size_t)i * dim, w, 1, dim, eps);
 }
 
 void mend_embed_scale(const mend_config *c, float *x, int n) {

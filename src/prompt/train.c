@@ -362,15 +362,9 @@ int mend_trainer_new(mend_trainer **out, const mend_model *m, int n_virtual, int
     t->V = f + offs[i++];
     t->G = f + offs[i++];
     t->U = f + offs[i++];
-    t->QR = c->qk_norm ? f + offs[i] : NULL;
-    t->KR = c->qk_norm ? f + offs[i + 1] : NULL;
-    i += 2;
-    t->YA = c->post_norms ? f + offs[i] : NULL;
-    t->YF = c->post_norms ? f + offs[i + 1] : NULL;
-    i += 2;
-    t->rc2 = local ? f + offs[i] : NULL;
-    t->rs2 = local ? f + offs[i + 1] : NULL;
-    i += 2;
+    /* the slots of QK-norm, post-norms and the second RoPE base: NULL when empty */
+    float **opt[6] = {&t->QR, &t->KR, &t->YA, &t->YF, &t->rc2, &t->rs2};
+    for (int k = 0; k < 6; k++, i++) *opt[k] = sz[i] ? f + offs[i] : NULL;
     t->xb = f + offs[i++];
     t->att = f + offs[i++];
     t->sw = f + offs[i++];
