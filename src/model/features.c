@@ -161,6 +161,10 @@ static void describe_windows(const mend_config *c, char *buf, size_t n, size_t *
     if (local == c->n_layers) snprintf(t, sizeof t, ", sliding window %d", w);
     else snprintf(t, sizeof t, ", sliding window %d on %d of %d layers", w, local, c->n_layers);
     put(buf, n, k, t);
+    if (mend_rope_has_local(c)) {
+        snprintf(t, sizeof t, " (RoPE base %g there)", (double)c->rope_theta_swa);
+        put(buf, n, k, t);
+    }
 }
 
 void mend_describe_features(const mend_model *m, char *buf, size_t n) {
@@ -187,6 +191,16 @@ void mend_describe_features(const mend_model *m, char *buf, size_t n) {
         put(buf, n, &k, t);
     }
     if (c->rope_scaling == MEND_ROPE_SCALING_FREQS) put(buf, n, &k, " with per-frequency divisors (rope_freqs)");
-    put(buf, n, &k, ", RMSNorm, SwiGLU");
+    put(buf, n, &k, ", RMSNorm");
+    if (c->post_norms) put(buf, n, &k, ", post-norms");
+    put(buf, n, &k, c->act == MEND_ACT_GELU_TANH ? ", GeGLU (tanh)" : ", SwiGLU");
+    if (c->embd_scale != 0.0f && c->embd_scale != 1.0f) {
+        snprintf(t, sizeof t, ", embeddings x %.4g", (double)c->embd_scale);
+        put(buf, n, &k, t);
+    }
+    if (c->attn_scale != 0.0f) {
+        snprintf(t, sizeof t, ", attention scale %.4g", (double)c->attn_scale);
+        put(buf, n, &k, t);
+    }
     if (c->tied) put(buf, n, &k, ", tied embeddings");
 }
