@@ -206,7 +206,10 @@ int mend_forward(mend_state *s, const int32_t *tokens, const float *embeds, int 
  * written to cache slot slot0 + i, is rotated at position rows[i].pos and
  * attends to the slots [a0, a1), [b0, b1) and [c0, slot0 + i], all before or
  * at its own. n <= the state's max_batch. logits: n_out x n_vocab at the rows
- * out_rows (increasing), or NULL when n_out is 0. */
+ * out_rows (increasing), or NULL when n_out is 0. With sliding-window
+ * attention (mistral, gemma3) every row's position must be below the
+ * smallest window (MEND_EUNSUPPORTED otherwise): the spans do not say at
+ * which positions their keys sit. */
 typedef struct mend_row {
     int pos;
     int a0, a1;     /* e.g. a soft prompt */

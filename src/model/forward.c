@@ -545,6 +545,16 @@ int mend_forward(mend_state *s, const int32_t *tokens, const float *embeds, int 
     return 0;
 }
 
+/* Does some layer's window start after position 0 for a query at pos? Until
+ * then a row sees every key it names (keys sit at positions >= 0), so its
+ * spans need no window; after that, which keys fall out depends on their
+ * positions, which rows do not give. */
+static int window_cuts(const mend_config *c, int pos) {
+    for (int l = 0; l < c->n_layers; l++)
+        if (mend_swa_first(c, l, pos) > 0) return 1;
+    return 0;
+}
+
 static int forward_rows(mend_state *s, const int32_t *tokens, int n, int slot0, const int *slots,
                         const mend_row *rows, float *logits, const int *out_rows, int n_out) {
     const char *fn = slots ? "mend_forward_rows_at" : "mend_forward_rows";
@@ -561,9 +571,6 @@ static int forward_rows(mend_state *s, const int32_t *tokens, int n, int slot0, 
     if (slots && (s->kvd > s->qd || s->kvd > (size_t)s->m->cfg.hidden_dim))
         return mend_set_error(MEND_EUNSUPPORTED, "%s: kv width %zu exceeds the query width %zu or the FFN width %d",
                               fn, s->kvd, s->qd, s->m->cfg.hidden_dim);
-    if (s->swa_spans)
-        return mend_set_error(MEND_EUNSUPPORTED, "%s: the model's sliding-window attention (%s) is not "
-                              "implemented for rows with their own positions", fn, s->m->cfg.arch);
     if (n_out < 0 || n_out > n || (n_out > 0 && (!out_rows || !logits)))
         return mend_set_error(MEND_EINVAL, "%s: %d logits rows of %d", fn, n_out, n);
     const int n_vocab = s->m->cfg.n_vocab;
@@ -587,6 +594,10 @@ static int forward_rows(mend_state *s, const int32_t *tokens, int n, int slot0, 
             return mend_set_error(MEND_EINVAL, "%s: row %d (slot %d, position %d) attends to "
                                   "[%d,%d) [%d,%d) [%d,%d]: ranges must lie before the row's slot",
                                   fn, i, self, r->pos, r->a0, r->a1, r->b0, r->b1, r->c0, self);
+        if (window_cuts(&s->m->cfg, r->pos))
+            return mend_set_error(MEND_EUNSUPPORTED, "%s: row %d is at position %d, where the sliding window of "
+                                  "the model (%s) no longer reaches position 0; rows with their own positions "
+                                  "are implemented only before that", fn, i, r->pos, s->m->cfg.arch);
     }
     for (int k = 0; k < n_out; k++)
         if (out_rows[k] < 0 || out_rows[k] >= n || (k > 0 && out_rows[k] <= out_rows[k - 1]))

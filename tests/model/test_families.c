@@ -11,7 +11,8 @@
  * and d loss / d prompt of the trainer within 1e-4 relative to the largest
  * gradient coordinate, the feature line `mend info` prints, and the
  * refusals of configurations mend does not implement (edited configs, and
- * the gemma2 and opt fixtures). llama3 and qwen3 also as GGUF files: the
+ * the gemma2 and opt fixtures); mistral's window with rows that carry their
+ * own positions. llama3 and qwen3 also as GGUF files: the
  * same logits, compressed files that mend reloads, and the greedy
  * continuation llama.cpp gives them. */
 #include <jansson.h>
@@ -297,6 +298,36 @@ static void check_refusals(void) {
     rmdir(tmp);
 }
 
+/* Rows with their own positions (mend_forward_rows) on mistral's window of 4
+ * in a longer context: rows at positions 0..3 see all their keys and give
+ * the golden logits; a row at position 4, whose window drops position 0, is
+ * refused. */
+static void check_rows_window(void) {
+    golden g;
+    if (load_golden("mistral", &g)) return;
+    mend_model *m = NULL;
+    mend_load_opts o = {.keep_packed = 0};
+    CHECK_OK(mend_model_load(&m, test_src(FX "mistral"), &o));
+    mend_state *s = NULL;
+    if (m) CHECK_OK(mend_state_new(&s, m, 32, 8));
+    const int V = m ? m->cfg.n_vocab : 0;
+    float *lg = malloc(sizeof(float) * 4 * (V ? V : 1));
+    if (s && lg) {
+        mend_row rows[5];
+        const int out[4] = {0, 1, 2, 3};
+        for (int i = 0; i < 5; i++) rows[i] = (mend_row){.pos = i, .c0 = 0};
+        CHECK_OK(mend_forward_rows(s, g.tok, 4, 0, rows, lg, out, 4));
+        const double rel = rel_max(lg, g.logits, (size_t)4 * V);
+        CHECK_MSG(rel <= 1e-4, "mistral rows within the window: logits max |diff| / max |logit| = %.3g", rel);
+        CHECK_ERR(mend_forward_rows(s, g.tok, 5, 0, rows, lg, out, 4), MEND_EUNSUPPORTED,
+                  "row 4 is at position 4, where the sliding window");
+    }
+    free(lg);
+    mend_state_free(s);
+    mend_model_free(m);
+    free_golden(&g);
+}
+
 /* `mend info` prints the feature line of every family, HF and GGUF alike. */
 static void check_info(const char *path, const char *feature) {
     cli_out r = cli_runf("info '%s'", test_src(path));
@@ -494,6 +525,7 @@ int main(void) {
     check_info(FX "llama3.gguf", llama3_gguf);
     check_info(FX "qwen3.gguf", qwen3);
     check_features_matter();
+    check_rows_window();
     check_refusals();
     check_gguf_refusals();
     check_unsupported_family("gemma2", "'Gemma2ForCausalLM', which needs attention and final logit soft-capping");
