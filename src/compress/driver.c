@@ -726,6 +726,7 @@ int mend_compress(const char *src, const char *out, const mend_compress_opts *o,
                 }
                 memcpy(C.X + i * C.c->dim, (const float *)E->data + (size_t)id * C.c->dim, (size_t)C.c->dim * sizeof(float));
             }
+            mend_embed_scale(C.c, C.X, C.N * C.T);   /* as the forward enters layer 0 (gemma3) */
         }
         C.total = (int64_t)(nl - start) * N_STAGES * C.N;
         if ((rc = gptq_run(&C, start))) goto out;
