@@ -270,6 +270,9 @@ int mend_probe_new(mend_probe **out, const mend_model *m, const float *const *pr
     if (mend_swa_active(c, 1 << 30))
         return mend_set_error(MEND_EUNSUPPORTED, "mend_probe_new: the attention probe does not implement the "
                               "sliding-window attention of %s", c->arch);
+    if (c->post_norms || c->act != MEND_ACT_SILU || (c->embd_scale != 0.0f && c->embd_scale != 1.0f))
+        return mend_set_error(MEND_EUNSUPPORTED, "mend_probe_new: the attention probe does not implement the "
+                              "post-norms, GeGLU and embedding scale of %s", c->arch);
     mend_probe *p = calloc(1, sizeof *p);
     if (!p) return mend_set_error(MEND_ENOMEM, "mend_probe_new: out of memory");
     p->m = m;
