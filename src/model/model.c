@@ -152,6 +152,10 @@ void mend_model_get_info(const mend_model *m, mend_model_info *info) {
         if (L->bq) n += L->wq.rows;
         if (L->bk) n += L->wk.rows;
         if (L->bv) n += L->wv.rows;
+        if (L->q_norm) n += c->head_dim;
+        if (L->k_norm) n += c->head_dim;
+        if (L->post_attn_norm) n += c->dim;
+        if (L->post_ffn_norm) n += c->dim;
     }
     info->n_params = n;
     info->repacked_bytes = m->xpack_bytes;
