@@ -10,6 +10,7 @@
  *   mend/bank.h      prompt banks, selectors, the learned router
  *   mend/eval.h      task files, zero-shot scoring, results files, reports
  *   mend/idp.h       inference-time dynamic prompting over a bank
+ *   mend/jobs.h      whole steps on files: eval, ppl, tune, bank build, repair
  *
  * Every function that can fail returns an int status: 0 on success, a
  * negative MEND_E* code on failure, and leaves a sentence naming the file,
@@ -328,5 +329,6 @@ double mend_nll_from_logits(const float *logits, int n_vocab, int32_t target);
 #include "mend/bank.h"
 #include "mend/eval.h"
 #include "mend/idp.h"
+#include "mend/jobs.h"
 
 #endif

@@ -54,35 +54,6 @@ const char *cli_file_title(const char *path, char *buf, size_t cap);
  * directory. 0 when found (out holds it), -1 otherwise. */
 int cli_find_data(const char *sub, char *out, size_t cap);
 
-/* ---- the model a prompt was trained on (trained_on.c) ---- */
-struct mend_fp;
-struct mend_model;
-/* "0123456789abcdef (recipe fedcba9876543210)", or "(none recorded)". */
-const char *cli_fp_desc(const struct mend_fp *fp, char *buf, size_t cap);
-/* Where to retrain the prompt or bank in dir for the model: dir with the
- * first 8 hex digits of its fingerprint appended ("bank-0123abcd"). */
-const char *cli_retrain_dir(const char *dir, const struct mend_fp *model, char *buf, size_t cap);
-/* The command that trains a prompt (bank 0) or a bank (bank 1) for the model
- * at model_path (fingerprint model), into cli_retrain_dir(dir). */
-const char *cli_retrain_cmd(int bank, const char *model_path, const char *dir, const struct mend_fp *model,
-                            char *buf, size_t cap);
-/* Compare the model rec names with m (loaded from model_path) and print a
- * warning (another model: with the command that retrains it) or a note
- * (same recipe, or nothing recorded) on stderr. Returns enum mend_fp_match. */
-int cli_check_trained_on(const char *cmd, const struct mend_model *m, const char *model_path, int bank,
-                         const char *dir, const struct mend_fp *rec);
-
-/* The teacher a prompt for m distills from when none is given: the source
- * model m records (mend.compress.source), found beside model_path or in
- * $MEND_HOME/models and checked against the recorded source fingerprint.
- * 1 and its path in out; 0 after a note on stderr (train on cross-entropy). */
-int cli_default_teacher(const char *cmd, const struct mend_model *m, const char *model_path, char *out, size_t cap);
-
-/* Read the soft prompt in dir (mend_adapter_read) for m and check the model
- * it records; 0, or CLI_EXIT_ERROR after printing the error. */
-int cli_read_prompt(const char *cmd, const struct mend_model *m, const char *model_path, const char *dir,
-                    float **emb, int *n_virtual);
-
 /* A human-readable duration into buf (sizes: mend_fmt_bytes). */
 const char *cli_fmt_duration(double seconds, char *buf, size_t cap);
 
@@ -108,5 +79,32 @@ void cli_progress_start(cli_progress *p, const char *label, const char *unit, in
 void cli_progress_update(cli_progress *p, int64_t done, const char *item);
 /* Finish the current row and print a final status line. */
 void cli_progress_end(cli_progress *p);
+
+/* ---- events of library jobs (events.c) ---- */
+#include "mend.h"
+/* The handler for mend_event_fn: TEXT to standard output as is; NOTE and
+ * WARNING to standard error as "mend CMD: note: ..." / "mend CMD:
+ * warning: ..."; progress as a cli_progress bar on standard error; STAGE as
+ * "[repair N/M] ..." on standard error. user: a cli_events. */
+typedef struct cli_events {
+    const char *cmd;
+    cli_progress *bar;      /* the running counter, or NULL */
+    cli_progress bar_store;
+} cli_events;
+int cli_event(void *user, const mend_event *ev);
+
+/* Where models are kept: $MEND_HOME/models, else ~/.cache/mend/models. */
+const char *cli_models_dir(char *buf, size_t cap);
+
+/* Read the soft prompt in dir for m and check the model it records
+ * (mend_prompt_read_checked); 0, or CLI_EXIT_ERROR after printing the error. */
+int cli_read_prompt(const char *cmd, const mend_model *m, const char *model_path, const char *dir, float **emb,
+                    int *n_virtual);
+/* Open a bank for m with the selectors of --select (mend_idp_open_checked);
+ * 0, or an exit code after printing the error. */
+int cli_idp_open(mend_idp **out, const char *cmd, const mend_model *m, const char *model_path, const char *bank_dir,
+                 const char *select, const char *layers, int max_tokens, int per_prompt);
+/* The teacher of mend_default_teacher, searched in cli_models_dir too. */
+int cli_default_teacher(const char *cmd, const mend_model *m, const char *model_path, char *out, size_t cap);
 
 #endif

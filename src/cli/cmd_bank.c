@@ -208,7 +208,7 @@ static int cmd_bank_info(int argc, char **argv) {
     printf("bank:       %s\n", argv[1]);
     printf("base model: %s\n", bi.base_model ? bi.base_model : "(unknown)");
     char fd[64];
-    printf("trained on: %s\n", bi.trained_on.has_model ? cli_fp_desc(&bi.trained_on, fd, sizeof fd)
+    printf("trained on: %s\n", bi.trained_on.has_model ? mend_fp_describe(&bi.trained_on, fd, sizeof fd)
                                                        : "no model fingerprint recorded (built before mend recorded them)");
     printf("prompts:    %d x %d virtual tokens x dim %d\n", bi.n_prompts, bi.nv, bi.dim);
     if (bi.has_attn_calibration)
@@ -513,8 +513,8 @@ static int cmd_bank_build(int argc, char **argv) {
             if (mend_fp_compare(&mfp, &rec) != MEND_FP_SAME) {
                 char a[64], b[64];
                 fprintf(stderr, "mend bank: %s was trained on model fingerprint %s, this model is %s: remove it to "
-                                "train it for this model\n", ad, cli_fp_desc(&rec, a, sizeof a),
-                        cli_fp_desc(&mfp, b, sizeof b));
+                                "train it for this model\n", ad, mend_fp_describe(&rec, a, sizeof a),
+                        mend_fp_describe(&mfp, b, sizeof b));
                 free(ad);
                 goto build_out;
             }

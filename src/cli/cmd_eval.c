@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "idp.h"
+#include "cli.h"
 #include "mend.h"
 
 static const char *CMD = "eval";

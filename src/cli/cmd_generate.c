@@ -8,7 +8,7 @@
 #include <time.h>
 
 #include "cli.h"
-#include "idp.h"
+#include "cli.h"
 #include "mend.h"
 
 static const char *CMD = "generate";

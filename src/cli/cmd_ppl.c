@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "cli.h"
-#include "idp.h"
+#include "cli.h"
 #include "mend.h"
 
 static const char *CMD = "ppl";

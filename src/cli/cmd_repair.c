@@ -432,8 +432,8 @@ static int check_bank_model(const char *bank_dir, const char *cmodel) {
     }
     const mend_fp *r = what == bank_dir ? &rec : &single;
     char a[64], b[64], c[8192], nd[4096];
-    cli_fp_desc(r, a, sizeof a);
-    cli_fp_desc(&fp, b, sizeof b);
+    mend_fp_describe(r, a, sizeof a);
+    mend_fp_describe(&fp, b, sizeof b);
     int rc = 0;
     if (match == MEND_FP_SAME_RECIPE) {
         fprintf(stderr, "mend %s: warning: the prompt bank %s was trained on model fingerprint %s, this run's %s is "
@@ -448,8 +448,8 @@ static int check_bank_model(const char *bank_dir, const char *cmodel) {
                 match == MEND_FP_UNKNOWN ? "records no model fingerprint" : "was trained on model fingerprint ",
                 match == MEND_FP_UNKNOWN ? " (built before mend recorded them)" : a, cmodel, b,
                 match == MEND_FP_UNKNOWN ? "an unknown model" : "another model",
-                cli_retrain_cmd(1, cmodel, bank_dir, &fp, c, sizeof c), cmodel,
-                cli_retrain_dir(bank_dir, &fp, nd, sizeof nd), nd);
+                mend_retrain_cmd(1, cmodel, bank_dir, &fp, c, sizeof c), cmodel,
+                mend_retrain_dir(bank_dir, &fp, nd, sizeof nd), nd);
         rc = CLI_EXIT_ERROR;
     }
     free(sdir);
