@@ -24,8 +24,13 @@ int mend_mkdir_p(const char *path);
 char *mend_path_join(const char *dir, const char *name);
 /* The last component of path (trailing slashes dropped) into buf (returned). */
 const char *mend_basename(const char *path, char *buf, size_t cap);
+/* The name of a task or results file for tables: its last component
+ * (mend_basename) without ".jsonl", into buf (returned). */
+const char *mend_file_title(const char *path, char *buf, size_t cap);
 /* "512 B", "1.50 MiB", ... into buf (returned). */
 const char *mend_fmt_bytes(double bytes, char *buf, size_t cap);
+/* "03:07" or "1:02:03" for a duration in seconds into buf (returned). */
+const char *mend_fmt_duration(double seconds, char *buf, size_t cap);
 /* Monotonic seconds. */
 double mend_now(void);
 

@@ -166,11 +166,12 @@ typedef struct mend_repair_job {
     const char *const *tasks;          /* task files */
     int n_tasks;
     const char *ppl_text;              /* WikiText-2 test text */
-    const char *const *domain_names;   /* bank domains and their corpora */
-    const char *const *domain_files;
+    const char *const *domains;        /* bank domains: "NAME=FILE", or "NAME" for corpus_dir/NAME.txt;
+                                          none: wiki, news, science, fiction, dialog, lore */
     int n_domains;
-    const char *const *calib;          /* calibration texts */
+    const char *const *calib;          /* calibration texts; none: the six corpora of corpus_dir */
     int n_calib;
+    const char *corpus_dir;            /* the data's corpus directory (NAME domains, default calibration) */
     const char *bank_dir;              /* use this bank instead of training one, or NULL */
     /* the budget's settings, overridden where >= 0 */
     int limit, ppl_windows, ppl_ctx, steps, spec_steps, nsamples, seqlen, train_seqlen;
@@ -182,8 +183,9 @@ void mend_repair_job_init(mend_repair_job *j);
  * is written to OUT/report.md and sent as a TEXT event at the end. */
 int mend_repair_run(const mend_repair_job *j, mend_event_fn fn, void *user);
 /* Rebuild the report of the run in out_dir from its files (report.md,
- * report.png, loss.png); *md gets the markdown (malloc'd). */
-int mend_repair_report(const char *out_dir, char **md);
+ * report.png, loss.png); *md gets the markdown (malloc'd). A chart that
+ * cannot be drawn (no gnuplot) is a note through fn, not a failure. */
+int mend_repair_report(const char *out_dir, char **md, mend_event_fn fn, void *user);
 /* Check a compression spec without running anything. */
 int mend_repair_spec_check(const char *spec);
 

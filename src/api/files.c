@@ -1,5 +1,6 @@
 /* Public helpers of mend/files.h that are not the library's own file code
  * (util/file.c): names and sizes for messages. */
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -11,6 +12,21 @@ const char *mend_basename(const char *path, char *buf, size_t cap) {
     size_t s = n;
     while (s > 0 && path[s - 1] != '/') s--;
     snprintf(buf, cap, "%.*s", (int)(n - s), path + s);
+    return buf;
+}
+
+const char *mend_file_title(const char *path, char *buf, size_t cap) {
+    mend_basename(path, buf, cap);
+    size_t n = strlen(buf);
+    if (n > 6 && !strcmp(buf + n - 6, ".jsonl")) buf[n - 6] = 0;
+    return buf;
+}
+
+const char *mend_fmt_duration(double s, char *buf, size_t cap) {
+    if (!isfinite(s) || s < 0) s = 0;
+    long t = (long)(s + 0.5);
+    if (t >= 3600) snprintf(buf, cap, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+    else snprintf(buf, cap, "%02ld:%02ld", t / 60, t % 60);
     return buf;
 }
 

@@ -44,18 +44,13 @@ int cli_getopt_error(const char *cmd, char **argv, int ret);
 /* A malloc'd string from a format (paths); NULL when out of memory. */
 char *cli_pathf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* The name of a task or results file for tables: its last component
- * (mend_basename) without ".jsonl", into buf. */
-const char *cli_file_title(const char *path, char *buf, size_t cap);
+#define cli_file_title mend_file_title
 
 /* The data directory's subdirectory sub (corpus, tasks, ppl): under
  * $MEND_DATA when set, else ../shared/data from the working directory, else
  * ../shared/data beside the source tree holding the executable's build
  * directory. 0 when found (out holds it), -1 otherwise. */
 int cli_find_data(const char *sub, char *out, size_t cap);
-
-/* A human-readable duration into buf (sizes: mend_fmt_bytes). */
-const char *cli_fmt_duration(double seconds, char *buf, size_t cap);
 
 /* ---- progress on stderr (progress.c) ----
  * TTY: one status line redrawn at most 4 times a second:
@@ -81,6 +76,7 @@ void cli_progress_update(cli_progress *p, int64_t done, const char *item);
 void cli_progress_end(cli_progress *p);
 
 /* ---- events of library jobs (events.c) ---- */
+#define cli_fmt_duration mend_fmt_duration
 #include "mend.h"
 /* The handler for mend_event_fn: TEXT to standard output as is; NOTE and
  * WARNING to standard error as "mend CMD: note: ..." / "mend CMD:

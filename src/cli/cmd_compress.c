@@ -358,7 +358,7 @@ int cmd_compress(int argc, char **argv) {
                mend_sparsity_name(&po.sp, sp, sizeof sp), po.joint ? ", joint with GPTQ" : "");
     }
     if (res.resumed_layers) printf("  resumed after %d finished layers\n", res.resumed_layers);
-    printf("  time %s (%.1f s)\n", cli_fmt_duration(res.seconds, dur, sizeof dur), res.seconds);
+    printf("  time %s (%.1f s)\n", mend_fmt_duration(res.seconds, dur, sizeof dur), res.seconds);
     rc = 0;
 out:
     for (int i = 0; i < N_CORPUS; i++) free(paths_buf[i]);

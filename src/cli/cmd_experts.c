@@ -57,10 +57,10 @@ static int on_progress(void *user, const mend_experts_progress *p) {
     const int changed = p->round != s->last_round || p->expert != s->last_expert || p->phase != s->last_phase;
     if (changed) s->t_phase = now;
     char el[32], eta[48] = "", rd[32], ex[16] = "", ls[32] = "";
-    cli_fmt_duration(now - s->t0, el, sizeof el);
+    mend_fmt_duration(now - s->t0, el, sizeof el);
     if (p->done > 0 && p->done < p->total) {
         char d[32];
-        cli_fmt_duration((now - s->t_phase) / p->done * (p->total - p->done), d, sizeof d);
+        mend_fmt_duration((now - s->t_phase) / p->done * (p->total - p->done), d, sizeof d);
         snprintf(eta, sizeof eta, ", ETA %s", d);
     }
     if (p->round < p->rounds) snprintf(rd, sizeof rd, "round %d/%d", p->round + 1, p->rounds);

@@ -10,7 +10,6 @@
 
 #include "cli.h"
 #include "mend.h"
-#include "repair.h"
 
 static const char *CMD = "report";
 
@@ -57,7 +56,8 @@ int cmd_report(int argc, char **argv) {
         if (optind < argc || out_path || plot_path)
             return cli_usage_error(CMD, "--repair OUT_DIR takes no results files, --out or --plot");
         char *md = NULL;
-        if (repair_report_dir(repair_dir, &md)) return cli_fail(CMD, repair_dir);
+        cli_events ev = {.cmd = CMD};
+        if (mend_repair_report(repair_dir, &md, cli_event, &ev)) return cli_fail(CMD, repair_dir);
         fputs(md, stdout);
         free(md);
         return 0;

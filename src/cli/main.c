@@ -137,13 +137,6 @@ char *cli_pathf(const char *fmt, ...) {
     return p;
 }
 
-const char *cli_file_title(const char *path, char *buf, size_t cap) {
-    mend_basename(path, buf, cap);
-    size_t n = strlen(buf);
-    if (n > 6 && !strcmp(buf + n - 6, ".jsonl")) buf[n - 6] = 0;
-    return buf;
-}
-
 int cli_find_data(const char *sub, char *out, size_t cap) {
     const char *env = getenv("MEND_DATA");
     if (env && *env) {
@@ -165,14 +158,6 @@ int cli_find_data(const char *sub, char *out, size_t cap) {
         }
     }
     return -1;
-}
-
-const char *cli_fmt_duration(double s, char *buf, size_t cap) {
-    if (!isfinite(s) || s < 0) s = 0;
-    long t = (long)(s + 0.5);
-    if (t >= 3600) snprintf(buf, cap, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
-    else snprintf(buf, cap, "%02ld:%02ld", t / 60, t % 60);
-    return buf;
 }
 
 int cli_command(int argc, char **argv) {

@@ -27,7 +27,7 @@ static void status(const cli_progress *p, char *buf, size_t cap) {
         double r = p->done / el;
         if (r >= 1.0) snprintf(rate, sizeof rate, "%.2f %s/s", r, p->unit);
         else snprintf(rate, sizeof rate, "%.2f s/%s", 1.0 / r, p->unit);
-        if (p->total > 0) cli_fmt_duration((double)(p->total - p->done) / r, eta, sizeof eta);
+        if (p->total > 0) mend_fmt_duration((double)(p->total - p->done) / r, eta, sizeof eta);
     }
     if (p->total > 0)
         snprintf(buf, cap, "%s %lld/%lld (%d%%)  %s  ETA %s", p->label, (long long)p->done,

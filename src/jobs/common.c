@@ -44,6 +44,15 @@ int job_progress_end(mend_event_fn fn, void *user) {
     return fn(user, &ev);
 }
 
+char *job_pathf(const char *fmt, ...) {
+    char *p = NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    if (vasprintf(&p, fmt, ap) < 0) p = NULL;
+    va_end(ap);
+    return p;
+}
+
 int job_cancelled(const char *what) { return mend_set_error(MEND_EINVAL, "%s: stopped by the caller", what); }
 
 /* ---- the model a prompt was trained on ---- */

@@ -12,6 +12,8 @@ int job_progress_start(mend_event_fn fn, void *user, const char *label, const ch
                        int row_items);
 int job_progress(mend_event_fn fn, void *user, int64_t done, const char *item);
 int job_progress_end(mend_event_fn fn, void *user);
+/* A malloc'd string from a format (paths); NULL when out of memory. */
+char *job_pathf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* The error a cancelled job fails with. */
 int job_cancelled(const char *what);
 

@@ -3,7 +3,7 @@
 #include <string.h>
 #include "util.h"
 
-static _Thread_local char g_err[1024];
+static _Thread_local char g_err[2048];
 
 const char *mend_last_error(void) { return g_err[0] ? g_err : "no error"; }
 

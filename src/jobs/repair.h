@@ -1,4 +1,4 @@
-/* mend repair (cmd_repair.c, repair_report.c): one command from a checkpoint
+/* mend_repair_run (repair.c, repair_report.c): one command from a checkpoint
  * to a compressed, prompt-repaired and evaluated model with a report.
  *
  * OUT_DIR layout:
@@ -10,11 +10,11 @@
  *   results/RUN/TASK.jsonl  eval lines; RUN = original, compressed, single, idp
  *   ppl/RUN.json          perplexity (mend ppl --json)
  *   stages/STAGE.json     written when a stage finished: its wall time
- *   logs/STAGE.txt        each stage's standard output
+ *   logs/STAGE.txt        each stage's report text (what the command prints)
  *   report.md, report.png (tasks), loss.png (prompt training curves)
  */
-#ifndef MEND_CLI_REPAIR_H
-#define MEND_CLI_REPAIR_H
+#ifndef MEND_JOBS_REPAIR_H
+#define MEND_JOBS_REPAIR_H
 
 #include <stddef.h>
 
@@ -35,21 +35,9 @@ typedef struct repair_spec {
 
 /* Parse spec; an error names the spec and the part that is wrong. */
 int repair_spec_parse(const char *spec, repair_spec *out);
-/* The `mend compress` options for sp (pointers into sp or static strings,
- * at most cap). Returns the count. */
-int repair_spec_args(const repair_spec *sp, char *bits_buf, char *group_buf, const char **argv, int cap);
-
 /* The evaluated configurations, in report order. */
 enum { REPAIR_ORIGINAL, REPAIR_COMPRESSED, REPAIR_SINGLE, REPAIR_IDP, REPAIR_NRUNS };
 extern const char *const repair_run_name[REPAIR_NRUNS];
 extern const char *const repair_run_title[REPAIR_NRUNS];
-
-/* Read the stage outputs of out_dir and write report.md, report.png and
- * loss.png; *md gets the report (malloc'd). The run is read back from
- * repair.json (model, compress, budget, settings, tasks) and bank/bank.json
- * (the prompts), so `mend report --repair` rebuilds the report of a finished
- * run. Everything above the heading "## Cost" depends only on the results,
- * not on timing. */
-int repair_report_dir(const char *out_dir, char **md);
 
 #endif

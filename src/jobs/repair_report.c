@@ -12,7 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "cli.h"
+#include "jobs_int.h"
 #include "mend.h"
 #include "repair.h"
 
@@ -24,6 +24,8 @@ typedef struct repair_report_in {
     int n_tasks;
     const char *const *prompts;         /* bank prompt names (loss curves), then "single" */
     int n_prompts;
+    mend_event_fn fn;                   /* notes (a chart that cannot be drawn) */
+    void *user;
 } repair_report_in;
 
 const char *const repair_run_name[REPAIR_NRUNS] = {"original", "compressed", "single", "idp"};
@@ -93,7 +95,7 @@ static int read_ppl(const char *path, run_data *d) {
 /* train.json of the adapter dir bank/NAME (mend tune): 0 and *found = 0
  * when there is none (an adapter trained before mend recorded it) */
 static int read_train(const char *out_dir, const char *name, mend_tune_record *t, int *found) {
-    char *dir = cli_pathf("%s/bank/%s", out_dir, name);
+    char *dir = job_pathf("%s/bank/%s", out_dir, name);
     if (!dir) return mend_set_error(MEND_ENOMEM, "report: out of memory");
     const int rc = mend_tune_read_record(dir, t, found);
     free(dir);
@@ -136,7 +138,7 @@ static int train_tokens(const repair_report_in *in, int single, char *buf, size_
 
 /* seconds (and resumed flag) of a finished stage; 0 when not there */
 static double stage_secs(const char *out, const char *name, int *resumed) {
-    char *p = cli_pathf("%s/stages/%s.json", out, name);
+    char *p = job_pathf("%s/stages/%s.json", out, name);
     json_t *j = p ? json_load_file(p, 0, NULL) : NULL;
     free(p);
     double s = j ? json_number_value(json_object_get(j, "seconds")) : 0;
@@ -335,7 +337,7 @@ static int loss_plot(const repair_report_in *in, const char *png) {
                "set key outside right\nplot");
     int n = 0;
     for (int i = 0; i < in->n_prompts; i++) {
-        char *csv = cli_pathf("%s/bank/%s/loss.csv", in->out_dir, in->prompts[i]);
+        char *csv = job_pathf("%s/bank/%s/loss.csv", in->out_dir, in->prompts[i]);
         if (csv && mend_file_exists(csv) && !strchr(csv, '\''))
             fprintf(f, "%s '%s' every ::2 using 1:3 smooth bezier with lines lw 1.5 lc %d title '%s', "
                        "'' using 1:6 with points pt 7 ps 0.7 lc %d notitle", n++ ? "," : "", csv, i + 1,
@@ -357,7 +359,7 @@ static int repair_report(const repair_report_in *in, char **md) {
     int rc = 0;
     for (int r = 0; r < REPAIR_NRUNS && rc == 0; r++) {
         for (int t = 0; t < in->n_tasks && rc == 0; t++) {
-            char *p = cli_pathf("%s/results/%s/%s.jsonl", in->out_dir, repair_run_name[r], in->tasks[t]);
+            char *p = job_pathf("%s/results/%s/%s.jsonl", in->out_dir, repair_run_name[r], in->tasks[t]);
             if (!p) rc = mend_set_error(MEND_ENOMEM, "report: out of memory");
             else if (mend_file_exists(p) && (rc = mend_results_load(p, &rd[r].res[t])) == 0 &&
                      (rc = mend_results_summarize(&rd[r].res[t], &rd[r].sum[t], &rd[r].n_sum[t])) == 0 &&
@@ -368,7 +370,7 @@ static int repair_report(const repair_report_in *in, char **md) {
             snprintf(name, sizeof name, "eval-%s-%s", repair_run_name[r], in->tasks[t]);
             rd[r].eval_secs += stage_secs(in->out_dir, name, &rd[r].eval_resumed);
         }
-        char *p = cli_pathf("%s/ppl/%s.json", in->out_dir, repair_run_name[r]);
+        char *p = job_pathf("%s/ppl/%s.json", in->out_dir, repair_run_name[r]);
         if (rc == 0) rc = p ? read_ppl(p, &rd[r]) : mend_set_error(MEND_ENOMEM, "report: out of memory");
         free(p);
     }
@@ -378,7 +380,7 @@ static int repair_report(const repair_report_in *in, char **md) {
     if (rc == 0 && !f) rc = mend_set_error(MEND_ENOMEM, "report: out of memory");
     if (rc) goto done;
 
-    char *cpath = cli_pathf("%s/model.gguf", in->out_dir);
+    char *cpath = job_pathf("%s/model.gguf", in->out_dir);
     double osz = file_size(in->model), csz = cpath ? file_size(cpath) : -1;
     free(cpath);
     char b1[32], b2[32];
@@ -448,7 +450,7 @@ static int repair_report(const repair_report_in *in, char **md) {
     for (int i = 0; i < in->n_prompts && n_names < MAX_CHOICES; i++)
         if (strcmp(in->prompts[i], "single")) snprintf(names[n_names++], 64, "%.63s", in->prompts[i]);
     for (int t = 0; t < in->n_tasks; t++) {
-        char *p = cli_pathf("%s/results/idp/%s.jsonl", in->out_dir, in->tasks[t]);
+        char *p = job_pathf("%s/results/idp/%s.jsonl", in->out_dir, in->tasks[t]);
         if (p) count_choices(p, names, &n_names, counts[t]);
         free(p);
     }
@@ -466,16 +468,16 @@ static int repair_report(const repair_report_in *in, char **md) {
     free(counts);
 
     /* charts */
-    char *png = cli_pathf("%s/report.png", in->out_dir), *lpng = cli_pathf("%s/loss.png", in->out_dir);
+    char *png = job_pathf("%s/report.png", in->out_dir), *lpng = job_pathf("%s/loss.png", in->out_dir);
     mend_report_run runs[REPAIR_NRUNS];
     for (int r = 0; r < REPAIR_NRUNS; r++)
         runs[r] = (mend_report_run){.name = repair_run_title[r], .s = rd[r].flat, .n = rd[r].n_flat};
     int have_plot = png && rd[0].n_flat > 0 && mend_report_plot(runs, REPAIR_NRUNS, png) == 0;
     if (png && !have_plot && rd[0].n_flat > 0)
-        fprintf(stderr, "mend repair: no chart: %s\n", mend_last_error());
+        job_emit(in->fn, in->user, MEND_EV_NOTE, "no chart: %s", mend_last_error());
     /* no loss curve at all (a bank copied without them) is no failure */
     int lrc = lpng ? loss_plot(in, lpng) : 0, have_loss = lpng && lrc == 0 && mend_file_exists(lpng);
-    if (lrc) fprintf(stderr, "mend repair: no loss chart: %s\n", mend_last_error());
+    if (lrc) job_emit(in->fn, in->user, MEND_EV_NOTE, "no loss chart: %s", mend_last_error());
     free(png);
     free(lpng);
     fprintf(f, "\n");
@@ -485,7 +487,7 @@ static int repair_report(const repair_report_in *in, char **md) {
     /* cost: sizes and speed (timing: differs from run to run) */
     double psz = 0, bsz = 0;
     for (int i = 0; i < in->n_prompts; i++) {
-        char *p = cli_pathf("%s/bank/%s/adapter_model.safetensors", in->out_dir, in->prompts[i]);
+        char *p = job_pathf("%s/bank/%s/adapter_model.safetensors", in->out_dir, in->prompts[i]);
         double s = p ? file_size(p) : -1;
         free(p);
         if (s < 0) continue;
@@ -508,19 +510,19 @@ static int repair_report(const repair_report_in *in, char **md) {
         else fprintf(f, " – |");
     fprintf(f, "\n| eval wall time, all tasks |");
     for (int r = 0; r < REPAIR_NRUNS; r++)
-        fprintf(f, " %s%s |", cli_fmt_duration(rd[r].eval_secs, b1, sizeof b1), rd[r].eval_resumed ? " (resumed)" : "");
+        fprintf(f, " %s%s |", mend_fmt_duration(rd[r].eval_secs, b1, sizeof b1), rd[r].eval_resumed ? " (resumed)" : "");
     fprintf(f, "\n\nTimes are wall-clock on this machine; a stage resumed after an interruption counts only its "
                "last part.\n");
     int dummy = 0;
     double cs = stage_secs(in->out_dir, "compress", &dummy), bs = stage_secs(in->out_dir, "bank", &dummy),
            ss = stage_secs(in->out_dir, "single", &dummy);
-    fprintf(f, "Compression %s", cli_fmt_duration(cs, b1, sizeof b1));
-    if (bs > 0) fprintf(f, ", bank training %s", cli_fmt_duration(bs, b2, sizeof b2));
-    if (ss > 0) fprintf(f, ", single prompt training %s", cli_fmt_duration(ss, b3, sizeof b3));
+    fprintf(f, "Compression %s", mend_fmt_duration(cs, b1, sizeof b1));
+    if (bs > 0) fprintf(f, ", bank training %s", mend_fmt_duration(bs, b2, sizeof b2));
+    if (ss > 0) fprintf(f, ", single prompt training %s", mend_fmt_duration(ss, b3, sizeof b3));
     fprintf(f, ".\n");
     fclose(f);
     f = NULL;
-    char *rp = cli_pathf("%s/report.md", in->out_dir);
+    char *rp = job_pathf("%s/report.md", in->out_dir);
     rc = rp ? mend_write_file_atomic(rp, buf, len) : mend_set_error(MEND_ENOMEM, "report: out of memory");
     free(rp);
     if (rc == 0) *md = buf, buf = NULL;
@@ -542,9 +544,9 @@ static int plan_str(const char *path, const json_t *plan, const char *key, const
     return *out ? 0 : mend_set_error(MEND_EFORMAT, "%s: field '%s' is missing or not a string", path, key);
 }
 
-int repair_report_dir(const char *out_dir, char **md) {
+int mend_repair_report(const char *out_dir, char **md, mend_event_fn fn, void *user) {
     *md = NULL;
-    char *path = cli_pathf("%s/repair.json", out_dir), *bdir = cli_pathf("%s/bank", out_dir);
+    char *path = job_pathf("%s/repair.json", out_dir), *bdir = job_pathf("%s/bank", out_dir);
     char (*tbuf)[128] = calloc(64, sizeof *tbuf);
     const char *tn[64], *pn[MEND_BANK_MAX_PROMPTS + 1];
     json_t *plan = NULL;
@@ -559,7 +561,7 @@ int repair_report_dir(const char *out_dir, char **md) {
         rc = mend_set_error(MEND_EFORMAT, "%s: not valid JSON: %s (line %d)", path, err.text, err.line);
         goto done;
     }
-    repair_report_in in = {.out_dir = out_dir};
+    repair_report_in in = {.out_dir = out_dir, .fn = fn, .user = user};
     if ((rc = plan_str(path, plan, "model", &in.model)) || (rc = plan_str(path, plan, "compress", &in.spec)) ||
         (rc = plan_str(path, plan, "budget", &in.budget)) || (rc = plan_str(path, plan, "settings", &in.settings)))
         goto done;
@@ -574,10 +576,10 @@ int repair_report_dir(const char *out_dir, char **md) {
             rc = mend_set_error(MEND_EFORMAT, "%s: field 'tasks' item %zu is not a string", path, i);
             goto done;
         }
-        tn[in.n_tasks++] = cli_file_title(t, tbuf[i], sizeof tbuf[i]);
+        tn[in.n_tasks++] = mend_file_title(t, tbuf[i], sizeof tbuf[i]);
     }
     /* the bank's prompts (loss curves, sizes, training tokens), then the single prompt */
-    char *bj = cli_pathf("%s/%s", bdir, MEND_BANK_FILE);
+    char *bj = job_pathf("%s/%s", bdir, MEND_BANK_FILE);
     int have_bank = bj && mend_file_exists(bj);
     free(bj);
     if (have_bank && (rc = mend_bank_read(bdir, &bk))) goto done;
