@@ -94,21 +94,18 @@ static int on_router(void *user, int done, int total) {
     return c->cancelled;
 }
 
-/* Text of a line made of a head and one "name value" pair per prompt. */
+/* The line "HEAD name value name value ...\n" with one pair per prompt. */
 static int emit_per_prompt(mend_event_fn fn, void *user, const char *head, const mend_bank *b, int n,
                            const double *dv, const int *iv) {
-    char *s = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&s, &len);
-    if (!f) return 0;
-    fputs(head, f);
-    for (int k = 0; k < n; k++) {
-        if (dv) fprintf(f, " %s %.5f", prompt_name(b, k), dv[k]);
-        else fprintf(f, " %s %d", prompt_name(b, k), iv[k]);
+    const size_t cap = strlen(head) + (size_t)n * 96 + 2;
+    char *s = malloc(cap);
+    if (!s) return 0;   /* out of memory: the line is lost, the job goes on */
+    size_t len = (size_t)snprintf(s, cap, "%s", head);
+    for (int k = 0; k < n && len < cap; k++) {
+        if (dv) len += (size_t)snprintf(s + len, cap - len, " %s %.5f", prompt_name(b, k), dv[k]);
+        else len += (size_t)snprintf(s + len, cap - len, " %s %d", prompt_name(b, k), iv[k]);
     }
-    fputc('\n', f);
-    fclose(f);
-    int r = job_emit(fn, user, MEND_EV_TEXT, "%s", s);
+    int r = job_emit(fn, user, MEND_EV_TEXT, "%s\n", s);
     free(s);
     return r;
 }

@@ -117,35 +117,36 @@ static int on_step(void *user, const mend_tune_progress *p) {
     return s->cancelled;
 }
 
-/* A path in a gnuplot single-quoted string ('' is a quote). */
-static void gp_path(FILE *f, const char *s) {
-    fputc('\'', f);
+/* A path as a gnuplot single-quoted string ('' is a quote); malloc'd. */
+static char *gp_path(const char *s) {
+    char *q = malloc(2 * strlen(s) + 3), *o = q;
+    if (!q) return NULL;
+    *o++ = '\'';
     for (; *s; s++) {
-        if (*s == '\'') fputc('\'', f);
-        fputc(*s, f);
+        if (*s == '\'') *o++ = '\'';
+        *o++ = *s;
     }
-    fputc('\'', f);
+    *o++ = '\'';
+    *o = 0;
+    return q;
 }
 
 static int plot_loss(const char *dir) {
-    char *csv = mend_path_join(dir, "loss.csv"), *png = mend_path_join(dir, "loss.png"), *script = NULL;
-    size_t len = 0;
-    FILE *f = csv && png ? open_memstream(&script, &len) : NULL;
-    if (!f) {
-        free(csv);
-        free(png);
-        return mend_set_error(MEND_ENOMEM, "plot: out of memory");
-    }
-    fprintf(f, "set terminal pngcairo size 900,520\nset output ");
-    gp_path(f, png);
-    fprintf(f, "\nset datafile separator ','\nset key top right\nset xlabel 'step'\nset ylabel 'loss'\nset grid\n"
-               "set title 'mend tune'\nplot ");
-    gp_path(f, csv);
-    fprintf(f, " using 1:3 every ::1 with lines lw 1 lc rgb '#7f9fcf' title 'train loss', "
-               "'' using 1:6 with linespoints pt 7 ps 0.6 lw 2 lc rgb '#c0392b' title 'validation loss'\n");
-    fclose(f);
-    int rc = mend_gnuplot_run(script, png);
+    char *csv = mend_path_join(dir, "loss.csv"), *png = mend_path_join(dir, "loss.png");
+    char *qcsv = csv ? gp_path(csv) : NULL, *qpng = png ? gp_path(png) : NULL, *script = NULL;
+    int rc;
+    if (!qcsv || !qpng ||
+        asprintf(&script, "set terminal pngcairo size 900,520\nset output %s\nset datafile separator ','\n"
+                 "set key top right\nset xlabel 'step'\nset ylabel 'loss'\nset grid\nset title 'mend tune'\n"
+                 "plot %s using 1:3 every ::1 with lines lw 1 lc rgb '#7f9fcf' title 'train loss', "
+                 "'' using 1:6 with linespoints pt 7 ps 0.6 lw 2 lc rgb '#c0392b' title 'validation loss'\n",
+                 qpng, qcsv) < 0) {
+        script = NULL;
+        rc = mend_set_error(MEND_ENOMEM, "plot: out of memory");
+    } else rc = mend_gnuplot_run(script, png);
     free(script);
+    free(qcsv);
+    free(qpng);
     free(csv);
     free(png);
     return rc;
@@ -254,10 +255,18 @@ int mend_tune_job_run(const mend_tune_job *j, mend_event_fn fn, void *user) {
             rc = job_cancelled("tune");
         goto out;
     }
-    if (j->plot && plot_loss(o.out_dir) &&
-        job_emit(fn, user, MEND_EV_WARNING, "%s; loss.csv is there", mend_last_error())) {
-        rc = job_cancelled("tune");
-        goto out;
+    if (j->plot && plot_loss(o.out_dir)) {
+        /* one line: gnuplot's own messages end in newlines */
+        char why[512];
+        snprintf(why, sizeof why, "%s", mend_last_error());
+        size_t n = strlen(why);
+        while (n && (why[n - 1] == '\n' || why[n - 1] == ' ')) why[--n] = 0;
+        for (char *c = why; *c; c++)
+            if (*c == '\n') *c = ' ';
+        if (job_emit(fn, user, MEND_EV_WARNING, "%s; loss.csv is there", why)) {
+            rc = job_cancelled("tune");
+            goto out;
+        }
     }
     int stop = job_emit(fn, user, MEND_EV_TEXT, "steps:     %d in %.1f s (%.1f text tokens/s, forward + backward)\n",
                         r.steps_done, r.elapsed, r.tokens_per_s);
