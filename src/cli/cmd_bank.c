@@ -9,11 +9,13 @@
  *     trains the learned router of an existing bank (prompt/router.h) and
  *     adds it to BANK_DIR/bank.json; bank build does the same at its end.
  *   mend bank info BANK_DIR
+ * build is mend_bank_build_run (src/jobs/bank_build.c) and router/calibrate
+ * end in mend_bank_selectors_add; this file parses options and prints
+ * their events.
  */
 #define _GNU_SOURCE
 #include <getopt.h>
 #include <limits.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
