@@ -156,6 +156,14 @@ typedef struct mend_bank_job {
 } mend_bank_job;
 void mend_bank_job_init(mend_bank_job *j);
 int mend_bank_build_run(const mend_bank_job *j, mend_event_fn fn, void *user);
+/* The trained selectors of the bank in bank_dir, measured for m on the
+ * corpora (texts, lens bytes each): with calibrate, the attention
+ * calibration (16 windows of 128 tokens per corpus); with ro, the learned
+ * router. bank.json is read with its prompts once and rewritten once; the
+ * report goes to fn. What mend_bank_build_run ends with, and what `mend
+ * bank calibrate` and `mend bank router` do. */
+int mend_bank_selectors_add(const char *bank_dir, const mend_model *m, const char *const *texts, const size_t *lens,
+                            int n_texts, int calibrate, const mend_router_opts *ro, mend_event_fn fn, void *user);
 
 /* ---- mend repair -------------------------------------------------------- */
 typedef struct mend_repair_job {

@@ -175,6 +175,29 @@ class mend_router_stats(Structure):
 router_progress_fn = CFUNCTYPE(c_int, c_void_p, c_int, c_int)
 
 
+# mend/jobs.h
+MEND_EV_TEXT, MEND_EV_NOTE, MEND_EV_WARNING, MEND_EV_PROGRESS_START, MEND_EV_PROGRESS, MEND_EV_PROGRESS_END, \
+    MEND_EV_STAGE = range(7)
+
+
+class mend_event(Structure):
+    _fields_ = [("kind", c_int), ("text", c_char_p), ("label", c_char_p), ("unit", c_char_p), ("done", c_int64),
+                ("total", c_int64), ("row_items", c_int), ("item", c_char_p), ("stage", c_int), ("n_stages", c_int),
+                ("stage_name", c_char_p)]
+
+
+event_fn = CFUNCTYPE(c_int, c_void_p, POINTER(mend_event))
+
+
+class mend_bank_job(Structure):
+    _fields_ = [("model", c_char_p), ("names", POINTER(c_char_p)), ("corpora", POINTER(c_char_p)),
+                ("n_domains", c_int), ("out", c_char_p), ("teacher", c_char_p), ("no_distill", c_int),
+                ("models_dir", c_char_p), ("init_adapter", c_char_p), ("steps", c_int), ("seqlen", c_int),
+                ("batch", c_int), ("n_virtual", c_int), ("eval_every", c_int), ("val_seqs", c_int), ("lr", c_double),
+                ("seed", c_uint64), ("layer0", c_int), ("layer1", c_int), ("router_windows", c_int),
+                ("router_window", c_int), ("learned", c_int), ("learned_windows", c_int), ("learned_window", c_int)]
+
+
 class mend_select_spec(Structure):
     _fields_ = [("kind", c_int), ("fixed", c_int), ("layer0", c_int), ("layer1", c_int), ("calibrated", c_int),
                 ("max_tokens", c_int)]
@@ -396,6 +419,9 @@ _FUNCTIONS = {
     "mend_idp_perplexity": (c_int, [idp_p, i32_p, c_size_t, POINTER(mend_ppl_opts), c_int, ppl_progress_fn, c_void_p,
                                     POINTER(mend_ppl_result), POINTER(mend_idp_ppl_report)]),
     "mend_idp_ppl_report_free": (None, [POINTER(mend_idp_ppl_report)]),
+    # jobs (mend/jobs.h)
+    "mend_bank_job_init": (None, [POINTER(mend_bank_job)]),
+    "mend_bank_build_run": (c_int, [POINTER(mend_bank_job), event_fn, c_void_p]),
 }
 
 for _name, (_res, _args) in _FUNCTIONS.items():

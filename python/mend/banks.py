@@ -1,9 +1,11 @@
 """Prompt banks and selectors (include/mend/bank.h): read, build and write
 banks, their trained selectors, and a prompt picked per input."""
 import ctypes
+import logging
 import math
 import os
-from ctypes import byref, c_int, c_void_p
+import warnings
+from ctypes import byref, c_char_p, c_int, c_void_p
 from dataclasses import dataclass
 from typing import Optional
 
@@ -11,10 +13,9 @@ import numpy as np
 
 from . import _capi
 from ._capi import MendError, check, lib
-from ._progress import Callback, reporter, run
-from .compression import _model
-from .model import Fingerprint, _fingerprint, _Handle, _ids
-from .tuning import _c_texts, _texts, read_file, tune
+from ._progress import Bar, Callback, reporter, run
+from .model import Fingerprint, Model, _fingerprint, _Handle, _ids
+from .tuning import _c_texts, _texts
 
 EINVAL = -4
 
@@ -212,50 +213,89 @@ class Bank(_Handle):
     def build(cls, model, out_dir, domains, *, teacher=None, init_prompt=None, n_virtual=20, steps=200, seqlen=256,
               batch=1, lr=3e-3, seed=1234, eval_every=50, val_seqs=8, layers=None, router_windows=16,
               router_window=256, learned=True, learned_windows=None, learned_window=None, progress=True):
-        """Build a bank of domain prompts, as `mend bank build` does: one prompt
-        per domain (domains: {name: corpus path}) trained with mend.tune into
-        out_dir/NAME (a finished adapter is kept, a partial one resumes), the
-        router centroid of each domain, bank.json, the attention calibration
-        and (learned) the learned router. model, teacher: mend.Model objects
-        loaded with packed=False, or paths. init_prompt: an adapter directory
-        every prompt starts from. layers: the attention selector's (A, B)
-        (default (0, 3), or all layers of a shallower model). Returns the Bank,
-        its prompts loaded."""
-        m, own = _model(model, packed=False)
+        """Build a bank of domain prompts: `mend bank build` as one library call
+        (mend_bank_build_run), writing the same files. One prompt per domain
+        (domains: {name: corpus path}) into out_dir/NAME (a finished adapter
+        is kept, a partial one resumes from its checkpoint), the router
+        centroid of each domain, bank.json, the attention calibration and
+        (learned) the learned router. model, teacher: paths or mend.Model
+        objects (the job loads the file at their path); without a teacher the
+        prompts train on next-token cross-entropy. init_prompt: an adapter
+        directory every prompt starts from. layers: the attention selector's
+        (A, B) (default (0, 3), or all layers of a shallower model).
+        progress(label, done, total, item) for every step of the job's
+        counters (each domain's training, the router's windows); a true
+        return or an exception stops the build, which resumes when run
+        again. True: a tqdm bar per counter when tqdm is installed. The job's
+        warnings are issued with warnings.warn, its report and notes are
+        logged (logging.getLogger("mend"), INFO). Returns the Bank, its
+        prompts loaded."""
+        path = lambda m: os.fsencode(m.path if isinstance(m, Model) else os.fspath(m))   # noqa: E731
+        names = list(domains)
+        j = _capi.mend_bank_job()
+        lib.mend_bank_job_init(byref(j))
+        enc_names = (c_char_p * max(1, len(names)))(*[n.encode() for n in names])
+        enc_corpora = (c_char_p * max(1, len(names)))(*[os.fsencode(domains[n]) for n in names])
+        j.model, j.out = path(model), os.fsencode(out_dir)
+        j.names, j.corpora, j.n_domains = enc_names, enc_corpora, len(names)
+        if teacher is None:
+            j.no_distill = 1
+        else:
+            j.teacher = path(teacher)
+        j.init_adapter = None if init_prompt is None else os.fsencode(init_prompt)
+        j.steps, j.seqlen, j.batch, j.n_virtual = int(steps), int(seqlen), int(batch), int(n_virtual)
+        j.eval_every, j.val_seqs, j.lr, j.seed = int(eval_every), int(val_seqs), float(lr), int(seed)
+        if layers is not None:
+            j.layer0, j.layer1 = int(layers[0]), int(layers[1])
+        j.router_windows, j.router_window = int(router_windows), int(router_window)
+        j.learned = int(bool(learned))
+        j.learned_windows = int(learned_windows or 0)
+        j.learned_window = int(learned_window or 0)
+        handler = _JobEvents(progress)
+        cb = Callback(lambda user, ev: handler(ev[0]))
         try:
-            info = m.info()
-            l0, l1 = layers if layers is not None else (0, min(3, info.n_layers))
-            os.makedirs(out_dir, exist_ok=True)
-            names = list(domains)
-            entries = []
-            for k, name in enumerate(names):
-                ad = os.path.join(out_dir, name)
-                if os.path.exists(os.path.join(ad, "adapter_model.safetensors")):
-                    got_steps, best = steps, math.nan
-                else:
-                    r = tune(m, ad, domains[name], teacher=teacher, n_virtual=n_virtual, seqlen=seqlen, batch=batch,
-                             steps=steps, lr=lr, seed=seed + k, val_seqs=val_seqs, eval_every=eval_every,
-                             ckpt_every=eval_every if eval_every > 0 else 50, resume=True, init_prompt=init_prompt,
-                             base_model=os.path.basename(m.path.rstrip("/")), progress=progress)
-                    got_steps, best = r.steps_done, r.best_val
-                centroid = select_centroid(m, read_file(domains[name]), router_windows, router_window)[0]
-                entries.append((name, got_steps, best, centroid))
-            b = cls.new(info.dim, n_virtual, os.path.basename(m.path.rstrip("/")), m, (l0, l1))
-            lib.mend_bank_set_router_tokens(b._h, int(router_windows * router_window))
-            for name, got_steps, best, centroid in entries:
-                b.add_prompt(name, name, name, os.fspath(domains[name]), got_steps, best, centroid)
-            b.write(out_dir)
-            b.close()
-            b = cls(out_dir, m)   # read back: prompts load from a bank's directory
-            corpora = [domains[n] for n in names]
-            b.calibrate(m, corpora)
-            if learned:
-                b.train_router(m, corpora, n_windows=learned_windows, window=learned_window, progress=progress)
-            b.write(out_dir)
-            return b
+            run(lib.mend_bank_build_run(byref(j), _capi.event_fn(cb), None), cb)
         finally:
-            if own:
-                m.close()
+            handler.close()
+        b = cls(out_dir)
+        return b.load_prompts(b.info().dim)
+
+
+class _JobEvents:
+    """A job's events (mend_event) for Python: progress counters to the
+    caller's progress (a callable, or a tqdm bar per counter for True),
+    warnings to warnings.warn, report text and notes to the "mend" logger."""
+
+    def __init__(self, progress):
+        if not (callable(progress) or progress in (True, False, None)):
+            raise MendError(EINVAL, f"progress: expected a callable, True or False, got {progress!r}")
+        self.progress, self.bar, self.label, self.total = progress, None, "", 0
+
+    def __call__(self, ev):
+        s = lambda b: None if b is None else b.decode("utf-8", "replace")   # noqa: E731
+        if ev.kind == _capi.MEND_EV_WARNING:
+            warnings.warn(s(ev.text), stacklevel=3)
+        elif ev.kind in (_capi.MEND_EV_TEXT, _capi.MEND_EV_NOTE):
+            logging.getLogger("mend").info("%s", s(ev.text).rstrip("\n"))
+        elif ev.kind == _capi.MEND_EV_PROGRESS_START:
+            self.close()
+            self.label, self.total = s(ev.label) or "", ev.total
+            if self.progress is True:
+                self.bar = Bar(ev.total or None, self.label, s(ev.unit) or "it")
+        elif ev.kind == _capi.MEND_EV_PROGRESS:
+            item = s(ev.item)
+            if callable(self.progress):
+                return self.progress(self.label, ev.done, self.total, item)
+            if self.bar is not None:
+                self.bar.update(ev.done, **({"last": item.rstrip(",")} if item else {}))
+        elif ev.kind == _capi.MEND_EV_PROGRESS_END:
+            self.close()
+        return 0
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 class Selector(_Handle):

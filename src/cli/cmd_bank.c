@@ -9,11 +9,13 @@
  *     trains the learned router of an existing bank (prompt/router.h) and
  *     adds it to BANK_DIR/bank.json; bank build does the same at its end.
  *   mend bank info BANK_DIR
+ * build is mend_bank_build_run (src/jobs/bank_build.c) and router/calibrate
+ * end in mend_bank_selectors_add; this file parses options and prints
+ * their events.
  */
 #define _GNU_SOURCE
 #include <getopt.h>
 #include <limits.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,37 +86,6 @@ static void help(void) {
 
 
 
-typedef struct tune_cb {
-    const char *name;
-    int k, K;
-} tune_cb;
-
-static int on_tune_info(void *user, const mend_tune_info *in) {
-    tune_cb *c = user;
-    fprintf(stderr, "[%d/%d %s] %d paragraphs (%d held out), %lld training tokens in %d sequences, %d validation "
-                    "sequences\n", c->k + 1, c->K, c->name, in->n_paragraphs, in->n_val_paragraphs,
-            (long long)in->n_train_tokens, in->n_train_seqs, in->n_val_seqs);
-    return 0;
-}
-
-static int on_tune_progress(void *user, const mend_tune_progress *p) {
-    tune_cb *c = user;
-    if (p->step == 0 || p->evaluated || p->step % 10 == 0 || p->step == p->steps) {
-        fprintf(stderr, "[%d/%d %s] step %d/%d loss %.4f lr %.2e |g| %.3f", c->k + 1, c->K, c->name, p->step,
-                p->steps, p->loss, p->lr, p->grad_norm);
-        if (p->evaluated) fprintf(stderr, " val %.4f (best %.4f @%d)", p->val_loss, p->best_val, p->best_step);
-        fprintf(stderr, "  %.0f tok/s\n", p->tokens_per_s);
-    }
-    return 0;
-}
-
-/* What bank build learns of one domain's prompt, for bank.json. */
-typedef struct dom_result {
-    int steps;              /* -1: unknown */
-    double best_val;        /* NaN: unknown */
-    float *centroid;        /* dim floats */
-} dom_result;
-
 /* --windows / --window-tokens style options: a whole number, >= 1 windows or >= 2 tokens */
 static int parse_router_opt(const char *name, const char *arg, int *out) {
     long v;
@@ -135,67 +106,15 @@ static void print_learned_router(const mend_bank_info *bi) {
            bi->learned_train_acc, bi->learned_heldout_acc);
 }
 
-/* Name of prompt k of b. */
-static const char *prompt_name(const mend_bank *b, int k) {
-    mend_bank_prompt_info pi;
-    return mend_bank_get_prompt(b, k, &pi) ? "?" : pi.name;
-}
-
-static int on_router_progress(void *user, int done, int total) {
-    const int *every = user;
-    if (done % *every == 0 || done == total) fprintf(stderr, "[router] labelled %d/%d windows\n", done, total);
-    return 0;
-}
-
-/* The bank's trained selectors, measured on the corpora: the attention
- * calibration (16 windows of 128 tokens per corpus; cheap) and, with o, the
- * learned router; the bank in bank_dir is read with its prompts once and
- * its bank.json rewritten once. */
+/* The selectors of the bank measured on the corpora (mend_bank_selectors_add),
+ * its report printed; 0 or CLI_EXIT_ERROR. */
 static int selectors_add(const char *bank_dir, const mend_model *m, const char *const *texts, const size_t *lens,
                          int n_texts, int calibrate, const mend_router_opts *o) {
-    mend_bank *b = NULL;
-    mend_model_info info;
-    mend_model_get_info(m, &info);
-    if (mend_bank_read(bank_dir, &b) || mend_bank_load_prompts(b, info.dim)) {
-        mend_bank_free(b);
-        return cli_fail(CMD, bank_dir);
-    }
-    int rc = 0;
-    mend_bank_info bi;
-    mend_bank_get_info(b, &bi);
-    double t0 = mend_now();
-    if (calibrate) {
-        if (mend_select_calibrate(m, b, texts, lens, n_texts, 16, 128)) {
-            rc = cli_fail(CMD, "attention calibration");
-            goto done;
-        }
-        mend_bank_get_info(b, &bi);
-        printf("attention calibration: %d windows, layers %d:%d, %.1f s; mean score per prompt:", bi.attn_windows,
-               bi.attn_layer0, bi.attn_layer1, mend_now() - t0);
-        for (int k = 0; k < bi.n_prompts; k++) printf(" %s %.5f", prompt_name(b, k), bi.attn_offsets[k]);
-        printf("\n");
-    }
-    if (o) {
-        mend_router_stats st;
-        mend_learned_router *r = NULL;
-        t0 = mend_now();
-        if (mend_router_train(m, b, texts, lens, n_texts, o, on_router_progress, (void *)&o->n_windows, &r, &st)) {
-            rc = cli_fail(CMD, "learned router");
-            goto done;
-        }
-        mend_bank_set_learned_router(b, r);
-        printf("learned router: %d windows of %d tokens (%d trained, %d held out) in %.1f s\n", st.n_windows,
-               o->window, st.n_train, st.n_heldout, mend_now() - t0);
-        printf("agreement with the loss selector: train %.4f, held out %.4f\n", st.train_acc, st.heldout_acc);
-        printf("loss selector's picks (labels):");
-        for (int k = 0; k < bi.n_prompts; k++) printf(" %s %d", prompt_name(b, k), st.label_hist[k]);
-        printf("\n");
-    }
-    if (mend_bank_write(bank_dir, b)) rc = cli_fail(CMD, "bank.json");
-    else if (o) printf("wrote %s/%s with the learned router\n", bank_dir, MEND_BANK_FILE);
-done:
-    mend_bank_free(b);
-    return rc;
+    cli_events ev = {.cmd = CMD};
+    if (!mend_bank_selectors_add(bank_dir, m, texts, lens, n_texts, calibrate, o, cli_event, &ev)) return 0;
+    fflush(stdout);
+    fprintf(stderr, "mend %s: %s\n", CMD, mend_last_error());
+    return CLI_EXIT_ERROR;
 }
 
 static int cmd_bank_info(int argc, char **argv) {
@@ -251,7 +170,6 @@ static int cmd_bank_build(int argc, char **argv) {
     char *dom_name[MAX_DOMAINS] = {0}, *dom_file[MAX_DOMAINS] = {0};
     int n_dom = 0, l0 = 0, l1 = 3, layers_given = 0;
     const char *out_dir = NULL, *teacher_path = NULL, *init_adapter = NULL;
-    char teacher_buf[4096];
     int no_distill = 0;
     long steps = 200, seqlen = 256, batch = 1, nv = 20, eval_every = 50, val_seqs = 8, rwin = 16, rtok = 256;
     double lr = 3e-3;
@@ -404,203 +322,44 @@ static int cmd_bank_build(int argc, char **argv) {
             n_dom++;
         }
     }
-    const char *model_path = argv[optind];
-    char model_base[256];
-    mend_basename(model_path, model_base, sizeof model_base);
-    rc = CLI_EXIT_ERROR;
-
-    mend_model *m = NULL, *teacher = NULL;
-    float *start = NULL;
-    int64_t start_tokens = 0;
-    mend_bank *bank = NULL;
-    dom_result *bp = calloc((size_t)n_dom, sizeof *bp);
-    char **texts = calloc((size_t)n_dom, sizeof *texts);
-    size_t *lens = calloc((size_t)n_dom, sizeof *lens);
-    if (!bp || !texts || !lens) {
-        fprintf(stderr, "mend bank: out of memory\n");
-        goto build_out;
-    }
-    /* corpora first: a bad path fails before the model loads */
-    for (int k = 0; k < n_dom; k++)
-        if (mend_read_file(dom_file[k], (size_t)1 << 31, &texts[k], &lens[k])) {
-            rc = cli_fail(CMD, dom_file[k]);
-            goto build_out;
-        }
-    if (mend_mkdir_p(out_dir)) {
-        rc = cli_fail(CMD, out_dir);
-        goto build_out;
-    }
-    mend_load_opts lo = {.keep_packed = 0};   /* the trainer runs on f32 copies of the (compressed) weights */
-    if (mend_model_load(&m, model_path, &lo)) {
-        rc = cli_fail(CMD, model_path);
-        goto build_out;
-    }
     if (teacher_path && no_distill) {
         rc = cli_usage_error(CMD, "give --distill or --no-distill, not both");
-        goto build_out;
+        goto out;
     }
-    if (!teacher_path && !no_distill && cli_default_teacher(CMD, m, model_path, teacher_buf, sizeof teacher_buf))
-        teacher_path = teacher_buf;
-    if (teacher_path && mend_model_load(&teacher, teacher_path, &lo)) {
-        rc = cli_fail(CMD, teacher_path);
-        goto build_out;
+    mend_bank_job j;
+    mend_bank_job_init(&j);
+    j.model = argv[optind];
+    j.names = (const char *const *)dom_name;
+    j.corpora = (const char *const *)dom_file;
+    j.n_domains = n_dom;
+    j.out = out_dir;
+    j.teacher = teacher_path;
+    j.no_distill = no_distill;
+    char models_dir[4096];
+    j.models_dir = cli_models_dir(models_dir, sizeof models_dir);
+    j.init_adapter = init_adapter;
+    j.steps = (int)steps;
+    j.seqlen = (int)seqlen;
+    j.batch = (int)batch;
+    j.n_virtual = (int)nv;
+    j.eval_every = (int)eval_every;
+    j.val_seqs = (int)val_seqs;
+    j.lr = lr;
+    j.seed = seed;
+    j.layer0 = l0;
+    j.layer1 = layers_given ? l1 : -1;
+    j.router_windows = (int)rwin;
+    j.router_window = (int)rtok;
+    j.learned = learned;
+    j.learned_windows = ro.n_windows;
+    j.learned_window = ro.window;
+    cli_events ev = {.cmd = CMD};
+    rc = 0;
+    if (mend_bank_build_run(&j, cli_event, &ev)) {
+        fflush(stdout);
+        fprintf(stderr, "mend %s: %s\n", CMD, mend_last_error());
+        rc = CLI_EXIT_ERROR;
     }
-    mend_model_info info;
-    mend_model_get_info(m, &info);
-    if (init_adapter) {
-        int got = 0;
-        if (mend_adapter_read(init_adapter, info.dim, &start, &got)) {
-            rc = cli_fail(CMD, init_adapter);
-            goto build_out;
-        }
-        if (got != nv) {
-            rc = cli_usage_error(CMD, "--init-adapter %s has %d virtual tokens, the bank %ld (--n-virtual)",
-                                 init_adapter, got, nv);
-            goto build_out;
-        }
-        int found = 0;
-        mend_tune_record rec;
-        if (mend_tune_read_record(init_adapter, &rec, &found)) {
-            rc = cli_fail(CMD, init_adapter);
-            goto build_out;
-        }
-        start_tokens = rec.train_tokens + rec.start_tokens;
-    }
-    if (!layers_given && l1 > info.n_layers) l1 = info.n_layers;   /* the default on a shallow model */
-    if (l1 > info.n_layers) {
-        rc = cli_usage_error(CMD, "--select-layers %d:%d: the model has %d layers", l0, l1, info.n_layers);
-        goto build_out;
-    }
-    mend_fp mfp;   /* recorded in bank.json (every adapter records it too) */
-    if (mend_model_fingerprint(m, &mfp)) {
-        rc = cli_fail(CMD, model_path);
-        goto build_out;
-    }
-    printf("model:  %s (%d layers, dim %d)\n", model_path, info.n_layers, info.dim);
-    printf("bank:   %s, %d prompts of %ld virtual tokens; %ld steps x %ld x %ld tokens, lr %g\n", out_dir, n_dom, nv,
-           steps, batch, seqlen, lr);
-    printf("objective: %s%s; start: %s\n",
-           teacher_path ? "KL(teacher || model + prompt), teacher " : "next-token cross-entropy",
-           teacher_path ? teacher_path : "", init_adapter ? init_adapter : "sampled vocabulary");
-    fflush(stdout);
-    double t_all = mend_now();
-    for (int k = 0; k < n_dom; k++) {
-        dom_result *p = &bp[k];
-        p->steps = -1;
-        p->best_val = NAN;
-        char *ad = mend_path_join(out_dir, dom_name[k]);
-        char *st = ad ? mend_path_join(ad, "adapter_model.safetensors") : NULL;
-        if (!ad || !st) {
-            free(ad);
-            free(st);
-            fprintf(stderr, "mend bank: out of memory\n");
-            goto build_out;
-        }
-        const int finished = mend_file_exists(st);
-        free(st);
-        tune_cb cb = {.name = dom_name[k], .k = k, .K = n_dom};
-        if (finished) {
-            fprintf(stderr, "[%d/%d %s] adapter present in %s: skipped\n", k + 1, n_dom, dom_name[k], ad);
-            float *e = NULL;
-            int got = 0;
-            mend_fp rec;
-            if (mend_adapter_read_fp(ad, info.dim, &e, &got, &rec)) {
-                free(ad);
-                rc = cli_fail(CMD, "existing adapter");
-                goto build_out;
-            }
-            free(e);
-            if (mend_fp_compare(&mfp, &rec) != MEND_FP_SAME) {
-                char a[64], b[64];
-                fprintf(stderr, "mend bank: %s was trained on model fingerprint %s, this model is %s: remove it to "
-                                "train it for this model\n", ad, mend_fp_describe(&rec, a, sizeof a),
-                        mend_fp_describe(&mfp, b, sizeof b));
-                free(ad);
-                goto build_out;
-            }
-            if (got != nv) {
-                fprintf(stderr, "mend bank: %s holds %d virtual tokens, this build uses %ld: remove it or pass "
-                                "--n-virtual %d\n", ad, got, nv, got);
-                free(ad);
-                goto build_out;
-            }
-            p->steps = (int)steps;
-        } else {
-            mend_tune_opts o;
-            mend_tune_opts_default(&o);
-            o.n_virtual = (int)nv;
-            o.seqlen = (int)seqlen;
-            o.batch = (int)batch;
-            o.steps = (int)steps;
-            o.lr = lr;
-            o.seed = seed + (uint64_t)k;
-            o.val_seqs = (int)val_seqs;
-            o.eval_every = (int)eval_every;
-            o.ckpt_every = eval_every > 0 ? (int)eval_every : 50;
-            o.resume = 1;
-            o.out_dir = ad;
-            o.base_model = model_base;
-            if (teacher) o.objective = MEND_TUNE_KL;
-            if (start) {
-                o.init = MEND_TUNE_INIT_PROMPT;
-                o.init_prompt = start;
-                o.start_tokens = start_tokens;
-            }
-            const char *tx = texts[k];
-            mend_tune_result res;
-            double t0 = mend_now();
-            if (mend_tune_run(m, teacher, &tx, &lens[k], 1, &o, on_tune_info, on_tune_progress, &cb, &res)) {
-                free(ad);
-                rc = cli_fail(CMD, dom_name[k]);
-                goto build_out;
-            }
-            fprintf(stderr, "[%d/%d %s] done: %d steps, best val %.4f at step %d (first %.4f), %.1f s\n", k + 1,
-                    n_dom, dom_name[k], res.steps_done, res.best_val, res.best_step, res.first_val,
-                    mend_now() - t0);
-            p->steps = res.steps_done;
-            p->best_val = res.best_val;
-        }
-        free(ad);
-        /* router centroid of the domain (the model without any prompt) */
-        p->centroid = malloc((size_t)info.dim * sizeof(float));
-        int used = 0;
-        if (!p->centroid ||
-            mend_select_centroid(m, texts[k], lens[k], (int)rwin, (int)rtok, p->centroid, &used)) {
-            rc = cli_fail(CMD, "router centroid");
-            goto build_out;
-        }
-        fprintf(stderr, "[%d/%d %s] router centroid from %d windows of %ld tokens\n", k + 1, n_dom, dom_name[k],
-                used, rtok);
-    }
-    if (mend_bank_new(&bank, info.dim, (int)nv, model_base, &mfp, l0, l1)) {
-        rc = cli_fail(CMD, "bank.json");
-        goto build_out;
-    }
-    mend_bank_set_router_tokens(bank, (int)(rwin * rtok));
-    for (int k = 0; k < n_dom; k++)
-        if (mend_bank_add_prompt(bank, dom_name[k], dom_name[k], dom_name[k], dom_file[k], bp[k].steps,
-                                 bp[k].best_val, bp[k].centroid) < 0) {
-            rc = cli_fail(CMD, "bank.json");
-            goto build_out;
-        }
-    if (mend_bank_write(out_dir, bank)) {
-        rc = cli_fail(CMD, "bank.json");
-        goto build_out;
-    }
-    printf("wrote %s/%s (%d prompts) in %.1f s\n", out_dir, MEND_BANK_FILE, n_dom, mend_now() - t_all);
-    rc = selectors_add(out_dir, m, (const char *const *)texts, lens, n_dom, 1, learned ? &ro : NULL);
-build_out:
-    mend_bank_free(bank);
-    if (bp)
-        for (int k = 0; k < n_dom; k++) free(bp[k].centroid);
-    free(bp);
-    if (texts)
-        for (int k = 0; k < n_dom; k++) free(texts[k]);
-    free(texts);
-    free(lens);
-    free(start);
-    if (teacher) mend_model_free(teacher);
-    if (m) mend_model_free(m);
 out:
     for (int k = 0; k < n_dom; k++) {
         free(dom_name[k]);

@@ -20,3 +20,5 @@ target_include_directories(test_jobs_repair PRIVATE ${CMAKE_CURRENT_SOURCE_DIR})
 target_compile_definitions(test_jobs_repair PRIVATE MEND_SOURCE_DIR="${CMAKE_SOURCE_DIR}")
 add_test(NAME test_jobs_repair COMMAND test_jobs_repair WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
 set_tests_properties(test_jobs_repair PROPERTIES LABELS unit TIMEOUT 600 ENVIRONMENT "MEND_SOURCE_DIR=${CMAKE_SOURCE_DIR}")
+# The training jobs (mend_tune_job_run, mend_bank_build_run) on the tiny model.
+mend_test(test_jobs_train ${CMAKE_CURRENT_LIST_DIR}/test_jobs_train.c LABELS unit TIMEOUT 300)
