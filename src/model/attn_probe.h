@@ -73,4 +73,13 @@ int mend_probe_attention_many(mend_probe *p, const int32_t *tokens, const int *o
  * norm, with no prompt in front (positions 0 .. n-1). hidden (dim). */
 int mend_probe_hidden_mean(mend_probe *p, const int32_t *tokens, int n, float *hidden);
 
+/* For tests: the probe's buffers after its last call, which ran layers up
+ * to some layer l_last. x: the input rows' residual stream after l_last
+ * (n, dim); att: l_last's attention output before its output projection
+ * (n, n_heads*head_dim); keys / values of layer l (as cached: after QK-norm
+ * and RoPE): rows [k*nv, (k+1)*nv) hold prompt k, rows from K*nv the last
+ * input. Any pointer may be NULL. */
+void mend_probe_buffers(const mend_probe *p, int l, const float **x, const float **att, const float **keys,
+                        const float **values);
+
 #endif
