@@ -15,6 +15,12 @@
  * the multi-prompt attention, so layer l+1 sees what the joint context
  * produced at layer l.
  *
+ * Sliding windows (gemma3, mistral) by the forward's rule on positions: in
+ * a layer with window w a query at position p sees the keys at positions
+ * >= p - w + 1, so input token i (position nv + i) loses the first
+ * nv + i - w + 1 rows of every prompt block (all of them, and then its own
+ * first rows, further on). Hidden keys get no mass.
+ *
  * Attention mass. For layer l, head h, input token i, with p the softmax
  * row over the T = K*nv + i + 1 keys above:
  *   mass[l][h][i][k] = sum of p over block k's nv keys   (k < K)
