@@ -9,12 +9,28 @@
  *   hb, hb2  (B, hidden)      FFN gate / up
  *   tmp      (B, max_out)     packed-kernel product before an add
  *   rc, rs   (B, hd/2)        RoPE tables
+ *   rc2, rs2 (B, hd/2)        RoPE tables of the sliding-window layers' own
+ *                              base (gemma3), when the model has one
  *   sc       (threads, group, R)  attention scores per thread
  *   tmass    (H, B, K+1)      per-token masses of the probed layer
  *   tile     (TILE, max_cols) dequantized rows for types without a kernel
  *   xt       (B, max_cols)    packed x of an f32 product (mend_sgemm), when
  *                              the CPU runs that kernel
- * with B = max(max_tokens, nv). Nothing is allocated per call. */
+ *   spans    (B, 6) ints      key spans of a windowed layer (separate
+ *                              allocation, when some layer has a window)
+ * with B = max(max_tokens, nv). Nothing is allocated per call.
+ *
+ * The layer is the model's forward (model/forward.c) with the family
+ * features of model/features.c, each a no-op for a plain LLaMA config:
+ * token rows times embd_scale (the prompts' rows are used as given, as
+ * mend_forward uses vectors passed as embeddings), QK-norm and the query
+ * scale, the windowed layers' own RoPE base, post-attention and post-FFN
+ * norms, the gated activation of cfg.act. Sliding windows follow the
+ * forward's rule on positions: a query at position p sees the keys at
+ * positions >= mend_swa_first(l, p). Every prompt block sits at positions
+ * 0 .. nv-1 and an input at nv .., so a window that has moved past position
+ * f hides the first f rows of every block (all of them once f >= nv) and
+ * the input's own rows before position f. */
 #include "model/attn_probe.h"
 
 #include <math.h>
@@ -39,6 +55,8 @@ struct mend_probe {
     size_t qd, kvd, R, max_out, max_cols;
     float *kc, *vc;
     float *x, *xb, *q, *att, *hb, *hb2, *tmp, *rc, *rs, *sc, *tmass, *tile, *xt;
+    float *rc2, *rs2;   /* RoPE tables of the windowed layers' base, or NULL */
+    int *spans;         /* (B, 6) key spans of a windowed layer, or NULL */
     size_t sc_stride;   /* floats per thread */
     int n_threads;
     void *mem;
@@ -125,19 +143,25 @@ static int embed_tokens(mend_probe *p, const int32_t *tokens, int n) {
             if (rc) return rc;
         }
     }
+    mend_embed_scale(&p->m->cfg, p->x, n);   /* token rows only, as the forward's embed */
     return 0;
 }
 
 /* Attention of n queries over the nblk prompt blocks of nv rows (cache rows
- * [0, nblk*nv)) and their own input: query i (cache row T0 + i) sees rows
- * [o_i, T0 + i] with o_i = own0[i] (own0 NULL: nblk*nv, the input right
- * after the prompts). Records the mass each query head gives to each prompt
- * block and to its input.
+ * [0, nblk*nv), positions 0 .. nv-1 each) and their own input: query i
+ * (cache row T0 + i) sees rows [o_i, T0 + i] with o_i = own0[i] (own0 NULL:
+ * nblk*nv, the input right after the prompts); row o_i is at position pos,
+ * so query i is at pos + T0 + i - o_i. In a layer l with a sliding window
+ * whose first visible position f = mend_swa_first(l, that position) is
+ * above 0, the keys at positions below f drop out: rows [k*nv, k*nv + f)
+ * of every block and the own rows before position f. Records the mass each
+ * query head gives to each prompt block and to its input.
  *   q (n, qd), K, V (>= T0+n, kvd) -> out (n, qd), tmass (H, n, nblk+1)
- * (torch, per head: p = softmax(q·Kᵀ/sqrt(hd) over those keys), out = p·V,
+ * (torch, per head: p = softmax(q·Kᵀ/sqrt(hd) over the visible keys), out = p·V,
  *  tmass[h,i,k] = p[i, block k].sum(), tmass[h,i,nblk] = p[i, own].sum()) */
 static void attention_mass_forward(mend_probe *p, float *out, const float *q, const float *Kc, const float *Vc, int n,
-                                   int T0, int nblk, int nv, const int *own0, float *tmass) {
+                                   int T0, int nblk, int nv, const int *own0, int l, int pos, float *tmass) {
+    const mend_config *c = &p->m->cfg;
     const int H = p->H, KVH = p->KVH, hd = p->hd, g = H / KVH, nb1 = nblk + 1, P = nblk * nv;
     const size_t qd = p->qd, kvd = p->kvd;
     const float scale = 1.0f / sqrtf((float)hd);
@@ -152,33 +176,103 @@ static void attention_mass_forward(mend_probe *p, float *out, const float *q, co
         for (int64_t task = 0; task < n_tasks; task++) {
             const int i = n - 1 - (int)(task / KVH);
             const int kvh = (int)(task % KVH);
-            const int o = own0 ? own0[i] : P, self = T0 + i, no = self - o + 1, T = P + no;
+            const int o0 = own0 ? own0[i] : P, self = T0 + i;
+            const int first = mend_swa_first(c, l, pos + self - o0);
             const float *K = Kc + (size_t)kvh * hd, *V = Vc + (size_t)kvh * hd;
+            if (first == 0) {   /* every key visible */
+                const int o = o0, no = self - o + 1, T = P + no;
+                for (int hh = 0; hh < g; hh++) {
+                    const int h = kvh * g + hh;
+                    const float *qh = q + (size_t)i * qd + (size_t)h * hd;
+                    float *oh = out + (size_t)i * qd + (size_t)h * hd;
+                    if (P) vec_dot_rows(P, hd, qh, K, kvd, scale, s);
+                    vec_dot_rows(no, hd, qh, K + (size_t)o * kvd, kvd, scale, s + P);
+                    const float inv = vec_softmax_inv(T, s);
+                    for (int t = 0; t < T; t++) s[t] *= inv;
+                    vec_wsum_rows(no, hd, s + P, V + (size_t)o * kvd, kvd, oh);
+                    if (P) {
+                        vec_wsum_rows(P, hd, s, V, kvd, part);
+                        for (int j = 0; j < hd; j++) oh[j] += part[j];
+                    }
+                    float *tm = tmass + ((size_t)h * n + i) * nb1;
+                    for (int k = 0; k < nblk; k++) {
+                        double acc = 0.0;
+                        for (int t = k * nv; t < (k + 1) * nv; t++) acc += s[t];
+                        tm[k] = (float)acc;
+                    }
+                    double acc = 0.0;
+                    for (int t = P; t < T; t++) acc += s[t];
+                    tm[nblk] = (float)acc;
+                }
+                continue;
+            }
+            /* the window hides rows [k*nv, k*nv + fp) of each block and the
+             * own rows before position first: scores of the visible rows
+             * side by side, block by block, then the own ones */
+            const int fp = first < nv ? first : nv, nvis = nv - fp, Pv = nblk * nvis;
+            const int o = o0 + (first > pos ? first - pos : 0), no = self - o + 1, T = Pv + no;
             for (int hh = 0; hh < g; hh++) {
                 const int h = kvh * g + hh;
                 const float *qh = q + (size_t)i * qd + (size_t)h * hd;
                 float *oh = out + (size_t)i * qd + (size_t)h * hd;
-                if (P) vec_dot_rows(P, hd, qh, K, kvd, scale, s);
-                vec_dot_rows(no, hd, qh, K + (size_t)o * kvd, kvd, scale, s + P);
+                for (int k = 0; nvis && k < nblk; k++)
+                    vec_dot_rows(nvis, hd, qh, K + (size_t)(k * nv + fp) * kvd, kvd, scale, s + (size_t)k * nvis);
+                vec_dot_rows(no, hd, qh, K + (size_t)o * kvd, kvd, scale, s + Pv);
                 const float inv = vec_softmax_inv(T, s);
                 for (int t = 0; t < T; t++) s[t] *= inv;
-                vec_wsum_rows(no, hd, s + P, V + (size_t)o * kvd, kvd, oh);
-                if (P) {
-                    vec_wsum_rows(P, hd, s, V, kvd, part);
+                vec_wsum_rows(no, hd, s + Pv, V + (size_t)o * kvd, kvd, oh);
+                for (int k = 0; nvis && k < nblk; k++) {
+                    vec_wsum_rows(nvis, hd, s + (size_t)k * nvis, V + (size_t)(k * nv + fp) * kvd, kvd, part);
                     for (int j = 0; j < hd; j++) oh[j] += part[j];
                 }
                 float *tm = tmass + ((size_t)h * n + i) * nb1;
                 for (int k = 0; k < nblk; k++) {
                     double acc = 0.0;
-                    for (int t = k * nv; t < (k + 1) * nv; t++) acc += s[t];
+                    for (int t = k * nvis; t < (k + 1) * nvis; t++) acc += s[t];
                     tm[k] = (float)acc;
                 }
                 double acc = 0.0;
-                for (int t = P; t < T; t++) acc += s[t];
+                for (int t = Pv; t < T; t++) acc += s[t];
                 tm[nblk] = (float)acc;
             }
         }
     }
+}
+
+/* Spans of a windowed layer l for rows at positions pos .. pos+n-1 in cache
+ * rows rel0 .. rel0+n-1 (counted from the keys' base), one sequence with
+ * nothing in front: the keys from mend_swa_first to the row itself, as the
+ * forward's window_spans. NULL when the window hides nothing of these rows. */
+static const int *window_spans(mend_probe *p, int l, int n, int pos, int rel0) {
+    const mend_config *c = &p->m->cfg;
+    if (!p->spans || mend_swa_first(c, l, pos + n - 1) == 0) return NULL;
+    for (int i = 0; i < n; i++) {
+        int *sp = p->spans + (size_t)i * 6;
+        sp[0] = sp[1] = sp[2] = sp[3] = 0;
+        sp[4] = rel0 + mend_swa_first(c, l, pos + i) - pos;
+        sp[5] = rel0 + i + 1;
+    }
+    return p->spans;
+}
+
+/* x (n, dim) += in · Wᵀ; with post-norms x += rmsnorm(in · Wᵀ) * post, the
+ * product in xb (free at both residual adds), as the forward's residual. */
+static int residual(mend_probe *p, const float *in, int n, const mend_mat *W, const float *post) {
+    const mend_config *c = &p->m->cfg;
+    if (!c->post_norms) return mat_mul(p, p->x, (size_t)p->dim, in, n, W, NULL, 1);
+    int rc = mat_mul(p, p->xb, (size_t)p->dim, in, n, W, NULL, 0);
+    if (rc) return rc;
+    mend_post_norm_add(c, post, p->x, p->xb, n, 0);
+    return 0;
+}
+
+/* RoPE tables of rows [at, at+n) for positions pos .. pos+n-1 (and of the
+ * windowed layers' base when the model has one). */
+static void rope_tables_at(mend_probe *p, size_t at, int n, int pos) {
+    const mend_config *c = &p->m->cfg;
+    const size_t half = (size_t)p->hd / 2;
+    mend_rope_tables(c, p->rc + at * half, p->rs + at * half, n, pos);
+    if (p->rc2) mend_rope_local_tables(c, p->rc2 + at * half, p->rs2 + at * half, n, pos);
 }
 
 /* The layer loop on x (n rows, already embedded). Keys/values of the batch
@@ -196,16 +290,15 @@ static int run_layers(mend_probe *p, int n, int pos, size_t row0, size_t kbase, 
     const mend_model *m = p->m;
     const mend_config *c = &m->cfg;
     const size_t qd = p->qd, kvd = p->kvd, R = p->R, dim = (size_t)p->dim, hid = (size_t)p->hid;
-    const int nb1 = nblk + 1, half = p->hd / 2;
+    const int nb1 = nblk + 1;
     int rc;
     if (seg) {
         for (int j = 0; j < n_seg; j++) {
-            mend_rope_tables(c, p->rc + (size_t)seg[j] * half, p->rs + (size_t)seg[j] * half, seg[j + 1] - seg[j],
-                             pos);
+            rope_tables_at(p, (size_t)seg[j], seg[j + 1] - seg[j], pos);
             for (int i = seg[j]; i < seg[j + 1]; i++) own0[i] = (int)row0 + seg[j];
         }
     } else {
-        mend_rope_tables(c, p->rc, p->rs, n, pos);
+        rope_tables_at(p, 0, n, pos);
     }
     for (int l = 0; l < l_end; l++) {
         const mend_layer *Ly = &m->layers[l];
@@ -216,11 +309,13 @@ static int run_layers(mend_probe *p, int n, int pos, size_t row0, size_t kbase, 
         if ((rc = mat_mul(p, kp, kvd, p->xb, n, &Ly->wk, Ly->bk, 0))) return rc;
         if ((rc = mat_mul(p, vp, kvd, p->xb, n, &Ly->wv, Ly->bv, 0))) return rc;
         mend_qk_norm(c, Ly, p->q, qd, kp, kvd, n);
-        rope_forward(p->q, n, qd, p->H, p->hd, p->rc, p->rs, c->rope_type);
-        rope_forward(kp, n, kvd, p->KVH, p->hd, p->rc, p->rs, c->rope_type);
+        const int local = p->rc2 && mend_rope_local(c, l);
+        const float *rc_t = local ? p->rc2 : p->rc, *rs_t = local ? p->rs2 : p->rs;
+        rope_forward(p->q, n, qd, p->H, p->hd, rc_t, rs_t, c->rope_type);
+        rope_forward(kp, n, kvd, p->KVH, p->hd, rc_t, rs_t, c->rope_type);
         const int probed = l >= l0 && l < l1;
         if (probed || seg || nblk > 0) {   /* one attention code for every input layout: the same bits */
-            attention_mass_forward(p, p->att, p->q, kl, vl, n, (int)row0, nblk, p->nv, seg ? own0 : NULL,
+            attention_mass_forward(p, p->att, p->q, kl, vl, n, (int)row0, nblk, p->nv, seg ? own0 : NULL, l, pos,
                                    p->tmass);
             const size_t H = (size_t)p->H, nl = (size_t)(l1 - l0);
             float *tm = probed && tok_mass && !seg ? tok_mass + (size_t)(l - l0) * H * n * nb1 : NULL;
@@ -236,15 +331,20 @@ static int run_layers(mend_probe *p, int n, int pos, size_t row0, size_t kbase, 
                     }
             }
         } else {
-            attention_forward(p->att, p->q, kl + kbase * kvd, vl + kbase * kvd, n, (int)(row0 - kbase), p->H,
-                              p->KVH, p->hd, p->sc, (int)R, n_threads_now(p));
+            const int *sp = window_spans(p, l, n, pos, (int)(row0 - kbase));
+            if (sp)
+                attention_forward_spans(p->att, p->q, kl + kbase * kvd, vl + kbase * kvd, n, sp, p->H, p->KVH,
+                                        p->hd, p->sc, (int)R, n_threads_now(p));
+            else
+                attention_forward(p->att, p->q, kl + kbase * kvd, vl + kbase * kvd, n, (int)(row0 - kbase), p->H,
+                                  p->KVH, p->hd, p->sc, (int)R, n_threads_now(p));
         }
-        if ((rc = mat_mul(p, p->x, dim, p->att, n, &Ly->wo, NULL, 1))) return rc;
+        if ((rc = residual(p, p->att, n, &Ly->wo, Ly->post_attn_norm))) return rc;
         rmsnorm_forward(p->xb, p->x, Ly->ffn_norm, n, (int)dim, c->norm_eps);
         if ((rc = mat_mul(p, p->hb, hid, p->xb, n, &Ly->w_gate, NULL, 0))) return rc;
         if ((rc = mat_mul(p, p->hb2, hid, p->xb, n, &Ly->w_up, NULL, 0))) return rc;
-        swiglu_forward(p->hb, p->hb, p->hb2, (int64_t)n * hid);
-        if ((rc = mat_mul(p, p->x, dim, p->hb, n, &Ly->w_down, NULL, 1))) return rc;
+        mend_glu_forward(c, p->hb, p->hb, p->hb2, (int64_t)n * hid, 0);
+        if ((rc = residual(p, p->hb, n, &Ly->w_down, Ly->post_ffn_norm))) return rc;
     }
     return 0;
 }
@@ -267,12 +367,6 @@ int mend_probe_new(mend_probe **out, const mend_model *m, const float *const *pr
         return mend_set_error(MEND_EFORMAT, "mend_probe_new: %d heads over %d kv heads", c->n_heads, c->n_kv_heads);
     if (c->head_dim < 1 || c->head_dim > 256)
         return mend_set_error(MEND_EUNSUPPORTED, "mend_probe_new: head_dim %d (1..256 supported)", c->head_dim);
-    if (mend_swa_active(c, 1 << 30))
-        return mend_set_error(MEND_EUNSUPPORTED, "mend_probe_new: the attention probe does not implement the "
-                              "sliding-window attention of %s", c->arch);
-    if (c->post_norms || c->act != MEND_ACT_SILU || (c->embd_scale != 0.0f && c->embd_scale != 1.0f))
-        return mend_set_error(MEND_EUNSUPPORTED, "mend_probe_new: the attention probe does not implement the "
-                              "post-norms, GeGLU and embedding scale of %s", c->arch);
     mend_probe *p = calloc(1, sizeof *p);
     if (!p) return mend_set_error(MEND_ENOMEM, "mend_probe_new: out of memory");
     p->m = m;
@@ -299,7 +393,7 @@ int mend_probe_new(mend_probe **out, const mend_model *m, const float *const *pr
     const int g = c->n_heads / c->n_kv_heads;
     p->sc_stride = ((size_t)g * p->R + 15) & ~(size_t)15;
     const size_t B = (size_t)p->B;
-    size_t sz[15];
+    size_t sz[17];
     int ok = mend_mul_ok((size_t)p->L, p->R, &sz[0]) && mend_mul_ok(sz[0], p->kvd, &sz[0]);
     sz[1] = sz[0];
     ok = ok && mend_mul_ok(B, (size_t)p->dim, &sz[2]);
@@ -315,8 +409,9 @@ int mend_probe_new(mend_probe **out, const mend_model *m, const float *const *pr
     ok = ok && mend_mul_ok((size_t)p->H * B, (size_t)K + 1, &sz[12]);
     ok = ok && mend_mul_ok((size_t)PROBE_TILE, p->max_cols, &sz[13]);
     sz[14] = ok && mend_sgemm_available() ? mend_sgemm_xt_floats(p->B, (int)p->max_cols) : 0;
-    size_t offs[15], total = 0;
-    for (int i = 0; ok && i < 15; i++) {
+    sz[15] = sz[16] = mend_rope_has_local(c) ? sz[9] : 0;
+    size_t offs[17], total = 0;
+    for (int i = 0; ok && i < 17; i++) {
         offs[i] = total;
         ok = mend_add_ok(total, (sz[i] + 15) & ~(size_t)15, &total);
     }
@@ -334,10 +429,17 @@ int mend_probe_new(mend_probe **out, const mend_model *m, const float *const *pr
     memset(p->mem, 0, bytes);
     p->bytes = bytes;
     float *f = p->mem;
-    float **slots[15] = {&p->kc, &p->vc, &p->x, &p->xb, &p->q, &p->att, &p->hb, &p->hb2,
-                         &p->tmp, &p->rc, &p->rs, &p->sc, &p->tmass, &p->tile, &p->xt};
-    for (int i = 0; i < 15; i++) *slots[i] = f + offs[i];
+    float **slots[17] = {&p->kc, &p->vc, &p->x, &p->xb, &p->q, &p->att, &p->hb, &p->hb2, &p->tmp,
+                         &p->rc, &p->rs, &p->sc, &p->tmass, &p->tile, &p->xt, &p->rc2, &p->rs2};
+    for (int i = 0; i < 17; i++) *slots[i] = f + offs[i];
     if (!sz[14]) p->xt = NULL;
+    if (!sz[15]) p->rc2 = p->rs2 = NULL;
+    int windowed = 0;
+    for (int l = 0; l < p->L; l++) windowed |= c->swa_window[l] > 0;
+    if (windowed && !(p->spans = malloc(B * 6 * sizeof *p->spans))) {
+        mend_probe_free(p);
+        return mend_set_error(MEND_ENOMEM, "mend_probe_new: out of memory for sliding-window spans");
+    }
     /* each prompt alone, at positions 0 .. nv-1, into rows [k*nv, (k+1)*nv) */
     for (int k = 0; k < K; k++) {
         memcpy(p->x, prompts[k], (size_t)nv * p->dim * sizeof(float));
@@ -359,6 +461,7 @@ int mend_probe_new(mend_probe **out, const mend_model *m, const float *const *pr
 
 void mend_probe_free(mend_probe *p) {
     if (!p) return;
+    free(p->spans);
     free(p->mem);
     free(p);
 }
@@ -368,6 +471,15 @@ size_t mend_probe_prompt_kv_bytes(const mend_probe *p) {
 }
 size_t mend_probe_bytes(const mend_probe *p) { return p ? p->bytes : 0; }
 int mend_probe_max_tokens(const mend_probe *p) { return p ? p->max_tokens : 0; }
+
+void mend_probe_buffers(const mend_probe *p, int l, const float **x, const float **att, const float **keys,
+                        const float **values) {
+    const size_t at = p && l >= 0 && l < p->L ? (size_t)l * p->R * p->kvd : 0;
+    if (x) *x = p ? p->x : NULL;
+    if (att) *att = p ? p->att : NULL;
+    if (keys) *keys = p ? p->kc + at : NULL;
+    if (values) *values = p ? p->vc + at : NULL;
+}
 
 int mend_probe_attention(mend_probe *p, const int32_t *tokens, int n, int l0, int l1, float *mean_mass,
                          float *tok_mass) {

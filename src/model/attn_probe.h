@@ -15,6 +15,12 @@
  * the multi-prompt attention, so layer l+1 sees what the joint context
  * produced at layer l.
  *
+ * Sliding windows (gemma3, mistral) by the forward's rule on positions: in
+ * a layer with window w a query at position p sees the keys at positions
+ * >= p - w + 1, so input token i (position nv + i) loses the first
+ * nv + i - w + 1 rows of every prompt block (all of them, and then its own
+ * first rows, further on). Hidden keys get no mass.
+ *
  * Attention mass. For layer l, head h, input token i, with p the softmax
  * row over the T = K*nv + i + 1 keys above:
  *   mass[l][h][i][k] = sum of p over block k's nv keys   (k < K)
@@ -72,5 +78,14 @@ int mend_probe_attention_many(mend_probe *p, const int32_t *tokens, const int *o
 /* Mean over the n input tokens of the final hidden state after the output
  * norm, with no prompt in front (positions 0 .. n-1). hidden (dim). */
 int mend_probe_hidden_mean(mend_probe *p, const int32_t *tokens, int n, float *hidden);
+
+/* For tests: the probe's buffers after its last call, which ran layers up
+ * to some layer l_last. x: the input rows' residual stream after l_last
+ * (n, dim); att: l_last's attention output before its output projection
+ * (n, n_heads*head_dim); keys / values of layer l (as cached: after QK-norm
+ * and RoPE): rows [k*nv, (k+1)*nv) hold prompt k, rows from K*nv the last
+ * input. Any pointer may be NULL. */
+void mend_probe_buffers(const mend_probe *p, int l, const float **x, const float **att, const float **keys,
+                        const float **values);
 
 #endif

@@ -247,6 +247,15 @@ void mend_state_free(mend_state *s) {
 
 int mend_state_n_ctx(const mend_state *s) { return s ? s->n_ctx : 0; }
 
+void mend_state_buffers(const mend_state *s, int l, const float **x, const float **att, const float **keys,
+                        const float **values) {
+    const size_t at = s && l >= 0 && l < s->m->cfg.n_layers ? (size_t)l * s->n_ctx * s->kvd : 0;
+    if (x) *x = s ? s->x : NULL;
+    if (att) *att = s ? s->att : NULL;
+    if (keys) *keys = s ? s->kc + at : NULL;
+    if (values) *values = s ? s->vc + at : NULL;
+}
+
 /* One product of a sublayer: out (n, ldo) = beta * out + x · Wᵀ (+ bias). */
 typedef struct mm_job {
     float *out;

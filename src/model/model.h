@@ -159,6 +159,15 @@ void mend_glu_backward(const mend_config *c, float *dgate, float *dup, const flo
 void mend_post_norm_add(const mend_config *c, const float *w, float *x, float *y, int n, int serial);
 /* mend_describe_features is public (mend.h). */
 
+/* For tests: a state's buffers after mend_forward (model/forward.c). x: the
+ * last batch's residual stream after the last layer (max_batch, dim); att:
+ * the last layer's attention output for it, before the output projection
+ * (max_batch, n_heads*head_dim), left as is by a plain mend_forward (not
+ * mend_forward_rows_at); keys / values of layer l: the cache rows by slot
+ * (n_ctx, kv_dim). Any pointer may be NULL. */
+void mend_state_buffers(const mend_state *s, int l, const float **x, const float **att, const float **keys,
+                        const float **values);
+
 /* Validate shapes of a filled model (every loader calls it last). */
 int mend_model_validate(const mend_model *m);
 

@@ -2,7 +2,10 @@
  * transformer over the whole [P_0 | ... | P_{K-1} | input] sequence with the
  * block-diagonal mask written out element by element (one head, one query,
  * one key at a time), on the tiny llama fixture. The reference itself is
- * checked against mend_forward (K = 1: logits of the prompt + input run). */
+ * checked against mend_forward (K = 1: logits of the prompt + input run).
+ * Then sliding windows, on the tiny mistral fixture (window 4 on every
+ * layer): the probe against mend_forward with the prompt in front, inputs
+ * long enough that the window hides prompt rows and input rows. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +13,7 @@
 #include "kernels/sgemm.h"
 #include "model/attn_probe.h"
 #include "model/model.h"
+#include "probe_forward.h"
 #include "prompt/select.h"
 #include "test.h"
 
@@ -142,6 +146,97 @@ static void ref_run(const mend_model *m, const float *const *prompts, int K, int
         if (i == n - 1 && logits_last) ref_matvec(&m->output, f, logits_last);
     }
     free(x); free(h); free(Q); free(Kc); free(Vc); free(a); free(o); free(gt); free(up); free(p); free(pos);
+}
+
+/* 7. sliding windows (mistral fixture, window 4): a query at position p
+ * sees positions p-3 .. p; prompts sit at 0..nv-1, inputs from nv */
+static void check_window(void) {
+    mend_model *m = NULL;
+    mend_load_opts lo = {.keep_packed = 0};
+    CHECK_OK(mend_model_load(&m, test_src("tests/fixtures/families/mistral"), &lo));
+    if (!m) return;
+    const mend_config *c = &m->cfg;
+    CHECK(c->swa_window[0] == 4);
+    const int dim = c->dim, L = c->n_layers, H = c->n_heads, V = c->n_vocab;
+    enum { K = 2, NV = 3, N = 10 };
+    float *pr[K];
+    for (int k = 0; k < K; k++) {
+        pr[k] = malloc(sizeof(float) * NV * dim);
+        for (int i = 0; i < NV * dim; i++) pr[k][i] = (float)((urand() - 0.5) * 0.5);
+    }
+    int32_t tok[N];
+    for (int i = 0; i < N; i++) tok[i] = (int32_t)(urand() * V);
+    /* one prompt: the forward's keys, values, residual stream, attention;
+     * 3 prompt rows and 1 input token (position 3: no cut), 3 and 10
+     * (positions 3..12: the window leaves the prompt's first row at input
+     * token 1, the whole prompt at token 3 and the input's own first row at
+     * token 4), 6 and 10 (the prompt's own rows 4 and 5 lose row 0 and 0..1
+     * already, when the probe computes the prompt alone) */
+    const int lens[3] = {1, N, N}, nvs[3] = {NV, NV, 6};
+    float *pr6 = malloc(sizeof(float) * 6 * dim);
+    for (int i = 0; i < 6 * dim; i++) pr6[i] = (float)((urand() - 0.5) * 0.5);
+    for (int t = 0; t < 3; t++) {
+        probe_diffs d;
+        CHECK_OK(probe_vs_forward(m, t == 2 ? pr6 : pr[0], nvs[t], tok, lens[t], &d));
+        printf("window 4, prompt %d + input %d: probe vs forward max rel diff keys %.2g values %.2g residual %.2g "
+               "last attention %.2g, hidden mean %.2g, masses sum to 1 within %.2g\n", nvs[t], lens[t], d.keys,
+               d.values, d.x, d.att, d.hidden, d.mass_sum);
+        CHECK_MSG(d.keys < 1e-5 && d.values < 1e-5 && d.x < 1e-5 && d.att < 1e-5 && d.hidden < 1e-5,
+                  "probe vs forward: %g %g %g %g %g", d.keys, d.values, d.x, d.att, d.hidden);
+        CHECK(d.mass_sum < 1e-5);
+    }
+    free(pr6);
+    /* two prompts: a token whose window starts at or after position NV gives
+     * the prompts no mass at all, and the masses still sum to 1 */
+    mend_probe *p = NULL;
+    CHECK_OK(mend_probe_new(&p, m, (const float *const *)pr, K, NV, 16));
+    float *tm = malloc(sizeof(float) * L * H * N * (K + 1)), *mm = malloc(sizeof(float) * L * H * (K + 1));
+    if (p) CHECK_OK(mend_probe_attention(p, tok, N, 0, L, mm, tm));
+    double hidden_mass = 0, before = 0, msum = 0;
+    for (int l = 0; p && l < L; l++)
+        for (int h = 0; h < H; h++)
+            for (int i = 0; i < N; i++) {
+                const float *r = tm + (((size_t)l * H + h) * N + i) * (K + 1);
+                const int first = NV + i - 3;   /* window 4 */
+                for (int k = 0; k < K; k++) {
+                    if (first >= NV) hidden_mass = fmax(hidden_mass, r[k]);
+                    else if (i == 0) before = fmax(before, r[k]);
+                }
+                msum = fmax(msum, fabs(r[0] + r[1] + r[2] - 1.0));
+            }
+    CHECK_MSG(hidden_mass == 0.0, "prompt mass %g behind the window", hidden_mass);
+    CHECK_MSG(before > 0.01, "prompt mass %g inside the window", before);
+    CHECK(msum < 1e-5);
+    /* inputs side by side (each from position NV): each as alone, bit for bit on sgemm */
+    {
+        const int len[3] = {6, 10, 3};
+        int32_t cat[19];
+        int off[4] = {0};
+        for (int j = 0; j < 3; j++) {
+            memcpy(cat + off[j], tok, sizeof(int32_t) * len[j]);
+            off[j + 1] = off[j] + len[j];
+        }
+        const size_t per = (size_t)L * H * (K + 1);
+        float *many = malloc(sizeof(float) * 3 * per), *one = malloc(sizeof(float) * per);
+        mend_probe *q = NULL;
+        CHECK_OK(mend_probe_new(&q, m, (const float *const *)pr, K, NV, 19));
+        if (q) CHECK_OK(mend_probe_attention_many(q, cat, off, 3, 0, L, many));
+        double dm = 0;
+        for (int j = 0; q && j < 3; j++) {
+            CHECK_OK(mend_probe_attention(q, tok, len[j], 0, L, one, NULL));
+            for (size_t i = 0; i < per; i++) dm = fmax(dm, fabs(many[(size_t)j * per + i] - one[i]));
+        }
+        if (mend_sgemm_available()) CHECK_MSG(dm == 0, "windowed inputs probed together differ by %g", dm);
+        else CHECK_MSG(dm < 1e-6, "windowed inputs probed together differ by %g", dm);
+        mend_probe_free(q);
+        free(many);
+        free(one);
+    }
+    mend_probe_free(p);
+    free(tm);
+    free(mm);
+    for (int k = 0; k < K; k++) free(pr[k]);
+    mend_model_free(m);
 }
 
 int main(void) {
@@ -317,5 +412,6 @@ int main(void) {
     free(rmass);
     for (int k = 0; k < K; k++) free(pr[k]);
     mend_model_free(m);
+    check_window();
     return test_finish();
 }
