@@ -11,3 +11,6 @@ set_tests_properties(test_api PROPERTIES LABELS unit TIMEOUT 600 ENVIRONMENT "ME
 # The programs of docs/api.md compile against the public headers.
 add_test(NAME test_api_docs COMMAND sh ${CMAKE_CURRENT_LIST_DIR}/check_docs.sh ${CMAKE_C_COMPILER} ${CMAKE_SOURCE_DIR})
 set_tests_properties(test_api_docs PROPERTIES LABELS unit TIMEOUT 120)
+
+# The evaluation jobs (mend_eval_job_run, mend_ppl_job_run) on the tiny model.
+mend_test(test_jobs_eval ${CMAKE_CURRENT_LIST_DIR}/test_jobs_eval.c LABELS unit TIMEOUT 300)
