@@ -8,9 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
-#include "cli.h"
 #include "cli.h"
 #include "mend.h"
 
@@ -49,38 +47,6 @@ static void help(void) {
            "                           runs them (per-example parity ~1e-4)\n"
            "  -t, --threads N          threads (default: all cores)\n"
            "  -h, --help               this help\n");
-}
-
-static int str_eq_null(const char *a, const char *b) {
-    if (!a || !b) return a == b;
-    return strcmp(a, b) == 0;
-}
-
-/* Where mend_eval_run's lines go: appended to the results file, one flushed
- * line each, with the progress bar and the truncation warnings. */
-typedef struct writer {
-    FILE *out;
-    const char *out_path;
-    cli_progress *bar;
-    const mend_task *task;
-    const char *path;
-    int window, warned, write_failed;
-    int64_t n_done;
-} writer;
-
-static int write_line(void *user, const mend_eval_line *l) {
-    writer *w = user;
-    if (l->truncated && w->warned < 10)
-        fprintf(stderr, "\nwarning: %s:%d: input longer than the window of %d tokens, truncated from the left as "
-                        "lm-eval does%s\n", w->path, mend_task_example_line(w->task, l->index), w->window,
-                ++w->warned == 10 ? " (further warnings suppressed; see the summary)" : "");
-    if (fputs(l->line, w->out) < 0 || fputc('\n', w->out) == EOF || fflush(w->out) != 0) {
-        w->write_failed = 1;
-        fprintf(stderr, "mend eval: cannot write to %s\n", w->out_path);
-        return MEND_EIO;
-    }
-    cli_progress_update(w->bar, ++w->n_done, NULL);
-    return 0;
 }
 
 int cmd_eval(int argc, char **argv) {
@@ -145,229 +111,28 @@ int cmd_eval(int argc, char **argv) {
     if ((bank_dir != NULL) != (select != NULL)) return cli_usage_error(CMD, "--bank and --select go together");
     if (bank_dir && prompt_dir) return cli_usage_error(CMD, "give --prompt or --bank, not both");
     if ((sel_layers || per_prompt) && !bank_dir) return cli_usage_error(CMD, "--select-layers/--per-prompt need --bank");
-    const char *model_path = argv[optind];
-
-    int rc = CLI_EXIT_ERROR;
-    mend_task *tasks[MAX_TASKS] = {0};
-    mend_task_info ti[MAX_TASKS];
-    unsigned char *done[MAX_TASKS] = {0};
-    size_t *idx = NULL, max_n = 0;   /* the examples of a task still to score */
-    mend_results prev;
-    memset(&prev, 0, sizeof prev);
-    mend_model *m = NULL;
-    mend_eval_backend *be = NULL;
-    mend_idp *idp = NULL;
-    float *prompt = NULL;
-    int n_virtual = 0;
-    FILE *out = NULL;
-    mend_task_summary *sums = NULL;
-    size_t n_sums = 0;
-    char model_name[512], prompt_name[512];
-    mend_basename(model_path, model_name, sizeof model_name);
-    /* packed kernels score differently: their lines must not mix with f32 ones */
-    if (packed && strlen(model_name) + 8 < sizeof model_name) strcat(model_name, "+packed");
-    const char *prompt_label = prompt_dir ? mend_basename(prompt_dir, prompt_name, sizeof prompt_name) : NULL;
-    if (bank_dir) { /* "BANK:SELECTOR", the label mend_idp_label gives */
-        char bn[256];
-        mend_basename(bank_dir, bn, sizeof bn);
-        snprintf(prompt_name, sizeof prompt_name, "%s:%.*s", bn, (int)strcspn(select, ","), select);
-        prompt_label = prompt_name;
-    }
-
-    /* tasks first: bad input fails before the model loads */
-    for (int t = 0; t < n_tasks; t++) {
-        if (mend_task_load(&tasks[t], task_paths[t], (size_t)limit)) {
-            rc = cli_fail(CMD, "task");
-            goto out;
-        }
-        mend_task_get_info(tasks[t], &ti[t]);
-        for (int u = 0; u < t; u++)
-            if (!strcmp(ti[u].name, ti[t].name)) {
-                fprintf(stderr, "mend eval: tasks %s and %s have the same name '%s'; results lines "
-                                "are keyed by task name\n", task_paths[u], task_paths[t], ti[t].name);
-                goto out;
-            }
-        done[t] = calloc(ti[t].n, 1);
-        if (ti[t].n > max_n) max_n = ti[t].n;
-        if (!done[t]) {
-            fprintf(stderr, "mend eval: out of memory\n");
-            goto out;
-        }
-    }
-
-    /* resume */
-    if (mend_file_exists(out_path)) {
-        if (mend_results_load(out_path, &prev)) {
-            rc = cli_fail(CMD, "results");
-            goto out;
-        }
-        if (prev.file_size > 0 && !resume) {
-            fprintf(stderr, "mend eval: %s already holds %zu results; pass --resume to continue it or "
-                            "choose another --out\n", out_path, prev.n);
-            goto out;
-        }
-        if (prev.partial) {
-            fprintf(stderr, "mend eval: %s: dropping a partial last line (%zu bytes) left by an "
-                            "interrupted run\n", out_path, prev.file_size - prev.valid_bytes);
-            if (truncate(out_path, (off_t)prev.valid_bytes) != 0) {
-                fprintf(stderr, "mend eval: %s: cannot truncate the partial line\n", out_path);
-                goto out;
-            }
-        }
-        size_t skipped = 0;
-        for (size_t i = 0; i < prev.n; i++) {
-            const mend_result_rec *r = &prev.rec[i];
-            for (int t = 0; t < n_tasks; t++) {
-                if (strcmp(r->task, ti[t].name)) continue;
-                if (strcmp(r->model, model_name) || !str_eq_null(r->prompt, prompt_label)) {
-                    fprintf(stderr, "mend eval: %s:%d: task %s was scored with model %s, prompt %s; this "
-                                    "run uses model %s, prompt %s: choose another --out\n",
-                            out_path, r->line, r->task, r->model, r->prompt ? r->prompt : "none",
-                            model_name, prompt_label ? prompt_label : "none");
-                    goto out;
-                }
-                if (r->kind != ti[t].kind) {
-                    fprintf(stderr, "mend eval: %s:%d: task %s is %s there but %s in %s\n", out_path,
-                            r->line, r->task, mend_task_kind_name(r->kind),
-                            mend_task_kind_name(ti[t].kind), ti[t].path);
-                    goto out;
-                }
-                if (r->index >= 0 && (size_t)r->index < ti[t].n && !done[t][r->index]) {
-                    done[t][r->index] = 1;
-                    skipped++;
-                }
-            }
-        }
-        if (resume && prev.n)
-            fprintf(stderr, "resuming %s: %zu of the requested examples already scored\n", out_path, skipped);
-    }
-
-    idx = malloc((max_n ? max_n : 1) * sizeof *idx);
-    if (!idx) {
-        fprintf(stderr, "mend eval: out of memory\n");
-        goto out;
-    }
-    size_t todo = 0;
-    for (int t = 0; t < n_tasks; t++)
-        for (size_t i = 0; i < ti[t].n; i++) todo += !done[t][i];
-
-    mend_load_opts lo = {.keep_packed = packed};
-    if (mend_model_load(&m, model_path, &lo)) {
-        rc = cli_fail(CMD, model_path);
-        goto out;
-    }
-    mend_model_info info;
-    mend_model_get_info(m, &info);
-    if (prompt_dir && cli_read_prompt(CMD, m, model_path, prompt_dir, &prompt, &n_virtual)) {
-        rc = CLI_EXIT_ERROR;
-        goto out;
-    }
-    if (mend_eval_backend_model(&be, m, prompt, n_virtual, (int)ctx, (int)batch)) {
-        rc = cli_fail(CMD, "backend");
-        goto out;
-    }
-    if (bank_dir) {
-        if ((rc = cli_idp_open(&idp, CMD, m, model_path, bank_dir, select, sel_layers, 0, per_prompt))) goto out;
-        rc = CLI_EXIT_ERROR;
-        if (mend_idp_eval_setup(idp, (int)ctx, (int)batch)) {
-            rc = cli_fail(CMD, "prompt bank backends");
-            goto out;
-        }
-        mend_eval_backend_set_window(be, mend_idp_eval_window(idp));
-    }
-    out = fopen(out_path, "a");
-    if (!out) {
-        fprintf(stderr, "mend eval: cannot open %s for appending\n", out_path);
-        goto out;
-    }
-    printf("model:   %s (%s, %d layers, dim %d, window %d tokens)\n", model_path, info.arch,
-           info.n_layers, info.dim, mend_eval_backend_window(be));
-    printf("weights: %s\n", packed ? "packed (native quantized kernels, 8-bit activations)"
-                                     : "dequantized to f32 (as lm-eval's HF backend)");
-    printf("prompt:  %s\n", prompt_dir ? prompt_dir : bank_dir ? prompt_label : "none");
-    for (int t = 0; t < n_tasks; t++)
-        printf("task:    %-16s %s, %zu of %zu examples (%s)\n", ti[t].name,
-               mend_task_kind_name(ti[t].kind), ti[t].n, ti[t].n_total, ti[t].path);
-    printf("results: %s (%zu examples to score)\n", out_path, todo);
-    fflush(stdout);
-
-    if (prompt_dir && mend_eval_backend_reserve(be, 1)) { /* the prompt's KV, once per run */
-        rc = cli_fail(CMD, "soft prompt");
-        goto out;
-    }
-    mend_eval_stats stats;
-    memset(&stats, 0, sizeof stats);
-    cli_progress bar;
-    cli_progress_start(&bar, "eval", "ex", (int64_t)todo, 1000000);
-    writer w = {.out = out, .out_path = out_path, .bar = &bar, .window = mend_eval_backend_window(be)};
-    double t0 = mend_now();
-    for (int t = 0; t < n_tasks; t++) {
-        size_t n_idx = 0;
-        for (size_t i = 0; i < ti[t].n; i++)
-            if (!done[t][i]) idx[n_idx++] = i;
-        w.task = tasks[t];
-        w.path = ti[t].path;
-        /* examples are scored in groups (packed into shared forwards), then
-         * written in order, one flushed line each */
-        if (mend_eval_run(be, idp, tasks[t], idx, n_idx, model_name, prompt_label, write_line, &w, &stats)) {
-            cli_progress_end(&bar);
-            if (!w.write_failed) rc = cli_fail(CMD, ti[t].name);
-            goto out;
-        }
-    }
-    cli_progress_end(&bar);
-    double el = mend_now() - t0;
-    fclose(out);
-    out = NULL;
-    if (todo)
-        fprintf(stderr, "scored %zu examples in %.1f s; forward positions %lld (%lld without prefix sharing)%s\n",
-                todo, el, (long long)stats.tokens_run, (long long)stats.tokens_naive,
-                stats.truncated ? "" : "");
-    if (stats.truncated)
-        fprintf(stderr, "warning: %lld sequences were truncated from the left to the window of %d tokens\n",
-                (long long)stats.truncated, mend_eval_backend_window(be));
-
-    /* the summary comes from the results file alone */
-    mend_results_free(&prev);
-    if (mend_results_load(out_path, &prev) || mend_results_summarize(&prev, &sums, &n_sums)) {
-        rc = cli_fail(CMD, "summary");
-        goto out;
-    }
-    char title[600];
-    cli_file_title(out_path, title, sizeof title);
-    mend_report_run run = {.name = title, .s = sums, .n = n_sums};
-    char *md = NULL;
-    if (mend_report_markdown(&run, 1, &md)) {
-        rc = cli_fail(CMD, "summary");
-        goto out;
-    }
-    printf("\n%s", md);
-    for (size_t k = 0; k < n_sums; k++)
-        if (sums[k].truncated)
-            printf("note: %s: %ld sequences truncated to the window\n", sums[k].task, sums[k].truncated);
-    free(md);
-    if (idp) {
-        char *summary = NULL;
-        if (mend_idp_summary(idp, &summary)) {
-            rc = cli_fail(CMD, "prompt bank summary");
-            goto out;
-        }
-        fputs(summary, stdout);
-        free(summary);
-    }
-    rc = 0;
-out:
-    if (out) fclose(out);
-    mend_summaries_free(sums, n_sums);
-    mend_results_free(&prev);
-    mend_eval_backend_free(be);
-    mend_idp_close(idp);
-    free(prompt);
-    if (m) mend_model_free(m);
-    for (int t = 0; t < n_tasks; t++) {
-        mend_task_free(tasks[t]);
-        free(done[t]);
-    }
-    free(idx);
-    return rc;
+    mend_eval_job j;
+    mend_eval_job_init(&j);
+    j.model = argv[optind];
+    j.tasks = task_paths;
+    j.n_tasks = n_tasks;
+    j.out = out_path;
+    j.resume = resume;
+    j.limit = (size_t)limit;
+    j.prompt = prompt_dir;
+    j.bank = bank_dir;
+    j.select = select;
+    j.select_layers = sel_layers;
+    j.per_prompt = per_prompt;
+    j.ctx = (int)ctx;
+    j.batch = (int)batch;
+    j.packed = packed;
+    cli_events ev = {.cmd = CMD};
+    int rc = mend_eval_job_run(&j, cli_event, &ev);
+    if (!rc) return 0;
+    /* a bad selector is found once the bank is open: still a usage error */
+    if (rc == MEND_EINVAL && !strncmp(mend_last_error(), "--select", 8))
+        return cli_usage_error(CMD, "%s", mend_last_error());
+    fprintf(stderr, "mend %s: %s\n", CMD, mend_last_error());
+    return CLI_EXIT_ERROR;
 }

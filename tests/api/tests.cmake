@@ -22,3 +22,5 @@ add_test(NAME test_jobs_repair COMMAND test_jobs_repair WORKING_DIRECTORY ${CMAK
 set_tests_properties(test_jobs_repair PROPERTIES LABELS unit TIMEOUT 600 ENVIRONMENT "MEND_SOURCE_DIR=${CMAKE_SOURCE_DIR}")
 # The training jobs (mend_tune_job_run, mend_bank_build_run) on the tiny model.
 mend_test(test_jobs_train ${CMAKE_CURRENT_LIST_DIR}/test_jobs_train.c LABELS unit TIMEOUT 300)
+# The evaluation jobs (mend_eval_job_run, mend_ppl_job_run) on the tiny model.
+mend_test(test_jobs_eval ${CMAKE_CURRENT_LIST_DIR}/test_jobs_eval.c LABELS unit TIMEOUT 300)
