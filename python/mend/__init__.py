@@ -7,7 +7,8 @@ C library libmend (include/mend.h); NumPy arrays in and out.
     logits = m.logits(m.tokenize("Hello"))
 
 The whole pipeline: mend.compress, mend.tune, mend.Bank (build, read,
-select), mend.evaluate, mend.perplexity (plain, with a prompt, with a bank).
+select), mend.evaluate, mend.perplexity (plain, with a prompt, with a bank),
+and all of it at once: mend.repair.
 Errors raise mend.MendError, whose str() is mend_last_error()'s sentence.
 """
 from importlib import metadata as _metadata
@@ -19,6 +20,7 @@ from .core import get_threads, isa, isa_describe, isa_detected, set_isa, set_thr
 from .evaluation import IDP, ExampleResult, Scorer, Task, TaskSummary, evaluate, report_markdown, summarize
 from .model import (Fingerprint, Model, ModelInfo, PplResult, Sampler, State, chat_format, fp_hex, fp_parse,
                     nll_from_logits, perplexity, ppl_run)
+from .repairing import repair, repair_report
 from .tuning import TuneInfo, TuneProgress, TuneRecord, TuneResult, read_prompt, read_record, tune, write_prompt
 
 try:   # the version of include/mend.h's MEND_VERSION, recorded by the build (pyproject.toml)
@@ -33,4 +35,5 @@ __all__ = ["MendError", "Model", "ModelInfo", "Fingerprint", "PplResult", "State
            "tune", "read_prompt", "write_prompt", "read_record", "TuneProgress", "TuneInfo", "TuneResult",
            "TuneRecord",
            "Bank", "BankInfo", "BankPrompt", "RouterStats", "Selector", "select_centroid",
-           "Task", "Scorer", "IDP", "ExampleResult", "TaskSummary", "evaluate", "summarize", "report_markdown"]
+           "Task", "Scorer", "IDP", "ExampleResult", "TaskSummary", "evaluate", "summarize", "report_markdown",
+           "repair", "repair_report"]

@@ -189,6 +189,15 @@ class mend_event(Structure):
 event_fn = CFUNCTYPE(c_int, c_void_p, POINTER(mend_event))
 
 
+class mend_repair_job(Structure):
+    _fields_ = [("model", c_char_p), ("compress", c_char_p), ("out", c_char_p), ("budget", c_char_p),
+                ("tasks", POINTER(c_char_p)), ("n_tasks", c_int), ("ppl_text", c_char_p),
+                ("domains", POINTER(c_char_p)), ("n_domains", c_int), ("calib", POINTER(c_char_p)), ("n_calib", c_int),
+                ("corpus_dir", c_char_p), ("bank_dir", c_char_p), ("limit", c_int), ("ppl_windows", c_int),
+                ("ppl_ctx", c_int), ("steps", c_int), ("spec_steps", c_int), ("nsamples", c_int), ("seqlen", c_int),
+                ("train_seqlen", c_int)]
+
+
 class mend_bank_job(Structure):
     _fields_ = [("model", c_char_p), ("names", POINTER(c_char_p)), ("corpora", POINTER(c_char_p)),
                 ("n_domains", c_int), ("out", c_char_p), ("teacher", c_char_p), ("no_distill", c_int),
@@ -422,6 +431,10 @@ _FUNCTIONS = {
     # jobs (mend/jobs.h)
     "mend_bank_job_init": (None, [POINTER(mend_bank_job)]),
     "mend_bank_build_run": (c_int, [POINTER(mend_bank_job), event_fn, c_void_p]),
+    "mend_repair_job_init": (None, [POINTER(mend_repair_job)]),
+    "mend_repair_run": (c_int, [POINTER(mend_repair_job), event_fn, c_void_p]),
+    "mend_repair_report": (c_int, [c_char_p, POINTER(c_void_p), event_fn, c_void_p]),
+    "mend_repair_spec_check": (c_int, [c_char_p]),
 }
 
 for _name, (_res, _args) in _FUNCTIONS.items():

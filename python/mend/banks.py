@@ -290,6 +290,12 @@ class _JobEvents:
                 self.bar.update(ev.done, **({"last": item.rstrip(",")} if item else {}))
         elif ev.kind == _capi.MEND_EV_PROGRESS_END:
             self.close()
+        elif ev.kind == _capi.MEND_EV_STAGE:
+            self.close()
+            text = s(ev.text)
+            logging.getLogger("mend").info("[%s %d/%d] %s", s(ev.stage_name), ev.stage, ev.n_stages, text)
+            if callable(self.progress):
+                return self.progress("stage", ev.stage, ev.n_stages, text)
         return 0
 
     def close(self):

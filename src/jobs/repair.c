@@ -550,7 +550,9 @@ static int check_job(const mend_repair_job *j, const budget **B) {
     if (!j->model || !*j->model) return mend_set_error(MEND_EINVAL, "repair: field 'model' is missing");
     if (!j->out || !*j->out) return mend_set_error(MEND_EINVAL, "repair: field 'out' is missing");
     if (!j->ppl_text || !*j->ppl_text) return mend_set_error(MEND_EINVAL, "repair: field 'ppl_text' is missing");
-    if (mend_repair_spec_check(j->compress)) return -1;
+    if (!j->compress) return mend_set_error(MEND_EINVAL, "repair: field 'compress' is missing");
+    int rc = mend_repair_spec_check(j->compress);
+    if (rc) return rc;
     *B = &BUDGETS[1];
     if (j->budget) {
         *B = NULL;
