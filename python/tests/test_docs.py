@@ -32,12 +32,13 @@ def paths(tmp_path_factory):
             "RIVERS.txt": str(rivers), "TEXT_FILE": str(corpus), "OUT_DIR": str(d / "prompt"),
             "NEW_BANK_DIR": str(d / "new_bank"), "BANK_DIR": bank.dir, "TEXT": "The river runs past the mill.",
             "TASK.jsonl": src("tests", "fixtures", "eval", "toy_mc.jsonl"),
-            "PROMPT_DIR": src("tests", "fixtures", "tune", "mend_adapter"), "RESULTS.jsonl": str(d / "results.jsonl")}
+            "PROMPT_DIR": src("tests", "fixtures", "tune", "mend_adapter"), "RESULTS.jsonl": str(d / "results.jsonl"),
+            "REPAIR_DIR": str(d / "repair")}
 
 
 def test_there_is_one_example_per_capability():
     names = [re.match(r"# usage: python (\S+)\.py", e).group(1) for e in examples()]
-    assert names == ["compress", "tune", "bank", "select", "evaluate", "ppl", "idp"]
+    assert names == ["compress", "tune", "bank", "select", "evaluate", "ppl", "idp", "repair"]
 
 
 @pytest.mark.parametrize("code", examples(), ids=lambda e: re.match(r"# usage: python (\S+)\.py", e).group(1))
