@@ -18,12 +18,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include "io/hf.h"
-#include "kernels/quants.h"
+#include "io/types.h"
 #include "model/model.h"
 #include "tok/tokenizer.h"
 #include "util/util.h"
 
 /* ---- config ---- */
+
+_Static_assert(MEND_HF_MAX_LAYERS <= MEND_MAX_LAYERS, "config.json's layer limit fits mend_config");
 
 typedef struct hf_arch {
     const char *hf_name, *arch;
