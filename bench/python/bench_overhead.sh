@@ -4,7 +4,10 @@
 #   bench/python/bench_overhead.sh [TASK.jsonl] [REPS]
 # (default: COPA from $MEND_DATA or ../shared/data, 3 rounds). Needs the
 # package installed by scripts/python_test.sh. Prints user+sys CPU seconds per
-# run and the ratio of the means; the two results files must be identical.
+# run, each round's ratio, and the ratio of the means with the spread of the
+# rounds; the two results files must be identical. MEND_ISA (scalar, avx2,
+# avx512) caps both sides: the command reads it, the Python side passes it to
+# mend.set_isa, and the last line names the level each side ran at.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DATA="${MEND_DATA:-$(pwd)/../shared/data}"
@@ -19,16 +22,25 @@ cpu() {   # run a command, print its user+sys CPU seconds (children included)
     out=$(bash -c 'TIMEFORMAT="%U %S"; { time "$@" >/dev/null 2>&1; } 2>&1' _ "$@")
     awk -v u="${out% *}" -v s="${out#* }" 'BEGIN { printf "%.2f", u + s }'
 }
-sc=0 sp=0
+runs=""
 for r in $(seq 1 "$REPS"); do
     rm -f "$tmp/cli.jsonl" "$tmp/py.jsonl"
     c=$(cpu build/mend eval "$MODEL" --task "$TASK" --out "$tmp/cli.jsonl" -t 1)
-    p=$(cpu "$PY" -c "import mend, sys; mend.set_threads(1); mend.evaluate(sys.argv[1], sys.argv[2], sys.argv[3], progress=False)" \
+    p=$(cpu "$PY" -c "import mend, os, sys; mend.set_isa(os.environ.get('MEND_ISA')); mend.set_threads(1); mend.evaluate(sys.argv[1], sys.argv[2], sys.argv[3], progress=False)" \
         "$MODEL" "$TASK" "$tmp/py.jsonl")
     cmp -s "$tmp/cli.jsonl" "$tmp/py.jsonl" || { echo "round $r: the results files differ"; exit 1; }
-    echo "round $r: mend eval $c s, Python $p s"
-    sc=$(awk -v a="$sc" -v b="$c" 'BEGIN { print a + b }')
-    sp=$(awk -v a="$sp" -v b="$p" 'BEGIN { print a + b }')
+    echo "round $r: mend eval $c s, Python $p s, Python / CLI $(awk -v c="$c" -v p="$p" 'BEGIN { printf "%.3f", p / c }')"
+    runs="$runs $c $p"
 done
-awk -v c="$sc" -v p="$sp" -v n="$REPS" 'BEGIN { printf "mean: mend eval %.2f s, Python %.2f s, Python / CLI %.3f\n", c / n, p / n, p / c }'
-echo "isa: $(build/mend --version | awk '/^isa:/ {sub(/^isa: /, ""); print}')"
+echo "$runs" | awk '{
+    n = NF / 2
+    for (i = 1; i <= NF; i += 2) {
+        c = $i; p = $(i + 1); r = p / c; sc += c; sp += p
+        if (i == 1 || c < cmin) cmin = c; if (i == 1 || c > cmax) cmax = c
+        if (i == 1 || p < pmin) pmin = p; if (i == 1 || p > pmax) pmax = p
+        if (i == 1 || r < rmin) rmin = r; if (i == 1 || r > rmax) rmax = r
+    }
+    printf "mean: mend eval %.2f s (%.2f-%.2f), Python %.2f s (%.2f-%.2f), Python / CLI %.3f (rounds %.3f-%.3f)\n",
+           sc / n, cmin, cmax, sp / n, pmin, pmax, sp / sc, rmin, rmax }'
+echo "isa: mend eval $(build/mend --version | awk '/^isa:/ {sub(/^isa: /, ""); print}'), Python $("$PY" -c \
+    "import mend, os; mend.set_isa(os.environ.get('MEND_ISA')); print(mend.isa_describe())")"

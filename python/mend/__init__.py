@@ -11,8 +11,6 @@ select), mend.evaluate, mend.perplexity (plain, with a prompt, with a bank),
 and all of it at once: mend.repair.
 Errors raise mend.MendError, whose str() is mend_last_error()'s sentence.
 """
-from importlib import metadata as _metadata
-
 from ._capi import MendError, lib as _lib
 from .banks import Bank, BankInfo, BankPrompt, RouterStats, Selector, select_centroid
 from .compression import CompressEvent, CompressResult, calibration, compress, qfmt
@@ -23,10 +21,20 @@ from .model import (Fingerprint, Model, ModelInfo, PplResult, Sampler, State, ch
 from .repairing import repair, repair_report
 from .tuning import TuneInfo, TuneProgress, TuneRecord, TuneResult, read_prompt, read_record, tune, write_prompt
 
-try:   # the version of include/mend.h's MEND_VERSION, recorded by the build (pyproject.toml)
-    __version__ = _metadata.version("mend-llm")
-except _metadata.PackageNotFoundError:   # python/ used in place, not installed
-    __version__ = None
+
+def __getattr__(name):
+    # __version__ is looked up when first asked for: importlib.metadata costs
+    # about 0.04 CPU s, a fifth of `import mend`, on every start
+    if name != "__version__":
+        raise AttributeError(f"module 'mend' has no attribute {name!r}")
+    from importlib import metadata
+    try:   # the version of include/mend.h's MEND_VERSION, recorded by the build (pyproject.toml)
+        version = metadata.version("mend-llm")
+    except metadata.PackageNotFoundError:   # python/ used in place, not installed
+        version = None
+    globals()["__version__"] = version
+    return version
+
 
 __all__ = ["MendError", "Model", "ModelInfo", "Fingerprint", "PplResult", "State", "Sampler", "chat_format",
            "fp_hex", "fp_parse", "nll_from_logits", "ppl_run", "perplexity", "set_isa", "isa", "isa_describe",

@@ -6,7 +6,6 @@ mend.tuning, mend.banks and mend.evaluation hold the Python classes. When the
 header gains functions, their declarations go into _FUNCTIONS here.
 """
 import ctypes
-import ctypes.util
 import os
 from ctypes import (CFUNCTYPE, POINTER, Structure, c_char, c_char_p, c_double, c_float, c_int, c_int32, c_int64,
                     c_long, c_size_t, c_uint32, c_uint64, c_void_p)
@@ -25,7 +24,10 @@ def _load():
 
 
 lib = _load()
-libc = ctypes.CDLL(ctypes.util.find_library("c"))
+# free() for the strings and arrays the library returns: the C library the
+# process already has (dlopen(NULL)), not ctypes.util.find_library("c"),
+# which runs ldconfig in a child process on every import
+libc = ctypes.CDLL(None)
 libc.free.argtypes = [c_void_p]
 libc.free.restype = None
 

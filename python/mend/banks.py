@@ -1,5 +1,7 @@
 """Prompt banks and selectors (include/mend/bank.h): read, build and write
 banks, their trained selectors, and a prompt picked per input."""
+from __future__ import annotations  # np.ndarray in field annotations: no numpy import at class creation
+
 import ctypes
 import logging
 import math
@@ -9,10 +11,9 @@ from ctypes import byref, c_char_p, c_int, c_void_p
 from dataclasses import dataclass
 from typing import Optional
 
-import numpy as np
-
 from . import _capi
 from ._capi import MendError, check, lib
+from ._np import np
 from ._progress import Bar, Callback, reporter, run
 from .model import Fingerprint, Model, _fingerprint, _Handle, _ids
 from .tuning import _c_texts, _texts

@@ -6,10 +6,9 @@ import os
 from ctypes import byref, c_char, c_char_p, c_int
 from dataclasses import dataclass
 
-import numpy as np
-
 from . import _capi
 from ._capi import MendError, check, lib
+from ._np import np
 from ._progress import Callback, reporter, run
 
 EINVAL = -4

@@ -2,6 +2,8 @@
 prompting over a bank (include/mend/idp.h): task files, scorers, results
 lines and files, summaries, reports, and mend.evaluate, which writes the
 results file `mend eval` writes."""
+from __future__ import annotations  # np.ndarray in field annotations: no numpy import at class creation
+
 import ctypes
 import json
 import os
@@ -9,10 +11,9 @@ from ctypes import byref, c_int, c_size_t, c_void_p
 from dataclasses import dataclass
 from typing import Optional
 
-import numpy as np
-
 from . import _capi
 from ._capi import MendError, check, lib, take_string
+from ._np import np
 from ._progress import Callback, reporter, run
 from .compression import _model
 from .model import _Handle, _ids, basename
@@ -264,9 +265,8 @@ def evaluate(model, tasks, out=None, *, limit=0, prompt=None, bank=None, select=
         c_cb = _capi.eval_line_fn(cb)
         try:
             for t, idx in zip(ts, todo):
-                a = np.array(idx, dtype=np.uintp)
-                run(lib.mend_eval_run(scorer._h, idp._h if idp else None, t._h,
-                                      a.ctypes.data_as(ctypes.POINTER(c_size_t)), len(a), model_label.encode(),
+                a = (c_size_t * len(idx))(*idx)   # no NumPy on this path: scoring a file makes no arrays
+                run(lib.mend_eval_run(scorer._h, idp._h if idp else None, t._h, a, len(a), model_label.encode(),
                                       None if prompt_label is None else prompt_label.encode(), c_cb, None, None), cb)
         finally:
             close()

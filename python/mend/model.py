@@ -1,6 +1,8 @@
 """Models, run states, samplers and perplexity: Python classes over the C
 functions declared in mend._capi. NumPy in and out: token ids are int32,
 logits and embeddings float32."""
+from __future__ import annotations  # np.ndarray in field annotations: no numpy import at class creation
+
 import ctypes
 import dataclasses
 import os
@@ -8,10 +10,9 @@ from ctypes import byref, c_char, c_double, c_int, c_int32, c_size_t, c_uint64, 
 from dataclasses import dataclass
 from typing import Optional
 
-import numpy as np
-
 from . import _capi
 from ._capi import MendError, check, lib, take_string
+from ._np import np
 from ._progress import Callback, reporter
 
 EINVAL = -4   # MEND_EINVAL

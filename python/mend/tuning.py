@@ -6,10 +6,9 @@ from ctypes import byref, c_char_p, c_int, c_size_t
 from dataclasses import dataclass
 from typing import Optional
 
-import numpy as np
-
 from . import _capi
 from ._capi import MendError, check, lib
+from ._np import np
 from ._progress import Callback, reporter, run
 from .compression import _model
 

@@ -89,3 +89,19 @@ def test_close_frees_once_and_with_closes():
             assert obj._h is None
     assert m._h is None
     m.close()
+
+
+def test_import_is_light():
+    # a short task pays for `import mend` on every run (BENCHMARKS.md, the
+    # Python package against the command line): NumPy, importlib.metadata and
+    # a child process (ctypes.util.find_library) wait until they are needed
+    import subprocess
+    import sys
+    code = ("import sys, mend; print(' '.join(m for m in ('numpy', 'importlib.metadata', 'subprocess', 'tqdm') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == ""
+    # and they still answer when asked
+    code = "import mend; print(mend.__version__ is None or mend.__version__.count('.') == 2, mend.model.np.float32)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout.split()[0] == "True"

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "io/gguf.h"
-#include "kernels/quants.h"
+#include "io/types.h"
 
 typedef struct rd {
     const uint8_t *p;

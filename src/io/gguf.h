@@ -46,7 +46,7 @@ typedef struct gguf_tensor {
     char *name;
     uint32_t n_dims;
     int64_t ne[4];      /* ne[0] is the contiguous (innermost) dimension */
-    uint32_t type;      /* ggml type id (see kernels/quants.h) */
+    uint32_t type;      /* ggml type id (see io/types.h) */
     uint64_t offset;    /* relative to data section */
     size_t nbytes;
     const void *data;   /* points into the map */

@@ -11,7 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "io/gguf.h"
-#include "kernels/quants.h"
+#include "io/types.h"
 
 #define GGUF_MAX_NAME 63          /* llama.cpp's GGML_MAX_NAME (64) minus the NUL */
 #define GGUF_MAX_KEY  65535

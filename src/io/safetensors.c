@@ -6,7 +6,7 @@
 #include <string.h>
 #include <jansson.h>
 #include "io/safetensors.h"
-#include "kernels/quants.h"
+#include "io/types.h"
 
 /* dtypes of the format; type is the ggml id when mend converts it, else -1 */
 static const struct st_dtype {

@@ -1,4 +1,4 @@
-/* ggml block formats: type traits, scalar (de)quantizers and the run-time
+/* ggml block formats: scalar (de)quantizers (the type traits are io/types.c) and the run-time
  * dispatch to the SIMD dequantizers.
  *
  * The layouts and arithmetic follow ggml's reference code, so dequantized
@@ -6,7 +6,6 @@
  * are never fused into FMAs: x*d + m is two roundings in the reference. */
 #include "kernels/quants.h"
 
-#include <ctype.h>
 #include <float.h>
 #include <math.h>
 #include <stdalign.h>
@@ -25,77 +24,6 @@
 #else
 #define MEND_NO_CONTRACT
 #endif
-
-/* ------------------------------------------------------------------------ */
-/* type traits                                                              */
-
-/* Every ggml type id below MEND_TYPE_COUNT that names a live format, so GGUF
- * files holding any of them can at least be parsed; dequantizers exist for
- * the subset listed in mend_dequantize_row. Sizes are ggml's (block_q8_1 is
- * two halves + 32 quants = 36 bytes, as in ggml's C structs). */
-static const mend_type_traits g_traits[MEND_TYPE_COUNT] = {
-    [MEND_TYPE_F32]  = {"f32", 1, 4},
-    [MEND_TYPE_F16]  = {"f16", 1, 2},
-    [MEND_TYPE_Q4_0] = {"q4_0", QK4_0, sizeof(block_q4_0)},
-    [MEND_TYPE_Q4_1] = {"q4_1", QK4_1, sizeof(block_q4_1)},
-    [MEND_TYPE_Q5_0] = {"q5_0", QK5_0, sizeof(block_q5_0)},
-    [MEND_TYPE_Q5_1] = {"q5_1", QK5_1, sizeof(block_q5_1)},
-    [MEND_TYPE_Q8_0] = {"q8_0", QK8_0, sizeof(block_q8_0)},
-    [MEND_TYPE_Q8_1] = {"q8_1", QK8_1, sizeof(block_q8_1)},
-    [MEND_TYPE_Q2_K] = {"q2_K", QK_K, sizeof(block_q2_K)},
-    [MEND_TYPE_Q3_K] = {"q3_K", QK_K, sizeof(block_q3_K)},
-    [MEND_TYPE_Q4_K] = {"q4_K", QK_K, sizeof(block_q4_K)},
-    [MEND_TYPE_Q5_K] = {"q5_K", QK_K, sizeof(block_q5_K)},
-    [MEND_TYPE_Q6_K] = {"q6_K", QK_K, sizeof(block_q6_K)},
-    [MEND_TYPE_Q8_K] = {"q8_K", QK_K, sizeof(block_q8_K)},
-    [16] = {"iq2_xxs", QK_K, 2 + QK_K / 4},
-    [17] = {"iq2_xs", QK_K, 2 + QK_K / 4 + QK_K / 32},
-    [18] = {"iq3_xxs", QK_K, 2 + QK_K / 4 + QK_K / 8},
-    [19] = {"iq1_s", QK_K, 2 + QK_K / 8 + QK_K / 16},
-    [20] = {"iq4_nl", 32, 2 + 16},
-    [21] = {"iq3_s", QK_K, 2 + QK_K / 4 + QK_K / 8 + QK_K / 32 + 4},
-    [22] = {"iq2_s", QK_K, 2 + QK_K / 4 + QK_K / 16},
-    [23] = {"iq4_xs", QK_K, 2 + 2 + QK_K / 2 + QK_K / 64},
-    [24] = {"i8", 1, 1},
-    [25] = {"i16", 1, 2},
-    [26] = {"i32", 1, 4},
-    [27] = {"i64", 1, 8},
-    [28] = {"f64", 1, 8},
-    [29] = {"iq1_m", QK_K, QK_K / 8 + QK_K / 16 + QK_K / 32},
-    [MEND_TYPE_BF16] = {"bf16", 1, 2},
-    [34] = {"tq1_0", QK_K, 2 + 4 * 13},
-    [35] = {"tq2_0", QK_K, 2 + 64},
-    [39] = {"mxfp4", 32, 1 + 16},
-};
-
-const mend_type_traits *mend_type_get(uint32_t type) {
-    if (type >= MEND_TYPE_COUNT || !g_traits[type].name) return NULL;
-    return &g_traits[type];
-}
-
-const char *mend_type_name(uint32_t type) {
-    const mend_type_traits *t = mend_type_get(type);
-    return t ? t->name : "unknown";
-}
-
-int mend_type_from_name(const char *name) {
-    if (!name) return -1;
-    for (int i = 0; i < MEND_TYPE_COUNT; i++) {
-        const char *a = g_traits[i].name, *b = name;
-        if (!a) continue;
-        while (*a && *b && tolower((unsigned char)*a) == tolower((unsigned char)*b)) a++, b++;
-        if (!*a && !*b) return i;
-    }
-    return -1;
-}
-
-size_t mend_row_size(uint32_t type, int64_t n) {
-    const mend_type_traits *t = mend_type_get(type);
-    if (!t || n < 0 || n % t->blck_size) return 0;
-    size_t bytes;
-    if (!mend_mul_ok((size_t)(n / t->blck_size), t->type_size, &bytes)) return 0;
-    return bytes;
-}
 
 /* ------------------------------------------------------------------------ */
 /* scalar dequantizers                                                      */

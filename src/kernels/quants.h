@@ -1,5 +1,5 @@
 /* ggml block formats: plain structs with static_assert on their sizes, and the
- * (de)quantizers for each. Type ids are ggml's, so GGUF files round-trip.
+ * (de)quantizers for each. Type ids and traits are io/types.h's (ggml's).
  *
  * Every SIMD kernel has a scalar _ref twin; tests compare them. */
 #ifndef MEND_QUANTS_H
@@ -8,16 +8,9 @@
 #include <assert.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "io/types.h"   /* type ids and traits */
 
 typedef uint16_t mend_half;   /* IEEE fp16 bits */
-
-enum mend_type {
-    MEND_TYPE_F32 = 0, MEND_TYPE_F16 = 1, MEND_TYPE_Q4_0 = 2, MEND_TYPE_Q4_1 = 3,
-    MEND_TYPE_Q5_0 = 6, MEND_TYPE_Q5_1 = 7, MEND_TYPE_Q8_0 = 8, MEND_TYPE_Q8_1 = 9,
-    MEND_TYPE_Q2_K = 10, MEND_TYPE_Q3_K = 11, MEND_TYPE_Q4_K = 12, MEND_TYPE_Q5_K = 13,
-    MEND_TYPE_Q6_K = 14, MEND_TYPE_Q8_K = 15, MEND_TYPE_BF16 = 30,
-    MEND_TYPE_COUNT = 40
-};
 
 #define QK4_0 32
 typedef struct { mend_half d; uint8_t qs[QK4_0 / 2]; } block_q4_0;
@@ -52,21 +45,6 @@ typedef struct { uint8_t ql[QK_K / 2]; uint8_t qh[QK_K / 4]; int8_t scales[QK_K 
 static_assert(sizeof(block_q6_K) == 2 + QK_K / 16 + 3 * QK_K / 4, "block_q6_K size");
 typedef struct { float d; int8_t qs[QK_K]; int16_t bsums[QK_K / 16]; } block_q8_K;
 static_assert(sizeof(block_q8_K) == 4 + QK_K + QK_K / 16 * 2, "block_q8_K size");
-
-typedef struct mend_type_traits {
-    const char *name;     /* "q4_0", "f32", ... ; NULL for unknown ids */
-    int64_t blck_size;    /* elements per block */
-    size_t type_size;     /* bytes per block */
-} mend_type_traits;
-
-/* Traits of a ggml type id; NULL when mend does not know the id. */
-const mend_type_traits *mend_type_get(uint32_t type);
-const char *mend_type_name(uint32_t type);
-/* id from a name such as "q4_0" / "Q4_K" (case-insensitive); -1 if unknown. */
-int mend_type_from_name(const char *name);
-/* Bytes of a row of n elements; 0 when n is not a multiple of the block size
- * or the type is unknown. */
-size_t mend_row_size(uint32_t type, int64_t n);
 
 /* Dequantize n elements (n a multiple of the block size) of a row.
  * Returns 0, or MEND_EUNSUPPORTED for a type without a dequantizer. */

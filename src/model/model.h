@@ -107,7 +107,7 @@ struct mend_model {
     char *path;
 };
 
-/* Loaders (model/load_gguf.c, io/hf.c). */
+/* Loaders (model/load_gguf.c, model/load_hf.c). */
 int mend_model_load_gguf(mend_model **out, const char *path, const mend_load_opts *opts);
 int mend_model_load_hf(mend_model **out, const char *dir, const mend_load_opts *opts);
 /* One tensor as stored, for the fingerprint (model/fingerprint.c). */

@@ -85,6 +85,17 @@ static void test_traits(void) {
         CHECK(strcmp(mend_type_name(want[i].id), want[i].name) == 0);
         CHECK(mend_type_from_name(want[i].name) == (int)want[i].id);
     }
+    /* io/types.c writes the block sizes out; they must be the structs' */
+    static const struct { uint32_t id; size_t size; } blocks[] = {
+        {MEND_TYPE_Q4_0, sizeof(block_q4_0)}, {MEND_TYPE_Q4_1, sizeof(block_q4_1)},
+        {MEND_TYPE_Q5_0, sizeof(block_q5_0)}, {MEND_TYPE_Q5_1, sizeof(block_q5_1)},
+        {MEND_TYPE_Q8_0, sizeof(block_q8_0)}, {MEND_TYPE_Q8_1, sizeof(block_q8_1)},
+        {MEND_TYPE_Q2_K, sizeof(block_q2_K)}, {MEND_TYPE_Q3_K, sizeof(block_q3_K)},
+        {MEND_TYPE_Q4_K, sizeof(block_q4_K)}, {MEND_TYPE_Q5_K, sizeof(block_q5_K)},
+        {MEND_TYPE_Q6_K, sizeof(block_q6_K)}, {MEND_TYPE_Q8_K, sizeof(block_q8_K)},
+    };
+    for (size_t i = 0; i < sizeof blocks / sizeof blocks[0]; i++)
+        CHECK_MSG(mend_type_get(blocks[i].id)->type_size == blocks[i].size, "type %s", mend_type_name(blocks[i].id));
     CHECK(mend_type_from_name("Q4_K") == MEND_TYPE_Q4_K);
     CHECK(mend_type_from_name("Q8_0") == MEND_TYPE_Q8_0);
     CHECK(mend_type_from_name("BF16") == MEND_TYPE_BF16);
