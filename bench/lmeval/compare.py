@@ -2,7 +2,9 @@
 (converted by samples_to_fixture.py): loglikelihood differences, greedy flags,
 predictions and metrics, task by task.
 
-usage: compare.py MEND_RESULTS.jsonl[,MORE.jsonl] LMEVAL_FIXTURE_DIR
+usage: compare.py MEND_RESULTS.jsonl[,MORE.jsonl] LMEVAL_FIXTURE_DIR [NAME]
+  NAME: the fixtures samples_to_fixture.py --name NAME wrote
+  (lmeval_NAME_<task>.jsonl); default the default model's (lmeval_<task>.jsonl)
 """
 import glob
 import json
@@ -24,7 +26,11 @@ def load(paths):
 
 def main():
     mend = load(sys.argv[1].split(","))
-    ref = load(sorted(glob.glob(os.path.join(sys.argv[2], "lmeval_*.jsonl"))))
+    pre = "lmeval_%s_" % sys.argv[3] if len(sys.argv) > 3 else "lmeval_"
+    # one model's files only: lmeval_<task>.jsonl does not match lmeval_gemma3_<task>.jsonl
+    tasks = ("piqa", "arc_easy", "boolq", "copa", "hellaswag", "winogrande", "lambada_openai", "triviaqa")
+    ref = load([p for p in sorted(glob.glob(os.path.join(sys.argv[2], pre + "*.jsonl")))
+                if os.path.basename(p)[len(pre):-len(".jsonl")] in tasks])
     print("| task | n | max abs dll | mean abs dll | argmax agree | pred agree | metric mend | metric lm-eval |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     tot_n = tot_agree = 0

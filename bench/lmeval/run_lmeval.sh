@@ -9,6 +9,8 @@
 #   LIMIT  first N examples of each task (default: all)
 #   BATCH  lm-eval --batch_size (default 1)
 # env: MEND_HF_MODEL (default ~/.cache/mend/hf/SmolLM2-135M-Instruct-Q4_1),
+#      MEND_GGUF (the file MEND_HF_MODEL is made from when it is absent;
+#      default $MEND_HOME/models/SmolLM2-135M-Instruct.Q4_1.gguf),
 #      MEND_DATA (default <repo>/../shared/data), PY (default: the peer venv's
 #      python, made by scripts/pyenv.sh),
 #      THREADS (default 2)
@@ -22,9 +24,10 @@ batch=${4:-1}
 py=${PY:-$("$repo/scripts/pyenv.sh")}
 data=${MEND_DATA:-$repo/../shared/data}
 hf=${MEND_HF_MODEL:-$HOME/.cache/mend/hf/SmolLM2-135M-Instruct-Q4_1}
+gguf=${MEND_GGUF:-${MEND_HOME:-$HOME/.cache/mend}/models/SmolLM2-135M-Instruct.Q4_1.gguf}
 threads=${THREADS:-2}
 if [ ! -f "$hf/config.json" ]; then
-  "$py" "$here/make_hf_model.py" "${MEND_HOME:-$HOME/.cache/mend}/models/SmolLM2-135M-Instruct.Q4_1.gguf" "$hf"
+  "$py" "$here/make_hf_model.py" "$gguf" "$hf"
 fi
 mt=$(echo "$tasks" | sed 's/\([^,]*\)/mend_\1/g')
 set -- --model hf --model_args "pretrained=$hf,dtype=float32" --tasks "$mt" \

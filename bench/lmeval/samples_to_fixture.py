@@ -2,14 +2,16 @@
 mend-format result lines (one JSON object per example, the fields `mend eval`
 writes) plus the aggregated metrics lm-eval reported, for the parity tests.
 
-usage: samples_to_fixture.py LMEVAL_OUT_DIR FIXTURE_DIR [N]
+usage: samples_to_fixture.py LMEVAL_OUT_DIR FIXTURE_DIR [N] [--name NAME]
   writes FIXTURE_DIR/lmeval_<task>.jsonl (first N examples, default all) and
-  FIXTURE_DIR/lmeval_summary.json (lm-eval's own aggregates over its run)
+  FIXTURE_DIR/lmeval_summary.json (lm-eval's own aggregates over its run);
+  with --name (another model's fixtures beside the default model's),
+  lmeval_NAME_<task>.jsonl and lmeval_NAME_summary.json
 """
+import argparse
 import glob
 import json
 import os
-import sys
 
 KIND = {"piqa": "multiple_choice", "arc_easy": "multiple_choice", "boolq": "multiple_choice",
         "copa": "multiple_choice", "hellaswag": "multiple_choice", "winogrande": "schema",
@@ -17,8 +19,14 @@ KIND = {"piqa": "multiple_choice", "arc_easy": "multiple_choice", "boolq": "mult
 
 
 def main():
-    src, dst = sys.argv[1], sys.argv[2]
-    limit = int(sys.argv[3]) if len(sys.argv) > 3 else None
+    ap = argparse.ArgumentParser()
+    ap.add_argument("src")
+    ap.add_argument("dst")
+    ap.add_argument("limit", nargs="?", type=int)
+    ap.add_argument("--name", default="")
+    a = ap.parse_args()
+    src, dst, limit = a.src, a.dst, a.limit
+    pre = "lmeval_%s_" % a.name if a.name else "lmeval_"
     os.makedirs(dst, exist_ok=True)
     res_file = sorted(glob.glob(os.path.join(src, "*", "results_*.json")))[-1]
     results = json.load(open(res_file))
@@ -34,7 +42,7 @@ def main():
                 s[name] = v
         s["n"] = results["n-samples"][full]["effective"]
         summary[task] = s
-    json.dump(summary, open(os.path.join(dst, "lmeval_summary.json"), "w"), indent=1, sort_keys=True)
+    json.dump(summary, open(os.path.join(dst, pre + "summary.json"), "w"), indent=1, sort_keys=True)
     for path in sorted(glob.glob(os.path.join(src, "*", "samples_mend_*.jsonl"))):
         task = os.path.basename(path)[len("samples_mend_"):].rsplit("_", 1)[0]
         kind = KIND[task]
@@ -42,7 +50,7 @@ def main():
         rows.sort(key=lambda r: r["doc_id"])
         if limit:
             rows = rows[:limit]
-        with open(os.path.join(dst, "lmeval_%s.jsonl" % task), "w") as f:
+        with open(os.path.join(dst, "%s%s.jsonl" % (pre, task)), "w") as f:
             for r in rows:
                 o = {"task": task, "index": r["doc_id"], "kind": kind, "model": "lm-eval-hf",
                      "prompt": None}

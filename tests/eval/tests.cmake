@@ -4,4 +4,5 @@ mend_test(test_chat ${CMAKE_CURRENT_LIST_DIR}/test_chat.c LABELS unit TIMEOUT 60
 mend_test(test_ppl_model ${CMAKE_CURRENT_LIST_DIR}/test_ppl_model.c LABELS model TIMEOUT 600)
 mend_test(test_harness ${CMAKE_CURRENT_LIST_DIR}/test_harness.c LABELS unit TIMEOUT 60)
 mend_test(test_harness_lmeval ${CMAKE_CURRENT_LIST_DIR}/test_harness_lmeval.c LABELS model TIMEOUT 900)
+mend_test(test_gemma3_lmeval ${CMAKE_CURRENT_LIST_DIR}/test_gemma3_lmeval.c LABELS model TIMEOUT 900)
 mend_test(test_paired ${CMAKE_CURRENT_LIST_DIR}/test_paired.c LABELS unit TIMEOUT 60)
