@@ -234,12 +234,10 @@ int mend_bank_build_run(const mend_bank_job *j, mend_event_fn fn, void *user) {
     int rc = check_job(j);
     if (rc) return rc;
     const int n_dom = j->n_domains, nv = j->n_virtual;
-    const char *model_path = j->model, *out_dir = j->out, *teacher_path = j->teacher;
-    char model_base[256], teacher_buf[4096];
+    const char *model_path = j->model, *out_dir = j->out;
+    char model_base[256];
     mend_basename(model_path, model_base, sizeof model_base);
-    mend_model *m = NULL, *teacher = NULL;
-    float *start = NULL;
-    int64_t start_tokens = 0;
+    job_train_inputs in = {0};
     mend_bank *bank = NULL;
     char *ad = NULL;
     dom_result *bp = calloc((size_t)n_dom, sizeof *bp);
@@ -259,38 +257,18 @@ int mend_bank_build_run(const mend_bank_job *j, mend_event_fn fn, void *user) {
         mend_error_prefix(rc, "%s", out_dir);
         goto out;
     }
-    mend_load_opts lo = {.keep_packed = 0};   /* the trainer runs on f32 copies of the (compressed) weights */
-    if ((rc = mend_model_load(&m, model_path, &lo))) {
-        mend_error_prefix(rc, "%s", model_path);
+    if ((rc = job_train_inputs_load(&in, model_path, j->teacher, j->no_distill, j->models_dir, j->init_adapter, fn,
+                                    user)))
         goto out;
-    }
-    if (!teacher_path && !j->no_distill &&
-        mend_default_teacher(m, model_path, j->models_dir, teacher_buf, sizeof teacher_buf, fn, user))
-        teacher_path = teacher_buf;
-    if (teacher_path && (rc = mend_model_load(&teacher, teacher_path, &lo))) {
-        mend_error_prefix(rc, "%s", teacher_path);
+    const mend_model *m = in.m, *teacher = in.teacher;
+    const char *teacher_path = in.teacher_path;
+    const float *start = in.start;
+    const int64_t start_tokens = in.start_tokens;
+    const mend_model_info info = in.info;
+    if (j->init_adapter && in.start_nv != nv) {
+        rc = mend_set_error(MEND_EINVAL, "init_adapter %s has %d virtual tokens, the bank %d (n_virtual, "
+                            "--n-virtual)", j->init_adapter, in.start_nv, nv);
         goto out;
-    }
-    mend_model_info info;
-    mend_model_get_info(m, &info);
-    if (j->init_adapter) {
-        int got = 0;
-        if ((rc = mend_adapter_read(j->init_adapter, info.dim, &start, &got))) {
-            mend_error_prefix(rc, "%s", j->init_adapter);
-            goto out;
-        }
-        if (got != nv) {
-            rc = mend_set_error(MEND_EINVAL, "init_adapter %s has %d virtual tokens, the bank %d (n_virtual, "
-                                "--n-virtual)", j->init_adapter, got, nv);
-            goto out;
-        }
-        int found = 0;
-        mend_tune_record rec;
-        if ((rc = mend_tune_read_record(j->init_adapter, &rec, &found))) {
-            mend_error_prefix(rc, "%s", j->init_adapter);
-            goto out;
-        }
-        start_tokens = rec.train_tokens + rec.start_tokens;
     }
     int l0 = j->layer0, l1 = j->layer1;
     if (l1 < 0) l1 = info.n_layers < 3 ? info.n_layers : 3;   /* the default, or all layers of a shallow model */
@@ -456,8 +434,6 @@ out:
         for (int k = 0; k < n_dom; k++) free(texts[k]);
     free(texts);
     free(lens);
-    free(start);
-    if (teacher) mend_model_free(teacher);
-    if (m) mend_model_free(m);
+    job_train_inputs_free(&in);
     return rc;
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "jobs_int.h"
+#include "util/util.h"
 
 /* ---- events ---- */
 
@@ -169,6 +170,39 @@ int mend_default_teacher(const mend_model *m, const char *model_path, const char
              "training on next-token cross-entropy; --distill ORIGINAL trains on KL to the original instead",
              model_path, name, hx, n > 1 ? models_dir : "a models directory");
     return 0;
+}
+
+/* ---- what a training job loads ---- */
+
+int job_train_inputs_load(job_train_inputs *in, const char *model_path, const char *teacher, int no_distill,
+                          const char *models_dir, const char *init_adapter, mend_event_fn fn, void *user) {
+    memset(in, 0, sizeof *in);
+    mend_load_opts lo = {.keep_packed = 0};
+    int rc = mend_model_load(&in->m, model_path, &lo);
+    if (rc) return mend_error_prefix(rc, "%s", model_path);
+    in->teacher_path = teacher;
+    if (!teacher && !no_distill &&
+        mend_default_teacher(in->m, model_path, models_dir, in->teacher_buf, sizeof in->teacher_buf, fn, user))
+        in->teacher_path = in->teacher_buf;
+    if (in->teacher_path && (rc = mend_model_load(&in->teacher, in->teacher_path, &lo)))
+        return mend_error_prefix(rc, "%s", in->teacher_path);
+    mend_model_get_info(in->m, &in->info);
+    if (init_adapter) {
+        if ((rc = mend_adapter_read(init_adapter, in->info.dim, &in->start, &in->start_nv)))
+            return mend_error_prefix(rc, "%s", init_adapter);
+        mend_tune_record rec;
+        if ((rc = mend_tune_read_record(init_adapter, &rec, &in->start_has_record)))
+            return mend_error_prefix(rc, "%s", init_adapter);
+        in->start_tokens = rec.train_tokens + rec.start_tokens;
+    }
+    return 0;
+}
+
+void job_train_inputs_free(job_train_inputs *in) {
+    free(in->start);
+    mend_model_free(in->teacher);
+    mend_model_free(in->m);
+    memset(in, 0, sizeof *in);
 }
 
 /* ---- a prompt bank for a model ---- */

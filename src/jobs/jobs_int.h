@@ -17,4 +17,23 @@ char *job_pathf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* The error a cancelled job fails with. */
 int job_cancelled(const char *what);
 
+/* What a training job loads besides its corpora: the model at model_path
+ * (f32 weights: the trainer multiplies dequantized copies of the compressed
+ * blocks), the teacher (the one given, else mend_default_teacher unless
+ * no_distill; none: cross-entropy) and the prompt of init_adapter (NULL:
+ * none) with its rows and the training tokens behind it. */
+typedef struct job_train_inputs {
+    mend_model *m, *teacher;
+    const char *teacher_path;   /* NULL without a teacher; points into the struct or at the caller's */
+    char teacher_buf[4096];
+    mend_model_info info;
+    float *start;               /* the start prompt, start_nv x info.dim */
+    int start_nv;
+    int start_has_record;       /* init_adapter has a train.json */
+    int64_t start_tokens;       /* its training tokens, start tokens included */
+} job_train_inputs;
+int job_train_inputs_load(job_train_inputs *in, const char *model_path, const char *teacher, int no_distill,
+                          const char *models_dir, const char *init_adapter, mend_event_fn fn, void *user);
+void job_train_inputs_free(job_train_inputs *in);
+
 #endif

@@ -157,58 +157,33 @@ int mend_tune_job_run(const mend_tune_job *j, mend_event_fn fn, void *user) {
     int rc = check_job(j);
     if (rc) return rc;
     mend_tune_opts o = j->opts;
-    const char *path = j->model, *teacher_path = j->teacher;
-    char teacher_buf[4096];
+    const char *path = j->model;
     char *texts[MAX_CORPORA] = {0};
     size_t lens[MAX_CORPORA] = {0};
-    mend_model *m = NULL, *teacher = NULL;
-    float *start = NULL;
+    job_train_inputs in = {0};
     run_state s = {.fn = fn, .user = user};
     for (int i = 0; i < j->n_corpora; i++)
         if ((rc = mend_read_file(j->corpora[i], (size_t)2 << 30, &texts[i], &lens[i]))) {
             mend_error_prefix(rc, "%s", j->corpora[i]);
             goto out;
         }
-    /* the trainer multiplies f32 weights: the model's matrices are
-     * dequantized at load (exactly the values the compressed blocks hold) */
-    mend_load_opts lo = {.keep_packed = 0};
-    if ((rc = mend_model_load(&m, path, &lo))) {
-        mend_error_prefix(rc, "%s", path);
+    if ((rc = job_train_inputs_load(&in, path, j->teacher, j->no_distill, j->models_dir, j->init_adapter, fn, user)))
         goto out;
-    }
-    if (!teacher_path && !j->no_distill &&
-        mend_default_teacher(m, path, j->models_dir, teacher_buf, sizeof teacher_buf, fn, user))
-        teacher_path = teacher_buf;
+    const char *teacher_path = in.teacher_path;
     if (teacher_path) o.objective = MEND_TUNE_KL;
-    if (teacher_path && (rc = mend_model_load(&teacher, teacher_path, &lo))) {
-        mend_error_prefix(rc, "%s", teacher_path);
-        goto out;
-    }
-    mend_model_info info;
-    mend_model_get_info(m, &info);
+    const mend_model_info info = in.info;
     if (j->init_adapter) {
-        int nv = 0;
-        if ((rc = mend_adapter_read(j->init_adapter, info.dim, &start, &nv))) {
-            mend_error_prefix(rc, "%s", j->init_adapter);
-            goto out;
-        }
-        if (j->tokens_given && nv != o.n_virtual) {
+        if (j->tokens_given && in.start_nv != o.n_virtual) {
             rc = mend_set_error(MEND_EINVAL, "init_adapter %s has %d virtual tokens, opts.n_virtual (--tokens) says %d",
-                                j->init_adapter, nv, o.n_virtual);
+                                j->init_adapter, in.start_nv, o.n_virtual);
             goto out;
         }
-        o.n_virtual = nv;
+        o.n_virtual = in.start_nv;
         o.init = MEND_TUNE_INIT_PROMPT;
-        o.init_prompt = start;
-        int found = 0;
-        mend_tune_record rec;
-        if ((rc = mend_tune_read_record(j->init_adapter, &rec, &found))) {
-            mend_error_prefix(rc, "%s", j->init_adapter);
-            goto out;
-        }
-        o.start_tokens = rec.train_tokens + rec.start_tokens;
-        if (!found && job_emit(fn, user, MEND_EV_NOTE, "%s has no train.json; its training tokens are not counted in "
-                               "this prompt's total", j->init_adapter)) {
+        o.init_prompt = in.start;
+        o.start_tokens = in.start_tokens;
+        if (!in.start_has_record && job_emit(fn, user, MEND_EV_NOTE, "%s has no train.json; its training tokens are "
+                                             "not counted in this prompt's total", j->init_adapter)) {
             rc = job_cancelled("tune");
             goto out;
         }
@@ -237,7 +212,7 @@ int mend_tune_job_run(const mend_tune_job *j, mend_event_fn fn, void *user) {
         goto out;
     }
     mend_tune_result r;
-    rc = mend_tune_run(m, teacher, (const char *const *)texts, lens, j->n_corpora, &o, on_info, on_step, &s, &r);
+    rc = mend_tune_run(in.m, in.teacher, (const char *const *)texts, lens, j->n_corpora, &o, on_info, on_step, &s, &r);
     if (s.counting) {
         s.counting = 0;
         if (job_progress_end(fn, user)) s.cancelled = 1;
@@ -287,8 +262,6 @@ int mend_tune_job_run(const mend_tune_job *j, mend_event_fn fn, void *user) {
     rc = 0;
 out:
     for (int i = 0; i < j->n_corpora; i++) free(texts[i]);
-    free(start);
-    if (teacher) mend_model_free(teacher);
-    if (m) mend_model_free(m);
+    job_train_inputs_free(&in);
     return rc;
 }
