@@ -46,6 +46,11 @@ static const hf_arch hf_archs[] = {
 static const char *const hf_unsupported[][2] = {
     {"Gemma2ForCausalLM", "attention and final logit soft-capping, pre/post norms, GeGLU, sqrt(hidden) "
                           "embedding scale and query_pre_attn_scalar"},
+    {"Gemma3ForCausalLM", "Gemma 3's tensor names and config fields read from a Hugging Face directory (mend runs "
+                          "Gemma 3 from GGUF: scripts/fetch_model.sh gemma3-270m, or llama.cpp's "
+                          "convert_hf_to_gguf.py)"},
+    {"Gemma3ForConditionalGeneration", "the vision tower of Gemma 3's multimodal checkpoints; mend runs the text "
+                                       "model of Gemma 3 from GGUF (scripts/fetch_model.sh gemma3-270m)"},
     {"OPTForCausalLM", "LayerNorm with bias, learned positions offset by 2, ReLU MLP and biases on every "
                        "linear map"},
 };

@@ -179,6 +179,9 @@ static void llama3_no_factor(json_t *c) { json_object_del(json_object_get(c, "ro
 static void chunked(json_t *c) {
     json_object_set_new(c, "layer_types", json_pack("[s,s]", "full_attention", "chunked_attention"));
 }
+static void gemma3_arch(json_t *c) {   /* a Gemma 3 HF directory: mend runs Gemma 3 from GGUF only */
+    json_object_set_new(c, "architectures", json_pack("[s]", "Gemma3ForCausalLM"));
+}
 static void sliding_no_window(json_t *c) {
     json_object_set_new(c, "layer_types", json_pack("[s,s]", "sliding_attention", "full_attention"));
     json_object_set_new(c, "sliding_window", json_null());
@@ -294,6 +297,8 @@ static void check_refusals(void) {
     check_refusal("llama3", llama3_no_factor, d, MEND_EFORMAT, "'factor' is missing");
     check_refusal("qwen3", chunked, d, MEND_EUNSUPPORTED, "'layer_types' entry 1 is 'chunked_attention'");
     check_refusal("qwen3", sliding_no_window, d, MEND_EFORMAT, "'sliding_window' is not a positive");
+    check_refusal("qwen3", gemma3_arch, d, MEND_EUNSUPPORTED, "'Gemma3ForCausalLM', which needs Gemma 3's tensor "
+                  "names and config fields read from a Hugging Face directory (mend runs Gemma 3 from GGUF");
     remove_edited(d);
     rmdir(tmp);
 }
