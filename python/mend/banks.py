@@ -3,7 +3,6 @@ banks, their trained selectors, and a prompt picked per input."""
 from __future__ import annotations  # np.ndarray in field annotations: no numpy import at class creation
 
 import ctypes
-import logging
 import math
 import os
 import warnings
@@ -262,6 +261,11 @@ class Bank(_Handle):
         return b.load_prompts(b.info().dim)
 
 
+def _log():
+    import logging   # at the first message: importing it costs a short task's start-up (BENCHMARKS.md)
+    return logging.getLogger("mend")
+
+
 class _JobEvents:
     """A job's events (mend_event) for Python: progress counters to the
     caller's progress (a callable, or a tqdm bar per counter for True),
@@ -277,7 +281,7 @@ class _JobEvents:
         if ev.kind == _capi.MEND_EV_WARNING:
             warnings.warn(s(ev.text), stacklevel=3)
         elif ev.kind in (_capi.MEND_EV_TEXT, _capi.MEND_EV_NOTE):
-            logging.getLogger("mend").info("%s", s(ev.text).rstrip("\n"))
+            _log().info("%s", s(ev.text).rstrip("\n"))
         elif ev.kind == _capi.MEND_EV_PROGRESS_START:
             self.close()
             self.label, self.total = s(ev.label) or "", ev.total
@@ -294,7 +298,7 @@ class _JobEvents:
         elif ev.kind == _capi.MEND_EV_STAGE:
             self.close()
             text = s(ev.text)
-            logging.getLogger("mend").info("[%s %d/%d] %s", s(ev.stage_name), ev.stage, ev.n_stages, text)
+            _log().info("[%s %d/%d] %s", s(ev.stage_name), ev.stage, ev.n_stages, text)
             if callable(self.progress):
                 return self.progress("stage", ev.stage, ev.n_stages, text)
         return 0

@@ -93,11 +93,13 @@ def test_close_frees_once_and_with_closes():
 
 def test_import_is_light():
     # a short task pays for `import mend` on every run (BENCHMARKS.md, the
-    # Python package against the command line): NumPy, importlib.metadata and
-    # a child process (ctypes.util.find_library) wait until they are needed
+    # Python package against the command line): NumPy, importlib.metadata,
+    # logging and a child process (ctypes.util.find_library) wait until they
+    # are needed
     import subprocess
     import sys
-    code = ("import sys, mend; print(' '.join(m for m in ('numpy', 'importlib.metadata', 'subprocess', 'tqdm') "
+    code = ("import sys, mend; print(' '.join(m for m in ('numpy', 'importlib.metadata', 'subprocess', 'tqdm', "
+            "'logging') "
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == ""
