@@ -89,6 +89,12 @@ static int on_step(void *user, const mend_tune_progress *p) {
         if (job_emit(s->fn, s->user, MEND_EV_NOTE, "step 0: validation loss %.4f (ce %.4f, ppl %.2f) with the initial "
                      "prompt", p->val_loss, p->val_ce, exp(p->val_ce)))
             s->cancelled = 1;
+        /* the counter starts with the training, so that its rate and ETA
+         * count the first step (a resumed run, without step 0, opens it at
+         * its first step) */
+        snprintf(s->label, sizeof s->label, "step");
+        s->counting = 1;
+        if (!s->cancelled && job_progress_start(s->fn, s->user, s->label, "step", p->steps, 10)) s->cancelled = 1;
         return s->cancelled;
     }
     const double now = mend_now();
