@@ -433,6 +433,10 @@ _FUNCTIONS = {
     # jobs (mend/jobs.h)
     "mend_bank_job_init": (None, [POINTER(mend_bank_job)]),
     "mend_bank_build_run": (c_int, [POINTER(mend_bank_job), event_fn, c_void_p]),
+    "mend_prompt_read_checked": (c_int, [model_p, c_char_p, c_char_p, POINTER(f32_p), POINTER(c_int), event_fn,
+                                         c_void_p]),
+    "mend_idp_open_checked": (c_int, [POINTER(idp_p), model_p, c_char_p, c_char_p, c_char_p, c_char_p, c_int, c_int,
+                                      event_fn, c_void_p]),
     "mend_repair_job_init": (None, [POINTER(mend_repair_job)]),
     "mend_repair_run": (c_int, [POINTER(mend_repair_job), event_fn, c_void_p]),
     "mend_repair_report": (c_int, [c_char_p, POINTER(c_void_p), event_fn, c_void_p]),

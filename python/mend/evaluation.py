@@ -17,7 +17,6 @@ from ._np import np
 from ._progress import Callback, reporter, run
 from .compression import _model
 from .model import _Handle, _ids, basename
-from .tuning import read_prompt
 
 EINVAL = -4
 KINDS = {0: "multiple_choice", 1: "schema", 2: "language_modeling", 3: "generation_qa"}
@@ -89,7 +88,7 @@ class Scorer(_Handle):
     def __init__(self, model, prompt=None, window=0, max_batch=0):
         self.model = model   # must outlive the scorer
         if isinstance(prompt, (str, os.PathLike)):
-            prompt = read_prompt(prompt, model)[0]
+            prompt = _read_prompt_checked(model, prompt)
         p = None if prompt is None else np.ascontiguousarray(prompt, dtype=np.float32)
         self._h = c_void_p()
         check(lib.mend_eval_backend_model(byref(self._h), model._h,
@@ -120,6 +119,27 @@ class Scorer(_Handle):
         return out
 
 
+def _checked(fn, *args):
+    """A library call that reports through events (mend/jobs.h): its
+    warnings go to warnings.warn, its notes to the "mend" logger."""
+    from .banks import _JobEvents
+    events = _JobEvents(False)
+    cb = Callback(lambda user, ev: events(ev[0]))
+    return run(fn(*args, _capi.event_fn(cb), None), cb)
+
+
+def _read_prompt_checked(model, adapter_dir):
+    """The prompt in adapter_dir for model (a mend.Model), with a warning
+    when it records another model (mend_prompt_read_checked)."""
+    emb, nv, d = _capi.f32_p(), c_int(), model.info().dim
+    _checked(lib.mend_prompt_read_checked, model._h, os.fsencode(model.path), os.fsencode(adapter_dir), byref(emb),
+             byref(nv))
+    try:
+        return np.ctypeslib.as_array(emb, shape=(nv.value, d)).copy()
+    finally:
+        _capi.libc.free(emb)
+
+
 class IDP(_Handle):
     """Inference-time dynamic prompting (mend_idp): a bank's prompts for a
     model and one or more selectors (select: a name or a list, e.g.
@@ -132,22 +152,13 @@ class IDP(_Handle):
     def __init__(self, model, bank_dir, select=None, layers=None, max_tokens=0, per_prompt=False):
         self.model = model   # must outlive the run
         self._h = c_void_p()
-        check(lib.mend_idp_open(byref(self._h), model._h, os.fsencode(bank_dir)))
-        bank = lib.mend_idp_bank(self._h)
-        if select is None:
-            i = _capi.mend_bank_info()
-            lib.mend_bank_get_info(bank, byref(i))
-            select = i.default_selector.decode()
-        names = select.split(",") if isinstance(select, str) else list(select)
-        for name in names:
-            spec = _capi.mend_select_spec()
-            check(lib.mend_select_parse(name.encode(), bank, byref(spec)))
-            if layers is not None:
-                spec.layer0, spec.layer1 = int(layers[0]), int(layers[1])
-            if max_tokens:
-                spec.max_tokens = int(max_tokens)
-            check(lib.mend_idp_add_selector(self._h, name.encode(), byref(spec)))
-        check(lib.mend_idp_start(self._h, int(bool(per_prompt))))
+        # opened as mend eval opens it (mend_idp_open_checked): a bank trained
+        # on another model is a warning (warnings.warn) naming the command
+        # that retrains it
+        sel = None if select is None else (select if isinstance(select, str) else ",".join(select)).encode()
+        lay = None if layers is None else f"{int(layers[0])}:{int(layers[1])}".encode()
+        _checked(lib.mend_idp_open_checked, byref(self._h), model._h, os.fsencode(model.path), os.fsencode(bank_dir),
+                 sel, lay, int(max_tokens), int(bool(per_prompt)))
         self.selectors = [lib.mend_idp_sel_name(self._h, j).decode() for j in range(lib.mend_idp_n_sel(self._h))]
 
     @property

@@ -2,7 +2,8 @@
 `mend repair` with the same options write the same compressed model, prompts
 and results lines and the same report above its timing section; a true
 return from the progress callable stops the run at a stage, and the same
-call resumes it."""
+call resumes it. And the check every job makes: a prompt or bank trained on
+another model is a warning in mend.evaluate, as in `mend eval`."""
 import json
 import subprocess
 
@@ -79,3 +80,24 @@ def test_repair_refuses_a_bad_spec(tmp_path):
     with pytest.raises(mend.MendError, match="q9_0"):
         mend.repair(HF_GGUF, "gptq:q9_0", tmp_path / "r", tasks=TASKS, ppl_text=TASKS[0], progress=False)
     assert not (tmp_path / "r").exists()
+
+
+def test_a_prompt_or_bank_for_another_model_is_a_warning(mend_bin, tmp_path, texts):
+    # as `mend eval` warns: the prompt was trained on the tiny model, the
+    # evaluation runs on a compressed copy of it
+    corpus, _ = texts
+    subprocess.run([mend_bin, "-t", "1", "tune", HF_GGUF, "--corpus", corpus, "-o", str(tmp_path / "p"), "--tokens", "3",
+                    "--steps", "2", "--seqlen", "16", "--no-distill", "--no-plot"], check=True, capture_output=True)
+    subprocess.run([mend_bin, "-t", "1", "bank", "build", HF_GGUF, "-o", str(tmp_path / "b"), "--domain", f"a={corpus}",
+                    "--steps", "2", "--seqlen", "16", "--n-virtual", "3", "--no-distill", "--no-learned",
+                    "--router-windows", "2", "--router-window", "16"], check=True, capture_output=True)
+    other = str(tmp_path / "q8.gguf")
+    mend.compress(HF_GGUF, other, "q8_0", method="rtn", progress=False)
+    with pytest.warns(UserWarning, match=r"prompt .*/p was trained on model fingerprint .* retrain it"):
+        mend.evaluate(other, TASKS[0], limit=2, prompt=str(tmp_path / "p"), progress=False)
+    with pytest.warns(UserWarning, match=r"bank .*/b was trained on model fingerprint"):
+        mend.evaluate(other, TASKS[0], limit=2, bank=str(tmp_path / "b"), select="attention", progress=False)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # the model they were trained on: no warning
+        mend.evaluate(HF_GGUF, TASKS[0], limit=2, prompt=str(tmp_path / "p"), progress=False)
