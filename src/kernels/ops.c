@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "kernels/cpu.h"
+#include "kernels/simd_exp.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -67,26 +68,6 @@ T_AVX2 static inline float hsum256(__m256 v) {
     lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
     lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
     return _mm_cvtss_f32(lo);
-}
-
-/* e^x for x in [-87, 88.3] (inputs are clamped there). */
-T_AVX2 static inline __m256 exp256(__m256 x) {
-    x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
-    x = _mm256_min_ps(x, _mm256_set1_ps(88.3f));
-    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-    /* e^r = 1 + r + r^2 (1/2 + r (1/6 + r (1/24 + r (1/120 + r (1/720 + r/5040))))) */
-    __m256 p = _mm256_set1_ps(1.0f / 5040.0f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
-    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-    __m256i e = _mm256_slli_epi32(_mm256_cvtps_epi32(n), 23);
-    return _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(p), e));
 }
 
 T_AVX2 void vec_dot_rows_avx2(int T, int d, const float *q, const float *K, size_t ldk, float scale, float *s) {
@@ -170,23 +151,6 @@ T_AVX2 void swiglu_forward_avx2(float *out, const float *gate, const float *up, 
 /* ---- AVX-512 ---------------------------------------------------------------- */
 #define T_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma")))
 #define UNROLL4 _Pragma("GCC unroll 4")   /* arrays of vectors stay in registers */
-
-T_AVX512 static inline __m512 exp512(__m512 x) {
-    x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
-    x = _mm512_min_ps(x, _mm512_set1_ps(88.3f));
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 p = _mm512_set1_ps(1.0f / 5040.0f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-    return _mm512_scalef_ps(p, n);
-}
 
 T_AVX512 void vec_dot_rows_avx512(int T, int d, const float *q, const float *K, size_t ldk, float scale, float *s) {
     int t = 0;
@@ -351,21 +315,6 @@ T_AVX512 void swiglu_forward_avx512(float *out, const float *gate, const float *
     swiglu_forward_ref(out + i, gate + i, up + i, n - i);
 }
 
-T_AVX512 void swiglu_backward_avx512(float *dgate, float *dup, const float *dout, const float *gate, const float *up,
-                                     int64_t n) {
-    const __m512 one = _mm512_set1_ps(1.0f), zero = _mm512_setzero_ps();
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        const __m512 g = _mm512_loadu_ps(gate + i), u = _mm512_loadu_ps(up + i), d = _mm512_loadu_ps(dout + i);
-        const __m512 sg = _mm512_div_ps(one, _mm512_add_ps(one, exp512(_mm512_sub_ps(zero, g))));
-        const __m512 dsg = _mm512_mul_ps(d, sg);
-        _mm512_storeu_ps(dup + i, _mm512_mul_ps(dsg, g));
-        /* d u sg (1 + g (1 - sg)) */
-        const __m512 t = _mm512_fmadd_ps(g, _mm512_sub_ps(one, sg), one);
-        _mm512_storeu_ps(dgate + i, _mm512_mul_ps(_mm512_mul_ps(dsg, u), t));
-    }
-    swiglu_backward_ref(dgate + i, dup + i, dout + i, gate + i, up + i, n - i);
-}
 #endif /* MEND_OPS_X86 */
 
 /* ---- dispatch ----------------------------------------------------------------- */

@@ -51,8 +51,6 @@ void vec_dot_rows_heads_avx512(int G, int T, int d, const float *q, size_t qs, c
 void vec_wsum_rows_heads_avx512(int G, int T, int d, const float *p, size_t ps, const float *V, size_t ldv,
                                 float *out, size_t os);
 void swiglu_forward_avx512(float *out, const float *gate, const float *up, int64_t n);
-void swiglu_backward_avx512(float *dgate, float *dup, const float *dout, const float *gate, const float *up,
-                            int64_t n);
 #define MEND_OPS_HAVE_SIMD 1
 #endif
 

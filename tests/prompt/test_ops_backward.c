@@ -164,7 +164,7 @@ static void test_swiglu(void) {
     fill(dout, n, 1.0);
     swiglu_backward(dg, du, dout, gt, up, n);
     swiglu_backward_ref(dg2, du2, dout, gt, up, n);
-    /* the dispatched version (AVX-512 where the CPU has it) against the scalar
+    /* the dispatched version (AVX-512 or AVX2, as MEND_ISA and the CPU allow) against the scalar
      * one: the same formula, exp to within a few ulps */
     double r1 = 0, r2 = 0;
     for (int i = 0; i < n; i++) {
