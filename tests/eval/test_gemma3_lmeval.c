@@ -28,8 +28,7 @@
 #include <string.h>
 #include "test.h"
 #include "eval/harness.h"
-#include "eval/results.h"
-#include "eval/tasks.h"
+#include "lmeval_fixtures.h"
 
 /* SmolLM2's bound (test_harness_lmeval). Measured here (docs/gemma3.md):
  * max |dll| 3.5e-4 (arc_easy) and 4.2e-4 (winogrande), at most 15% of the
@@ -44,11 +43,6 @@ static const char *const TASKS[] = {"arc_easy", "winogrande"};
 #define N_TASKS 2
 #define CHUNK 16   /* examples per packed call */
 
-static double jnum(const json_t *o, const char *k) {
-    const json_t *v = json_object_get(o, k);
-    return json_is_number(v) ? json_number_value(v) : NAN;
-}
-
 static double tol(double ll) { return TOL_ABS + TOL_REL * fabs(ll); }
 
 /* Unicode characters of a UTF-8 string (lm-eval's len() for acc_norm) */
@@ -56,64 +50,6 @@ static double n_chars(const char *s) {
     size_t n = 0;
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) n += (*p & 0xC0) != 0x80;
     return (double)n;
-}
-
-/* lm-eval's lines of one task, all of them */
-static json_t **load_ref(const char *task, int *n) {
-    char rel[256];
-    snprintf(rel, sizeof rel, "tests/fixtures/eval/lmeval_gemma3_%s.jsonl", task);
-    *n = 0;
-    FILE *f = fopen(test_src(rel), "r");
-    if (!f) return NULL;
-    int cap = 256;
-    json_t **rows = malloc((size_t)cap * sizeof *rows);
-    char line[1 << 16];
-    while (rows && fgets(line, sizeof line, f)) {
-        if (*n == cap) {
-            json_t **g = realloc(rows, (size_t)(cap *= 2) * sizeof *rows);
-            if (!g) break;
-            rows = g;
-        }
-        rows[(*n)++] = json_loads(line, 0, NULL);
-    }
-    fclose(f);
-    return rows;
-}
-
-static void free_ref(json_t **rows, int n) {
-    for (int i = 0; rows && i < n; i++) json_decref(rows[i]);
-    free(rows);
-}
-
-/* 1. the summary is lm-eval's aggregate of the very lines the test compares */
-static void test_summary_matches_lines(void) {
-    json_error_t err;
-    json_t *sum = json_load_file(test_src("tests/fixtures/eval/lmeval_gemma3_summary.json"), 0, &err);
-    CHECK_MSG(sum != NULL, "lmeval_gemma3_summary.json: %s", err.text);
-    if (!sum) return;
-    for (int t = 0; t < N_TASKS; t++) {
-        char rel[256];
-        snprintf(rel, sizeof rel, "tests/fixtures/eval/lmeval_gemma3_%s.jsonl", TASKS[t]);
-        mend_results res;
-        CHECK_OK(mend_results_load(test_src(rel), &res));
-        mend_task_summary *s = NULL;
-        size_t ns = 0;
-        CHECK_OK(mend_results_summarize(&res, &s, &ns));
-        const json_t *ref = json_object_get(sum, TASKS[t]);
-        CHECK_MSG(ns == 1 && ref, "%s", TASKS[t]);
-        if (ns == 1 && ref) {
-            CHECK_MSG((double)s->n == jnum(ref, "n"), "%s n %zu vs %g", TASKS[t], s->n, jnum(ref, "n"));
-            CHECK_NEAR(s->acc, jnum(ref, "acc"), 1e-12);
-            CHECK_NEAR(s->acc_se, jnum(ref, "acc_stderr"), 1e-12);
-            if (s->kind == MEND_TASK_MC) {
-                CHECK_NEAR(s->acc_norm, jnum(ref, "acc_norm"), 1e-12);
-                CHECK_NEAR(s->acc_norm_se, jnum(ref, "acc_norm_stderr"), 1e-12);
-            }
-        }
-        mend_summaries_free(s, ns);
-        mend_results_free(&res);
-    }
-    json_decref(sum);
 }
 
 /* argmax of v[k] / w[k] (w NULL: 1) over n, first of equals as numpy's */
@@ -135,12 +71,12 @@ static void compare_task(mend_eval_backend *b, const char *name) {
     char rel[256];
     snprintf(rel, sizeof rel, "tasks/%s.jsonl", name);
     int nref = 0;
-    json_t **ref = load_ref(name, &nref);
+    json_t **ref = lmeval_load_ref("lmeval_gemma3", name, 0, &nref);
     CHECK_MSG(ref && nref > 0, "lmeval_gemma3_%s.jsonl missing or empty", name);
     mend_task *task = NULL;
     if (!ref || nref <= 0 || mend_task_load(&task, test_data(rel), (size_t)nref) != 0) {
         if (ref) printf("note: %s missing (%s); skipped\n", test_data(rel), mend_last_error());
-        free_ref(ref, nref);
+        lmeval_free_ref(ref, nref);
         return;
     }
     CHECK((int)task->n == nref);
@@ -218,12 +154,12 @@ static void compare_task(mend_eval_backend *b, const char *name) {
     for (int i = 0; r && i < n; i++) mend_eval_result_free(&r[i]);
     free(r);
     free(idx);
-    free_ref(ref, nref);
+    lmeval_free_ref(ref, nref);
     mend_task_free(task);
 }
 
 int main(void) {
-    test_summary_matches_lines();
+    lmeval_check_summary("lmeval_gemma3", TASKS, N_TASKS);
     const char *path = test_model_file("gemma-3-270m-q4_k_m.gguf");
     if (!path) {
         printf("note: gemma-3-270m-q4_k_m.gguf not found (scripts/fetch_model.sh gemma3-270m); "
