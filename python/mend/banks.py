@@ -251,12 +251,7 @@ class Bank(_Handle):
         j.learned = int(bool(learned))
         j.learned_windows = int(learned_windows or 0)
         j.learned_window = int(learned_window or 0)
-        handler = _JobEvents(progress)
-        cb = Callback(lambda user, ev: handler(ev[0]))
-        try:
-            run(lib.mend_bank_build_run(byref(j), _capi.event_fn(cb), None), cb)
-        finally:
-            handler.close()
+        _run_job(lib.mend_bank_build_run, byref(j), progress=progress)
         b = cls(out_dir)
         return b.load_prompts(b.info().dim)
 
@@ -264,6 +259,19 @@ class Bank(_Handle):
 def _log():
     import logging   # at the first message: importing it costs a short task's start-up (BENCHMARKS.md)
     return logging.getLogger("mend")
+
+
+def _run_job(fn, *args, progress=False):
+    """Call fn, a library function that reports through events (mend/jobs.h:
+    its last two arguments are the handler and its user pointer), with args;
+    the events go to a _JobEvents(progress), and the call's status or the
+    handler's exception is raised as run() does."""
+    handler = _JobEvents(progress)
+    cb = Callback(lambda user, ev: handler(ev[0]))
+    try:
+        return run(fn(*args, _capi.event_fn(cb), None), cb)
+    finally:
+        handler.close()
 
 
 class _JobEvents:

@@ -15,6 +15,7 @@ from . import _capi
 from ._capi import MendError, check, lib, take_string
 from ._np import np
 from ._progress import Callback, reporter, run
+from .banks import _run_job
 from .compression import _model
 from .model import _Handle, _ids, basename
 
@@ -119,20 +120,11 @@ class Scorer(_Handle):
         return out
 
 
-def _checked(fn, *args):
-    """A library call that reports through events (mend/jobs.h): its
-    warnings go to warnings.warn, its notes to the "mend" logger."""
-    from .banks import _JobEvents
-    events = _JobEvents(False)
-    cb = Callback(lambda user, ev: events(ev[0]))
-    return run(fn(*args, _capi.event_fn(cb), None), cb)
-
-
 def _read_prompt_checked(model, adapter_dir):
     """The prompt in adapter_dir for model (a mend.Model), with a warning
     when it records another model (mend_prompt_read_checked)."""
     emb, nv, d = _capi.f32_p(), c_int(), model.info().dim
-    _checked(lib.mend_prompt_read_checked, model._h, os.fsencode(model.path), os.fsencode(adapter_dir), byref(emb),
+    _run_job(lib.mend_prompt_read_checked, model._h, os.fsencode(model.path), os.fsencode(adapter_dir), byref(emb),
              byref(nv))
     try:
         return np.ctypeslib.as_array(emb, shape=(nv.value, d)).copy()
@@ -157,7 +149,7 @@ class IDP(_Handle):
         # that retrains it
         sel = None if select is None else (select if isinstance(select, str) else ",".join(select)).encode()
         lay = None if layers is None else f"{int(layers[0])}:{int(layers[1])}".encode()
-        _checked(lib.mend_idp_open_checked, byref(self._h), model._h, os.fsencode(model.path), os.fsencode(bank_dir),
+        _run_job(lib.mend_idp_open_checked, byref(self._h), model._h, os.fsencode(model.path), os.fsencode(bank_dir),
                  sel, lay, int(max_tokens), int(bool(per_prompt)))
         self.selectors = [lib.mend_idp_sel_name(self._h, j).decode() for j in range(lib.mend_idp_n_sel(self._h))]
 

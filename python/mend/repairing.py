@@ -9,8 +9,7 @@ from ctypes import byref, c_char_p, c_void_p
 
 from . import _capi
 from ._capi import MendError, check, lib
-from ._progress import Callback, run
-from .banks import _JobEvents
+from .banks import _run_job
 from .model import Model
 
 EINVAL = -4
@@ -95,12 +94,7 @@ def repair(model, compress, out, *, budget="standard", tasks=None, ppl_text=None
                     ("train_seqlen", train_seqlen)):
         if v is not None:
             setattr(j, name, int(v))
-    handler = _JobEvents(progress)
-    cb = Callback(lambda user, ev: handler(ev[0]))
-    try:
-        run(lib.mend_repair_run(byref(j), _capi.event_fn(cb), None), cb)
-    finally:
-        handler.close()
+    _run_job(lib.mend_repair_run, byref(j), progress=progress)
     with open(os.path.join(out, "report.md"), encoding="utf-8") as f:
         return f.read()
 
