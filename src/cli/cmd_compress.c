@@ -33,8 +33,9 @@ static void help(void) {
            "Method:\n"
            "      --method M           gptq (default) or rtn (round to nearest, no calibration)\n"
            "      --act-order          GPTQ: columns by descending Hessian diagonal, static grids\n"
-           "                           (default; SmolLM2's outlier features need it)\n"
+           "                           (default without --prune; SmolLM2's outlier features need it)\n"
            "      --no-act-order       GPTQ: columns in order, each block's grid fitted when reached\n"
+           "                           (default with --prune, which keeps the columns in order)\n"
            "      --damp F             GPTQ: dampening, fraction of mean diag(H) (default 0.01)\n"
            "      --block N            GPTQ: lazy-batch width (default 128)\n"
            "      --fit-importance     GPTQ: fit block scales with diag(H) as importance (default\n"
@@ -132,7 +133,7 @@ int cmd_compress(int argc, char **argv) {
     uint64_t seed = 0;
     mend_compress_opts o = {0};
     o.embd_type = MEND_EMBD_KEEP;
-    o.act_order = 1;
+    int act_order = -1;   /* -1: on, off when pruning (GPTQ keeps the pruned columns in order) */
     optind = 0;
     opterr = 0;
     int c;
@@ -155,8 +156,8 @@ int cmd_compress(int argc, char **argv) {
             break;
         case O_SYM: sym = 1, sym_set = 1; break;
         case O_ASYM: sym = 0, sym_set = 1; break;
-        case O_ACT: o.act_order = 1; break;
-        case O_NOACT: o.act_order = 0; break;
+        case O_ACT: act_order = 1; break;
+        case O_NOACT: act_order = 0; break;
         case O_DAMP:
             if (cli_parse_double(optarg, 1e-8, 10.0, &damp))
                 return cli_usage_error(CMD, "--damp expects a number in (0, 10], got '%s'", optarg);
@@ -249,6 +250,7 @@ int cmd_compress(int argc, char **argv) {
     o.block = (int)block;
     if (po.joint && (po.method != MEND_PRUNE_SPARSEGPT || method != MEND_COMPRESS_GPTQ))
         return cli_usage_error(CMD, "--joint goes with --prune sparsegpt and --method gptq");
+    o.act_order = act_order >= 0 ? act_order : po.method == MEND_PRUNE_NONE;
     if (po.method != MEND_PRUNE_NONE) {
         if (o.act_order && method == MEND_COMPRESS_GPTQ)
             return cli_usage_error(CMD, "--act-order is not supported together with --prune");

@@ -153,7 +153,7 @@ static int spec_opts(const repair_spec *sp, mend_compress_opts *o, mend_prune_op
     if (sp->prune[0]) {
         if (mend_prune_method_parse(sp->prune, &po->method) || mend_sparsity_parse(&po->sp, sp->sparsity))
             return mend_set_error(MEND_EINVAL, "--compress: %s", mend_last_error());
-        o->act_order = 0;   /* GPTQ after pruning keeps the columns in order */
+        o->act_order = 0;   /* as mend compress and mend.compress default with pruning */
         o->prune = po;
     }
     return 0;

@@ -27,10 +27,13 @@ static void compress_defaults(void) {
     static const struct {
         const char *opts;
         int64_t fit, sink;
-    } cases[] = {{"--type q4_0 --seqlen 64", 1, 2},
-                 {"--type q4_0 --seqlen 64 --no-fit-importance --sink-weight 5", 0, 5},
-                 {"--bits 3 --group 32 --seqlen 16", 0, 1},
-                 {"--bits 3 --group 32 --seqlen 16 --fit-importance", 1, 1}};
+        int act;   /* act-order: on by default, off with --prune */
+    } cases[] = {{"--type q4_0 --seqlen 64", 1, 2, 1},
+                 {"--type q4_0 --seqlen 64 --no-fit-importance --sink-weight 5", 0, 5, 1},
+                 {"--bits 3 --group 32 --seqlen 16", 0, 1, 1},
+                 {"--bits 3 --group 32 --seqlen 16 --fit-importance", 1, 1, 1},
+                 {"--type q4_0 --seqlen 64 --no-act-order", 1, 2, 0},
+                 {"--type q4_0 --seqlen 64 --prune wanda --sparsity 0.5", 1, 2, 0}};
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         snprintf(args, sizeof args, "-t 1 compress tests/fixtures/hf/llama.gguf -o %s --calib %s --nsamples 2 --no-checkpoint %s",
                  out, calib, cases[c].opts);
@@ -39,14 +42,17 @@ static void compress_defaults(void) {
         cli_free(&r);
         mend_gguf *g = NULL;
         int64_t fit = -1, sink = -1;
+        int act = -1;
         CHECK_OK(mend_gguf_open(&g, out));
         if (g) {
             CHECK_OK(mend_gguf_get_int(g, "mend.compress.fit_importance", &fit));
             CHECK_OK(mend_gguf_get_int(g, "mend.compress.sink_weight", &sink));
+            CHECK_OK(mend_gguf_get_bool(g, "mend.compress.act_order", &act));
         }
         mend_gguf_close(g);
-        CHECK_MSG(fit == cases[c].fit && sink == cases[c].sink, "%s: fit_importance %lld sink_weight %lld", cases[c].opts,
-                  (long long)fit, (long long)sink);
+        CHECK_MSG(fit == cases[c].fit && sink == cases[c].sink && act == cases[c].act,
+                  "%s: fit_importance %lld sink_weight %lld act_order %d", cases[c].opts, (long long)fit,
+                  (long long)sink, act);
         unlink(out);
     }
     unlink(calib);
@@ -87,6 +93,8 @@ int main(void) {
     expect_code("info -t nope a.gguf", 2, "--threads");
     expect_code("ppl a.gguf", 2, "missing --text");
     expect_code("compress a.gguf -o b.gguf --type q4_0 --sink-weight 0", 2, "--sink-weight expects a whole number >= 1");
+    expect_code("compress a.gguf -o b.gguf --type q4_0 --prune wanda --act-order", 2,
+                "--act-order is not supported together with --prune");
     expect_code("compress a.gguf -o b.gguf --type q4_0 --sink-weight 6x", 2, "--sink-weight expects");
     expect_code("ppl a.gguf --text t.txt --protocol hf", 2, "--protocol expects gptq or llamacpp");
     expect_code("ppl a.gguf --text t.txt --ctx 12x", 2, "--ctx");
