@@ -89,6 +89,11 @@ typedef struct cli_events {
 } cli_events;
 int cli_event(void *user, const mend_event *ev);
 
+/* The exit code of a job's status rc: 0 on success; a usage error when the
+ * job refused a selector named by --select (it is checked only once the
+ * bank is open); else "mend CMD: <mend_last_error()>" and CLI_EXIT_ERROR. */
+int cli_job_status(const char *cmd, int rc);
+
 /* Where models are kept: $MEND_HOME/models, else ~/.cache/mend/models. */
 const char *cli_models_dir(char *buf, size_t cap);
 

@@ -354,12 +354,7 @@ static int cmd_bank_build(int argc, char **argv) {
     j.learned_windows = ro.n_windows;
     j.learned_window = ro.window;
     cli_events ev = {.cmd = CMD};
-    rc = 0;
-    if (mend_bank_build_run(&j, cli_event, &ev)) {
-        fflush(stdout);
-        fprintf(stderr, "mend %s: %s\n", CMD, mend_last_error());
-        rc = CLI_EXIT_ERROR;
-    }
+    rc = cli_job_status(CMD, mend_bank_build_run(&j, cli_event, &ev));
 out:
     for (int k = 0; k < n_dom; k++) {
         free(dom_name[k]);

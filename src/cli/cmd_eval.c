@@ -128,11 +128,5 @@ int cmd_eval(int argc, char **argv) {
     j.batch = (int)batch;
     j.packed = packed;
     cli_events ev = {.cmd = CMD};
-    int rc = mend_eval_job_run(&j, cli_event, &ev);
-    if (!rc) return 0;
-    /* a bad selector is found once the bank is open: still a usage error */
-    if (rc == MEND_EINVAL && !strncmp(mend_last_error(), "--select", 8))
-        return cli_usage_error(CMD, "%s", mend_last_error());
-    fprintf(stderr, "mend %s: %s\n", CMD, mend_last_error());
-    return CLI_EXIT_ERROR;
+    return cli_job_status(CMD, mend_eval_job_run(&j, cli_event, &ev));
 }

@@ -141,11 +141,5 @@ int cmd_ppl(int argc, char **argv) {
     j.no_repack = no_repack;
     j.json = json_path;
     cli_events ev = {.cmd = CMD};
-    int rc = mend_ppl_job_run(&j, cli_event, &ev);
-    if (!rc) return 0;
-    /* a bad selector is found once the bank is open: still a usage error */
-    if (rc == MEND_EINVAL && !strncmp(mend_last_error(), "--select", 8))
-        return cli_usage_error(CMD, "%s", mend_last_error());
-    fprintf(stderr, "mend %s: %s\n", CMD, mend_last_error());
-    return CLI_EXIT_ERROR;
+    return cli_job_status(CMD, mend_ppl_job_run(&j, cli_event, &ev));
 }

@@ -183,10 +183,5 @@ int cmd_tune(int argc, char **argv) {
     j.plot = !no_plot;
     j.opts = o;
     cli_events ev = {.cmd = CMD};
-    if (mend_tune_job_run(&j, cli_event, &ev)) {
-        fflush(stdout);
-        fprintf(stderr, "mend %s: %s\n", CMD, mend_last_error());
-        return CLI_EXIT_ERROR;
-    }
-    return 0;
+    return cli_job_status(CMD, mend_tune_job_run(&j, cli_event, &ev));
 }

@@ -47,6 +47,11 @@ const char *cli_models_dir(char *buf, size_t cap) {
     return buf;
 }
 
+/* A selector the library found wrong once the bank was open (its sentence
+ * starts with the option, "--select: ..."): a usage error like the checks
+ * made before a job starts. */
+static int select_error(int rc) { return rc == MEND_EINVAL && !strncmp(mend_last_error(), "--select", 8); }
+
 int cli_read_prompt(const char *cmd, const mend_model *m, const char *model_path, const char *dir, float **emb,
                     int *n_virtual) {
     cli_events ev = {.cmd = cmd};
@@ -60,8 +65,16 @@ int cli_idp_open(mend_idp **out, const char *cmd, const mend_model *m, const cha
     int rc = mend_idp_open_checked(out, m, model_path, bank_dir, select, layers, max_tokens, per_prompt, cli_event,
                                    &ev);
     if (!rc) return 0;
-    if (rc == MEND_EINVAL && !strncmp(mend_last_error(), "--select", 8)) return cli_usage_error(cmd, "%s", mend_last_error());
+    if (select_error(rc)) return cli_usage_error(cmd, "%s", mend_last_error());
     return cli_fail(cmd, bank_dir);
+}
+
+int cli_job_status(const char *cmd, int rc) {
+    if (!rc) return 0;
+    if (select_error(rc)) return cli_usage_error(cmd, "%s", mend_last_error());
+    fflush(stdout);
+    fprintf(stderr, "mend %s: %s\n", cmd, mend_last_error());
+    return CLI_EXIT_ERROR;
 }
 
 int cli_default_teacher(const char *cmd, const mend_model *m, const char *model_path, char *out, size_t cap) {
