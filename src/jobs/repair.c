@@ -14,8 +14,8 @@
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdarg.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "jobs_int.h"
 #include "repair.h"
@@ -145,8 +145,9 @@ static int spec_opts(const repair_spec *sp, mend_compress_opts *o, mend_prune_op
     o->act_order = 1;
     o->damp = 0.01;
     o->method = !strcmp(sp->method, "rtn") ? MEND_COMPRESS_RTN : MEND_COMPRESS_GPTQ;
+    int rc;
     if (sp->bits) o->fmt = mend_qfmt_generic(sp->bits, sp->group, sp->sym);
-    else if (mend_qfmt_parse(&o->fmt, sp->type)) return -1;
+    else if ((rc = mend_qfmt_parse(&o->fmt, sp->type))) return rc;
     if (mend_type_is_float(o->fmt.type)) o->method = MEND_COMPRESS_RTN;
     o->fit_importance = o->fmt.type != MEND_QFMT_GENERIC;   /* as mend compress: measured better for ggml types */
     *po = (mend_prune_opts){MEND_PRUNE_NONE, mend_sparsity_unstructured(0.5), 0};
@@ -162,7 +163,6 @@ static int spec_opts(const repair_spec *sp, mend_compress_opts *o, mend_prune_op
 /* ---- stages ---- */
 
 typedef struct repair {
-    const mend_repair_job *j;
     mend_event_fn fn;
     void *user;
     char *out;
@@ -274,40 +274,34 @@ typedef struct compress_arg {
     int n_calib, nsamples, seqlen;
 } compress_arg;
 
-static int on_compress(void *user, const mend_compress_event *ev) {
-    repair *R = user;
-    if (ev->stage && !strcmp(ev->stage, "layer done")) {
-        char item[64];
-        snprintf(item, sizeof item, "[%d]%.4g,", ev->layer, ev->loss);
-        return job_progress(stage_event, R, ev->done, item);
-    }
-    return job_progress(stage_event, R, ev->done, NULL);
-}
-
-/* first progress event: the counter starts with the total it names */
+/* mend_compress's progress as the stage's counter: it starts at the first
+ * event with the total it names; a finished layer shows its GPTQ error */
 typedef struct compress_ui {
     repair *R;
     int started;
 } compress_ui;
 
-static int on_compress_ui(void *user, const mend_compress_event *ev) {
+static int on_compress(void *user, const mend_compress_event *ev) {
     compress_ui *u = user;
     if (!u->started) {
         u->started = 1;
         if (job_progress_start(stage_event, u->R, "compress", "step", ev->total, 6)) return 1;
     }
-    return on_compress(u->R, ev);
+    char item[64] = "";
+    if (ev->stage && !strcmp(ev->stage, "layer done")) snprintf(item, sizeof item, "[%d]%.4g,", ev->layer, ev->loss);
+    return job_progress(stage_event, u->R, ev->done, item[0] ? item : NULL);
 }
 
 static int run_compress(repair *R, void *arg) {
     compress_arg *a = arg;
     mend_compress_opts o;
     mend_prune_opts po;
-    if (spec_opts(a->sp, &o, &po)) return -1;
+    int rc = spec_opts(a->sp, &o, &po);
+    if (rc) return rc;
     mend_model *m = NULL;
     mend_calib cal = {0};
     char desc[1024] = "", *ckpt = job_pathf("%s.ckpt", a->out);
-    int rc = ckpt ? 0 : mend_set_error(MEND_ENOMEM, "out of memory");
+    if (!ckpt) rc = mend_set_error(MEND_ENOMEM, "out of memory");
     if (!rc && (o.method == MEND_COMPRESS_GPTQ || mend_prune_needs_calib(&po))) {
         int k = snprintf(desc, sizeof desc, "seed 0:");
         for (int i = 0; i < a->n_calib && k < (int)sizeof desc - 2; i++) {
@@ -331,7 +325,7 @@ static int run_compress(repair *R, void *arg) {
     if (!rc) {
         if (mend_file_exists(ckpt)) job_emit(stage_event, R, MEND_EV_TEXT, "resuming from %s\n", ckpt);
         o.checkpoint = ckpt;
-        o.progress = on_compress_ui;
+        o.progress = on_compress;
         o.progress_user = &u;
         rc = mend_compress(a->model, a->out, &o, &res);
         if (u.started) job_progress_end(stage_event, R);
@@ -610,7 +604,7 @@ int mend_repair_run(const mend_repair_job *j, mend_event_fn fn, void *user) {
     const char *calib[MAX_CALIB];
     int n_dom = 0, n_calib = 0;
     char *cmodel = NULL, *bank = NULL, *single = NULL, *shared = NULL, *md = NULL;
-    repair R = {.j = j, .fn = fn, .user = user, .t_start = mend_now()};
+    repair R = {.fn = fn, .user = user, .t_start = mend_now()};
 
     /* the domains are needed only when prompts are trained here */
     int need_corpus = !j->bank_dir;
