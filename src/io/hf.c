@@ -50,6 +50,16 @@ static int cfg_num(const json_t *root, const char *path, const char *key, int re
     return 0;
 }
 
+/* An optional string field into buf ("" when absent or null; a longer value is cut). */
+static int cfg_str(const json_t *root, const char *path, const char *key, char *buf, size_t n) {
+    const json_t *v = json_object_get(root, key);
+    buf[0] = 0;
+    if (!v || json_is_null(v)) return 0;
+    if (!json_is_string(v)) return mend_set_error(MEND_EFORMAT, "%s: field '%s' is not a string", path, key);
+    snprintf(buf, n, "%s", json_string_value(v));
+    return 0;
+}
+
 static int cfg_bool(const json_t *root, const char *path, const char *key, int def, int *out) {
     const json_t *v = json_object_get(root, key);
     if (!v || json_is_null(v)) {
@@ -183,14 +193,12 @@ int mend_hf_config_read(const char *path, mend_hf_accept_fn accept, void *ctx, m
     }
     if ((rc = parse_rope(root, path, cfg))) goto done;
     if ((rc = cfg_bool(root, path, "tie_word_embeddings", 0, &cfg->tie_word_embeddings))) goto done;
-    const json_t *act = json_object_get(root, "hidden_act");
-    if (act && !json_is_null(act)) {
-        if (!json_is_string(act)) {
-            rc = mend_set_error(MEND_EFORMAT, "%s: field 'hidden_act' is not a string", path);
-            goto done;
-        }
-        snprintf(cfg->hidden_act, sizeof cfg->hidden_act, "%s", json_string_value(act));
-    }
+    if ((rc = cfg_str(root, path, "hidden_act", cfg->hidden_act, sizeof cfg->hidden_act)) ||
+        (rc = cfg_str(root, path, "hidden_activation", cfg->hidden_activation, sizeof cfg->hidden_activation)) ||
+        (rc = cfg_num(root, path, "query_pre_attn_scalar", 0, 0.0, &cfg->query_pre_attn_scalar)) ||
+        (rc = cfg_num(root, path, "attn_logit_softcapping", 0, 0.0, &cfg->attn_logit_softcapping)) ||
+        (rc = cfg_num(root, path, "final_logit_softcapping", 0, 0.0, &cfg->final_logit_softcapping)))
+        goto done;
     if ((rc = cfg_bool(root, path, "attention_bias", 0, &cfg->attention_bias)) ||
         (rc = cfg_bool(root, path, "mlp_bias", 0, &cfg->mlp_bias)))
         goto done;

@@ -33,6 +33,9 @@ typedef struct mend_hf_config {
     int rope_original_max_position_embeddings;
     int tie_word_embeddings;      /* default false */
     char hidden_act[32];          /* "" when absent (a longer name is cut) */
+    char hidden_activation[32];   /* Gemma's name for it; "" when absent */
+    double query_pre_attn_scalar; /* Gemma: attention scale 1/sqrt of it; 0 when absent */
+    double attn_logit_softcapping, final_logit_softcapping;   /* Gemma 2; 0 when absent or null */
     int attention_bias, mlp_bias; /* default false */
     int sliding_window;           /* 0 when absent */
     int use_sliding_window;       /* default false */

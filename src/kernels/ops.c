@@ -413,6 +413,11 @@ float vec_softmax_inv(int64_t n, float *x) {
     return 1.0f / vec_exp_sum(n, x, m);
 }
 
+void vec_softcap(int64_t n, float *x, float cap) {
+    if (cap <= 0.0f) return;
+    for (int64_t i = 0; i < n; i++) x[i] = cap * tanhf(x[i] / cap);
+}
+
 void softmax_forward(float *x, int64_t n) {
     if (n <= 0) return;
     const float inv = vec_softmax_inv(n, x);
@@ -452,7 +457,7 @@ size_t attention_scratch_floats(int n_heads, int n_kv_heads, int n_ctx) {
 }
 
 void attention_forward(float *out, const float *q, const float *kc, const float *vc,
-                       int n, int pos0, int n_heads, int n_kv_heads, int hd,
+                       int n, int pos0, int n_heads, int n_kv_heads, int hd, float softcap,
                        float *scratch, int n_ctx, int n_threads) {
     const int g = n_heads / n_kv_heads;
     const size_t qd = (size_t)n_heads * hd, kvd = (size_t)n_kv_heads * hd;
@@ -483,7 +488,10 @@ void attention_forward(float *out, const float *q, const float *kc, const float 
                     vec_dot_rows_heads_avx512(G, T, hd, qg + (size_t)h0 * hd, (size_t)hd, K, kvd, scale, s,
                                               (size_t)n_ctx);
                     float inv[4];
-                    for (int h = 0; h < G; h++) inv[h] = vec_softmax_inv(T, s + (size_t)h * n_ctx);
+                    for (int h = 0; h < G; h++) {
+                        vec_softcap(T, s + (size_t)h * n_ctx, softcap);
+                        inv[h] = vec_softmax_inv(T, s + (size_t)h * n_ctx);
+                    }
                     vec_wsum_rows_heads_avx512(G, T, hd, s, (size_t)n_ctx, V, kvd, og + (size_t)h0 * hd, (size_t)hd);
                     for (int h = 0; h < G; h++)
                         for (int j = 0; j < hd; j++) og[(size_t)(h0 + h) * hd + j] *= inv[h];
@@ -497,6 +505,7 @@ void attention_forward(float *out, const float *q, const float *kc, const float 
                 const float *qh = q + (size_t)i * qd + (size_t)h * hd;
                 float *oh = out + (size_t)i * qd + (size_t)h * hd;
                 vec_dot_rows(T, hd, qh, K, kvd, scale, s);
+                vec_softcap(T, s, softcap);
                 const float inv = vec_softmax_inv(T, s);
                 vec_wsum_rows(T, hd, s, V, kvd, oh);
                 for (int j = 0; j < hd; j++) oh[j] *= inv;
@@ -506,7 +515,7 @@ void attention_forward(float *out, const float *q, const float *kc, const float 
 }
 
 void attention_forward_spans(float *out, const float *q, const float *kc, const float *vc,
-                             int n, const int *spans, int n_heads, int n_kv_heads, int hd,
+                             int n, const int *spans, int n_heads, int n_kv_heads, int hd, float softcap,
                              float *scratch, int n_ctx, int n_threads) {
     const int g = n_heads / n_kv_heads;
     const size_t qd = (size_t)n_heads * hd, kvd = (size_t)n_kv_heads * hd;
@@ -537,6 +546,7 @@ void attention_forward_spans(float *out, const float *q, const float *kc, const 
                     vec_dot_rows(len, hd, qh, kc + (size_t)a * kvd + (size_t)kvh * hd, kvd, scale, s + o);
                     o += len;
                 }
+                vec_softcap(T, s, softcap);
                 const float inv = vec_softmax_inv(T, s);
                 int first = 1;
                 o = 0;

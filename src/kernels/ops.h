@@ -73,6 +73,10 @@ void rope_tables(float *cos_t, float *sin_t, int n, int pos0, int head_dim, floa
 void rope_forward(float *x, int n, size_t ldx, int n_heads, int head_dim,
                   const float *cos_t, const float *sin_t, int type);
 
+/* Logit soft-capping in place (Gemma 2): x = cap * tanh(x / cap); a no-op
+ * for cap <= 0. Scalar. x (n) */
+void vec_softcap(int64_t n, float *x, float cap);
+
 /* Softmax in place with max subtraction: x = exp(x - max x) / sum. x (n) */
 void softmax_forward(float *x, int64_t n);
 
@@ -92,14 +96,15 @@ void matmul_forward(float *out, size_t ldo, const float *x, const float *W, cons
  * kc, vc (>= pos0+n, kv_dim) hold every key/value up to the last position;
  * query i attends to keys [0, pos0+i]. Head h reads kv head h / (n_heads/n_kv_heads).
  * -> out (n, n_heads*hd). scratch: n_threads * attention_scratch_floats(...).
- * softmax(q·kᵀ / sqrt(hd)) · v in f32, max-subtracted, parallel over
+ * softmax(q·kᵀ / sqrt(hd)) · v in f32, max-subtracted (with softcap > 0 the
+ * scores are capped first: vec_softcap), parallel over
  * (kv head, position) with at most n_threads OpenMP threads; on AVX-512 the
  * heads of a kv head share each key and value row load (up to four at a
  * time), with every head's numbers the same as alone, so the result does
  * not depend on n or on the grouping. */
 size_t attention_scratch_floats(int n_heads, int n_kv_heads, int n_ctx);
 void attention_forward(float *out, const float *q, const float *kc, const float *vc,
-                       int n, int pos0, int n_heads, int n_kv_heads, int hd,
+                       int n, int pos0, int n_heads, int n_kv_heads, int hd, float softcap,
                        float *scratch, int n_ctx, int n_threads);
 
 /* The same attention for rows that each see their own set of cache slots:
@@ -108,7 +113,7 @@ void attention_forward(float *out, const float *q, const float *kc, const float 
  * the row's own slot). Ranges may be empty; together they hold at most n_ctx
  * slots. Scores are concatenated in that order before the softmax. */
 void attention_forward_spans(float *out, const float *q, const float *kc, const float *vc,
-                             int n, const int *spans, int n_heads, int n_kv_heads, int hd,
+                             int n, const int *spans, int n_heads, int n_kv_heads, int hd, float softcap,
                              float *scratch, int n_ctx, int n_threads);
 
 #endif

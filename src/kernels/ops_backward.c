@@ -171,14 +171,17 @@ void matmul_backward(float *dx, size_t ldx, const float *dy, size_t ldy, const f
 
 size_t attention_backward_scratch_floats(int T, int n_heads, int hd, int n_threads) {
     const size_t blk = T < ATT_BLK ? (size_t)T : ATT_BLK;
-    /* per-head dK, dV (n_heads, T, hd), then per thread: P and dP blocks (blk, T) */
-    return (size_t)(n_threads > 0 ? n_threads : 1) * 2 * blk * (size_t)T + 2 * (size_t)n_heads * T * hd;
+    /* per-head dK, dV (n_heads, T, hd), then per thread: P, dP and the capped
+     * scores' tanh (softcap) blocks (blk, T) */
+    return (size_t)(n_threads > 0 ? n_threads : 1) * 3 * blk * (size_t)T + 2 * (size_t)n_heads * T * hd;
 }
 
 /* P rows [i0, i1) of head h: P (i1-i0, ldp) over keys [0, i1), masked
- * entries (after the query, or before its window) set to zero. */
-static void att_probs(float *P, size_t ldp, const float *q, size_t qd, const float *k, size_t kvd, int i0, int i1,
-                      int hd, float scale, int window) {
+ * entries (after the query, or before its window) set to zero. With
+ * softcap > 0 the scaled scores are capped first and, when U is given,
+ * U (i1-i0, ldp) receives their tanh over the visible keys. */
+static void att_probs(float *P, float *U, size_t ldp, const float *q, size_t qd, const float *k, size_t kvd, int i0,
+                      int i1, int hd, float scale, int window, float softcap) {
     const int nb = i1 - i0;
     const int own = !mend_sgemm_nt(P, ldp, q + (size_t)i0 * qd, qd, nb, k, kvd, i1, hd, 0.0f);
     if (!own)
@@ -192,6 +195,14 @@ static void att_probs(float *P, size_t ldp, const float *q, size_t qd, const flo
 #pragma omp simd
             for (int t = t0; t < n; t++) p[t] *= scale;
         }
+        if (softcap > 0.0f) {
+            float *u = U ? U + (size_t)r * ldp : NULL;
+            for (int t = t0; t < n; t++) {
+                const float th = tanhf(p[t] / softcap);
+                p[t] = softcap * th;
+                if (u) u[t] = th;
+            }
+        }
         const float inv = vec_softmax_inv(n - t0, p + t0);
         for (int t = 0; t < t0; t++) p[t] = 0.0f;
 #pragma omp simd
@@ -201,7 +212,7 @@ static void att_probs(float *P, size_t ldp, const float *q, size_t qd, const flo
 }
 
 void attention_forward_train(float *out, const float *q, const float *k, const float *v, int T, int n_heads,
-                             int n_kv_heads, int hd, int window, float *scratch, int n_threads) {
+                             int n_kv_heads, int hd, int window, float softcap, float *scratch, int n_threads) {
     const int g = n_heads / n_kv_heads;
     const size_t qd = (size_t)n_heads * hd, kvd = (size_t)n_kv_heads * hd;
     const float scale = 1.0f / sqrtf((float)hd);
@@ -212,14 +223,14 @@ void attention_forward_train(float *out, const float *q, const float *k, const f
     if (n_threads > n_tasks) n_threads = n_tasks;
 #pragma omp parallel num_threads(n_threads)
     {
-        float *P = scratch + 2 * (size_t)n_heads * T * hd + (size_t)omp_get_thread_num() * 2 * blk * (size_t)T;
+        float *P = scratch + 2 * (size_t)n_heads * T * hd + (size_t)omp_get_thread_num() * 3 * blk * (size_t)T;
         /* largest blocks (the last rows) first */
 #pragma omp for schedule(dynamic, 1)
         for (int task = 0; task < n_tasks; task++) {
             const int b = n_blk - 1 - task / n_heads, h = task % n_heads;
             const int i0 = b * blk, i1 = i0 + blk < T ? i0 + blk : T;
             const float *kh = k + (size_t)(h / g) * hd, *vh = v + (size_t)(h / g) * hd;
-            att_probs(P, (size_t)i1, q + (size_t)h * hd, qd, kh, kvd, i0, i1, hd, scale, window);
+            att_probs(P, NULL, (size_t)i1, q + (size_t)h * hd, qd, kh, kvd, i0, i1, hd, scale, window, softcap);
             /* O[i0:i1, h] = P V[0:i1, g] */
             float *o = out + (size_t)i0 * qd + (size_t)h * hd;
             if (mend_sgemm_nn(o, qd, P, (size_t)i1, i1 - i0, vh, kvd, i1, hd, 0.0f))
@@ -230,8 +241,8 @@ void attention_forward_train(float *out, const float *q, const float *k, const f
 }
 
 void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
-                        const float *v, int T, int n_heads, int n_kv_heads, int hd, int window, float *scratch,
-                        int n_threads) {
+                        const float *v, int T, int n_heads, int n_kv_heads, int hd, int window, float softcap,
+                        float *scratch, int n_threads) {
     const int g = n_heads / n_kv_heads;
     const size_t qd = (size_t)n_heads * hd, kvd = (size_t)n_kv_heads * hd;
     const float scale = 1.0f / sqrtf((float)hd);
@@ -245,8 +256,8 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
      * slabs (T, hd); blocks of one head run in order on one thread */
 #pragma omp parallel for schedule(dynamic, 1) num_threads(n_threads)
     for (int h = 0; h < n_heads; h++) {
-        float *P = thr + (size_t)omp_get_thread_num() * 2 * blk * (size_t)T;
-        float *dP = P + (size_t)blk * T;
+        float *P = thr + (size_t)omp_get_thread_num() * 3 * blk * (size_t)T;
+        float *dP = P + (size_t)blk * T, *U = dP + (size_t)blk * T;
         const float *kh = k + (size_t)(h / g) * hd, *vh = v + (size_t)(h / g) * hd;
         const float *qh = q + (size_t)h * hd, *doh = dout + (size_t)h * hd;
         float *dqh = dq + (size_t)h * hd;
@@ -255,7 +266,7 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
         memset(dv_h, 0, (size_t)T * hd * sizeof(float));
         for (int b = 0; b < n_blk; b++) {
             const int i0 = b * blk, i1 = i0 + blk < T ? i0 + blk : T, nb = i1 - i0;
-            att_probs(P, (size_t)i1, qh, qd, kh, kvd, i0, i1, hd, scale, window);
+            att_probs(P, U, (size_t)i1, qh, qd, kh, kvd, i0, i1, hd, scale, window, softcap);
             /* dP = dO[i0:i1] V[0:i1]ᵀ  (nb, i1) */
             if (mend_sgemm_nt(dP, (size_t)i1, doh + (size_t)i0 * qd, qd, nb, vh, kvd, i1, hd, 0.0f))
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, i1, hd, 1.0f, doh + (size_t)i0 * qd,
@@ -276,6 +287,11 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
                 const float sf = (float)s;
 #pragma omp simd
                 for (int t = 0; t < n; t++) d[t] = scale * (p[t] * (d[t] - sf));
+                if (softcap > 0.0f) {   /* through the cap: d tanh(x) = 1 - tanh(x)^2 */
+                    const float *u = U + (size_t)r * i1;
+                    const int t0 = window > 0 && n > window ? n - window : 0;   /* p is 0 before t0 */
+                    for (int t = t0; t < n; t++) d[t] *= 1.0f - u[t] * u[t];
+                }
                 for (int t = n; t < i1; t++) d[t] = 0.0f;
             }
             /* dQ[i0:i1] = dS K[0:i1]  (nb, hd) */

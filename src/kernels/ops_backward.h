@@ -54,8 +54,10 @@ void matmul_backward(float *dx, size_t ldx, const float *dy, size_t ldy, const f
  * window of `window` keys (query i sees keys i-window+1 .. i; 0 = all
  * keys before it). Forward:
  *   P_h = softmax(mask(Q_h K_gᵀ / sqrt(hd))),  O_h = P_h V_g,  g = h / (n_heads/n_kv_heads)
+ * With softcap > 0 the scores are capped before the mask (Gemma 2):
+ *   S = c tanh(Q_h K_gᵀ / (sqrt(hd) c)) in place of Q_h K_gᵀ / sqrt(hd).
  * Backward, per head (P recomputed from Q and K, never stored):
- *   dP = dO_h V_gᵀ;   dS = P ∘ (dP - rowsum(P ∘ dP));
+ *   dP = dO_h V_gᵀ;   dS = P ∘ (dP - rowsum(P ∘ dP))  (∘ (1 - (S/c)²) when capped);
  *   dQ_h = dS K_g / sqrt(hd);   dK_g += dSᵀ Q_h / sqrt(hd);   dV_g += Pᵀ dO_h
  * q (T, n_heads*hd), k, v (T, n_kv_heads*hd), dout (T, n_heads*hd)
  * -> dq (T, n_heads*hd), dk, dv (T, n_kv_heads*hd), all overwritten.
@@ -64,14 +66,14 @@ void matmul_backward(float *dx, size_t ldx, const float *dy, size_t ldy, const f
  * scratch: attention_backward_scratch_floats(...) floats. */
 size_t attention_backward_scratch_floats(int T, int n_heads, int hd, int n_threads);
 void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
-                        const float *v, int T, int n_heads, int n_kv_heads, int hd, int window, float *scratch,
-                        int n_threads);
+                        const float *v, int T, int n_heads, int n_kv_heads, int hd, int window, float softcap,
+                        float *scratch, int n_threads);
 
 /* The same forward in the training layout (whole sequence from position 0),
  * computed with the gemms and masked softmax the backward uses, so the two
  * agree to rounding: out (T, n_heads*hd). Same scratch as the backward. */
 void attention_forward_train(float *out, const float *q, const float *k, const float *v, int T, int n_heads,
-                             int n_kv_heads, int hd, int window, float *scratch, int n_threads);
+                             int n_kv_heads, int hd, int window, float softcap, float *scratch, int n_threads);
 
 /* Softmax cross-entropy of one row, forward and backward together.
  *   loss = logsumexp(z) - z[target]          (returned, in double)

@@ -24,7 +24,8 @@
  * features of model/features.c, each a no-op for a plain LLaMA config:
  * token rows times embd_scale (the prompts' rows are used as given, as
  * mend_forward uses vectors passed as embeddings), QK-norm and the query
- * scale, the windowed layers' own RoPE base, post-attention and post-FFN
+ * scale, soft-capped scores (gemma2), the windowed layers' own RoPE base,
+ * post-attention and post-FFN
  * norms, the gated activation of cfg.act. Sliding windows follow the
  * forward's rule on positions: a query at position p sees the keys at
  * positions >= mend_swa_first(l, p). Every prompt block sits at positions
@@ -187,6 +188,7 @@ static void attention_mass_forward(mend_probe *p, float *out, const float *q, co
                     float *oh = out + (size_t)i * qd + (size_t)h * hd;
                     if (P) vec_dot_rows(P, hd, qh, K, kvd, scale, s);
                     vec_dot_rows(no, hd, qh, K + (size_t)o * kvd, kvd, scale, s + P);
+                    vec_softcap(T, s, c->attn_softcap);
                     const float inv = vec_softmax_inv(T, s);
                     for (int t = 0; t < T; t++) s[t] *= inv;
                     vec_wsum_rows(no, hd, s + P, V + (size_t)o * kvd, kvd, oh);
@@ -218,6 +220,7 @@ static void attention_mass_forward(mend_probe *p, float *out, const float *q, co
                 for (int k = 0; nvis && k < nblk; k++)
                     vec_dot_rows(nvis, hd, qh, K + (size_t)(k * nv + fp) * kvd, kvd, scale, s + (size_t)k * nvis);
                 vec_dot_rows(no, hd, qh, K + (size_t)o * kvd, kvd, scale, s + Pv);
+                vec_softcap(T, s, c->attn_softcap);
                 const float inv = vec_softmax_inv(T, s);
                 for (int t = 0; t < T; t++) s[t] *= inv;
                 vec_wsum_rows(no, hd, s + Pv, V + (size_t)o * kvd, kvd, oh);
@@ -334,10 +337,10 @@ static int run_layers(mend_probe *p, int n, int pos, size_t row0, size_t kbase, 
             const int *sp = window_spans(p, l, n, pos, (int)(row0 - kbase));
             if (sp)
                 attention_forward_spans(p->att, p->q, kl + kbase * kvd, vl + kbase * kvd, n, sp, p->H, p->KVH,
-                                        p->hd, p->sc, (int)R, n_threads_now(p));
+                                        p->hd, c->attn_softcap, p->sc, (int)R, n_threads_now(p));
             else
                 attention_forward(p->att, p->q, kl + kbase * kvd, vl + kbase * kvd, n, (int)(row0 - kbase), p->H,
-                                  p->KVH, p->hd, p->sc, (int)R, n_threads_now(p));
+                                  p->KVH, p->hd, c->attn_softcap, p->sc, (int)R, n_threads_now(p));
         }
         if ((rc = residual(p, p->att, n, &Ly->wo, Ly->post_attn_norm))) return rc;
         rmsnorm_forward(p->xb, p->x, Ly->ffn_norm, n, (int)dim, c->norm_eps);

@@ -23,7 +23,10 @@
  *   RoPE base rope_theta_swa on the layers with a window, unscaled
  *   x   += rmsnorm(att Woᵀ) * post_attn_norm          (x += att Woᵀ without post_norms)
  *   h    = gelu_tanh(g) * u                           (silu(g) * u for MEND_ACT_SILU)
- *   x   += rmsnorm(h Wdᵀ) * post_ffn_norm */
+ *   x   += rmsnorm(h Wdᵀ) * post_ffn_norm
+ * Gemma 2 (gemma2) has the same, without QK-norm or a second RoPE base, and
+ * soft-caps the attention scores (before the mask and softmax) and the
+ * logits: s = c tanh(s / c) with c = attn_softcap, final_softcap. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -107,6 +110,13 @@ void mend_embed_scale(const mend_config *c, float *x, int n) {
     if (c->embd_scale == 0.0f || c->embd_scale == 1.0f) return;
     const size_t total = (size_t)n * c->dim;
     for (size_t i = 0; i < total; i++) x[i] *= c->embd_scale;
+}
+
+void mend_logit_softcap(const mend_config *c, float *logits, int64_t n) {
+    if (c->final_softcap <= 0.0f) return;
+    const int64_t V = c->n_vocab;
+#pragma omp parallel for schedule(static) if (n * V > (1 << 16))
+    for (int64_t i = 0; i < n; i++) vec_softcap(V, logits + i * V, c->final_softcap);
 }
 
 void mend_glu_forward(const mend_config *c, float *h, const float *gate, const float *up, int64_t n, int serial) {
@@ -200,6 +210,14 @@ void mend_describe_features(const mend_model *m, char *buf, size_t n) {
     }
     if (c->attn_scale != 0.0f) {
         snprintf(t, sizeof t, ", attention scale %.4g", (double)c->attn_scale);
+        put(buf, n, &k, t);
+    }
+    if (c->attn_softcap > 0.0f) {
+        snprintf(t, sizeof t, ", attention soft-cap %g", (double)c->attn_softcap);
+        put(buf, n, &k, t);
+    }
+    if (c->final_softcap > 0.0f) {
+        snprintf(t, sizeof t, ", logit soft-cap %g", (double)c->final_softcap);
         put(buf, n, &k, t);
     }
     if (c->tied) put(buf, n, &k, ", tied embeddings");

@@ -19,7 +19,9 @@
  * then logits = (rmsnorm(x) * out_norm) @ Wout.T. gemma3 (model/features.c)
  * scales token embeddings by cfg.embd_scale, RMS-norms both residual
  * branches before their adds (post_attn_norm, post_ffn_norm) and gates with
- * gelu_tanh instead of silu.
+ * gelu_tanh instead of silu; gemma2 does the same and soft-caps the
+ * attention scores and the logits
+ * (x = c tanh(x / c), cfg.attn_softcap and cfg.final_softcap).
  *
  * Memory plan. Weights: one allocation per model (model->arena, see
  * load_gguf.c). Run state: one allocation per mend_state, carved into
@@ -492,11 +494,11 @@ static void forward_batch(mend_state *s, const int32_t *tokens, const float *emb
             }
         const int *sp = rows ? spans : window_spans(s, l, n, pos);
         if (sp)
-            attention_forward_spans(s->att, s->q, kl, vl, n, sp, c->n_heads, c->n_kv_heads, hd, s->sc,
-                                    s->n_ctx, nt_att);
+            attention_forward_spans(s->att, s->q, kl, vl, n, sp, c->n_heads, c->n_kv_heads, hd, c->attn_softcap,
+                                    s->sc, s->n_ctx, nt_att);
         else
-            attention_forward(s->att, s->q, kl, vl, n, pos, c->n_heads, c->n_kv_heads, hd, s->sc, s->n_ctx,
-                              nt_att);
+            attention_forward(s->att, s->q, kl, vl, n, pos, c->n_heads, c->n_kv_heads, hd, c->attn_softcap, s->sc,
+                              s->n_ctx, nt_att);
         residual_product(s, s->att, &L->wo, L->post_attn_norm, n);
 
         rmsnorm_forward(s->xb, s->x, L->ffn_norm, n, dim, c->norm_eps);
@@ -513,11 +515,13 @@ static void forward_batch(mend_state *s, const int32_t *tokens, const float *emb
             memcpy(s->hb + (size_t)k * dim, s->x + (size_t)out_rows[k] * dim, (size_t)dim * sizeof(float));
         rmsnorm_forward(s->xb, s->hb, m->out_norm, n_out_rows, dim, c->norm_eps);
         mat_forward(s, logits, (size_t)c->n_vocab, s->xb, &m->output, NULL, n_out_rows, 0.0f);
+        mend_logit_softcap(c, logits, n_out_rows);
         return;
     }
     const int first = logits_all ? 0 : n - 1, n_out = n - first;
     rmsnorm_forward(s->xb, s->x + (size_t)first * dim, m->out_norm, n_out, dim, c->norm_eps);
     mat_forward(s, logits, (size_t)c->n_vocab, s->xb, &m->output, NULL, n_out, 0.0f);
+    mend_logit_softcap(c, logits, n_out);
 }
 
 int mend_forward(mend_state *s, const int32_t *tokens, const float *embeds, int n, int pos,

@@ -181,6 +181,7 @@ void mend_layer_attn_core(const mend_config *c, const mend_layer *L, int l, cons
             for (int r = 0; r < nb; r++) {
                 float *s = S + (size_t)r * i1;
                 const int T = i0 + r + 1, t0 = mend_swa_first(c, l, i0 + r);   /* keys [t0, T) */
+                vec_softcap(T - t0, s + t0, c->attn_softcap);
                 const float inv = vec_softmax_inv(T - t0, s + t0);
                 for (int t = 0; t < t0; t++) s[t] = 0.0f;
                 for (int t = t0; t < T; t++) s[t] *= inv;

@@ -107,37 +107,50 @@ static int read_rope_freqs(loader *L) {
     return 0;
 }
 
-/* Gemma 3, as llama.cpp runs it: with gemma3.attention.sliding_window set,
- * five layers of every six see a window of that many positions with the
- * RoPE base 10000 and every sixth (layers 5, 11, ...) is global with
- * gemma3.rope.freq_base; q and k are RMS-normed per head; the attention and
- * FFN outputs are RMS-normed before their residual adds; the FFN is GeGLU
- * with the tanh GELU; token embeddings are scaled by sqrt(dim). The
- * attention scale is 1/sqrt(query_pre_attn_scalar), which the GGUF does not
- * store: it is the head size for every size but the 27B (62 layers), where
- * it is dim / n_heads. The norm weights are stored as 1 + w (the converter
- * adds the 1 that Gemma's RMSNorm applies), so the plain RMSNorm applies. */
-static int read_gemma3_config(loader *L) {
+/* Gemma 2 and 3, as llama.cpp runs them. Both: the attention and FFN
+ * outputs are RMS-normed before their residual adds; the FFN is GeGLU with
+ * the tanh GELU; token embeddings are scaled by sqrt(dim). The norm weights
+ * are stored as 1 + w (the converter adds the 1 that Gemma's RMSNorm
+ * applies), so the plain RMSNorm applies. The attention scale is
+ * 1/sqrt(query_pre_attn_scalar), which the GGUF does not store: it is the
+ * head size for every size but the 27B ones (46 layers for Gemma 2, 62 for
+ * Gemma 3), where it is dim / n_heads.
+ * Gemma 3: with gemma3.attention.sliding_window set, five layers of every
+ * six see a window of that many positions with the RoPE base 10000 and
+ * every sixth (layers 5, 11, ...) is global with gemma3.rope.freq_base; q
+ * and k are RMS-normed per head; no soft-capping.
+ * Gemma 2: the even layers (0, 2, ...) see gemma2.attention.sliding_window
+ * positions, all with one RoPE base; attention scores and logits are
+ * soft-capped by gemma2.attn_logit_softcapping and
+ * gemma2.final_logit_softcapping. */
+static int read_gemma_config(loader *L, int version) {
     mend_config *c = &L->m->cfg;
-    float softcap = 0.0f;
+    float attn_cap = 0.0f, final_cap = 0.0f;
     int rc, window = 0;
-    if ((rc = key_float(L, "final_logit_softcapping", 0, 0.0, 1e6, &softcap))) return rc;
-    if (softcap > 0.0f)
-        return mend_set_error(MEND_EUNSUPPORTED, "%s: gemma3.final_logit_softcapping is %g; logit soft-capping "
-                              "is not supported for gemma3", L->path, (double)softcap);
-    if ((rc = key_float(L, "attn_logit_softcapping", 0, 0.0, 1e6, &softcap))) return rc;
-    if (softcap > 0.0f)
-        return mend_set_error(MEND_EUNSUPPORTED, "%s: gemma3.attn_logit_softcapping is %g; attention soft-capping "
-                              "is not supported", L->path, (double)softcap);
-    if ((rc = key_int(L, "attention.sliding_window", 0, 0, 1 << 30, &window))) return rc;
-    c->qk_norm = 1;
+    if ((rc = key_float(L, "final_logit_softcapping", 0, 0.0, 1e6, &final_cap)) ||
+        (rc = key_float(L, "attn_logit_softcapping", 0, 0.0, 1e6, &attn_cap)) ||
+        (rc = key_int(L, "attention.sliding_window", 0, 0, 1 << 30, &window)))
+        return rc;
+    if (version == 3 && (final_cap > 0.0f || attn_cap > 0.0f))
+        return mend_set_error(MEND_EUNSUPPORTED, "%s: gemma3.%s is %g; Gemma 3 has no soft-capping and mend does "
+                              "not run a Gemma 3 file that asks for it", L->path,
+                              final_cap > 0.0f ? "final_logit_softcapping" : "attn_logit_softcapping",
+                              (double)(final_cap > 0.0f ? final_cap : attn_cap));
     c->post_norms = 1;
     c->act = MEND_ACT_GELU_TANH;
     c->embd_scale = sqrtf((float)c->dim);
-    const int pre_attn = c->n_layers == 62 ? c->dim / c->n_heads : c->head_dim;
+    const int big = c->n_layers == (version == 3 ? 62 : 46);
+    const int pre_attn = big ? c->dim / c->n_heads : c->head_dim;
     c->attn_scale = 1.0f / sqrtf((float)pre_attn);
-    c->rope_theta_swa = 10000.0f;
-    for (int l = 0; l < c->n_layers && window > 0; l++) c->swa_window[l] = l % 6 < 5 ? window : 0;
+    if (version == 3) {
+        c->qk_norm = 1;
+        c->rope_theta_swa = 10000.0f;
+        for (int l = 0; l < c->n_layers && window > 0; l++) c->swa_window[l] = l % 6 < 5 ? window : 0;
+        return 0;
+    }
+    c->attn_softcap = attn_cap;
+    c->final_softcap = final_cap;
+    for (int l = 0; l < c->n_layers && window > 0; l += 2) c->swa_window[l] = window;
     return 0;
 }
 
@@ -147,13 +160,14 @@ static int read_config(loader *L) {
     int rc = mend_gguf_get_str(L->g, "general.architecture", &arch);
     if (rc) return rc;
     if (strcmp(arch, "llama") && strcmp(arch, "mistral") && strcmp(arch, "qwen2") && strcmp(arch, "qwen3") &&
-        strcmp(arch, "gemma3"))
+        strcmp(arch, "gemma2") && strcmp(arch, "gemma3"))
         return mend_set_error(MEND_EUNSUPPORTED, "%s: general.architecture is '%.40s', expected llama, "
-                              "mistral, qwen2, qwen3 or gemma3", L->path, arch);
+                              "mistral, qwen2, qwen3, gemma2 or gemma3", L->path, arch);
     L->arch = arch;
     snprintf(c->arch, sizeof c->arch, "%s", arch);
     c->qk_norm = strcmp(arch, "qwen3") == 0;
-    c->rope_type = strncmp(arch, "qwen", 4) == 0 || strcmp(arch, "gemma3") == 0 ? MEND_ROPE_NEOX : MEND_ROPE_NORM;
+    const int gemma = strcmp(arch, "gemma2") == 0 ? 2 : strcmp(arch, "gemma3") == 0 ? 3 : 0;
+    c->rope_type = strncmp(arch, "qwen", 4) == 0 || gemma ? MEND_ROPE_NEOX : MEND_ROPE_NORM;
 
     if ((rc = key_int(L, "embedding_length", 1, 1, 1 << 20, &c->dim))) return rc;
     if ((rc = key_int(L, "block_count", 1, 1, 4096, &c->n_layers))) return rc;
@@ -215,7 +229,7 @@ static int read_config(loader *L) {
     if (kv_vocab != c->n_vocab)
         return mend_set_error(MEND_EFORMAT, "%s: %s.vocab_size is %d but tensor 'token_embd.weight' has %d rows",
                               L->path, arch, kv_vocab, c->n_vocab);
-    return strcmp(arch, "gemma3") == 0 ? read_gemma3_config(L) : 0;
+    return gemma ? read_gemma_config(L, gemma) : 0;
 }
 
 /* ---- tensors --------------------------------------------------------------------- */

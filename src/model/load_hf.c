@@ -14,6 +14,7 @@
  * qwen2 keeps the HF layout and runs with MEND_ROPE_NEOX (plus q/k/v biases).
  */
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,20 +33,21 @@ typedef struct hf_arch {
     int rope_type, permute_qk, qkv_bias;
     int qk_norm;   /* q_norm / k_norm per head (qwen3) */
     int fused;     /* qkv_proj and gate_up_proj stored fused (phi3), split at load */
+    int gemma;     /* Gemma 2: norms around both sublayers stored as w for (1 + w), GeGLU, scaled
+                      embeddings, soft-capping */
 } hf_arch;
 
 static const hf_arch hf_archs[] = {
-    {"LlamaForCausalLM", "llama", MEND_ROPE_NORM, 1, 0, 0, 0},
-    {"MistralForCausalLM", "mistral", MEND_ROPE_NORM, 1, 0, 0, 0},
-    {"Qwen2ForCausalLM", "qwen2", MEND_ROPE_NEOX, 0, 1, 0, 0},
-    {"Qwen3ForCausalLM", "qwen3", MEND_ROPE_NEOX, 0, 0, 1, 0},
-    {"Phi3ForCausalLM", "phi3", MEND_ROPE_NORM, 1, 0, 0, 1},
+    {"LlamaForCausalLM", "llama", MEND_ROPE_NORM, 1, 0, 0, 0, 0},
+    {"MistralForCausalLM", "mistral", MEND_ROPE_NORM, 1, 0, 0, 0, 0},
+    {"Qwen2ForCausalLM", "qwen2", MEND_ROPE_NEOX, 0, 1, 0, 0, 0},
+    {"Qwen3ForCausalLM", "qwen3", MEND_ROPE_NEOX, 0, 0, 1, 0, 0},
+    {"Phi3ForCausalLM", "phi3", MEND_ROPE_NORM, 1, 0, 0, 1, 0},
+    {"Gemma2ForCausalLM", "gemma2", MEND_ROPE_NEOX, 0, 0, 0, 0, 1},
 };
 
 /* Families mend knows but does not implement, and what they need. */
 static const char *const hf_unsupported[][2] = {
-    {"Gemma2ForCausalLM", "attention and final logit soft-capping, pre/post norms, GeGLU, sqrt(hidden) "
-                          "embedding scale and query_pre_attn_scalar"},
     {"Gemma3ForCausalLM", "Gemma 3's tensor names and config fields read from a Hugging Face directory (mend runs "
                           "Gemma 3 from GGUF: scripts/fetch_model.sh gemma3-270m, or llama.cpp's "
                           "convert_hf_to_gguf.py)"},
@@ -69,8 +71,31 @@ static int accept_arch(const char *path, const char *an, void *ctx) {
             return mend_set_error(MEND_EUNSUPPORTED, "%s: field 'architectures' names '%s', which needs %s; "
                                   "mend does not implement these", path, an, hf_unsupported[i][1]);
     return mend_set_error(MEND_EUNSUPPORTED, "%s: field 'architectures' names '%.64s'; mend supports "
-                          "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM and "
-                          "Phi3ForCausalLM", path, an);
+                          "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, "
+                          "Phi3ForCausalLM and Gemma2ForCausalLM", path, an);
+}
+
+/* Gemma 2's fields, with transformers' defaults where config.json leaves
+ * them out: GeGLU with the tanh GELU (hidden_activation, or hidden_act in
+ * older files), attention scale 1/sqrt(query_pre_attn_scalar) (default
+ * 256), soft-capping when given; token embeddings times sqrt(hidden_size)
+ * (transformers scales them in the embedding module, so inputs_embeds such
+ * as a soft prompt are used as given); RMSNorm after attention and after
+ * the MLP. */
+static int gemma2_config(const mend_hf_config *h, const char *path, mend_config *cfg) {
+    const char *act = h->hidden_activation[0] ? h->hidden_activation : h->hidden_act;
+    const char *field = h->hidden_activation[0] ? "hidden_activation" : "hidden_act";
+    if (act[0] && strcmp(act, "gelu_pytorch_tanh") != 0)
+        return mend_set_error(MEND_EUNSUPPORTED, "%s: field '%s' is \"%s\"; mend implements Gemma 2's MLP only "
+                              "with \"gelu_pytorch_tanh\"", path, field, act);
+    cfg->act = MEND_ACT_GELU_TANH;
+    cfg->post_norms = 1;
+    cfg->embd_scale = sqrtf((float)cfg->dim);
+    const double qpas = h->query_pre_attn_scalar > 0 ? h->query_pre_attn_scalar : 256.0;
+    cfg->attn_scale = (float)(1.0 / sqrt(qpas));
+    cfg->attn_softcap = (float)h->attn_logit_softcapping;
+    cfg->final_softcap = (float)h->final_logit_softcapping;
+    return 0;
 }
 
 /* mend's config from config.json's fields for family A; the features mend
@@ -104,9 +129,13 @@ static int config_from_hf(const mend_hf_config *h, const char *path, const hf_ar
     if (cfg->n_heads % cfg->n_kv_heads)
         return mend_set_error(MEND_EFORMAT, "%s: field 'num_attention_heads' (%d) is not a multiple of "
                               "'num_key_value_heads' (%d)", path, cfg->n_heads, cfg->n_kv_heads);
-    if (h->hidden_act[0] && strcmp(h->hidden_act, "silu") != 0)
+    if (A->gemma) {
+        int rc = gemma2_config(h, path, cfg);
+        if (rc) return rc;
+    } else if (h->hidden_act[0] && strcmp(h->hidden_act, "silu") != 0) {
         return mend_set_error(MEND_EUNSUPPORTED, "%s: field 'hidden_act' is not \"silu\"; mend implements "
                               "only the SiLU-gated MLP", path);
+    }
     if (h->attention_bias && !A->qkv_bias)
         return mend_set_error(MEND_EUNSUPPORTED, "%s: field 'attention_bias' is true; mend supports attention "
                               "biases only for Qwen2ForCausalLM (q/k/v)", path);
@@ -124,6 +153,11 @@ static int config_from_hf(const mend_hf_config *h, const char *path, const hf_ar
         return mend_set_error(MEND_EUNSUPPORTED, "%s: field 'use_sliding_window' is true without 'layer_types'; "
                               "mend cannot tell which layers slide", path);
     if (strcmp(cfg->arch, "qwen2") == 0 || strcmp(cfg->arch, "qwen3") == 0) return 0;   /* off unless used */
+    if (A->gemma) {   /* transformers' rule without layer_types: layers 0, 2, 4, ... slide */
+        const int w = h->sliding_window > 0 ? h->sliding_window : 4096;
+        for (int l = 0; l < cfg->n_layers; l += 2) cfg->swa_window[l] = w;
+        return 0;
+    }
     for (int l = 0; l < cfg->n_layers && h->sliding_window > 0; l++) cfg->swa_window[l] = h->sliding_window;
     return 0;
 }
@@ -136,6 +170,7 @@ typedef struct hf_loader {
     const mend_config *cfg;
     float *arena;
     size_t cap, used;             /* in floats */
+    int norm_plus_one;            /* RMSNorm weights are stored as w for (1 + w) (Gemma) */
 } hf_loader;
 
 static float *arena_take(hf_loader *L, size_t n) {
@@ -238,6 +273,16 @@ static int load_vec(hf_loader *L, const char *name, int64_t n, const char *why, 
     return rc;
 }
 
+/* An RMSNorm weight, as the plain RMSNorm applies it (1 + w for Gemma). */
+static int load_norm(hf_loader *L, const char *name, int64_t n, const char *why, const float **v) {
+    float *d;
+    int rc = load_tensor(L, name, n, 0, NULL, 0, why, &d);
+    if (rc) return rc;
+    for (int64_t i = 0; d && L->norm_plus_one && i < n; i++) d[i] += 1.0f;
+    *v = d;
+    return 0;
+}
+
 /* Layer l's attention projections: separate q/k/v_proj, or one fused
  * qkv_proj whose rows are q, then k, then v (phi3). */
 static int load_qkv(hf_loader *L, const mend_config *c, const hf_arch *A, int l, mend_layer *Y) {
@@ -301,18 +346,25 @@ static int load_all(hf_loader *L, mend_model *m, const hf_arch *A) {
     for (int l = 0; l < c->n_layers; l++) {
         mend_layer *Y = &m->layers[l];
         char n[128];
-        if ((rc = load_vec(L, NAME("input_layernorm.weight"), dim, "hidden_size", &Y->attn_norm)) ||
+        /* Gemma's post_attention_layernorm norms the attention output; the
+         * others' is the MLP's input norm */
+        const char *ffn_norm = A->gemma ? "pre_feedforward_layernorm.weight" : "post_attention_layernorm.weight";
+        if ((rc = load_norm(L, NAME("input_layernorm.weight"), dim, "hidden_size", &Y->attn_norm)) ||
             (rc = load_qkv(L, c, A, l, Y)) ||
             (rc = load_mat(L, NAME("self_attn.o_proj.weight"), dim, qd, 0,
                            "hidden_size, num_attention_heads*head_dim", &Y->wo)) ||
-            (rc = load_vec(L, NAME("post_attention_layernorm.weight"), dim, "hidden_size", &Y->ffn_norm)) ||
+            (rc = load_norm(L, NAME(ffn_norm), dim, "hidden_size", &Y->ffn_norm)) ||
             (rc = load_gate_up(L, c, A, l, Y)) ||
             (rc = load_mat(L, NAME("mlp.down_proj.weight"), dim, hid, 0, "hidden_size, intermediate_size",
                            &Y->w_down)))
             return rc;
+        if (A->gemma &&
+            ((rc = load_norm(L, NAME("post_attention_layernorm.weight"), dim, "hidden_size", &Y->post_attn_norm)) ||
+             (rc = load_norm(L, NAME("post_feedforward_layernorm.weight"), dim, "hidden_size", &Y->post_ffn_norm))))
+            return rc;
     }
 #undef NAME
-    if ((rc = load_vec(L, "model.norm.weight", dim, "hidden_size", &m->out_norm))) return rc;
+    if ((rc = load_norm(L, "model.norm.weight", dim, "hidden_size", &m->out_norm))) return rc;
     if (c->tied) {
         m->output = m->tok_embd;
     } else if ((rc = load_mat(L, "lm_head.weight", nv, dim, 0, "vocab_size, hidden_size", &m->output))) {
@@ -336,6 +388,7 @@ static int load_weights(hf_loader *L, mend_model *m, const hf_arch *A) {
         if (A->qkv_bias)
             ok = ok && arena_add(&total, qd, 1) && arena_add(&total, kvd, 1) && arena_add(&total, kvd, 1);
         if (A->qk_norm) ok = ok && arena_add(&total, c->head_dim, 1) && arena_add(&total, c->head_dim, 1);
+        if (A->gemma) ok = ok && arena_add(&total, dim, 1) && arena_add(&total, dim, 1);
     }
     m->layers = calloc((size_t)c->n_layers, sizeof *m->layers);
     if (!m->layers) return mend_set_error(MEND_ENOMEM, "%s: out of memory", L->dir);
@@ -425,6 +478,7 @@ int mend_model_load_hf(mend_model **out, const char *dir, const mend_load_opts *
         (rc = config_from_hf(hc, cfg_path, A, &m->cfg)))
         goto done;
     if ((rc = mend_hf_weights_open(&L.w, dir))) goto done;
+    L.norm_plus_one = A->gemma;
 
     /* tie when the config says so or when there is no separate head */
     const mend_safetensors *st;

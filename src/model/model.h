@@ -53,6 +53,9 @@ typedef struct mend_config {
     float attn_scale;     /* attention logits are q·k times this (0: 1/sqrt(head_dim)) */
     float rope_theta_swa; /* RoPE base (unscaled) of the layers with a sliding window; 0: rope_theta
                              on every layer */
+    /* Gemma 2 ("gemma2", with the Gemma 3 fields above but qk_norm and rope_theta_swa). Zero elsewhere. */
+    float attn_softcap;   /* attention scores s -> c tanh(s / c) before the softmax (0: none) */
+    float final_softcap;  /* logits z -> c tanh(z / c) (0: none) */
 } mend_config;
 
 enum mend_act {
@@ -148,6 +151,9 @@ void mend_rope_local_tables(const mend_config *c, float *cos_t, float *sin_t, in
 void mend_rmsnorm_rows(float *out, const float *x, const float *w, int n, int dim, float eps);
 /* x (n, dim) *= embd_scale (token embeddings only). */
 void mend_embed_scale(const mend_config *c, float *x, int n);
+/* Logit soft-capping of n rows of n_vocab logits with final_softcap (gemma2);
+ * a no-op without. Parallel over the rows. */
+void mend_logit_softcap(const mend_config *c, float *logits, int64_t n);
 /* h = act(gate) * up, (n) each, by cfg.act; h may alias gate. serial: stay
  * on this thread. */
 void mend_glu_forward(const mend_config *c, float *h, const float *gate, const float *up, int64_t n, int serial);

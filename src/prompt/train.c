@@ -15,7 +15,9 @@
  * and logits = rmsnorm(x_L) * w_out Woutᵀ for the scored rows only. gemma3
  * (model/features.c) also has text embeddings times embd_scale (the prompt
  * rows are used as given), xm = x + rmsnorm(a Woᵀ) * post_attn_norm,
- * x' = xm + rmsnorm((gelu_tanh(g) * u) Wdᵀ) * post_ffn_norm.
+ * x' = xm + rmsnorm((gelu_tanh(g) * u) Wdᵀ) * post_ffn_norm. gemma2 has the
+ * same and soft-caps the attention scores and the logits: s = c tanh(s / c),
+ * with d s / d s_in = 1 - tanh².
  *
  * Memory plan (floats; T = P + max_text, all in one allocation made by
  * mend_trainer_new; nothing is allocated during a step):
@@ -99,6 +101,7 @@ struct mend_trainer {
     float *xb, *att, *sw, *dx, *dh, *dq, *dk, *dv, *dg, *du;
     float *rc, *rs, *asc;
     float *logits, *tlogits, *hf, *dhf, *work;
+    float *ltanh;       /* tanh(z / c) of the logits' rows with cfg.final_softcap, or NULL */
     float *xt;          /* packed x of a forward product (mend_sgemm), or NULL */
     size_t xt_cols;
     int xt_rows;
@@ -297,7 +300,7 @@ int mend_trainer_new(mend_trainer **out, const mend_model *m, int n_virtual, int
     const size_t perlayer = 2 * D + qd + 2 * kvd + 2 * F;   /* X, XM, Q, K, V, G, U */
     /* slot sizes in floats; overflow-checked (every factor is bounded above,
      * but vocab x rows and T x perlayer x L can still be large) */
-    size_t sz[31];
+    size_t sz[32];
     int ns = 0, ok = 1;
 #define SLOT(a, b) do { size_t v_; ok = ok && mend_mul_ok((a), (b), &v_); sz[ns++] = ok ? v_ : 0; } while (0)
     SLOT((L + 1) * T, D);               /* X */
@@ -329,6 +332,7 @@ int mend_trainer_new(mend_trainer **out, const mend_model *m, int n_virtual, int
     SLOT(1, attention_backward_scratch_floats((int)T, c->n_heads, (int)hd, nt));
     SLOT(HEAD_ROWS, Vv);                /* logits */
     SLOT(teacher ? HEAD_ROWS : 0, Vv);  /* teacher logits */
+    SLOT(c->final_softcap > 0.0f ? HEAD_ROWS : 0, Vv);   /* ltanh */
     SLOT(2 * HEAD_ROWS, D);             /* hf, dhf */
     SLOT((size_t)nt * 2, Vv);           /* work */
     const int xt_rows = (int)(T > HEAD_ROWS ? T : HEAD_ROWS);
@@ -336,7 +340,7 @@ int mend_trainer_new(mend_trainer **out, const mend_model *m, int n_virtual, int
     SLOT(1, mend_sgemm_available() ? mend_sgemm_xt_floats(xt_rows, (int)xt_cols) : 0);   /* xt */
 #undef SLOT
     (void)perlayer;
-    size_t offs[31], total = 0;
+    size_t offs[32], total = 0;
     for (int i = 0; ok && i < ns; i++) {
         offs[i] = total;
         ok = mend_add_ok(total, (sz[i] + 15) & ~(size_t)15, &total);
@@ -380,6 +384,8 @@ int mend_trainer_new(mend_trainer **out, const mend_model *m, int n_virtual, int
     t->asc = f + offs[i++];
     t->logits = f + offs[i++];
     t->tlogits = teacher ? f + offs[i] : NULL;
+    i++;
+    t->ltanh = sz[i] ? f + offs[i] : NULL;
     i++;
     t->hf = f + offs[i];
     t->dhf = t->hf + (size_t)HEAD_ROWS * D;
@@ -487,8 +493,8 @@ static void forward_layers(mend_trainer *t, int T) {
         mend_qk_norm(c, Ly, Q, qd, K, kvd, T);
         rope_forward(Q, T, qd, c->n_heads, c->head_dim, rc, rs, c->rope_type);
         rope_forward(K, T, kvd, c->n_kv_heads, c->head_dim, rc, rs, c->rope_type);
-        attention_forward_train(t->att, Q, K, V, T, c->n_heads, c->n_kv_heads, c->head_dim, c->swa_window[l], t->asc,
-                                nt);
+        attention_forward_train(t->att, Q, K, V, T, c->n_heads, c->n_kv_heads, c->head_dim, c->swa_window[l],
+                                c->attn_softcap, t->asc, nt);
         memcpy(XM, X, (size_t)T * D * sizeof(float));
         residual_forward(t, XM, t->att, &Ly->wo, YA, Ly->post_attn_norm, T);
 
@@ -549,7 +555,7 @@ static void backward_layers(mend_trainer *t, int T) {
         const bwd_job jo = {post_norm_backward(t, YA, Ly->post_attn_norm, T), D, &Ly->wo, WP(M_O)};
         mm_backward(t, t->att, qd, T, 0.0f, &jo, 1);
         attention_backward(t->dq, t->dk, t->dv, t->att, Q, K, V, T, c->n_heads, c->n_kv_heads, c->head_dim,
-                           c->swa_window[l], t->asc, nt);
+                           c->swa_window[l], c->attn_softcap, t->asc, nt);
         const int rows = l == 0 ? t->P : T;   /* layer 0: only the prompt rows are trained */
         rope_backward(t->dq, rows, qd, c->n_heads, c->head_dim, rc, rs, c->rope_type);
         rope_backward(t->dk, rows, kvd, c->n_kv_heads, c->head_dim, rc, rs, c->rope_type);
@@ -612,8 +618,15 @@ int mend_trainer_step(mend_trainer *t, const float *prompt, const int32_t *text,
         const int nt = t->n_threads;
 #pragma omp parallel for schedule(static) reduction(+ : ls, cs) num_threads(nt)
         for (int r = 0; r < nr; r++) {
-            float *z = t->logits + (size_t)r * Vv;
+            float *z = t->logits + (size_t)r * Vv, *th = t->ltanh ? t->ltanh + (size_t)r * Vv : NULL;
             const int32_t target = text[r0 + r - P + 1];
+            if (th) {   /* z = c tanh(z / c), its tanh kept for the backward */
+                const float cap = c->final_softcap;
+                for (int v = 0; v < Vv; v++) {
+                    th[v] = tanhf(z[v] / cap);
+                    z[v] = cap * th[v];
+                }
+            }
             if (objective == MEND_TUNE_KL) {
                 double ce = 0.0;
                 ls += kl_forward_backward(z, t->tlogits + (size_t)r * Vv, Vv, target, scale, &ce,
@@ -624,6 +637,8 @@ int mend_trainer_step(mend_trainer *t, const float *prompt, const int32_t *text,
                 ls += l;
                 cs += l;
             }
+            if (th)   /* dz through the cap */
+                for (int v = 0; v < Vv; v++) z[v] *= 1.0f - th[v] * th[v];
         }
         loss_sum += ls;
         ce_sum += cs;

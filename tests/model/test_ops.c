@@ -225,7 +225,7 @@ static void test_attention(void) {
     fill(vc, sizeof vc / sizeof *vc, 1.0f);
     for (int threads = 1; threads <= 2; threads++) {
         memset(out, 0, sizeof out);
-        attention_forward(out, q, kc, vc, N, POS0, H, KV, HD, scratch, CTX, threads);
+        attention_forward(out, q, kc, vc, N, POS0, H, KV, HD, 0.0f, scratch, CTX, threads);
         double e = 0;
         for (int i = 0; i < N; i++)
             for (int h = 0; h < H; h++) {

@@ -54,7 +54,9 @@ static void rope_d(double *x, int n, int nh, int hd, int pos0, double theta, int
 }
 
 /* causal GQA attention from position 0: q (T, H*hd), k, v (T, KH*hd) */
-static void att_d(double *out, const double *q, const double *k, const double *v, int T, int H, int KH, int hd) {
+/* the attention in double; cap > 0: scores capped as cap * tanh(s / cap) */
+static void att_d(double *out, const double *q, const double *k, const double *v, int T, int H, int KH, int hd,
+                  double cap) {
     int g = H / KH;
     double *s = malloc(sizeof(double) * T);
     for (int i = 0; i < T; i++)
@@ -66,6 +68,7 @@ static void att_d(double *out, const double *q, const double *k, const double *v
                 double d = 0;
                 for (int j = 0; j < hd; j++) d += qi[j] * kt[j];
                 s[t] = d / sqrt((double)hd);
+                if (cap > 0) s[t] = cap * tanh(s[t] / cap);
                 mx = fmax(mx, s[t]);
             }
             double sum = 0;
@@ -219,7 +222,7 @@ static void test_matmul(void) {
     CHECK(rel_err(dx2, g, n * k, 1e-3) < 1e-6);
 }
 
-static void test_attention(int T, int H, int KH, int hd) {
+static void test_attention(int T, int H, int KH, int hd, float cap) {
     const size_t qd = (size_t)H * hd, kvd = (size_t)KH * hd;
     float *q = malloc(sizeof(float) * T * qd), *k = malloc(sizeof(float) * T * kvd), *v = malloc(sizeof(float) * T * kvd);
     float *dout = malloc(sizeof(float) * T * qd), *o1 = malloc(sizeof(float) * T * qd), *o2 = malloc(sizeof(float) * T * qd);
@@ -233,15 +236,15 @@ static void test_attention(int T, int H, int KH, int hd) {
     const int nt = 2;
     float *sc = malloc(sizeof(float) * attention_backward_scratch_floats(T, H, hd, nt));
     float *sc2 = malloc(sizeof(float) * nt * attention_scratch_floats(H, KH, T));
-    attention_forward_train(o1, q, k, v, T, H, KH, hd, 0, sc, nt);
-    attention_forward(o2, q, k, v, T, 0, H, KH, hd, sc2, T, nt);
+    attention_forward_train(o1, q, k, v, T, H, KH, hd, 0, cap, sc, nt);
+    attention_forward(o2, q, k, v, T, 0, H, KH, hd, cap, sc2, T, nt);
     tod(qd_, q, T * qd);
     tod(kd, k, T * kvd);
     tod(vd, v, T * kvd);
-    att_d(od, qd_, kd, vd, T, H, KH, hd);
+    att_d(od, qd_, kd, vd, T, H, KH, hd, cap);
     CHECK_MSG(rel_err(o1, od, T * qd, 1e-3) < 1e-5, "attention_forward_train vs double %g", rel_err(o1, od, T * qd, 1e-3));
     CHECK(rel_err(o2, od, T * qd, 1e-3) < 1e-5);
-    attention_backward(dq, dk, dv, dout, q, k, v, T, H, KH, hd, 0, sc, nt);
+    attention_backward(dq, dk, dv, dout, q, k, v, T, H, KH, hd, 0, cap, sc, nt);
     /* central differences on a sample of coordinates of q, k and v */
     const double h = 1e-5;
     double emax = 0;
@@ -257,20 +260,20 @@ static void test_attention(int T, int H, int KH, int hd) {
             if (s == 1) i = cnt - 1;
             double sv = base[i];
             base[i] = sv + h;
-            att_d(od, qd_, kd, vd, T, H, KH, hd);
+            att_d(od, qd_, kd, vd, T, H, KH, hd, cap);
             double lp = dotd(od, dout, T * qd);
             base[i] = sv - h;
-            att_d(od, qd_, kd, vd, T, H, KH, hd);
+            att_d(od, qd_, kd, vd, T, H, KH, hd, cap);
             double lm = dotd(od, dout, T * qd);
             base[i] = sv;
             double g = (lp - lm) / (2 * h);
             emax = fmax(emax, fabs(an[i] - g) / gmax);
         }
     }
-    CHECK_MSG(emax < 1e-4, "attention_backward T=%d H=%d KH=%d: rel err %g", T, H, KH, emax);
+    CHECK_MSG(emax < 1e-4, "attention_backward T=%d H=%d KH=%d cap %g: rel err %g", T, H, KH, (double)cap, emax);
     /* thread count does not change the result */
     float *dq1 = malloc(sizeof(float) * T * qd);
-    attention_backward(dq1, dk, dv, dout, q, k, v, T, H, KH, hd, 0, sc, 1);
+    attention_backward(dq1, dk, dv, dout, q, k, v, T, H, KH, hd, 0, cap, sc, 1);
     CHECK(memcmp(dq1, dq, sizeof(float) * T * qd) == 0);
     free(dq1);
     free(sc);
@@ -335,9 +338,13 @@ int main(void) {
     test_rope(2);
     test_swiglu();
     test_matmul();
-    test_attention(7, 4, 2, 8);
-    test_attention(150, 4, 2, 8);    /* more than one 128-row block */
-    test_attention(130, 3, 3, 16);   /* no grouping */
+    test_attention(7, 4, 2, 8, 0.0f);
+    test_attention(150, 4, 2, 8, 0.0f);    /* more than one 128-row block */
+    test_attention(130, 3, 3, 16, 0.0f);   /* no grouping */
+    /* soft-capped scores (Gemma 2); the scores of these inputs reach a few
+     * units, so a cap of 1.5 bends most of them */
+    test_attention(7, 4, 2, 8, 1.5f);
+    test_attention(150, 4, 2, 8, 1.5f);
     test_losses();
     return test_finish();
 }
