@@ -135,8 +135,10 @@ typedef struct mend_compress_opts {
     int embd_type;              /* token_embd / output: MEND_EMBD_KEEP or a ggml type (RTN) */
     double damp;                /* GPTQ: 0 -> 0.01 */
     int block;                  /* GPTQ lazy-batch width: 0 -> 128 */
-    int act_order;
-    int fit_importance;         /* GPTQ: diag(H) as importance in the block fits */
+    int act_order;              /* GPTQ: columns by descending diag(H), static grids; -1: on unless
+                                 * pruning (refused with pruning) */
+    int fit_importance;         /* GPTQ: diag(H) as importance in the block fits; -1: on for ggml
+                                 * types, off for the generic grids */
     int sink_weight;            /* calibrated passes: each window's first token counts this many
                                  * times in the Hessians (and Wanda's norms); 0 -> the default
                                  * mend_sink_weight_default(seqlen), 1 -> plain */
@@ -152,7 +154,8 @@ typedef struct mend_compress_opts {
     const mend_prune_opts *prune;
 } mend_compress_opts;
 
-/* Defaults: RTN to q4_0, embeddings kept, every other field 0 / NULL. */
+/* Defaults: RTN to q4_0, embeddings kept, act_order and fit_importance -1
+ * (their defaults), every other field 0 / NULL. */
 void mend_compress_opts_init(mend_compress_opts *o);
 /* The default sink weight for windows of seqlen tokens (docs/compress.md). */
 int mend_sink_weight_default(int seqlen);

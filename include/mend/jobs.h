@@ -1,9 +1,9 @@
 /* mend — jobs: whole pipeline steps as single library calls, on files.
  *
  * A job takes paths and options, does what the command of the same name
- * does (mend eval, mend ppl, mend tune, mend bank build, mend repair) and
- * writes the same files; the command is a client that parses its arguments
- * into the job's struct and prints the job's events. A server or a binding
+ * does (mend compress, mend eval, mend ppl, mend tune, mend bank build,
+ * mend repair) and writes the same files; the command is a client that
+ * parses its arguments into the job's struct and prints the job's events. A server or a binding
  * runs the same job with its own event handler.
  *
  * Events are the job's only output besides its files: the text of its
@@ -164,6 +164,29 @@ int mend_bank_build_run(const mend_bank_job *j, mend_event_fn fn, void *user);
  * bank calibrate` and `mend bank router` do. */
 int mend_bank_selectors_add(const char *bank_dir, const mend_model *m, const char *const *texts, const size_t *lens,
                             int n_texts, int calibrate, const mend_router_opts *ro, mend_event_fn fn, void *user);
+
+/* ---- mend compress ------------------------------------------------------ */
+typedef struct mend_compress_job {
+    const char *model, *out;           /* the GGUF source and the output */
+    mend_compress_opts opts;           /* method, format, GPTQ settings, embd_type, prune (borrowed); the job
+                                          sets calib, nsamples, seqlen, calib_desc, checkpoint and progress */
+    const char *const *calib;          /* calibration texts (GPTQ, Wanda, SparseGPT) */
+    int n_calib;
+    const char *corpus_dir;            /* without calib: its dialog, fiction, lore, news, science, wiki.txt */
+    int nsamples, seqlen;              /* calibration windows (defaults 128 x 2048) */
+    uint64_t seed;                     /* window sampling seed */
+    const char *save_calib;            /* also write the windows' text here, or NULL */
+    const char *checkpoint;            /* NULL: OUT.ckpt; a matching checkpoint is resumed */
+    int no_checkpoint, resume, restart;   /* none; require one; delete it first */
+    int stop_after;                    /* > 0: stop once that many layers are finished (status 0, checkpoint
+                                          kept, a note says so) */
+} mend_compress_job;
+/* GPTQ to q4_0 (opts from mend_compress_opts_init, method GPTQ), 128 x 2048. */
+void mend_compress_job_init(mend_compress_job *j);
+/* Compress as `mend compress` does; res (may be NULL) gets mend_compress's
+ * result. The report (what the command prints) is TEXT; the calibration
+ * and a resumed checkpoint are notes; the layers are a counter. */
+int mend_compress_job_run(const mend_compress_job *j, mend_compress_result *res, mend_event_fn fn, void *user);
 
 /* ---- mend repair -------------------------------------------------------- */
 typedef struct mend_repair_job {

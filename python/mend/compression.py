@@ -125,8 +125,10 @@ def compress(src, out, fmt="q4_0", method="rtn", *, calib=None, nsamples=128, se
         check(lib.mend_sparsity_parse(byref(po.sp), str(sparsity).encode()))
         po.joint = int(bool(joint))
         o.prune = ctypes.pointer(po)
-    o.act_order = int(act_order if act_order is not None else prune is None)
-    o.fit_importance = int(fit_importance if fit_importance is not None else o.fmt.type != _capi.MEND_QFMT_GENERIC)
+    if act_order is not None:   # else the library's default: on unless pruning
+        o.act_order = int(act_order)
+    if fit_importance is not None:   # else on for ggml types
+        o.fit_importance = int(fit_importance)
     if damp is not None:
         o.damp = float(damp)
     if block is not None:

@@ -9,6 +9,8 @@ void mend_compress_opts_init(mend_compress_opts *o) {
     o->method = MEND_COMPRESS_RTN;
     o->fmt = mend_qfmt_ggml(MEND_TYPE_Q4_0);
     o->embd_type = MEND_EMBD_KEEP;
+    o->act_order = -1;
+    o->fit_importance = -1;
 }
 
 int mend_type_is_float(uint32_t type) {

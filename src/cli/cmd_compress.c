@@ -1,7 +1,7 @@
 /* mend compress MODEL -o OUT.gguf: quantize the linear layers of a GGUF
- * model with RTN or GPTQ (docs/compress.md). Progress with an ETA on
- * stderr; a summary on stdout. GPTQ checkpoints after every layer to
- * OUT.gguf.ckpt and resumes from it automatically. */
+ * model with RTN or GPTQ (docs/compress.md), through mend_compress_job_run.
+ * Progress with an ETA on stderr; a summary on stdout. GPTQ checkpoints
+ * after every layer to OUT.gguf.ckpt and resumes from it automatically. */
 #include <getopt.h>
 #include <limits.h>
 #include <stdio.h>
@@ -14,8 +14,6 @@
 
 static const char *CMD = "compress";
 
-static const char *const CORPUS[] = {"dialog.txt", "fiction.txt", "lore.txt", "news.txt", "science.txt", "wiki.txt"};
-#define N_CORPUS (int)(sizeof CORPUS / sizeof CORPUS[0])
 #define MAX_CALIB 64
 
 static void help(void) {
@@ -76,30 +74,6 @@ static void help(void) {
 }
 
 
-typedef struct prog {
-    cli_progress bar;
-    int started;
-    int64_t last;
-    int stop_after;
-} prog;
-
-static int on_event(void *user, const mend_compress_event *ev) {
-    prog *p = user;
-    if (!p->started) {
-        cli_progress_start(&p->bar, "compress", "step", ev->total, 6);
-        p->started = 1;
-    }
-    if (!strcmp(ev->stage, "layer done")) {
-        char item[64];
-        snprintf(item, sizeof item, "[%d]%.4g,", ev->layer, ev->loss);
-        cli_progress_update(&p->bar, ev->done, item);
-        if (p->stop_after > 0 && ev->layer + 1 >= p->stop_after) return 1;
-    } else {
-        cli_progress_update(&p->bar, ev->done, NULL);
-    }
-    return 0;
-}
-
 int cmd_compress(int argc, char **argv) {
     enum {
         O_METHOD = 256, O_TYPE, O_BITS, O_GROUP, O_SYM, O_ASYM, O_ACT, O_DAMP, O_BLOCK, O_FITIMP, O_CALIB,
@@ -131,8 +105,8 @@ int cmd_compress(int argc, char **argv) {
     int group_set = 0, fit_imp = -1;
     double damp = 0.01;
     uint64_t seed = 0;
-    mend_compress_opts o = {0};
-    o.embd_type = MEND_EMBD_KEEP;
+    mend_compress_job j;
+    mend_compress_job_init(&j);
     int act_order = -1;   /* -1: on, off when pruning (GPTQ keeps the pruned columns in order) */
     optind = 0;
     opterr = 0;
@@ -172,7 +146,7 @@ int cmd_compress(int argc, char **argv) {
             long sw;
             if (cli_parse_int(optarg, 1, 1 << 20, &sw))
                 return cli_usage_error(CMD, "--sink-weight expects a whole number >= 1, got '%s'", optarg);
-            o.sink_weight = (int)sw;
+            j.opts.sink_weight = (int)sw;
             break;
         }
         case O_CALIB:
@@ -192,14 +166,14 @@ int cmd_compress(int argc, char **argv) {
             break;
         case O_SAVECALIB: save_calib = optarg; break;
         case O_EMBD:
-            if (!strcmp(optarg, "keep")) o.embd_type = MEND_EMBD_KEEP;
+            if (!strcmp(optarg, "keep")) j.opts.embd_type = MEND_EMBD_KEEP;
             else {
                 int t = mend_type_from_name(optarg);
                 mend_qfmt f;
                 if (t < 0 || mend_qfmt_parse(&f, optarg) || f.type == MEND_QFMT_GENERIC)
                     return cli_usage_error(CMD, "--embd-type expects keep or a ggml type (f32, f16, q8_0, ...), got '%s'",
                                            optarg);
-                o.embd_type = t;
+                j.opts.embd_type = t;
             }
             break;
         case O_CKPT: ckpt_arg = optarg; break;
@@ -234,138 +208,47 @@ int cmd_compress(int argc, char **argv) {
     if (resume && restart) return cli_usage_error(CMD, "--resume and --restart exclude each other");
     if (resume && no_ckpt) return cli_usage_error(CMD, "--resume needs checkpoints");
     if (type_name) {
-        if (mend_qfmt_parse(&o.fmt, type_name) || o.fmt.type == MEND_QFMT_GENERIC)
+        if (mend_qfmt_parse(&j.opts.fmt, type_name) || j.opts.fmt.type == MEND_QFMT_GENERIC)
             return cli_usage_error(CMD, "--type expects a ggml type (q8_0 q5_0 q5_1 q4_0 q4_1 q6_k q5_k q4_k q3_k "
                                    "q2_k f32 f16), got '%s'", type_name);
     } else {
-        o.fmt = mend_qfmt_generic((int)bits, (int)group, sym);
+        j.opts.fmt = mend_qfmt_generic((int)bits, (int)group, sym);
     }
-    const int is_float = mend_type_is_float(o.fmt.type);
-    if (is_float) method = MEND_COMPRESS_RTN;
-    o.method = method;
-    /* importance-weighted block fits: measured better for every ggml type
-     * (docs/compress.md); the generic grids keep plain fits */
-    o.fit_importance = fit_imp >= 0 ? fit_imp : o.fmt.type != MEND_QFMT_GENERIC;
-    o.damp = damp;
-    o.block = (int)block;
+    if (mend_type_is_float(j.opts.fmt.type)) method = MEND_COMPRESS_RTN;
+    j.opts.method = method;
+    j.opts.damp = damp;
+    j.opts.block = (int)block;
+    j.opts.fit_importance = fit_imp;   /* -1: the library's default (on for ggml types) */
     if (po.joint && (po.method != MEND_PRUNE_SPARSEGPT || method != MEND_COMPRESS_GPTQ))
         return cli_usage_error(CMD, "--joint goes with --prune sparsegpt and --method gptq");
-    o.act_order = act_order >= 0 ? act_order : po.method == MEND_PRUNE_NONE;
+    j.opts.act_order = act_order;      /* -1: on, off when pruning */
     if (po.method != MEND_PRUNE_NONE) {
-        if (o.act_order && method == MEND_COMPRESS_GPTQ)
+        if (act_order == 1 && method == MEND_COMPRESS_GPTQ)
             return cli_usage_error(CMD, "--act-order is not supported together with --prune");
-        o.prune = &po;
+        j.opts.prune = &po;
     }
-    const char *model_path = argv[optind];
-
-    int rc = CLI_EXIT_ERROR;
-    mend_model *m = NULL;
-    mend_calib cal = {0};
-    char corpus_dir[PATH_MAX], *paths_buf[N_CORPUS] = {0}, desc[1024] = "", *ckpt = NULL;
-    const char *paths[MAX_CALIB];
-    int n_paths = 0;
-
-    if (method == MEND_COMPRESS_GPTQ || mend_prune_needs_calib(&po)) {
-        if (n_calib) {
-            for (int i = 0; i < n_calib; i++) paths[n_paths++] = calib[i];
-        } else {
-            if (cli_find_data("corpus", corpus_dir, sizeof corpus_dir)) {
-                fprintf(stderr, "mend compress: no calibration text: set MEND_DATA to the data directory (with "
-                                "corpus/*.txt) or pass --calib FILE\n");
-                return CLI_EXIT_ERROR;
-            }
-            for (int i = 0; i < N_CORPUS; i++) {
-                paths_buf[i] = mend_path_join(corpus_dir, CORPUS[i]);
-                if (!paths_buf[i]) goto out;
-                paths[n_paths++] = paths_buf[i];
-            }
+    j.model = argv[optind];
+    j.out = out_path;
+    j.calib = calib;
+    j.n_calib = n_calib;
+    j.nsamples = (int)nsamples;
+    j.seqlen = (int)seqlen;
+    j.seed = seed;
+    j.save_calib = save_calib;
+    j.checkpoint = ckpt_arg;
+    j.no_checkpoint = no_ckpt;
+    j.resume = resume;
+    j.restart = restart;
+    j.stop_after = (int)stop_after;
+    char corpus_dir[PATH_MAX];
+    if (!n_calib && (method == MEND_COMPRESS_GPTQ || mend_prune_needs_calib(&po))) {
+        if (cli_find_data("corpus", corpus_dir, sizeof corpus_dir)) {
+            fprintf(stderr, "mend compress: no calibration text: set MEND_DATA to the data directory (with "
+                            "corpus/*.txt) or pass --calib FILE\n");
+            return CLI_EXIT_ERROR;
         }
-        int k = snprintf(desc, sizeof desc, "seed %llu:", (unsigned long long)seed);
-        for (int i = 0; i < n_paths && k < (int)sizeof desc - 2; i++) {
-            char bn[256];
-            k += snprintf(desc + k, sizeof desc - k, " %s", mend_basename(paths[i], bn, sizeof bn));
-        }
-        /* the tokenizer only: the driver loads the weights itself */
-        mend_load_opts lo = {.keep_packed = 1, .no_repack = 1};
-        if (mend_model_load(&m, model_path, &lo)) {
-            rc = cli_fail(CMD, model_path);
-            goto out;
-        }
-        const double t0 = mend_now();
-        if (mend_calib_build(&cal, mend_model_tokenizer(m), paths, n_paths, (int)nsamples, (int)seqlen, seed)) {
-            rc = cli_fail(CMD, "calibration");
-            goto out;
-        }
-        fprintf(stderr, "calibration: %d x %d tokens from %d file(s) in %.1f s\n", cal.nsamples, cal.seqlen, n_paths,
-                mend_now() - t0);
-        if (save_calib) {
-            char *text = NULL;
-            size_t len = 0;
-            if (mend_calib_text(&cal, mend_model_tokenizer(m), &text, &len) ||
-                mend_write_file_atomic(save_calib, text, len)) {
-                free(text);
-                rc = cli_fail(CMD, save_calib);
-                goto out;
-            }
-            free(text);
-        }
-        mend_model_free(m);
-        m = NULL;
-        o.calib = cal.tokens;
-        o.nsamples = cal.nsamples;
-        o.seqlen = cal.seqlen;
-        o.calib_desc = desc;
+        j.corpus_dir = corpus_dir;
     }
-    if (!no_ckpt) {
-        if (ckpt_arg) ckpt = strdup(ckpt_arg);
-        else if ((ckpt = malloc(strlen(out_path) + 6))) sprintf(ckpt, "%s.ckpt", out_path);
-        if (!ckpt) goto out;
-        if (restart) unlink(ckpt);
-        if (resume && !mend_file_exists(ckpt)) {
-            fprintf(stderr, "mend compress: --resume: no checkpoint %s\n", ckpt);
-            goto out;
-        }
-        if (mend_file_exists(ckpt)) fprintf(stderr, "resuming from %s\n", ckpt);
-        o.checkpoint = ckpt;
-    }
-    prog p = {.stop_after = (int)stop_after};
-    o.progress = on_event;
-    o.progress_user = &p;
-    mend_compress_result res;
-    int st = mend_compress(model_path, out_path, &o, &res);
-    if (p.started) cli_progress_end(&p.bar);
-    if (st) {
-        if (stop_after > 0 && strstr(mend_last_error(), "stopped after layer")) {
-            fprintf(stderr, "mend compress: %s; checkpoint %s kept (run again to resume)\n", mend_last_error(),
-                    ckpt ? ckpt : "(none)");
-            rc = 0;
-            goto out;
-        }
-        rc = cli_fail(CMD, model_path);
-        goto out;
-    }
-    char fmt[64], sz[32], qsz[32], dur[32];
-    mend_qfmt_name(&o.fmt, fmt, sizeof fmt);
-    printf("wrote %s: %s (%s), %s\n", out_path, fmt, method == MEND_COMPRESS_GPTQ ? "gptq" : "rtn",
-           mend_fmt_bytes((double)res.file_bytes, sz, sizeof sz));
-    printf("  linear layers: %lld weights in %s, %.3f bits per weight\n", (long long)res.n_quantized,
-           mend_fmt_bytes((double)res.bytes_quantized, qsz, sizeof qsz),
-           res.n_quantized ? 8.0 * (double)res.bytes_quantized / (double)res.n_quantized : 0.0);
-    if (res.n_fallback)
-        printf("  %d matrices in %s: rows not a multiple of the %s block (llama.cpp's fallback)\n", res.n_fallback,
-               mend_type_name(res.fallback_type), fmt);
-    if (po.method != MEND_PRUNE_NONE) {
-        char sp[32];
-        printf("  pruned: %s, %s%s (mend info --sparsity shows the zeros per matrix)\n", mend_prune_method_name(po.method),
-               mend_sparsity_name(&po.sp, sp, sizeof sp), po.joint ? ", joint with GPTQ" : "");
-    }
-    if (res.resumed_layers) printf("  resumed after %d finished layers\n", res.resumed_layers);
-    printf("  time %s (%.1f s)\n", mend_fmt_duration(res.seconds, dur, sizeof dur), res.seconds);
-    rc = 0;
-out:
-    for (int i = 0; i < N_CORPUS; i++) free(paths_buf[i]);
-    free(ckpt);
-    mend_calib_free(&cal);
-    mend_model_free(m);
-    return rc;
+    cli_events ev = {.cmd = CMD};
+    return cli_job_status(CMD, mend_compress_job_run(&j, NULL, cli_event, &ev));
 }

@@ -665,13 +665,31 @@ int mend_sink_weight_default(int seqlen) {
     return seqlen / 32 > 1 ? seqlen / 32 : 1;
 }
 
-int mend_compress(const char *src, const char *out, const mend_compress_opts *o, mend_compress_result *res) {
+/* The options with their defaults filled in (act_order and fit_importance
+ * < 0), or an error for a combination mend does not run. */
+static int resolve_opts(const mend_compress_opts *in, mend_compress_opts *o) {
+    *o = *in;
+    if (o->method != MEND_COMPRESS_RTN && o->method != MEND_COMPRESS_GPTQ)
+        return mend_set_error(MEND_EINVAL, "compress: method %d (rtn or gptq expected)", o->method);
+    const int pruning = o->prune && o->prune->method != MEND_PRUNE_NONE;
+    if (o->act_order < 0) o->act_order = !pruning;   /* GPTQ keeps pruned columns in order */
+    if (o->fit_importance < 0) o->fit_importance = o->fmt.type != MEND_QFMT_GENERIC;   /* measured better for ggml types */
+    if (pruning && o->act_order && o->method == MEND_COMPRESS_GPTQ)
+        return mend_set_error(MEND_EINVAL, "compress: act-order is not supported together with pruning");
+    if (pruning && o->prune->joint && (o->prune->method != MEND_PRUNE_SPARSEGPT || o->method != MEND_COMPRESS_GPTQ))
+        return mend_set_error(MEND_EINVAL, "compress: joint pruning goes with SparseGPT and GPTQ");
+    return 0;
+}
+
+int mend_compress(const char *src, const char *out, const mend_compress_opts *opts, mend_compress_result *res) {
     mend_compress_result dummy;
     if (!res) res = &dummy;
     memset(res, 0, sizeof *res);
-    if (!src || !out || !o) return mend_set_error(MEND_EINVAL, "compress: source, output and options are required");
-    if (o->method != MEND_COMPRESS_RTN && o->method != MEND_COMPRESS_GPTQ)
-        return mend_set_error(MEND_EINVAL, "compress: method %d (rtn or gptq expected)", o->method);
+    if (!src || !out || !opts) return mend_set_error(MEND_EINVAL, "compress: source, output and options are required");
+    mend_compress_opts resolved;
+    int rc = resolve_opts(opts, &resolved);
+    if (rc) return rc;
+    const mend_compress_opts *o = &resolved;
     if (calibrated(o)) {
         if (!o->calib || o->nsamples < 1 || o->seqlen < 2)
             return mend_set_error(MEND_EINVAL, "compress: GPTQ, Wanda and SparseGPT need calibration tokens (%d samples of %d tokens given)",
@@ -689,7 +707,7 @@ int mend_compress(const char *src, const char *out, const mend_compress_opts *o,
         return mend_set_error(MEND_EINVAL, "compress: sink weight %d (0 for the default, or 1 to 2^20 expected)", o->sink_weight);
     C.sink = o->sink_weight > 0 ? o->sink_weight : mend_sink_weight_default(o->seqlen);
     mend_load_opts lo = {0};
-    int rc = mend_model_load_gguf(&C.m, src, &lo);
+    rc = mend_model_load_gguf(&C.m, src, &lo);
     if (rc) return rc;
     C.c = &C.m->cfg;
     for (int l = 0; l < C.c->n_layers && !rc; l++) rc = mend_layer_check(C.c, &C.m->layers[l], l);

@@ -37,9 +37,6 @@ static const budget BUDGETS[] = {
 };
 
 static const char *const DEFAULT_DOMAINS[] = {"wiki", "news", "science", "fiction", "dialog", "lore"};
-/* the calibration texts of `mend compress` without --calib, in its order */
-static const char *const CALIB_CORPORA[] = {"dialog.txt", "fiction.txt", "lore.txt", "news.txt", "science.txt",
-                                            "wiki.txt"};
 #define MAX_DOMAINS 16
 #define MAX_TASKS 64
 #define MAX_CALIB 32
@@ -137,24 +134,20 @@ int mend_repair_spec_check(const char *spec) {
     return repair_spec_parse(spec, &sp);
 }
 
-/* The compression options `mend compress --method M --type T | --bits B
- * --group G --sym|--asym [--prune P --sparsity S]` takes for sp. */
-static int spec_opts(const repair_spec *sp, mend_compress_opts *o, mend_prune_opts *po) {
-    mend_compress_opts_init(o);
-    o->embd_type = MEND_EMBD_KEEP;
-    o->act_order = 1;
+/* The options of `mend compress --method M --type T | --bits B --group G
+ * --sym|--asym [--prune P --sparsity S]` for sp, into j (from
+ * mend_compress_job_init; po is the pruning j points to). */
+static int spec_opts(const repair_spec *sp, mend_compress_job *j, mend_prune_opts *po) {
+    mend_compress_opts *o = &j->opts;
     o->damp = 0.01;
     o->method = !strcmp(sp->method, "rtn") ? MEND_COMPRESS_RTN : MEND_COMPRESS_GPTQ;
     int rc;
     if (sp->bits) o->fmt = mend_qfmt_generic(sp->bits, sp->group, sp->sym);
     else if ((rc = mend_qfmt_parse(&o->fmt, sp->type))) return rc;
-    if (mend_type_is_float(o->fmt.type)) o->method = MEND_COMPRESS_RTN;
-    o->fit_importance = o->fmt.type != MEND_QFMT_GENERIC;   /* as mend compress: measured better for ggml types */
     *po = (mend_prune_opts){MEND_PRUNE_NONE, mend_sparsity_unstructured(0.5), 0};
     if (sp->prune[0]) {
         if (mend_prune_method_parse(sp->prune, &po->method) || mend_sparsity_parse(&po->sp, sp->sparsity))
             return mend_set_error(MEND_EINVAL, "--compress: %s", mend_last_error());
-        o->act_order = 0;   /* as mend compress and mend.compress default with pruning */
         o->prune = po;
     }
     return 0;
@@ -267,81 +260,7 @@ out:
 
 /* ---- the stages' jobs ---- */
 
-typedef struct compress_arg {
-    const char *model, *out;
-    const repair_spec *sp;
-    const char *const *calib;
-    int n_calib, nsamples, seqlen;
-} compress_arg;
-
-/* mend_compress's progress as the stage's counter: it starts at the first
- * event with the total it names; a finished layer shows its GPTQ error */
-typedef struct compress_ui {
-    repair *R;
-    int started;
-} compress_ui;
-
-static int on_compress(void *user, const mend_compress_event *ev) {
-    compress_ui *u = user;
-    if (!u->started) {
-        u->started = 1;
-        if (job_progress_start(stage_event, u->R, "compress", "step", ev->total, 6)) return 1;
-    }
-    char item[64] = "";
-    if (ev->stage && !strcmp(ev->stage, "layer done")) snprintf(item, sizeof item, "[%d]%.4g,", ev->layer, ev->loss);
-    return job_progress(stage_event, u->R, ev->done, item[0] ? item : NULL);
-}
-
-static int run_compress(repair *R, void *arg) {
-    compress_arg *a = arg;
-    mend_compress_opts o;
-    mend_prune_opts po;
-    int rc = spec_opts(a->sp, &o, &po);
-    if (rc) return rc;
-    mend_model *m = NULL;
-    mend_calib cal = {0};
-    char desc[1024] = "", *ckpt = job_pathf("%s.ckpt", a->out);
-    if (!ckpt) rc = mend_set_error(MEND_ENOMEM, "out of memory");
-    if (!rc && (o.method == MEND_COMPRESS_GPTQ || mend_prune_needs_calib(&po))) {
-        int k = snprintf(desc, sizeof desc, "seed 0:");
-        for (int i = 0; i < a->n_calib && k < (int)sizeof desc - 2; i++) {
-            char bn[256];
-            k += snprintf(desc + k, sizeof desc - k, " %s", mend_basename(a->calib[i], bn, sizeof bn));
-        }
-        mend_load_opts lo = {.keep_packed = 1, .no_repack = 1};   /* the tokenizer only */
-        const double t0 = mend_now();
-        rc = mend_model_load(&m, a->model, &lo);
-        if (!rc) rc = mend_calib_build(&cal, mend_model_tokenizer(m), a->calib, a->n_calib, a->nsamples, a->seqlen, 0);
-        if (!rc) job_emit(stage_event, R, MEND_EV_TEXT, "calibration: %d x %d tokens from %d file(s) in %.1f s\n",
-                          cal.nsamples, cal.seqlen, a->n_calib, mend_now() - t0);
-        mend_model_free(m);
-        o.calib = cal.tokens;
-        o.nsamples = cal.nsamples;
-        o.seqlen = cal.seqlen;
-        o.calib_desc = desc;
-    }
-    mend_compress_result res;
-    compress_ui u = {.R = R};
-    if (!rc) {
-        if (mend_file_exists(ckpt)) job_emit(stage_event, R, MEND_EV_TEXT, "resuming from %s\n", ckpt);
-        o.checkpoint = ckpt;
-        o.progress = on_compress;
-        o.progress_user = &u;
-        rc = mend_compress(a->model, a->out, &o, &res);
-        if (u.started) job_progress_end(stage_event, R);
-    }
-    if (!rc) {
-        char fmt[64], sz[32], dur[32];
-        mend_qfmt_name(&o.fmt, fmt, sizeof fmt);
-        job_emit(stage_event, R, MEND_EV_TEXT, "wrote %s: %s (%s), %s\n  time %s (%.1f s)\n", a->out, fmt,
-                 o.method == MEND_COMPRESS_GPTQ ? "gptq" : "rtn", mend_fmt_bytes((double)res.file_bytes, sz, sizeof sz),
-                 mend_fmt_duration(res.seconds, dur, sizeof dur), res.seconds);
-    }
-    mend_calib_free(&cal);
-    free(ckpt);
-    return rc;
-}
-
+static int run_compress(repair *R, void *arg) { return mend_compress_job_run(arg, NULL, stage_event, R); }
 static int run_tune(repair *R, void *arg) { return mend_tune_job_run(arg, stage_event, R); }
 static int run_bank(repair *R, void *arg) { return mend_bank_build_run(arg, stage_event, R); }
 static int run_eval(repair *R, void *arg) { return mend_eval_job_run(arg, stage_event, R); }
@@ -600,7 +519,7 @@ int mend_repair_run(const mend_repair_job *j, mend_event_fn fn, void *user) {
     if (ov[6] >= 0) B.tseqlen = ov[6];
     if (ov[7] >= 0) B.spec_steps = ov[7];
 
-    char *dom_name[MAX_DOMAINS] = {0}, *dom_file[MAX_DOMAINS] = {0}, *calib_buf[6] = {0};
+    char *dom_name[MAX_DOMAINS] = {0}, *dom_file[MAX_DOMAINS] = {0};
     const char *calib[MAX_CALIB];
     int n_dom = 0, n_calib = 0;
     char *cmodel = NULL, *bank = NULL, *single = NULL, *shared = NULL, *md = NULL;
@@ -707,17 +626,12 @@ int mend_repair_run(const mend_repair_job *j, mend_event_fn fn, void *user) {
         free(sub);
         if (rc) goto out;
     }
-    /* the calibration texts: the ones given, else mend compress's default */
-    if (n_calib == 0) {
-        if (!j->corpus_dir) {
-            rc = mend_set_error(MEND_EINVAL, "no calibration text: give calib files or the data's corpus directory "
-                                "(corpus_dir)");
-            goto out;
-        }
-        for (int i = 0; i < 6; i++) {
-            if (!(calib_buf[i] = job_pathf("%s/%s", j->corpus_dir, CALIB_CORPORA[i]))) goto oom;
-            calib[n_calib++] = calib_buf[i];
-        }
+    /* the calibration texts: the ones given, else mend compress's default
+     * corpora (checked here, before any stage runs) */
+    if (n_calib == 0 && !j->corpus_dir) {
+        rc = mend_set_error(MEND_EINVAL, "no calibration text: give calib files or the data's corpus directory "
+                            "(corpus_dir)");
+        goto out;
     }
 
     const int n_ppl = 4, n_eval = 4 * j->n_tasks;
@@ -730,8 +644,17 @@ int mend_repair_run(const mend_repair_job *j, mend_event_fn fn, void *user) {
 
     /* 1. compress */
     {
-        compress_arg a = {.model = j->model, .out = cmodel, .sp = &sp, .calib = calib, .n_calib = n_calib,
-                          .nsamples = B.nsamples, .seqlen = B.seqlen};
+        mend_compress_job a;
+        mend_prune_opts po;
+        mend_compress_job_init(&a);
+        if ((rc = spec_opts(&sp, &a, &po))) goto out;
+        a.model = j->model;
+        a.out = cmodel;
+        a.calib = calib;
+        a.n_calib = n_calib;
+        a.corpus_dir = j->corpus_dir;
+        a.nsamples = B.nsamples;
+        a.seqlen = B.seqlen;
         char what[256];
         snprintf(what, sizeof what, "compress %s -> %s", j->compress, cmodel);
         if ((rc = stage(&R, "compress", what, run_compress, &a))) goto out;
@@ -853,6 +776,5 @@ out:
     free(shared);
     free(R.out);
     for (int i = 0; i < n_dom; i++) free(dom_name[i]), free(dom_file[i]);
-    for (int i = 0; i < 6; i++) free(calib_buf[i]);
     return rc;
 }

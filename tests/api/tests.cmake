@@ -24,3 +24,5 @@ set_tests_properties(test_jobs_repair PROPERTIES LABELS unit TIMEOUT 600 ENVIRON
 mend_test(test_jobs_train ${CMAKE_CURRENT_LIST_DIR}/test_jobs_train.c LABELS unit TIMEOUT 300)
 # The evaluation jobs (mend_eval_job_run, mend_ppl_job_run) on the tiny model.
 mend_test(test_jobs_eval ${CMAKE_CURRENT_LIST_DIR}/test_jobs_eval.c LABELS unit TIMEOUT 300)
+# The compress job (mend_compress_job_run) on the tiny model.
+mend_test(test_jobs_compress ${CMAKE_CURRENT_LIST_DIR}/test_jobs_compress.c LABELS unit TIMEOUT 300)
