@@ -369,6 +369,25 @@ void rmsnorm_forward(float *out, const float *x, const float *w, int n, int dim,
     }
 }
 
+void layernorm_forward(float *out, const float *x, const float *w, const float *b, int n, int dim, float eps) {
+#pragma omp parallel for schedule(static) if ((int64_t)n * dim > 65536)
+    for (int i = 0; i < n; i++) {
+        const float *xi = x + (size_t)i * dim;
+        float *oi = out + (size_t)i * dim;
+        /* two passes: the mean, then the variance around it */
+        double s = 0.0, ss = 0.0;
+        for (int j = 0; j < dim; j++) s += xi[j];
+        const double mean = s / dim;
+        for (int j = 0; j < dim; j++) ss += ((double)xi[j] - mean) * ((double)xi[j] - mean);
+        const float r = (float)(1.0 / sqrt(ss / dim + (double)eps)), mf = (float)mean;
+        for (int j = 0; j < dim; j++) oi[j] = (xi[j] - mf) * r * w[j] + b[j];
+    }
+}
+
+void relu_forward(float *out, const float *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) out[i] = x[i] > 0.0f ? x[i] : 0.0f;
+}
+
 void rope_tables(float *cos_t, float *sin_t, int n, int pos0, int head_dim, float theta) {
     const int half = head_dim / 2;
     for (int i = 0; i < half; i++) {
@@ -384,6 +403,7 @@ void rope_tables(float *cos_t, float *sin_t, int n, int pos0, int head_dim, floa
 void rope_forward(float *x, int n, size_t ldx, int n_heads, int head_dim,
                   const float *cos_t, const float *sin_t, int type) {
     const int half = head_dim / 2;
+    if (type < 0) return;   /* no rotary embedding (opt) */
 #pragma omp parallel for schedule(static) if ((int64_t)n * n_heads * head_dim > 65536)
     for (int p = 0; p < n; p++) {
         const float *c = cos_t + (size_t)p * half, *s = sin_t + (size_t)p * half;

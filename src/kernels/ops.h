@@ -60,6 +60,16 @@ void swiglu_forward_avx512(float *out, const float *gate, const float *up, int64
  * x (n, dim), w (dim) -> out (n, dim); out may alias x. */
 void rmsnorm_forward(float *out, const float *x, const float *w, int n, int dim, float eps);
 
+/* LayerNorm: out = (x - mean(x)) / sqrt(var(x) + eps) * w + b, var the biased
+ * variance (torch: F.layer_norm(x, (dim,), w, b, eps)); mean and variance in
+ * double. x (n, dim), w, b (dim) -> out (n, dim); out may alias x. */
+void layernorm_forward(float *out, const float *x, const float *w, const float *b, int n, int dim, float eps);
+
+/* ReLU: out = max(x, 0) (torch: F.relu). x (n) -> out (n); out may alias x.
+ * A plain loop (the compiler vectorizes it at the baseline ISA), on the
+ * calling thread. */
+void relu_forward(float *out, const float *x, int64_t n);
+
 /* Rotary position embedding tables for positions pos0 .. pos0+n-1:
  * freq_i = theta^(-2i/head_dim), angle = p * freq_i, i < head_dim/2.
  * -> cos_t (n, head_dim/2), sin_t (n, head_dim/2). Computed in double. */
@@ -67,7 +77,8 @@ void rope_tables(float *cos_t, float *sin_t, int n, int pos0, int head_dim, floa
 
 /* RoPE in place on n rows of n_heads heads each.
  * type 0 (NORM): rotate adjacent pairs (x[2i], x[2i+1]) — GGUF llama layout;
- * type 2 (NEOX): rotate halves (x[i], x[i + head_dim/2]) — HF / qwen2 layout.
+ * type 2 (NEOX): rotate halves (x[i], x[i + head_dim/2]) — HF / qwen2 layout;
+ * type -1 (none: learned absolute positions, opt): x is left as it is.
  * x (n, ldx) with head h at columns [h*head_dim, (h+1)*head_dim);
  * cos_t, sin_t (n, head_dim/2) from rope_tables. */
 void rope_forward(float *x, int n, size_t ldx, int n_heads, int head_dim,

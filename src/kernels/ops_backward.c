@@ -49,11 +49,46 @@ void rmsnorm_backward(float *dx, const float *dy, const float *x, const float *w
     }
 }
 
+/* ---- LayerNorm --------------------------------------------------------------------- */
+
+void layernorm_backward(float *dx, const float *dy, const float *x, const float *w, int n, int dim, float eps,
+                        float beta) {
+#pragma omp parallel for schedule(static) if ((int64_t)n * dim > 65536)
+    for (int i = 0; i < n; i++) {
+        const float *xi = x + (size_t)i * dim, *dyi = dy + (size_t)i * dim;
+        float *dxi = dx + (size_t)i * dim;
+        double s = 0.0, ss = 0.0, sg = 0.0, sgx = 0.0;
+        for (int j = 0; j < dim; j++) s += xi[j];
+        const double mean = s / dim;
+        for (int j = 0; j < dim; j++) {
+            const double d = (double)xi[j] - mean, g = (double)w[j] * dyi[j];
+            ss += d * d;
+            sg += g;
+            sgx += g * d;
+        }
+        const double r = 1.0 / sqrt(ss / dim + (double)eps);
+        /* dx = r g - r mean(g) - (x - mean) r^3 mean(g (x - mean)) */
+        const float rf = (float)r, a = (float)(r * sg / dim), c = (float)(r * r * r * sgx / dim), mf = (float)mean;
+        if (beta == 0.0f) {
+            for (int j = 0; j < dim; j++) dxi[j] = rf * w[j] * dyi[j] - a - c * (xi[j] - mf);
+        } else {
+            for (int j = 0; j < dim; j++) dxi[j] = beta * dxi[j] + rf * w[j] * dyi[j] - a - c * (xi[j] - mf);
+        }
+    }
+}
+
+/* ---- ReLU ------------------------------------------------------------------------------ */
+
+void relu_backward(float *dx, const float *dy, const float *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) dx[i] = x[i] > 0.0f ? dy[i] : 0.0f;
+}
+
 /* ---- RoPE ------------------------------------------------------------------------ */
 
 void rope_backward(float *dx, int n, size_t ldx, int n_heads, int head_dim,
                    const float *cos_t, const float *sin_t, int type) {
     const int half = head_dim / 2;
+    if (type < 0) return;   /* no rotary embedding (opt) */
 #pragma omp parallel for schedule(static) if ((int64_t)n * n_heads * head_dim > 65536)
     for (int p = 0; p < n; p++) {
         const float *c = cos_t + (size_t)p * half, *s = sin_t + (size_t)p * half;

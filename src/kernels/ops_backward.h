@@ -23,11 +23,24 @@
 void rmsnorm_backward(float *dx, const float *dy, const float *x, const float *w, int n, int dim, float eps,
                       float beta);
 
+/* LayerNorm backward. Forward: y = xh * w + b, xh = (x - mean(x)) * r,
+ * r = 1/sqrt(var(x) + eps) (biased variance); the bias is a constant.
+ *   g = w * dy;   dx = r * (g - mean(g) - xh * mean(g * xh))
+ * mean and r are recomputed from x (in double). Shapes and beta as
+ * rmsnorm_backward. */
+void layernorm_backward(float *dx, const float *dy, const float *x, const float *w, int n, int dim, float eps,
+                        float beta);
+
+/* ReLU backward: dx = dy * (x > 0) (torch's relu passes no gradient at 0).
+ * x, dy (n) -> dx (n); dx may alias dy. On the calling thread. */
+void relu_backward(float *dx, const float *dy, const float *x, int64_t n);
+
 /* RoPE backward, in place: the transpose of the rotation, i.e. the rotation
  * by -angle.  For a pair (a, b) -> (a c - b s, a s + b c):
  *   da = dy_a c + dy_b s,   db = -dy_a s + dy_b c
  * dx (n, ldx) with head h at columns [h*head_dim, (h+1)*head_dim);
- * cos_t, sin_t (n, head_dim/2) from rope_tables; type as in rope_forward. */
+ * cos_t, sin_t (n, head_dim/2) from rope_tables; type as in rope_forward
+ * (-1: nothing to undo). */
 void rope_backward(float *dx, int n, size_t ldx, int n_heads, int head_dim,
                    const float *cos_t, const float *sin_t, int type);
 

@@ -40,6 +40,16 @@ static void rms_d(double *y, const double *x, const float *w, int n, int dim, do
     }
 }
 
+static void ln_d(double *y, const double *x, const float *w, const float *b, int n, int dim, double eps) {
+    for (int i = 0; i < n; i++) {
+        double m = 0, v = 0;
+        for (int j = 0; j < dim; j++) m += x[i * dim + j] / dim;
+        for (int j = 0; j < dim; j++) v += (x[i * dim + j] - m) * (x[i * dim + j] - m) / dim;
+        double r = 1.0 / sqrt(v + eps);
+        for (int j = 0; j < dim; j++) y[i * dim + j] = (x[i * dim + j] - m) * r * w[j] + b[j];
+    }
+}
+
 static void rope_d(double *x, int n, int nh, int hd, int pos0, double theta, int type) {
     for (int p = 0; p < n; p++)
         for (int h = 0; h < nh; h++)
@@ -125,6 +135,66 @@ static void test_rmsnorm(void) {
     CHECK(okacc);
 }
 
+/* LayerNorm with bias: the forward against the double one, the backward
+ * against central differences (rows offset from 0 so the mean matters) */
+static void test_layernorm(void) {
+    const int n = 3, dim = 37;
+    float x[3 * 37], w[37], b[37], dy[3 * 37], dx[3 * 37], y[3 * 37];
+    double xd[3 * 37], yd[3 * 37], g[3 * 37];
+    fill(x, n * dim, 2.0);
+    for (int i = 0; i < n * dim; i++) x[i] += (float)(i / dim + 1);
+    fill(w, dim, 1.0);
+    fill(b, dim, 0.5);
+    fill(dy, n * dim, 1.0);
+    const double eps = 1e-5, h = 1e-6;
+    tod(xd, x, n * dim);
+    ln_d(yd, xd, w, b, n, dim, eps);
+    layernorm_forward(y, x, w, b, n, dim, (float)eps);
+    CHECK_MSG(rel_err(y, yd, n * dim, 1e-3) < 1e-6, "layernorm_forward rel err %g", rel_err(y, yd, n * dim, 1e-3));
+    for (int i = 0; i < n * dim; i++) {
+        double s = xd[i];
+        xd[i] = s + h;
+        ln_d(yd, xd, w, b, n, dim, eps);
+        double lp = dotd(yd, dy, n * dim);
+        xd[i] = s - h;
+        ln_d(yd, xd, w, b, n, dim, eps);
+        double lm = dotd(yd, dy, n * dim);
+        xd[i] = s;
+        g[i] = (lp - lm) / (2 * h);
+    }
+    layernorm_backward(dx, dy, x, w, n, dim, (float)eps, 0.0f);
+    double e = rel_err(dx, g, n * dim, 1e-3);
+    CHECK_MSG(e < 1e-5, "layernorm_backward rel err %g", e);
+    float acc[3 * 37];
+    for (int i = 0; i < n * dim; i++) acc[i] = 1.0f;
+    layernorm_backward(acc, dy, x, w, n, dim, (float)eps, 1.0f);
+    int okacc = 1;
+    for (int i = 0; i < n * dim; i++) okacc &= fabsf(acc[i] - 1.0f - dx[i]) < 1e-5f;
+    CHECK(okacc);
+}
+
+/* ReLU: forward max(x, 0), backward dy where x > 0 and 0 elsewhere (at 0 too) */
+static void test_relu(void) {
+    enum { N = 41 };
+    float x[N], y[N], dy[N], dx[N];
+    fill(x, N, 1.0);
+    fill(dy, N, 1.0);
+    x[7] = 0.0f;
+    relu_forward(y, x, N);
+    relu_backward(dx, dy, x, N);
+    int ok = 1, pos = 0, neg = 0;
+    for (int i = 0; i < N; i++) {
+        ok &= y[i] == (x[i] > 0 ? x[i] : 0.0f) && dx[i] == (x[i] > 0 ? dy[i] : 0.0f);
+        pos += x[i] > 0;
+        neg += x[i] < 0;
+    }
+    CHECK_MSG(ok && pos > 0 && neg > 0 && dx[7] == 0.0f, "relu forward / backward");
+    memcpy(dx, dy, sizeof dx);   /* in place */
+    relu_backward(dx, dx, x, N);
+    for (int i = 0; i < N; i++) ok &= dx[i] == (x[i] > 0 ? dy[i] : 0.0f);
+    CHECK_MSG(ok, "relu_backward in place");
+}
+
 static void test_rope(int type) {
     const int n = 5, nh = 3, hd = 8, ld = nh * hd, pos0 = 0;
     float x[5 * 24], dy[5 * 24], dx[5 * 24], cs[5 * 4], sn[5 * 4];
@@ -156,6 +226,19 @@ static void test_rope(int type) {
     rope_backward(dx, n, ld, nh, hd, cs, sn, type);
     double e = rel_err(dx, g, n * ld, 1e-3);
     CHECK_MSG(e < 1e-5, "rope_backward type %d rel err %g", type, e);
+}
+
+/* type -1 (no rotary embedding, opt): both directions leave x as it is */
+static void test_rope_none(void) {
+    enum { n = 3, nh = 2, hd = 8 };
+    float x[n * nh * hd], x0[n * nh * hd], cs[n * hd / 2], sn[n * hd / 2];
+    fill(x, n * nh * hd, 1.0);
+    memcpy(x0, x, sizeof x);
+    rope_tables(cs, sn, n, 5, hd, 10000.0f);
+    rope_forward(x, n, nh * hd, nh, hd, cs, sn, -1);
+    CHECK(memcmp(x, x0, sizeof x) == 0);
+    rope_backward(x, n, nh * hd, nh, hd, cs, sn, -1);
+    CHECK(memcmp(x, x0, sizeof x) == 0);
 }
 
 static void test_swiglu(void) {
@@ -334,8 +417,11 @@ static void test_losses(void) {
 
 int main(void) {
     test_rmsnorm();
+    test_layernorm();
+    test_relu();
     test_rope(0);
     test_rope(2);
+    test_rope_none();
     test_swiglu();
     test_matmul();
     test_attention(7, 4, 2, 8, 0.0f);
