@@ -118,7 +118,14 @@ int mend_model_check_finite(const mend_model *m, mend_nonfinite_fn fn, void *use
         scan_vec(&s, "bq", l, Y->bq, qd);
         scan_vec(&s, "bk", l, Y->bk, kvd);
         scan_vec(&s, "bv", l, Y->bv, kvd);
+        scan_vec(&s, "bo", l, Y->bo, dim);
+        scan_vec(&s, "b_up", l, Y->b_up, c->hidden_dim);
+        scan_vec(&s, "b_down", l, Y->b_down, dim);
+        scan_vec(&s, "attention norm bias", l, Y->attn_norm_b, dim);
+        scan_vec(&s, "ffn norm bias", l, Y->ffn_norm_b, dim);
     }
+    scan_vec(&s, "output norm bias", -1, m->out_norm_b, dim);
+    scan_f32(&s, "position embedding", -1, c->pos_embd, c->n_pos, dim, (size_t)dim * sizeof(float));
     if (n_bad) *n_bad = s.bad;
     if (n_tensors_bad) *n_tensors_bad = s.tensors_bad;
     if (n_weights) *n_weights = s.n;

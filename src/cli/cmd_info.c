@@ -231,8 +231,12 @@ int cmd_info(int argc, char **argv) {
     printf("  %-18s %d\n", "head_dim", in.head_dim);
     printf("  %-18s %d\n", "hidden_dim", in.hidden_dim);
     printf("  %-18s %d\n", "ctx_len", in.ctx_len);
-    printf("  %-18s %g\n", "rope_theta", in.rope_theta);
-    printf("  %-18s %s\n", "rope_type", fi.rope_neox ? "neox (halves)" : "norm (pairs)");
+    if (in.rope_theta > 0) {
+        printf("  %-18s %g\n", "rope_theta", in.rope_theta);
+        printf("  %-18s %s\n", "rope_type", fi.rope_neox ? "neox (halves)" : "norm (pairs)");
+    } else {
+        printf("  %-18s %s\n", "rope_type", "none (learned positions)");
+    }
     printf("  %-18s %g\n", "norm_eps", in.norm_eps);
     printf("  %-18s %s\n", "tied_embeddings", in.tied_embeddings ? "yes" : "no");
     printf("  %-18s %lld (%.2f M)\n", "parameters", (long long)in.n_params, in.n_params / 1e6);

@@ -25,8 +25,9 @@
  * token rows times embd_scale (the prompts' rows are used as given, as
  * mend_forward uses vectors passed as embeddings), QK-norm and the query
  * scale, soft-capped scores (gemma2), the windowed layers' own RoPE base,
- * post-attention and post-FFN
- * norms, the gated activation of cfg.act. Sliding windows follow the
+ * post-attention and post-FFN norms, the gated activation of cfg.act, and
+ * opt's features (learned positions added to prompt and input rows alike,
+ * LayerNorm with bias, biases, the ReLU FFN without a gate). Sliding windows follow the
  * forward's rule on positions: a query at position p sees the keys at
  * positions >= mend_swa_first(l, p). Every prompt block sits at positions
  * 0 .. nv-1 and an input at nv .., so a window that has moved past position
@@ -258,12 +259,12 @@ static const int *window_spans(mend_probe *p, int l, int n, int pos, int rel0) {
     return p->spans;
 }
 
-/* x (n, dim) += in · Wᵀ; with post-norms x += rmsnorm(in · Wᵀ) * post, the
+/* x (n, dim) += in · Wᵀ (+ bias); with post-norms x += rmsnorm(in · Wᵀ) * post, the
  * product in xb (free at both residual adds), as the forward's residual. */
-static int residual(mend_probe *p, const float *in, int n, const mend_mat *W, const float *post) {
+static int residual(mend_probe *p, const float *in, int n, const mend_mat *W, const float *bias, const float *post) {
     const mend_config *c = &p->m->cfg;
-    if (!c->post_norms) return mat_mul(p, p->x, (size_t)p->dim, in, n, W, NULL, 1);
-    int rc = mat_mul(p, p->xb, (size_t)p->dim, in, n, W, NULL, 0);
+    if (!c->post_norms) return mat_mul(p, p->x, (size_t)p->dim, in, n, W, bias, 1);
+    int rc = mat_mul(p, p->xb, (size_t)p->dim, in, n, W, bias, 0);
     if (rc) return rc;
     mend_post_norm_add(c, post, p->x, p->xb, n, 0);
     return 0;
@@ -298,16 +299,18 @@ static int run_layers(mend_probe *p, int n, int pos, size_t row0, size_t kbase, 
     if (seg) {
         for (int j = 0; j < n_seg; j++) {
             rope_tables_at(p, (size_t)seg[j], seg[j + 1] - seg[j], pos);
+            mend_pos_add(c, p->x + (size_t)seg[j] * dim, seg[j + 1] - seg[j], pos);   /* range: mend_probe_new */
             for (int i = seg[j]; i < seg[j + 1]; i++) own0[i] = (int)row0 + seg[j];
         }
     } else {
         rope_tables_at(p, 0, n, pos);
+        mend_pos_add(c, p->x, n, pos);
     }
     for (int l = 0; l < l_end; l++) {
         const mend_layer *Ly = &m->layers[l];
         float *kl = p->kc + (size_t)l * R * kvd, *vl = p->vc + (size_t)l * R * kvd;
         float *kp = kl + row0 * kvd, *vp = vl + row0 * kvd;
-        rmsnorm_forward(p->xb, p->x, Ly->attn_norm, n, (int)dim, c->norm_eps);
+        mend_norm_forward(c, p->xb, p->x, Ly->attn_norm, Ly->attn_norm_b, n, 0);
         if ((rc = mat_mul(p, p->q, qd, p->xb, n, &Ly->wq, Ly->bq, 0))) return rc;
         if ((rc = mat_mul(p, kp, kvd, p->xb, n, &Ly->wk, Ly->bk, 0))) return rc;
         if ((rc = mat_mul(p, vp, kvd, p->xb, n, &Ly->wv, Ly->bv, 0))) return rc;
@@ -342,12 +345,12 @@ static int run_layers(mend_probe *p, int n, int pos, size_t row0, size_t kbase, 
                 attention_forward(p->att, p->q, kl + kbase * kvd, vl + kbase * kvd, n, (int)(row0 - kbase), p->H,
                                   p->KVH, p->hd, c->attn_softcap, p->sc, (int)R, n_threads_now(p));
         }
-        if ((rc = residual(p, p->att, n, &Ly->wo, Ly->post_attn_norm))) return rc;
-        rmsnorm_forward(p->xb, p->x, Ly->ffn_norm, n, (int)dim, c->norm_eps);
-        if ((rc = mat_mul(p, p->hb, hid, p->xb, n, &Ly->w_gate, NULL, 0))) return rc;
-        if ((rc = mat_mul(p, p->hb2, hid, p->xb, n, &Ly->w_up, NULL, 0))) return rc;
+        if ((rc = residual(p, p->att, n, &Ly->wo, Ly->bo, Ly->post_attn_norm))) return rc;
+        mend_norm_forward(c, p->xb, p->x, Ly->ffn_norm, Ly->ffn_norm_b, n, 0);
+        if (Ly->w_gate.data && (rc = mat_mul(p, p->hb, hid, p->xb, n, &Ly->w_gate, NULL, 0))) return rc;
+        if ((rc = mat_mul(p, p->hb2, hid, p->xb, n, &Ly->w_up, Ly->b_up, 0))) return rc;
         mend_glu_forward(c, p->hb, p->hb, p->hb2, (int64_t)n * hid, 0);
-        if ((rc = residual(p, p->hb, n, &Ly->w_down, Ly->post_ffn_norm))) return rc;
+        if ((rc = residual(p, p->hb, n, &Ly->w_down, Ly->b_down, Ly->post_ffn_norm))) return rc;
     }
     return 0;
 }
@@ -370,6 +373,9 @@ int mend_probe_new(mend_probe **out, const mend_model *m, const float *const *pr
         return mend_set_error(MEND_EFORMAT, "mend_probe_new: %d heads over %d kv heads", c->n_heads, c->n_kv_heads);
     if (c->head_dim < 1 || c->head_dim > 256)
         return mend_set_error(MEND_EUNSUPPORTED, "mend_probe_new: head_dim %d (1..256 supported)", c->head_dim);
+    /* prompts at positions 0 .. nv-1, inputs from nv */
+    int rc0 = mend_pos_check(c, "mend_probe_new", 0, (int64_t)nv + max_tokens);
+    if (rc0) return rc0;
     mend_probe *p = calloc(1, sizeof *p);
     if (!p) return mend_set_error(MEND_ENOMEM, "mend_probe_new: out of memory");
     p->m = m;
@@ -534,7 +540,7 @@ int mend_probe_hidden_mean(mend_probe *p, const int32_t *tokens, int n, float *h
     if (rc) return rc;
     const size_t row0 = (size_t)p->K * p->nv;   /* input rows, attending to themselves only */
     if ((rc = run_layers(p, n, 0, row0, row0, p->L, 0, 0, 0, NULL, NULL, NULL, 0, NULL))) return rc;
-    rmsnorm_forward(p->xb, p->x, p->m->out_norm, n, p->dim, p->m->cfg.norm_eps);
+    mend_norm_forward(&p->m->cfg, p->xb, p->x, p->m->out_norm, p->m->out_norm_b, n, 0);
     for (int j = 0; j < p->dim; j++) {
         double acc = 0.0;
         for (int i = 0; i < n; i++) acc += p->xb[(size_t)i * p->dim + j];

@@ -26,7 +26,12 @@
  *   x   += rmsnorm(h Wdᵀ) * post_ffn_norm
  * Gemma 2 (gemma2) has the same, without QK-norm or a second RoPE base, and
  * soft-caps the attention scores (before the mask and softmax) and the
- * logits: s = c tanh(s / c) with c = attn_softcap, final_softcap. */
+ * logits: s = c tanh(s / c) with c = attn_softcap, final_softcap.
+ * OPT (opt), each again a no-op for the others (zero / NULL config fields):
+ *   x    = E[tokens] + P[p]                           (learned positions, every input row, a
+ *                                                      caller's vectors too; no RoPE)
+ *   norm(x) = (x - mean(x)) / sqrt(var(x) + eps) * w + b   (LayerNorm, biased variance)
+ *   h    = relu(x Wuᵀ + b_up)                         (no gate; biases on Wo and Wd too) */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -37,6 +42,7 @@
 #include "model/model.h"
 
 double mend_rope_inv_freq(const mend_config *c, int i) {
+    if (c->rope_type == MEND_ROPE_NONE) return 0.0;   /* tables of the identity, never applied */
     const double f = pow((double)c->rope_theta, -2.0 * i / c->head_dim);
     if (c->rope_scaling == MEND_ROPE_SCALING_FREQS) return f / c->rope_freqs[i];
     if (c->rope_scaling != MEND_ROPE_SCALING_LLAMA3) return f;
@@ -50,7 +56,8 @@ double mend_rope_inv_freq(const mend_config *c, int i) {
 }
 
 void mend_rope_tables(const mend_config *c, float *cos_t, float *sin_t, int n, int pos0) {
-    if (c->rope_scaling == MEND_ROPE_SCALING_NONE) {   /* the kernel's own tables, bit for bit */
+    if (c->rope_scaling == MEND_ROPE_SCALING_NONE && c->rope_type != MEND_ROPE_NONE) {
+        /* the kernel's own tables, bit for bit */
         rope_tables(cos_t, sin_t, n, pos0, c->head_dim, c->rope_theta);
         return;
     }
@@ -120,6 +127,10 @@ void mend_logit_softcap(const mend_config *c, float *logits, int64_t n) {
 }
 
 void mend_glu_forward(const mend_config *c, float *h, const float *gate, const float *up, int64_t n, int serial) {
+    if (c->ffn_plain) {   /* no gate: relu(up) */
+        relu_forward(h, up, n);
+        return;
+    }
     /* chunks short enough that the kernels stay on this thread when asked to */
     const int64_t step = serial ? 4096 : n;
     for (int64_t a = 0; a < n; a += step) {
@@ -131,7 +142,8 @@ void mend_glu_forward(const mend_config *c, float *h, const float *gate, const f
 
 void mend_glu_backward(const mend_config *c, float *dgate, float *dup, const float *dout, const float *gate,
                        const float *up, int64_t n) {
-    if (c->act == MEND_ACT_GELU_TANH) geglu_backward(dgate, dup, dout, gate, up, n);
+    if (c->ffn_plain) relu_backward(dup, dout, up, n);   /* dgate is not touched */
+    else if (c->act == MEND_ACT_GELU_TANH) geglu_backward(dgate, dup, dout, gate, up, n);
     else swiglu_backward(dgate, dup, dout, gate, up, n);
 }
 
@@ -142,6 +154,42 @@ void mend_post_norm_add(const mend_config *c, const float *w, float *x, float *y
         else rmsnorm_forward(y, y, w, n, c->dim, c->norm_eps);
     }
     for (size_t i = 0; i < total; i++) x[i] += y[i];
+}
+
+void mend_norm_forward(const mend_config *c, float *out, const float *x, const float *w, const float *b, int n,
+                       int serial) {
+    if (!c->layer_norm) {
+        if (serial) mend_rmsnorm_rows(out, x, w, n, c->dim, c->norm_eps);
+        else rmsnorm_forward(out, x, w, n, c->dim, c->norm_eps);
+        return;
+    }
+    if (!serial) {
+        layernorm_forward(out, x, w, b, n, c->dim, c->norm_eps);
+        return;
+    }
+    /* one row per call stays under the kernel's threshold for threads */
+    for (int i = 0; i < n; i++)
+        layernorm_forward(out + (size_t)i * c->dim, x + (size_t)i * c->dim, w, b, 1, c->dim, c->norm_eps);
+}
+
+void mend_norm_backward(const mend_config *c, float *dx, const float *dy, const float *x, const float *w, int n,
+                        float beta) {
+    if (c->layer_norm) layernorm_backward(dx, dy, x, w, n, c->dim, c->norm_eps, beta);
+    else rmsnorm_backward(dx, dy, x, w, n, c->dim, c->norm_eps, beta);
+}
+
+void mend_pos_add(const mend_config *c, float *x, int n, int pos0) {
+    if (!c->n_pos) return;
+    const size_t total = (size_t)n * c->dim;
+    const float *p = c->pos_embd + (size_t)pos0 * c->dim;
+    for (size_t i = 0; i < total; i++) x[i] += p[i];
+}
+
+int mend_pos_check(const mend_config *c, const char *who, int64_t pos0, int64_t n) {
+    if (!c->n_pos || (pos0 >= 0 && n >= 0 && pos0 + n <= c->n_pos)) return 0;
+    return mend_set_error(MEND_ERANGE, "%s: positions %lld..%lld lie outside the %d learned positions of the "
+                          "model (%s, max_position_embeddings)", who, (long long)pos0, (long long)(pos0 + n - 1),
+                          c->n_pos, c->arch);
 }
 
 int mend_swa_first(const mend_config *c, int l, int pos) {
@@ -187,12 +235,19 @@ void mend_describe_features(const mend_model *m, char *buf, size_t n) {
     if (c->n_kv_heads == c->n_heads) snprintf(t, sizeof t, "MHA %d heads", c->n_heads);
     else snprintf(t, sizeof t, "GQA %d/%d", c->n_heads, c->n_kv_heads);
     put(buf, n, &k, t);
-    if (m->layers && m->layers[0].bq) put(buf, n, &k, ", q/k/v biases");
+    if (m->layers && m->layers[0].bo) put(buf, n, &k, ", biases on every linear map in the layers");
+    else if (m->layers && m->layers[0].bq) put(buf, n, &k, ", q/k/v biases");
     if (strcmp(c->arch, "phi3") == 0) put(buf, n, &k, ", fused qkv_proj and gate_up_proj (split at load)");
     if (c->qk_norm) put(buf, n, &k, ", QK-norm");
     describe_windows(c, buf, n, &k);
-    snprintf(t, sizeof t, ", rope %s base %g", c->rope_type == MEND_ROPE_NEOX ? "neox" : "norm",
-             (double)c->rope_theta);
+    if (c->rope_type == MEND_ROPE_NONE) {
+        snprintf(t, sizeof t, ", learned positions (%d", c->n_pos);
+        put(buf, n, &k, t);
+        snprintf(t, sizeof t, c->pos_offset ? ", offset %d)" : ")", c->pos_offset);
+    } else {
+        snprintf(t, sizeof t, ", rope %s base %g", c->rope_type == MEND_ROPE_NEOX ? "neox" : "norm",
+                 (double)c->rope_theta);
+    }
     put(buf, n, &k, t);
     if (c->rope_scaling == MEND_ROPE_SCALING_LLAMA3) {
         snprintf(t, sizeof t, " llama3-scaled (factor %g, low %g, high %g, original context %d)",
@@ -201,9 +256,9 @@ void mend_describe_features(const mend_model *m, char *buf, size_t n) {
         put(buf, n, &k, t);
     }
     if (c->rope_scaling == MEND_ROPE_SCALING_FREQS) put(buf, n, &k, " with per-frequency divisors (rope_freqs)");
-    put(buf, n, &k, ", RMSNorm");
+    put(buf, n, &k, c->layer_norm ? ", LayerNorm with bias" : ", RMSNorm");
     if (c->post_norms) put(buf, n, &k, ", post-norms");
-    put(buf, n, &k, c->act == MEND_ACT_GELU_TANH ? ", GeGLU (tanh)" : ", SwiGLU");
+    put(buf, n, &k, c->ffn_plain ? ", ReLU MLP" : c->act == MEND_ACT_GELU_TANH ? ", GeGLU (tanh)" : ", SwiGLU");
     if (c->embd_scale != 0.0f && c->embd_scale != 1.0f) {
         snprintf(t, sizeof t, ", embeddings x %.4g", (double)c->embd_scale);
         put(buf, n, &k, t);

@@ -21,7 +21,11 @@
  * branches before their adds (post_attn_norm, post_ffn_norm) and gates with
  * gelu_tanh instead of silu; gemma2 does the same and soft-caps the
  * attention scores and the logits
- * (x = c tanh(x / c), cfg.attn_softcap and cfg.final_softcap).
+ * (x = c tanh(x / c), cfg.attn_softcap and cfg.final_softcap). opt adds the
+ * learned position row of p to every input row (tokens and a caller's
+ * vectors alike) and has no RoPE, uses LayerNorm with a bias for every norm,
+ * biases on Wo and Wd too, and
+ *   x   = x + relu(h @ Wu.T + b_up) @ Wd.T + b_down   (no gate).
  *
  * Memory plan. Weights: one allocation per model (model->arena, see
  * load_gguf.c). Run state: one allocation per mend_state, carved into
@@ -377,15 +381,16 @@ static void mat_forward(mend_state *s, float *out, size_t ldo, const float *x, c
     mats_forward(s, x, n, beta, &J, 1);
 }
 
-/* x (n, dim) += in · Wᵀ, or with post_norms x += rmsnorm(in · Wᵀ) * post
+/* x (n, dim) += in · Wᵀ (+ bias), or with post_norms x += rmsnorm(in · Wᵀ) * post
  * (the product goes through xb, free at this point). */
-static void residual_product(mend_state *s, const float *in, const mend_mat *W, const float *post, int n) {
+static void residual_product(mend_state *s, const float *in, const mend_mat *W, const float *bias,
+                             const float *post, int n) {
     const mend_config *c = &s->m->cfg;
     if (!c->post_norms) {
-        mat_forward(s, s->x, (size_t)c->dim, in, W, NULL, n, 1.0f);
+        mat_forward(s, s->x, (size_t)c->dim, in, W, bias, n, 1.0f);
         return;
     }
-    mat_forward(s, s->xb, (size_t)c->dim, in, W, NULL, n, 0.0f);
+    mat_forward(s, s->xb, (size_t)c->dim, in, W, bias, n, 0.0f);
     mend_post_norm_add(c, post, s->x, s->xb, n, 0);
 }
 
@@ -465,6 +470,10 @@ static void forward_batch(mend_state *s, const int32_t *tokens, const float *emb
     const int nt_att = att_work * c->n_heads * hd < (1 << 20) ? 1 : nt;
 
     embed(s, tokens, embeds, n);
+    if (rows)
+        for (int i = 0; i < n; i++) mend_pos_add(c, s->x + (size_t)i * dim, 1, rows[i].pos);
+    else
+        mend_pos_add(c, s->x, n, pos);
     if (rows) rope_tables_rows(s->rc, s->rs, rows, n, c, 0);
     else mend_rope_tables(c, s->rc, s->rs, n, pos);
     if (s->rc2 && rows) rope_tables_rows(s->rc2, s->rs2, rows, n, c, 1);
@@ -481,7 +490,7 @@ static void forward_batch(mend_state *s, const int32_t *tokens, const float *emb
         const int local = s->rc2 && mend_rope_local(c, l);
         const float *rc = local ? s->rc2 : s->rc, *rs = local ? s->rs2 : s->rs;
 
-        rmsnorm_forward(s->xb, s->x, L->attn_norm, n, dim, c->norm_eps);
+        mend_norm_forward(c, s->xb, s->x, L->attn_norm, L->attn_norm_b, n, 0);
         const mm_job qkv[3] = {{s->q, qd, &L->wq, L->bq}, {kp, kvd, &L->wk, L->bk}, {vp, kvd, &L->wv, L->bv}};
         mats_forward(s, s->xb, n, 0.0f, qkv, 3);
         mend_qk_norm(c, L, s->q, qd, kp, kvd, n);
@@ -499,13 +508,15 @@ static void forward_batch(mend_state *s, const int32_t *tokens, const float *emb
         else
             attention_forward(s->att, s->q, kl, vl, n, pos, c->n_heads, c->n_kv_heads, hd, c->attn_softcap, s->sc,
                               s->n_ctx, nt_att);
-        residual_product(s, s->att, &L->wo, L->post_attn_norm, n);
+        residual_product(s, s->att, &L->wo, L->bo, L->post_attn_norm, n);
 
-        rmsnorm_forward(s->xb, s->x, L->ffn_norm, n, dim, c->norm_eps);
-        const mm_job gu[2] = {{s->hb, (size_t)hid, &L->w_gate, NULL}, {s->hb2, (size_t)hid, &L->w_up, NULL}};
-        mats_forward(s, s->xb, n, 0.0f, gu, 2);
+        mend_norm_forward(c, s->xb, s->x, L->ffn_norm, L->ffn_norm_b, n, 0);
+        /* without a gate (ffn_plain) only the up product runs */
+        const mm_job gu[2] = {{s->hb, (size_t)hid, &L->w_gate, NULL}, {s->hb2, (size_t)hid, &L->w_up, L->b_up}};
+        const int gated = L->w_gate.data != NULL;
+        mats_forward(s, s->xb, n, 0.0f, gu + !gated, 1 + gated);
         mend_glu_forward(c, s->hb, s->hb, s->hb2, (int64_t)n * hid, 0);
-        residual_product(s, s->hb, &L->w_down, L->post_ffn_norm, n);
+        residual_product(s, s->hb, &L->w_down, L->b_down, L->post_ffn_norm, n);
     }
 
     if (!logits) return;
@@ -513,13 +524,13 @@ static void forward_batch(mend_state *s, const int32_t *tokens, const float *emb
         /* gather the rows to score (hb is free now and holds >= dim floats per row) */
         for (int k = 0; k < n_out_rows; k++)
             memcpy(s->hb + (size_t)k * dim, s->x + (size_t)out_rows[k] * dim, (size_t)dim * sizeof(float));
-        rmsnorm_forward(s->xb, s->hb, m->out_norm, n_out_rows, dim, c->norm_eps);
+        mend_norm_forward(c, s->xb, s->hb, m->out_norm, m->out_norm_b, n_out_rows, 0);
         mat_forward(s, logits, (size_t)c->n_vocab, s->xb, &m->output, NULL, n_out_rows, 0.0f);
         mend_logit_softcap(c, logits, n_out_rows);
         return;
     }
     const int first = logits_all ? 0 : n - 1, n_out = n - first;
-    rmsnorm_forward(s->xb, s->x + (size_t)first * dim, m->out_norm, n_out, dim, c->norm_eps);
+    mend_norm_forward(c, s->xb, s->x + (size_t)first * dim, m->out_norm, m->out_norm_b, n_out, 0);
     mat_forward(s, logits, (size_t)c->n_vocab, s->xb, &m->output, NULL, n_out, 0.0f);
     mend_logit_softcap(c, logits, n_out);
 }
@@ -533,6 +544,8 @@ int mend_forward(mend_state *s, const int32_t *tokens, const float *embeds, int 
     if (pos < 0 || pos > s->n_ctx || n > s->n_ctx - pos)
         return mend_set_error(MEND_ERANGE, "mend_forward: positions [%d, %lld) do not fit the context of %d",
                               pos, (long long)pos + n, s->n_ctx);
+    int rc = mend_pos_check(&s->m->cfg, "mend_forward", pos, n);
+    if (rc) return rc;
     const int n_vocab = s->m->cfg.n_vocab;
     if (tokens) {
         for (int i = 0; i < n; i++)
@@ -607,6 +620,8 @@ static int forward_rows(mend_state *s, const int32_t *tokens, int n, int slot0, 
             return mend_set_error(MEND_EINVAL, "%s: row %d (slot %d, position %d) attends to "
                                   "[%d,%d) [%d,%d) [%d,%d]: ranges must lie before the row's slot",
                                   fn, i, self, r->pos, r->a0, r->a1, r->b0, r->b1, r->c0, self);
+        const int rc = mend_pos_check(&s->m->cfg, fn, r->pos, 1);
+        if (rc) return rc;
         if (window_cuts(&s->m->cfg, r->pos))
             return mend_set_error(MEND_EUNSUPPORTED, "%s: row %d is at position %d, where the sliding window of "
                                   "the model (%s) no longer reaches position 0; rows with their own positions "

@@ -79,21 +79,22 @@ int mend_layer_check(const mend_config *c, const mend_layer *L, int l) {
     if ((rc = check_mat(&L->wk, kvd, dim, l, "attn_k"))) return rc;
     if ((rc = check_mat(&L->wv, kvd, dim, l, "attn_v"))) return rc;
     if ((rc = check_mat(&L->wo, dim, qd, l, "attn_output"))) return rc;
-    if ((rc = check_mat(&L->w_gate, hid, dim, l, "ffn_gate"))) return rc;
+    if (!c->ffn_plain && (rc = check_mat(&L->w_gate, hid, dim, l, "ffn_gate"))) return rc;
     if ((rc = check_mat(&L->w_up, hid, dim, l, "ffn_up"))) return rc;
     if ((rc = check_mat(&L->w_down, dim, hid, l, "ffn_down"))) return rc;
     if (!L->attn_norm || !L->ffn_norm || (c->qk_norm && (!L->q_norm || !L->k_norm)) ||
-        (c->post_norms && (!L->post_attn_norm || !L->post_ffn_norm)))
+        (c->post_norms && (!L->post_attn_norm || !L->post_ffn_norm)) ||
+        (c->layer_norm && (!L->attn_norm_b || !L->ffn_norm_b)))
         return mend_set_error(MEND_EINVAL, "layer %d: a norm vector is missing", l);
     return 0;
 }
 
 void mend_layer_attn_norm(const mend_config *c, const mend_layer *L, const float *x, int n, float *xb) {
-    mend_rmsnorm_rows(xb, x, L->attn_norm, n, c->dim, c->norm_eps);
+    mend_norm_forward(c, xb, x, L->attn_norm, L->attn_norm_b, n, 1);
 }
 
 void mend_layer_ffn_norm(const mend_config *c, const mend_layer *L, const float *x, int n, float *xb) {
-    mend_rmsnorm_rows(xb, x, L->ffn_norm, n, c->dim, c->norm_eps);
+    mend_norm_forward(c, xb, x, L->ffn_norm, L->ffn_norm_b, n, 1);
 }
 
 /* Pack x (n, k) for mend_sgemm_xt into ws->xt; 0 when the products run on
@@ -123,6 +124,7 @@ static void linear(mend_layer_ws *ws, int packed, float *out, size_t ldo, const 
 static void rope_rows(float *x, int n, size_t ldx, int n_heads, int hd, const float *cos_t, const float *sin_t,
                       int type) {
     const int half = hd / 2;
+    if (type == MEND_ROPE_NONE) return;
     for (int p = 0; p < n; p++) {
         const float *cs = cos_t + (size_t)p * half, *sn = sin_t + (size_t)p * half;
         for (int h = 0; h < n_heads; h++) {
@@ -194,36 +196,36 @@ void mend_layer_attn_core(const mend_config *c, const mend_layer *L, int l, cons
     }
 }
 
-/* x (n, dim) += in (n, k) · Wᵀ, through a post-norm when the config has them */
+/* x (n, dim) += in (n, k) · Wᵀ (+ bias), through a post-norm when the config has them */
 static void residual(const mend_config *c, mend_layer_ws *ws, float *x, const float *in, int k, const mend_mat *W,
-                     const float *post, int n) {
+                     const float *bias, const float *post, int n) {
     const int packed = pack_x(ws, in, n, k);
     if (!c->post_norms) {
-        linear(ws, packed, x, (size_t)c->dim, in, W, NULL, n, 1.0f);
+        linear(ws, packed, x, (size_t)c->dim, in, W, bias, n, 1.0f);
         return;
     }
-    linear(ws, packed, ws->up, (size_t)c->dim, in, W, NULL, n, 0.0f);
+    linear(ws, packed, ws->up, (size_t)c->dim, in, W, bias, n, 0.0f);
     mend_post_norm_add(c, post, x, ws->up, n, 1);
 }
 
 void mend_layer_attn_out(const mend_config *c, const mend_layer *L, const float *att, int n, mend_layer_ws *ws,
                          float *x) {
     const int qd = c->n_heads * c->head_dim;
-    residual(c, ws, x, att, qd, &L->wo, L->post_attn_norm, n);
+    residual(c, ws, x, att, qd, &L->wo, L->bo, L->post_attn_norm, n);
 }
 
 void mend_layer_ffn_act(const mend_config *c, const mend_layer *L, const float *xb, int n, mend_layer_ws *ws,
                         float *h) {
     const size_t hid = (size_t)c->hidden_dim;
     const int packed = pack_x(ws, xb, n, c->dim);
-    linear(ws, packed, h, hid, xb, &L->w_gate, NULL, n, 0.0f);
-    linear(ws, packed, ws->up, hid, xb, &L->w_up, NULL, n, 0.0f);
+    if (!c->ffn_plain) linear(ws, packed, h, hid, xb, &L->w_gate, NULL, n, 0.0f);
+    linear(ws, packed, ws->up, hid, xb, &L->w_up, L->b_up, n, 0.0f);
     mend_glu_forward(c, h, h, ws->up, (int64_t)n * hid, 1);
 }
 
 void mend_layer_ffn_out(const mend_config *c, const mend_layer *L, const float *h, int n, mend_layer_ws *ws,
                         float *x) {
-    residual(c, ws, x, h, c->hidden_dim, &L->w_down, L->post_ffn_norm, n);
+    residual(c, ws, x, h, c->hidden_dim, &L->w_down, L->b_down, L->post_ffn_norm, n);
 }
 
 void mend_layer_forward_seq(const mend_config *c, const mend_layer *L, int l, float *x, int n, mend_layer_ws *ws,

@@ -12,7 +12,10 @@
  *
  * with the family features (model/features.c) where the config has them:
  * QK-norm, layer l's window and, for gemma3, its RoPE base, the query scale,
- * post-norms on the two residual branches and GeGLU.
+ * post-norms on the two residual branches and GeGLU; for opt LayerNorm with
+ * bias, no RoPE, biases on Wo, Wu and Wd and h = relu(xb Wuᵀ + b_up) without
+ * a gate. Learned positions are added to x before layer 0 (mend_pos_add),
+ * not here.
  *
  * Matrices must be F32 (a model loaded without keep_packed, or the caller's
  * own f32 copies); mend_layer_check says why not. Every function runs on the

@@ -143,6 +143,8 @@ void mend_model_get_info(const mend_model *m, mend_model_info *info) {
     info->tied_embeddings = c->tied;
     int64_t n = mat_elems(&m->tok_embd) + (c->tied ? 0 : mat_elems(&m->output));
     if (m->out_norm) n += c->dim;
+    if (m->out_norm_b) n += c->dim;
+    if (c->pos_embd) n += (int64_t)c->n_pos * c->dim;
     for (int l = 0; m->layers && l < c->n_layers; l++) {
         const mend_layer *L = &m->layers[l];
         n += mat_elems(&L->wq) + mat_elems(&L->wk) + mat_elems(&L->wv) + mat_elems(&L->wo);
@@ -156,6 +158,11 @@ void mend_model_get_info(const mend_model *m, mend_model_info *info) {
         if (L->k_norm) n += c->head_dim;
         if (L->post_attn_norm) n += c->dim;
         if (L->post_ffn_norm) n += c->dim;
+        if (L->attn_norm_b) n += c->dim;
+        if (L->ffn_norm_b) n += c->dim;
+        if (L->bo) n += L->wo.rows;
+        if (L->b_up) n += L->w_up.rows;
+        if (L->b_down) n += L->w_down.rows;
     }
     info->n_params = n;
     info->repacked_bytes = m->xpack_bytes;
@@ -223,12 +230,21 @@ int mend_model_validate(const mend_model *m) {
     if (!(c->norm_eps > 0.0f && c->norm_eps < 1.0f))
         return mend_set_error(MEND_EFORMAT, "%s: config norm_eps is %g, expected a small positive number",
                               src, (double)c->norm_eps);
-    if (!(c->rope_theta > 0.0f))
+    if (c->rope_type != MEND_ROPE_NONE && !(c->rope_theta > 0.0f))
         return mend_set_error(MEND_EFORMAT, "%s: config rope_theta is %g, expected > 0", src,
                               (double)c->rope_theta);
-    if (c->rope_type != MEND_ROPE_NORM && c->rope_type != MEND_ROPE_NEOX)
-        return mend_set_error(MEND_EFORMAT, "%s: config rope_type is %d, expected %d (norm) or %d (neox)",
-                              src, c->rope_type, MEND_ROPE_NORM, MEND_ROPE_NEOX);
+    if (c->rope_type != MEND_ROPE_NORM && c->rope_type != MEND_ROPE_NEOX && c->rope_type != MEND_ROPE_NONE)
+        return mend_set_error(MEND_EFORMAT, "%s: config rope_type is %d, expected %d (norm), %d (neox) or %d "
+                              "(none)", src, c->rope_type, MEND_ROPE_NORM, MEND_ROPE_NEOX, MEND_ROPE_NONE);
+    /* learned positions replace RoPE: a table exactly when there is no rotation */
+    if ((c->rope_type == MEND_ROPE_NONE) != (c->n_pos > 0) || (c->n_pos > 0) != (c->pos_embd != NULL) ||
+        c->n_pos < 0 || c->n_pos > (1 << 24))
+        return mend_set_error(MEND_EFORMAT, "%s: config has rope_type %d with %d learned positions (%s table); "
+                              "expected RoPE or a table of 1..%d positions", src, c->rope_type, c->n_pos,
+                              c->pos_embd ? "a" : "no", 1 << 24);
+    if (c->ffn_plain && c->act != MEND_ACT_RELU)
+        return mend_set_error(MEND_EFORMAT, "%s: config has an FFN without a gate and activation %d; only ReLU "
+                              "(%d) is implemented there", src, c->act, MEND_ACT_RELU);
     if (!m->layers) return mend_set_error(MEND_EFORMAT, "%s: the model has no layers", src);
     /* a token the embedding has no row for would fail every forward pass */
     if (m->tok && mend_tokenizer_n_vocab(m->tok) > c->n_vocab)
@@ -241,15 +257,19 @@ int mend_model_validate(const mend_model *m) {
     if ((rc = check_mat(m, "token embedding", -1, &m->tok_embd, c->n_vocab, dim))) return rc;
     if ((rc = check_mat(m, "output head", -1, &m->output, c->n_vocab, dim))) return rc;
     if ((rc = check_vec(m, "output norm", -1, m->out_norm))) return rc;
+    if (c->layer_norm && (rc = check_vec(m, "output norm bias", -1, m->out_norm_b))) return rc;
     for (int l = 0; l < c->n_layers; l++) {
         const mend_layer *L = &m->layers[l];
         if ((rc = check_vec(m, "attention norm", l, L->attn_norm))) return rc;
         if ((rc = check_vec(m, "ffn norm", l, L->ffn_norm))) return rc;
+        if (c->layer_norm && ((rc = check_vec(m, "attention norm bias", l, L->attn_norm_b)) ||
+                              (rc = check_vec(m, "ffn norm bias", l, L->ffn_norm_b))))
+            return rc;
         if ((rc = check_mat(m, "wq", l, &L->wq, qd, dim))) return rc;
         if ((rc = check_mat(m, "wk", l, &L->wk, kvd, dim))) return rc;
         if ((rc = check_mat(m, "wv", l, &L->wv, kvd, dim))) return rc;
         if ((rc = check_mat(m, "wo", l, &L->wo, dim, qd))) return rc;
-        if ((rc = check_mat(m, "w_gate", l, &L->w_gate, hid, dim))) return rc;
+        if (!c->ffn_plain && (rc = check_mat(m, "w_gate", l, &L->w_gate, hid, dim))) return rc;
         if ((rc = check_mat(m, "w_up", l, &L->w_up, hid, dim))) return rc;
         if ((rc = check_mat(m, "w_down", l, &L->w_down, dim, hid))) return rc;
         if (c->qk_norm && (!L->q_norm || !L->k_norm))

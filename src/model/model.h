@@ -8,6 +8,7 @@
 #include "io/gguf.h"
 
 enum mend_rope_type {
+    MEND_ROPE_NONE = -1,  /* no rotation: learned absolute positions (cfg.n_pos, opt) */
     MEND_ROPE_NORM = 0,   /* rotate adjacent pairs (x[2i], x[2i+1]); GGUF llama layout */
     MEND_ROPE_NEOX = 2    /* rotate halves (x[i], x[i+d/2]); HF layout, qwen2 */
 };
@@ -56,11 +57,24 @@ typedef struct mend_config {
     /* Gemma 2 ("gemma2", with the Gemma 3 fields above but qk_norm and rope_theta_swa). Zero elsewhere. */
     float attn_softcap;   /* attention scores s -> c tanh(s / c) before the softmax (0: none) */
     float final_softcap;  /* logits z -> c tanh(z / c) (0: none) */
+
+    /* OPT ("opt"). Zero / NULL for the other families, which keeps their
+     * math unchanged. */
+    int layer_norm;       /* every norm (attn, ffn, out) is LayerNorm with a bias (the *_norm_b vectors)
+                             instead of RMSNorm */
+    int ffn_plain;        /* FFN without a gate: h = act(x Wuᵀ + b_up), w_gate empty; act is
+                             MEND_ACT_RELU */
+    int n_pos;            /* learned absolute positions instead of RoPE (rope_type MEND_ROPE_NONE):
+                             row p of pos_embd is added to the input row at position p; 0: RoPE */
+    int pos_offset;       /* where position 0 sits in the checkpoint's own table (HF OPT: row 2), for
+                             the features line; pos_embd already starts at it */
+    const float *pos_embd;   /* (n_pos, dim) f32, in the model's arena or file map; NULL without n_pos */
 } mend_config;
 
 enum mend_act {
     MEND_ACT_SILU = 0,       /* SwiGLU: silu(g) * u */
-    MEND_ACT_GELU_TANH = 1   /* GeGLU: gelu(g) * u with the tanh approximation */
+    MEND_ACT_GELU_TANH = 1,  /* GeGLU: gelu(g) * u with the tanh approximation */
+    MEND_ACT_RELU = 2        /* relu(u), with cfg.ffn_plain (no gate) */
 };
 
 /* A weight matrix in row-major [rows][cols] with rows = output features, in
@@ -82,6 +96,9 @@ typedef struct mend_layer {
     const float *ffn_norm;         /* (dim) */
     mend_mat w_gate, w_up, w_down; /* (hidden, dim) (hidden, dim) (dim, hidden) */
     const float *post_attn_norm, *post_ffn_norm;  /* (dim) with cfg.post_norms (gemma3), NULL otherwise */
+    const float *attn_norm_b, *ffn_norm_b;  /* (dim) LayerNorm biases with cfg.layer_norm, NULL otherwise */
+    const float *bo, *b_up, *b_down;        /* (dim) (hidden) (dim) biases of wo, w_up, w_down (opt),
+                                               NULL otherwise */
 } mend_layer;
 
 struct mend_model {
@@ -89,6 +106,7 @@ struct mend_model {
     mend_mat tok_embd;             /* (n_vocab, dim) */
     mend_layer *layers;
     const float *out_norm;         /* (dim) */
+    const float *out_norm_b;       /* (dim) with cfg.layer_norm, NULL otherwise */
     mend_mat output;               /* (n_vocab, dim); == tok_embd when tied */
     /* The same matrices in their file types (pointers into the map), kept
      * beside the f32 copies for native quantized kernels; equal to the
@@ -163,6 +181,21 @@ void mend_glu_backward(const mend_config *c, float *dgate, float *dup, const flo
 /* x (n, dim) += rmsnorm(y) * w with cfg.post_norms (y is overwritten), else
  * x += y. serial as above. */
 void mend_post_norm_add(const mend_config *c, const float *w, float *x, float *y, int n, int serial);
+/* The family's norm of n rows (dim each): rmsnorm(x) * w, or with
+ * cfg.layer_norm layernorm(x) * w + b; out may alias x. serial as above. */
+void mend_norm_forward(const mend_config *c, float *out, const float *x, const float *w, const float *b, int n,
+                       int serial);
+/* Its backward to x: dx = beta * dx + the norm's Jacobianᵀ dy (a bias is a
+ * constant); beta as rmsnorm_backward. */
+void mend_norm_backward(const mend_config *c, float *dx, const float *dy, const float *x, const float *w, int n,
+                        float beta);
+/* Learned positions (cfg.n_pos): x (n, dim) += pos_embd rows pos0 ..
+ * pos0+n-1; nothing with RoPE. The caller has checked the range
+ * (mend_pos_check). */
+void mend_pos_add(const mend_config *c, float *x, int n, int pos0);
+/* 0 when positions [pos0, pos0 + n) have rows in the learned table (always
+ * with RoPE); else MEND_ERANGE with a message that starts with who. */
+int mend_pos_check(const mend_config *c, const char *who, int64_t pos0, int64_t n);
 /* mend_describe_features is public (mend.h). */
 
 /* For tests: a state's buffers after mend_forward (model/forward.c). x: the

@@ -17,7 +17,13 @@
  * rows are used as given), xm = x + rmsnorm(a Woᵀ) * post_attn_norm,
  * x' = xm + rmsnorm((gelu_tanh(g) * u) Wdᵀ) * post_ffn_norm. gemma2 has the
  * same and soft-caps the attention scores and the logits: s = c tanh(s / c),
- * with d s / d s_in = 1 - tanh².
+ * with d s / d s_in = 1 - tanh². opt adds the learned position rows
+ * 0 .. T-1 to every row of x_0, the prompt rows included (HF's
+ * inputs_embeds path; a constant, so the prompt's gradient passes through
+ * unchanged), has no RoPE, LayerNorm with bias in place of every rmsnorm
+ * (backward: layernorm_backward), biases on Wo and Wd, and
+ * x' = xm + relu(h Wuᵀ + b_up) Wdᵀ + b_down without a gate (G is not kept;
+ * backward: relu_backward on U).
  *
  * Memory plan (floats; T = P + max_text, all in one allocation made by
  * mend_trainer_new; nothing is allocated during a step):
@@ -240,6 +246,7 @@ static void pack_weights(mend_trainer *t) {
     if (ok) mats[N_LAYER_MATS * L] = &m->output;
     for (int i = 0; ok && i < n; i++) {
         off[i] = total;
+        if (!mats[i]->data) continue;   /* the gate of an FFN without one */
         ok = mend_add_ok(total, (mend_sgemm_wp_floats((int)mats[i]->rows, (int)mats[i]->cols) + 15) & ~(size_t)15,
                          &total);
     }
@@ -252,6 +259,8 @@ static void pack_weights(mend_trainer *t) {
 #pragma omp parallel for schedule(dynamic, 1) num_threads(t->n_threads)
         for (int i = 0; i < n; i++) {
             const mend_mat *W = mats[i];
+            t->wp[i] = NULL;
+            if (!W->data) continue;
             mend_sgemm_pack_w(t->wpack + off[i], (const float *)W->data, (size_t)W->cols, (int)W->rows,
                               (int)W->cols);
             t->wp[i] = t->wpack + off[i];
@@ -277,12 +286,13 @@ int mend_trainer_new(mend_trainer **out, const mend_model *m, int n_virtual, int
     if (c->head_dim % 2 || c->n_kv_heads < 1 || c->n_heads % c->n_kv_heads)
         return mend_set_error(MEND_EUNSUPPORTED, "mend_trainer_new: head layout %d heads / %d kv heads / dim %d",
                               c->n_heads, c->n_kv_heads, c->head_dim);
-    int rc;
+    int rc = mend_pos_check(c, "mend_trainer_new", 0, (int64_t)n_virtual + max_text);
+    if (rc) return rc;
     for (int l = 0; l < c->n_layers; l++) {
         const mend_mat *ws[N_LAYER_MATS];
         layer_mats(&m->layers[l], ws);
         for (int i = 0; i < N_LAYER_MATS; i++)
-            if ((rc = check_f32(ws[i], MAT_NAMES[i], l))) return rc;
+            if ((i != M_GATE || !c->ffn_plain) && (rc = check_f32(ws[i], MAT_NAMES[i], l))) return rc;
     }
     if ((rc = check_f32(&m->output, "output", -1))) return rc;
     if (teacher) {
@@ -297,7 +307,7 @@ int mend_trainer_new(mend_trainer **out, const mend_model *m, int n_virtual, int
     const size_t T = (size_t)n_virtual + (size_t)max_text;
     int nt = omp_get_max_threads();
     if (nt < 1) nt = 1;
-    const size_t perlayer = 2 * D + qd + 2 * kvd + 2 * F;   /* X, XM, Q, K, V, G, U */
+    const size_t perlayer = 2 * D + qd + 2 * kvd + 2 * F;   /* X, XM, Q, K, V, G, U (no G with ffn_plain) */
     /* slot sizes in floats; overflow-checked (every factor is bounded above,
      * but vocab x rows and T x perlayer x L can still be large) */
     size_t sz[32];
@@ -308,7 +318,7 @@ int mend_trainer_new(mend_trainer **out, const mend_model *m, int n_virtual, int
     SLOT(L * T, qd);                    /* Q */
     SLOT(L * T, kvd);                   /* K */
     SLOT(L * T, kvd);                   /* V */
-    SLOT(L * T, F);                     /* G */
+    SLOT(c->ffn_plain ? 0 : L * T, F);  /* G (no gate: none) */
     SLOT(L * T, F);                     /* U */
     SLOT(c->qk_norm ? L * T : 0, qd);   /* QR */
     SLOT(c->qk_norm ? L * T : 0, kvd);  /* KR */
@@ -364,7 +374,8 @@ int mend_trainer_new(mend_trainer **out, const mend_model *m, int n_virtual, int
     t->Q = f + offs[i++];
     t->K = f + offs[i++];
     t->V = f + offs[i++];
-    t->G = f + offs[i++];
+    t->G = sz[i] ? f + offs[i] : NULL;
+    i++;
     t->U = f + offs[i++];
     /* the slots of QK-norm, post-norms and the second RoPE base: NULL when empty */
     float **opt[6] = {&t->QR, &t->KR, &t->YA, &t->YF, &t->rc2, &t->rs2};
@@ -448,12 +459,12 @@ static void layer_rope(const mend_trainer *t, int l, const float **rc, const flo
     *rs = local ? t->rs2 : t->rs;
 }
 
-/* xres (T, dim) += x Wᵀ, or += rmsnorm(Y) * post with Y = x Wᵀ kept (post_norms) */
-static void residual_forward(mend_trainer *t, float *xres, const float *x, const mend_mat *W, float *Y,
-                             const float *post, int T) {
+/* xres (T, dim) += x Wᵀ (+ bias), or += rmsnorm(Y) * post with Y = x Wᵀ kept (post_norms) */
+static void residual_forward(mend_trainer *t, float *xres, const float *x, const mend_mat *W, const float *bias,
+                             float *Y, const float *post, int T) {
     const mend_config *c = &t->m->cfg;
     const size_t D = (size_t)c->dim;
-    const fwd_job j = {Y ? Y : xres, D, W, NULL};
+    const fwd_job j = {Y ? Y : xres, D, W, bias};
     mm_forward(t, x, T, Y ? 0.0f : 1.0f, &j, 1);
     if (!Y) return;
     memcpy(t->xb, Y, (size_t)T * D * sizeof(float));
@@ -478,12 +489,12 @@ static void forward_layers(mend_trainer *t, int T) {
         const mend_layer *Ly = &m->layers[l];
         float *X = t->X + (size_t)l * Tm * D, *Xn = X + Tm * D, *XM = t->XM + (size_t)l * Tm * D;
         float *Q = t->Q + (size_t)l * Tm * qd, *K = t->K + (size_t)l * Tm * kvd, *V = t->V + (size_t)l * Tm * kvd;
-        float *G = t->G + (size_t)l * Tm * F, *U = t->U + (size_t)l * Tm * F;
+        float *G = t->G ? t->G + (size_t)l * Tm * F : NULL, *U = t->U + (size_t)l * Tm * F;
         float *YA = t->YA ? t->YA + (size_t)l * Tm * D : NULL, *YF = t->YF ? t->YF + (size_t)l * Tm * D : NULL;
         const float *rc, *rs;
         layer_rope(t, l, &rc, &rs);
 
-        rmsnorm_forward(t->xb, X, Ly->attn_norm, T, (int)D, c->norm_eps);
+        mend_norm_forward(c, t->xb, X, Ly->attn_norm, Ly->attn_norm_b, T, 0);
         const fwd_job qkv[3] = {{Q, qd, &Ly->wq, Ly->bq}, {K, kvd, &Ly->wk, Ly->bk}, {V, kvd, &Ly->wv, Ly->bv}};
         mm_forward(t, t->xb, T, 0.0f, qkv, 3);
         if (t->QR) {   /* keep the inputs of QK-norm for its backward */
@@ -496,14 +507,14 @@ static void forward_layers(mend_trainer *t, int T) {
         attention_forward_train(t->att, Q, K, V, T, c->n_heads, c->n_kv_heads, c->head_dim, c->swa_window[l],
                                 c->attn_softcap, t->asc, nt);
         memcpy(XM, X, (size_t)T * D * sizeof(float));
-        residual_forward(t, XM, t->att, &Ly->wo, YA, Ly->post_attn_norm, T);
+        residual_forward(t, XM, t->att, &Ly->wo, Ly->bo, YA, Ly->post_attn_norm, T);
 
-        rmsnorm_forward(t->xb, XM, Ly->ffn_norm, T, (int)D, c->norm_eps);
-        const fwd_job gu[2] = {{G, F, &Ly->w_gate, NULL}, {U, F, &Ly->w_up, NULL}};
-        mm_forward(t, t->xb, T, 0.0f, gu, 2);
+        mend_norm_forward(c, t->xb, XM, Ly->ffn_norm, Ly->ffn_norm_b, T, 0);
+        const fwd_job gu[2] = {{G, F, &Ly->w_gate, NULL}, {U, F, &Ly->w_up, Ly->b_up}};
+        mm_forward(t, t->xb, T, 0.0f, gu + (G == NULL), G ? 2 : 1);   /* no gate: the up product only */
         mend_glu_forward(c, t->sw, G, U, (int64_t)T * F, 0);
         memcpy(Xn, XM, (size_t)T * D * sizeof(float));
-        residual_forward(t, Xn, t->sw, &Ly->w_down, YF, Ly->post_ffn_norm, T);
+        residual_forward(t, Xn, t->sw, &Ly->w_down, Ly->b_down, YF, Ly->post_ffn_norm, T);
     }
 }
 
@@ -536,7 +547,7 @@ static void backward_layers(mend_trainer *t, int T) {
         const float *X = t->X + (size_t)l * Tm * D, *XM = t->XM + (size_t)l * Tm * D;
         const float *Q = t->Q + (size_t)l * Tm * qd, *K = t->K + (size_t)l * Tm * kvd;
         const float *V = t->V + (size_t)l * Tm * kvd;
-        const float *G = t->G + (size_t)l * Tm * F, *U = t->U + (size_t)l * Tm * F;
+        const float *G = t->G ? t->G + (size_t)l * Tm * F : NULL, *U = t->U + (size_t)l * Tm * F;
         const float *YA = t->YA ? t->YA + (size_t)l * Tm * D : NULL, *YF = t->YF ? t->YF + (size_t)l * Tm * D : NULL;
         const float *rc, *rs;
         layer_rope(t, l, &rc, &rs);
@@ -548,8 +559,8 @@ static void backward_layers(mend_trainer *t, int T) {
         mm_backward(t, t->sw, F, T, 0.0f, &jd, 1);
         mend_glu_backward(c, t->dg, t->du, t->sw, G, U, (int64_t)T * F);
         const bwd_job jgu[2] = {{t->dg, F, &Ly->w_gate, WP(M_GATE)}, {t->du, F, &Ly->w_up, WP(M_UP)}};
-        mm_backward(t, t->dh, D, T, 0.0f, jgu, 2);
-        rmsnorm_backward(t->dx, t->dh, XM, Ly->ffn_norm, T, (int)D, c->norm_eps, 1.0f);
+        mm_backward(t, t->dh, D, T, 0.0f, jgu + (G == NULL), G ? 2 : 1);   /* no gate: du only */
+        mend_norm_backward(c, t->dx, t->dh, XM, Ly->ffn_norm, T, 1.0f);
 
         /* attention: da = dx Wo; softmax attention; RoPE; q/k/v; the norm */
         const bwd_job jo = {post_norm_backward(t, YA, Ly->post_attn_norm, T), D, &Ly->wo, WP(M_O)};
@@ -564,7 +575,7 @@ static void backward_layers(mend_trainer *t, int T) {
                                  {t->dv, kvd, &Ly->wv, WP(M_V)}};
 #undef WP
         mm_backward(t, t->dh, D, rows, 0.0f, jqkv, 3);
-        rmsnorm_backward(t->dx, t->dh, X, Ly->attn_norm, rows, (int)D, c->norm_eps, 1.0f);
+        mend_norm_backward(c, t->dx, t->dh, X, Ly->attn_norm, rows, 1.0f);
     }
 }
 
@@ -594,6 +605,7 @@ int mend_trainer_step(mend_trainer *t, const float *prompt, const int32_t *text,
     /* forward */
     memcpy(t->X, prompt, (size_t)P * D * sizeof(float));
     embed_text(t, t->X + (size_t)P * D, text, n_text);
+    mend_pos_add(c, t->X, T, 0);   /* learned positions on every row (range: mend_trainer_new) */
     forward_layers(t, T);
 
     /* head and loss, HEAD_ROWS rows at a time: rows [r0, r1) of the sequence,
@@ -606,7 +618,7 @@ int mend_trainer_step(mend_trainer *t, const float *prompt, const int32_t *text,
     int rc = 0;
     for (int r0 = first; r0 <= last; r0 += HEAD_ROWS) {
         const int nr = last + 1 - r0 < HEAD_ROWS ? last + 1 - r0 : HEAD_ROWS;
-        rmsnorm_forward(t->hf, XL + (size_t)r0 * D, m->out_norm, nr, (int)D, c->norm_eps);
+        mend_norm_forward(c, t->hf, XL + (size_t)r0 * D, m->out_norm, m->out_norm_b, nr, 0);
         const fwd_job jh = {t->logits, (size_t)Vv, &m->output, NULL};
         mm_forward(t, t->hf, nr, 0.0f, &jh, 1);
         if (objective == MEND_TUNE_KL) {
@@ -645,8 +657,7 @@ int mend_trainer_step(mend_trainer *t, const float *prompt, const int32_t *text,
         if (grad) {
             const bwd_job jb = {t->logits, (size_t)Vv, &m->output, t->wp ? t->wp[N_LAYER_MATS * c->n_layers] : NULL};
             mm_backward(t, t->dhf, D, nr, 0.0f, &jb, 1);
-            rmsnorm_backward(dXL + (size_t)r0 * D, t->dhf, XL + (size_t)r0 * D, m->out_norm, nr, (int)D,
-                             c->norm_eps, 0.0f);
+            mend_norm_backward(c, dXL + (size_t)r0 * D, t->dhf, XL + (size_t)r0 * D, m->out_norm, nr, 0.0f);
         }
     }
     if (rc == 0 && grad) {
