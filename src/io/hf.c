@@ -168,7 +168,7 @@ int mend_hf_config_read(const char *path, mend_hf_accept_fn accept, void *ctx, m
     if (accept && (rc = accept(path, an, ctx))) goto done;
 
     if ((rc = cfg_int(root, path, "hidden_size", 1, 0, 1, MEND_HF_MAX_DIM, &cfg->hidden_size)) ||
-        (rc = cfg_int(root, path, "intermediate_size", 1, 0, 1, MEND_HF_MAX_DIM, &cfg->intermediate_size)) ||
+        (rc = cfg_int(root, path, "intermediate_size", 0, 0, 1, MEND_HF_MAX_DIM, &cfg->intermediate_size)) ||
         (rc = cfg_int(root, path, "num_hidden_layers", 1, 0, 1, MEND_HF_MAX_LAYERS, &cfg->num_hidden_layers)) ||
         (rc = cfg_int(root, path, "num_attention_heads", 1, 0, 1, MEND_HF_MAX_HEADS, &cfg->num_attention_heads)) ||
         (rc = cfg_int(root, path, "num_key_value_heads", 0, cfg->num_attention_heads, 1, MEND_HF_MAX_HEADS,
@@ -185,7 +185,7 @@ int mend_hf_config_read(const char *path, mend_hf_accept_fn accept, void *ctx, m
     if ((rc = cfg_int(root, path, "head_dim", 0, cfg->hidden_size / cfg->num_attention_heads, 2, 4096,
                       &cfg->head_dim)))
         goto done;
-    if ((rc = cfg_num(root, path, "rms_norm_eps", 1, 0, &cfg->rms_norm_eps))) goto done;
+    if ((rc = cfg_num(root, path, "rms_norm_eps", 0, 0.0, &cfg->rms_norm_eps))) goto done;
     if (cfg->rms_norm_eps >= 1) {
         rc = mend_set_error(MEND_ERANGE, "%s: field 'rms_norm_eps' is %g, expected a small positive number",
                             path, cfg->rms_norm_eps);
@@ -193,16 +193,27 @@ int mend_hf_config_read(const char *path, mend_hf_accept_fn accept, void *ctx, m
     }
     if ((rc = parse_rope(root, path, cfg))) goto done;
     if ((rc = cfg_bool(root, path, "tie_word_embeddings", 0, &cfg->tie_word_embeddings))) goto done;
+    const json_t *tie = json_object_get(root, "tie_word_embeddings");
+    cfg->has_tie_word_embeddings = tie && !json_is_null(tie);
     if ((rc = cfg_str(root, path, "hidden_act", cfg->hidden_act, sizeof cfg->hidden_act)) ||
         (rc = cfg_str(root, path, "hidden_activation", cfg->hidden_activation, sizeof cfg->hidden_activation)) ||
         (rc = cfg_num(root, path, "query_pre_attn_scalar", 0, 0.0, &cfg->query_pre_attn_scalar)) ||
         (rc = cfg_num(root, path, "attn_logit_softcapping", 0, 0.0, &cfg->attn_logit_softcapping)) ||
-        (rc = cfg_num(root, path, "final_logit_softcapping", 0, 0.0, &cfg->final_logit_softcapping)))
+        (rc = cfg_num(root, path, "final_logit_softcapping", 0, 0.0, &cfg->final_logit_softcapping)) ||
+        (rc = cfg_str(root, path, "activation_function", cfg->activation_function,
+                      sizeof cfg->activation_function)))
         goto done;
     if ((rc = cfg_bool(root, path, "attention_bias", 0, &cfg->attention_bias)) ||
         (rc = cfg_bool(root, path, "mlp_bias", 0, &cfg->mlp_bias)))
         goto done;
-    rc = parse_windows(root, path, cfg);
+    if ((rc = parse_windows(root, path, cfg))) goto done;
+    if ((rc = cfg_int(root, path, "ffn_dim", 0, 0, 1, MEND_HF_MAX_DIM, &cfg->ffn_dim)) ||
+        (rc = cfg_int(root, path, "word_embed_proj_dim", 0, 0, 1, MEND_HF_MAX_DIM, &cfg->word_embed_proj_dim)) ||
+        (rc = cfg_bool(root, path, "do_layer_norm_before", 1, &cfg->do_layer_norm_before)) ||
+        (rc = cfg_bool(root, path, "enable_bias", 1, &cfg->enable_bias)) ||
+        (rc = cfg_bool(root, path, "layer_norm_elementwise_affine", 1, &cfg->layer_norm_elementwise_affine)))
+        goto done;
+    rc = cfg_bool(root, path, "_remove_final_layer_norm", 0, &cfg->remove_final_layer_norm);
 done:
     json_decref(root);
     return rc;

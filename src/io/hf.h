@@ -16,14 +16,17 @@
 #define MEND_HF_MAX_HEADS  4096
 
 /* config.json: the fields a decoder-only checkpoint describes itself with,
- * named after their keys. Absent optional fields hold the defaults noted. */
+ * named after their keys. Absent optional fields hold the defaults noted.
+ * Fields only some families have are optional here; the model loader says
+ * which its family requires. */
 typedef struct mend_hf_config {
     char architecture[96];        /* architectures[0] (required) */
-    int hidden_size, intermediate_size, num_hidden_layers, num_attention_heads, vocab_size;   /* required */
+    int hidden_size, num_hidden_layers, num_attention_heads, vocab_size;   /* required */
+    int intermediate_size;        /* 0 when absent */
     int num_key_value_heads;      /* default num_attention_heads */
     int max_position_embeddings;  /* default 2048 */
     int head_dim;                 /* default hidden_size / num_attention_heads */
-    double rms_norm_eps;          /* required, in (0, 1) */
+    double rms_norm_eps;          /* in (0, 1); 0 when absent */
     double rope_theta;            /* 'rope_theta' at the top or in the RoPE object; default 10000 */
     /* RoPE object ('rope_parameters', transformers 5, or 'rope_scaling'):
      * rope_type "default" or "llama3" (others and partial rotary factors
@@ -32,6 +35,7 @@ typedef struct mend_hf_config {
     double rope_factor, rope_low_freq_factor, rope_high_freq_factor;
     int rope_original_max_position_embeddings;
     int tie_word_embeddings;      /* default false */
+    int has_tie_word_embeddings;  /* the key is present */
     char hidden_act[32];          /* "" when absent (a longer name is cut) */
     char hidden_activation[32];   /* Gemma's name for it; "" when absent */
     double query_pre_attn_scalar; /* Gemma: attention scale 1/sqrt of it; 0 when absent */
@@ -44,6 +48,14 @@ typedef struct mend_hf_config {
      * refused, and so is a sliding layer without a positive sliding_window) */
     int has_layer_types;
     unsigned char sliding[MEND_HF_MAX_LAYERS];
+    /* OPT's keys */
+    int ffn_dim;                  /* 0 when absent */
+    int word_embed_proj_dim;      /* 0 when absent */
+    int do_layer_norm_before;     /* default true */
+    int enable_bias;              /* default true */
+    int layer_norm_elementwise_affine;   /* default true */
+    int remove_final_layer_norm;  /* '_remove_final_layer_norm', default false */
+    char activation_function[32]; /* "" when absent (a longer name is cut) */
 } mend_hf_config;
 
 /* Read and check config.json at path into *out. Errors name the file and

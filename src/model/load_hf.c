@@ -12,6 +12,14 @@
  * i.e. w.reshape(n_head, 2, hd/2, in).swapaxes(1, 2), makes the pair rotation
  * equal HF's half rotation; this is the permutation the GGUF converters apply.
  * qwen2 keeps the HF layout and runs with MEND_ROPE_NEOX (plus q/k/v biases).
+ *
+ * OPT (OPTForCausalLM) has its own names under model.decoder. (or decoder.,
+ * as the original checkpoints store them): embed_tokens, embed_positions,
+ * layers.N.{self_attn_layer_norm, self_attn.{q,k,v,out}_proj, final_layer_norm,
+ * fc1, fc2}.{weight,bias}, final_layer_norm; no RoPE. Its position table has
+ * max_position_embeddings + 2 rows and position p reads row p + 2 (HF's
+ * OPTLearnedPositionalEmbedding offset), so rows 2 .. are loaded as
+ * cfg.pos_embd, whose row p is position p.
  */
 #include <inttypes.h>
 #include <math.h>
@@ -44,7 +52,11 @@ static const hf_arch hf_archs[] = {
     {"Qwen3ForCausalLM", "qwen3", MEND_ROPE_NEOX, 0, 0, 1, 0, 0},
     {"Phi3ForCausalLM", "phi3", MEND_ROPE_NORM, 1, 0, 0, 1, 0},
     {"Gemma2ForCausalLM", "gemma2", MEND_ROPE_NEOX, 0, 0, 0, 0, 1},
+    {"OPTForCausalLM", "opt", MEND_ROPE_NONE, 0, 1, 0, 0, 0},   /* config_from_opt, load_all_opt */
 };
+
+/* HF's OPTLearnedPositionalEmbedding: position p is row p + 2 of the table */
+#define OPT_POS_OFFSET 2
 
 /* Families mend knows but does not implement, and what they need. */
 static const char *const hf_unsupported[][2] = {
@@ -53,8 +65,6 @@ static const char *const hf_unsupported[][2] = {
                           "convert_hf_to_gguf.py)"},
     {"Gemma3ForConditionalGeneration", "the vision tower of Gemma 3's multimodal checkpoints; mend runs the text "
                                        "model of Gemma 3 from GGUF (scripts/fetch_model.sh gemma3-270m)"},
-    {"OPTForCausalLM", "LayerNorm with bias, learned positions offset by 2, ReLU MLP and biases on every "
-                       "linear map"},
 };
 
 /* The family of an architecture name (mend_hf_accept_fn): ctx receives the
@@ -72,7 +82,7 @@ static int accept_arch(const char *path, const char *an, void *ctx) {
                                   "mend does not implement these", path, an, hf_unsupported[i][1]);
     return mend_set_error(MEND_EUNSUPPORTED, "%s: field 'architectures' names '%.64s'; mend supports "
                           "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, "
-                          "Phi3ForCausalLM and Gemma2ForCausalLM", path, an);
+                          "Phi3ForCausalLM, Gemma2ForCausalLM and OPTForCausalLM", path, an);
 }
 
 /* Gemma 2's fields, with transformers' defaults where config.json leaves
@@ -98,10 +108,69 @@ static int gemma2_config(const mend_hf_config *h, const char *path, mend_config 
     return 0;
 }
 
+static int is_opt(const hf_arch *A) { return strcmp(A->arch, "opt") == 0; }
+
+/* OPT's config (OPTConfig): the pre-norm variant with LayerNorm weights and
+ * biases, biases on every linear map, ReLU and no projection around the
+ * decoder; each other variant is refused by the field that selects it. */
+static int config_from_opt(const mend_hf_config *h, const char *path, mend_config *cfg) {
+    snprintf(cfg->arch, sizeof cfg->arch, "opt");
+    cfg->rope_type = MEND_ROPE_NONE;
+    cfg->layer_norm = 1;
+    cfg->ffn_plain = 1;
+    cfg->act = MEND_ACT_RELU;
+    cfg->dim = h->hidden_size;
+    cfg->hidden_dim = h->ffn_dim;
+    cfg->n_layers = h->num_hidden_layers;
+    cfg->n_heads = h->num_attention_heads;
+    cfg->n_kv_heads = h->num_key_value_heads;
+    cfg->n_vocab = h->vocab_size;
+    cfg->ctx_len = h->max_position_embeddings;
+    cfg->n_pos = h->max_position_embeddings;
+    cfg->pos_offset = OPT_POS_OFFSET;
+    cfg->head_dim = h->head_dim;
+    cfg->norm_eps = 1e-5f;   /* nn.LayerNorm's default; OPTConfig has no field for it */
+    cfg->tied = h->has_tie_word_embeddings ? h->tie_word_embeddings : 1;   /* OPTConfig ties by default */
+    if (!h->ffn_dim)
+        return mend_set_error(MEND_EFORMAT, "%s: field 'ffn_dim' is missing (expected an integer)", path);
+    if (cfg->n_kv_heads != cfg->n_heads || (int64_t)cfg->head_dim * cfg->n_heads != cfg->dim)
+        return mend_set_error(MEND_EUNSUPPORTED, "%s: fields 'num_key_value_heads' (%d) and 'head_dim' (%d) do "
+                              "not describe OPT's multi-head attention over 'hidden_size' %d in %d heads", path,
+                              cfg->n_kv_heads, cfg->head_dim, cfg->dim, cfg->n_heads);
+    if (cfg->n_pos > (1 << 24))
+        return mend_set_error(MEND_ERANGE, "%s: field 'max_position_embeddings' is %d, expected at most %d learned "
+                              "positions", path, cfg->n_pos, 1 << 24);
+    if (!h->do_layer_norm_before)
+        return mend_set_error(MEND_EUNSUPPORTED, "%s: field 'do_layer_norm_before' is false (OPT-350m's LayerNorm "
+                              "after each residual add); mend implements the pre-norm OPT layers only", path);
+    if (h->word_embed_proj_dim && h->word_embed_proj_dim != h->hidden_size)
+        return mend_set_error(MEND_EUNSUPPORTED, "%s: field 'word_embed_proj_dim' is %d, not 'hidden_size' %d: the "
+                              "embeddings go through project_in / project_out, which mend does not implement", path,
+                              h->word_embed_proj_dim, h->hidden_size);
+    if (h->activation_function[0] && strcmp(h->activation_function, "relu") != 0)
+        return mend_set_error(MEND_EUNSUPPORTED, "%s: field 'activation_function' is \"%s\"; mend implements "
+                              "OPT's ReLU MLP only", path, h->activation_function);
+    if (!h->enable_bias)
+        return mend_set_error(MEND_EUNSUPPORTED, "%s: field 'enable_bias' is false; mend implements OPT with "
+                              "biases on every linear map only", path);
+    if (!h->layer_norm_elementwise_affine)
+        return mend_set_error(MEND_EUNSUPPORTED, "%s: field 'layer_norm_elementwise_affine' is false; mend "
+                              "implements OPT's LayerNorms with weight and bias only", path);
+    if (h->remove_final_layer_norm)
+        return mend_set_error(MEND_EUNSUPPORTED, "%s: field '_remove_final_layer_norm' is true; mend implements "
+                              "OPT with its final LayerNorm only", path);
+    return 0;
+}
+
 /* mend's config from config.json's fields for family A; the features mend
  * does not implement are refused rather than run a different model. */
 static int config_from_hf(const mend_hf_config *h, const char *path, const hf_arch *A, mend_config *cfg) {
     memset(cfg, 0, sizeof *cfg);
+    if (is_opt(A)) return config_from_opt(h, path, cfg);
+    if (!h->intermediate_size)
+        return mend_set_error(MEND_EFORMAT, "%s: field 'intermediate_size' is missing (expected an integer)", path);
+    if (!(h->rms_norm_eps > 0))
+        return mend_set_error(MEND_EFORMAT, "%s: field 'rms_norm_eps' is missing (expected a number)", path);
     snprintf(cfg->arch, sizeof cfg->arch, "%s", A->arch);
     cfg->rope_type = A->rope_type;
     cfg->qk_norm = A->qk_norm;
@@ -167,6 +236,7 @@ static int config_from_hf(const mend_hf_config *h, const char *path, const hf_ar
 typedef struct hf_loader {
     const char *dir;
     mend_hf_weights w;
+    const char *opt_prefix;       /* OPT's tensor name prefix: "model.decoder." or "decoder." */
     const mend_config *cfg;
     float *arena;
     size_t cap, used;             /* in floats */
@@ -335,9 +405,63 @@ static int load_gate_up(hf_loader *L, const mend_config *c, const hf_arch *A, in
     return load_mat(L, NAME("mlp.up_proj.weight"), hid, dim, 0, "intermediate_size, hidden_size", &Y->w_up);
 }
 
+/* OPT's tensors (load_all). */
+static int load_all_opt(hf_loader *L, mend_model *m) {
+    mend_config *c = &m->cfg;
+    const int64_t dim = c->dim, hid = c->hidden_dim, nv = c->n_vocab;
+    const char *P = L->opt_prefix;
+    char n[160];
+    int rc;
+#define ONAME(...) (snprintf(n, sizeof n, __VA_ARGS__), n)
+    if ((rc = load_mat(L, ONAME("%sembed_tokens.weight", P), nv, dim, 0, "vocab_size, hidden_size", &m->tok_embd)))
+        return rc;
+    /* rows [2, max_position_embeddings + 2): position p at row p */
+    const hf_part pp = {c->n_pos + OPT_POS_OFFSET, OPT_POS_OFFSET};
+    float *pos;
+    if ((rc = load_tensor(L, ONAME("%sembed_positions.weight", P), c->n_pos, dim, &pp, 0,
+                          "max_position_embeddings + 2, hidden_size", &pos)))
+        return rc;
+    c->pos_embd = pos;
+    for (int l = 0; l < c->n_layers; l++) {
+        mend_layer *Y = &m->layers[l];
+        mend_mat *w[6] = {&Y->wq, &Y->wk, &Y->wv, &Y->wo, &Y->w_up, &Y->w_down};
+        const float **b[6] = {&Y->bq, &Y->bk, &Y->bv, &Y->bo, &Y->b_up, &Y->b_down};
+        static const char *const mat[6] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+                                           "self_attn.out_proj", "fc1", "fc2"};
+        const int64_t rows[6] = {dim, dim, dim, dim, hid, dim}, cols[6] = {dim, dim, dim, dim, dim, hid};
+        static const char *const why[6] = {"hidden_size, hidden_size", "hidden_size, hidden_size",
+                                           "hidden_size, hidden_size", "hidden_size, hidden_size",
+                                           "ffn_dim, hidden_size", "hidden_size, ffn_dim"};
+        for (int i = 0; i < 6; i++)
+            if ((rc = load_mat(L, ONAME("%slayers.%d.%s.weight", P, l, mat[i]), rows[i], cols[i], 0, why[i], w[i])) ||
+                (rc = load_vec(L, ONAME("%slayers.%d.%s.bias", P, l, mat[i]), rows[i], i == 4 ? "ffn_dim" :
+                               "hidden_size", b[i])))
+                return rc;
+        if ((rc = load_vec(L, ONAME("%slayers.%d.self_attn_layer_norm.weight", P, l), dim, "hidden_size",
+                           &Y->attn_norm)) ||
+            (rc = load_vec(L, ONAME("%slayers.%d.self_attn_layer_norm.bias", P, l), dim, "hidden_size",
+                           &Y->attn_norm_b)) ||
+            (rc = load_vec(L, ONAME("%slayers.%d.final_layer_norm.weight", P, l), dim, "hidden_size",
+                           &Y->ffn_norm)) ||
+            (rc = load_vec(L, ONAME("%slayers.%d.final_layer_norm.bias", P, l), dim, "hidden_size",
+                           &Y->ffn_norm_b)))
+            return rc;
+    }
+    if ((rc = load_vec(L, ONAME("%sfinal_layer_norm.weight", P), dim, "hidden_size", &m->out_norm)) ||
+        (rc = load_vec(L, ONAME("%sfinal_layer_norm.bias", P), dim, "hidden_size", &m->out_norm_b)))
+        return rc;
+#undef ONAME
+    if (c->tied) {
+        m->output = m->tok_embd;
+        return 0;
+    }
+    return load_mat(L, "lm_head.weight", nv, dim, 0, "vocab_size, hidden_size", &m->output);
+}
+
 /* Every tensor of the model into the arena; with L->arena NULL only the
  * presence, shape and dtype of each tensor are checked. */
 static int load_all(hf_loader *L, mend_model *m, const hf_arch *A) {
+    if (is_opt(A)) return load_all_opt(L, m);
     const mend_config *c = &m->cfg;
     const int64_t dim = c->dim, qd = (int64_t)c->n_heads * c->head_dim, hid = c->hidden_dim, nv = c->n_vocab;
     int rc;
@@ -381,7 +505,17 @@ static int load_weights(hf_loader *L, mend_model *m, const hf_arch *A) {
     size_t total = 0;
     int ok = arena_add(&total, nv, dim) && arena_add(&total, dim, 1);
     if (!c->tied) ok = ok && arena_add(&total, nv, dim);
-    for (int l = 0; l < c->n_layers && ok; l++) {
+    if (is_opt(A)) {   /* positions, the final norm's bias; per layer four norm vectors, six biases, no gate */
+        ok = ok && arena_add(&total, c->n_pos, dim) && arena_add(&total, dim, 1);
+        for (int l = 0; l < c->n_layers && ok; l++)
+            ok = arena_add(&total, dim, 1) && arena_add(&total, dim, 1) && arena_add(&total, dim, 1) &&
+                 arena_add(&total, dim, 1) && arena_add(&total, qd, dim) && arena_add(&total, kvd, dim) &&
+                 arena_add(&total, kvd, dim) && arena_add(&total, dim, qd) && arena_add(&total, hid, dim) &&
+                 arena_add(&total, dim, hid) && arena_add(&total, qd, 1) && arena_add(&total, kvd, 1) &&
+                 arena_add(&total, kvd, 1) && arena_add(&total, dim, 1) && arena_add(&total, hid, 1) &&
+                 arena_add(&total, dim, 1);
+    }
+    for (int l = 0; l < c->n_layers && ok && !is_opt(A); l++) {
         ok = arena_add(&total, dim, 1) && arena_add(&total, dim, 1) && arena_add(&total, qd, dim) &&
              arena_add(&total, kvd, dim) && arena_add(&total, kvd, dim) && arena_add(&total, dim, qd) &&
              arena_add(&total, hid, dim) && arena_add(&total, hid, dim) && arena_add(&total, dim, hid);
@@ -480,8 +614,16 @@ int mend_model_load_hf(mend_model **out, const char *dir, const mend_load_opts *
     if ((rc = mend_hf_weights_open(&L.w, dir))) goto done;
     L.norm_plus_one = A->gemma;
 
-    /* tie when the config says so or when there is no separate head */
+    /* OPT's names: model.decoder.*, or decoder.* as the original checkpoints have them */
     const mend_safetensors *st;
+    const mend_st_tensor *probe;
+    if (is_opt(A)) {
+        if ((rc = mend_hf_weights_find(&L.w, "model.decoder.embed_tokens.weight", &st, &probe))) goto done;
+        L.opt_prefix = probe ? "model.decoder." : "decoder.";
+        if (!probe && (rc = mend_hf_weights_find(&L.w, "decoder.embed_tokens.weight", &st, &probe))) goto done;
+        if (!probe) L.opt_prefix = "model.decoder.";   /* neither: the error names the usual one */
+    }
+    /* tie when the config says so or when there is no separate head */
     const mend_st_tensor *head;
     if ((rc = mend_hf_weights_find(&L.w, "lm_head.weight", &st, &head))) goto done;
     if (!head) m->cfg.tied = 1;
