@@ -6,15 +6,19 @@
  *   qwen3    QK-norm
  *   mistral  sliding-window attention (window 4 over 12 tokens)
  *   phi3     fused qkv_proj and gate_up_proj
+ *   opt      LayerNorm with bias, learned positions offset by 2, ReLU MLP,
+ *            biases on every linear map, MHA
  * Per family: logits within 1e-4 of the logit scale (max |diff| / max
  * |logit|), the same logits token by token through the KV cache, the loss
  * and d loss / d prompt of the trainer within 1e-4 relative to the largest
  * gradient coordinate, the feature line `mend info` prints, and the
- * refusals of configurations mend does not implement (edited configs, and
- * the gemma2 and opt fixtures); mistral's window with rows that carry their
- * own positions. llama3 and qwen3 also as GGUF files: the
- * same logits, compressed files that mend reloads, and the greedy
- * continuation llama.cpp gives them. */
+ * refusals of configurations mend does not implement (edited configs);
+ * mistral's window with rows that carry their own positions; opt's
+ * position table at its end and past it. llama3 and qwen3 also as GGUF
+ * files: the same logits, compressed files that mend reloads, and the
+ * greedy continuation llama.cpp gives them; opt as GGUF in mend's own
+ * layout: the same logits and a compressed file that keeps its biases and
+ * positions. */
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -26,6 +30,8 @@
 #include "cli/cli_run.h"
 #include "compress/driver.h"
 #include "compress/quantize.h"
+#include "io/safetensors.h"
+#include "model/attn_probe.h"
 #include "model/model.h"
 #include "prompt/train.h"
 #include "test.h"
@@ -191,6 +197,20 @@ static void chunked(json_t *c) {
 static void gemma3_arch(json_t *c) {   /* a Gemma 3 HF directory: mend runs Gemma 3 from GGUF only */
     json_object_set_new(c, "architectures", json_pack("[s]", "Gemma3ForCausalLM"));
 }
+/* OPT variants mend does not implement, and malformed OPT fields */
+static void opt_post_norm(json_t *c) { json_object_set_new(c, "do_layer_norm_before", json_false()); }
+static void opt_project(json_t *c) { json_object_set_new(c, "word_embed_proj_dim", json_integer(32)); }
+static void opt_gelu(json_t *c) { json_object_set_new(c, "activation_function", json_string("gelu")); }
+static void opt_act_number(json_t *c) { json_object_set_new(c, "activation_function", json_integer(1)); }
+static void opt_no_bias(json_t *c) { json_object_set_new(c, "enable_bias", json_false()); }
+static void opt_no_affine(json_t *c) { json_object_set_new(c, "layer_norm_elementwise_affine", json_false()); }
+static void opt_no_final_norm(json_t *c) { json_object_set_new(c, "_remove_final_layer_norm", json_true()); }
+static void opt_bias_string(json_t *c) { json_object_set_new(c, "enable_bias", json_string("yes")); }
+static void opt_no_ffn_dim(json_t *c) { json_object_del(c, "ffn_dim"); }
+static void opt_ffn_48(json_t *c) { json_object_set_new(c, "ffn_dim", json_integer(48)); }
+static void opt_positions_100(json_t *c) { json_object_set_new(c, "max_position_embeddings", json_integer(100)); }
+static void opt_gqa(json_t *c) { json_object_set_new(c, "num_key_value_heads", json_integer(2)); }
+
 static void sliding_no_window(json_t *c) {
     json_object_set_new(c, "layer_types", json_pack("[s,s]", "sliding_attention", "full_attention"));
     json_object_set_new(c, "sliding_window", json_null());
@@ -301,6 +321,22 @@ static void check_refusals(void) {
     check_refusal("qwen3", sliding_no_window, d, MEND_EFORMAT, "'sliding_window' is not a positive");
     check_refusal("qwen3", gemma3_arch, d, MEND_EUNSUPPORTED, "'Gemma3ForCausalLM', which needs Gemma 3's tensor "
                   "names and config fields read from a Hugging Face directory (mend runs Gemma 3 from GGUF");
+    check_refusal("opt", opt_post_norm, d, MEND_EUNSUPPORTED, "field 'do_layer_norm_before' is false (OPT-350m's");
+    check_refusal("opt", opt_project, d, MEND_EUNSUPPORTED, "field 'word_embed_proj_dim' is 32, not 'hidden_size' "
+                  "64: the embeddings go through project_in / project_out");
+    check_refusal("opt", opt_gelu, d, MEND_EUNSUPPORTED, "field 'activation_function' is \"gelu\"; mend implements "
+                  "OPT's ReLU MLP only");
+    check_refusal("opt", opt_act_number, d, MEND_EFORMAT, "field 'activation_function' is not a string");
+    check_refusal("opt", opt_no_bias, d, MEND_EUNSUPPORTED, "field 'enable_bias' is false");
+    check_refusal("opt", opt_no_affine, d, MEND_EUNSUPPORTED, "field 'layer_norm_elementwise_affine' is false");
+    check_refusal("opt", opt_no_final_norm, d, MEND_EUNSUPPORTED, "field '_remove_final_layer_norm' is true");
+    check_refusal("opt", opt_bias_string, d, MEND_EFORMAT, "field 'enable_bias' is not true or false");
+    check_refusal("opt", opt_no_ffn_dim, d, MEND_EFORMAT, "field 'ffn_dim' is missing");
+    check_refusal("opt", opt_ffn_48, d, MEND_EFORMAT, "tensor 'model.decoder.layers.0.fc1.weight' has shape [96, 64], "
+                  "expected [48, 64] (ffn_dim, hidden_size");
+    check_refusal("opt", opt_positions_100, d, MEND_EFORMAT, "tensor 'model.decoder.embed_positions.weight' has "
+                  "shape [258, 64], expected [102, 64] (max_position_embeddings + 2");
+    check_refusal("opt", opt_gqa, d, MEND_EUNSUPPORTED, "'num_key_value_heads' (2)");
     remove_edited(d);
     rmdir(tmp);
 }
@@ -332,6 +368,87 @@ static void check_rows_window(void) {
     free(lg);
     mend_state_free(s);
     mend_model_free(m);
+    free_golden(&g);
+}
+
+/* OPT's learned positions: a forward at positions 250..255 (the table's
+ * last rows) runs and differs from one at 0..5; one more position, and rows,
+ * prompts or probes that would need it, are refused. The original
+ * checkpoints' names (decoder.* without model.) load the same model. */
+static void check_opt_positions(void) {
+    golden g;
+    if (load_golden("opt", &g)) return;
+    mend_model *m = NULL;
+    mend_load_opts o = {.keep_packed = 0};
+    CHECK_OK(mend_model_load(&m, test_src(FX "opt"), &o));
+    mend_state *s = NULL;
+    if (m) CHECK_OK(mend_state_new(&s, m, 300, 16));
+    const int V = m ? m->cfg.n_vocab : 1;
+    float *a = malloc(sizeof(float) * 6 * V), *b = malloc(sizeof(float) * 6 * V);
+    if (s && a && b) {
+        CHECK_OK(mend_forward(s, g.tok, NULL, 6, 0, a, 1));
+        CHECK_OK(mend_forward(s, g.tok, NULL, 6, 250, b, 1));
+        CHECK_MSG(rel_max(a, b, (size_t)6 * V) > 1e-2, "opt: positions 250.. give the logits of 0.. (%.3g)",
+                  rel_max(a, b, (size_t)6 * V));
+        CHECK_ERR(mend_forward(s, g.tok, NULL, 7, 250, b, 1), MEND_ERANGE,
+                  "mend_forward: positions 250..256 lie outside the 256 learned positions");
+        mend_row rows[2] = {{.pos = 0, .c0 = 0}, {.pos = 256, .c0 = 0}};
+        const int out[1] = {0};
+        CHECK_ERR(mend_forward_rows(s, g.tok, 2, 0, rows, a, out, 1), MEND_ERANGE,
+                  "mend_forward_rows: positions 256..256 lie outside");
+        mend_trainer *t = NULL;
+        CHECK_ERR(mend_trainer_new(&t, m, 3, 254, NULL), MEND_ERANGE, "mend_trainer_new: positions 0..256 lie");
+        CHECK(t == NULL);
+        CHECK_OK(mend_trainer_new(&t, m, 3, 253, NULL));
+        mend_trainer_free(t);
+        mend_probe *p = NULL;
+        const float *pr = g.prompt;
+        CHECK_ERR(mend_probe_new(&p, m, &pr, 1, 3, 254), MEND_ERANGE, "mend_probe_new: positions 0..256 lie");
+        CHECK(p == NULL);
+    }
+    free(a);
+    free(b);
+    mend_state_free(s);
+    mend_model_free(m);
+
+    /* decoder.* names */
+    char tmp[] = "/tmp/mend_families_XXXXXX", d[256], path[512], from[768];
+    mend_safetensors *st = NULL;
+    if (mkdtemp(tmp) && !mend_safetensors_open(&st, test_src(FX "opt/model.safetensors"))) {
+        snprintf(d, sizeof d, "%s/m", tmp);
+        mkdir(d, 0755);
+        mend_st_out *t = calloc(st->n_tensors, sizeof *t);
+        for (size_t i = 0; t && i < st->n_tensors; i++) {
+            const mend_st_tensor *x = &st->tensors[i];
+            t[i] = (mend_st_out){x->name, x->type, x->n_dims, {0}, x->data};
+            memcpy(t[i].shape, x->shape, sizeof x->shape);
+            if (!strncmp(x->name, "model.", 6)) t[i].name = x->name + 6;
+        }
+        snprintf(path, sizeof path, "%s/model.safetensors", d);
+        CHECK_OK(mend_safetensors_write(path, t, st->n_tensors, NULL));
+        free(t);
+        const char *files[] = {"config.json", "tokenizer.json", "tokenizer_config.json"};
+        for (int i = 0; i < 3; i++) {
+            snprintf(from, sizeof from, "%s/%s", test_src(FX "opt"), files[i]);
+            snprintf(path, sizeof path, "%s/%s", d, files[i]);
+            CHECK(symlink(from, path) == 0);
+        }
+        m = NULL;
+        CHECK_OK(mend_model_load(&m, d, &o));
+        if (m) {
+            const double rel = logits_rel(m, &g, 0);
+            CHECK_MSG(rel <= 1e-4, "opt with decoder.* names: logits max |diff| / max |logit| = %.3g", rel);
+        }
+        mend_model_free(m);
+        const char *all[] = {"model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json"};
+        for (int i = 0; i < 4; i++) {
+            snprintf(path, sizeof path, "%s/%s", d, all[i]);
+            unlink(path);
+        }
+        rmdir(d);
+        rmdir(tmp);
+    }
+    mend_safetensors_close(st);
     free_golden(&g);
 }
 
@@ -546,11 +663,13 @@ int main(void) {
     check_info(FX "mistral", mistral);
     check_info(FX "phi3", phi3);
     check_info(FX "gemma2", gemma2);
+    check_info(FX "opt", opt);
     check_info(FX "llama3.gguf", llama3_gguf);
     check_info(FX "qwen3.gguf", qwen3);
     check_info(FX "gemma2.gguf", gemma2_gguf);
     check_features_matter();
     check_rows_window();
+    check_opt_positions();
     check_refusals();
     check_gguf_refusals();
     return test_finish();

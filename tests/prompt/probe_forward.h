@@ -1,6 +1,7 @@
 /* The attention probe against the model's own forward on one prompt
  * (tests/prompt/test_select_probe.c on a windowed fixture,
- * tests/prompt/test_probe_gemma3.c on Gemma 3 270M).
+ * tests/prompt/test_probe_gemma3.c on Gemma 3 270M, test_select_probe.c on
+ * OPT's learned positions).
  *
  * With K = 1 the probe is the run mend_forward makes with the prompt's
  * vectors at positions 0 .. nv-1 and the input from nv, so after the probe
@@ -80,10 +81,12 @@ static int probe_vs_forward(const mend_model *m, const float *prompt, int nv, co
     float *reff = malloc(sizeof(float) * dim);
     for (int i = 0; ref && reff && i < n; i++) {
         const float *r = fx + (size_t)i * dim;
-        double ss = 0;
-        for (int j = 0; j < dim; j++) ss += (double)r[j] * r[j];
+        double mean = 0, ss = 0;   /* RMSNorm, or LayerNorm with bias (cfg.layer_norm) */
+        for (int j = 0; c->layer_norm && j < dim; j++) mean += (double)r[j] / dim;
+        for (int j = 0; j < dim; j++) ss += ((double)r[j] - mean) * ((double)r[j] - mean);
         const double inv = 1.0 / sqrt(ss / dim + c->norm_eps);
-        for (int j = 0; j < dim; j++) ref[j] += r[j] * inv * m->out_norm[j] / n;
+        for (int j = 0; j < dim; j++)
+            ref[j] += ((r[j] - mean) * inv * m->out_norm[j] + (c->layer_norm ? m->out_norm_b[j] : 0.0)) / n;
     }
     for (int j = 0; ref && reff && j < dim; j++) reff[j] = (float)ref[j];
     if (ref && reff) d->hidden = pf_rel(hm, reff, (size_t)dim);

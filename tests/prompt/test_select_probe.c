@@ -5,7 +5,8 @@
  * checked against mend_forward (K = 1: logits of the prompt + input run).
  * Then sliding windows, on the tiny mistral fixture (window 4 on every
  * layer): the probe against mend_forward with the prompt in front, inputs
- * long enough that the window hides prompt rows and input rows. */
+ * long enough that the window hides prompt rows and input rows. And OPT's
+ * fixture, whose learned positions the probe adds as the forward does. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -239,6 +240,50 @@ static void check_window(void) {
     mend_model_free(m);
 }
 
+/* 8. OPT (learned positions added to prompt and input rows, LayerNorm with
+ * bias, biases on every layer matrix, ReLU without a gate): the probe
+ * against mend_forward with the prompt in front, with 3 and with 9 prompt
+ * rows (the latter takes mend_sgemm), and two prompts' masses summing to 1 */
+static void check_opt(void) {
+    mend_model *m = NULL;
+    mend_load_opts lo = {.keep_packed = 0};
+    CHECK_OK(mend_model_load(&m, test_src("tests/fixtures/families/opt"), &lo));
+    if (!m) return;
+    const mend_config *c = &m->cfg;
+    CHECK(c->n_pos == 256 && c->layer_norm && c->ffn_plain);
+    const int dim = c->dim, L = c->n_layers, H = c->n_heads, V = c->n_vocab;
+    enum { K = 2, NV = 9, N = 12 };
+    float *pr[K];
+    for (int k = 0; k < K; k++) {
+        pr[k] = malloc(sizeof(float) * NV * dim);
+        for (int i = 0; i < NV * dim; i++) pr[k][i] = (float)((urand() - 0.5) * 0.5);
+    }
+    int32_t tok[N];
+    for (int i = 0; i < N; i++) tok[i] = (int32_t)(urand() * V);
+    const int nvs[2] = {3, NV};
+    for (int t = 0; t < 2; t++) {
+        probe_diffs d;
+        CHECK_OK(probe_vs_forward(m, pr[0], nvs[t], tok, N, &d));
+        printf("opt, prompt %d + input %d: probe vs forward max rel diff keys %.2g values %.2g residual %.2g "
+               "last attention %.2g, hidden mean %.2g, masses sum to 1 within %.2g\n", nvs[t], N, d.keys, d.values,
+               d.x, d.att, d.hidden, d.mass_sum);
+        CHECK_MSG(d.keys < 1e-5 && d.values < 1e-5 && d.x < 1e-5 && d.att < 1e-5 && d.hidden < 1e-5,
+                  "opt probe vs forward: %g %g %g %g %g", d.keys, d.values, d.x, d.att, d.hidden);
+        CHECK(d.mass_sum < 1e-5);
+    }
+    mend_probe *p = NULL;
+    CHECK_OK(mend_probe_new(&p, m, (const float *const *)pr, K, NV, N));
+    float *mm = malloc(sizeof(float) * L * H * (K + 1));
+    if (p) CHECK_OK(mend_probe_attention(p, tok, N, 0, L, mm, NULL));
+    double msum = 0;
+    for (int i = 0; p && i < L * H; i++) msum = fmax(msum, fabs(mm[i * 3] + mm[i * 3 + 1] + mm[i * 3 + 2] - 1.0));
+    CHECK_MSG(p && msum < 1e-5, "opt: masses sum to 1 within %g", msum);
+    mend_probe_free(p);
+    free(mm);
+    for (int k = 0; k < K; k++) free(pr[k]);
+    mend_model_free(m);
+}
+
 int main(void) {
     mend_model *m = NULL;
     mend_load_opts lo = {.keep_packed = 0};
@@ -413,5 +458,6 @@ int main(void) {
     for (int k = 0; k < K; k++) free(pr[k]);
     mend_model_free(m);
     check_window();
+    check_opt();
     return test_finish();
 }
