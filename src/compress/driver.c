@@ -57,7 +57,7 @@ typedef struct qmat {
     mend_qfmt fmt;          /* after fallback */
     int64_t rows, cols;
     size_t row_bytes, bytes;
-    uint8_t *packed;
+    uint8_t *packed;        /* NULL: the layer has no such matrix (ffn_gate with cfg.ffn_plain, opt) */
 } qmat;
 
 typedef struct ctx {
@@ -125,6 +125,7 @@ static int plan(ctx *C, mend_compress_result *res) {
         for (int i = 0; i < N_MATS; i++) {
             qmat *Q = &C->q[l * N_MATS + i];
             const mend_mat *W = layer_mat(&C->m->layers[l], i);
+            if (!W->data) continue;   /* an FFN without a gate */
             Q->rows = W->rows;
             Q->cols = W->cols;
             int rc = mend_qfmt_fallback(&C->o->fmt, W->cols, &Q->fmt);
@@ -162,6 +163,7 @@ static int ckpt_write(ctx *C, int layers_done) {
     for (int l = 0; l < layers_done; l++)
         for (int i = 0; i < N_MATS; i++) {
             const qmat *Q = &C->q[l * N_MATS + i];
+            if (!Q->packed) continue;
             int64_t ne[2];
             qmat_ne(Q, ne);
             snprintf(name, sizeof name, "blk.%d.%s.weight", l, MAT_NAMES[i]);
@@ -208,6 +210,7 @@ static int ckpt_load(ctx *C, int *layers_done) {
     for (int l = 0; l < (int)done; l++)
         for (int i = 0; i < N_MATS; i++) {
             qmat *Q = &C->q[l * N_MATS + i];
+            if (!Q->packed) continue;
             snprintf(name, sizeof name, "blk.%d.%s.weight", l, MAT_NAMES[i]);
             const gguf_tensor *t = mend_gguf_find_tensor(g, name);
             if (!t || t->nbytes != Q->bytes || t->type != mend_qfmt_gguf_type(&Q->fmt)) {
@@ -252,6 +255,7 @@ static int rtn_layer(ctx *C, int l, float *buf) {
     for (int i = 0; i < N_MATS; i++) {
         qmat *Q = &C->q[l * N_MATS + i];
         const mend_mat *W = layer_mat(&C->m->layers[l], i);
+        if (!Q->packed) continue;
         if (C->o->prune && C->o->prune->method != MEND_PRUNE_NONE) {   /* magnitude: no calibration */
             memcpy(buf, W->data, (size_t)Q->rows * Q->cols * sizeof(float));
             int rc = prune_mat(C, l, i, buf, NULL, NULL);
@@ -445,6 +449,7 @@ static int gptq_run(ctx *C, int start) {
     }
     for (int i = 0; i < N_MATS; i++) {
         const mend_mat *W = layer_mat(&C->m->layers[0], i);
+        if (!W->data) continue;   /* an FFN without a gate */
         if (!(Wbuf[i] = malloc((size_t)W->rows * W->cols * sizeof(float)))) {
             rc = mend_set_error(MEND_ENOMEM, "compress: out of memory for weight copies");
             goto out;
@@ -461,6 +466,7 @@ static int gptq_run(ctx *C, int start) {
         mend_layer Lq = C->m->layers[l];
         for (int i = 0; i < N_MATS; i++) {
             mend_mat *W = layer_mat(&Lq, i);
+            if (!Wbuf[i]) continue;
             memcpy(Wbuf[i], W->data, (size_t)W->rows * W->cols * sizeof(float));
             W->data = Wbuf[i];
         }
@@ -482,7 +488,7 @@ static int gptq_run(ctx *C, int start) {
             if ((rc = mend_hessian_get(h, H0))) break;
             static const int mats[4][3] = {{M_Q, M_K, M_V}, {M_O, -1, -1}, {M_G, M_U, -1}, {M_D, -1, -1}};
             for (int j = 0; j < 3 && !rc && mats[st][j] >= 0; j++)
-                rc = gptq_mat(C, l, mats[st][j], Wbuf[mats[st][j]], H0, Hs, &loss);
+                if (Wbuf[mats[st][j]]) rc = gptq_mat(C, l, mats[st][j], Wbuf[mats[st][j]], H0, Hs, &loss);
         }
         if (rc) break;
         if (C->o->checkpoint && (rc = ckpt_write(C, l + 1))) break;
@@ -719,6 +725,7 @@ int mend_compress(const char *src, const char *out, const mend_compress_opts *op
     if (calibrated(o)) {
         C.N = o->nsamples;
         C.T = o->seqlen;
+        if ((rc = mend_pos_check(C.c, "compress: calibration windows", 0, C.T))) goto out;
         const size_t dim = (size_t)C.c->dim, qd = (size_t)C.c->n_heads * C.c->head_dim;
         C.a_ld = qd > (size_t)C.c->hidden_dim ? qd : (size_t)C.c->hidden_dim;
         size_t nx = 0, na = 0;
@@ -745,6 +752,8 @@ int mend_compress(const char *src, const char *out, const mend_compress_opts *op
                 memcpy(C.X + i * C.c->dim, (const float *)E->data + (size_t)id * C.c->dim, (size_t)C.c->dim * sizeof(float));
             }
             mend_embed_scale(C.c, C.X, C.N * C.T);   /* as the forward enters layer 0 (gemma3) */
+            for (int s = 0; s < C.N; s++)   /* learned positions 0 .. T-1 of each window (opt) */
+                mend_pos_add(C.c, C.X + (size_t)s * C.T * C.c->dim, C.T, 0);
         }
         C.total = (int64_t)(nl - start) * N_STAGES * C.N;
         if ((rc = gptq_run(&C, start))) goto out;

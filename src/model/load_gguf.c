@@ -11,6 +11,12 @@
  * Every tensor's type, shape and byte size is checked against the config and
  * the file before any data is touched.
  *
+ * opt (mend's own layout, docs/models.md; llama.cpp has no OPT) stores
+ * LayerNorm eps as opt.attention.layer_norm_epsilon, no RoPE keys, and adds
+ * position_embd.weight [dim, context_length] (row p = position p), a bias
+ * beside every norm and matrix of a layer (blk.N.*.bias) and
+ * output_norm.bias; its FFN is ffn_up / ffn_down without ffn_gate.
+ *
  * llama.cpp's converter permutes the rows of attn_q / attn_k so that RoPE
  * rotates adjacent pairs (x[2i], x[2i+1]); llama files therefore run with
  * MEND_ROPE_NORM, while qwen2 files keep the HF row order and use NEOX.
@@ -160,9 +166,10 @@ static int read_config(loader *L) {
     int rc = mend_gguf_get_str(L->g, "general.architecture", &arch);
     if (rc) return rc;
     if (strcmp(arch, "llama") && strcmp(arch, "mistral") && strcmp(arch, "qwen2") && strcmp(arch, "qwen3") &&
-        strcmp(arch, "gemma2") && strcmp(arch, "gemma3"))
+        strcmp(arch, "gemma2") && strcmp(arch, "gemma3") && strcmp(arch, "opt"))
         return mend_set_error(MEND_EUNSUPPORTED, "%s: general.architecture is '%.40s', expected llama, "
-                              "mistral, qwen2, qwen3, gemma2 or gemma3", L->path, arch);
+                              "mistral, qwen2, qwen3, gemma2, gemma3 or opt", L->path, arch);
+    const int opt = strcmp(arch, "opt") == 0;
     L->arch = arch;
     snprintf(c->arch, sizeof c->arch, "%s", arch);
     c->qk_norm = strcmp(arch, "qwen3") == 0;
@@ -200,7 +207,21 @@ static int read_config(loader *L) {
                               c->head_dim);
     c->rope_theta = 10000.0f;
     if ((rc = key_float(L, "rope.freq_base", 0, 1e-3, 1e12, &c->rope_theta))) return rc;
-    if ((rc = key_float(L, "attention.layer_norm_rms_epsilon", 1, 1e-12, 0.5, &c->norm_eps))) return rc;
+    if ((rc = key_float(L, opt ? "attention.layer_norm_epsilon" : "attention.layer_norm_rms_epsilon", 1, 1e-12,
+                        0.5, &c->norm_eps)))
+        return rc;
+    if (opt) {   /* LayerNorm with bias, learned positions, ReLU without a gate */
+        c->rope_type = MEND_ROPE_NONE;
+        c->rope_theta = 0.0f;
+        c->layer_norm = 1;
+        c->ffn_plain = 1;
+        c->act = MEND_ACT_RELU;
+        c->n_pos = c->ctx_len;
+        if (c->n_kv_heads != c->n_heads || c->n_pos > (1 << 24))
+            return mend_set_error(MEND_EFORMAT, "%s: opt has %d kv heads for %d heads and %d positions; expected "
+                                  "multi-head attention and at most %d positions", L->path, c->n_kv_heads,
+                                  c->n_heads, c->n_pos, 1 << 24);
+    }
 
     /* features that change the math and are not implemented */
     char key[160];
@@ -367,10 +388,18 @@ static int map_tensors(loader *L) {
 
     if ((rc = load_mat(L, "token_embd.weight", 1, c->n_vocab, dim, &m->tok_embd, &m->tok_embd_packed))) return rc;
     if ((rc = load_vec(L, "output_norm.weight", 1, dim, &m->out_norm))) return rc;
+    if (c->layer_norm && (rc = load_vec(L, "output_norm.bias", 1, dim, &m->out_norm_b))) return rc;
+    if (c->n_pos) {   /* f32 in place, any other type converted */
+        const gguf_tensor *t;
+        if ((rc = get_tensor(L, "position_embd.weight", 1, dim, c->n_pos, &t))) return rc;
+        if (aligned_f32(t)) m->cfg.pos_embd = (const float *)t->data;
+        else if ((rc = push_job(L, t, c->n_pos, dim, &m->cfg.pos_embd, NULL))) return rc;
+    }
     if ((rc = load_mat(L, "output.weight", 0, c->n_vocab, dim, &m->output, &m->output_packed))) return rc;
     m->cfg.tied = m->output.data == NULL;
 
-    const int biases = strcmp(c->arch, "qwen2") == 0;
+    const int biases = strcmp(c->arch, "qwen2") == 0 || strcmp(c->arch, "opt") == 0;
+    const int opt = strcmp(c->arch, "opt") == 0;
     char name[96];
 #define NAME(s) (snprintf(name, sizeof name, "blk.%d." s, l), name)
     for (int l = 0; l < c->n_layers; l++) {
@@ -381,12 +410,19 @@ static int map_tensors(loader *L) {
         if ((rc = load_mat(L, NAME("attn_k.weight"), 1, kvd, dim, &Y->wk, &P->wk))) return rc;
         if ((rc = load_mat(L, NAME("attn_v.weight"), 1, kvd, dim, &Y->wv, &P->wv))) return rc;
         if ((rc = load_mat(L, NAME("attn_output.weight"), 1, dim, qd, &Y->wo, &P->wo))) return rc;
-        if ((rc = load_mat(L, NAME("ffn_gate.weight"), 1, hid, dim, &Y->w_gate, &P->w_gate))) return rc;
+        if (!c->ffn_plain && (rc = load_mat(L, NAME("ffn_gate.weight"), 1, hid, dim, &Y->w_gate, &P->w_gate)))
+            return rc;
         if ((rc = load_mat(L, NAME("ffn_up.weight"), 1, hid, dim, &Y->w_up, &P->w_up))) return rc;
         if ((rc = load_mat(L, NAME("ffn_down.weight"), 1, dim, hid, &Y->w_down, &P->w_down))) return rc;
         if ((rc = load_vec(L, NAME("attn_q.bias"), biases, qd, &Y->bq))) return rc;
         if ((rc = load_vec(L, NAME("attn_k.bias"), biases, kvd, &Y->bk))) return rc;
         if ((rc = load_vec(L, NAME("attn_v.bias"), biases, kvd, &Y->bv))) return rc;
+        if (opt && ((rc = load_vec(L, NAME("attn_output.bias"), 1, dim, &Y->bo)) ||
+                    (rc = load_vec(L, NAME("ffn_up.bias"), 1, hid, &Y->b_up)) ||
+                    (rc = load_vec(L, NAME("ffn_down.bias"), 1, dim, &Y->b_down)) ||
+                    (rc = load_vec(L, NAME("attn_norm.bias"), 1, dim, &Y->attn_norm_b)) ||
+                    (rc = load_vec(L, NAME("ffn_norm.bias"), 1, dim, &Y->ffn_norm_b))))
+            return rc;
         if (c->qk_norm && ((rc = load_vec(L, NAME("attn_q_norm.weight"), 1, c->head_dim, &Y->q_norm)) ||
                            (rc = load_vec(L, NAME("attn_k_norm.weight"), 1, c->head_dim, &Y->k_norm))))
             return rc;
@@ -494,6 +530,11 @@ int mend_model_load_gguf(mend_model **out, const char *path, const mend_load_opt
         P->k_norm = Y->k_norm;
         P->post_attn_norm = Y->post_attn_norm;
         P->post_ffn_norm = Y->post_ffn_norm;
+        P->attn_norm_b = Y->attn_norm_b;
+        P->ffn_norm_b = Y->ffn_norm_b;
+        P->bo = Y->bo;
+        P->b_up = Y->b_up;
+        P->b_down = Y->b_down;
     }
     if (mend_gguf_find(m->gguf, "tokenizer.ggml.model")) {
         if ((rc = mend_tokenizer_from_gguf(&m->tok, m->gguf))) goto fail;

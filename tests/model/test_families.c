@@ -590,6 +590,68 @@ static void check_gguf_family(const char *family, const char *feature) {
     free_golden(&g);
 }
 
+/* opt.gguf, mend's own layout for OPT (llama.cpp has none): the same
+ * logits as torch; a GPTQ q8_0 copy keeps the position table and every
+ * norm and bias byte for byte (f32), quantizes the six matrices of each
+ * layer (no ffn_gate), and reloads with the family's features, through
+ * the f32 path and through the native quantized kernels (keep_packed),
+ * which add the biases after their products. Returns the q8_0 copy's
+ * logits error (f32 path). */
+static double check_gguf_opt(const char *feature) {
+    golden g;
+    CHECK_MSG(load_golden("opt", &g) == 0, "opt: golden file");
+    char out[512];
+    snprintf(out, sizeof out, "%s/mend_families_%d_opt.q8_0.gguf", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
+             (int)getpid());
+    const char *src = test_src(FX "opt.gguf");
+    mend_model *m = load_feature_checked(src, "opt", feature);
+    double relq = INFINITY;
+    if (m && g.logits) {
+        const double rel = logits_rel(m, &g, 0), rel1 = logits_rel(m, &g, 1);
+        CHECK_MSG(rel <= 1e-4 && rel1 <= 1e-4, "opt.gguf: logits max |diff| / max |logit| = %.3g, by token %.3g",
+                  rel, rel1);
+        CHECK_OK(compress_to(src, out, MEND_TYPE_Q8_0, m->cfg.n_vocab));
+        mend_model *q = load_feature_checked(out, "opt", feature);
+        relq = q ? logits_rel(q, &g, 0) : INFINITY;
+        CHECK_MSG(relq <= COMPRESSED_TOL, "opt q8_0: logits max |diff| / max |logit| = %.3g", relq);
+        mend_model *qn = NULL;
+        mend_load_opts on = {.keep_packed = 1};
+        CHECK_OK(mend_model_load(&qn, out, &on));
+        const double reln = qn ? logits_rel(qn, &g, 0) : INFINITY, reln1 = qn ? logits_rel(qn, &g, 1) : INFINITY;
+        CHECK_MSG(reln <= COMPRESSED_TOL && reln1 <= COMPRESSED_TOL,
+                  "opt q8_0, native kernels: logits max |diff| / max |logit| = %.3g, by token %.3g", reln, reln1);
+        CHECK(qn && qn->layers_packed && qn->layers_packed[1].w_up.type == MEND_TYPE_Q8_0 &&
+              qn->layers_packed[1].b_up && qn->layers[0].w_gate.data == NULL);
+        printf("| %-8s | GGUF %.2e | GPTQ q8_0 %.2e (native kernels %.2e) |\n", "opt", rel, relq, reln);
+        mend_model_free(qn);
+        mend_model_free(q);
+        /* what the writer copied */
+        mend_gguf *a = NULL, *b = NULL;
+        CHECK_OK(mend_gguf_open(&a, src));
+        CHECK_OK(mend_gguf_open(&b, out));
+        int kept = 0, quantized = 0, gate = 0;
+        for (uint64_t i = 0; a && b && i < a->n_tensors; i++) {
+            const gguf_tensor *ta = &a->tensors[i], *tb = mend_gguf_find_tensor(b, ta->name);
+            const int matrix = strstr(ta->name, "blk.") && strstr(ta->name, ".weight") && ta->n_dims == 2;
+            CHECK_MSG(tb != NULL, "opt q8_0: tensor '%s' was not written", ta->name);
+            if (!tb) continue;
+            if (matrix) quantized += tb->type == MEND_TYPE_Q8_0;
+            else kept += tb->type == ta->type && tb->nbytes == ta->nbytes && !memcmp(tb->data, ta->data, ta->nbytes);
+        }
+        for (uint64_t i = 0; b && i < b->n_tensors; i++) gate += strstr(b->tensors[i].name, "ffn_gate") != NULL;
+        /* token_embd, position_embd, output_norm.{weight,bias}, per layer 2 x 2 norm vectors and 6 biases */
+        CHECK_MSG(kept == 4 + 2 * 10 && quantized == 2 * 6 && gate == 0 && b && b->n_tensors == a->n_tensors,
+                  "opt q8_0: %d tensors copied as they were, %d quantized, %d gates", kept, quantized, gate);
+        CHECK(b && mend_gguf_find_tensor(b, "position_embd.weight") && mend_gguf_find_tensor(b, "blk.1.ffn_down.bias"));
+        mend_gguf_close(a);
+        mend_gguf_close(b);
+    }
+    unlink(out);
+    mend_model_free(m);
+    free_golden(&g);
+    return relq;
+}
+
 /* ---- GGUF refusals: a fixture rewritten with one tensor replaced (data,
  * n values of f32) or dropped (data NULL) ---- */
 
@@ -630,6 +692,14 @@ static void check_gguf_refusals(void) {
     CHECK_ERR(load_gguf_edited("llama3", "rope_freqs.weight", zero, 8, out), MEND_EFORMAT, "value 3 is 0");
     CHECK_ERR(load_gguf_edited("qwen3", "blk.1.attn_k_norm.weight", NULL, 0, out), MEND_EFORMAT,
               "tensor 'blk.1.attn_k_norm.weight' is missing");
+    CHECK_ERR(load_gguf_edited("opt", "position_embd.weight", NULL, 0, out), MEND_EFORMAT,
+              "tensor 'position_embd.weight' is missing");
+    CHECK_ERR(load_gguf_edited("opt", "position_embd.weight", three, 3, out), MEND_EFORMAT,
+              "tensor 'position_embd.weight' has shape [3], expected [64, 256]");
+    CHECK_ERR(load_gguf_edited("opt", "blk.1.ffn_up.bias", NULL, 0, out), MEND_EFORMAT,
+              "tensor 'blk.1.ffn_up.bias' is missing");
+    CHECK_ERR(load_gguf_edited("opt", "output_norm.bias", three, 3, out), MEND_EFORMAT,
+              "tensor 'output_norm.bias' has shape [3], expected [64]");
 }
 
 int main(void) {
@@ -646,6 +716,8 @@ int main(void) {
                               "logit soft-cap 30, tied embeddings",
                *opt = "opt: MHA 4 heads, biases on every linear map in the layers, learned positions (256, offset "
                       "2), LayerNorm with bias, ReLU MLP, tied embeddings",
+               *opt_gguf = "opt: MHA 4 heads, biases on every linear map in the layers, learned positions (256), "
+                           "LayerNorm with bias, ReLU MLP, tied embeddings",
                *llama3_gguf = "llama: GQA 4/2, rope norm base 10000 with per-frequency divisors (rope_freqs)";
     printf("| family   | mend info | max |dlogit| / max |logit| | loss rel | grad max err / max |grad| |\n");
     check_family("llama3", llama3);
@@ -658,6 +730,7 @@ int main(void) {
     check_gguf_family("llama3", llama3_gguf);
     check_gguf_family("qwen3", qwen3);
     check_gguf_family("gemma2", gemma2_gguf);
+    check_gguf_opt(opt_gguf);
     check_info(FX "llama3", llama3);
     check_info(FX "qwen3", qwen3);
     check_info(FX "mistral", mistral);
@@ -667,6 +740,7 @@ int main(void) {
     check_info(FX "llama3.gguf", llama3_gguf);
     check_info(FX "qwen3.gguf", qwen3);
     check_info(FX "gemma2.gguf", gemma2_gguf);
+    check_info(FX "opt.gguf", opt_gguf);
     check_features_matter();
     check_rows_window();
     check_opt_positions();
