@@ -712,6 +712,10 @@ int mend_compress(const char *src, const char *out, const mend_compress_opts *op
     if (o->sink_weight < 0 || o->sink_weight > (1 << 20))
         return mend_set_error(MEND_EINVAL, "compress: sink weight %d (0 for the default, or 1 to 2^20 expected)", o->sink_weight);
     C.sink = o->sink_weight > 0 ? o->sink_weight : mend_sink_weight_default(o->seqlen);
+    if (mend_is_dir(src))
+        return mend_set_error(MEND_EUNSUPPORTED, "compress: %s is a directory; mend compress reads GGUF files (a "
+                              "Hugging Face directory converts with llama.cpp's convert_hf_to_gguf.py; OPT, which "
+                              "llama.cpp lacks, has mend's own GGUF layout: docs/models.md)", src);
     mend_load_opts lo = {0};
     rc = mend_model_load_gguf(&C.m, src, &lo);
     if (rc) return rc;

@@ -371,9 +371,9 @@ static void check_rows_window(void) {
     free_golden(&g);
 }
 
-/* OPT's learned positions: a forward at positions 250..255 (the table's
- * last rows) runs and differs from one at 0..5; one more position, and rows,
- * prompts or probes that would need it, are refused. The original
+/* OPT's learned positions: rows at positions 250..255 (the table's last
+ * rows) run and differ from the same tokens at 0..5; one more position, and
+ * rows, prompts or probes that would need it, are refused. The original
  * checkpoints' names (decoder.* without model.) load the same model. */
 static void check_opt_positions(void) {
     golden g;
@@ -386,14 +386,22 @@ static void check_opt_positions(void) {
     const int V = m ? m->cfg.n_vocab : 1;
     float *a = malloc(sizeof(float) * 6 * V), *b = malloc(sizeof(float) * 6 * V);
     if (s && a && b) {
+        /* six tokens at positions 0..5, then as rows of their own at 0..5 (the
+         * same logits) and at 250..255 (the table's last rows: others) */
         CHECK_OK(mend_forward(s, g.tok, NULL, 6, 0, a, 1));
-        CHECK_OK(mend_forward(s, g.tok, NULL, 6, 250, b, 1));
-        CHECK_MSG(rel_max(a, b, (size_t)6 * V) > 1e-2, "opt: positions 250.. give the logits of 0.. (%.3g)",
-                  rel_max(a, b, (size_t)6 * V));
+        mend_row rows[6];
+        const int out[6] = {0, 1, 2, 3, 4, 5};
+        for (int i = 0; i < 6; i++) rows[i] = (mend_row){.pos = i, .c0 = 0};
+        CHECK_OK(mend_forward_rows(s, g.tok, 6, 0, rows, b, out, 6));
+        CHECK_MSG(rel_max(b, a, (size_t)6 * V) <= 1e-5, "opt: rows at 0..5 differ from the forward (%.3g)",
+                  rel_max(b, a, (size_t)6 * V));
+        for (int i = 0; i < 6; i++) rows[i].pos = 250 + i;
+        CHECK_OK(mend_forward_rows(s, g.tok, 6, 0, rows, b, out, 6));
+        CHECK_MSG(rel_max(b, a, (size_t)6 * V) > 1e-2, "opt: positions 250.. give the logits of 0.. (%.3g)",
+                  rel_max(b, a, (size_t)6 * V));
         CHECK_ERR(mend_forward(s, g.tok, NULL, 7, 250, b, 1), MEND_ERANGE,
                   "mend_forward: positions 250..256 lie outside the 256 learned positions");
-        mend_row rows[2] = {{.pos = 0, .c0 = 0}, {.pos = 256, .c0 = 0}};
-        const int out[1] = {0};
+        rows[1].pos = 256;
         CHECK_ERR(mend_forward_rows(s, g.tok, 2, 0, rows, a, out, 1), MEND_ERANGE,
                   "mend_forward_rows: positions 256..256 lie outside");
         mend_trainer *t = NULL;
@@ -610,6 +618,8 @@ static double check_gguf_opt(const char *feature) {
         const double rel = logits_rel(m, &g, 0), rel1 = logits_rel(m, &g, 1);
         CHECK_MSG(rel <= 1e-4 && rel1 <= 1e-4, "opt.gguf: logits max |diff| / max |logit| = %.3g, by token %.3g",
                   rel, rel1);
+        CHECK_ERR(compress_to(test_src(FX "opt"), out, MEND_TYPE_Q8_0, m->cfg.n_vocab), MEND_EUNSUPPORTED,
+                  "is a directory; mend compress reads GGUF files");
         CHECK_OK(compress_to(src, out, MEND_TYPE_Q8_0, m->cfg.n_vocab));
         mend_model *q = load_feature_checked(out, "opt", feature);
         relq = q ? logits_rel(q, &g, 0) : INFINITY;
