@@ -27,12 +27,12 @@
  * scale, soft-capped scores (gemma2), the windowed layers' own RoPE base,
  * post-attention and post-FFN norms, the gated activation of cfg.act, and
  * opt's features (learned positions added to prompt and input rows alike,
- * LayerNorm with bias, biases, the ReLU FFN without a gate). Sliding windows follow the
- * forward's rule on positions: a query at position p sees the keys at
- * positions >= mend_swa_first(l, p). Every prompt block sits at positions
- * 0 .. nv-1 and an input at nv .., so a window that has moved past position
- * f hides the first f rows of every block (all of them once f >= nv) and
- * the input's own rows before position f. */
+ * LayerNorm with bias, biases, the ReLU FFN without a gate). Sliding
+ * windows follow the forward's rule on positions: a query at position p
+ * sees the keys at positions >= mend_swa_first(l, p). Every prompt block
+ * sits at positions 0 .. nv-1 and an input at nv .., so a window that has
+ * moved past position f hides the first f rows of every block (all of them
+ * once f >= nv) and the input's own rows before position f. */
 #include "model/attn_probe.h"
 
 #include <math.h>
