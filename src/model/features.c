@@ -188,7 +188,7 @@ void mend_pos_add(const mend_config *c, float *x, int n, int pos0) {
 int mend_pos_check(const mend_config *c, const char *who, int64_t pos0, int64_t n) {
     if (!c->n_pos || (pos0 >= 0 && n >= 0 && pos0 + n <= c->n_pos)) return 0;
     return mend_set_error(MEND_ERANGE, "%s: positions %lld..%lld lie outside the %d learned positions of the "
-                          "model (%s, max_position_embeddings)", who, (long long)pos0, (long long)(pos0 + n - 1),
+                          "model (%s)", who, (long long)pos0, (long long)(pos0 + n - 1),
                           c->n_pos, c->arch);
 }
 
