@@ -294,6 +294,40 @@ static void check_features_matter(void) {
     rmdir(tmp);
 }
 
+/* OPT's positions matter in its fixture too, which no config edit can show:
+ * the loaded model with its table swapped for zeros, or for the table's
+ * rows 0.. (HF's offset of 2 forgotten), is far from the golden logits. */
+static void check_opt_positions_matter(void) {
+    golden g;
+    if (load_golden("opt", &g)) return;
+    mend_model *m = NULL;
+    mend_safetensors *st = NULL;
+    mend_load_opts o = {.keep_packed = 0};
+    CHECK_OK(mend_model_load(&m, test_src(FX "opt"), &o));
+    CHECK_OK(mend_safetensors_open(&st, test_src(FX "opt/model.safetensors")));
+    const mend_st_tensor *t = st ? mend_safetensors_find(st, "model.decoder.embed_positions.weight") : NULL;
+    if (m && t) {
+        const size_t n = (size_t)m->cfg.n_pos * m->cfg.dim;
+        float *zero = calloc(n, sizeof(float)), *rows0 = malloc(n * sizeof(float));
+        CHECK_OK(mend_safetensors_read_f32(st, t, 0, (int64_t)n, rows0));
+        const float *table = m->cfg.pos_embd;
+        m->cfg.pos_embd = zero;
+        const double rz = logits_rel(m, &g, 0);
+        m->cfg.pos_embd = rows0;
+        const double r0 = logits_rel(m, &g, 0);
+        m->cfg.pos_embd = table;
+        printf("opt without its positions: logits max |diff| / max |logit| = %.3g; without the offset of 2: %.3g\n",
+               rz, r0);
+        CHECK_MSG(rz > 1e-2 && r0 > 1e-2, "opt: the positions (%.3g) or their offset (%.3g) do not change the logits",
+                  rz, r0);
+        free(zero);
+        free(rows0);
+    }
+    mend_safetensors_close(st);
+    mend_model_free(m);
+    free_golden(&g);
+}
+
 /* The loader refuses the edited config with this message, and so does
  * `mend info` (a non-zero exit, the sentence on stderr, no description). */
 static void check_info_refuses(const char *dir, const char *msg) {
@@ -752,6 +786,7 @@ int main(void) {
     check_info(FX "gemma2.gguf", gemma2_gguf);
     check_info(FX "opt.gguf", opt_gguf);
     check_features_matter();
+    check_opt_positions_matter();
     check_rows_window();
     check_opt_positions();
     check_refusals();
