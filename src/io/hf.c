@@ -82,7 +82,26 @@ static int parse_rope(const json_t *root, const char *path, mend_hf_config *cfg)
     if (rp && !json_is_null(rp) && !json_is_object(rp))
         return mend_set_error(MEND_EFORMAT, "%s: field '%s' is not an object", path, key);
     if (json_is_null(rp)) rp = NULL;
-    int rc = cfg_num(root, path, "rope_theta", 0, 10000.0, &cfg->rope_theta);
+    int rc = 0;
+    const json_t *full = rp ? json_object_get(rp, "full_attention") : NULL;
+    if (json_is_object(full)) {   /* one RoPE object per layer type */
+        const json_t *sl = json_object_get(rp, "sliding_attention");
+        if (sl && !json_is_object(sl))
+            return mend_set_error(MEND_EFORMAT, "%s: field '%s.sliding_attention' is not an object", path, key);
+        if (sl) {
+            const char *st = json_string_value(json_object_get(sl, "rope_type"));
+            if (st && strcmp(st, "default") != 0)
+                return mend_set_error(MEND_EUNSUPPORTED, "%s: field '%s.sliding_attention' has rope_type '%.32s'; "
+                                      "mend implements the sliding layers' RoPE only unscaled (\"default\")", path,
+                                      key, st);
+            if ((rc = cfg_num(sl, path, "rope_theta", 1, 0, &cfg->rope_theta_local))) return rc;
+        }
+        rp = full;
+        key = "rope_parameters.full_attention";
+    } else if ((rc = cfg_num(root, path, "rope_local_base_freq", 0, 0.0, &cfg->rope_theta_local))) {
+        return rc;
+    }
+    rc = cfg_num(root, path, "rope_theta", 0, 10000.0, &cfg->rope_theta);
     if (!rc && rp && json_object_get(rp, "rope_theta")) rc = cfg_num(rp, path, "rope_theta", 1, 0, &cfg->rope_theta);
     if (rc) return rc;
     const json_t *pr = rp ? json_object_get(rp, "partial_rotary_factor") : NULL;
@@ -115,7 +134,9 @@ static int parse_rope(const json_t *root, const char *path, mend_hf_config *cfg)
  * 'layer_types' (one "sliding_attention" or "full_attention" per layer). */
 static int parse_windows(const json_t *root, const char *path, mend_hf_config *cfg) {
     int rc;
-    if ((rc = cfg_int(root, path, "sliding_window", 0, 0, 0, 1 << 30, &cfg->sliding_window))) return rc;
+    if ((rc = cfg_int(root, path, "sliding_window", 0, 0, 0, 1 << 30, &cfg->sliding_window)) ||
+        (rc = cfg_int(root, path, "sliding_window_pattern", 0, 0, 1, 1 << 20, &cfg->sliding_window_pattern)))
+        return rc;
     const json_t *lt = json_object_get(root, "layer_types");
     if (lt && !json_is_null(lt)) {
         if (!json_is_array(lt) || json_array_size(lt) != (size_t)cfg->num_hidden_layers)
@@ -135,7 +156,8 @@ static int parse_windows(const json_t *root, const char *path, mend_hf_config *c
             cfg->sliding[l] = 1;
         }
     }
-    return cfg_bool(root, path, "use_sliding_window", 0, &cfg->use_sliding_window);
+    int rc2 = cfg_bool(root, path, "use_sliding_window", 0, &cfg->use_sliding_window);
+    return rc2 ? rc2 : cfg_bool(root, path, "use_bidirectional_attention", 0, &cfg->use_bidirectional_attention);
 }
 
 int mend_hf_config_read(const char *path, mend_hf_accept_fn accept, void *ctx, mend_hf_config *cfg) {

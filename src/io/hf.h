@@ -28,7 +28,13 @@ typedef struct mend_hf_config {
     int head_dim;                 /* default hidden_size / num_attention_heads */
     double rms_norm_eps;          /* in (0, 1); 0 when absent */
     double rope_theta;            /* 'rope_theta' at the top or in the RoPE object; default 10000 */
-    /* RoPE object ('rope_parameters', transformers 5, or 'rope_scaling'):
+    double rope_theta_local;      /* Gemma 3's sliding layers: 'rope_local_base_freq', or the rope_theta
+                                     of rope_parameters.sliding_attention; 0 when absent */
+    int sliding_window_pattern;   /* Gemma 3 without layer_types: every N-th layer is global; 0 when absent */
+    /* RoPE object ('rope_parameters', transformers 5, or 'rope_scaling'; a
+     * rope_parameters of one object per layer type, as transformers 5
+     * writes Gemma 3's, is read from its full_attention member, the
+     * sliding_attention member giving rope_theta_local):
      * rope_type "default" or "llama3" (others and partial rotary factors
      * other than 1 are refused as MEND_EUNSUPPORTED) */
     int rope_llama3;              /* rope_type "llama3": the four fields below are set */
@@ -43,6 +49,7 @@ typedef struct mend_hf_config {
     int attention_bias, mlp_bias; /* default false */
     int sliding_window;           /* 0 when absent */
     int use_sliding_window;       /* default false */
+    int use_bidirectional_attention;   /* default false (Gemma 3's embedding variants set it) */
     /* 'layer_types' (transformers 5): when has_layer_types, sliding[l] is 1
      * for "sliding_attention", 0 for "full_attention" (other values are
      * refused, and so is a sliding layer without a positive sliding_window) */

@@ -41,8 +41,8 @@ typedef struct hf_arch {
     int rope_type, permute_qk, qkv_bias;
     int qk_norm;   /* q_norm / k_norm per head (qwen3) */
     int fused;     /* qkv_proj and gate_up_proj stored fused (phi3), split at load */
-    int gemma;     /* Gemma 2: norms around both sublayers stored as w for (1 + w), GeGLU, scaled
-                      embeddings, soft-capping */
+    int gemma;     /* Gemma 2 or 3 (the version): norms stored as w for (1 + w) around both sublayers,
+                      GeGLU, scaled embeddings, soft-capping when configured */
 } hf_arch;
 
 static const hf_arch hf_archs[] = {
@@ -51,7 +51,8 @@ static const hf_arch hf_archs[] = {
     {"Qwen2ForCausalLM", "qwen2", MEND_ROPE_NEOX, 0, 1, 0, 0, 0},
     {"Qwen3ForCausalLM", "qwen3", MEND_ROPE_NEOX, 0, 0, 1, 0, 0},
     {"Phi3ForCausalLM", "phi3", MEND_ROPE_NORM, 1, 0, 0, 1, 0},
-    {"Gemma2ForCausalLM", "gemma2", MEND_ROPE_NEOX, 0, 0, 0, 0, 1},
+    {"Gemma2ForCausalLM", "gemma2", MEND_ROPE_NEOX, 0, 0, 0, 0, 2},
+    {"Gemma3ForCausalLM", "gemma3", MEND_ROPE_NEOX, 0, 0, 1, 0, 3},
     {"OPTForCausalLM", "opt", MEND_ROPE_NONE, 0, 1, 0, 0, 0},   /* config_from_opt, load_all_opt */
 };
 
@@ -60,11 +61,9 @@ static const hf_arch hf_archs[] = {
 
 /* Families mend knows but does not implement, and what they need. */
 static const char *const hf_unsupported[][2] = {
-    {"Gemma3ForCausalLM", "Gemma 3's tensor names and config fields read from a Hugging Face directory (mend runs "
-                          "Gemma 3 from GGUF: scripts/fetch_model.sh gemma3-270m, or llama.cpp's "
-                          "convert_hf_to_gguf.py)"},
-    {"Gemma3ForConditionalGeneration", "the vision tower of Gemma 3's multimodal checkpoints; mend runs the text "
-                                       "model of Gemma 3 from GGUF (scripts/fetch_model.sh gemma3-270m)"},
+    {"Gemma3ForConditionalGeneration", "the vision tower of Gemma 3's multimodal checkpoints; mend runs Gemma 3's "
+                                       "text models (Gemma3ForCausalLM, or GGUF: scripts/fetch_model.sh "
+                                       "gemma3-270m)"},
 };
 
 /* The family of an architecture name (mend_hf_accept_fn): ctx receives the
@@ -82,21 +81,23 @@ static int accept_arch(const char *path, const char *an, void *ctx) {
                                   "mend does not implement these", path, an, hf_unsupported[i][1]);
     return mend_set_error(MEND_EUNSUPPORTED, "%s: field 'architectures' names '%.64s'; mend supports "
                           "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, "
-                          "Phi3ForCausalLM, Gemma2ForCausalLM and OPTForCausalLM", path, an);
+                          "Phi3ForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM and OPTForCausalLM", path, an);
 }
 
-/* Gemma 2's fields, with transformers' defaults where config.json leaves
- * them out: GeGLU with the tanh GELU (hidden_activation, or hidden_act in
- * older files), attention scale 1/sqrt(query_pre_attn_scalar) (default
- * 256), soft-capping when given; token embeddings times sqrt(hidden_size)
- * (transformers scales them in the embedding module, so inputs_embeds such
- * as a soft prompt are used as given); RMSNorm after attention and after
- * the MLP. */
-static int gemma2_config(const mend_hf_config *h, const char *path, mend_config *cfg) {
+/* Gemma 2's and 3's fields, with transformers' defaults where config.json
+ * leaves them out: GeGLU with the tanh GELU (hidden_activation, or
+ * hidden_act in older files), attention scale 1/sqrt(query_pre_attn_scalar)
+ * (default 256), soft-capping when given; token embeddings times
+ * sqrt(hidden_size) (transformers scales them in the embedding module, so
+ * inputs_embeds such as a soft prompt are used as given); RMSNorm after
+ * attention and after the MLP. Gemma 3 adds QK-norm (the hf_arch entry)
+ * and its sliding layers' own RoPE base (rope_local_base_freq, or
+ * rope_parameters.sliding_attention; default 10000). */
+static int gemma_config(const mend_hf_config *h, const char *path, int version, mend_config *cfg) {
     const char *act = h->hidden_activation[0] ? h->hidden_activation : h->hidden_act;
     const char *field = h->hidden_activation[0] ? "hidden_activation" : "hidden_act";
     if (act[0] && strcmp(act, "gelu_pytorch_tanh") != 0)
-        return mend_set_error(MEND_EUNSUPPORTED, "%s: field '%s' is \"%s\"; mend implements Gemma 2's MLP only "
+        return mend_set_error(MEND_EUNSUPPORTED, "%s: field '%s' is \"%s\"; mend implements Gemma's MLP only "
                               "with \"gelu_pytorch_tanh\"", path, field, act);
     cfg->act = MEND_ACT_GELU_TANH;
     cfg->post_norms = 1;
@@ -105,6 +106,7 @@ static int gemma2_config(const mend_hf_config *h, const char *path, mend_config 
     cfg->attn_scale = (float)(1.0 / sqrt(qpas));
     cfg->attn_softcap = (float)h->attn_logit_softcapping;
     cfg->final_softcap = (float)h->final_logit_softcapping;
+    if (version == 3) cfg->rope_theta_swa = h->rope_theta_local > 0 ? (float)h->rope_theta_local : 10000.0f;
     return 0;
 }
 
@@ -199,7 +201,7 @@ static int config_from_hf(const mend_hf_config *h, const char *path, const hf_ar
         return mend_set_error(MEND_EFORMAT, "%s: field 'num_attention_heads' (%d) is not a multiple of "
                               "'num_key_value_heads' (%d)", path, cfg->n_heads, cfg->n_kv_heads);
     if (A->gemma) {
-        int rc = gemma2_config(h, path, cfg);
+        int rc = gemma_config(h, path, A->gemma, cfg);
         if (rc) return rc;
     } else if (h->hidden_act[0] && strcmp(h->hidden_act, "silu") != 0) {
         return mend_set_error(MEND_EUNSUPPORTED, "%s: field 'hidden_act' is not \"silu\"; mend implements "
@@ -210,6 +212,9 @@ static int config_from_hf(const mend_hf_config *h, const char *path, const hf_ar
                               "biases only for Qwen2ForCausalLM (q/k/v)", path);
     if (h->mlp_bias)
         return mend_set_error(MEND_EUNSUPPORTED, "%s: field 'mlp_bias' is true; mend has no MLP biases", path);
+    if (h->use_bidirectional_attention)
+        return mend_set_error(MEND_EUNSUPPORTED, "%s: field 'use_bidirectional_attention' is true; mend runs causal "
+                              "attention only", path);
     /* Sliding windows: per layer from 'layer_types', or, without it, one
      * 'sliding_window' for every layer (mistral, phi3). qwen2 and qwen3 name a
      * window they do not use unless 'use_sliding_window' says so, and that
@@ -222,9 +227,11 @@ static int config_from_hf(const mend_hf_config *h, const char *path, const hf_ar
         return mend_set_error(MEND_EUNSUPPORTED, "%s: field 'use_sliding_window' is true without 'layer_types'; "
                               "mend cannot tell which layers slide", path);
     if (strcmp(cfg->arch, "qwen2") == 0 || strcmp(cfg->arch, "qwen3") == 0) return 0;   /* off unless used */
-    if (A->gemma) {   /* transformers' rule without layer_types: layers 0, 2, 4, ... slide */
+    if (A->gemma) {   /* transformers' rules without layer_types: Gemma 2's layers 0, 2, 4, ... slide;
+                         Gemma 3's all but every sliding_window_pattern-th (default 6) */
         const int w = h->sliding_window > 0 ? h->sliding_window : 4096;
-        for (int l = 0; l < cfg->n_layers; l += 2) cfg->swa_window[l] = w;
+        const int pattern = A->gemma == 2 ? 2 : h->sliding_window_pattern > 0 ? h->sliding_window_pattern : 6;
+        for (int l = 0; l < cfg->n_layers; l++) cfg->swa_window[l] = (l + 1) % pattern ? w : 0;
         return 0;
     }
     for (int l = 0; l < cfg->n_layers && h->sliding_window > 0; l++) cfg->swa_window[l] = h->sliding_window;
@@ -382,8 +389,8 @@ static int load_qkv(hf_loader *L, const mend_config *c, const hf_arch *A, int l,
          (rc = load_vec(L, NAME("self_attn.v_proj.bias"), kvd, "num_key_value_heads*head_dim", &Y->bv))))
         return rc;
     if (A->qk_norm &&
-        ((rc = load_vec(L, NAME("self_attn.q_norm.weight"), c->head_dim, "head_dim", &Y->q_norm)) ||
-         (rc = load_vec(L, NAME("self_attn.k_norm.weight"), c->head_dim, "head_dim", &Y->k_norm))))
+        ((rc = load_norm(L, NAME("self_attn.q_norm.weight"), c->head_dim, "head_dim", &Y->q_norm)) ||
+         (rc = load_norm(L, NAME("self_attn.k_norm.weight"), c->head_dim, "head_dim", &Y->k_norm))))
         return rc;
     return 0;
 }

@@ -194,8 +194,8 @@ static void llama3_no_factor(json_t *c) { json_object_del(json_object_get(c, "ro
 static void chunked(json_t *c) {
     json_object_set_new(c, "layer_types", json_pack("[s,s]", "full_attention", "chunked_attention"));
 }
-static void gemma3_arch(json_t *c) {   /* a Gemma 3 HF directory: mend runs Gemma 3 from GGUF only */
-    json_object_set_new(c, "architectures", json_pack("[s]", "Gemma3ForCausalLM"));
+static void gemma3_vision(json_t *c) {   /* a multimodal Gemma 3 checkpoint: its text model only runs */
+    json_object_set_new(c, "architectures", json_pack("[s]", "Gemma3ForConditionalGeneration"));
 }
 /* OPT variants mend does not implement, and malformed OPT fields */
 static void opt_post_norm(json_t *c) { json_object_set_new(c, "do_layer_norm_before", json_false()); }
@@ -249,6 +249,10 @@ static void rope_default(json_t *c) {
     json_object_set_new(c, "rope_parameters", json_pack("{s:s, s:f}", "rope_type", "default", "rope_theta", 10000.0));
 }
 static void no_window(json_t *c) { json_object_set_new(c, "sliding_window", json_null()); }
+static void gemma3_one_base(json_t *c) {   /* the sliding layer rotating with the global base */
+    json_object_set_new(json_object_get(json_object_get(c, "rope_parameters"), "sliding_attention"), "rope_theta",
+                        json_real(1000000.0));
+}
 static void no_softcap(json_t *c) {
     json_object_set_new(c, "attn_logit_softcapping", json_null());
     json_object_set_new(c, "final_logit_softcapping", json_null());
@@ -290,6 +294,7 @@ static void check_features_matter(void) {
     check_feature_matters("llama3", rope_default, d);
     check_feature_matters("mistral", no_window, d);
     check_feature_matters("gemma2", no_softcap, d);
+    check_feature_matters("gemma3", gemma3_one_base, d);
     remove_edited(d);
     rmdir(tmp);
 }
@@ -353,8 +358,8 @@ static void check_refusals(void) {
     check_refusal("llama3", llama3_no_factor, d, MEND_EFORMAT, "'factor' is missing");
     check_refusal("qwen3", chunked, d, MEND_EUNSUPPORTED, "'layer_types' entry 1 is 'chunked_attention'");
     check_refusal("qwen3", sliding_no_window, d, MEND_EFORMAT, "'sliding_window' is not a positive");
-    check_refusal("qwen3", gemma3_arch, d, MEND_EUNSUPPORTED, "'Gemma3ForCausalLM', which needs Gemma 3's tensor "
-                  "names and config fields read from a Hugging Face directory (mend runs Gemma 3 from GGUF");
+    check_refusal("qwen3", gemma3_vision, d, MEND_EUNSUPPORTED, "'Gemma3ForConditionalGeneration', which needs "
+                  "the vision tower");
     check_refusal("opt", opt_post_norm, d, MEND_EUNSUPPORTED, "field 'do_layer_norm_before' is false (OPT-350m's");
     check_refusal("opt", opt_project, d, MEND_EUNSUPPORTED, "field 'word_embed_proj_dim' is 32, not 'hidden_size' "
                   "64: the embeddings go through project_in / project_out");
@@ -752,6 +757,9 @@ int main(void) {
                *qwen3 = "qwen3: GQA 4/2, QK-norm, rope neox base 1e+06",
                *mistral = "mistral: GQA 4/2, sliding window 4, rope norm base 10000",
                *phi3 = "phi3: GQA 4/2, fused qkv_proj and gate_up_proj (split at load), rope norm base 10000",
+               *gemma3 = "gemma3: GQA 4/2, QK-norm, sliding window 4 on 1 of 2 layers (RoPE base 100 there), rope "
+                         "neox base 1e+06, RMSNorm, post-norms, GeGLU (tanh), embeddings x 8, attention scale 0.2041, "
+                         "tied embeddings",
                *gemma2 = "gemma2: GQA 4/2, sliding window 4 on 1 of 2 layers, rope neox base 10000, RMSNorm, "
                          "post-norms, GeGLU (tanh), embeddings x 8, attention scale 0.2041, "
                          "attention soft-cap 4, logit soft-cap 30, tied embeddings",
@@ -769,6 +777,7 @@ int main(void) {
     check_family("mistral", mistral);
     check_family("phi3", phi3);
     check_family("gemma2", gemma2);
+    check_family("gemma3", gemma3);
     check_family("opt", opt);
     printf("| family   | f32 GGUF vs torch | compressed vs torch |\n");
     check_gguf_family("llama3", llama3_gguf);
@@ -780,6 +789,7 @@ int main(void) {
     check_info(FX "mistral", mistral);
     check_info(FX "phi3", phi3);
     check_info(FX "gemma2", gemma2);
+    check_info(FX "gemma3", gemma3);
     check_info(FX "opt", opt);
     check_info(FX "llama3.gguf", llama3_gguf);
     check_info(FX "qwen3.gguf", qwen3);
