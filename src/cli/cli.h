@@ -41,8 +41,6 @@ int cli_set_threads(const char *cmd, const char *value);
  * error naming it; returns CLI_EXIT_USAGE. */
 int cli_getopt_error(const char *cmd, char **argv, int ret);
 
-/* A malloc'd string from a format (paths); NULL when out of memory. */
-char *cli_pathf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 #define cli_file_title mend_file_title
 

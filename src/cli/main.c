@@ -128,15 +128,6 @@ int cli_getopt_error(const char *cmd, char **argv, int ret) {
     return cli_usage_error(cmd, "unknown option '%s'", name);
 }
 
-char *cli_pathf(const char *fmt, ...) {
-    char *p = NULL;
-    va_list ap;
-    va_start(ap, fmt);
-    if (vasprintf(&p, fmt, ap) < 0) p = NULL;
-    va_end(ap);
-    return p;
-}
-
 int cli_find_data(const char *sub, char *out, size_t cap) {
     const char *env = getenv("MEND_DATA");
     if (env && *env) {
