@@ -17,10 +17,14 @@
 
 static inline float half(mend_half h) { return mend_fp16_to_f32(h); }
 
+static int is_kq(uint32_t wtype) {
+    return wtype == MEND_TYPE_Q3_K || wtype == MEND_TYPE_Q4_K || wtype == MEND_TYPE_Q6_K;
+}
+
 int mend_qgemm_supported(uint32_t wtype, int64_t rows, int64_t cols) {
     if (rows <= 0 || cols <= 0 || rows % QGEMM_ROWS) return 0;
     if (wtype == MEND_TYPE_Q4_0 || wtype == MEND_TYPE_Q4_1 || wtype == MEND_TYPE_Q5_0) return cols % 32 == 0;
-    if (wtype == MEND_TYPE_Q2_K) return cols % QK_K == 0;
+    if (wtype == MEND_TYPE_Q2_K || wtype == MEND_TYPE_Q4_K) return cols % QK_K == 0;
     return 0;
 }
 
@@ -34,11 +38,17 @@ int mend_qgemm_available(void) {
 #endif
 }
 
+/* bytes of one q3_K / q4_K / q6_K group super-block */
+static size_t kq_sb_bytes(uint32_t wtype) {
+    return QGEMM_KQ_SB(wtype == MEND_TYPE_Q6_K ? QGEMM_KQ_BYTE : QGEMM_KQ_NIB);
+}
+
 /* bytes of one repacked group of 16 rows */
 static size_t group_bytes(uint32_t wtype, int64_t cols) {
     if (wtype == MEND_TYPE_Q4_0) return (size_t)(cols / QK4_0) * (16 * sizeof(block_q4_0));
     if (wtype == MEND_TYPE_Q4_1) return (size_t)(cols / QK4_1) * (16 * sizeof(block_q4_1));
     if (wtype == MEND_TYPE_Q5_0) return (size_t)(cols / QK5_0) * (16 * sizeof(block_q5_0));
+    if (is_kq(wtype)) return (size_t)(cols / QK_K) * kq_sb_bytes(wtype);
     return (size_t)(cols / QK_K) * QGEMM_Q2K_SB;
 }
 
@@ -128,11 +138,98 @@ static void pack_q2_K(uint8_t *dst, const uint8_t *w, int64_t cols, int64_t g) {
     }
 }
 
+/* q3_K / q4_K / q6_K: weight k (0..255) of a super-block as the repacked
+ * layout stores it (q4_K 0..15, q3_K value + 4 in 0..7, q6_K value + 32 in
+ * 0..63), and the 16-weight sub-blocks' scales and pair values (q4_K: the
+ * min, q3_K: -4 sc, q6_K: -32 sc: the stored offset met by the block sums) */
+static int kq_weight(uint32_t wtype, const void *blk, int k) {
+    if (wtype == MEND_TYPE_Q4_K) {
+        const block_q4_K *b = blk;
+        return (b->qs[32 * (k / 64) + k % 32] >> (4 * ((k % 64) / 32))) & 0x0F;
+    }
+    if (wtype == MEND_TYPE_Q3_K) {
+        const block_q3_K *b = blk;
+        const int h = k / 128, g = (k % 128) / 32, o = k % 32;
+        const int q = (b->qs[32 * h + o] >> (2 * g)) & 3;
+        return q | ((b->hmask[o] >> (4 * h + g)) & 1) << 2;
+    }
+    const block_q6_K *b = blk;
+    const int h = k / 128, quarter = (k % 128) / 32, l = k % 32;
+    const int lo = (b->ql[64 * h + 32 * (quarter & 1) + l] >> (4 * (quarter >> 1))) & 0x0F;
+    return lo | ((b->qh[32 * h + l] >> (2 * quarter)) & 3) << 4;
+}
+
+static void kq_scales(uint32_t wtype, const void *blk, int16_t sc[16], int16_t pair[16], mend_half *d,
+                      mend_half *dmin) {
+    if (wtype == MEND_TYPE_Q4_K) {
+        const block_q4_K *b = blk;
+        uint8_t s8[8], m8[8];
+        mend_k4_scales(b->scales, s8, m8);
+        for (int s = 0; s < 16; s++) {
+            sc[s] = s8[s / 2];
+            pair[s] = m8[s / 2];
+        }
+        *d = b->d;
+        *dmin = b->dmin;
+        return;
+    }
+    int8_t s8[16];
+    int off;
+    if (wtype == MEND_TYPE_Q3_K) {
+        const block_q3_K *b = blk;
+        mend_q3k_scales(b->scales, s8);
+        off = 4;
+        *d = b->d;
+    } else {
+        const block_q6_K *b = blk;
+        memcpy(s8, b->scales, 16);
+        off = 32;
+        *d = b->d;
+    }
+    for (int s = 0; s < 16; s++) {
+        sc[s] = s8[s];
+        pair[s] = (int16_t)(-off * s8[s]);
+    }
+    *dmin = 0;
+}
+
+static void pack_kq(uint8_t *dst, const uint8_t *w, uint32_t wtype, int64_t cols, int64_t g) {
+    const int64_t nb = cols / QK_K;
+    const int nib = wtype != MEND_TYPE_Q6_K;
+    const size_t qb = nib ? QGEMM_KQ_NIB : QGEMM_KQ_BYTE;
+    const size_t bs = wtype == MEND_TYPE_Q4_K ? sizeof(block_q4_K)
+                    : wtype == MEND_TYPE_Q3_K ? sizeof(block_q3_K) : sizeof(block_q6_K);
+    const size_t wrow = (size_t)nb * bs;
+    uint8_t *base = dst + (size_t)g * group_bytes(wtype, cols);
+    for (int64_t b = 0; b < nb; b++) {
+        uint8_t *sb = base + (size_t)b * kq_sb_bytes(wtype);
+        int16_t *sc = (int16_t *)(sb + qb), *pair = sc + 256;
+        mend_half *d = (mend_half *)(pair + 256), *dmin = d + 16;
+        if (nib) memset(sb, 0, qb);
+        for (int r = 0; r < QGEMM_ROWS; r++) {
+            const uint8_t *blk = w + (size_t)(QGEMM_ROWS * g + r) * wrow + (size_t)b * bs;
+            int16_t s16[16], p16[16];
+            kq_scales(wtype, blk, s16, p16, &d[r], &dmin[r]);
+            for (int s = 0; s < 16; s++) sc[16 * s + r] = s16[s];
+            for (int p = 0; p < 8; p++) {
+                pair[32 * p + 2 * r] = p16[2 * p];
+                pair[32 * p + 2 * r + 1] = p16[2 * p + 1];
+            }
+            for (int k = 0; k < QK_K; k++) {
+                const int q = kq_weight(wtype, blk, k), s = k / 16, t = (k % 16) / 4, u = k % 4;
+                if (nib) sb[64 * (4 * (s % 8) + t) + 4 * r + u] |= (uint8_t)(q << (4 * (s / 8)));
+                else sb[64 * (4 * s + t) + 4 * r + u] = (uint8_t)q;
+            }
+        }
+    }
+}
+
 void mend_qgemm_pack(void *dst, const void *w, uint32_t wtype, int64_t rows, int64_t cols, int64_t g0, int64_t g1) {
     if (!mend_qgemm_supported(wtype, rows, cols)) return;
     if (g1 > rows / QGEMM_ROWS) g1 = rows / QGEMM_ROWS;
     for (int64_t g = g0 < 0 ? 0 : g0; g < g1; g++) {
         if (wtype == MEND_TYPE_Q2_K) pack_q2_K(dst, w, cols, g);
+        else if (is_kq(wtype)) pack_kq(dst, w, wtype, cols, g);
         else if (wtype == MEND_TYPE_Q5_0) pack_q5_0(dst, w, cols, g);
         else pack_q4(dst, w, wtype, cols, g);
     }
@@ -143,7 +240,7 @@ void mend_qgemm_pack(void *dst, const void *w, uint32_t wtype, int64_t rows, int
 
 static size_t act_row_bytes(uint32_t wtype, int64_t cols) {
     size_t b;
-    if (wtype != MEND_TYPE_Q2_K) b = (size_t)cols + (size_t)(cols / 32) * 8;
+    if (wtype != MEND_TYPE_Q2_K && !is_kq(wtype)) b = (size_t)cols + (size_t)(cols / 32) * 8;
     else b = (size_t)(cols / QK_K) * sizeof(block_q8_K);
     return (b + 63) & ~(size_t)63;
 }
@@ -158,7 +255,7 @@ size_t mend_qgemm_scratch_size(uint32_t wtype, int n, int64_t cols) {
 void mend_qgemm_quantize_row(uint32_t wtype, const float *x, void *dst, int64_t cols, int level) {
     mend_qdot_kernel k;
     if (mend_qdot_kernel_get(wtype, level, &k) || !k.quantize) return;
-    if (wtype == MEND_TYPE_Q2_K) {
+    if (wtype == MEND_TYPE_Q2_K || is_kq(wtype)) {   /* plain q8_K blocks */
         k.quantize(x, dst, cols);
         return;
     }
@@ -266,6 +363,59 @@ void qgemm_q2_K_ref(int64_t cols, const void *vg, const void *va, size_t arow, i
     }
 }
 
+/* q3_K, q4_K and q6_K: per 16-weight sub-block the integer sum of stored
+ * quants and activations times the sub-block's scale, plus the pairs met by
+ * the block sums (q4_K: apart, the min terms) */
+static void kq_ref(uint32_t wtype, int64_t cols, const void *vg, const void *va, size_t arow, int na, float *out,
+                   size_t ldo) {
+    const int64_t nb = cols / QK_K;
+    const int nib = wtype != MEND_TYPE_Q6_K, has_min = wtype == MEND_TYPE_Q4_K;
+    const size_t qb = nib ? QGEMM_KQ_NIB : QGEMM_KQ_BYTE, sbb = kq_sb_bytes(wtype);
+    for (int i = 0; i < na; i++) {
+        const block_q8_K *a = (const block_q8_K *)((const uint8_t *)va + (size_t)i * arow);
+        for (int r = 0; r < QGEMM_ROWS; r++) {
+            float acc = 0.0f;
+            for (int64_t b = 0; b < nb; b++) {
+                const uint8_t *sb = (const uint8_t *)vg + (size_t)b * sbb;
+                const int16_t *sc = (const int16_t *)(sb + qb), *pair = sc + 256;
+                const mend_half *d = (const mend_half *)(pair + 256), *dmin = d + 16;
+                int32_t s = 0, m = 0;
+                for (int sub = 0; sub < 16; sub++) {
+                    int32_t c = 0;
+                    for (int t = 0; t < 4; t++)
+                        for (int u = 0; u < 4; u++) {
+                            const int q = nib ? (sb[64 * (4 * (sub % 8) + t) + 4 * r + u] >> (4 * (sub / 8))) & 0x0F
+                                              : sb[64 * (4 * sub + t) + 4 * r + u];
+                            c += q * a[b].qs[16 * sub + 4 * t + u];
+                        }
+                    s += c * sc[16 * sub + r];
+                }
+                for (int p = 0; p < 8; p++) {
+                    const int32_t v =
+                        pair[32 * p + 2 * r] * a[b].bsums[2 * p] + pair[32 * p + 2 * r + 1] * a[b].bsums[2 * p + 1];
+                    if (has_min) m += v;
+                    else s += v;
+                }
+                acc = fmaf((float)s, half(d[r]) * a[b].d, acc);
+                if (has_min) acc = fmaf(-(float)m, half(dmin[r]) * a[b].d, acc);
+            }
+            out[(size_t)i * ldo + r] = acc;
+        }
+    }
+}
+
+void qgemm_q3_K_ref(int64_t cols, const void *g, const void *a, size_t arow, int na, float *out, size_t ldo) {
+    kq_ref(MEND_TYPE_Q3_K, cols, g, a, arow, na, out, ldo);
+}
+
+void qgemm_q4_K_ref(int64_t cols, const void *g, const void *a, size_t arow, int na, float *out, size_t ldo) {
+    kq_ref(MEND_TYPE_Q4_K, cols, g, a, arow, na, out, ldo);
+}
+
+void qgemm_q6_K_ref(int64_t cols, const void *g, const void *a, size_t arow, int na, float *out, size_t ldo) {
+    kq_ref(MEND_TYPE_Q6_K, cols, g, a, arow, na, out, ldo);
+}
+
 /* ------------------------------------------------------------------------ */
 /* driver                                                                   */
 
@@ -280,23 +430,24 @@ void mend_qgemm_release_scratch(void) {
 
 /* The kernel for wtype at level: AVX-512 VNNI, AVX2 with AVX-VNNI, plain
  * AVX2, NEON with or without the dot product, or the scalar twin. */
+#define QGEMM_TABLE(v)                                                                                   \
+    {qgemm_q4_0_##v, qgemm_q4_1_##v, qgemm_q5_0_##v, qgemm_q2_K_##v, qgemm_q3_K_##v, qgemm_q4_K_##v, \
+     qgemm_q6_K_##v}
 static mend_qgemm_tile_fn pick_tile(uint32_t wtype, int level) {
-    const int k = wtype == MEND_TYPE_Q4_0 ? 0 : wtype == MEND_TYPE_Q4_1 ? 1 : wtype == MEND_TYPE_Q5_0 ? 2 : 3;
-    static const mend_qgemm_tile_fn ref[4] = {qgemm_q4_0_ref, qgemm_q4_1_ref, qgemm_q5_0_ref, qgemm_q2_K_ref};
+    const int k = wtype == MEND_TYPE_Q4_0 ? 0 : wtype == MEND_TYPE_Q4_1 ? 1 : wtype == MEND_TYPE_Q5_0 ? 2
+                : wtype == MEND_TYPE_Q2_K ? 3 : wtype == MEND_TYPE_Q3_K ? 4 : wtype == MEND_TYPE_Q4_K ? 5 : 6;
+    static const mend_qgemm_tile_fn ref[7] = QGEMM_TABLE(ref);
 #ifdef MEND_QGEMM_HAVE_SIMD
-    static const mend_qgemm_tile_fn avx512[4] = {qgemm_q4_0_avx512, qgemm_q4_1_avx512, qgemm_q5_0_avx512,
-                                                 qgemm_q2_K_avx512};
-    static const mend_qgemm_tile_fn avxvnni[4] = {qgemm_q4_0_avxvnni, qgemm_q4_1_avxvnni, qgemm_q5_0_avxvnni,
-                                                  qgemm_q2_K_avxvnni};
-    static const mend_qgemm_tile_fn avx2[4] = {qgemm_q4_0_avx2, qgemm_q4_1_avx2, qgemm_q5_0_avx2, qgemm_q2_K_avx2};
+    static const mend_qgemm_tile_fn avx512[7] = QGEMM_TABLE(avx512);
+    static const mend_qgemm_tile_fn avxvnni[7] = QGEMM_TABLE(avxvnni);
+    static const mend_qgemm_tile_fn avx2[7] = QGEMM_TABLE(avx2);
     if (level >= MEND_SIMD_AVX512 && mend_cpu_has_avx512_vnni()) return avx512[k];
     if (level >= MEND_SIMD_AVX2 && mend_cpu_has_avx_vnni()) return avxvnni[k];
     if (level >= MEND_SIMD_AVX2 && mend_cpu_has_avx2()) return avx2[k];
 #endif
 #ifdef MEND_QGEMM_HAVE_NEON
-    static const mend_qgemm_tile_fn neon_dot[4] = {qgemm_q4_0_neon_dot, qgemm_q4_1_neon_dot, qgemm_q5_0_neon_dot,
-                                                   qgemm_q2_K_neon_dot};
-    static const mend_qgemm_tile_fn neon[4] = {qgemm_q4_0_neon, qgemm_q4_1_neon, qgemm_q5_0_neon, qgemm_q2_K_neon};
+    static const mend_qgemm_tile_fn neon_dot[7] = QGEMM_TABLE(neon_dot);
+    static const mend_qgemm_tile_fn neon[7] = QGEMM_TABLE(neon);
     if (level >= MEND_SIMD_NEON && mend_cpu_has_neon_dotprod()) return neon_dot[k];
     if (level >= MEND_SIMD_NEON && mend_cpu_has_neon()) return neon[k];
 #endif

@@ -19,7 +19,19 @@
  * q8_1 block sum.) q2_K keeps its 2-bit weights and turns each
  * into q * scale (0..45, still unsigned bytes) with a vpshufb table per
  * 16-weight sub-block, so a whole 256-weight super-block is one integer
- * chain; its mins meet the activation block sums in vpdpwssd.
+ * chain; its mins meet the activation block sums in vpdpwssd. q3_K, q4_K
+ * and q6_K keep their quants as unsigned bytes (q3_K's value + 4, q6_K's
+ * value + 32) and meet their scales (up to 63, or signed) once per
+ * 16-weight sub-block s and activation row: 4 vpdpbusd give the
+ * sub-block's sum c, which vpdpwssd against (sc, 0) scales and adds (q3_K,
+ * q4_K: |c| <= 16 * 15 * 127 fits int16; q6_K's reach 16 * 63 * 127 and go
+ * through vpmulld); the offsets and q4_K's mins meet the block sums:
+ *
+ *   isum[r,i,b] = sum_s sc[r,s] * c[r,i,s] + sum_s x[r,s] * bsums[i,s]
+ *   out[i][16g + r] = sum_b fma(isum, d[r,b] * da[i,b])    (q3_K, q6_K:
+ *       x = -4 sc / -32 sc, the stored offset times the scale)
+ *   q4_K: x = 0 in isum, and m = sum_s min[r,s] * bsums[i,s] enters after
+ *       it, per super-block: fma(-m, dmin[r,b] * da[i,b])
  *
  *   layout "q4_0x16", per group of 16 rows, nb = cols / 32 blocks:
  *     qs  nb x 256 bytes: block b, part L (0..3): 64 bytes, dword r =
@@ -42,15 +54,32 @@
  *          4l + rr in sub-block s (the vpshufb table)
  *     mins 8 x 32 int16: pair p, lane r = (min[r][2p], min[r][2p+1])
  *     d, dmin  16 fp16 each
+ *   layouts "q3_Kx16", "q4_Kx16", "q6_Kx16", per group of 16 rows and
+ *   super-block, QGEMM_KQ_SB(QGEMM_KQ_NIB) bytes (q3_K, q4_K) or
+ *   QGEMM_KQ_SB(QGEMM_KQ_BYTE) (q6_K); sub-block s = weights 16s .. 16s + 15
+ *   (q4_K's 32-weight sub-blocks give their scale and min to two):
+ *     q    q3_K / q4_K: 8 regions x 4 parts x 64 bytes: byte 4r + u of part
+ *          t of region j holds weight 16j + 4t + u of row r in its low
+ *          nibble and weight 128 + 16j + 4t + u in its high nibble (so a
+ *          region is sub-blocks j and j + 8); q6_K: 16 sub-blocks x 4 parts
+ *          x 64 bytes, byte 4r + u of part t of sub-block s = weight
+ *          16s + 4t + u of row r. Stored: q4_K 0..15, q3_K value + 4 (0..7),
+ *          q6_K value + 32 (0..63)
+ *     sc   16 x 16 int16: sub-block s, lane r = row r's scale (q4_K 0..63,
+ *          q3_K -32..31, q6_K -128..127)
+ *     x    8 x 32 int16: pair p, lane r = (x[r][2p], x[r][2p+1]) for
+ *          bsums[2p], bsums[2p+1]: q4_K's mins, q3_K's -4 sc, q6_K's -32 sc
+ *     d, dmin  16 fp16 each (dmin 0 but for q4_K)
+ *   (1.36x the plain bytes for q4_K, 1.78x for q3_K, 1.54x for q6_K)
  *
  * Activations are quantized once per call exactly as mend_qmatmul does (the
  * same q8_0 / q8_1 / q8_K bytes and scales), then laid out for the kernel:
  * q4_0 rows are [qs: cols bytes][d: nb floats][m: nb int32, -8 * block sum]
  * (q5_0: -16 * block sum),
- * q4_1 rows [qs][d: nb floats][s: nb floats, the q8_1 block sums], q2_K
- * rows plain block_q8_K. Every SIMD kernel has a scalar _ref twin over
- * the same layouts computing the same integer sums and the same fused float
- * steps in the same order, so the two agree bit for bit.
+ * q4_1 rows [qs][d: nb floats][s: nb floats, the q8_1 block sums], q2_K,
+ * q3_K, q4_K and q6_K rows plain block_q8_K. Every SIMD kernel has a scalar
+ * _ref twin over the same layouts computing the same integer sums and the
+ * same fused float steps in the same order, so the two agree bit for bit.
  *
  * x86-64 with AVX-512 VNNI runs 16 rows per zmm register (qgemm_avx512.c);
  * with AVX2 only, each half of a group (8 rows) fills a ymm register and the
@@ -58,8 +87,9 @@
  * (qgemm_avx2.c), on the same layouts. On AArch64 a 128-bit register holds
  * 4 rows of a part, and SDOT (the dot-product extension; SMULL and
  * pairwise adds without it) against 4 activation bytes broadcast to every
- * lane plays vpdpbusd's role (qgemm_neon.c; q4_0's nibbles and q2_K's
- * q * scale are small enough to be the signed operand). Elsewhere
+ * lane plays vpdpbusd's role (qgemm_neon.c; q4_0's nibbles, q2_K's
+ * q * scale and the stored K-quants are small enough to be the signed
+ * operand; MLA scales the K-quant sub-block sums). Elsewhere
  * mend_qgemm_available() answers 0 and callers keep the plain layout (the
  * _ref twins still run anywhere, for tests). */
 #ifndef MEND_QGEMM_H
@@ -70,9 +100,13 @@
 
 #define QGEMM_ROWS 16               /* weight rows per group */
 #define QGEMM_Q2K_SB (16 * 64 + 16 * 64 + 8 * 64 + 64)   /* bytes per q2_K group super-block */
+#define QGEMM_KQ_NIB 2048           /* weight bytes of a q3_K / q4_K group super-block */
+#define QGEMM_KQ_BYTE 4096          /* weight bytes of a q6_K group super-block */
+#define QGEMM_KQ_SB(qbytes) ((qbytes) + 16 * 32 + 8 * 64 + 64)   /* + scales, pairs, d, dmin */
 
 /* Non-zero when wtype (rows, cols) can be repacked: q4_0 / q4_1 / q5_0 with
- * cols % 32, q2_K with cols % 256, rows % 16 == 0 for all. */
+ * cols % 32, q2_K / q3_K / q4_K / q6_K with cols % 256, rows % 16 == 0 for
+ * all. (q3_K / q6_K: not yet.) */
 int mend_qgemm_supported(uint32_t wtype, int64_t rows, int64_t cols);
 /* Non-zero when the CPU runs the SIMD kernels (AVX-512 F/BW/VL + VNNI, or
  * AVX2 + FMA + F16C, or NEON), so repacking pays. */
@@ -103,7 +137,7 @@ void mend_qgemm_release_scratch(void);
  * out[i * ldo + r] for i < na, r < 16 (overwritten). */
 typedef void (*mend_qgemm_tile_fn)(int64_t cols, const void *g, const void *a, size_t arow, int na, float *out,
                                    size_t ldo);
-/* qgemm_<type>_<variant> for q4_0, q4_1, q5_0 and q2_K */
+/* qgemm_<type>_<variant> for q4_0, q4_1, q5_0, q2_K, q3_K, q4_K and q6_K */
 #define QGEMM_KERNELS(variant)                                                                              \
     void qgemm_q4_0_##variant(int64_t cols, const void *g, const void *a, size_t arow, int na, float *out,  \
                               size_t ldo);                                                                \
@@ -112,6 +146,12 @@ typedef void (*mend_qgemm_tile_fn)(int64_t cols, const void *g, const void *a, s
     void qgemm_q5_0_##variant(int64_t cols, const void *g, const void *a, size_t arow, int na, float *out,  \
                               size_t ldo);                                                                \
     void qgemm_q2_K_##variant(int64_t cols, const void *g, const void *a, size_t arow, int na, float *out,  \
+                              size_t ldo);                                                                \
+    void qgemm_q3_K_##variant(int64_t cols, const void *g, const void *a, size_t arow, int na, float *out,  \
+                              size_t ldo);                                                                \
+    void qgemm_q4_K_##variant(int64_t cols, const void *g, const void *a, size_t arow, int na, float *out,  \
+                              size_t ldo);                                                                \
+    void qgemm_q6_K_##variant(int64_t cols, const void *g, const void *a, size_t arow, int na, float *out,  \
                               size_t ldo);
 QGEMM_KERNELS(ref)   /* scalar twins (qgemm.c) */
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) && !defined(MEND_NO_SIMD)

@@ -7,9 +7,9 @@
  *
  * A 16-row group is two halves of 8 rows, one ymm register each. One or two
  * activation rows run over both halves at once (the weights are read once
- * from memory); q2_K, whose unpacking costs more, runs wider tiles of 4
- * activation rows over one half at a time so that each unpacked register
- * serves more products. */
+ * from memory); q2_K, q3_K, q4_K and q6_K, whose unpacking costs more, run
+ * wider tiles of 4 activation rows over one half at a time so that each
+ * unpacked register serves more products. */
 #if defined(__x86_64__) || defined(__i386__)
 
 #include <immintrin.h>

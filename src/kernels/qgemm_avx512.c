@@ -192,4 +192,109 @@ VNNI void qgemm_q2_K_avx512(int64_t cols, const void *g, const void *va, size_t 
     ROWS_DISPATCH(q2k_rows,);
 }
 
+/* ------------------------------------------------------------------------ */
+/* q3_K, q4_K, q6_K                                                         */
+
+/* kt: 3, 4 or 6 (q3_K, q4_K, q6_K). Per 16-weight sub-block and activation
+ * row, 4 vpdpbusd give the sub-block's sum c of stored quants times
+ * activations; the nibble layouts' |c| <= 16 * 15 * 127 fits int16, so one
+ * vpdpwssd against (sc, 0) adds sc * c, while q6_K's c (up to 16 * 63 * 127)
+ * goes through vpmulld. The pairs meet the block sums in vpdpwssd. */
+VNNI ALWAYS void kq_sub(int kt, int R, const __m512i w[4], __m512i scv, const uint8_t *a, size_t arow, int64_t b,
+                        int sub, __m512i s[8]) {
+    UNROLL
+    for (int i = 0; i < R; i++) {
+        const int8_t *q = ((const block_q8_K *)(a + (size_t)i * arow))[b].qs + 16 * sub;
+        __m512i c = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[0], bcast4(q));
+        c = _mm512_dpbusd_epi32(c, w[1], bcast4(q + 4));
+        c = _mm512_dpbusd_epi32(c, w[2], bcast4(q + 8));
+        c = _mm512_dpbusd_epi32(c, w[3], bcast4(q + 12));
+        s[i] = kt == 6 ? _mm512_add_epi32(s[i], _mm512_mullo_epi32(c, scv)) : _mm512_dpwssd_epi32(s[i], c, scv);
+    }
+}
+
+VNNI ALWAYS void kq_rows(int kt, int R, int64_t cols, const uint8_t *g, const uint8_t *a, size_t arow, float *out,
+                         size_t ldo) {
+    const int64_t nb = cols / 256;
+    const size_t qb = kt == 6 ? QGEMM_KQ_BYTE : QGEMM_KQ_NIB, sbb = QGEMM_KQ_SB(qb);
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    __m512 acc[8];
+    UNROLL
+    for (int i = 0; i < R; i++) acc[i] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *sb = g + (size_t)b * sbb;
+        const uint8_t *sc = sb + qb, *pair = sc + 512;
+        if (R <= 2) {   /* few activation rows: the weights stream from memory; fetch ahead */
+            const uintptr_t pf = (uintptr_t)sb + PF_BYTES;
+            for (size_t l = 0; l < sbb / 64; l++) _mm_prefetch((const char *)(pf + 64 * l), _MM_HINT_T0);
+        }
+        __m512i s[8], m[8];
+        UNROLL
+        for (int i = 0; i < R; i++) s[i] = m[i] = _mm512_setzero_si512();
+        if (kt == 6) {
+            for (int sub = 0; sub < 16; sub++) {
+                __m512i w[4];
+                UNROLL
+                for (int t = 0; t < 4; t++) w[t] = _mm512_loadu_si512(sb + 64 * (4 * sub + t));
+                const __m512i scv = _mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i *)(sc + 32 * sub)));
+                kq_sub(kt, R, w, scv, a, arow, b, sub, s);
+            }
+        } else {
+            for (int j = 0; j < 8; j++) {   /* region j: sub-blocks j (low nibbles) and j + 8 (high) */
+                __m512i v[4], w[4];
+                UNROLL
+                for (int t = 0; t < 4; t++) {
+                    v[t] = _mm512_loadu_si512(sb + 64 * (4 * j + t));
+                    w[t] = _mm512_and_si512(v[t], m4);
+                }
+                kq_sub(kt, R, w, _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(sc + 32 * j))), a, arow,
+                       b, j, s);
+                UNROLL
+                for (int t = 0; t < 4; t++) w[t] = _mm512_and_si512(_mm512_srli_epi16(v[t], 4), m4);
+                kq_sub(kt, R, w, _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(sc + 32 * (j + 8)))), a,
+                       arow, b, j + 8, s);
+            }
+        }
+        UNROLL
+        for (int p = 0; p < 8; p++) {
+            const __m512i pv = _mm512_loadu_si512(pair + 64 * p);
+            UNROLL
+            for (int i = 0; i < R; i++) {
+                const __m512i bs = bcast4(((const block_q8_K *)(a + (size_t)i * arow))[b].bsums + 2 * p);
+                if (kt == 4) m[i] = _mm512_dpwssd_epi32(m[i], pv, bs);
+                else s[i] = _mm512_dpwssd_epi32(s[i], pv, bs);
+            }
+        }
+        const __m512 dd = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(pair + 512)));
+        const __m512 dm = kt == 4 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(pair + 544)))
+                                  : _mm512_setzero_ps();
+        UNROLL
+        for (int i = 0; i < R; i++) {
+            const __m512 da = _mm512_set1_ps(((const block_q8_K *)(a + (size_t)i * arow))[b].d);
+            acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[i]), _mm512_mul_ps(dd, da), acc[i]);
+            if (kt == 4) acc[i] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(m[i]), _mm512_mul_ps(dm, da), acc[i]);
+        }
+    }
+    UNROLL
+    for (int i = 0; i < R; i++) _mm512_storeu_ps(out + (size_t)i * ldo, acc[i]);
+}
+
+VNNI void qgemm_q3_K_avx512(int64_t cols, const void *g, const void *va, size_t arow, int na, float *out,
+                            size_t ldo) {
+    const uint8_t *a = va;
+    ROWS_DISPATCH(kq_rows, 3,);
+}
+
+VNNI void qgemm_q4_K_avx512(int64_t cols, const void *g, const void *va, size_t arow, int na, float *out,
+                            size_t ldo) {
+    const uint8_t *a = va;
+    ROWS_DISPATCH(kq_rows, 4,);
+}
+
+VNNI void qgemm_q6_K_avx512(int64_t cols, const void *g, const void *va, size_t arow, int na, float *out,
+                            size_t ldo) {
+    const uint8_t *a = va;
+    ROWS_DISPATCH(kq_rows, 6,);
+}
+
 #endif

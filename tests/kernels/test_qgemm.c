@@ -1,4 +1,5 @@
-/* Batched products on repacked q4_0 / q4_1 / q5_0 / q2_K weights (kernels/qgemm.h):
+/* Batched products on repacked q4_0 / q4_1 / q5_0 / q2_K / q3_K / q4_K / q6_K
+ * weights (kernels/qgemm.h):
  *  - the SIMD kernels give the same floats, bit for bit, as their _ref twins
  *    (same integer sums, same fused steps in the same order), for every
  *    batch size 1..19 (full tiles and every remainder) and thread count, on
@@ -29,7 +30,7 @@ static void *make_w(uint32_t t, int64_t rows, int64_t cols) {
     float *tmp = malloc((size_t)cols * sizeof(float));
     for (int64_t r = 0; r < rows; r++) {
         uint8_t *row = w + (size_t)r * rs;
-        if (t != MEND_TYPE_Q2_K) {
+        if (t == MEND_TYPE_Q4_0 || t == MEND_TYPE_Q4_1 || t == MEND_TYPE_Q5_0) {
             const float scale = ldexpf(1.0f, rndi(-3, 2));
             for (int64_t j = 0; j < cols; j++) tmp[j] = rndn() * scale + (t == MEND_TYPE_Q4_1 ? scale : 0.0f);
             if (t == MEND_TYPE_Q4_0) quantize_row_q4_0_ref(tmp, (block_q4_0 *)row, cols);
@@ -40,6 +41,42 @@ static void *make_w(uint32_t t, int64_t rows, int64_t cols) {
                 memset(((block_q5_0 *)row)->qh, 0xFF, 4);
             } else if (r == 0) {
                 memset(t == MEND_TYPE_Q4_0 ? ((block_q4_0 *)row)->qs : ((block_q4_1 *)row)->qs, 0xFF, 16);
+            }
+        } else if (t != MEND_TYPE_Q2_K) {   /* q3_K / q4_K / q6_K: random blocks, then the extremes */
+            const size_t bs = rs / (size_t)(cols / QK_K);
+            for (size_t j = 0; j < rs; j++) row[j] = (uint8_t)rnd();
+            for (int64_t k = 0; k < cols / QK_K; k++) {
+                uint8_t *blk = row + (size_t)k * bs;
+                const mend_half d = mend_f32_to_fp16(ldexpf(0.5f + rndu(), rndi(-10, -6)) * (rnd() & 1 ? -1 : 1));
+                const mend_half dmin = mend_f32_to_fp16(ldexpf(0.5f + rndu(), rndi(-10, -7)) * (rnd() & 3 ? 1 : -1));
+                /* rows 0 and 1, first super-block: the largest stored quants with the largest scales
+                 * (and mins), and the smallest quants with the scale of the other sign */
+                const int ext = k == 0 && r < 2 ? (int)r + 1 : 0;
+                if (t == MEND_TYPE_Q4_K) {
+                    block_q4_K *b = (block_q4_K *)blk;
+                    b->d = d;
+                    b->dmin = dmin;
+                    if (ext) {
+                        memset(b->qs, ext == 1 ? 0xFF : 0x00, sizeof b->qs);
+                        memset(b->scales, 0xFF, sizeof b->scales);   /* scales and mins 63 */
+                    }
+                } else if (t == MEND_TYPE_Q3_K) {
+                    block_q3_K *b = (block_q3_K *)blk;
+                    b->d = d;
+                    if (ext) {   /* row 0: q = 3 with scales -32; row 1: q = -4 with scales 31 */
+                        memset(b->qs, ext == 1 ? 0xFF : 0x00, sizeof b->qs);
+                        memset(b->hmask, ext == 1 ? 0xFF : 0x00, sizeof b->hmask);
+                        memset(b->scales, ext == 1 ? 0x00 : 0xFF, sizeof b->scales);
+                    }
+                } else {
+                    block_q6_K *b = (block_q6_K *)blk;
+                    b->d = d;
+                    if (ext) {   /* row 0: q = 31 with scales -128; row 1: q = -32 with scales 127 */
+                        memset(b->ql, ext == 1 ? 0xFF : 0x00, sizeof b->ql);
+                        memset(b->qh, ext == 1 ? 0xFF : 0x00, sizeof b->qh);
+                        memset(b->scales, ext == 1 ? 0x80 : 0x7F, sizeof b->scales);
+                    }
+                }
             }
         } else {   /* q2_K: random quants, scales and mins, sane fp16 d / dmin */
             block_q2_K *b = (block_q2_K *)row;
@@ -61,7 +98,7 @@ static void *make_w(uint32_t t, int64_t rows, int64_t cols) {
 static void reference(uint32_t t, const void *w, int64_t rows, int64_t cols, const float *x, int n, double *out,
                       double *mag) {
     float *wd = malloc((size_t)cols * sizeof(float)), *ad = malloc((size_t)cols * sizeof(float));
-    const uint32_t at = t == MEND_TYPE_Q4_1 ? MEND_TYPE_Q8_1 : t == MEND_TYPE_Q2_K ? MEND_TYPE_Q8_K : MEND_TYPE_Q8_0;
+    const uint32_t at = mend_qdot_act_type(t);
     void *aq = malloc(mend_row_size(at, cols));
     const size_t rs = mend_row_size(t, cols);
     for (int i = 0; i < n; i++) {
@@ -163,6 +200,8 @@ static void check(uint32_t t, int64_t rows, int64_t cols, int nmax) {
     for (int64_t j = 0; j < nmax * cols; j++) x[j] = rndn() * ldexpf(1.0f, rndi(-2, 1));
     for (int j = 0; j < 32; j++) x[j] = 0.75f;               /* all 127 after quantization */
     for (int j = 32; j < 64 && j < cols; j++) x[j] = 0.0f;   /* an all-zero block in row 0 */
+    if (nmax > 1 && cols % QK_K == 0)   /* row 1's first super-block: every quant -127 */
+        for (int j = 0; j < QK_K; j++) x[cols + j] = -1.0f;
     double *ref = malloc((size_t)nmax * rows * sizeof(double)), *mag = malloc((size_t)nmax * rows * sizeof(double));
     reference(t, w, rows, cols, x, nmax, ref, mag);
     float *o_ref = malloc((size_t)nmax * rows * sizeof(float)), *o = malloc((size_t)nmax * rows * sizeof(float));
@@ -222,6 +261,11 @@ static void test_errors(void) {
     CHECK(!mend_qgemm_supported(MEND_TYPE_Q2_K, 32, 96));
     CHECK(!mend_qgemm_supported(MEND_TYPE_Q5_0, 32, 48));
     CHECK(!mend_qgemm_supported(MEND_TYPE_Q5_1, 32, 64));
+    CHECK(!mend_qgemm_supported(MEND_TYPE_Q4_K, 32, 768 + 32));   /* cols not a multiple of 256 */
+    CHECK(!mend_qgemm_supported(MEND_TYPE_Q3_K, 32, 576));
+    CHECK(!mend_qgemm_supported(MEND_TYPE_Q6_K, 40, 256));        /* rows not a multiple of 16 */
+    CHECK(!mend_qgemm_supported(MEND_TYPE_Q5_K, 32, 256));
+    CHECK(mend_qgemm_packed_size(MEND_TYPE_Q4_K, 32, 512) == 2 * 2 * QGEMM_KQ_SB(QGEMM_KQ_NIB));
     CHECK(mend_qgemm_packed_size(MEND_TYPE_Q5_1, 32, 64) == 0);
     CHECK(mend_qgemm_packed_size(MEND_TYPE_Q5_0, 32, 64) == 32 * mend_row_size(MEND_TYPE_Q5_0, 64));
     CHECK(mend_qgemm_packed_size(MEND_TYPE_Q4_1, 32, 64) == 32 * mend_row_size(MEND_TYPE_Q4_1, 64));
@@ -247,6 +291,9 @@ int main(void) {
     check(MEND_TYPE_Q5_0, 48, 576, 11);
     check(MEND_TYPE_Q2_K, 32, 256, 19);
     check(MEND_TYPE_Q2_K, 48, 768, 9);
+    check(MEND_TYPE_Q4_K, 32, 256, 19);
+    check(MEND_TYPE_Q4_K, 48, 1536, 11);
+    check(MEND_TYPE_Q4_K, 16, 2048, 5);
     test_errors();
     for (int v = 0; v < N_VARIANTS; v++)
         printf("qgemm: %s kernels %s\n", variant_name[v], variant_tested[v] ? "checked bit for bit" : "absent here");
