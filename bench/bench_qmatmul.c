@@ -11,6 +11,12 @@
  * Timings are the fastest single call of many after a warm-up, so that time
  * slicing on a shared machine is discarded rather than measured.
  * Prints Markdown. Build: cmake --build <dir> --target bench_qmatmul
+ * --qgemm N,N,..: instead, the batched products on repacked weights
+ * (kernels/qgemm.h) against mend_qmatmul's per-row kernels on the plain
+ * layout for the types both take, at those batch sizes, one thread, on
+ * every x86 variant the CPU has (AVX2 without and with AVX-VNNI, AVX-512
+ * VNNI), the two timed in alternation (--reps rounds, the best call of
+ * each kept).
  * Run: <dir>/bench/bench_qmatmul [--quick] [--types q4_0,q8_0,...] [--skip-table] [--skip-cross]
  *      [--cputime]      (one thread, timed by its CPU clock: for a loaded machine)
  *      [--max-level L]  (cap mend's SIMD level: 0 scalar, 1 AVX2; with
@@ -24,6 +30,7 @@
 #include <time.h>
 
 #include "kernels/cpu.h"
+#include "kernels/qgemm.h"
 #include "kernels/qmatmul.h"
 #include "kernels/quants.h"
 #include "mend.h"
@@ -157,6 +164,87 @@ static void *make_w(uint32_t t, const float *wf, int64_t rows, int64_t cols) {
     return w;
 }
 
+/* repacked (mend_qgemm) against per-row (mend_qmatmul_ex) products */
+typedef struct {
+    job j;
+    const void *wp;   /* repacked weights */
+} qg_job;
+
+static void run_qgemm(void *p) {
+    qg_job *q = p;
+    const job *j = &q->j;
+    if (mend_qgemm(j->out, (size_t)j->rows, j->x, (size_t)j->cols, j->n, q->wp, j->type, j->rows, j->cols, NULL, 0,
+                   j->threads, j->level)) {
+        fprintf(stderr, "qgemm: %s\n", mend_last_error());
+        exit(1);
+    }
+}
+
+static void *make_w(uint32_t t, const float *wf, int64_t rows, int64_t cols);
+static int want_type(uint32_t t);
+
+static void bench_qgemm(const char *ns_arg, int reps) {
+    static const uint32_t types[] = {MEND_TYPE_Q4_0, MEND_TYPE_Q2_K, MEND_TYPE_Q3_K, MEND_TYPE_Q4_K, MEND_TYPE_Q6_K};
+    static const int64_t shapes[][2] = {{576, 1536}, {640, 2048}, {1536, 576}};
+    int ns[16], nn = 0;
+    for (const char *p = ns_arg; *p && nn < 16;) {
+        ns[nn++] = atoi(p);
+        const char *e = strchr(p, ',');
+        if (!e) break;
+        p = e + 1;
+    }
+    /* variants: 0 avx2 without AVX-VNNI, 1 avx2 with it, 2 avx512 (VNNI) */
+    static const char *const vname[3] = {"avx2-novnni", "avx2 (avx-vnni)", "avx512 (vnni)"};
+    int have[3] = {mend_cpu_has_avx2(), mend_cpu_has_avx_vnni(), mend_cpu_has_avx512_vnni()};
+    printf("#### Repacked (mend_qgemm) vs per-row (mend_qmatmul) products, 1 thread: GFLOP/s, best call of %d "
+           "alternating rounds\n\n", reps);
+    printf("| matrix | type | n | isa | per-row | repacked | ratio |\n|---|---|---:|---|---:|---:|---:|\n");
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        const int64_t rows = shapes[si][0], cols = shapes[si][1];
+        int nmax = 1;
+        for (int i = 0; i < nn; i++)
+            if (ns[i] > nmax) nmax = ns[i];
+        float *wf = malloc((size_t)rows * cols * sizeof(float));
+        for (size_t i = 0; i < (size_t)rows * cols; i++) wf[i] = rndn() * 0.05f;
+        float *x = malloc((size_t)nmax * cols * sizeof(float)), *out = malloc((size_t)nmax * rows * sizeof(float));
+        for (size_t i = 0; i < (size_t)nmax * cols; i++) x[i] = rndn();
+        for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+            const uint32_t t = types[ti];
+            if (!want_type(t) || !mend_qgemm_supported(t, rows, cols)) continue;
+            void *w = make_w(t, wf, rows, cols);
+            const size_t pb = mend_qgemm_packed_size(t, rows, cols);
+            void *wp = aligned_alloc(64, (pb + 63) & ~(size_t)63);
+            mend_qgemm_pack(wp, w, t, rows, cols, 0, rows / QGEMM_ROWS);
+            for (int ni = 0; ni < nn; ni++) {
+                const int n = ns[ni];
+                const double flop = 2.0 * rows * cols * n;
+                for (int v = 0; v < 3; v++) {
+                    if (!have[v]) continue;
+                    mend_cpu_set_max_level(v == 2 ? MEND_SIMD_AVX512 : MEND_SIMD_AVX2);
+                    mend_cpu_disable_avx_vnni(v == 0);
+                    qg_job q = {{out, x, n, w, t, rows, cols, 1, -1, NULL, NULL}, wp};
+                    double a = 1e30, b = 1e30;
+                    for (int r = 0; r < reps; r++) {
+                        const double ta = time_it(run_q, &q.j), tb = time_it(run_qgemm, &q);
+                        if (ta < a) a = ta;
+                        if (tb < b) b = tb;
+                    }
+                    printf("| %lldx%lld | %s | %d | %s | %.1f | %.1f | %.2f |\n", (long long)rows, (long long)cols,
+                           mend_type_name(t), n, vname[v], flop / a * 1e-9, flop / b * 1e-9, a / b);
+                    fflush(stdout);
+                }
+                mend_cpu_disable_avx_vnni(0);
+                mend_cpu_set_max_level(MEND_SIMD_AVX512);
+            }
+            free(w);
+            free(wp);
+        }
+        free(wf); free(x); free(out);
+    }
+    printf("\n");
+    mend_qgemm_release_scratch();
+}
+
 static const uint32_t k_types[] = {
     MEND_TYPE_Q4_0, MEND_TYPE_Q4_1, MEND_TYPE_Q5_0, MEND_TYPE_Q5_1, MEND_TYPE_Q8_0,
     MEND_TYPE_Q2_K, MEND_TYPE_Q3_K, MEND_TYPE_Q4_K, MEND_TYPE_Q5_K, MEND_TYPE_Q6_K,
@@ -183,7 +271,8 @@ static int want_type(uint32_t t) {
 }
 
 int main(int argc, char **argv) {
-    int quick = 0, skip_table = 0, skip_cross = 0, max_level = -1;
+    int quick = 0, skip_table = 0, skip_cross = 0, max_level = -1, reps = 3;
+    const char *qgemm_ns = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) quick = 1;
         else if (!strcmp(argv[i], "--skip-table")) skip_table = 1;
@@ -191,7 +280,9 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--types") && i + 1 < argc) g_types = argv[++i];
         else if (!strcmp(argv[i], "--cputime")) g_cputime = 1;
         else if (!strcmp(argv[i], "--max-level") && i + 1 < argc) max_level = atoi(argv[++i]);
-        else { fprintf(stderr, "usage: %s [--quick] [--types a,b] [--skip-table] [--skip-cross] [--cputime] [--max-level 0|1|2]\n", argv[0]); return 2; }
+        else if (!strcmp(argv[i], "--qgemm") && i + 1 < argc) qgemm_ns = argv[++i];
+        else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
+        else { fprintf(stderr, "usage: %s [--quick] [--types a,b] [--skip-table] [--skip-cross] [--cputime] [--max-level 0|1|2] [--qgemm N,N.. [--reps R]]\n", argv[0]); return 2; }
     }
     if (quick) g_budget = 0.06;
     int maxlev = mend_cpu_simd_level();
@@ -202,6 +293,10 @@ int main(int argc, char **argv) {
            openblas_get_corename(),
            g_cputime ? "thread CPU time (1 thread)" : "wall clock");
 
+    if (qgemm_ns) {
+        bench_qgemm(qgemm_ns, reps < 1 ? 1 : reps);
+        return 0;
+    }
     const int ns[2] = {1, 64};
     for (int ni = 0; ni < 2 && !skip_table; ni++) {
         const int n = ns[ni];
