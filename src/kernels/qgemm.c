@@ -24,7 +24,7 @@ static int is_kq(uint32_t wtype) {
 int mend_qgemm_supported(uint32_t wtype, int64_t rows, int64_t cols) {
     if (rows <= 0 || cols <= 0 || rows % QGEMM_ROWS) return 0;
     if (wtype == MEND_TYPE_Q4_0 || wtype == MEND_TYPE_Q4_1 || wtype == MEND_TYPE_Q5_0) return cols % 32 == 0;
-    if (wtype == MEND_TYPE_Q2_K || wtype == MEND_TYPE_Q3_K || wtype == MEND_TYPE_Q4_K) return cols % QK_K == 0;
+    if (wtype == MEND_TYPE_Q2_K || is_kq(wtype)) return cols % QK_K == 0;
     return 0;
 }
 

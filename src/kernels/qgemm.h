@@ -106,7 +106,7 @@
 
 /* Non-zero when wtype (rows, cols) can be repacked: q4_0 / q4_1 / q5_0 with
  * cols % 32, q2_K / q3_K / q4_K / q6_K with cols % 256, rows % 16 == 0 for
- * all. (q6_K: not yet.) */
+ * all. */
 int mend_qgemm_supported(uint32_t wtype, int64_t rows, int64_t cols);
 /* Non-zero when the CPU runs the SIMD kernels (AVX-512 F/BW/VL + VNNI, or
  * AVX2 + FMA + F16C, or NEON), so repacking pays. */

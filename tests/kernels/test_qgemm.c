@@ -267,6 +267,7 @@ static void test_errors(void) {
     CHECK(!mend_qgemm_supported(MEND_TYPE_Q5_K, 32, 256));
     CHECK(mend_qgemm_packed_size(MEND_TYPE_Q4_K, 32, 512) == 2 * 2 * QGEMM_KQ_SB(QGEMM_KQ_NIB));
     CHECK(mend_qgemm_packed_size(MEND_TYPE_Q3_K, 16, 256) == QGEMM_KQ_SB(QGEMM_KQ_NIB));
+    CHECK(mend_qgemm_packed_size(MEND_TYPE_Q6_K, 48, 256) == 3 * QGEMM_KQ_SB(QGEMM_KQ_BYTE));
     CHECK(mend_qgemm_packed_size(MEND_TYPE_Q5_1, 32, 64) == 0);
     CHECK(mend_qgemm_packed_size(MEND_TYPE_Q5_0, 32, 64) == 32 * mend_row_size(MEND_TYPE_Q5_0, 64));
     CHECK(mend_qgemm_packed_size(MEND_TYPE_Q4_1, 32, 64) == 32 * mend_row_size(MEND_TYPE_Q4_1, 64));
@@ -297,6 +298,8 @@ int main(void) {
     check(MEND_TYPE_Q4_K, 16, 2048, 5);
     check(MEND_TYPE_Q3_K, 32, 256, 19);
     check(MEND_TYPE_Q3_K, 48, 1536, 11);
+    check(MEND_TYPE_Q6_K, 32, 256, 19);
+    check(MEND_TYPE_Q6_K, 48, 1536, 11);
     test_errors();
     for (int v = 0; v < N_VARIANTS; v++)
         printf("qgemm: %s kernels %s\n", variant_name[v], variant_tested[v] ? "checked bit for bit" : "absent here");
