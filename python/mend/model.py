@@ -191,7 +191,8 @@ class _Handle:
 class Model(_Handle):
     """A GGUF file or a Hugging Face directory, loaded by mend_model_load.
     packed=False dequantizes every matrix to f32 at load; repack=False skips
-    the interleaved copy of q4_0/q4_1/q2_K matrices (mend_load_opts)."""
+    the interleaved copy of q4_0/q4_1/q5_0/q2_K/q3_K/q4_K/q6_K matrices
+    (mend_load_opts)."""
     _FREE = "mend_model_free"
 
     def __init__(self, path, packed=True, repack=True):

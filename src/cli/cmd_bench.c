@@ -24,8 +24,8 @@ static void help(void) {
            "  -n, --n-gen N       tokens generated one at a time (default 128; 0 skips)\n"
            "  -r, --reps N        repetitions after one warm-up run (default 3)\n"
            "      --f32           dequantize weights to f32 at load\n"
-           "      --no-repack     no interleaved copy of q4_0 / q4_1 / q5_0 / q2_K matrices (the\n"
-           "                      plain-layout kernels run instead)\n"
+           "      --no-repack     no interleaved copy of q4_0 / q4_1 / q5_0 / q2_K / q3_K / q4_K /\n"
+           "                      q6_K matrices (the plain-layout kernels run instead)\n"
            "  -t, --threads N     threads (default: all cores)\n"
            "  -h, --help          this help\n");
 }

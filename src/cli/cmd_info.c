@@ -240,8 +240,9 @@ int cmd_info(int argc, char **argv) {
     printf("  %-18s %g\n", "norm_eps", in.norm_eps);
     printf("  %-18s %s\n", "tied_embeddings", in.tied_embeddings ? "yes" : "no");
     printf("  %-18s %lld (%.2f M)\n", "parameters", (long long)in.n_params, in.n_params / 1e6);
-    if (in.repacked_bytes)   /* made at load on CPUs with AVX-512 VNNI (mend_load_opts.no_repack) */
-        printf("  %-18s %s (q4_0 / q4_1 / q2_K layer matrices interleaved for batched products)\n", "repacked",
+    if (in.repacked_bytes)   /* made at load on CPUs with AVX2 or NEON (mend_load_opts.no_repack) */
+        printf("  %-18s %s (q4_0 / q4_1 / q5_0 / q2_K / q3_K / q4_K / q6_K layer matrices interleaved for batched "
+               "products)\n", "repacked",
                mend_fmt_bytes((double)in.repacked_bytes, b1, sizeof b1));
     printf("isa: %s\n", mend_isa_describe());
 

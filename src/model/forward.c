@@ -58,9 +58,10 @@
  * Matrices kept packed (keep_packed) run on the native block kernels of
  * kernels/qmatmul.h (activations quantized to 8 bits, as llama.cpp does:
  * four to eight times less weight traffic, slightly different numbers);
- * q4_0 / q4_1 / q2_K matrices the loader repacked (W->xdata, kernels/qgemm.h) run
- * on the interleaved VNNI kernels instead, for every batch size (the same
- * integer sums as the plain-layout kernels, summed in another float order);
+ * q4_0 / q4_1 / q5_0 / q2_K / q3_K / q4_K / q6_K matrices the loader repacked
+ * (W->xdata, kernels/qgemm.h) run on the interleaved kernels instead, for
+ * every batch size (the same integer sums as the plain-layout kernels,
+ * summed in another float order);
  * types without a native kernel are dequantized TILE_ROWS rows at a time
  * into the thread's wtile and multiplied through BLAS. */
 #include <cblas.h>
