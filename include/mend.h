@@ -99,8 +99,8 @@ typedef struct mend_load_opts {
     int no_repack;      /* with keep_packed: 1 skips the interleaved copy of
                            the q4_0 / q4_1 / q5_0 / q2_K / q3_K / q4_K / q6_K layer
                            matrices that batched products run on (same size as the
-                           q4_0 / q4_1 / q5_0 data, about 1.9x the q2_K data, 1.8x
-                           q3_K, 1.4x q4_K, 1.5x q6_K); made on CPUs with AVX2 or
+                           q4_0 / q4_1 / q5_0 data, about 1.9x the q2_K data, 1.5x
+                           q3_K, 1.14x q4_K, 1.4x q6_K); made on CPUs with AVX2 or
                            wider, and on ARM64 (NEON) */
 } mend_load_opts;
 

@@ -140,8 +140,8 @@ static void pack_q2_K(uint8_t *dst, const uint8_t *w, int64_t cols, int64_t g) {
 
 /* q3_K / q4_K / q6_K: weight k (0..255) of a super-block as the repacked
  * layout stores it (q4_K 0..15, q3_K value + 4 in 0..7, q6_K value + 32 in
- * 0..63), and the 16-weight sub-blocks' scales and pair values (q4_K: the
- * min, q3_K: -4 sc, q6_K: -32 sc: the stored offset met by the block sums) */
+ * 0..63), and the scale pairs: q4_K (scale, min) of each 32-weight
+ * sub-block, q3_K / q6_K the scales of 16-weight sub-blocks 2p and 2p + 1 */
 static int kq_weight(uint32_t wtype, const void *blk, int k) {
     if (wtype == MEND_TYPE_Q4_K) {
         const block_q4_K *b = blk;
@@ -159,38 +159,29 @@ static int kq_weight(uint32_t wtype, const void *blk, int k) {
     return lo | ((b->qh[32 * h + l] >> (2 * quarter)) & 3) << 4;
 }
 
-static void kq_scales(uint32_t wtype, const void *blk, int16_t sc[16], int16_t pair[16], mend_half *d,
-                      mend_half *dmin) {
+static void kq_scales(uint32_t wtype, const void *blk, int16_t pair[16], mend_half *d, mend_half *dmin) {
+    *dmin = 0;
     if (wtype == MEND_TYPE_Q4_K) {
         const block_q4_K *b = blk;
         uint8_t s8[8], m8[8];
         mend_k4_scales(b->scales, s8, m8);
-        for (int s = 0; s < 16; s++) {
-            sc[s] = s8[s / 2];
-            pair[s] = m8[s / 2];
+        for (int j = 0; j < 8; j++) {
+            pair[2 * j] = s8[j];
+            pair[2 * j + 1] = m8[j];
         }
         *d = b->d;
         *dmin = b->dmin;
-        return;
-    }
-    int8_t s8[16];
-    int off;
-    if (wtype == MEND_TYPE_Q3_K) {
+    } else if (wtype == MEND_TYPE_Q3_K) {
         const block_q3_K *b = blk;
+        int8_t s8[16];
         mend_q3k_scales(b->scales, s8);
-        off = 4;
+        for (int s = 0; s < 16; s++) pair[s] = s8[s];
         *d = b->d;
     } else {
         const block_q6_K *b = blk;
-        memcpy(s8, b->scales, 16);
-        off = 32;
+        for (int s = 0; s < 16; s++) pair[s] = b->scales[s];
         *d = b->d;
     }
-    for (int s = 0; s < 16; s++) {
-        sc[s] = s8[s];
-        pair[s] = (int16_t)(-off * s8[s]);
-    }
-    *dmin = 0;
 }
 
 static void pack_kq(uint8_t *dst, const uint8_t *w, uint32_t wtype, int64_t cols, int64_t g) {
@@ -203,14 +194,13 @@ static void pack_kq(uint8_t *dst, const uint8_t *w, uint32_t wtype, int64_t cols
     uint8_t *base = dst + (size_t)g * group_bytes(wtype, cols);
     for (int64_t b = 0; b < nb; b++) {
         uint8_t *sb = base + (size_t)b * kq_sb_bytes(wtype);
-        int16_t *sc = (int16_t *)(sb + qb), *pair = sc + 256;
+        int16_t *pair = (int16_t *)(sb + qb);
         mend_half *d = (mend_half *)(pair + 256), *dmin = d + 16;
         if (nib) memset(sb, 0, qb);
         for (int r = 0; r < QGEMM_ROWS; r++) {
             const uint8_t *blk = w + (size_t)(QGEMM_ROWS * g + r) * wrow + (size_t)b * bs;
-            int16_t s16[16], p16[16];
-            kq_scales(wtype, blk, s16, p16, &d[r], &dmin[r]);
-            for (int s = 0; s < 16; s++) sc[16 * s + r] = s16[s];
+            int16_t p16[16];
+            kq_scales(wtype, blk, p16, &d[r], &dmin[r]);
             for (int p = 0; p < 8; p++) {
                 pair[32 * p + 2 * r] = p16[2 * p];
                 pair[32 * p + 2 * r + 1] = p16[2 * p + 1];
@@ -364,8 +354,9 @@ void qgemm_q2_K_ref(int64_t cols, const void *vg, const void *va, size_t arow, i
 }
 
 /* q3_K, q4_K and q6_K: per 16-weight sub-block the integer sum of stored
- * quants and activations times the sub-block's scale, plus the pairs met by
- * the block sums (q4_K: apart, the min terms) */
+ * quants and activations times the sub-block's scale; the scales (q3_K,
+ * q6_K: times the stored offset, 4 or 32) or q4_K's mins (apart, for dmin)
+ * meet the block sums */
 static void kq_ref(uint32_t wtype, int64_t cols, const void *vg, const void *va, size_t arow, int na, float *out,
                    size_t ldo) {
     const int64_t nb = cols / QK_K;
@@ -377,7 +368,7 @@ static void kq_ref(uint32_t wtype, int64_t cols, const void *vg, const void *va,
             float acc = 0.0f;
             for (int64_t b = 0; b < nb; b++) {
                 const uint8_t *sb = (const uint8_t *)vg + (size_t)b * sbb;
-                const int16_t *sc = (const int16_t *)(sb + qb), *pair = sc + 256;
+                const int16_t *pair = (const int16_t *)(sb + qb);
                 const mend_half *d = (const mend_half *)(pair + 256), *dmin = d + 16;
                 int32_t s = 0, m = 0;
                 for (int sub = 0; sub < 16; sub++) {
@@ -388,14 +379,14 @@ static void kq_ref(uint32_t wtype, int64_t cols, const void *vg, const void *va,
                                               : sb[64 * (4 * sub + t) + 4 * r + u];
                             c += q * a[b].qs[16 * sub + 4 * t + u];
                         }
-                    s += c * sc[16 * sub + r];
+                    s += c * pair[32 * (sub / 2) + 2 * r + (has_min ? 0 : sub % 2)];
                 }
                 for (int p = 0; p < 8; p++) {
-                    const int32_t v =
-                        pair[32 * p + 2 * r] * a[b].bsums[2 * p] + pair[32 * p + 2 * r + 1] * a[b].bsums[2 * p + 1];
-                    if (has_min) m += v;
-                    else s += v;
+                    const int16_t *x = pair + 32 * p + 2 * r;
+                    if (has_min) m += x[1] * (a[b].bsums[2 * p] + a[b].bsums[2 * p + 1]);
+                    else m += x[0] * a[b].bsums[2 * p] + x[1] * a[b].bsums[2 * p + 1];
                 }
+                if (!has_min) s -= (nib ? 4 : 32) * m;   /* the stored offset */
                 acc = fmaf((float)s, half(d[r]) * a[b].d, acc);
                 if (has_min) acc = fmaf(-(float)m, half(dmin[r]) * a[b].d, acc);
             }

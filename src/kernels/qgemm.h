@@ -25,13 +25,13 @@
  * 16-weight sub-block s and activation row: 4 vpdpbusd give the
  * sub-block's sum c, which vpdpwssd against (sc, 0) scales and adds (q3_K,
  * q4_K: |c| <= 16 * 15 * 127 fits int16; q6_K's reach 16 * 63 * 127 and go
- * through vpmulld); the offsets and q4_K's mins meet the block sums:
+ * through vpmulld); the scales (times the stored offset) or q4_K's mins
+ * meet the block sums in vpdpwssd:
  *
- *   isum[r,i,b] = sum_s sc[r,s] * c[r,i,s] + sum_s x[r,s] * bsums[i,s]
- *   out[i][16g + r] = sum_b fma(isum, d[r,b] * da[i,b])    (q3_K, q6_K:
- *       x = -4 sc / -32 sc, the stored offset times the scale)
- *   q4_K: x = 0 in isum, and m = sum_s min[r,s] * bsums[i,s] enters after
- *       it, per super-block: fma(-m, dmin[r,b] * da[i,b])
+ *   isum[r,i,b] = sum_s sc[r,s] * (c[r,i,s] - off * bsums[i,s])
+ *   out[i][16g + r] = sum_b fma(isum, d[r,b] * da[i,b])
+ *   (off: q3_K 4, q6_K 32; q4_K 0, and m = sum_s min[r,s] * bsums[i,s]
+ *   enters after isum, per super-block: fma(-m, dmin[r,b] * da[i,b]))
  *
  *   layout "q4_0x16", per group of 16 rows, nb = cols / 32 blocks:
  *     qs  nb x 256 bytes: block b, part L (0..3): 64 bytes, dword r =
@@ -65,12 +65,11 @@
  *          x 64 bytes, byte 4r + u of part t of sub-block s = weight
  *          16s + 4t + u of row r. Stored: q4_K 0..15, q3_K value + 4 (0..7),
  *          q6_K value + 32 (0..63)
- *     sc   16 x 16 int16: sub-block s, lane r = row r's scale (q4_K 0..63,
- *          q3_K -32..31, q6_K -128..127)
- *     x    8 x 32 int16: pair p, lane r = (x[r][2p], x[r][2p+1]) for
- *          bsums[2p], bsums[2p+1]: q4_K's mins, q3_K's -4 sc, q6_K's -32 sc
+ *     sc   8 x 32 int16: pair p, lane r = q4_K: (scale, min) of row r's
+ *          32-weight sub-block p (0..63 each); q3_K / q6_K: the scales of
+ *          row r's sub-blocks 2p and 2p + 1 (-32..31, -128..127)
  *     d, dmin  16 fp16 each (dmin 0 but for q4_K)
- *   (1.36x the plain bytes for q4_K, 1.78x for q3_K, 1.54x for q6_K)
+ *   (1.14x the plain bytes for q4_K, 1.49x for q3_K, 1.39x for q6_K)
  *
  * Activations are quantized once per call exactly as mend_qmatmul does (the
  * same q8_0 / q8_1 / q8_K bytes and scales), then laid out for the kernel:
@@ -102,7 +101,7 @@
 #define QGEMM_Q2K_SB (16 * 64 + 16 * 64 + 8 * 64 + 64)   /* bytes per q2_K group super-block */
 #define QGEMM_KQ_NIB 2048           /* weight bytes of a q3_K / q4_K group super-block */
 #define QGEMM_KQ_BYTE 4096          /* weight bytes of a q6_K group super-block */
-#define QGEMM_KQ_SB(qbytes) ((qbytes) + 16 * 32 + 8 * 64 + 64)   /* + scales, pairs, d, dmin */
+#define QGEMM_KQ_SB(qbytes) ((qbytes) + 8 * 64 + 64)   /* + scale pairs, d, dmin */
 
 /* Non-zero when wtype (rows, cols) can be repacked: q4_0 / q4_1 / q5_0 with
  * cols % 32, q2_K / q3_K / q4_K / q6_K with cols % 256, rows % 16 == 0 for

@@ -199,7 +199,7 @@ VNNI void qgemm_q2_K_avx512(int64_t cols, const void *g, const void *va, size_t 
  * row, 4 vpdpbusd give the sub-block's sum c of stored quants times
  * activations; the nibble layouts' |c| <= 16 * 15 * 127 fits int16, so one
  * vpdpwssd against (sc, 0) adds sc * c, while q6_K's c (up to 16 * 63 * 127)
- * goes through vpmulld. The pairs meet the block sums in vpdpwssd. */
+ * goes through vpmulld. */
 VNNI ALWAYS void kq_sub(int kt, int R, const __m512i w[4], __m512i scv, const uint8_t *a, size_t arow, int64_t b,
                         int sub, __m512i s[8]) {
     UNROLL
@@ -213,17 +213,28 @@ VNNI ALWAYS void kq_sub(int kt, int R, const __m512i w[4], __m512i scv, const ui
     }
 }
 
+/* sub-block sub's scales from the pairs: (sc, 0) per lane for vpdpwssd, q6_K
+ * sign-extended for vpmulld (q4_K: the pair's first half, its scale) */
+VNNI ALWAYS __m512i kq_scale(int kt, const uint8_t *pairs, int sub) {
+    const __m512i p = _mm512_loadu_si512(pairs + 64 * (sub / 2));
+    if (kt == 4) return _mm512_and_si512(p, _mm512_set1_epi32(0xFFFF));
+    if (kt == 6) return _mm512_srai_epi32(sub % 2 ? p : _mm512_slli_epi32(p, 16), 16);
+    return sub % 2 ? _mm512_srli_epi32(p, 16) : _mm512_and_si512(p, _mm512_set1_epi32(0xFFFF));
+}
+
 VNNI ALWAYS void kq_rows(int kt, int R, int64_t cols, const uint8_t *g, const uint8_t *a, size_t arow, float *out,
                          size_t ldo) {
     const int64_t nb = cols / 256;
     const size_t qb = kt == 6 ? QGEMM_KQ_BYTE : QGEMM_KQ_NIB, sbb = QGEMM_KQ_SB(qb);
     const __m512i m4 = _mm512_set1_epi8(0x0F);
+    /* q4_K: each pair's second half (the min) in both halves */
+    const __m512i dup_hi = _mm512_set4_epi32(0x0F0E0F0E, 0x0B0A0B0A, 0x07060706, 0x03020302);
     __m512 acc[8];
     UNROLL
     for (int i = 0; i < R; i++) acc[i] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *sb = g + (size_t)b * sbb;
-        const uint8_t *sc = sb + qb, *pair = sc + 512;
+        const uint8_t *pairs = sb + qb;
         if (R <= 2) {   /* few activation rows: the weights stream from memory; fetch ahead */
             const uintptr_t pf = (uintptr_t)sb + PF_BYTES;
             for (size_t l = 0; l < sbb / 64; l++) _mm_prefetch((const char *)(pf + 64 * l), _MM_HINT_T0);
@@ -236,8 +247,7 @@ VNNI ALWAYS void kq_rows(int kt, int R, int64_t cols, const uint8_t *g, const ui
                 __m512i w[4];
                 UNROLL
                 for (int t = 0; t < 4; t++) w[t] = _mm512_loadu_si512(sb + 64 * (4 * sub + t));
-                const __m512i scv = _mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i *)(sc + 32 * sub)));
-                kq_sub(kt, R, w, scv, a, arow, b, sub, s);
+                kq_sub(kt, R, w, kq_scale(kt, pairs, sub), a, arow, b, sub, s);
             }
         } else {
             for (int j = 0; j < 8; j++) {   /* region j: sub-blocks j (low nibbles) and j + 8 (high) */
@@ -247,30 +257,28 @@ VNNI ALWAYS void kq_rows(int kt, int R, int64_t cols, const uint8_t *g, const ui
                     v[t] = _mm512_loadu_si512(sb + 64 * (4 * j + t));
                     w[t] = _mm512_and_si512(v[t], m4);
                 }
-                kq_sub(kt, R, w, _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(sc + 32 * j))), a, arow,
-                       b, j, s);
+                kq_sub(kt, R, w, kq_scale(kt, pairs, j), a, arow, b, j, s);
                 UNROLL
                 for (int t = 0; t < 4; t++) w[t] = _mm512_and_si512(_mm512_srli_epi16(v[t], 4), m4);
-                kq_sub(kt, R, w, _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(sc + 32 * (j + 8)))), a,
-                       arow, b, j + 8, s);
+                kq_sub(kt, R, w, kq_scale(kt, pairs, j + 8), a, arow, b, j + 8, s);
             }
         }
+        /* the scales (q4_K: the mins) meet the block sums */
         UNROLL
         for (int p = 0; p < 8; p++) {
-            const __m512i pv = _mm512_loadu_si512(pair + 64 * p);
+            const __m512i pv = kt == 4 ? _mm512_shuffle_epi8(_mm512_loadu_si512(pairs + 64 * p), dup_hi)
+                                       : _mm512_loadu_si512(pairs + 64 * p);
             UNROLL
-            for (int i = 0; i < R; i++) {
-                const __m512i bs = bcast4(((const block_q8_K *)(a + (size_t)i * arow))[b].bsums + 2 * p);
-                if (kt == 4) m[i] = _mm512_dpwssd_epi32(m[i], pv, bs);
-                else s[i] = _mm512_dpwssd_epi32(s[i], pv, bs);
-            }
+            for (int i = 0; i < R; i++)
+                m[i] = _mm512_dpwssd_epi32(m[i], pv, bcast4(((const block_q8_K *)(a + (size_t)i * arow))[b].bsums + 2 * p));
         }
-        const __m512 dd = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(pair + 512)));
-        const __m512 dm = kt == 4 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(pair + 544)))
+        const __m512 dd = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(pairs + 512)));
+        const __m512 dm = kt == 4 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(pairs + 544)))
                                   : _mm512_setzero_ps();
         UNROLL
         for (int i = 0; i < R; i++) {
             const __m512 da = _mm512_set1_ps(((const block_q8_K *)(a + (size_t)i * arow))[b].d);
+            if (kt != 4) s[i] = _mm512_sub_epi32(s[i], _mm512_slli_epi32(m[i], kt == 6 ? 5 : 2));   /* offset 32 / 4 */
             acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[i]), _mm512_mul_ps(dd, da), acc[i]);
             if (kt == 4) acc[i] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(m[i]), _mm512_mul_ps(dm, da), acc[i]);
         }
