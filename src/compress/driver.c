@@ -671,9 +671,7 @@ int mend_sink_weight_default(int seqlen) {
     return seqlen / 32 > 1 ? seqlen / 32 : 1;
 }
 
-/* The options with their defaults filled in (act_order and fit_importance
- * < 0), or an error for a combination mend does not run. */
-static int resolve_opts(const mend_compress_opts *in, mend_compress_opts *o) {
+int mend_compress_resolve(const mend_compress_opts *in, mend_compress_opts *o) {
     *o = *in;
     if (o->method != MEND_COMPRESS_RTN && o->method != MEND_COMPRESS_GPTQ)
         return mend_set_error(MEND_EINVAL, "compress: method %d (rtn or gptq expected)", o->method);
@@ -693,7 +691,7 @@ int mend_compress(const char *src, const char *out, const mend_compress_opts *op
     memset(res, 0, sizeof *res);
     if (!src || !out || !opts) return mend_set_error(MEND_EINVAL, "compress: source, output and options are required");
     mend_compress_opts resolved;
-    int rc = resolve_opts(opts, &resolved);
+    int rc = mend_compress_resolve(opts, &resolved);
     if (rc) return rc;
     const mend_compress_opts *o = &resolved;
     if (calibrated(o)) {

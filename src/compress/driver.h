@@ -40,6 +40,12 @@
  * that writes other weights for the same command must increase it. */
 #define MEND_COMPRESS_FORMAT 1
 
+/* The options with their defaults filled in (act_order and fit_importance
+ * < 0), or MEND_EINVAL for a combination mend does not run: what
+ * mend_compress checks first, for callers that prepare calibration before
+ * calling it. */
+int mend_compress_resolve(const mend_compress_opts *in, mend_compress_opts *out);
+
 /* llama.cpp's general.file_type for a ggml target (LLAMA_FTYPE_*), -1 for none. */
 int mend_compress_file_type(uint32_t ggml_type);
 

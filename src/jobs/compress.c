@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "compress/driver.h"
 #include "jobs/jobs_int.h"
 #include "mend.h"
 #include "mend/jobs.h"
@@ -47,6 +48,13 @@ static int on_progress(void *user, const mend_compress_event *ev) {
     return 0;
 }
 
+/* The options mend_compress gets: a float target is a conversion (RTN). */
+static mend_compress_opts job_opts(const mend_compress_job *j) {
+    mend_compress_opts o = j->opts;
+    if (mend_type_is_float(o.fmt.type)) o.method = MEND_COMPRESS_RTN;
+    return o;
+}
+
 static int check(const mend_compress_job *j) {
     if (!j->model || !j->out) return mend_set_error(MEND_EINVAL, "compress job: model and out are required");
     if (j->n_calib < 0 || j->n_calib > MAX_CALIB || (j->n_calib && !j->calib))
@@ -58,7 +66,9 @@ static int check(const mend_compress_job *j) {
     if (j->resume && (j->restart || j->no_checkpoint))
         return mend_set_error(MEND_EINVAL, "compress job: resume excludes restart and no_checkpoint");
     if (j->stop_after < 0) return mend_set_error(MEND_EINVAL, "compress job: stop_after is %d", j->stop_after);
-    return 0;
+    const mend_compress_opts o = job_opts(j);   /* refused settings fail before the windows are drawn */
+    mend_compress_opts resolved;
+    return mend_compress_resolve(&o, &resolved);
 }
 
 /* The calibration windows into cal and their description ("seed S: a.txt
@@ -137,8 +147,7 @@ int mend_compress_job_run(const mend_compress_job *j, mend_compress_result *res,
     if (!j) return mend_set_error(MEND_EINVAL, "compress job: NULL job");
     int rc = check(j);
     if (rc) return rc;
-    mend_compress_opts o = j->opts;
-    if (mend_type_is_float(o.fmt.type)) o.method = MEND_COMPRESS_RTN;   /* a conversion */
+    mend_compress_opts o = job_opts(j);
     mend_calib cal = {0};
     char desc[1024] = "", *ckpt = NULL;
     if (o.method == MEND_COMPRESS_GPTQ || mend_prune_needs_calib(o.prune)) {
