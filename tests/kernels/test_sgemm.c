@@ -9,8 +9,9 @@
  * larger ones (rows not a multiple of any row tile, 32 / 12 / 6; output
  * columns not a multiple of any column tile, 12 / 6 / 32 / 16, so masked
  * last strips; reductions across the NN kernel's 512-long blocks; k not a
- * multiple of 8, 16 or 32), row strides larger than the row, beta 0, 1 and
- * 0.7 over a prefilled output.
+ * multiple of 8, 16 or 32; k long enough that x · Wᵀ takes its row blocks in
+ * several passes), row strides larger than the row, beta 0, 1 and 0.7 over a
+ * prefilled output.
  *
  * The lowest level's result must be within 1e-5 of a double reference
  * relative to sum |a w| (plus an absolute 1e-30), and entries outside the
@@ -237,6 +238,11 @@ int main(void) {
         for (size_t j = 0; j < sizeof ms / sizeof *ms; j++)
             for (size_t l = 0; l < sizeof ks / sizeof *ks; l++, c++)
                 if (c % 2 == 0 || ns[i] < 13) one_shape(ns[i], ms[j], ks[l], betas[c % 3]);
+    /* long k: x · Wᵀ runs its row blocks in several passes (one or two
+     * blocks per pass here, the last pass partial) */
+    one_shape(70, 13, 1400, 0.7f);
+    one_shape(100, 37, 2050, 0.0f);
+    one_shape(97, 7, 4100, 1.0f);
     mend_cpu_set_max_level(top);
 
     /* bad arguments: nothing done, non-zero */
