@@ -11,7 +11,9 @@
 #        made by scripts/pyenv.sh),
 #        CORPUS (../shared/data/corpus/wiki.txt)
 # The environment is passed through as it is (OPENBLAS_CORETYPE included):
-# mend's linear products run on its own kernels where the CPU has AVX-512.
+# mend's linear products run on its own kernels (MEND_ISA caps their
+# level; ATEN_CPU_CAPABILITY=avx2 does the same for PyTorch). HF_DIR is made
+# from MODEL by bench/lmeval/make_hf_model.py when it has no config.json.
 set -euo pipefail
 MEND=${1:?mend binary}
 MODEL=${2:?model gguf}
@@ -22,9 +24,12 @@ STEPS=${STEPS:-6}
 HERE=$(cd "$(dirname "$0")" && pwd)
 PY=${PY:-$("$HERE/../../scripts/pyenv.sh")}
 CORPUS=${CORPUS:-$HERE/../../../shared/data/corpus/wiki.txt}
+if [ ! -f "$HF/config.json" ]; then   # the HF float32 export of MODEL, made once
+    "$PY" "$HERE/../lmeval/make_hf_model.py" "$MODEL" "$HF"
+fi
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
-echo "# $(date -u +%FT%TZ) threads=$THREADS steps=$STEPS rounds=$ROUNDS OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}"
+echo "# $(date -u +%FT%TZ) threads=$THREADS steps=$STEPS rounds=$ROUNDS OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset} MEND_ISA=${MEND_ISA:-unset} ATEN_CPU_CAPABILITY=${ATEN_CPU_CAPABILITY:-unset}"
 echo "# load: $(cut -d' ' -f1-3 /proc/loadavg)"
 for r in $(seq 1 "$ROUNDS"); do
     "$PY" "$HERE/bench_tune_torch.py" "$HF" --threads "$THREADS" --steps "$STEPS" --corpus "$CORPUS" 2>/dev/null |
