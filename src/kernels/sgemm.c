@@ -79,7 +79,9 @@ static void pack_xt_ref(float *dst, const float *x, size_t ldx, int r0, int nr, 
 }
 
 /* out rows [0, mr) x columns [0, nc) from the sums tile[c * MR + r]: the
- * one epilogue of x · Wᵀ at every level */
+ * epilogue of x · Wᵀ for the portable and NEON kernels (AVX-512 and AVX2
+ * transpose their accumulators in registers instead, store16_avx512 and
+ * store8_avx2, with the same arithmetic: acc, or fma(beta, out, acc)) */
 void mend_sgemm_xt_store(float *out, size_t ldo, const float *tile, int mr, int nc, float beta) {
     for (int r = 0; r < mr; r++) {
         float *o = out + (size_t)r * ldo;
@@ -157,6 +159,31 @@ void mend_sgemm_pack_xt(float *xt, const float *x, size_t ldx, int n, int k, int
 
 #define T_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma")))
 
+/* o[j] lane i = r[i] lane j: a 16 x 16 transpose in registers. */
+T_AVX512 static inline void transpose16_avx512(const __m512 r[16], __m512 o[16]) {
+    __m512 t[16], u[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);       /* lane: a0 b0 a1 b1 */
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);   /* lane: a2 b2 a3 b3 */
+    }
+    for (int q = 0; q < 4; q++) {   /* rows 4q..4q+3: columns c, c+4, c+8, c+12 per lane */
+        u[4 * q + 0] = _mm512_shuffle_ps(t[4 * q], t[4 * q + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        u[4 * q + 1] = _mm512_shuffle_ps(t[4 * q], t[4 * q + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        u[4 * q + 2] = _mm512_shuffle_ps(t[4 * q + 1], t[4 * q + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        u[4 * q + 3] = _mm512_shuffle_ps(t[4 * q + 1], t[4 * q + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    for (int c = 0; c < 4; c++) {   /* u[4q + c] holds columns c + 4j of rows 4q.. in lane j */
+        const __m512 v0 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x88);
+        const __m512 v1 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xDD);
+        const __m512 v2 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x88);
+        const __m512 v3 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xDD);
+        o[c + 0] = _mm512_shuffle_f32x4(v0, v2, 0x88);
+        o[c + 8] = _mm512_shuffle_f32x4(v0, v2, 0xDD);
+        o[c + 4] = _mm512_shuffle_f32x4(v1, v3, 0x88);
+        o[c + 12] = _mm512_shuffle_f32x4(v1, v3, 0xDD);
+    }
+}
+
 /* Columns [0, k rounded down to 16) of rows [r0, r0 + nr) of x into the
  * packed block dst[kk][32]: 16 x 16 tiles transposed in registers (rows past
  * nr read as zeros). Returns the columns done; the scalar loop does the rest. */
@@ -166,33 +193,32 @@ T_AVX512 static int pack_xt_avx512(float *dst, const float *x, size_t ldx, int r
         const float *rows[16];
         for (int i = 0; i < 16; i++) rows[i] = half + i < nr ? x + (size_t)(r0 + half + i) * ldx : NULL;
         for (int kk0 = 0; kk0 < kf; kk0 += 16) {
-            __m512 r[16];
+            __m512 r[16], o[16];
             for (int i = 0; i < 16; i++) r[i] = rows[i] ? _mm512_loadu_ps(rows[i] + kk0) : _mm512_setzero_ps();
-            __m512 t[16], u[16];
-            for (int i = 0; i < 16; i += 2) {
-                t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);       /* lane: a0 b0 a1 b1 */
-                t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);   /* lane: a2 b2 a3 b3 */
-            }
-            for (int q = 0; q < 4; q++) {   /* rows 4q..4q+3: columns c, c+4, c+8, c+12 per lane */
-                u[4 * q + 0] = _mm512_shuffle_ps(t[4 * q], t[4 * q + 2], _MM_SHUFFLE(1, 0, 1, 0));
-                u[4 * q + 1] = _mm512_shuffle_ps(t[4 * q], t[4 * q + 2], _MM_SHUFFLE(3, 2, 3, 2));
-                u[4 * q + 2] = _mm512_shuffle_ps(t[4 * q + 1], t[4 * q + 3], _MM_SHUFFLE(1, 0, 1, 0));
-                u[4 * q + 3] = _mm512_shuffle_ps(t[4 * q + 1], t[4 * q + 3], _MM_SHUFFLE(3, 2, 3, 2));
-            }
-            for (int c = 0; c < 4; c++) {   /* u[4q + c] holds columns c + 4j of rows 4q.. in lane j */
-                const __m512 v0 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x88);
-                const __m512 v1 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xDD);
-                const __m512 v2 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x88);
-                const __m512 v3 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xDD);
-                float *d = dst + (size_t)kk0 * MR + half;
-                _mm512_storeu_ps(d + (size_t)(c + 0) * MR, _mm512_shuffle_f32x4(v0, v2, 0x88));
-                _mm512_storeu_ps(d + (size_t)(c + 8) * MR, _mm512_shuffle_f32x4(v0, v2, 0xDD));
-                _mm512_storeu_ps(d + (size_t)(c + 4) * MR, _mm512_shuffle_f32x4(v1, v3, 0x88));
-                _mm512_storeu_ps(d + (size_t)(c + 12) * MR, _mm512_shuffle_f32x4(v1, v3, 0xDD));
-            }
+            transpose16_avx512(r, o);
+            float *d = dst + (size_t)kk0 * MR + half;
+            for (int c = 0; c < 16; c++) _mm512_storeu_ps(d + (size_t)c * MR, o[c]);
         }
     }
     return kf;
+}
+
+/* The x · Wᵀ epilogue of mend_sgemm_xt_store on 16 rows held as columns:
+ * col[c] lane i = out row i, column c (c < 12); rows [0, mr) of out, columns
+ * [0, nc), as beta = 0 ? acc : fma(beta, out, acc), one masked row store
+ * each instead of a scalar scatter. */
+T_AVX512 static void store16_avx512(float *out, size_t ldo, const __m512 col[12], int mr, int nc, float beta) {
+    __m512 r[16], o[16];
+    for (int c = 0; c < 12; c++) r[c] = col[c];
+    for (int c = 12; c < 16; c++) r[c] = _mm512_setzero_ps();
+    transpose16_avx512(r, o);
+    const __mmask16 m = (__mmask16)((1u << nc) - 1u);
+    const __m512 vb = _mm512_set1_ps(beta);
+    for (int i = 0; i < mr && i < 16; i++) {
+        float *d = out + (size_t)i * ldo;
+        const __m512 v = beta == 0.0f ? o[i] : _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m, d), o[i]);
+        _mm512_mask_storeu_ps(d, m, v);
+    }
 }
 
 #define COL_FMA(j)                                              \
@@ -202,11 +228,6 @@ T_AVX512 static int pack_xt_avx512(float *dst, const float *x, size_t ldx, int r
         s##j##b = _mm512_fmadd_ps(a1, b, s##j##b);              \
     } while (0)
 
-#define COL_SAVE(j)                                             \
-    do {                                                        \
-        _mm512_store_ps(tile + (j) * MR, s##j##a);              \
-        _mm512_store_ps(tile + (j) * MR + 16, s##j##b);         \
-    } while (0)
 
 /* out rows [0, mr) x columns [0, nc) = beta * out + xt-block · W[0..nc)ᵀ */
 T_AVX512 static void xt_block_avx512(float *out, size_t ldo, const float *xtb, const float *W, size_t ldw, int k,
@@ -225,10 +246,10 @@ T_AVX512 static void xt_block_avx512(float *out, size_t ldo, const float *xtb, c
         COL_FMA(0); COL_FMA(1); COL_FMA(2); COL_FMA(3); COL_FMA(4); COL_FMA(5);
         COL_FMA(6); COL_FMA(7); COL_FMA(8); COL_FMA(9); COL_FMA(10); COL_FMA(11);
     }
-    float tile[NR * MR] __attribute__((aligned(64)));
-    COL_SAVE(0); COL_SAVE(1); COL_SAVE(2); COL_SAVE(3); COL_SAVE(4); COL_SAVE(5);
-    COL_SAVE(6); COL_SAVE(7); COL_SAVE(8); COL_SAVE(9); COL_SAVE(10); COL_SAVE(11);
-    mend_sgemm_xt_store(out, ldo, tile, mr, nc, beta);
+    const __m512 lo[12] = {s0a, s1a, s2a, s3a, s4a, s5a, s6a, s7a, s8a, s9a, s10a, s11a};
+    const __m512 hi[12] = {s0b, s1b, s2b, s3b, s4b, s5b, s6b, s7b, s8b, s9b, s10b, s11b};
+    store16_avx512(out, ldo, lo, mr, nc, beta);
+    if (mr > 16) store16_avx512(out + 16 * ldo, ldo, hi, mr - 16, nc, beta);
 }
 
 #define ROW_FMA(r)                                              \
@@ -291,11 +312,39 @@ T_AVX512 static void nn_tile_avx512(float *out, size_t ldo, const float *a, size
         s##j##b = _mm256_fmadd_ps(a1, b, s##j##b);              \
     } while (0)
 
-#define COL_SAVE8(j)                                            \
-    do {                                                        \
-        _mm256_store_ps(tile + (j) * MR + half, s##j##a);       \
-        _mm256_store_ps(tile + (j) * MR + half + 8, s##j##b);   \
-    } while (0)
+
+/* Lanes [0, n) (n clamped to 0..8) of a mask for maskload / maskstore. */
+T_AVX2 static __m256i lanes_avx2(int n) {
+    static const int32_t ones[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+    n = n < 0 ? 0 : n > 8 ? 8 : n;
+    return _mm256_loadu_si256((const __m256i *)(ones + 8 - n));
+}
+
+/* The AVX2 form of store16_avx512: 8 rows held as 6 columns (col[c] lane i
+ * = out row i, column c), transposed 8 x 8 in registers, one masked row
+ * store each. */
+T_AVX2 static void store8_avx2(float *out, size_t ldo, const __m256 col[6], int mr, int nc, float beta) {
+    const __m256 z = _mm256_setzero_ps();
+    const __m256 t0 = _mm256_unpacklo_ps(col[0], col[1]), t1 = _mm256_unpackhi_ps(col[0], col[1]);
+    const __m256 t2 = _mm256_unpacklo_ps(col[2], col[3]), t3 = _mm256_unpackhi_ps(col[2], col[3]);
+    const __m256 t4 = _mm256_unpacklo_ps(col[4], col[5]), t5 = _mm256_unpackhi_ps(col[4], col[5]);
+    const __m256 t6 = _mm256_unpacklo_ps(z, z), t7 = t6;
+    const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    const __m256 o[8] = {_mm256_permute2f128_ps(u0, u4, 0x20), _mm256_permute2f128_ps(u1, u5, 0x20),
+                         _mm256_permute2f128_ps(u2, u6, 0x20), _mm256_permute2f128_ps(u3, u7, 0x20),
+                         _mm256_permute2f128_ps(u0, u4, 0x31), _mm256_permute2f128_ps(u1, u5, 0x31),
+                         _mm256_permute2f128_ps(u2, u6, 0x31), _mm256_permute2f128_ps(u3, u7, 0x31)};
+    const __m256i m = lanes_avx2(nc);
+    const __m256 vb = _mm256_set1_ps(beta);
+    for (int i = 0; i < mr && i < 8; i++) {
+        float *d = out + (size_t)i * ldo;
+        const __m256 v = beta == 0.0f ? o[i] : _mm256_fmadd_ps(vb, _mm256_maskload_ps(d, m), o[i]);
+        _mm256_maskstore_ps(d, m, v);
+    }
+}
 
 /* The x · Wᵀ block on AVX2: 6 columns, the 32 rows as two halves of 16 (the
  * second skipped when mr <= 16), 12 accumulators each. */
@@ -304,7 +353,6 @@ T_AVX2 static void xt_block_avx2(float *out, size_t ldo, const float *xtb, const
     const float *w0 = W, *w1 = W + (size_t)(nc > 1 ? 1 : 0) * ldw, *w2 = W + (size_t)(nc > 2 ? 2 : 0) * ldw,
                 *w3 = W + (size_t)(nc > 3 ? 3 : 0) * ldw, *w4 = W + (size_t)(nc > 4 ? 4 : 0) * ldw,
                 *w5 = W + (size_t)(nc > 5 ? 5 : 0) * ldw;
-    float tile[6 * MR] __attribute__((aligned(32)));
     for (int half = 0; half < mr; half += 16) {
         __m256 s0a = _mm256_setzero_ps(), s0b = s0a, s1a = s0a, s1b = s0a, s2a = s0a, s2b = s0a, s3a = s0a,
                s3b = s0a, s4a = s0a, s4b = s0a, s5a = s0a, s5b = s0a;
@@ -313,9 +361,10 @@ T_AVX2 static void xt_block_avx2(float *out, size_t ldo, const float *xtb, const
             const __m256 a0 = _mm256_load_ps(x), a1 = _mm256_load_ps(x + 8);
             COL_FMA8(0); COL_FMA8(1); COL_FMA8(2); COL_FMA8(3); COL_FMA8(4); COL_FMA8(5);
         }
-        COL_SAVE8(0); COL_SAVE8(1); COL_SAVE8(2); COL_SAVE8(3); COL_SAVE8(4); COL_SAVE8(5);
+        const __m256 lo[6] = {s0a, s1a, s2a, s3a, s4a, s5a}, hi[6] = {s0b, s1b, s2b, s3b, s4b, s5b};
+        store8_avx2(out + (size_t)half * ldo, ldo, lo, mr - half, nc, beta);
+        if (mr - half > 8) store8_avx2(out + (size_t)(half + 8) * ldo, ldo, hi, mr - half - 8, nc, beta);
     }
-    mend_sgemm_xt_store(out, ldo, tile, mr, nc, beta);
 }
 
 #define ROW_FMA8(r)                                             \
@@ -341,13 +390,6 @@ T_AVX2 static void xt_block_avx2(float *out, size_t ldo, const float *xtb, const
             _mm256_maskstore_ps(o + 8, mb, yb);                                                \
         }                                                                                      \
     } while (0)
-
-/* Lanes [0, n) (n clamped to 0..8) of a mask for maskload / maskstore. */
-T_AVX2 static __m256i lanes_avx2(int n) {
-    static const int32_t ones[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
-    n = n < 0 ? 0 : n > 8 ? 8 : n;
-    return _mm256_loadu_si256((const __m256i *)(ones + 8 - n));
-}
 
 /* The a · W tile on AVX2: 6 rows x the strip's 32 columns as two halves of
  * 16 (the second skipped when nc <= 16), 12 accumulators each. */
