@@ -228,7 +228,6 @@ T_AVX512 static void store16_avx512(float *out, size_t ldo, const __m512 col[12]
         s##j##b = _mm512_fmadd_ps(a1, b, s##j##b);              \
     } while (0)
 
-
 /* out rows [0, mr) x columns [0, nc) = beta * out + xt-block · W[0..nc)ᵀ */
 T_AVX512 static void xt_block_avx512(float *out, size_t ldo, const float *xtb, const float *W, size_t ldw, int k,
                                   int mr, int nc, float beta) {
@@ -312,7 +311,6 @@ T_AVX512 static void nn_tile_avx512(float *out, size_t ldo, const float *a, size
         s##j##b = _mm256_fmadd_ps(a1, b, s##j##b);              \
     } while (0)
 
-
 /* Lanes [0, n) (n clamped to 0..8) of a mask for maskload / maskstore. */
 T_AVX2 static __m256i lanes_avx2(int n) {
     static const int32_t ones[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
@@ -324,11 +322,10 @@ T_AVX2 static __m256i lanes_avx2(int n) {
  * = out row i, column c), transposed 8 x 8 in registers, one masked row
  * store each. */
 T_AVX2 static void store8_avx2(float *out, size_t ldo, const __m256 col[6], int mr, int nc, float beta) {
-    const __m256 z = _mm256_setzero_ps();
     const __m256 t0 = _mm256_unpacklo_ps(col[0], col[1]), t1 = _mm256_unpackhi_ps(col[0], col[1]);
     const __m256 t2 = _mm256_unpacklo_ps(col[2], col[3]), t3 = _mm256_unpackhi_ps(col[2], col[3]);
     const __m256 t4 = _mm256_unpacklo_ps(col[4], col[5]), t5 = _mm256_unpackhi_ps(col[4], col[5]);
-    const __m256 t6 = _mm256_unpacklo_ps(z, z), t7 = t6;
+    const __m256 t6 = _mm256_setzero_ps(), t7 = t6;   /* columns 6 and 7: none */
     const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
     const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
     const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
