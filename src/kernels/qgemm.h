@@ -159,6 +159,14 @@ typedef void (*mend_qgemm_tile_fn)(int64_t cols, const void *g, const void *a, s
 QGEMM_KERNELS(ref)   /* scalar twins (qgemm.c) */
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) && !defined(MEND_NO_SIMD)
 #define MEND_QGEMM_HAVE_SIMD 1
+#define QGEMM_PF_BYTES 4096   /* prefetch distance in the weight stream */
+/* Fetch the `bytes` that lie QGEMM_PF_BYTES past p, a line at a time (a
+ * group super-block ahead, for the one-activation-row tiles whose weights
+ * stream from memory). */
+static inline void qgemm_prefetch_ahead(const uint8_t *p, size_t bytes) {
+    const uintptr_t pf = (uintptr_t)p + QGEMM_PF_BYTES;
+    for (size_t l = 0; l < bytes; l += 64) __builtin_prefetch((const void *)(pf + l), 0, 3);
+}
 QGEMM_KERNELS(avx512)    /* AVX-512 F/BW/VL + VNNI (qgemm_avx512.c) */
 QGEMM_KERNELS(avx2)      /* AVX2 + FMA + F16C (qgemm_avx2.c) */
 QGEMM_KERNELS(avxvnni)   /* the same with AVX-VNNI */

@@ -20,7 +20,6 @@
 
 #define ALWAYS static inline __attribute__((always_inline))
 #define UNROLL _Pragma("GCC unroll 16")
-#define PF_BYTES 4096   /* prefetch distance in the weight stream */
 
 typedef void (*rows_fn)(int R, int64_t cols, const uint8_t *g, const uint8_t *a, size_t arow, float *out,
                         size_t ldo);

@@ -18,7 +18,6 @@
 #define VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
 #define ALWAYS static inline __attribute__((always_inline))
 #define UNROLL _Pragma("GCC unroll 16")
-#define PF_BYTES 4096   /* prefetch distance in the weight stream */
 
 /* 4 bytes at p broadcast to every int32 lane */
 VNNI ALWAYS __m512i bcast4(const void *p) {
@@ -51,12 +50,12 @@ VNNI ALWAYS void q4_rows(int mn, int hb, int R, int64_t cols, const uint8_t *g, 
     for (int i = 0; i < R; i++) acc[i] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         if (R <= 2) {   /* few activation rows: the weights stream from memory; fetch ahead */
-            const uintptr_t pq = (uintptr_t)(qs + (size_t)b * 256 + PF_BYTES);
+            const uintptr_t pq = (uintptr_t)(qs + (size_t)b * 256 + QGEMM_PF_BYTES);
             UNROLL
             for (int L = 0; L < 4; L++) _mm_prefetch((const char *)(pq + 64 * L), _MM_HINT_T0);
-            _mm_prefetch((const char *)((uintptr_t)(dw + (size_t)b * 32) + PF_BYTES / 8), _MM_HINT_T0);
-            if (mn) _mm_prefetch((const char *)((uintptr_t)(mw + (size_t)b * 32) + PF_BYTES / 8), _MM_HINT_T0);
-            if (hb) _mm_prefetch((const char *)((uintptr_t)(qh + (size_t)b * 64) + PF_BYTES / 4), _MM_HINT_T0);
+            _mm_prefetch((const char *)((uintptr_t)(dw + (size_t)b * 32) + QGEMM_PF_BYTES / 8), _MM_HINT_T0);
+            if (mn) _mm_prefetch((const char *)((uintptr_t)(mw + (size_t)b * 32) + QGEMM_PF_BYTES / 8), _MM_HINT_T0);
+            if (hb) _mm_prefetch((const char *)((uintptr_t)(qh + (size_t)b * 64) + QGEMM_PF_BYTES / 4), _MM_HINT_T0);
         }
         const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(dw + (size_t)b * 32)));
         const __m512 m = mn ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(mw + (size_t)b * 32)))
@@ -140,8 +139,7 @@ VNNI ALWAYS void q2k_rows(int R, int64_t cols, const uint8_t *g, const uint8_t *
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *sb = g + (size_t)b * QGEMM_Q2K_SB;
         if (R <= 2) {   /* few activation rows: the weights stream from memory; fetch ahead */
-            const uintptr_t pf = (uintptr_t)sb + PF_BYTES;
-            for (int l = 0; l < QGEMM_Q2K_SB / 64; l++) _mm_prefetch((const char *)(pf + 64 * (uintptr_t)l), _MM_HINT_T0);
+            qgemm_prefetch_ahead(sb, QGEMM_Q2K_SB);
         }
         __m512i s[8];
         UNROLL
@@ -236,8 +234,7 @@ VNNI ALWAYS void kq_rows(int kt, int R, int64_t cols, const uint8_t *g, const ui
         const uint8_t *sb = g + (size_t)b * sbb;
         const uint8_t *pairs = sb + qb;
         if (R <= 2) {   /* few activation rows: the weights stream from memory; fetch ahead */
-            const uintptr_t pf = (uintptr_t)sb + PF_BYTES;
-            for (size_t l = 0; l < sbb / 64; l++) _mm_prefetch((const char *)(pf + 64 * l), _MM_HINT_T0);
+            qgemm_prefetch_ahead(sb, sbb);
         }
         __m512i s[8], m[8];
         UNROLL
