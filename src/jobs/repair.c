@@ -423,6 +423,36 @@ static int check_bank_model(repair *R, const char *bank_dir, const char *cmodel)
 
 /* ---- the plan ---- */
 
+/* the same path, or two paths of one existing file */
+static int same_file(const char *a, const char *b) {
+    if (!strcmp(a, b)) return 1;
+    char *ra = realpath(a, NULL), *rb = realpath(b, NULL);
+    int same = ra && rb && !strcmp(ra, rb);
+    free(ra);
+    free(rb);
+    return same;
+}
+
+static int check_plan_tasks(const char *path, json_t *old, json_t *now) {
+    size_t i, k;
+    json_t *a, *b;
+    json_array_foreach(now, i, a) {
+        char na[128], nb[128];
+        mend_file_title(json_string_value(a), na, sizeof na);
+        json_array_foreach(old, k, b) {
+            if (!json_is_string(b))
+                return mend_set_error(MEND_EFORMAT, "%s: field 'tasks' item %zu is not a string; delete the "
+                                      "directory to start again", path, k);
+            mend_file_title(json_string_value(b), nb, sizeof nb);
+            if (!strcmp(na, nb) && !same_file(json_string_value(a), json_string_value(b)))
+                return mend_set_error(MEND_EINVAL, "%s: this directory holds results of task %s from %s, this "
+                                      "command gives %s; use another -o DIR to evaluate a different file",
+                                      path, na, json_string_value(b), json_string_value(a));
+        }
+    }
+    return 0;
+}
+
 static int check_plan(const char *path, json_t *plan) {
     if (!mend_file_exists(path)) {
         char *s = json_dumps(plan, JSON_INDENT(1) | JSON_SORT_KEYS);
@@ -436,9 +466,17 @@ static int check_plan(const char *path, json_t *plan) {
                                     "start again", path, err.text, err.line);
     const char *key;
     json_t *v;
-    int rc = 0;
+    int rc = 0, rewrite = 0;
     json_object_foreach(plan, key, v) {
         json_t *o = json_object_get(old, key);
+        if (!strcmp(key, "tasks") && o && json_is_array(o)) {
+            /* the stages before evaluation do not depend on the tasks, and each
+             * task's results are its own: a rerun may add or drop tasks, as long
+             * as a task name it shares with the run is the same file */
+            if ((rc = check_plan_tasks(path, o, v))) break;
+            rewrite = !json_equal(o, v);
+            continue;
+        }
         if (!o || !json_equal(o, v)) {
             char *a = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT), *b = o ? json_dumps(o, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
             rc = mend_set_error(MEND_EINVAL, "%s: this directory holds a run with %s = %.200s, this command has "
@@ -450,6 +488,11 @@ static int check_plan(const char *path, json_t *plan) {
         }
     }
     json_decref(old);
+    if (rc == 0 && rewrite) {
+        char *s = json_dumps(plan, JSON_INDENT(1) | JSON_SORT_KEYS);
+        rc = s ? mend_write_file_atomic(path, s, strlen(s)) : mend_set_error(MEND_ENOMEM, "out of memory");
+        free(s);
+    }
     return rc;
 }
 

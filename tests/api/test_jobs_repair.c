@@ -199,6 +199,42 @@ int main(void) {
     seen s3 = {0};
     CHECK(mend_repair_run(&j, handler, &s3) == 0);
     CHECK_MSG(s3.done_earlier == s3.stages, "%d of %d stages done earlier", s3.done_earlier, s3.stages);
+    /* the tasks may change between reruns: the training stages are reused, a
+     * dropped task leaves the report, an added one is evaluated; the plan
+     * records the newest list */
+    {
+        j.n_tasks = 1;
+        j.tasks = &tasks[1];
+        seen s4 = {0};
+        CHECK_MSG(mend_repair_run(&j, handler, &s4) == 0, "rerun with one task: %s", mend_last_error());
+        CHECK_MSG(s4.done_earlier == s4.stages, "%d of %d stages done earlier", s4.done_earlier, s4.stages);
+        CHECK_MSG(s4.last_text && !strstr(s4.last_text, "| toy_mc |") && strstr(s4.last_text, "| toy_gen |"),
+                  "the report of the one-task rerun lists toy_gen only");
+        char path[256];
+        snprintf(path, sizeof path, "%s/repair.json", out);
+        char *plan = slurp(path);
+        CHECK_MSG(plan && !strstr(plan, "toy_mc.jsonl") && strstr(plan, "toy_gen.jsonl"), "repair.json lists "
+                  "the newest tasks");
+        free(plan);
+        /* a task of the run's name from another file is refused, naming both */
+        char other[256];
+        snprintf(other, sizeof other, "%s/toy_gen.jsonl", dir);
+        FILE *f = fopen(other, "w");
+        if (f) fputs("{}\n", f), fclose(f);
+        const char *moved[] = {other};
+        j.tasks = moved;
+        CHECK(mend_repair_run(&j, NULL, NULL) == MEND_EINVAL && strstr(mend_last_error(), "task toy_gen from") &&
+              strstr(mend_last_error(), other));
+        j.n_tasks = 2;
+        j.tasks = tasks;
+        seen s5 = {0};
+        CHECK_MSG(mend_repair_run(&j, handler, &s5) == 0, "rerun with both tasks: %s", mend_last_error());
+        CHECK_MSG(s5.done_earlier == s5.stages, "%d of %d stages done earlier", s5.done_earlier, s5.stages);
+        CHECK_MSG(s5.last_text && strstr(s5.last_text, "| toy_mc |") && strstr(s5.last_text, "| toy_gen |"),
+                  "the report of the two-task rerun lists both");
+        free(s4.last_text);
+        free(s5.last_text);
+    }
     free(md);
     free(md2);
     free(s1.last_text);
