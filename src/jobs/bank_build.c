@@ -183,6 +183,7 @@ typedef struct dom_cb {
     void *user;
     char tag[96];        /* "[k/K name]", the counter's label */
     int counting, cancelled;
+    int zero;            /* a resumed prompt's first step: the counter's 0 */
 } dom_cb;
 
 static int on_dom_info(void *user, const mend_tune_info *in) {
@@ -199,8 +200,11 @@ static int on_dom_info(void *user, const mend_tune_info *in) {
 static int on_dom_step(void *user, const mend_tune_progress *p) {
     dom_cb *c = user;
     if (!c->counting) {
+        /* a resumed prompt's first step is the counter's zero (its time was
+         * not seen), as in mend tune */
         c->counting = 1;
-        if (job_progress_start(c->fn, c->user, c->tag, "step", p->steps - p->resumed_from, 5)) c->cancelled = 1;
+        c->zero = p->resumed_from > 0 ? p->step : 0;
+        if (job_progress_start(c->fn, c->user, c->tag, "step", p->steps - c->zero, 5)) c->cancelled = 1;
     }
     if (c->cancelled) return 1;
     char item[160];
@@ -218,7 +222,7 @@ static int on_dom_step(void *user, const mend_tune_progress *p) {
         snprintf(item + n, sizeof item - (size_t)n, ",");
         it = item;
     }
-    if (job_progress(c->fn, c->user, p->step - p->resumed_from, it)) c->cancelled = 1;
+    if (job_progress(c->fn, c->user, p->step - c->zero, it)) c->cancelled = 1;
     return c->cancelled;
 }
 

@@ -63,6 +63,7 @@ typedef struct run_state {
     void *user;
     int cancelled;                  /* the handler asked to stop */
     int counting;                   /* a progress counter is open */
+    int zero;                       /* a resumed run's first step: the counter's 0 */
     char label[64];                 /* the counter's label (lives as long as it) */
     int first_step, last_step;      /* CPU time between the ends of these steps */
     double cpu_first, cpu_last, wall_first, wall_last;
@@ -108,10 +109,15 @@ static int on_step(void *user, const mend_tune_progress *p) {
         s->wall_last = now;
     }
     if (!s->counting) {
-        if (p->resumed_from > 0) snprintf(s->label, sizeof s->label, "steps %d..%d", p->resumed_from + 1, p->steps);
+        /* a resumed run's counter opens at its first step, whose time it
+         * did not see: that step is its zero, so that the rate and ETA
+         * count only steps it timed */
+        s->zero = p->resumed_from > 0 ? p->step : 0;
+        if (s->zero) snprintf(s->label, sizeof s->label, "steps %d..%d", p->resumed_from + 1, p->steps);
         else snprintf(s->label, sizeof s->label, "step");
         s->counting = 1;
-        if (job_progress_start(s->fn, s->user, s->label, "step", p->steps - p->resumed_from, 10)) s->cancelled = 1;
+        if (job_progress_start(s->fn, s->user, s->label, "step", p->steps - s->zero, 10))
+            s->cancelled = 1;
     }
     char item[160];
     int n = snprintf(item, sizeof item, "[%d]%.4f", p->step, p->loss);
@@ -119,7 +125,8 @@ static int on_step(void *user, const mend_tune_progress *p) {
         n += snprintf(item + n, sizeof item - (size_t)n, " val %.4f (ppl %.2f, best %.4f @%d)", p->val_loss,
                       exp(p->val_ce), p->best_val, p->best_step);
     snprintf(item + n, sizeof item - (size_t)n, ",");
-    if (!s->cancelled && job_progress(s->fn, s->user, p->step - p->resumed_from, item)) s->cancelled = 1;
+    if (!s->cancelled && job_progress(s->fn, s->user, p->step - s->zero, item))
+        s->cancelled = 1;
     return s->cancelled;
 }
 

@@ -60,6 +60,8 @@ typedef struct seen {
     const char *stop_label;         /* stop at the first update of a counter with this label ... */
     int stop_at;                    /* ... once it has done this many (0: never stop) */
     int b_started;                  /* a counter labelled "[2/2 b]" started */
+    long long total, first_done;    /* the total and first update of the last counter */
+    int updated;                    /* (of "[2/2 b]" once that started) */
 } seen;
 
 static int handler(void *user, const mend_event *ev) {
@@ -80,9 +82,11 @@ static int handler(void *user, const mend_event *ev) {
         s->starts++;
         snprintf(s->label, sizeof s->label, "%s", ev->label ? ev->label : "");
         if (!strcmp(s->label, "[2/2 b]")) s->b_started = 1;
+        if (!s->b_started || !strcmp(s->label, "[2/2 b]")) s->total = ev->total, s->updated = 0;
         break;
     case MEND_EV_PROGRESS:
         s->updates++;
+        if (!s->updated && (!s->b_started || !strcmp(s->label, "[2/2 b]"))) s->first_done = ev->done, s->updated = 1;
         if (s->stop_at > 0 && ev->done >= s->stop_at && (!s->stop_label || !strcmp(s->label, s->stop_label)))
             return 1;
         break;
@@ -190,6 +194,10 @@ int main(void) {
     seen s3 = {0};
     CHECK_OK(mend_tune_job_run(&tj, handler, &s3));
     CHECK(same_file(pj(root, "job/adapter_model.safetensors"), pj(root, "stopped/adapter_model.safetensors")));
+    /* the resumed counter's zero is its first step (3), whose time it did
+     * not see: a rate over it would count a step in no time */
+    CHECK_MSG(s3.updated && s3.first_done == 0 && s3.total == 3, "resumed counter: first update %lld of %lld",
+              s3.first_done, s3.total);
     tj.opts.resume = 0;
 
     /* ---- a start prompt of the wrong length */
@@ -266,6 +274,7 @@ int main(void) {
     CHECK_OK(mend_bank_build_run(&bj, handler, &r2));
     CHECK_MSG(r2.skipped == 1 && r2.done_notes == 1 && r2.b_started, "resume: %d skipped, %d trained", r2.skipped,
               r2.done_notes);
+    CHECK_MSG(r2.updated && r2.first_done == 0, "resumed prompt's counter: first update %lld", r2.first_done);
     CHECK(same_file(pj(root, "ref/a/adapter_model.safetensors"), pj(root, "bank/a/adapter_model.safetensors")));
     CHECK(same_file(pj(root, "ref/b/adapter_model.safetensors"), pj(root, "bank/b/adapter_model.safetensors")));
     CHECK(mend_file_exists(pj(root, "bank/bank.json")));
