@@ -9,21 +9,6 @@
 
 #define GPTQ_TILE 16
 
-/* y[0..n) -= a · x[0..n) (vectorized; no FMA contraction in the baseline build) */
-static inline void axpy_neg(float *restrict y, const float *restrict x, float a, int64_t n) {
-    #pragma omp simd
-    for (int64_t t = 0; t < n; t++) y[t] -= a * x[t];
-}
-
-static int64_t gcd64(int64_t a, int64_t b) {
-    while (b) {
-        int64_t t = a % b;
-        a = b;
-        b = t;
-    }
-    return a;
-}
-
 /* act-order: columns by descending diag(H), ties in column order */
 typedef struct { double d; int64_t i; } diag_idx;
 static int cmp_desc(const void *a, const void *b) {
@@ -69,7 +54,7 @@ int mend_gptq_quantize(float *W, int64_t rows, int64_t cols, double *H, const me
     /* Grids are fitted at a block's first column, so a block must start at a
      * lazy-batch start or end inside its batch (then all its columns carry
      * every update so far). One block per row starts at column 0: any B. */
-    if (!o->act_order && be < n) B = be <= B ? (B / be) * be : gcd64(be, B);
+    if (!o->act_order && be < n) B = be <= B ? (B / be) * be : obs_gcd64(be, B);
 
     const int act = o->act_order != 0;
     const size_t nn = (size_t)n * (size_t)n, rn = (size_t)rows * (size_t)n;
@@ -162,7 +147,7 @@ int mend_gptq_quantize(float *W, int64_t rows, int64_t cols, double *H, const me
                     const float err = (wk - v) / U[k * n + k];
                     loss += (double)err * err * 0.5;
                     w[k] = v;
-                    axpy_neg(w + k + 1, U + k * n + k + 1, err, i2 - k - 1);   /* W[r, k+1:i2] -= err · U[k, k+1:i2] */
+                    obs_axpy_neg(w + k + 1, U + k * n + k + 1, err, i2 - k - 1);   /* W[r, k+1:i2] -= err · U[k, k+1:i2] */
                     e[k - i1] = err;
                 }
                 rowloss[r] += loss;
@@ -170,7 +155,7 @@ int mend_gptq_quantize(float *W, int64_t rows, int64_t cols, double *H, const me
             if (failed || i2 >= n) continue;
             /* lazy batch: W[r0:r1, i2:] -= E[r0:r1, :] · U[i1:i2, i2:] */
             for (int64_t k = i1; k < i2; k++)
-                for (int64_t r = r0; r < r1; r++) axpy_neg(Wp + r * n + i2, U + k * n + i2, E[r * B + (k - i1)], n - i2);
+                for (int64_t r = r0; r < r1; r++) obs_axpy_neg(Wp + r * n + i2, U + k * n + i2, E[r * B + (k - i1)], n - i2);
         }
     }
     for (int64_t r = 0; r < rows; r++)

@@ -28,4 +28,21 @@ int mend_hessian_get(const mend_hessian *h, double *out);
  * factorization succeeds; who prefixes error sentences ("gptq", ...). */
 int mend_inverse_cholesky(const char *who, const double *H, int64_t n, double damp, float *U, double *lambda_out);
 
+/* The column update both OBS solvers (GPTQ, SparseGPT) make:
+ * y[0..n) -= a · x[0..n) (vectorized; no FMA contraction in the baseline build) */
+static inline void obs_axpy_neg(float *restrict y, const float *restrict x, float a, int64_t n) {
+    #pragma omp simd
+    for (int64_t t = 0; t < n; t++) y[t] -= a * x[t];
+}
+
+/* greatest common divisor (the OBS block width that also divides into whole groups) */
+static inline int64_t obs_gcd64(int64_t a, int64_t b) {
+    while (b) {
+        int64_t t = a % b;
+        a = b;
+        b = t;
+    }
+    return a;
+}
+
 #endif

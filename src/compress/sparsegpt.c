@@ -11,20 +11,6 @@
 
 #define SGPT_TILE 16
 
-static inline void axpy_neg(float *restrict y, const float *restrict x, float a, int64_t n) {
-    #pragma omp simd
-    for (int64_t t = 0; t < n; t++) y[t] -= a * x[t];
-}
-
-static int64_t gcd64(int64_t a, int64_t b) {
-    while (b) {
-        int64_t t = a % b;
-        a = b;
-        b = t;
-    }
-    return a;
-}
-
 int mend_sparsegpt(float *W, int64_t rows, int64_t cols, const double *H, const mend_sparsegpt_opts *o, uint8_t *mask_out,
                    void *packed, mend_sparsegpt_stats *st) {
     if (!W || !H || !o) return mend_set_error(MEND_EINVAL, "sparsegpt: NULL weights, Hessian or options");
@@ -61,7 +47,7 @@ int mend_sparsegpt(float *W, int64_t rows, int64_t cols, const double *H, const 
     if (B > n) B = n;
     if (nm) B = B < sp->m ? sp->m : (B / sp->m) * sp->m;
     const int64_t be = o->quantize ? mend_qfmt_block_elems(f, n) : n;
-    if (o->quantize && be < n) B = be <= B ? (B / be) * be : gcd64(be, B);
+    if (o->quantize && be < n) B = be <= B ? (B / be) * be : obs_gcd64(be, B);
     if (nm && B % sp->m)
         return mend_set_error(MEND_EUNSUPPORTED, "sparsegpt: %d:%d groups do not align with the %lld-weight blocks of the format",
                               sp->n, sp->m, (long long)be);
@@ -168,7 +154,7 @@ int mend_sparsegpt(float *W, int64_t rows, int64_t cols, const double *H, const 
                         const float err = (wk - q) / U[k * n + k];
                         loss += (double)err * err * 0.5;
                         wr[k] = q;
-                        axpy_neg(wr + k + 1, U + k * n + k + 1, err, i2 - k - 1);   /* W[r, k+1:i2] -= err · U[k, k+1:i2] */
+                        obs_axpy_neg(wr + k + 1, U + k * n + k + 1, err, i2 - k - 1);   /* W[r, k+1:i2] -= err · U[k, k+1:i2] */
                         e[k - i1] = err;
                     }
                     rowloss[r] += loss;
@@ -176,7 +162,7 @@ int mend_sparsegpt(float *W, int64_t rows, int64_t cols, const double *H, const 
                 if (failed || i2 >= n) continue;
                 /* lazy batch: W[r0:r1, i2:] -= E[r0:r1, :] · U[i1:i2, i2:] */
                 for (int64_t k = i1; k < i2; k++)
-                    for (int64_t r = r0; r < r1; r++) axpy_neg(W + r * n + i2, U + k * n + i2, E[r * B + (k - i1)], n - i2);
+                    for (int64_t r = r0; r < r1; r++) obs_axpy_neg(W + r * n + i2, U + k * n + i2, E[r * B + (k - i1)], n - i2);
             }
             free(fb);
         }
