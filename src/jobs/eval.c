@@ -340,9 +340,12 @@ int mend_eval_job_run(const mend_eval_job *j, mend_event_fn fn, void *user) {
         goto out;
     }
     out = NULL;
-    if (!stop && todo)
+    if (!stop && todo && stats.tokens_naive > 0)
         stop = job_emit(fn, user, MEND_EV_NOTE, "scored %zu examples in %.1f s; forward positions %lld (%lld without "
                         "prefix sharing)", todo, el, (long long)stats.tokens_run, (long long)stats.tokens_naive);
+    else if (!stop && todo)   /* generation only: no scored requests to share a prefix */
+        stop = job_emit(fn, user, MEND_EV_NOTE, "scored %zu examples in %.1f s; forward positions %lld", todo, el,
+                        (long long)stats.tokens_run);
     if (!stop && stats.truncated)
         stop = job_emit(fn, user, MEND_EV_WARNING, "%lld sequences were truncated from the left to the window of %d "
                         "tokens", (long long)stats.truncated, window);

@@ -163,9 +163,24 @@ static void test_eval_job(const char *root) {
     CHECK(strstr(s.text, "model:   ") == s.text && strstr(s.text, "results: ") && strstr(s.text, "| arc_easy |") &&
           strstr(s.text, "| copa |"));
     CHECK(s.starts == 1 && s.ends == 1 && s.total == 6 && s.updates == 6 && s.last_done == 6);
-    CHECK(s.notes == 1 && strstr(s.note, "scored 6 examples"));
+    CHECK(s.notes == 1 && strstr(s.note, "scored 6 examples") && strstr(s.note, "without prefix sharing"));
     free(got);
     free(want);
+    {   /* generation only: no scored requests, so no "without prefix sharing" count (it read 0) */
+        char gen[4096], outg[4096];
+        snprintf(gen, sizeof gen, "%s", test_data("tasks/triviaqa.jsonl"));
+        snprintf(outg, sizeof outg, "%s/g.jsonl", root);
+        const char *gt[] = {gen};
+        mend_eval_job g = j;
+        g.tasks = gt;
+        g.n_tasks = 1;
+        g.limit = 2;
+        g.out = outg;
+        seen sg = {0};
+        CHECK_OK(mend_eval_job_run(&g, on_event, &sg));
+        CHECK_MSG(sg.notes == 1 && strstr(sg.note, "scored 2 examples") && strstr(sg.note, "forward positions") &&
+                  !strstr(sg.note, "prefix sharing"), "generation note: %s", sg.note);
+    }
 
     /* behind a soft prompt: the same as a scorer with that prompt */
     const char *one[1] = {arc};
