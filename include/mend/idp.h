@@ -12,7 +12,7 @@ extern "C" {
 #endif
 
 #define MEND_IDP_MAX_SEL 8   /* selectors per run */
-#define MEND_IDP_BATCH 32    /* examples per mend_idp_eval_examples call */
+#define MEND_IDP_BATCH 128   /* examples per mend_idp_eval_examples call, at most */
 
 typedef struct mend_idp mend_idp;   /* opaque */
 
