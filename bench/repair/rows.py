@@ -234,7 +234,8 @@ def table(paths):
             rec.append("%.0f%%" % (100.0 * (ppl["compressed"] - ppl[r]) / (ppl["compressed"] - ppl["original"]))
                        if real and math.isfinite(ppl[r]) else "–")
         print("| WikiText-2 (window NLL; ppl) | %d | %s | %s | %s |" % (
-            len(items), " | ".join("%.3f" % ppl[r] for r in ROWS), " | ".join(cell(*p) for p in ps),
+            len(items), " | ".join("%.3f" % ppl[r] if math.isfinite(ppl[r]) else "–" for r in ROWS),
+            " | ".join(cell(*p) for p in ps),
             " | ".join(rec)))
 
 
