@@ -129,15 +129,12 @@ def export(out_dir, dest, keep):
 
 
 def load(path):
-    ex, win, meta = {}, {}, []
+    ex, win = {}, {}
     opener = gzip.open if path.endswith(".gz") else open
     with opener(path, "rt") as f:
         for lineno, line in enumerate(f, 1):
             line = line.rstrip("\n")
-            if line.startswith("#"):
-                meta.append(line[2:])
-                continue
-            if line.startswith("kind\t") or not line:
+            if line.startswith("#") or line.startswith("kind\t") or not line:
                 continue
             cells = line.split("\t")
             if len(cells) != 3 + len(ROWS):
@@ -154,7 +151,7 @@ def load(path):
                 win[idx] = row
             else:
                 die("%s:%d: kind '%s' is neither ex nor win" % (path, lineno, cells[0]))
-    return ex, win, meta
+    return ex, win
 
 
 def paired(items, a, b):
@@ -190,7 +187,7 @@ def mean_of(xs, key):
 def table(paths):
     tasks, win, sources = {}, {}, {}
     for p in paths:
-        ex, w, _ = load(p)
+        ex, w = load(p)
         for t, rows in ex.items():
             if t in tasks:
                 die("task %s is in both %s and %s: each task must come from one run" % (t, sources[t], p))

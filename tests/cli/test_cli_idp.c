@@ -35,6 +35,19 @@ static double max_ll_diff(json_t *a, json_t *b) {
     return d;
 }
 
+/* mend eval of the first limit examples of task with DIR/bank, once per
+ * run: {name (DIR/name.jsonl), selector options} */
+static void eval_runs(const char *dir, const char *task, int limit, const char *const (*runs)[2], int n) {
+    char cmd[4096];
+    for (int k = 0; k < n; k++) {
+        snprintf(cmd, sizeof cmd, "-t 1 eval %s --task %s --limit %d --out %s/%s.jsonl --bank %s/bank %s",
+                 test_src(TINY), task, limit, dir, runs[k][0], dir, runs[k][1]);
+        cli_out r = cli_run(cmd);
+        CHECK_MSG(r.code == 0, "eval %s: %s", runs[k][0], r.err);
+        cli_free(&r);
+    }
+}
+
 int main(void) {
     char dir[64], cmd[4096], calib[128];
     snprintf(dir, sizeof dir, "/tmp/mend_cli_idp_%d", (int)getpid());
@@ -51,13 +64,7 @@ int main(void) {
     const char *runs[3][2] = {{"batched", "--select attention"},
                               {"per_example", "--select attention --per-prompt"},
                               {"router", "--select router,attention"}};
-    for (int k = 0; k < 3; k++) {
-        snprintf(cmd, sizeof cmd, "-t 1 eval %s --task %s --limit 70 --out %s/%s.jsonl --bank %s/bank %s",
-                 test_src(TINY), task, dir, runs[k][0], dir, runs[k][1]);
-        r = cli_run(cmd);
-        CHECK_MSG(r.code == 0, "eval %s: %s", runs[k][0], r.err);
-        cli_free(&r);
-    }
+    eval_runs(dir, task, 70, runs, 3);
     char pa[160], pb[160], pc[160];
     snprintf(pa, sizeof pa, "%s/batched.jsonl", dir);
     snprintf(pb, sizeof pb, "%s/per_example.jsonl", dir);
@@ -96,13 +103,7 @@ int main(void) {
     const char *gen = test_data("tasks/triviaqa.jsonl");
     if (access(gen, R_OK) != 0) gen = test_src("tests/fixtures/eval/toy_gen.jsonl");
     const char *gruns[2][2] = {{"gen_batched", "--select attention"}, {"gen_per_example", "--select attention --per-prompt"}};
-    for (int k = 0; k < 2; k++) {
-        snprintf(cmd, sizeof cmd, "-t 1 eval %s --task %s --limit 40 --out %s/%s.jsonl --bank %s/bank %s",
-                 test_src(TINY), gen, dir, gruns[k][0], dir, gruns[k][1]);
-        r = cli_run(cmd);
-        CHECK_MSG(r.code == 0, "eval %s: %s", gruns[k][0], r.err);
-        cli_free(&r);
-    }
+    eval_runs(dir, gen, 40, gruns, 2);
     snprintf(pa, sizeof pa, "%s/gen_batched.jsonl", dir);
     snprintf(pb, sizeof pb, "%s/gen_per_example.jsonl", dir);
     a = load_lines(pa, &na);
